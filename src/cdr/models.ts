@@ -1,0 +1,124 @@
+import { CreationOptional, DataTypes, InferAttributes, InferCreationAttributes, Model, Sequelize } from 'sequelize';
+
+export type Direction = 'inbound' | 'outbound';
+export type Outcome =
+  | 'answered' | 'busy' | 'no_answer' | 'rejected' | 'unreachable' | 'caller_hangup' | 'failed';
+export type HangupBy = 'whatsapp' | 'pbx' | 'bridge';
+
+export class CallRecord extends Model<InferAttributes<CallRecord>, InferCreationAttributes<CallRecord>> {
+  declare id: string;
+  declare direction: Direction;
+  declare wacid: string | null;
+  declare phone_id: CreationOptional<string | null>;
+  declare business_number: CreationOptional<string | null>;
+  declare customer_number: CreationOptional<string | null>;
+  declare sip_call_id: CreationOptional<string | null>;
+  declare pbx_target: CreationOptional<string | null>;
+  declare agent: CreationOptional<string | null>;
+  declare state: string;
+  declare outcome: CreationOptional<Outcome | null>;
+  declare hangup_by: CreationOptional<HangupBy | null>;
+  declare sip_final_code: CreationOptional<number | null>;
+  declare sip_final_reason: CreationOptional<string | null>;
+  declare error: CreationOptional<string | null>;
+  declare offered_at: Date;
+  declare pre_accepted_at: CreationOptional<Date | null>;
+  declare pbx_ringing_at: CreationOptional<Date | null>;
+  declare pbx_answered_at: CreationOptional<Date | null>;
+  declare accepted_at: CreationOptional<Date | null>;
+  declare ended_at: CreationOptional<Date | null>;
+  declare talk_seconds: CreationOptional<string | null>;
+  declare provider_duration: CreationOptional<number | null>;
+  declare provider_status: CreationOptional<string | null>;
+  declare provider_start_at: CreationOptional<Date | null>;
+  declare provider_end_at: CreationOptional<Date | null>;
+  declare wa_codec: CreationOptional<string | null>;
+  declare pbx_codec: CreationOptional<string | null>;
+  declare media_stats: CreationOptional<object | null>;
+  declare node_id: CreationOptional<string | null>;
+  declare created_at: CreationOptional<Date>;
+  declare updated_at: CreationOptional<Date>;
+}
+
+export class CallEvent extends Model<InferAttributes<CallEvent>, InferCreationAttributes<CallEvent>> {
+  declare id: CreationOptional<string>;
+  declare call_id: string;
+  declare at: Date;
+  declare type: string;
+  declare detail: object | null;
+}
+
+export class WebhookEventRecord extends Model<InferAttributes<WebhookEventRecord>, InferCreationAttributes<WebhookEventRecord>> {
+  declare id: string;
+  declare type: string;
+  declare wacid: string | null;
+  declare received_at: Date;
+  declare processed_at: CreationOptional<Date | null>;
+  declare error: CreationOptional<string | null>;
+  declare payload: object;
+}
+
+const str = (n: number) => ({ type: DataTypes.STRING(n) });
+const date = { type: DataTypes.DATE };
+
+export function defineModels(sequelize: Sequelize): void {
+  CallRecord.init(
+    {
+      id: { type: DataTypes.UUID, primaryKey: true },
+      direction: { type: DataTypes.STRING(8), allowNull: false },
+      wacid: str(255),
+      phone_id: str(64),
+      business_number: str(32),
+      customer_number: str(32),
+      sip_call_id: str(255),
+      pbx_target: str(255),
+      agent: str(255),
+      state: { type: DataTypes.STRING(24), allowNull: false },
+      outcome: str(24),
+      hangup_by: str(16),
+      sip_final_code: { type: DataTypes.INTEGER },
+      sip_final_reason: str(255),
+      error: { type: DataTypes.TEXT },
+      offered_at: { type: DataTypes.DATE, allowNull: false },
+      pre_accepted_at: date,
+      pbx_ringing_at: date,
+      pbx_answered_at: date,
+      accepted_at: date,
+      ended_at: date,
+      talk_seconds: { type: DataTypes.DECIMAL(10, 3) },
+      provider_duration: { type: DataTypes.INTEGER },
+      provider_status: str(24),
+      provider_start_at: date,
+      provider_end_at: date,
+      wa_codec: str(32),
+      pbx_codec: str(32),
+      media_stats: { type: DataTypes.JSONB },
+      node_id: str(128),
+      created_at: date,
+      updated_at: date,
+    },
+    { sequelize, tableName: 'calls', underscored: true, timestamps: true, createdAt: 'created_at', updatedAt: 'updated_at' },
+  );
+  CallEvent.init(
+    {
+      id: { type: DataTypes.BIGINT, autoIncrement: true, primaryKey: true },
+      call_id: { type: DataTypes.UUID, allowNull: false },
+      at: { type: DataTypes.DATE, allowNull: false },
+      type: { type: DataTypes.STRING(48), allowNull: false },
+      detail: { type: DataTypes.JSONB },
+    },
+    { sequelize, tableName: 'call_events', timestamps: false },
+  );
+  WebhookEventRecord.init(
+    {
+      id: { type: DataTypes.STRING(200), primaryKey: true },
+      type: { type: DataTypes.STRING(64), allowNull: false },
+      wacid: str(255),
+      received_at: { type: DataTypes.DATE, allowNull: false },
+      processed_at: date,
+      error: { type: DataTypes.TEXT },
+      payload: { type: DataTypes.JSONB, allowNull: false },
+    },
+    { sequelize, tableName: 'webhook_events', timestamps: false },
+  );
+}

@@ -1,0 +1,127 @@
+import os from 'node:os';
+
+/** Everything the bridge reads from its environment, validated once at start-up. */
+export interface Config {
+  databaseUrl: string;
+  httpPort: number;
+  nodeId: string;
+  logLevel: string;
+  ycloud: {
+    apiBaseUrl: string;
+    apiKey: string;
+    webhookSecret: string;
+    /** Accepted age (and clock skew) of a webhook signature's timestamp. */
+    webhookToleranceSeconds: number;
+    timeoutMs: number;
+  };
+  drachtio: { host: string; port: number; secret: string };
+  rtpengine: { ng: Array<{ host: string; port: number }>; timeoutMs: number };
+  pbx: {
+    /** SIP URIs tried in order; the next one only when the previous was unreachable. */
+    targets: string[];
+    codecs: string[];
+    /** Give up ringing before WhatsApp's 30-60 s accept window closes. */
+    noAnswerTimeoutMs: number;
+    /** No SIP response at all within this time: the target counts as unreachable. */
+    responseTimeoutMs: number;
+  };
+}
+
+export class ConfigError extends Error {
+  constructor(readonly problems: string[]) {
+    super(`invalid configuration: ${problems.join('; ')}`);
+    this.name = 'ConfigError';
+  }
+}
+
+const PBX_CODECS = new Set(['PCMU', 'PCMA', 'G722']);
+type Env = Record<string, string | undefined>;
+
+/** Reads and checks every setting, collecting all problems so an operator fixes them in one go. */
+export function loadConfig(env: Env = process.env): Config {
+  const problems: string[] = [];
+  const str = (key: string, fallback?: string): string => {
+    const v = env[key]?.trim();
+    if (v) return v;
+    if (fallback !== undefined) return fallback;
+    problems.push(`${key} is required`);
+    return '';
+  };
+  const int = (key: string, fallback: number, min: number, max: number): number => {
+    const raw = env[key]?.trim();
+    if (!raw) return fallback;
+    const n = Number(raw);
+    if (!Number.isInteger(n) || n < min || n > max) {
+      problems.push(`${key} must be an integer between ${min} and ${max} (got "${raw}")`);
+      return fallback;
+    }
+    return n;
+  };
+
+  const databaseUrl = str('DATABASE_URL');
+  if (databaseUrl && !/^postgres(ql)?:\/\//.test(databaseUrl)) {
+    problems.push('DATABASE_URL must be a postgres:// URL');
+  }
+  const apiBaseUrl = str('YCLOUD_API_BASE_URL', 'https://api.ycloud.com/v2').replace(/\/+$/, '');
+  if (!isHttpUrl(apiBaseUrl)) problems.push(`YCLOUD_API_BASE_URL must be an http(s) URL (got "${apiBaseUrl}")`);
+
+  const ngRaw = str('RTPENGINE_NG');
+  const ng: Array<{ host: string; port: number }> = [];
+  for (const item of ngRaw.split(',').map((s) => s.trim()).filter(Boolean)) {
+    const hp = parseHostPort(item);
+    if (hp) ng.push(hp);
+    else problems.push(`RTPENGINE_NG entry "${item}" is not host:port`);
+  }
+
+  const targets = str('PBX_TARGET').split(',').map((s) => s.trim()).filter(Boolean);
+  for (const t of targets) {
+    if (!/^sips?:([^@\s]+@)?[^@\s:;]+(:\d+)?(;[^\s]*)?$/.test(t)) problems.push(`PBX_TARGET entry "${t}" is not a SIP URI`);
+  }
+  const codecs = str('PBX_CODECS', 'PCMU,PCMA').split(',').map((s) => s.trim().toUpperCase()).filter(Boolean);
+  for (const c of codecs) if (!PBX_CODECS.has(c)) problems.push(`PBX_CODECS entry "${c}" is not one of ${[...PBX_CODECS].join(', ')}`);
+
+  const config: Config = {
+    databaseUrl,
+    httpPort: int('HTTP_PORT', 3000, 0, 65535),
+    nodeId: str('NODE_ID', os.hostname()),
+    logLevel: str('LOG_LEVEL', 'info'),
+    ycloud: {
+      apiBaseUrl,
+      apiKey: str('YCLOUD_API_KEY'),
+      webhookSecret: str('YCLOUD_WEBHOOK_SECRET'),
+      webhookToleranceSeconds: int('YCLOUD_WEBHOOK_TOLERANCE_SECONDS', 300, 1, 3600),
+      timeoutMs: int('YCLOUD_TIMEOUT_MS', 5000, 100, 60000),
+    },
+    drachtio: {
+      host: str('DRACHTIO_HOST', '127.0.0.1'),
+      port: int('DRACHTIO_PORT', 9022, 1, 65535),
+      secret: str('DRACHTIO_SECRET'),
+    },
+    rtpengine: { ng, timeoutMs: int('RTPENGINE_TIMEOUT_MS', 2000, 50, 30000) },
+    pbx: {
+      targets,
+      codecs,
+      noAnswerTimeoutMs: int('PBX_NO_ANSWER_TIMEOUT_S', 25, 1, 55) * 1000,
+      responseTimeoutMs: int('PBX_RESPONSE_TIMEOUT_MS', 4000, 100, 32000),
+    },
+  };
+  if (problems.length) throw new ConfigError(problems);
+  return config;
+}
+
+function isHttpUrl(s: string): boolean {
+  try {
+    const u = new URL(s);
+    return u.protocol === 'http:' || u.protocol === 'https:';
+  } catch {
+    return false;
+  }
+}
+
+function parseHostPort(s: string): { host: string; port: number } | undefined {
+  const m = /^\[?([^\]]+?)\]?:(\d{1,5})$/.exec(s);
+  if (!m) return undefined;
+  const port = Number(m[2]);
+  if (port < 1 || port > 65535) return undefined;
+  return { host: m[1]!, port };
+}

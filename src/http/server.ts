@@ -1,0 +1,40 @@
+import http from 'node:http';
+import Koa from 'koa';
+import Router from '@koa/router';
+import { Logger } from '../log';
+
+export interface Readiness { ready: () => { ok: boolean; checks: Record<string, boolean> } }
+
+/** The Koa app: webhooks plus health/readiness for load balancers and orchestrators. */
+export function createHttpApp(routers: Router[], readiness: Readiness, log: Logger): Koa {
+  const app = new Koa();
+  app.proxy = true;
+  app.use(async (ctx, next) => {
+    try {
+      await next();
+    } catch (err) {
+      log.error({ err: (err as Error).message, path: ctx.path }, 'unhandled HTTP error');
+      ctx.status = 500;
+      ctx.body = { error: 'internal error' };
+    }
+  });
+  const health = new Router();
+  health.get('/healthz', (ctx) => {
+    ctx.body = { ok: true };
+  });
+  health.get('/readyz', (ctx) => {
+    const r = readiness.ready();
+    ctx.status = r.ok ? 200 : 503;
+    ctx.body = r;
+  });
+  for (const r of [health, ...routers]) app.use(r.routes()).use(r.allowedMethods());
+  return app;
+}
+
+export function listen(app: Koa, port: number, host?: string): Promise<http.Server> {
+  return new Promise((resolve, reject) => {
+    const server = http.createServer(app.callback());
+    server.once('error', reject);
+    server.listen(port, host, () => resolve(server));
+  });
+}

@@ -1,0 +1,85 @@
+import { performance } from 'node:perf_hooks';
+import Router from '@koa/router';
+import { CdrStore } from '../cdr/store';
+import { Marks } from '../calls/marks';
+import { Logger } from '../log';
+import { parseWebhookEvent, wacidOf, WebhookEvent } from '../providers/ycloud/events';
+import { verifyWebhookSignature } from '../providers/ycloud/signature';
+import { BodyTooLargeError, readRawBody } from './raw-body';
+
+export interface WebhookDeps {
+  secret: string;
+  toleranceSeconds: number;
+  cdr: CdrStore;
+  log: Logger;
+  marks: Marks;
+  /** Acts on a stored event after the HTTP answer has gone out. */
+  process: (event: WebhookEvent) => Promise<void>;
+}
+
+const MAX_BODY = 256 * 1024;
+
+/**
+ * POST /webhooks/ycloud: verify the signature over the raw bytes, validate, store once by event id,
+ * answer at once, then process. Forged → 401, malformed → 400, redelivery → 200 and ignored.
+ */
+export function webhookRoutes(d: WebhookDeps): Router {
+  const router = new Router();
+  router.post('/webhooks/ycloud', async (ctx) => {
+    const arrived = performance.now();
+    let raw: Buffer;
+    try {
+      raw = await readRawBody(ctx.req, MAX_BODY);
+    } catch (err) {
+      const tooLarge = err instanceof BodyTooLargeError;
+      d.log.warn({ ip: ctx.ip, err: (err as Error).message }, 'webhook refused: unreadable body');
+      ctx.status = tooLarge ? 413 : 400;
+      ctx.body = { error: tooLarge ? 'body too large' : 'unreadable body' };
+      return;
+    }
+    const sig = verifyWebhookSignature(d.secret, ctx.get('YCloud-Signature') || undefined, raw, d.toleranceSeconds);
+    if (!sig.ok) {
+      d.log.warn({ ip: ctx.ip, reason: sig.reason, endpoint: ctx.get('X-Webhook-Endpoint-ID') || null }, 'webhook refused: bad signature');
+      ctx.status = 401;
+      ctx.body = { error: sig.reason };
+      return;
+    }
+    const parsed = parseWebhookEvent(raw);
+    if (!parsed.ok) {
+      d.log.warn({ ip: ctx.ip, reason: parsed.reason, body: raw.subarray(0, 500).toString('utf8') }, 'webhook refused: malformed');
+      ctx.status = 400;
+      ctx.body = { error: `malformed event: ${parsed.reason}` };
+      return;
+    }
+    const wacid = wacidOf(parsed.event);
+    if (wacid && parsed.type === 'whatsapp.call.connect') d.marks.mark(wacid, 'webhook_received', arrived);
+    let fresh: boolean;
+    try {
+      fresh = await d.cdr.recordWebhook(parsed.id, parsed.type, wacid, JSON.parse(raw.toString('utf8')));
+    } catch (err) {
+      // Not stored: let YCloud retry rather than lose it.
+      d.log.error({ err: (err as Error).message, eventId: parsed.id }, 'webhook not stored; asking for a retry');
+      ctx.status = 503;
+      ctx.body = { error: 'temporarily unable to store the event' };
+      return;
+    }
+    ctx.status = 200;
+    ctx.body = { ok: true, duplicate: !fresh };
+    if (!fresh) {
+      d.log.info({ eventId: parsed.id, type: parsed.type }, 'duplicate webhook ignored');
+      return;
+    }
+    const event = parsed.event;
+    if (!event) return;
+    setImmediate(() => {
+      d.process(event).then(
+        () => d.cdr.markWebhookProcessed(parsed.id),
+        (err: unknown) => {
+          d.log.error({ err: (err as Error).message, eventId: parsed.id }, 'webhook processing failed');
+          return d.cdr.markWebhookProcessed(parsed.id, (err as Error).message);
+        },
+      ).catch((err: unknown) => d.log.error({ err: (err as Error).message }, 'could not mark webhook processed'));
+    });
+  });
+  return router;
+}

@@ -1,0 +1,39 @@
+import crypto from 'node:crypto';
+
+/** Builds the `YCloud-Signature` header value for a body: `t=<unix seconds>,s=<hex HMAC-SHA256("<t>." + body)>`. */
+export function signWebhook(secret: string, rawBody: Buffer | string, unixSeconds = Math.floor(Date.now() / 1000)): string {
+  return `t=${unixSeconds},s=${hmac(secret, unixSeconds, rawBody)}`;
+}
+
+export type SignatureCheck = { ok: true } | { ok: false; reason: string };
+
+/** Verifies a `YCloud-Signature` header over the raw body bytes, in constant time, inside a replay window. */
+export function verifyWebhookSignature(
+  secret: string,
+  header: string | undefined,
+  rawBody: Buffer,
+  toleranceSeconds: number,
+  nowSeconds = Date.now() / 1000,
+): SignatureCheck {
+  if (!header) return { ok: false, reason: 'missing YCloud-Signature header' };
+  const parts = new Map<string, string>();
+  for (const item of header.split(',')) {
+    const i = item.indexOf('=');
+    if (i > 0) parts.set(item.slice(0, i).trim(), item.slice(i + 1).trim());
+  }
+  const t = parts.get('t');
+  const s = parts.get('s');
+  if (!t || !/^\d{1,12}$/.test(t) || !s || !/^[0-9a-fA-F]{64}$/.test(s)) {
+    return { ok: false, reason: 'malformed YCloud-Signature header' };
+  }
+  const ts = Number(t);
+  if (Math.abs(nowSeconds - ts) > toleranceSeconds) return { ok: false, reason: `signature timestamp outside the ${toleranceSeconds}s window` };
+  const expected = Buffer.from(hmac(secret, ts, rawBody), 'hex');
+  const given = Buffer.from(s, 'hex');
+  if (!crypto.timingSafeEqual(expected, given)) return { ok: false, reason: 'signature mismatch' };
+  return { ok: true };
+}
+
+function hmac(secret: string, t: number, body: Buffer | string): string {
+  return crypto.createHmac('sha256', secret).update(`${t}.`).update(body).digest('hex');
+}

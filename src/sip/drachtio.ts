@@ -1,0 +1,48 @@
+import Srf from 'drachtio-srf';
+import { Logger } from '../log';
+
+export interface DrachtioOptions { host: string; port: number; secret: string }
+
+/** Connects drachtio-srf to drachtio-server and tracks whether SIP is usable right now. */
+export class SipCore {
+  readonly srf = new Srf();
+  private connected = false;
+
+  constructor(private readonly opts: DrachtioOptions, private readonly log: Logger) {
+    this.srf.on('connect', (err: Error, hostPort: string) => {
+      if (err) return;
+      this.connected = true;
+      this.log.info({ hostPort }, 'connected to drachtio-server');
+    });
+    this.srf.on('disconnect', () => {
+      if (this.connected) this.log.warn('lost drachtio-server; refusing new calls until it is back');
+      this.connected = false;
+    });
+    this.srf.on('error', (err: Error) => {
+      this.connected = false;
+      this.log.warn({ err: err.message }, 'drachtio-server connection error (srf retries by itself)');
+    });
+  }
+
+  get ready(): boolean {
+    return this.connected;
+  }
+
+  /** Starts connecting (srf retries with backoff); resolves once connected or after `waitMs`. */
+  start(waitMs = 5000): Promise<boolean> {
+    this.srf.connect({ host: this.opts.host, port: this.opts.port, secret: this.opts.secret });
+    if (this.connected) return Promise.resolve(true);
+    return new Promise((resolve) => {
+      const t = setTimeout(() => resolve(this.connected), waitMs);
+      this.srf.once('connect', () => {
+        clearTimeout(t);
+        resolve(true);
+      });
+    });
+  }
+
+  stop(): void {
+    this.connected = false;
+    this.srf.disconnect();
+  }
+}

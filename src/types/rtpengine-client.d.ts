@@ -1,0 +1,18 @@
+declare module 'rtpengine-client' {
+  import { EventEmitter } from 'node:events';
+
+  export type NgParams = Record<string, unknown>;
+  export type NgResponse = Record<string, unknown> & { result?: string; 'error-reason'?: string; sdp?: string };
+
+  export class Client extends EventEmitter {
+    constructor(opts: { localPort?: number; localAddress?: string; timeout?: number; rejectOnError?: boolean });
+    offer(port: number, host: string, params: NgParams): Promise<NgResponse>;
+    answer(port: number, host: string, params: NgParams): Promise<NgResponse>;
+    delete(port: number, host: string, params: NgParams): Promise<NgResponse>;
+    query(port: number, host: string, params: NgParams): Promise<NgResponse>;
+    ping(port: number, host: string): Promise<NgResponse>;
+    blockMedia(port: number, host: string, params: NgParams): Promise<NgResponse>;
+    unblockMedia(port: number, host: string, params: NgParams): Promise<NgResponse>;
+    close(): void;
+  }
+}
