@@ -36,6 +36,10 @@ export class RtpEngine {
   answer(at: NgAddress, params: NgParams): Promise<NgResponse> {
     return this.run('answer', at, params);
   }
+  /** The call's media statistics (per tag, per stream, totals). */
+  query(at: NgAddress, params: NgParams): Promise<NgResponse> {
+    return this.run('query', at, params);
+  }
   delete(at: NgAddress, params: NgParams): Promise<NgResponse> {
     return this.run('delete', at, params);
   }
@@ -53,7 +57,7 @@ export class RtpEngine {
     this.client.close();
   }
 
-  private async run(cmd: 'offer' | 'answer' | 'delete' | 'blockMedia' | 'unblockMedia' | 'ping', at: NgAddress, params: NgParams): Promise<NgResponse> {
+  private async run(cmd: 'offer' | 'answer' | 'query' | 'delete' | 'blockMedia' | 'unblockMedia' | 'ping', at: NgAddress, params: NgParams): Promise<NgResponse> {
     let res: NgResponse;
     try {
       res = cmd === 'ping' ? await this.client.ping(at.port, at.host) : await this.client[cmd](at.port, at.host, params);

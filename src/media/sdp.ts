@@ -46,7 +46,7 @@ export function provisionalPbxAnswer(codecs: string[]): string {
   return [
     'v=0',
     'o=- 1 1 IN IP4 127.0.0.1',
-    's=wa-sip-bridge provisional',
+    's=-',
     'c=IN IP4 127.0.0.1',
     't=0 0',
     `m=audio 9 RTP/AVP ${pts.join(' ')}`,

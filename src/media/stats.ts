@@ -11,16 +11,14 @@ export interface MediaStats {
 const num = (v: unknown): number => (typeof v === 'number' ? v : 0);
 const rec = (v: unknown): Record<string, unknown> => (typeof v === 'object' && v !== null ? (v as Record<string, unknown>) : {});
 
-/** Condenses rtpengine's `delete` answer into the figures a CDR keeps. `labels` maps tags to leg names. */
-export function summarizeDelete(res: NgResponse, labels: Record<string, string>): MediaStats {
+/** Condenses rtpengine's `query` answer into the figures a CDR keeps. `labels` maps tags to leg names. */
+export function summarizeMediaStats(res: NgResponse, labels: Record<string, string>): MediaStats {
   const legs: Record<string, LegStats> = {};
   for (const [tag, raw] of Object.entries(rec(res.tags))) {
     const leg: LegStats = { packets: 0, bytes: 0, errors: 0, codec: null };
     for (const media of Array.isArray(rec(raw).medias) ? (rec(raw).medias as unknown[]) : []) {
       const m = rec(media);
-      const codec = rec(m.codec ?? null);
-      if (!leg.codec && typeof m['codec'] === 'string') leg.codec = m['codec'] as string;
-      if (!leg.codec && typeof codec['name'] === 'string') leg.codec = codec['name'] as string;
+      if (!leg.codec && typeof m.codec === 'string') leg.codec = m.codec;
       for (const stream of Array.isArray(m.streams) ? (m.streams as unknown[]) : []) {
         const s = rec(rec(stream).stats);
         leg.packets += num(s.packets);
@@ -33,10 +31,9 @@ export function summarizeDelete(res: NgResponse, labels: Record<string, string>)
   const t = rec(res.totals);
   const pick = (o: unknown) => ({ packets: num(rec(o).packets), bytes: num(rec(o).bytes), errors: num(rec(o).errors) });
   const created = num(res.created);
-  const last = num(res['last signal']);
   return {
     legs,
     totals: res.totals ? { rtp: pick(t.RTP), rtcp: pick(t.RTCP) } : null,
-    durationSeconds: created && last ? Math.max(0, Math.round(Date.now() / 1000 - created)) : null,
+    durationSeconds: created ? Math.max(0, Math.round(Date.now() / 1000 - created)) : null,
   };
 }
