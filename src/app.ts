@@ -28,10 +28,9 @@ export class Bridge {
     this.rtp = new RtpEngine(config.rtpengine.ng, config.rtpengine.timeoutMs);
     this.ycloud = new YCloudClient({ baseUrl: config.ycloud.apiBaseUrl, apiKey: config.ycloud.apiKey, timeoutMs: config.ycloud.timeoutMs });
     this.calls = new CallDispatcher(
-      { config, ycloud: this.ycloud, rtp: this.rtp, srf: this.sip.srf, cdr: this.cdr, log, marks: this.marks },
+      { config, ycloud: this.ycloud, rtp: this.rtp, srf: this.sip.srf, cdr: this.cdr, log, marks: this.marks, canDial: () => this.sip.ready },
       this.cdr,
       log,
-      () => this.sip.ready,
     );
   }
 
@@ -39,9 +38,9 @@ export class Bridge {
     return (this.server?.address() as AddressInfo | null)?.port ?? 0;
   }
 
-  async start(): Promise<void> {
+  async start(opts: { sipWaitMs?: number } = {}): Promise<void> {
     await this.cdr.sequelize.authenticate();
-    const sipUp = await this.sip.start();
+    const sipUp = await this.sip.start(opts.sipWaitMs);
     if (!sipUp) this.log.warn('drachtio-server not reachable yet; calls are refused until it is');
     const app = createHttpApp(
       [webhookRoutes({

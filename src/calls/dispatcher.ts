@@ -1,3 +1,4 @@
+import { EventEmitter } from 'node:events';
 import { CdrStore } from '../cdr/store';
 import { Logger } from '../log';
 import { WebhookEvent } from '../providers/ycloud/events';
@@ -7,12 +8,30 @@ import { CallDeps, InboundCall } from './inbound-call';
  * Routes verified, de-duplicated webhook events to the calls they concern (by wacid), and keeps
  * terminations that overtake their connect so the late connect is not bridged.
  */
-export class CallDispatcher {
+export class CallDispatcher extends EventEmitter {
   private readonly calls = new Map<string, InboundCall>();
   private readonly earlyTerminations = new Map<string, number>();
   private accepting = true;
 
-  constructor(private readonly deps: CallDeps, private readonly cdr: CdrStore, private readonly log: Logger, private readonly canDial: () => boolean) {}
+  private readonly recentlyEnded = new Map<string, string>();
+
+  constructor(private readonly deps: CallDeps, private readonly cdr: CdrStore, private readonly log: Logger) {
+    super();
+  }
+
+  /** Resolves with the CDR id once the call with this wacid has ended and its record is written. */
+  whenEnded(wacid: string): Promise<string> {
+    const done = this.recentlyEnded.get(wacid);
+    if (done) return Promise.resolve(done);
+    return new Promise((resolve) => {
+      const on = (w: string, id: string) => {
+        if (w !== wacid) return;
+        this.off('call-ended', on);
+        resolve(id);
+      };
+      this.on('call-ended', on);
+    });
+  }
 
   get active(): number {
     return this.calls.size;
@@ -33,13 +52,17 @@ export class CallDispatcher {
         if (this.calls.has(c.wacid)) return; // same call, different event id
         const call = new InboundCall(this.deps, c);
         this.calls.set(c.wacid, call);
-        call.once('ended', () => this.calls.delete(c.wacid));
+        call.once('ended', () => {
+          this.calls.delete(c.wacid);
+          this.recentlyEnded.set(c.wacid, call.id);
+          if (this.recentlyEnded.size > 1000) this.recentlyEnded.delete(this.recentlyEnded.keys().next().value!);
+          this.emit('call-ended', c.wacid, call.id);
+        });
         if (this.earlyTerminations.delete(c.wacid)) {
           this.log.info({ wacid: c.wacid }, 'connect arrived after its terminate: not bridging');
           call.onTerminate({ wacid: c.wacid });
-        } else if (!this.accepting || !this.canDial()) {
-          this.log.warn({ wacid: c.wacid }, 'not ready (SIP core down or shutting down): rejecting the call');
-          await call.refuse('bridge not ready: SIP core unavailable');
+        } else if (!this.accepting) {
+          await call.refuse('bridge is shutting down');
         } else {
           await call.run();
         }

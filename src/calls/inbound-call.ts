@@ -23,7 +23,11 @@ export interface CallDeps {
   cdr: CdrStore;
   log: Logger;
   marks: Marks;
+  /** False while drachtio-server is unreachable: new calls are refused rather than left hanging. */
+  canDial: () => boolean;
 }
+
+export class NotReadyError extends Error {}
 
 type Phase = 'offered' | 'pre_accepted' | 'ringing' | 'answered' | 'accepted' | 'ended';
 
@@ -128,6 +132,7 @@ export class InboundCall extends EventEmitter {
     const c = this.connect;
     if (c.sdpType !== 'offer') throw new SdpError(`a user-initiated call must carry an SDP offer, got ${c.sdpType}`);
     assertUsableAudioSdp(c.sdp);
+    if (!this.deps.canDial()) throw new NotReadyError('bridge not ready: SIP core (drachtio-server) unavailable');
     const { rtp, config } = this.deps;
     const ng = (this.ng = rtp.pick());
     const base = { 'call-id': this.mediaCallId, 'from-tag': this.waTag };
@@ -238,7 +243,7 @@ export class InboundCall extends EventEmitter {
 
   private async fail(err: unknown): Promise<void> {
     const message = err instanceof Error ? err.message : String(err);
-    const kind = err instanceof SdpError ? 'bad SDP' : err instanceof MediaError ? 'media' : err instanceof YCloudError ? 'YCloud' : 'internal';
+    const kind = err instanceof SdpError ? 'bad SDP' : err instanceof NotReadyError ? 'not ready' : err instanceof MediaError ? 'media' : err instanceof YCloudError ? 'YCloud' : 'internal';
     this.log.warn({ err: message, kind }, 'inbound call failed');
     await this.end('failed', 'bridge', `${kind}: ${message}`);
   }

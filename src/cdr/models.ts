@@ -59,7 +59,8 @@ export class WebhookEventRecord extends Model<InferAttributes<WebhookEventRecord
 }
 
 const str = (n: number) => ({ type: DataTypes.STRING(n) });
-const date = { type: DataTypes.DATE };
+// Fresh objects each time: Sequelize writes into attribute definitions.
+const date = () => ({ type: DataTypes.DATE });
 
 export function defineModels(sequelize: Sequelize): void {
   CallRecord.init(
@@ -80,22 +81,22 @@ export function defineModels(sequelize: Sequelize): void {
       sip_final_reason: str(255),
       error: { type: DataTypes.TEXT },
       offered_at: { type: DataTypes.DATE, allowNull: false },
-      pre_accepted_at: date,
-      pbx_ringing_at: date,
-      pbx_answered_at: date,
-      accepted_at: date,
-      ended_at: date,
+      pre_accepted_at: date(),
+      pbx_ringing_at: date(),
+      pbx_answered_at: date(),
+      accepted_at: date(),
+      ended_at: date(),
       talk_seconds: { type: DataTypes.DECIMAL(10, 3) },
       provider_duration: { type: DataTypes.INTEGER },
       provider_status: str(24),
-      provider_start_at: date,
-      provider_end_at: date,
+      provider_start_at: date(),
+      provider_end_at: date(),
       wa_codec: str(32),
       pbx_codec: str(32),
       media_stats: { type: DataTypes.JSONB },
       node_id: str(128),
-      created_at: date,
-      updated_at: date,
+      created_at: date(),
+      updated_at: date(),
     },
     { sequelize, tableName: 'calls', underscored: true, timestamps: true, createdAt: 'created_at', updatedAt: 'updated_at' },
   );
@@ -115,7 +116,7 @@ export function defineModels(sequelize: Sequelize): void {
       type: { type: DataTypes.STRING(64), allowNull: false },
       wacid: str(255),
       received_at: { type: DataTypes.DATE, allowNull: false },
-      processed_at: date,
+      processed_at: date(),
       error: { type: DataTypes.TEXT },
       payload: { type: DataTypes.JSONB, allowNull: false },
     },

@@ -43,6 +43,10 @@ export class SipCore {
 
   stop(): void {
     this.connected = false;
-    this.srf.disconnect();
+    try {
+      this.srf.disconnect();
+    } catch {
+      // never connected: srf has no socket to close, but disconnect() has already stopped its retries
+    }
   }
 }

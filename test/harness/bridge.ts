@@ -1,0 +1,43 @@
+import { Bridge } from '../../src/app';
+import { Config, loadConfig } from '../../src/config';
+import { createLogger } from '../../src/log';
+import { infra } from './global-setup';
+import { YCloudSim } from './ycloud-sim';
+
+export interface TestStack { bridge: Bridge; sim: YCloudSim; stop: () => Promise<void> }
+
+/**
+ * Starts the YCloud simulator and the bridge (in-process, HTTP on a random loopback port) against
+ * the run's database, rtpengine and drachtio-server. `env` overrides settings, e.g. PBX_TARGET.
+ */
+export async function startStack(env: Record<string, string> = {}): Promise<TestStack> {
+  const sim = new YCloudSim('test-api-key', 'test-webhook-secret');
+  await sim.start();
+  const d = infra.drachtio;
+  const config: Config = loadConfig({
+    DATABASE_URL: infra.databaseUrl,
+    HTTP_PORT: '0',
+    NODE_ID: 'test-node',
+    LOG_LEVEL: process.env.LOG_LEVEL ?? 'silent',
+    YCLOUD_API_BASE_URL: sim.baseUrl,
+    YCLOUD_API_KEY: sim.apiKey,
+    YCLOUD_WEBHOOK_SECRET: sim.secret,
+    DRACHTIO_HOST: '127.0.0.1',
+    DRACHTIO_PORT: String(d?.adminPort ?? 1),
+    DRACHTIO_SECRET: d?.secret ?? 'none',
+    RTPENGINE_NG: `${infra.rtpengineNg!.host}:${infra.rtpengineNg!.port}`,
+    PBX_TARGET: 'sip:127.0.0.1:9',
+    ...env,
+  });
+  const bridge = new Bridge(config, createLogger(config.logLevel));
+  await bridge.start({ sipWaitMs: d ? 5000 : 0 });
+  sim.webhookUrl = `http://127.0.0.1:${bridge.httpPort}/webhooks/ycloud`;
+  return {
+    bridge,
+    sim,
+    stop: async () => {
+      await bridge.stop();
+      await sim.stop();
+    },
+  };
+}

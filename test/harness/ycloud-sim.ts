@@ -1,0 +1,224 @@
+import crypto from 'node:crypto';
+import { EventEmitter } from 'node:events';
+import http from 'node:http';
+import { AddressInfo } from 'node:net';
+import { performance } from 'node:perf_hooks';
+import { signWebhook } from '../../src/providers/ycloud/signature';
+
+/** What a simulated WhatsApp user's phone must offer the simulator. */
+export interface SimUser {
+  createOffer(): Promise<string>;
+  applyAnswer(sdp: string): Promise<void>;
+}
+
+export interface SimRequest { path: string; body: Record<string, unknown>; at: number }
+interface SimCall {
+  wacid: string;
+  phoneId: string;
+  from: string;
+  to: string;
+  user: SimUser;
+  state: 'ringing' | 'pre_accepted' | 'accepted' | 'ended';
+  answerApplied: boolean;
+  acceptRespondedAt: number | null;
+  startTime: number;
+}
+export interface Fault { status: number; code?: string; message?: string; whatsappCode?: number; delayMs?: number }
+
+/**
+ * A stand-in for YCloud: a real HTTP server implementing the calling endpoints of the reference, and
+ * a sender of signed webhooks to the bridge. Faults (errors, delays) can be set per endpoint.
+ */
+export class YCloudSim extends EventEmitter {
+  readonly requests: SimRequest[] = [];
+  private readonly calls = new Map<string, SimCall>();
+  private readonly faults = new Map<string, Fault[]>();
+  private readonly delays = new Map<string, number>();
+  private server: http.Server | null = null;
+  private eventSeq = 0;
+  webhookUrl = '';
+
+  constructor(readonly apiKey: string, readonly secret: string) {
+    super();
+  }
+
+  get baseUrl(): string {
+    return `http://127.0.0.1:${(this.server!.address() as AddressInfo).port}/v2`;
+  }
+
+  async start(): Promise<void> {
+    this.server = http.createServer((req, res) => void this.onRequest(req, res));
+    await new Promise<void>((r) => this.server!.listen(0, '127.0.0.1', r));
+  }
+
+  async stop(): Promise<void> {
+    this.server?.closeAllConnections();
+    await new Promise<void>((r) => (this.server ? this.server.close(() => r()) : r()));
+  }
+
+  /** The next call(s) to `path` (e.g. "/calls/accept") fail or are delayed as described. */
+  failNext(path: string, fault: Fault): void {
+    const list = this.faults.get(path) ?? [];
+    list.push(fault);
+    this.faults.set(path, list);
+  }
+
+  /** Every call to `path` is answered only after `ms` (0 clears it). */
+  delay(path: string, ms: number): void {
+    if (ms) this.delays.set(path, ms);
+    else this.delays.delete(path);
+  }
+
+  requestsFor(wacid: string): SimRequest[] {
+    return this.requests.filter((r) => r.body.wacid === wacid);
+  }
+
+  /** Resolves with the first request to `path` for this wacid (already seen, or the next one). */
+  waitForRequest(path: string, wacid: string): Promise<SimRequest> {
+    const seen = this.requests.find((r) => r.path === path && r.body.wacid === wacid);
+    if (seen) return Promise.resolve(seen);
+    return new Promise((resolve) => {
+      const on = (r: SimRequest) => {
+        if (r.path === path && r.body.wacid === wacid) {
+          this.off('request', on);
+          resolve(r);
+        }
+      };
+      this.on('request', on);
+    });
+  }
+
+  acceptRespondedAt(wacid: string): number | null {
+    return this.calls.get(wacid)?.acceptRespondedAt ?? null;
+  }
+
+  /** A WhatsApp user calls the business: sends the connect webhook with the user's offer. */
+  async userCalls(user: SimUser, opts: { from?: string; to?: string; phoneId?: string; offer?: string } = {}): Promise<{ wacid: string; eventId: string; status: number }> {
+    const wacid = `wacid.${crypto.randomBytes(12).toString('base64url')}`;
+    const call: SimCall = {
+      wacid,
+      phoneId: opts.phoneId ?? '461269257068831',
+      from: opts.from ?? '+6281361905133',
+      to: opts.to ?? '+6283138205150',
+      user,
+      state: 'ringing',
+      answerApplied: false,
+      acceptRespondedAt: null,
+      startTime: Date.now(),
+    };
+    this.calls.set(wacid, call);
+    const sdp = opts.offer ?? (await user.createOffer());
+    const event = this.event('whatsapp.call.connect', {
+      callingConnect: {
+        id: crypto.randomBytes(12).toString('hex'), wacid, phoneId: call.phoneId, from: call.from, to: call.to,
+        direction: 'USER_INITIATED', dialTime: Date.now(), sdpType: 'offer', sdp,
+      },
+    });
+    const status = await this.deliver(event);
+    return { wacid, eventId: String(event.id), status };
+  }
+
+  /** The user hangs up (or WhatsApp ends the call): the terminate webhook. */
+  async userHangsUp(wacid: string): Promise<number> {
+    const call = this.calls.get(wacid);
+    if (!call || call.state === 'ended') throw new Error(`no live call ${wacid}`);
+    return this.terminateWebhook(call, call.state === 'accepted' ? 'COMPLETED' : 'FAILED');
+  }
+
+  /** Builds a webhook event envelope. */
+  event(type: string, payload: Record<string, unknown>): Record<string, unknown> {
+    return { id: `evt_${Date.now().toString(16)}${(++this.eventSeq).toString(16).padStart(6, '0')}`, type, apiVersion: 'v2', createTime: new Date().toISOString(), ...payload };
+  }
+
+  /** Posts an event to the bridge, signed unless told otherwise. Returns the HTTP status. */
+  async deliver(event: unknown, opts: { signature?: string | null; raw?: string; secret?: string; timestamp?: number } = {}): Promise<number> {
+    const body = opts.raw ?? JSON.stringify(event);
+    const headers: Record<string, string> = { 'Content-Type': 'application/json', 'X-Webhook-Endpoint-ID': 'sim-endpoint' };
+    const sig = opts.signature === undefined ? signWebhook(opts.secret ?? this.secret, body, opts.timestamp) : opts.signature;
+    if (sig !== null) headers['YCloud-Signature'] = sig;
+    const res = await fetch(this.webhookUrl, { method: 'POST', headers, body });
+    await res.arrayBuffer();
+    return res.status;
+  }
+
+  private async terminateWebhook(call: SimCall, status: 'COMPLETED' | 'FAILED'): Promise<number> {
+    call.state = 'ended';
+    const end = Date.now();
+    return this.deliver(this.event('whatsapp.call.terminate', {
+      callingTerminate: {
+        id: crypto.randomBytes(12).toString('hex'), wacid: call.wacid, phoneId: call.phoneId, from: call.from, to: call.to,
+        direction: 'USER_INITIATED', startTime: call.startTime, endTime: end, duration: Math.round((end - call.startTime) / 1000), status,
+      },
+    }));
+  }
+
+  private async onRequest(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
+    const chunks: Buffer[] = [];
+    for await (const c of req) chunks.push(c as Buffer);
+    const url = new URL(req.url ?? '/', 'http://sim');
+    const path = url.pathname.replace(/^\/v2\/whatsapp/, '');
+    let body: Record<string, unknown> = {};
+    try {
+      body = chunks.length ? (JSON.parse(Buffer.concat(chunks).toString('utf8')) as Record<string, unknown>) : {};
+    } catch {
+      return this.reply(res, 400, errorBody(400, 'INVALID_ARGUMENT', 'body is not JSON'));
+    }
+    const record: SimRequest = { path, body, at: performance.now() };
+    this.requests.push(record);
+    this.emit('request', record);
+    if (req.headers['x-api-key'] !== this.apiKey) return this.reply(res, 401, errorBody(401, 'UNAUTHENTICATED', 'invalid API key'));
+    const delay = this.delays.get(path) ?? 0;
+    const fault = this.faults.get(path)?.shift();
+    if (delay || fault?.delayMs) await new Promise((r) => setTimeout(r, delay + (fault?.delayMs ?? 0)));
+    if (fault && fault.status >= 400) {
+      return this.reply(res, fault.status, errorBody(fault.status, fault.code ?? 'FAILED', fault.message ?? 'simulated failure', fault.whatsappCode));
+    }
+    if (req.method !== 'POST') return this.reply(res, 404, errorBody(404, 'NOT_FOUND', `no ${req.method} ${url.pathname}`));
+    const call = typeof body.wacid === 'string' ? this.calls.get(body.wacid) : undefined;
+    switch (path) {
+      case '/calls/preAccept':
+      case '/calls/accept': {
+        if (!call) return this.reply(res, 404, errorBody(404, 'NOT_FOUND', 'unknown wacid'));
+        if (call.state === 'ended') return this.reply(res, 400, errorBody(400, 'FAILED_PRECONDITION', 'call already ended', 138004));
+        if (body.sdpType !== 'answer' || typeof body.sdp !== 'string' || !body.sdp.startsWith('v=0')) {
+          return this.reply(res, 400, errorBody(400, 'INVALID_ARGUMENT', 'sdp answer required'));
+        }
+        if (!call.answerApplied) {
+          call.answerApplied = true;
+          await call.user.applyAnswer(body.sdp);
+        }
+        if (path === '/calls/accept') {
+          call.state = 'accepted';
+          call.acceptRespondedAt = performance.now();
+        } else call.state = 'pre_accepted';
+        return this.reply(res, 200, { success: true });
+      }
+      case '/calls/reject':
+      case '/calls/terminate': {
+        if (!call) return this.reply(res, 404, errorBody(404, 'NOT_FOUND', 'unknown wacid'));
+        if (call.state === 'ended') return this.reply(res, 400, errorBody(400, 'FAILED_PRECONDITION', 'call already ended'));
+        const completed = call.state === 'accepted';
+        this.reply(res, 200, { success: true });
+        // WhatsApp confirms every end with a terminate webhook.
+        setImmediate(() => void this.terminateWebhook(call, completed ? 'COMPLETED' : 'FAILED').catch(() => undefined));
+        return;
+      }
+      default:
+        return this.reply(res, 404, errorBody(404, 'NOT_FOUND', `no POST ${url.pathname}`));
+    }
+  }
+
+  private reply(res: http.ServerResponse, status: number, body: unknown): void {
+    res.writeHead(status, { 'Content-Type': 'application/json', 'YCloud-Request-ID': crypto.randomUUID() });
+    res.end(JSON.stringify(body));
+  }
+}
+
+function errorBody(status: number, code: string, message: string, whatsappCode?: number): unknown {
+  return {
+    error: {
+      status, code, message, requestId: crypto.randomUUID(),
+      ...(whatsappCode ? { whatsappApiError: { code: whatsappCode, message } } : {}),
+    },
+  };
+}

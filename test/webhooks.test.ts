@@ -1,0 +1,101 @@
+import assert from 'node:assert/strict';
+import { CallRecord, WebhookEventRecord } from '../src/cdr/models';
+import { signWebhook } from '../src/providers/ycloud/signature';
+import { startStack, TestStack } from './harness/bridge';
+
+/** The webhook endpoint against a real bridge, database and YCloud simulator (no SIP needed). */
+describe('YCloud webhook endpoint', () => {
+  let stack: TestStack;
+  before(async () => {
+    stack = await startStack();
+  });
+  after(async () => {
+    await stack?.stop();
+  });
+
+  const statusEvent = () => stack.sim.event('whatsapp.call.status.updated', { callingStatusUpdated: { wacid: 'wacid.x', status: 'RINGING' } });
+
+  it('accepts a correctly signed event and stores it once', async () => {
+    const ev = statusEvent();
+    assert.equal(await stack.sim.deliver(ev), 200);
+    const row = await WebhookEventRecord.findByPk(String(ev.id));
+    assert.ok(row, 'event stored');
+    assert.equal(row.type, 'whatsapp.call.status.updated');
+    assert.equal(row.wacid, 'wacid.x');
+  });
+
+  it('answers a redelivery 200 and ignores it', async () => {
+    const ev = statusEvent();
+    assert.equal(await stack.sim.deliver(ev), 200);
+    const res = await fetch(stack.sim.webhookUrl, {
+      method: 'POST',
+      headers: { 'YCloud-Signature': signWebhook(stack.sim.secret, JSON.stringify(ev)), 'Content-Type': 'application/json' },
+      body: JSON.stringify(ev),
+    });
+    assert.equal(res.status, 200);
+    assert.deepEqual(await res.json(), { ok: true, duplicate: true });
+    assert.equal(await WebhookEventRecord.count({ where: { id: String(ev.id) } }), 1);
+  });
+
+  it('refuses a forged signature with 401 and stores nothing', async () => {
+    const ev = statusEvent();
+    assert.equal(await stack.sim.deliver(ev, { secret: 'not-the-secret' }), 401);
+    assert.equal(await WebhookEventRecord.findByPk(String(ev.id)), null);
+  });
+
+  it('refuses a missing or garbled signature header with 401', async () => {
+    const ev = statusEvent();
+    assert.equal(await stack.sim.deliver(ev, { signature: null }), 401);
+    assert.equal(await stack.sim.deliver(ev, { signature: 't=abc,s=zz' }), 401);
+    assert.equal(await WebhookEventRecord.findByPk(String(ev.id)), null);
+  });
+
+  it('refuses a stale signature (replay) with 401', async () => {
+    const ev = statusEvent();
+    assert.equal(await stack.sim.deliver(ev, { timestamp: Math.floor(Date.now() / 1000) - 3600 }), 401);
+    assert.equal(await WebhookEventRecord.findByPk(String(ev.id)), null);
+  });
+
+  it('refuses a body altered after signing with 401', async () => {
+    const ev = statusEvent();
+    const body = JSON.stringify(ev);
+    const sig = signWebhook(stack.sim.secret, body);
+    assert.equal(await stack.sim.deliver(null, { raw: body.replace('RINGING', 'ACCEPTED'), signature: sig }), 401);
+  });
+
+  it('refuses malformed bodies with 400: not JSON, no id, bad call payload', async () => {
+    assert.equal(await stack.sim.deliver(null, { raw: '{not json' }), 400);
+    assert.equal(await stack.sim.deliver({ type: 'whatsapp.call.connect' }), 400);
+    const bad = stack.sim.event('whatsapp.call.connect', { callingConnect: { wacid: 'w', from: 'nobody', sdp: 'x' } });
+    assert.equal(await stack.sim.deliver(bad), 400);
+    assert.equal(await WebhookEventRecord.findByPk(String(bad.id)), null);
+  });
+
+  it('accepts and stores event types it does not act on', async () => {
+    const ev = stack.sim.event('whatsapp.message.updated', { whatsappMessage: { id: 'm1' } });
+    assert.equal(await stack.sim.deliver(ev), 200);
+    assert.ok(await WebhookEventRecord.findByPk(String(ev.id)));
+  });
+
+  it('keeps running after all of that: health answers', async () => {
+    const res = await fetch(`http://127.0.0.1:${stack.bridge.httpPort}/healthz`);
+    assert.equal(res.status, 200);
+  });
+
+  it('rejects a call with an unusable SDP offer on the WhatsApp side and records it', async function () {
+    const user = { createOffer: async () => 'v=0\r\nthis is not sdp\r\n', applyAnswer: async () => undefined };
+    const ended = (w: string) => stack.bridge.calls.whenEnded(w);
+    const { wacid, status } = await stack.sim.userCalls(user);
+    assert.equal(status, 200);
+    const id = await ended(wacid);
+    const reject = await stack.sim.waitForRequest('/calls/reject', wacid);
+    assert.ok(reject);
+    assert.equal(stack.sim.requestsFor(wacid).some((r) => r.path === '/calls/preAccept'), false);
+    const row = await CallRecord.findByPk(id);
+    assert.ok(row);
+    assert.equal(row.outcome, 'failed');
+    assert.equal(row.hangup_by, 'bridge');
+    assert.match(row.error ?? '', /bad SDP|SDP/);
+    assert.ok(row.ended_at);
+  });
+});
