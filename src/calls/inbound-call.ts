@@ -205,6 +205,7 @@ export class InboundCall extends EventEmitter {
     if (this.phase !== 'pre_accepted') return;
     if (status === 180 || status === 183) {
       this.phase = 'ringing';
+      this.deps.marks.mark(this.connect.wacid, 'pbx_ringing');
       this.rec.update({ state: 'ringing', pbx_ringing_at: new Date(), sip_call_id: this.leg?.sipCallId ?? null });
     }
     this.rec.event('pbx_progress', { status });

@@ -1,10 +1,11 @@
 import { Bridge } from '../../src/app';
+import { MarkLog } from '../../src/calls/marks';
 import { Config, loadConfig } from '../../src/config';
 import { createLogger } from '../../src/log';
 import { infra } from './global-setup';
 import { YCloudSim } from './ycloud-sim';
 
-export interface TestStack { bridge: Bridge; sim: YCloudSim; stop: () => Promise<void> }
+export interface TestStack { bridge: Bridge; sim: YCloudSim; marks: MarkLog; stop: () => Promise<void> }
 
 /**
  * Starts the YCloud simulator and the bridge (in-process, HTTP on a random loopback port) against
@@ -30,11 +31,13 @@ export async function startStack(env: Record<string, string> = {}): Promise<Test
     ...env,
   });
   const bridge = new Bridge(config, createLogger(config.logLevel));
+  const marks = new MarkLog(bridge.marks);
   await bridge.start({ sipWaitMs: d ? 5000 : 0 });
   sim.webhookUrl = `http://127.0.0.1:${bridge.httpPort}/webhooks/ycloud`;
   return {
     bridge,
     sim,
+    marks,
     stop: async () => {
       await bridge.stop();
       await sim.stop();

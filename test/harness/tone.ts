@@ -39,7 +39,15 @@ export class ToneDetector {
   loudFrames = 0;
   firstLoudAt: number | null = null;
 
+  private waiters: Array<{ frames: number; resolve: () => void }> = [];
+
   constructor(readonly freq: number, private readonly minRms = 300, private readonly minShare = 0.5) {}
+
+  /** Resolves once `frames` frames carrying the tone have been heard. */
+  whenHeard(frames: number): Promise<void> {
+    if (this.framesWithTone >= frames) return Promise.resolve();
+    return new Promise((resolve) => this.waiters.push({ frames, resolve }));
+  }
 
   feed(samples: Int16Array, sampleRate: number, at: number): void {
     this.frames++;
@@ -51,6 +59,7 @@ export class ToneDetector {
     if (rms >= this.minRms && share >= this.minShare) {
       this.framesWithTone++;
       this.firstHeardAt ??= at;
+      this.waiters = this.waiters.filter((w) => (w.frames <= this.framesWithTone ? (w.resolve(), false) : true));
     }
   }
 }
