@@ -23,10 +23,7 @@ describe('inbound WhatsApp call to the PBX', function () {
   let phone: RtpPhone | null = null;
 
   before(function () {
-    if (!infra.drachtio) {
-      console.log(`    !!! skipped: ${infra.drachtioMissing}`);
-      this.skip();
-    }
+    if (!infra.drachtio) this.skip(); // the run already said why, loudly, once
   });
 
   afterEach(async () => {
