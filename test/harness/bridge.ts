@@ -2,7 +2,7 @@ import { Bridge } from '../../src/app';
 import { MarkLog } from '../../src/calls/marks';
 import { Config, loadConfig } from '../../src/config';
 import { createLogger } from '../../src/log';
-import { infra } from './global-setup';
+import { infra } from './infra';
 import { YCloudSim } from './ycloud-sim';
 
 export interface TestStack { bridge: Bridge; sim: YCloudSim; marks: MarkLog; stop: () => Promise<void> }

@@ -1,0 +1,57 @@
+import { Sequelize } from 'sequelize';
+import { connectDatabase, migrate } from '../../src/cdr/db';
+import { DrachtioServer, findDrachtio, startDrachtio } from './drachtio';
+import { ManagedProcess } from './processes';
+import { startRtpengine } from './rtpengine';
+
+/** Real infrastructure for a test run or a benchmark: a fresh database, an rtpengine, a drachtio-server. */
+export interface Infra {
+  databaseUrl: string;
+  rtpengineNg: { host: string; port: number } | null;
+  drachtio: DrachtioServer | null;
+  drachtioMissing: string | null;
+  isolated: boolean;
+}
+
+export const infra: Infra = { databaseUrl: '', rtpengineNg: null, drachtio: null, drachtioMissing: null, isolated: process.env.WASB_ISOLATED === '1' };
+
+let rtpengine: ManagedProcess | null = null;
+let adminDb: Sequelize | null = null;
+let dbName = '';
+
+function baseDatabaseUrl(): string {
+  if (process.env.TEST_DATABASE_URL) return process.env.TEST_DATABASE_URL;
+  // In the private network namespace only loopback exists; Postgres is reached through its socket.
+  return infra.isolated ? 'postgres://postgres@localhost/test?host=/var/run/postgresql' : 'postgres://postgres@127.0.0.1:5432/test';
+}
+
+export async function startInfra(): Promise<Infra> {
+  const base = baseDatabaseUrl();
+  adminDb = connectDatabase(base);
+  dbName = `wasb_test_${process.pid}_${Date.now().toString(36)}`;
+  await adminDb.query(`CREATE DATABASE ${dbName}`);
+  const u = new URL(base);
+  u.pathname = `/${dbName}`;
+  infra.databaseUrl = u.toString();
+  const db = connectDatabase(infra.databaseUrl);
+  await migrate(db);
+  await db.close();
+
+  const r = await startRtpengine();
+  rtpengine = r.proc;
+  infra.rtpengineNg = r.ng;
+
+  const bin = findDrachtio();
+  if (bin) infra.drachtio = await startDrachtio(bin);
+  else infra.drachtioMissing = 'drachtio-server not found (set DRACHTIO_BIN or put `drachtio` on PATH)';
+  return infra;
+}
+
+export async function stopInfra(): Promise<void> {
+  await infra.drachtio?.proc.stop();
+  await rtpengine?.stop();
+  if (adminDb) {
+    await adminDb.query(`DROP DATABASE IF EXISTS ${dbName} WITH (FORCE)`).catch(() => undefined);
+    await adminDb.close();
+  }
+}
