@@ -1,3 +1,4 @@
+import { EventEmitter } from 'node:events';
 import http from 'node:http';
 import { AddressInfo } from 'node:net';
 import { Config } from './config';
@@ -15,6 +16,8 @@ import { SipCore } from './sip/drachtio';
 /** The whole bridge, wired from a Config; start() and stop() make it usable in-process by tests. */
 export class Bridge {
   readonly marks = new Marks();
+  /** 'processed' (eventId) after each webhook event has been acted on. */
+  readonly webhookEvents = new EventEmitter();
   readonly cdr: CdrStore;
   readonly sip: SipCore;
   readonly rtp: RtpEngine;
@@ -50,6 +53,7 @@ export class Bridge {
         log: this.log,
         marks: this.marks,
         process: (e) => this.calls.handle(e),
+        processed: (id) => this.webhookEvents.emit('processed', id),
       })],
       { ready: () => ({ ok: this.sip.ready, checks: { sip: this.sip.ready } }) },
       this.log,

@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { CallRecord, WebhookEventRecord } from '../src/cdr/models';
 import { signWebhook } from '../src/providers/ycloud/signature';
 import { startStack, TestStack } from './harness/bridge';
+import { newWacid } from './harness/ycloud-sim';
 
 /** The webhook endpoint against a real bridge, database and YCloud simulator (no SIP needed). */
 describe('YCloud webhook endpoint', () => {
@@ -98,4 +99,37 @@ describe('YCloud webhook endpoint', () => {
     assert.match(row.error ?? '', /bad SDP|SDP/);
     assert.ok(row.ended_at);
   });
+
+  it('a terminate that overtakes its connect: the late connect is recorded, not bridged', async () => {
+    const wacid = newWacid();
+    const terminate = stack.sim.event('whatsapp.call.terminate', {
+      callingTerminate: { wacid, phoneId: '461269257068831', direction: 'USER_INITIATED', status: 'FAILED', duration: 0 },
+    });
+    const processed = new Promise<void>((resolve) => {
+      const on = (id: string) => {
+        if (id !== terminate.id) return;
+        stack.bridge.webhookEvents.off('processed', on);
+        resolve();
+      };
+      stack.bridge.webhookEvents.on('processed', on);
+    });
+    assert.equal(await stack.sim.deliver(terminate), 200);
+    await processed; // the terminate is acted on before the connect shows up
+    const user = { createOffer: async () => OFFER, applyAnswer: async () => undefined };
+    await stack.sim.userCalls(user, { wacid });
+    const id = await stack.bridge.calls.whenEnded(wacid);
+    const row = await CallRecord.findByPk(id);
+    assert.equal(row?.outcome, 'caller_hangup');
+    assert.equal(row?.hangup_by, 'whatsapp');
+    assert.deepEqual(stack.sim.requestsFor(wacid), [], 'nothing was sent to YCloud for it');
+  });
 });
+
+const OFFER = [
+  'v=0', 'o=- 1 1 IN IP4 127.0.0.1', 's=-', 't=0 0', 'a=group:BUNDLE 0', 'a=ice-lite',
+  'm=audio 40000 UDP/TLS/RTP/SAVPF 111 126', 'c=IN IP4 127.0.0.1',
+  'a=rtpmap:111 opus/48000/2', 'a=fmtp:111 minptime=20;useinbandfec=1', 'a=rtpmap:126 telephone-event/8000',
+  'a=ice-ufrag:abcd', 'a=ice-pwd:abcdefghijklmnopqrstuvwx', 'a=setup:actpass',
+  'a=fingerprint:sha-256 00:11:22:33:44:55:66:77:88:99:AA:BB:CC:DD:EE:FF:00:11:22:33:44:55:66:77:88:99:AA:BB:CC:DD:EE:FF',
+  'a=rtcp-mux', 'a=candidate:1 1 udp 2130706431 127.0.0.1 40000 typ host', 'a=mid:0', 'a=sendrecv', '',
+].join('\r\n');

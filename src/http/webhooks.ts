@@ -15,6 +15,8 @@ export interface WebhookDeps {
   marks: Marks;
   /** Acts on a stored event after the HTTP answer has gone out. */
   process: (event: WebhookEvent) => Promise<void>;
+  /** Told once an event has been acted on and marked processed (tests, metrics). */
+  processed?: (eventId: string) => void;
 }
 
 const MAX_BODY = 256 * 1024;
@@ -78,7 +80,10 @@ export function webhookRoutes(d: WebhookDeps): Router {
           d.log.error({ err: (err as Error).message, eventId: parsed.id }, 'webhook processing failed');
           return d.cdr.markWebhookProcessed(parsed.id, (err as Error).message);
         },
-      ).catch((err: unknown) => d.log.error({ err: (err as Error).message }, 'could not mark webhook processed'));
+      ).then(
+        () => d.processed?.(parsed.id),
+        (err: unknown) => d.log.error({ err: (err as Error).message }, 'could not mark webhook processed'),
+      );
     });
   });
   return router;

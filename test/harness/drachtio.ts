@@ -43,7 +43,7 @@ export async function startDrachtio(bin: string): Promise<DrachtioServer> {
 </drachtio>
 `);
   const proc = new ManagedProcess('drachtio', bin, ['-f', conf]);
-  await proc.waitFor(/listening for (admin|application) connections|Starting drachtio|admin.*listen/i, 15000).catch(async (err: Error) => {
+  await proc.waitFor(/Starting sofia event loop/, 15000).catch(async (err: Error) => {
     await proc.stop();
     throw err;
   });

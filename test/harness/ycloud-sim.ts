@@ -93,8 +93,8 @@ export class YCloudSim extends EventEmitter {
   }
 
   /** A WhatsApp user calls the business: sends the connect webhook with the user's offer. */
-  async userCalls(user: SimUser, opts: { from?: string; to?: string; phoneId?: string; offer?: string } = {}): Promise<{ wacid: string; eventId: string; status: number }> {
-    const wacid = `wacid.${crypto.randomBytes(12).toString('base64url')}`;
+  async userCalls(user: SimUser, opts: { from?: string; to?: string; phoneId?: string; offer?: string; wacid?: string } = {}): Promise<{ wacid: string; eventId: string; status: number }> {
+    const wacid = opts.wacid ?? newWacid();
     const call: SimCall = {
       wacid,
       phoneId: opts.phoneId ?? '461269257068831',
@@ -221,4 +221,8 @@ function errorBody(status: number, code: string, message: string, whatsappCode?:
       ...(whatsappCode ? { whatsappApiError: { code: whatsappCode, message } } : {}),
     },
   };
+}
+
+export function newWacid(): string {
+  return `wacid.${crypto.randomBytes(12).toString('base64url')}`;
 }
