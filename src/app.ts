@@ -2,7 +2,12 @@ import { EventEmitter } from 'node:events';
 import http from 'node:http';
 import { AddressInfo } from 'node:net';
 import { Config } from './config';
+import { performance } from 'node:perf_hooks';
+import Srf from 'drachtio-srf';
 import { CallDispatcher } from './calls/dispatcher';
+import { OutboundCall } from './calls/outbound-call';
+import { PermissionStore } from './calls/permissions';
+import { OutboundGate } from './sip/outbound-invites';
 import { Marks } from './calls/marks';
 import { connectDatabase } from './cdr/db';
 import { CdrStore } from './cdr/store';
@@ -23,6 +28,8 @@ export class Bridge {
   readonly rtp: RtpEngine;
   readonly ycloud: YCloudClient;
   readonly calls: CallDispatcher;
+  readonly permissions: PermissionStore;
+  private readonly gate: OutboundGate;
   private server: http.Server | null = null;
 
   constructor(readonly config: Config, private readonly log: Logger) {
@@ -30,11 +37,36 @@ export class Bridge {
     this.sip = new SipCore(config.drachtio, log);
     this.rtp = new RtpEngine(config.rtpengine.ng, config.rtpengine.timeoutMs);
     this.ycloud = new YCloudClient({ baseUrl: config.ycloud.apiBaseUrl, apiKey: config.ycloud.apiKey, timeoutMs: config.ycloud.timeoutMs });
+    this.permissions = new PermissionStore(this.cdr.sequelize, this.ycloud, log);
     this.calls = new CallDispatcher(
       { config, ycloud: this.ycloud, rtp: this.rtp, srf: this.sip.srf, cdr: this.cdr, log, marks: this.marks, canDial: () => this.sip.ready },
       this.cdr,
+      this.permissions,
       log,
     );
+    this.gate = new OutboundGate(config.outbound, log);
+    this.sip.srf.invite((req, res) => this.onInvite(req, res));
+  }
+
+  /** An agent dials a WhatsApp user through the PBX. */
+  private onInvite(req: Srf.SrfRequest, res: Srf.SrfResponse): void {
+    const t = performance.now();
+    if (!this.calls.accepts) {
+      res.send(503, 'Service Unavailable', {});
+      return;
+    }
+    const admitted = this.gate.admit(req, res);
+    if (!admitted) return;
+    const call = new OutboundCall(
+      {
+        config: this.config, ycloud: this.ycloud, rtp: this.rtp, srf: this.sip.srf, cdr: this.cdr, permissions: this.permissions,
+        log: this.log, marks: this.marks, bind: (wacid, c) => this.calls.bindOutbound(wacid, c),
+      },
+      req, res, admitted,
+    );
+    this.marks.mark(call.id, 'invite_received', t);
+    this.calls.trackOutbound(call);
+    void call.run();
   }
 
   get httpPort(): number {

@@ -1,31 +1,45 @@
 import { EventEmitter } from 'node:events';
 import { CdrStore } from '../cdr/store';
 import { Logger } from '../log';
-import { WebhookEvent } from '../providers/ycloud/events';
+import { CallingTerminate, WebhookEvent } from '../providers/ycloud/events';
 import { CallDeps, InboundCall } from './inbound-call';
+import { OutboundCall } from './outbound-call';
+import { permissionReplyOf, PermissionStore } from './permissions';
+
+const BUFFER_MS = 2 * 60 * 1000;
 
 /**
- * Routes verified, de-duplicated webhook events to the calls they concern (by wacid), and keeps
- * terminations that overtake their connect so the late connect is not bridged.
+ * Routes verified, de-duplicated webhook events to the calls they concern, by wacid. Events that come
+ * before their call is known (a terminate overtaking its connect; status or connect webhooks arriving
+ * before calls/connect has returned the wacid) are buffered and replayed in order once it is.
  */
 export class CallDispatcher extends EventEmitter {
-  private readonly calls = new Map<string, InboundCall>();
-  private readonly earlyTerminations = new Map<string, number>();
+  private readonly inbound = new Map<string, InboundCall>();
+  private readonly outbound = new Map<string, OutboundCall>();
+  private readonly unbound = new Set<OutboundCall>();
+  private readonly buffered = new Map<string, { events: WebhookEvent[]; expires: number }>();
+  private readonly recentlyEnded = new Map<string, string>();
   private accepting = true;
 
-  private readonly recentlyEnded = new Map<string, string>();
-
-  constructor(private readonly deps: CallDeps, private readonly cdr: CdrStore, private readonly log: Logger) {
+  constructor(private readonly deps: CallDeps, private readonly cdr: CdrStore, private readonly permissions: PermissionStore, private readonly log: Logger) {
     super();
   }
 
-  /** Resolves with the CDR id once the call with this wacid has ended and its record is written. */
-  whenEnded(wacid: string): Promise<string> {
-    const done = this.recentlyEnded.get(wacid);
+  get active(): number {
+    return this.inbound.size + this.outbound.size + this.unbound.size;
+  }
+
+  get accepts(): boolean {
+    return this.accepting;
+  }
+
+  /** Resolves with the CDR id once the call with this wacid (inbound) or bridge id (outbound) has ended. */
+  whenEnded(key: string): Promise<string> {
+    const done = this.recentlyEnded.get(key);
     if (done) return Promise.resolve(done);
     return new Promise((resolve) => {
-      const on = (w: string, id: string) => {
-        if (w !== wacid) return;
+      const on = (k: string, id: string) => {
+        if (k !== key) return;
         this.off('call-ended', on);
         resolve(id);
       };
@@ -33,32 +47,45 @@ export class CallDispatcher extends EventEmitter {
     });
   }
 
-  get active(): number {
-    return this.calls.size;
+  /** An agent's call enters: it is tracked until YCloud names it, then by its wacid. */
+  trackOutbound(call: OutboundCall): void {
+    this.unbound.add(call);
+    call.once('ended', () => {
+      this.unbound.delete(call);
+      if (call.wacid) this.outbound.delete(call.wacid);
+      this.ended(call.id, call.id);
+    });
   }
 
-  find(wacid: string): InboundCall | undefined {
-    return this.calls.get(wacid);
+  /** YCloud named an outbound call: route its wacid to it and replay what came early. */
+  bindOutbound(wacid: string, call: OutboundCall): void {
+    this.unbound.delete(call);
+    this.outbound.set(wacid, call);
+    const early = this.buffered.get(wacid);
+    this.buffered.delete(wacid);
+    if (!early) return;
+    void (async () => {
+      for (const e of early.events) await this.handle(e);
+    })().catch((err: unknown) => this.log.error({ err: (err as Error).message, wacid }, 'replaying buffered webhooks failed'));
   }
 
   async handle(event: WebhookEvent): Promise<void> {
     switch (event.type) {
       case 'whatsapp.call.connect': {
         const c = event.callingConnect;
-        if (c.direction !== 'USER_INITIATED') {
-          this.log.info({ wacid: c.wacid }, 'business-initiated connect webhook: outbound calls are not handled by this bridge version');
-          return;
+        if (c.direction === 'BUSINESS_INITIATED') {
+          const call = this.outbound.get(c.wacid) ?? [...this.unbound].find((o) => o.matchesUnbound(c));
+          if (call) return call.onConnect(c);
+          return this.buffer(c.wacid, event);
         }
-        if (this.calls.has(c.wacid)) return; // same call, different event id
+        if (this.inbound.has(c.wacid) || this.recentlyEnded.has(c.wacid)) return; // same call, another event id
         const call = new InboundCall(this.deps, c);
-        this.calls.set(c.wacid, call);
+        this.inbound.set(c.wacid, call);
         call.once('ended', () => {
-          this.calls.delete(c.wacid);
-          this.recentlyEnded.set(c.wacid, call.id);
-          if (this.recentlyEnded.size > 1000) this.recentlyEnded.delete(this.recentlyEnded.keys().next().value!);
-          this.emit('call-ended', c.wacid, call.id);
+          this.inbound.delete(c.wacid);
+          this.ended(c.wacid, call.id);
         });
-        if (this.earlyTerminations.delete(c.wacid)) {
+        if (this.takeBuffered(c.wacid).some((e) => e.type === 'whatsapp.call.terminate')) {
           this.log.info({ wacid: c.wacid }, 'connect arrived after its terminate: not bridging');
           call.onTerminate({ wacid: c.wacid });
         } else if (!this.accepting) {
@@ -70,40 +97,68 @@ export class CallDispatcher extends EventEmitter {
       }
       case 'whatsapp.call.terminate': {
         const t = event.callingTerminate;
-        const call = this.calls.get(t.wacid);
+        const call = this.inbound.get(t.wacid) ?? this.outbound.get(t.wacid);
         if (call) return call.onTerminate(t);
-        // Either the call is over (store the provider's view) or its connect has not been seen yet.
-        const id = await this.cdr.updateCallByWacid(t.wacid, {
-          provider_status: t.status ?? null,
-          provider_duration: t.duration ?? null,
-          provider_start_at: t.startTime ? new Date(t.startTime) : null,
-          provider_end_at: t.endTime ? new Date(t.endTime) : null,
-        });
-        if (id) await this.cdr.addEvent(id, 'provider_terminate', { status: t.status ?? null, duration: t.duration ?? null });
-        else this.rememberEarlyTermination(t.wacid);
+        if (!(await this.recordOnEndedCall(t))) this.buffer(t.wacid, event);
         return;
       }
       case 'whatsapp.call.status.updated': {
         const s = event.callingStatusUpdated;
-        const call = this.calls.get(s.wacid);
-        const rec = call ? call.id : (await this.cdr.findCallByWacid(s.wacid))?.id;
-        if (rec) await this.cdr.addEvent(rec, 'provider_status', { status: s.status });
+        const out = this.outbound.get(s.wacid);
+        if (out) return out.onStatus(s.status);
+        const id = this.inbound.get(s.wacid)?.id ?? (await this.cdr.findCallByWacid(s.wacid))?.id;
+        if (id) await this.cdr.addEvent(id, 'provider_status', { status: s.status });
+        else this.buffer(s.wacid, event);
         return;
       }
-      default:
+      case 'whatsapp.inbound_message.received': {
+        const reply = permissionReplyOf(event.whatsappInboundMessage, event.id);
+        if (!reply) return;
+        if ('error' in reply) throw new Error(reply.error);
+        await this.permissions.recordReply(reply);
+        this.log.info({ business: reply.businessNumber, customer: reply.customerNumber, response: reply.response, permanent: reply.isPermanent }, 'call permission reply recorded');
         return;
+      }
     }
   }
 
   /** Stops taking calls and ends the ones in progress. */
   async shutdown(): Promise<void> {
     this.accepting = false;
-    await Promise.all([...this.calls.values()].map((c) => c.hangup()));
+    const calls: Array<InboundCall | OutboundCall> = [...this.inbound.values(), ...this.outbound.values(), ...this.unbound];
+    await Promise.all(calls.map((c) => c.hangup()));
   }
 
-  private rememberEarlyTermination(wacid: string): void {
+  private ended(key: string, id: string): void {
+    this.recentlyEnded.set(key, id);
+    if (this.recentlyEnded.size > 1000) this.recentlyEnded.delete(this.recentlyEnded.keys().next().value!);
+    this.emit('call-ended', key, id);
+  }
+
+  /** Stores YCloud's final view of a call that has already ended here; false if no such call. */
+  private async recordOnEndedCall(t: CallingTerminate): Promise<boolean> {
+    const id = await this.cdr.updateCallByWacid(t.wacid, {
+      provider_status: t.status ?? null,
+      provider_duration: t.duration ?? null,
+      provider_start_at: t.startTime ? new Date(t.startTime) : null,
+      provider_end_at: t.endTime ? new Date(t.endTime) : null,
+    });
+    if (id) await this.cdr.addEvent(id, 'provider_terminate', { status: t.status ?? null, duration: t.duration ?? null });
+    return id !== null;
+  }
+
+  private buffer(wacid: string, event: WebhookEvent): void {
     const now = Date.now();
-    for (const [k, exp] of this.earlyTerminations) if (exp < now) this.earlyTerminations.delete(k);
-    this.earlyTerminations.set(wacid, now + 10 * 60 * 1000);
+    for (const [k, b] of this.buffered) if (b.expires < now) this.buffered.delete(k);
+    const b = this.buffered.get(wacid) ?? { events: [], expires: now + BUFFER_MS };
+    b.events.push(event);
+    this.buffered.set(wacid, b);
+    this.log.debug({ wacid, type: event.type }, 'webhook for a call not known yet: buffered');
+  }
+
+  private takeBuffered(wacid: string): WebhookEvent[] {
+    const b = this.buffered.get(wacid);
+    this.buffered.delete(wacid);
+    return b?.events ?? [];
   }
 }

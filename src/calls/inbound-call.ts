@@ -8,7 +8,7 @@ import { Logger } from '../log';
 import { MediaError, NgAddress, RtpEngine } from '../media/rtpengine';
 import { pbxAnswerToWa, waOfferToPbx } from '../media/profiles';
 import { assertUsableAudioSdp, firstAudioCodec, provisionalPbxAnswer, SdpError } from '../media/sdp';
-import { summarizeMediaStats } from '../media/stats';
+import { releaseMedia } from '../media/stats';
 import { CallingConnect, CallingTerminate } from '../providers/ycloud/events';
 import { YCloudClient, YCloudError } from '../providers/ycloud/client';
 import { PbxFailure, PbxLeg } from '../sip/pbx-leg';
@@ -273,14 +273,8 @@ export class InboundCall extends EventEmitter {
     }
     let mediaStats: object | null = null;
     if (this.ng) {
-      // rtpengine 10.5 answers `delete` with a bare "ok", so read the statistics with `query` first.
-      const ng = this.ng;
-      const ref = { 'call-id': this.mediaCallId };
-      tasks.push(rtp.query(ng, ref)
-        .then((res) => { mediaStats = summarizeMediaStats(res, { [this.waTag]: 'whatsapp', [this.pbxTag]: 'pbx' }); })
-        .catch((e: unknown) => this.log.warn({ err: (e as Error).message }, 'rtpengine query failed'))
-        .then(() => rtp.delete(ng, ref))
-        .catch((e: unknown) => this.log.warn({ err: (e as Error).message }, 'rtpengine delete failed')));
+      const warn = (what: string, e: unknown) => this.log.warn({ err: (e as Error)?.message ?? String(e) }, what);
+      tasks.push(releaseMedia(rtp, this.ng, this.mediaCallId, { [this.waTag]: 'whatsapp', [this.pbxTag]: 'pbx' }, warn).then((s) => { mediaStats = s; }));
     }
     await Promise.all(tasks);
     const endedAt = new Date();

@@ -2,8 +2,10 @@ import { EventEmitter } from 'node:events';
 import { performance } from 'node:perf_hooks';
 
 /** Monotonic timing marks of a call's milestones, for the latency benchmark and debugging. */
+/** `wacid` is the WhatsApp call id for inbound calls, and the bridge's call id for outbound ones. */
 export interface Mark { wacid: string; name: MarkName; t: number }
-export type MarkName = 'webhook_received' | 'preaccept_sent' | 'pbx_ringing' | 'pbx_answered' | 'accept_sent' | 'ended';
+export type MarkName = 'webhook_received' | 'preaccept_sent' | 'pbx_ringing' | 'pbx_answered' | 'accept_sent' | 'ended'
+  | 'invite_received' | 'connect_sent' | 'wa_accepted' | 'pbx_200_sent';
 
 export class Marks extends EventEmitter {
   mark(wacid: string, name: MarkName, t = performance.now()): void {

@@ -1,3 +1,4 @@
+import net from 'node:net';
 import os from 'node:os';
 
 /** Everything the bridge reads from its environment, validated once at start-up. */
@@ -25,6 +26,22 @@ export interface Config {
     /** No SIP response at all within this time: the target counts as unreachable. */
     responseTimeoutMs: number;
   };
+  /** Agent -> WhatsApp calls (INVITEs from the PBX). */
+  outbound: {
+    /** Source addresses/CIDRs allowed to place WhatsApp calls; empty means none (toll-fraud safe default). */
+    trustedSources: string[];
+    /** Optional SIP digest credentials required on top of the address check. */
+    auth: { username: string; password: string; realm: string } | null;
+    /** Business number used when the INVITE names none (X-WhatsApp-Business-Number header). */
+    defaultBusinessNumber: string | null;
+    /** Phone number id of the default business number (needed to terminate before any webhook). */
+    defaultPhoneId: string | null;
+    /** Give up when WhatsApp has not accepted within this time. */
+    ringTimeoutMs: number;
+    /** Send a call-permission request automatically when an agent dials someone without permission. */
+    autoPermissionRequest: { text: string } | null;
+  };
+  admin: { token: string | null; wabaId: string | null };
 }
 
 export class ConfigError extends Error {
@@ -80,6 +97,16 @@ export function loadConfig(env: Env = process.env): Config {
   const codecs = str('PBX_CODECS', 'PCMU,PCMA').split(',').map((s) => s.trim().toUpperCase()).filter(Boolean);
   for (const c of codecs) if (!PBX_CODECS.has(c)) problems.push(`PBX_CODECS entry "${c}" is not one of ${[...PBX_CODECS].join(', ')}`);
 
+  const trustedSources = str('SIP_TRUSTED_SOURCES', '').split(',').map((x) => x.trim()).filter(Boolean);
+  for (const t of trustedSources) if (!isAddressOrCidr(t)) problems.push(`SIP_TRUSTED_SOURCES entry "${t}" is not an IP address or CIDR`);
+  const authUser = str('SIP_AUTH_USERNAME', '');
+  const authPass = str('SIP_AUTH_PASSWORD', '');
+  if (Boolean(authUser) !== Boolean(authPass)) problems.push('SIP_AUTH_USERNAME and SIP_AUTH_PASSWORD must be set together');
+  const businessNumber = str('WA_BUSINESS_NUMBER', '');
+  if (businessNumber && !/^\+[1-9]\d{6,14}$/.test(businessNumber)) problems.push(`WA_BUSINESS_NUMBER must be E.164, e.g. +14155550100 (got "${businessNumber}")`);
+  const autoRequest = str('PERMISSION_AUTO_REQUEST', 'off');
+  if (autoRequest !== 'off' && autoRequest !== 'interactive') problems.push(`PERMISSION_AUTO_REQUEST must be "off" or "interactive" (got "${autoRequest}")`);
+
   const config: Config = {
     databaseUrl,
     httpPort: int('HTTP_PORT', 3000, 0, 65535),
@@ -104,9 +131,30 @@ export function loadConfig(env: Env = process.env): Config {
       noAnswerTimeoutMs: int('PBX_NO_ANSWER_TIMEOUT_S', 25, 1, 55) * 1000,
       responseTimeoutMs: int('PBX_RESPONSE_TIMEOUT_MS', 4000, 100, 32000),
     },
+    outbound: {
+      trustedSources,
+      auth: authUser ? { username: authUser, password: authPass, realm: str('SIP_AUTH_REALM', 'wa-sip-bridge') } : null,
+      defaultBusinessNumber: businessNumber || null,
+      defaultPhoneId: str('WA_PHONE_ID', '') || null,
+      ringTimeoutMs: int('OUTBOUND_RING_TIMEOUT_S', 60, 5, 300) * 1000,
+      autoPermissionRequest: autoRequest === 'interactive'
+        ? { text: str('PERMISSION_REQUEST_TEXT', 'We would like to call you about your request. May we?') }
+        : null,
+    },
+    admin: { token: str('ADMIN_API_TOKEN', '') || null, wabaId: str('WA_WABA_ID', '') || null },
   };
   if (problems.length) throw new ConfigError(problems);
   return config;
+}
+
+function isAddressOrCidr(s: string): boolean {
+  const [addr, bits, extra] = s.split('/');
+  if (extra !== undefined || !addr) return false;
+  const family = net.isIP(addr);
+  if (!family) return false;
+  if (bits === undefined) return true;
+  const n = Number(bits);
+  return /^\d{1,3}$/.test(bits) && n >= 0 && n <= (family === 4 ? 32 : 128);
 }
 
 function isHttpUrl(s: string): boolean {

@@ -22,3 +22,21 @@ export function pbxAnswerToWa(): NgParams {
     flags: ['full-rtcp-attribute'],
   };
 }
+
+/** The PBX's offer (plain RTP, G.711/G.722) -> a WebRTC offer for WhatsApp: ICE, DTLS-SRTP, rtcp-mux, opus. */
+export function pbxOfferToWa(): NgParams {
+  return {
+    'transport-protocol': 'UDP/TLS/RTP/SAVPF',
+    ICE: 'force',
+    SDES: ['off'],
+    'rtcp-mux': ['require'],
+    replace: ['origin', 'session-connection'],
+    flags: ['generate-mid', 'full-rtcp-attribute'],
+    codec: { transcode: ['opus/48000/2'], mask: ['G722', 'PCMU', 'PCMA'] },
+  };
+}
+
+/** WhatsApp's answer (WebRTC) -> the plain-RTP answer for the PBX. */
+export function waAnswerToPbx(): NgParams {
+  return { replace: ['origin', 'session-connection'] };
+}

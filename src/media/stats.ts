@@ -1,4 +1,5 @@
 import { NgResponse } from 'rtpengine-client';
+import { NgAddress } from './rtpengine';
 
 export interface LegStats { packets: number; bytes: number; errors: number; codec: string | null }
 export interface MediaStats {
@@ -36,4 +37,29 @@ export function summarizeMediaStats(res: NgResponse, labels: Record<string, stri
     totals: res.totals ? { rtp: pick(t.RTP), rtcp: pick(t.RTCP) } : null,
     durationSeconds: created ? Math.max(0, Math.round(Date.now() / 1000 - created)) : null,
   };
+}
+
+/**
+ * Ends a call's media on rtpengine and returns its statistics (rtpengine 10.5 answers `delete` with a
+ * bare "ok", so they are read with `query` first). Never throws: failures are reported to `warn`.
+ */
+export async function releaseMedia(
+  rtp: { query(at: NgAddress, p: Record<string, unknown>): Promise<NgResponse>; delete(at: NgAddress, p: Record<string, unknown>): Promise<NgResponse> },
+  at: NgAddress,
+  callId: string,
+  labels: Record<string, string>,
+  warn: (what: string, err: unknown) => void,
+): Promise<MediaStats | null> {
+  let stats: MediaStats | null = null;
+  try {
+    stats = summarizeMediaStats(await rtp.query(at, { 'call-id': callId }), labels);
+  } catch (err) {
+    warn('rtpengine query failed', err);
+  }
+  try {
+    await rtp.delete(at, { 'call-id': callId });
+  } catch (err) {
+    warn('rtpengine delete failed', err);
+  }
+  return stats;
 }

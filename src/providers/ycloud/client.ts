@@ -41,19 +41,51 @@ export class YCloudClient {
     return this.post('/whatsapp/calls/terminate', { phoneId: r.phoneId, wacid: r.wacid });
   }
 
-  private async post(path: string, body: Record<string, unknown>): Promise<unknown> {
+  /** Places a business-initiated call. The wacid comes back here when YCloud returns it, else in the connect webhook. */
+  async connect(r: { from: string; to: string; sdp: string }): Promise<{ wacid: string | null }> {
+    const res = await this.post('/whatsapp/calls/connect', { from: r.from, to: r.to, sdpType: 'offer', sdp: r.sdp });
+    const wacid = isRecord(res) && typeof res.wacid === 'string' ? res.wacid : null;
+    return { wacid };
+  }
+
+  /** A call-permission request, as a free-form interactive message or as a template that carries one. */
+  async sendPermissionRequest(
+    from: string,
+    to: string,
+    body: { kind: 'interactive'; text: string } | { kind: 'template'; name: string; language: string; components?: unknown[] },
+  ): Promise<{ id: string | null }> {
+    const message = body.kind === 'interactive'
+      ? { type: 'interactive', interactive: { type: 'call_permission_request', action: { name: 'call_permission_request' }, body: { text: body.text } } }
+      : { type: 'template', template: { name: body.name, language: { code: body.language, policy: 'deterministic' }, components: body.components ?? [] } };
+    const res = await this.post('/whatsapp/messages/sendDirectly', { from, to, ...message });
+    return { id: isRecord(res) && typeof res.id === 'string' ? res.id : null };
+  }
+
+  getSettings(wabaId: string, phoneNumber: string): Promise<unknown> {
+    return this.request('GET', `/whatsapp/phoneNumbers/${encodeURIComponent(wabaId)}/${encodeURIComponent(phoneNumber)}/settings`);
+  }
+
+  updateSettings(wabaId: string, phoneNumber: string, settings: Record<string, unknown>): Promise<unknown> {
+    return this.request('POST', `/whatsapp/phoneNumbers/${encodeURIComponent(wabaId)}/${encodeURIComponent(phoneNumber)}/settings`, settings);
+  }
+
+  private post(path: string, body: Record<string, unknown>): Promise<unknown> {
+    return this.request('POST', path, body);
+  }
+
+  private async request(method: 'GET' | 'POST', path: string, body?: Record<string, unknown>): Promise<unknown> {
     let res: Response;
     try {
       res = await fetch(this.opts.baseUrl + path, {
-        method: 'POST',
+        method,
         headers: { 'Content-Type': 'application/json', 'X-API-Key': this.opts.apiKey },
-        body: JSON.stringify(body),
+        body: body === undefined ? undefined : JSON.stringify(body),
         signal: AbortSignal.timeout(this.opts.timeoutMs),
       });
     } catch (err) {
       const e = err as Error;
       const what = e.name === 'TimeoutError' ? `timed out after ${this.opts.timeoutMs} ms` : e.message;
-      throw new YCloudError(`POST ${path}: ${what}`, null, null, null, null);
+      throw new YCloudError(`${method} ${path}: ${what}`, null, null, null, null);
     }
     const text = await res.text();
     let json: unknown = undefined;
@@ -66,7 +98,7 @@ export class YCloudClient {
     const err = isRecord(json) && isRecord(json.error) ? json.error : {};
     const wa = isRecord(err.whatsappApiError) ? err.whatsappApiError : {};
     throw new YCloudError(
-      `POST ${path}: ${res.status} ${typeof err.message === 'string' ? err.message : text.slice(0, 200)}`,
+      `${method} ${path}: ${res.status} ${typeof err.message === 'string' ? err.message : text.slice(0, 200)}`,
       res.status,
       err.code === undefined ? null : String(err.code),
       res.headers.get('YCloud-Request-ID') ?? (typeof err.requestId === 'string' ? err.requestId : null),
