@@ -13,6 +13,7 @@ import { connectDatabase } from './cdr/db';
 import { CdrStore } from './cdr/store';
 import { createHttpApp, listen } from './http/server';
 import { webhookRoutes } from './http/webhooks';
+import { adminRoutes } from './http/admin';
 import { Logger } from './log';
 import { RtpEngine } from './media/rtpengine';
 import { YCloudClient } from './providers/ycloud/client';
@@ -86,6 +87,13 @@ export class Bridge {
         marks: this.marks,
         process: (e) => this.calls.handle(e),
         processed: (id) => this.webhookEvents.emit('processed', id),
+      }), adminRoutes({
+        token: this.config.admin.token,
+        wabaId: this.config.admin.wabaId,
+        defaultBusinessNumber: this.config.outbound.defaultBusinessNumber,
+        permissions: this.permissions,
+        ycloud: this.ycloud,
+        log: this.log,
       })],
       { ready: () => ({ ok: this.sip.ready, checks: { sip: this.sip.ready } }) },
       this.log,

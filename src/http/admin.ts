@@ -1,0 +1,145 @@
+import crypto from 'node:crypto';
+import Router from '@koa/router';
+import { Context, Next } from 'koa';
+import { normalizeE164, PermissionRequestBody, PermissionStore } from '../calls/permissions';
+import { Logger } from '../log';
+import { YCloudClient, YCloudError } from '../providers/ycloud/client';
+import { CallingSettingsChange, settingsBody, validateSettingsChange } from '../providers/ycloud/settings';
+import { readRawBody } from './raw-body';
+
+export interface AdminDeps {
+  token: string | null;
+  wabaId: string | null;
+  defaultBusinessNumber: string | null;
+  permissions: PermissionStore;
+  ycloud: YCloudClient;
+  log: Logger;
+}
+
+/**
+ * Operator API under /api (Bearer ADMIN_API_TOKEN; disabled when no token is set): call-permission
+ * requests and records, and the phone number's calling settings.
+ */
+export function adminRoutes(d: AdminDeps): Router {
+  const router = new Router({ prefix: '/api' });
+  router.use(async (ctx: Context, next: Next) => {
+    if (!d.token) {
+      ctx.status = 404;
+      ctx.body = { error: 'admin API disabled: set ADMIN_API_TOKEN' };
+      return;
+    }
+    const given = /^Bearer (.+)$/.exec(ctx.get('Authorization'))?.[1] ?? '';
+    const a = crypto.createHash('sha256').update(given).digest();
+    const b = crypto.createHash('sha256').update(d.token).digest();
+    if (!crypto.timingSafeEqual(a, b)) {
+      d.log.warn({ ip: ctx.ip, path: ctx.path }, 'admin API refused: bad token');
+      ctx.status = 401;
+      ctx.body = { error: 'bad or missing bearer token' };
+      return;
+    }
+    await next();
+  });
+
+  const business = (v: unknown): string | null => (typeof v === 'string' ? normalizeE164(v) : d.defaultBusinessNumber);
+
+  router.post('/permission-requests', async (ctx) => {
+    const body = await jsonBody(ctx);
+    if (!body) return;
+    const to = typeof body.to === 'string' ? normalizeE164(body.to) : null;
+    const from = business(body.from);
+    const request = permissionRequestOf(body);
+    if (!to || !from || typeof request === 'string') {
+      ctx.status = 400;
+      ctx.body = { error: !to ? '"to" must be an E.164 number' : !from ? '"from" must be an E.164 number (or set WA_BUSINESS_NUMBER)' : request };
+      return;
+    }
+    try {
+      const { messageId } = await d.permissions.request(from, to, request as PermissionRequestBody, 'api');
+      ctx.status = 202;
+      ctx.body = { sent: true, messageId };
+    } catch (err) {
+      ctx.status = 502;
+      ctx.body = { error: (err as Error).message };
+    }
+  });
+
+  router.get('/permissions', async (ctx) => {
+    const b = typeof ctx.query.business === 'string' ? normalizeE164(ctx.query.business) ?? undefined : undefined;
+    const c = typeof ctx.query.customer === 'string' ? normalizeE164(ctx.query.customer) ?? undefined : undefined;
+    ctx.body = { replies: await d.permissions.list({ businessNumber: b, customerNumber: c }) };
+  });
+
+  router.get('/permissions/check', async (ctx) => {
+    const c = typeof ctx.query.customer === 'string' ? normalizeE164(ctx.query.customer) : null;
+    const b = business(ctx.query.business);
+    if (!c || !b) {
+      ctx.status = 400;
+      ctx.body = { error: 'customer (and business, unless WA_BUSINESS_NUMBER is set) must be E.164 numbers' };
+      return;
+    }
+    ctx.body = await d.permissions.check(b, c);
+  });
+
+  router.get('/settings', async (ctx) => {
+    const target = settingsTarget(ctx.query.phoneNumber);
+    if (typeof target === 'string') return problem(ctx, 400, target);
+    await relay(ctx, () => d.ycloud.getSettings(target.wabaId, target.phoneNumber));
+  });
+
+  router.post('/settings', async (ctx) => {
+    const body = await jsonBody(ctx);
+    if (!body) return;
+    const { phoneNumber, ...change } = body;
+    const target = settingsTarget(phoneNumber);
+    if (typeof target === 'string') return problem(ctx, 400, target);
+    const problems = validateSettingsChange(change);
+    if (problems.length) return problem(ctx, 400, problems.join('; '));
+    await relay(ctx, () => d.ycloud.updateSettings(target.wabaId, target.phoneNumber, settingsBody(change as CallingSettingsChange)));
+  });
+
+  function settingsTarget(phone: unknown): { wabaId: string; phoneNumber: string } | string {
+    if (!d.wabaId) return 'WA_WABA_ID is not configured';
+    const phoneNumber = business(phone);
+    return phoneNumber ? { wabaId: d.wabaId, phoneNumber } : 'phoneNumber must be E.164 (or set WA_BUSINESS_NUMBER)';
+  }
+
+  async function relay(ctx: Context, fn: () => Promise<unknown>): Promise<void> {
+    try {
+      ctx.body = (await fn()) ?? { ok: true };
+    } catch (err) {
+      const e = err as YCloudError;
+      ctx.status = e.httpStatus && e.httpStatus < 500 ? e.httpStatus : 502;
+      ctx.body = { error: e.message, code: e.code ?? null, whatsappCode: e.whatsappCode ?? null };
+    }
+  }
+
+  return router;
+}
+
+function problem(ctx: Context, status: number, error: string): void {
+  ctx.status = status;
+  ctx.body = { error };
+}
+
+async function jsonBody(ctx: Context): Promise<Record<string, unknown> | null> {
+  try {
+    const v: unknown = JSON.parse((await readRawBody(ctx.req, 64 * 1024)).toString('utf8') || '{}');
+    if (typeof v === 'object' && v !== null && !Array.isArray(v)) return v as Record<string, unknown>;
+  } catch {
+    /* fall through */
+  }
+  problem(ctx, 400, 'body must be a JSON object');
+  return null;
+}
+
+function permissionRequestOf(body: Record<string, unknown>): PermissionRequestBody | string {
+  const t = body.template as Record<string, unknown> | undefined;
+  if (t !== undefined) {
+    if (typeof t !== 'object' || t === null || typeof t.name !== 'string' || typeof t.language !== 'string') {
+      return '"template" needs "name" and "language"';
+    }
+    return { kind: 'template', name: t.name, language: t.language, components: Array.isArray(t.components) ? t.components : [] };
+  }
+  if (typeof body.text === 'string' && body.text.trim()) return { kind: 'interactive', text: body.text };
+  return 'give "text" (free-form request) or "template" ({name, language, components})';
+}

@@ -1,0 +1,33 @@
+/** The calling part of a phone number's settings, as YCloud's settings endpoint takes it. */
+export interface CallingSettingsChange {
+  status?: 'ENABLED' | 'DISABLED';
+  iconVisibility?: 'DEFAULT' | 'DISABLE_ALL';
+  callbackPermissionStatus?: 'ENABLED' | 'DISABLED';
+  /** Weekly hours, time zone and holidays, passed through as given (field names follow Meta's call_hours). */
+  callHours?: Record<string, unknown>;
+}
+
+const ENUMS: Record<string, readonly string[]> = {
+  status: ['ENABLED', 'DISABLED'],
+  iconVisibility: ['DEFAULT', 'DISABLE_ALL'],
+  callbackPermissionStatus: ['ENABLED', 'DISABLED'],
+};
+
+/** Checks a requested change; returns the problems (empty when it is good). */
+export function validateSettingsChange(c: Record<string, unknown>): string[] {
+  const problems: string[] = [];
+  const known = new Set([...Object.keys(ENUMS), 'callHours']);
+  for (const k of Object.keys(c)) if (!known.has(k)) problems.push(`unknown setting "${k}"`);
+  for (const [k, allowed] of Object.entries(ENUMS)) {
+    if (c[k] !== undefined && !allowed.includes(String(c[k]))) problems.push(`${k} must be one of ${allowed.join(', ')}`);
+  }
+  if (c.callHours !== undefined && (typeof c.callHours !== 'object' || c.callHours === null || Array.isArray(c.callHours))) {
+    problems.push('callHours must be an object');
+  }
+  if (Object.keys(c).length === 0) problems.push('nothing to change');
+  return problems;
+}
+
+export function settingsBody(c: CallingSettingsChange): Record<string, unknown> {
+  return { calling: { ...c } };
+}
