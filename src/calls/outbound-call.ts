@@ -121,6 +121,8 @@ export class OutboundCall extends EventEmitter {
       assertUsableAudioSdp(this.req.body);
       const ng = (this.ng = this.deps.rtp.pick());
       const offered = await this.deps.rtp.offer(ng, { 'call-id': this.id, 'from-tag': this.pbxTag, sdp: this.req.body, ...pbxOfferToWa() });
+      // No audio crosses in either direction before WhatsApp says ACCEPTED.
+      await this.deps.rtp.blockMedia(ng, { 'call-id': this.id, 'from-tag': this.pbxTag });
       if (this.ending) return;
       this.phase = 'connecting';
       this.deps.marks.mark(this.id, 'connect_sent');
@@ -162,6 +164,7 @@ export class OutboundCall extends EventEmitter {
       if (c.sdpType !== 'answer') throw new SdpError(`a business-initiated call must be answered with SDP, got ${c.sdpType}`);
       assertUsableAudioSdp(c.sdp);
       const res = await this.deps.rtp.answer(this.ng!, { 'call-id': this.id, 'from-tag': this.pbxTag, 'to-tag': this.waTag, sdp: c.sdp, ...waAnswerToPbx() });
+      await this.deps.rtp.blockMedia(this.ng!, { 'call-id': this.id, 'from-tag': this.waTag });
       this.pbxSdp = String(res.sdp ?? '');
       this.rec.update({ wa_codec: firstAudioCodec(c.sdp), pbx_codec: firstAudioCodec(this.pbxSdp) });
       this.rec.event('whatsapp_answer_sdp');
@@ -221,6 +224,8 @@ export class OutboundCall extends EventEmitter {
     this.phase = 'accepted';
     this.clearRingTimer();
     try {
+      const ng = this.ng!;
+      await Promise.all([this.pbxTag, this.waTag].map((tag) => this.deps.rtp.unblockMedia(ng, { 'call-id': this.id, 'from-tag': tag })));
       const uas = await this.deps.srf.createUAS(this.req, this.res, { localSdp: this.pbxSdp! });
       this.deps.marks.mark(this.id, 'pbx_200_sent');
       this.uas = uas;

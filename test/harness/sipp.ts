@@ -1,4 +1,5 @@
 import fs from 'node:fs/promises';
+import os from 'node:os';
 import path from 'node:path';
 import { freePort, ManagedProcess } from './processes';
 
@@ -41,4 +42,55 @@ async function waitUdpBound(port: number, proc: ManagedProcess): Promise<void> {
     if (Date.now() > deadline) throw new Error(`SIPp did not bind 127.0.0.1:${port}:\n${proc.output}`);
     await new Promise((r) => setTimeout(r, 20));
   }
+}
+
+/**
+ * SIPp playing the agent's phone behind the PBX: one call from 127.0.0.1 to the bridge's SIP address,
+ * dialling `number`. `scenario` is a file in test/sipp or a path; `auth` answers a digest challenge.
+ */
+export async function runSippUac(
+  scenario: string,
+  opts: { target: string; number: string; rtpPort?: number; auth?: { username: string; password: string } },
+): Promise<SippRun> {
+  const port = await freePort('udp');
+  const file = path.isAbsolute(scenario) ? scenario : path.join(SCENARIOS, scenario);
+  const args = [
+    opts.target, '-sf', file, '-s', opts.number,
+    '-i', '127.0.0.1', '-p', String(port), '-mi', '127.0.0.1',
+    '-m', '1', '-key', 'rtpport', String(opts.rtpPort ?? 9),
+    '-nostdin', '-nd', '-timeout', '60', '-timeout_error',
+  ];
+  if (opts.auth) args.push('-au', opts.auth.username, '-ap', opts.auth.password);
+  const proc = new ManagedProcess(`sipp ${path.basename(file)}`, 'sipp', args);
+  return { port, uri: `sip:127.0.0.1:${port}`, proc, done: proc.exited };
+}
+
+/** A scenario in which the agent's INVITE is refused with `code`; checks a Reason header when asked. */
+export async function refusalScenario(code: number, reasonPattern?: string): Promise<string> {
+  const dir = await fs.mkdtemp(path.join(os.tmpdir(), 'wasb-sipp-'));
+  const file = path.join(dir, `uac-expect-${code}.xml`);
+  const src = await fs.readFile(path.join(SCENARIOS, 'uac-call.xml'), 'utf8');
+  const invite = src.slice(src.indexOf('  <send retrans="500"><![CDATA[\nINVITE'), src.indexOf('  <recv response="100"'));
+  const check = reasonPattern
+    ? `><action><ereg regexp="${reasonPattern}" search_in="hdr" header="Reason:" check_it="true" assign_to="reason"/></action></recv>`
+    : '/>';
+  await fs.writeFile(file, `<?xml version="1.0" encoding="ISO-8859-1" ?>
+<scenario name="uac expects ${code}">
+${invite}  <recv response="100" optional="true"/>
+  <recv response="180" optional="true"/>
+  <recv response="${code}"${check}
+  <send><![CDATA[
+ACK sip:[service]@[remote_ip]:[remote_port] SIP/2.0
+[last_Via:]
+From: "Agent 201" <sip:agent201@[local_ip]:[local_port]>;tag=[pid]SIPpTag00[call_number]
+To: <sip:[service]@[remote_ip]:[remote_port]>[peer_tag_param]
+Call-ID: [call_id]
+CSeq: 1 ACK
+Max-Forwards: 70
+Content-Length: 0
+
+]]></send>
+${reasonPattern ? '  <Reference variables="reason"/>\n' : ''}</scenario>
+`);
+  return file;
 }

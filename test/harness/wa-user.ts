@@ -7,6 +7,7 @@ interface SessionDescription { type: 'offer' | 'answer'; sdp: string }
 interface PeerConnection {
   addTrack(track: Track, ...streams: unknown[]): unknown;
   createOffer(): Promise<SessionDescription>;
+  createAnswer(): Promise<SessionDescription>;
   setLocalDescription(d: SessionDescription): Promise<void>;
   setRemoteDescription(d: SessionDescription): Promise<void>;
   readonly localDescription: SessionDescription | null;
@@ -65,13 +66,27 @@ export class WaUser {
   async createOffer(): Promise<string> {
     const offer = await this.pc.createOffer();
     await this.pc.setLocalDescription(offer);
-    await new Promise<void>((resolve) => {
+    await this.gathered();
+    return opusOnly(loopbackOnly(this.pc.localDescription!.sdp));
+  }
+
+  /** As the called party (business-initiated call): answers the bridge's WebRTC offer. */
+  async answer(offer: string): Promise<string> {
+    await this.pc.setRemoteDescription({ type: 'offer', sdp: offer });
+    const answer = await this.pc.createAnswer();
+    await this.pc.setLocalDescription(answer);
+    await this.gathered();
+    this.startTone();
+    return loopbackOnly(this.pc.localDescription!.sdp);
+  }
+
+  private gathered(): Promise<void> {
+    return new Promise<void>((resolve) => {
       if (this.pc.iceGatheringState === 'complete') return resolve();
       this.pc.onicegatheringstatechange = () => {
         if (this.pc.iceGatheringState === 'complete') resolve();
       };
     });
-    return opusOnly(loopbackOnly(this.pc.localDescription!.sdp));
   }
 
   async applyAnswer(sdp: string): Promise<void> {

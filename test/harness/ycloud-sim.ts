@@ -23,6 +23,10 @@ interface SimCall {
   acceptRespondedAt: number | null;
   startTime: number;
 }
+/** A business-initiated call as the simulator sees it; tests script what the WhatsApp user does. */
+export interface SimOutboundCall { wacid: string; phoneId: string; from: string; to: string; offer: string }
+export type OutboundScript = (call: SimOutboundCall) => Promise<void>;
+
 export interface Fault { status: number; code?: string; message?: string; whatsappCode?: number; delayMs?: number }
 
 /**
@@ -37,6 +41,18 @@ export class YCloudSim extends EventEmitter {
   private server: http.Server | null = null;
   private eventSeq = 0;
   webhookUrl = '';
+  /** What the WhatsApp user does when the business calls; runs after calls/connect has been answered. */
+  outboundScript: OutboundScript | null = null;
+  /** Whether calls/connect's response names the wacid (else only the connect webhook does). */
+  connectReturnsWacid = true;
+  /** Runs before calls/connect is answered, e.g. to deliver webhooks that overtake the response. */
+  beforeConnectResponse: OutboundScript | null = null;
+  /** Customers who gave the business no call permission: calls/connect fails with 138006. */
+  readonly noPermission = new Set<string>();
+  readonly settings = new Map<string, Record<string, unknown>>();
+  readonly outboundCalls = new Map<string, SimOutboundCall & { ended: boolean; accepted: boolean }>();
+  /** When each outbound call's ACCEPTED webhook was delivered (performance.now()). */
+  readonly acceptedDeliveredAt = new Map<string, number>();
 
   constructor(readonly apiKey: string, readonly secret: string) {
     super();
@@ -173,7 +189,7 @@ export class YCloudSim extends EventEmitter {
     if (fault && fault.status >= 400) {
       return this.reply(res, fault.status, errorBody(fault.status, fault.code ?? 'FAILED', fault.message ?? 'simulated failure', fault.whatsappCode));
     }
-    if (req.method !== 'POST') return this.reply(res, 404, errorBody(404, 'NOT_FOUND', `no ${req.method} ${url.pathname}`));
+    if (req.method !== 'POST' && !path.endsWith('/settings')) return this.reply(res, 404, errorBody(404, 'NOT_FOUND', `no ${req.method} ${url.pathname}`));
     const call = typeof body.wacid === 'string' ? this.calls.get(body.wacid) : undefined;
     switch (path) {
       case '/calls/preAccept':
@@ -195,6 +211,13 @@ export class YCloudSim extends EventEmitter {
       }
       case '/calls/reject':
       case '/calls/terminate': {
+        const out = typeof body.wacid === 'string' ? this.outboundCalls.get(body.wacid) : undefined;
+        if (out) {
+          if (out.ended) return this.reply(res, 400, errorBody(400, 'FAILED_PRECONDITION', 'call already ended'));
+          this.reply(res, 200, { success: true });
+          setImmediate(() => void this.deliver(this.outboundTerminate(out, out.accepted ? 'COMPLETED' : 'FAILED')).catch(() => undefined));
+          return;
+        }
         if (!call) return this.reply(res, 404, errorBody(404, 'NOT_FOUND', 'unknown wacid'));
         if (call.state === 'ended') return this.reply(res, 400, errorBody(400, 'FAILED_PRECONDITION', 'call already ended'));
         const completed = call.state === 'accepted';
@@ -203,9 +226,78 @@ export class YCloudSim extends EventEmitter {
         setImmediate(() => void this.terminateWebhook(call, completed ? 'COMPLETED' : 'FAILED').catch(() => undefined));
         return;
       }
-      default:
+      case '/calls/connect': {
+        if (typeof body.from !== 'string' || typeof body.to !== 'string' || body.sdpType !== 'offer' || typeof body.sdp !== 'string') {
+          return this.reply(res, 400, errorBody(400, 'INVALID_ARGUMENT', 'from, to, sdpType=offer and sdp are required'));
+        }
+        if (this.noPermission.has(body.to)) {
+          return this.reply(res, 400, errorBody(400, 'WHATSAPP_ERROR', 'No approved call permission from the recipient', 138006));
+        }
+        const out = { wacid: newWacid(), phoneId: '461269257068831', from: body.from, to: body.to, offer: body.sdp, ended: false, accepted: false };
+        this.outboundCalls.set(out.wacid, out);
+        if (this.beforeConnectResponse) await this.beforeConnectResponse(out);
+        this.reply(res, 200, this.connectReturnsWacid ? { wacid: out.wacid, id: crypto.randomUUID() } : { id: crypto.randomUUID() });
+        const script = this.outboundScript;
+        if (script) setImmediate(() => void script(out).catch((err: unknown) => this.emit('script-error', err)));
+        return;
+      }
+      case '/messages/sendDirectly': {
+        if (typeof body.from !== 'string' || typeof body.to !== 'string' || typeof body.type !== 'string') {
+          return this.reply(res, 400, errorBody(400, 'INVALID_ARGUMENT', 'from, to and type are required'));
+        }
+        return this.reply(res, 200, { id: `msg_${crypto.randomBytes(8).toString('hex')}`, status: 'accepted', wamid: `wamid.${crypto.randomBytes(8).toString('hex')}` });
+      }
+      default: {
+        const settings = /^\/phoneNumbers\/([^/]+)\/([^/]+)\/settings$/.exec(path);
+        if (settings) {
+          const key = `${decodeURIComponent(settings[1]!)}/${decodeURIComponent(settings[2]!)}`;
+          const current = this.settings.get(key) ?? { calling: { status: 'DISABLED', iconVisibility: 'DEFAULT' } };
+          if (req.method === 'POST') {
+            const calling = { ...(current.calling as Record<string, unknown>), ...(body.calling as Record<string, unknown>) };
+            this.settings.set(key, { ...current, calling });
+            return this.reply(res, 200, { success: true });
+          }
+          return this.reply(res, 200, current);
+        }
         return this.reply(res, 404, errorBody(404, 'NOT_FOUND', `no POST ${url.pathname}`));
+      }
     }
+  }
+
+  /** Webhooks the WhatsApp side of an outbound call sends (tests compose them into scripts). */
+  outboundConnect(call: SimOutboundCall, answerSdp: string): Record<string, unknown> {
+    return this.event('whatsapp.call.connect', {
+      callingConnect: {
+        id: crypto.randomBytes(12).toString('hex'), wacid: call.wacid, phoneId: call.phoneId, from: call.from, to: call.to,
+        direction: 'BUSINESS_INITIATED', sdpType: 'answer', sdp: answerSdp, dialTime: Date.now(),
+      },
+    });
+  }
+
+  outboundStatus(call: SimOutboundCall, status: 'RINGING' | 'ACCEPTED' | 'REJECTED'): Record<string, unknown> {
+    return this.event('whatsapp.call.status.updated', {
+      callingStatusUpdated: { wabaId: '188234691048809', wacid: call.wacid, status, recipientPhone: call.to },
+    });
+  }
+
+  outboundTerminate(call: SimOutboundCall, status: 'COMPLETED' | 'FAILED'): Record<string, unknown> {
+    const c = this.outboundCalls.get(call.wacid);
+    if (c) c.ended = true;
+    return this.event('whatsapp.call.terminate', {
+      callingTerminate: {
+        id: crypto.randomBytes(12).toString('hex'), wacid: call.wacid, phoneId: call.phoneId, from: call.from, to: call.to,
+        direction: 'BUSINESS_INITIATED', startTime: Date.now() - 1000, endTime: Date.now(), duration: 1, status,
+      },
+    });
+  }
+
+  /** Delivers an outbound call's ACCEPTED and remembers when. */
+  async deliverAccepted(call: SimOutboundCall): Promise<number> {
+    const ev = this.outboundStatus(call, 'ACCEPTED');
+    const c = this.outboundCalls.get(call.wacid);
+    if (c) c.accepted = true;
+    this.acceptedDeliveredAt.set(call.wacid, performance.now());
+    return this.deliver(ev);
   }
 
   private reply(res: http.ServerResponse, status: number, body: unknown): void {

@@ -1,0 +1,260 @@
+import assert from 'node:assert/strict';
+import { CallRecord } from '../src/cdr/models';
+import { MediaStats } from '../src/media/stats';
+import { startStack, TestStack } from './harness/bridge';
+import { infra } from './harness/infra';
+import { RtpPhone } from './harness/rtp-phone';
+import { refusalScenario, runSippUac, SippRun } from './harness/sipp';
+import { WaUser } from './harness/wa-user';
+import { SimOutboundCall } from './harness/ycloud-sim';
+
+const AGENT_TONE = 1000;
+const USER_TONE = 440;
+const CUSTOMER = '+6281361905133';
+const BUSINESS = '+6283138205150';
+
+/**
+ * Agent -> WhatsApp calls end to end: SIPp as the agent's phone (with a real RTP endpoint), the bridge,
+ * rtpengine, drachtio-server, the YCloud simulator, and a libwebrtc WhatsApp user that answers.
+ */
+describe('outbound call from an agent to a WhatsApp user', function () {
+  this.timeout(45000);
+  let stack: TestStack | null = null;
+  let sipp: SippRun | null = null;
+  let user: WaUser | null = null;
+  let phone: RtpPhone | null = null;
+
+  before(function () {
+    if (!infra.drachtio) this.skip(); // the run already said why, loudly, once
+  });
+
+  afterEach(async () => {
+    user?.close();
+    phone?.stop();
+    await sipp?.proc.stop();
+    await stack?.stop();
+    stack = sipp = user = phone = null;
+  });
+
+  async function setUp(env: Record<string, string> = {}): Promise<TestStack> {
+    phone = new RtpPhone(AGENT_TONE, USER_TONE);
+    await phone.start();
+    user = new WaUser(USER_TONE, AGENT_TONE);
+    stack = await startStack({ SIP_TRUSTED_SOURCES: '127.0.0.0/8', WA_BUSINESS_NUMBER: BUSINESS, WA_PHONE_ID: '461269257068831', ...env });
+    return stack;
+  }
+
+  async function grantPermission(s: TestStack, customer = CUSTOMER): Promise<void> {
+    await s.bridge.permissions.recordReply({
+      businessNumber: BUSINESS, customerNumber: customer, response: 'accept', isPermanent: true, expiresAt: null,
+      responseSource: 'user_action', repliedAt: new Date(), wamid: null, eventId: null,
+    });
+  }
+
+  async function dial(scenario: string, number = CUSTOMER, auth?: { username: string; password: string }): Promise<SippRun> {
+    sipp = await runSippUac(scenario, { target: `127.0.0.1:${infra.drachtio!.sipPort}`, number, rtpPort: await phonePort(), auth });
+    return sipp;
+  }
+
+  async function phonePort(): Promise<number> {
+    return (phone as unknown as { socket: { address(): { port: number } } }).socket.address().port;
+  }
+
+  async function outboundCdr(s: TestStack): Promise<CallRecord> {
+    const done = await sipp!.done;
+    assert.equal(done, 0, `SIPp scenario completed:\n${sipp!.proc.output.slice(-2000)}`);
+    // This stack saw exactly one INVITE: its mark carries the call's id.
+    const invite = s.marks.marks.find((m) => m.name === 'invite_received');
+    assert.ok(invite, 'the bridge took the INVITE');
+    const id = await s.bridge.calls.whenEnded(invite.wacid);
+    const row = await CallRecord.findByPk(id);
+    assert.ok(row, 'an outbound CDR exists');
+    return row;
+  }
+
+  /** The WhatsApp user answers: connect webhook with the SDP answer, RINGING, then ACCEPTED after `ringMs`. */
+  const answers = (s: TestStack, ringMs = 400) => async (call: SimOutboundCall) => {
+    const sdp = await user!.answer(call.offer);
+    await s.sim.deliver(s.sim.outboundConnect(call, sdp));
+    await s.sim.deliver(s.sim.outboundStatus(call, 'RINGING'));
+    await new Promise((r) => setTimeout(r, ringMs)); // the user takes a moment to pick up
+    await s.sim.deliverAccepted(call);
+  };
+
+  it('answered: 180 on RINGING, 200 on ACCEPTED, audio both ways only after ACCEPTED; agent hangs up', async () => {
+    const s = await setUp();
+    await grantPermission(s);
+    s.sim.outboundScript = answers(s);
+    await dial('uac-call-hangup.xml');
+    await user!.heard.whenHeard(25);
+    await phone!.heard.whenHeard(25);
+    const row = await outboundCdr(s);
+
+    const connect = s.sim.requests.find((r) => r.path === '/calls/connect')!;
+    assert.equal(connect.body.from, BUSINESS);
+    assert.equal(connect.body.to, CUSTOMER);
+    assert.match(String(connect.body.sdp), /UDP\/TLS\/RTP\/SAVPF/);
+    assert.match(String(connect.body.sdp), /opus\/48000\/2/);
+    assert.match(String(connect.body.sdp), /a=fingerprint:sha-256/);
+    assert.doesNotMatch(String(connect.body.sdp), /PCMU/);
+    const wacid = row.wacid!;
+    const acceptedAt = s.sim.acceptedDeliveredAt.get(wacid)!;
+    assert.ok(phone!.heard.firstLoudAt! > acceptedAt, 'no audio reached the agent before ACCEPTED');
+    assert.ok(user!.heard.firstLoudAt! > acceptedAt, 'no audio reached the WhatsApp user before ACCEPTED');
+    assert.ok(await s.sim.waitForRequest('/calls/terminate', wacid));
+
+    assert.equal(row.direction, 'outbound');
+    assert.equal(row.outcome, 'answered');
+    assert.equal(row.hangup_by, 'pbx');
+    assert.equal(row.agent, 'agent201');
+    assert.equal(row.customer_number, CUSTOMER);
+    assert.equal(row.business_number, BUSINESS);
+    assert.equal(row.sip_final_code, 200);
+    assert.ok(row.pbx_ringing_at && row.accepted_at && row.ended_at);
+    assert.ok(Number(row.talk_seconds) > 1);
+    assert.equal(row.wa_codec, 'opus/48000/2');
+    const stats = row.media_stats as MediaStats;
+    assert.ok(stats.legs.whatsapp!.packets > 25 && stats.legs.pbx!.packets > 25, JSON.stringify(stats));
+  });
+
+  it('answered, then the customer hangs up: BYE to the agent, CDR says whatsapp', async () => {
+    const s = await setUp();
+    await grantPermission(s);
+    s.sim.outboundScript = async (call) => {
+      await answers(s, 0)(call);
+      await phone!.heard.whenHeard(25);
+      await s.sim.deliver(s.sim.outboundTerminate(call, 'COMPLETED'));
+    };
+    await dial('uac-call.xml');
+    const row = await outboundCdr(s);
+    assert.equal(row.outcome, 'answered');
+    assert.equal(row.hangup_by, 'whatsapp');
+    assert.equal(row.provider_status, 'COMPLETED');
+    assert.equal(s.sim.requestsFor(row.wacid!).some((r) => r.path === '/calls/terminate'), false);
+  });
+
+  it('declined by the user: 603 with a Reason, CDR says rejected', async () => {
+    const s = await setUp();
+    await grantPermission(s);
+    s.sim.outboundScript = async (call) => {
+      await s.sim.deliver(s.sim.outboundConnect(call, await user!.answer(call.offer)));
+      await s.sim.deliver(s.sim.outboundStatus(call, 'RINGING'));
+      await s.sim.deliver(s.sim.outboundStatus(call, 'REJECTED'));
+      await s.sim.deliver(s.sim.outboundTerminate(call, 'FAILED'));
+    };
+    await dial(await refusalScenario(603, 'cause=21'));
+    const row = await outboundCdr(s);
+    assert.equal(row.outcome, 'rejected');
+    assert.equal(row.sip_final_code, 603);
+    assert.equal(row.hangup_by, 'whatsapp');
+  });
+
+  it('not answered: 480, CDR says no_answer', async () => {
+    const s = await setUp();
+    await grantPermission(s);
+    s.sim.outboundScript = async (call) => {
+      await s.sim.deliver(s.sim.outboundConnect(call, await user!.answer(call.offer)));
+      await s.sim.deliver(s.sim.outboundStatus(call, 'RINGING'));
+      await s.sim.deliver(s.sim.outboundTerminate(call, 'FAILED'));
+    };
+    await dial(await refusalScenario(480, 'cause=19'));
+    const row = await outboundCdr(s);
+    assert.equal(row.outcome, 'no_answer');
+    assert.equal(row.sip_final_code, 480);
+  });
+
+  it('the agent gives up while it rings: CANCEL -> calls/terminate, CDR says caller_hangup', async () => {
+    const s = await setUp();
+    await grantPermission(s);
+    s.sim.outboundScript = async (call) => {
+      await s.sim.deliver(s.sim.outboundConnect(call, await user!.answer(call.offer)));
+      await s.sim.deliver(s.sim.outboundStatus(call, 'RINGING'));
+    };
+    await dial('uac-cancel.xml');
+    const row = await outboundCdr(s);
+    assert.ok(await s.sim.waitForRequest('/calls/terminate', row.wacid!));
+    assert.equal(row.outcome, 'caller_hangup');
+    assert.equal(row.hangup_by, 'pbx');
+    assert.equal(row.sip_final_code, 487);
+  });
+
+  it('no permission on record: 403 with a Reason, no WhatsApp call, a permission request sent', async () => {
+    const s = await setUp({ PERMISSION_AUTO_REQUEST: 'interactive', PERMISSION_REQUEST_TEXT: 'May we call you?' });
+    const stranger = '+6281300000001'; // no reply from this customer is on record (the database is shared by the run)
+    await dial(await refusalScenario(403, 'permission'), stranger);
+    const row = await outboundCdr(s);
+    assert.equal(s.sim.requests.some((r) => r.path === '/calls/connect'), false);
+    const sent = s.sim.requests.find((r) => r.path === '/messages/sendDirectly');
+    assert.ok(sent, 'a permission request was sent');
+    assert.equal(sent.body.to, stranger);
+    assert.deepEqual((sent.body.interactive as Record<string, unknown>).type, 'call_permission_request');
+    assert.equal(row.outcome, 'rejected');
+    assert.equal(row.sip_final_code, 403);
+    const requests = await s.bridge.permissions.requests(BUSINESS, stranger);
+    assert.equal(requests[0]?.trigger, 'auto');
+  });
+
+  it('YCloud says 138006 (no permission) although one is on record: 403', async () => {
+    const s = await setUp();
+    await grantPermission(s);
+    s.sim.noPermission.add(CUSTOMER);
+    await dial(await refusalScenario(403));
+    const row = await outboundCdr(s);
+    assert.equal(row.outcome, 'rejected');
+    assert.match(row.error ?? '', /138006|permission/i);
+  });
+
+  it('an INVITE from an untrusted address is refused with 403 and places no call', async () => {
+    const s = await setUp({ SIP_TRUSTED_SOURCES: '192.0.2.77/32' });
+    await grantPermission(s);
+    await dial(await refusalScenario(403));
+    assert.equal(await sipp!.done, 0);
+    assert.equal(s.sim.requests.some((r) => r.path === '/calls/connect'), false);
+  });
+
+  it('digest authentication, when configured: challenged with 401, then the call goes through', async () => {
+    const s = await setUp({ SIP_AUTH_USERNAME: 'pbx', SIP_AUTH_PASSWORD: 's3cret' });
+    await grantPermission(s);
+    s.sim.outboundScript = answers(s, 0);
+    await dial('uac-auth-call.xml', CUSTOMER, { username: 'pbx', password: 's3cret' });
+    const row = await outboundCdr(s);
+    assert.equal(row.outcome, 'answered');
+  });
+
+  it('a Request-URI that is no number gets 404, an incomplete one 484', async () => {
+    await setUp();
+    await dial(await refusalScenario(404), 'support');
+    assert.equal(await sipp!.done, 0, sipp!.proc.output.slice(-1500));
+    await sipp!.proc.stop();
+    await dial(await refusalScenario(484), '12345');
+    assert.equal(await sipp!.done, 0, sipp!.proc.output.slice(-1500));
+  });
+
+  it('webhooks reordered, duplicated, and ahead of calls/connect\'s response: the call still connects', async () => {
+    const s = await setUp();
+    await grantPermission(s);
+    s.sim.connectReturnsWacid = false;
+    // Everything arrives before calls/connect has answered, in the wrong order, some twice.
+    s.sim.beforeConnectResponse = async (call) => {
+      const accepted = s.sim.outboundStatus(call, 'ACCEPTED');
+      const ringing = s.sim.outboundStatus(call, 'RINGING');
+      s.sim.acceptedDeliveredAt.set(call.wacid, 0);
+      await s.sim.deliver(accepted);
+      await s.sim.deliver(ringing);
+      await s.sim.deliver(accepted); // redelivery, same event id
+      await s.sim.deliver(s.sim.outboundStatus(call, 'RINGING')); // same status, new event id
+    };
+    s.sim.outboundScript = async (call) => {
+      const connect = s.sim.outboundConnect(call, await user!.answer(call.offer));
+      await s.sim.deliver(connect);
+      await s.sim.deliver(connect);
+      await phone!.heard.whenHeard(25);
+      await s.sim.deliver(s.sim.outboundTerminate(call, 'COMPLETED'));
+    };
+    await dial('uac-call.xml');
+    const row = await outboundCdr(s);
+    assert.equal(row.outcome, 'answered');
+    assert.equal(row.hangup_by, 'whatsapp');
+    assert.ok(row.wacid);
+  });
+});
