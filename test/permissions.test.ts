@@ -1,0 +1,134 @@
+import assert from 'node:assert/strict';
+import { startStack, TestStack } from './harness/bridge';
+
+const BUSINESS = '+6283138205150';
+const TOKEN = 'admin-test-token';
+
+/** Call permissions and calling settings through the real webhook endpoint, admin API and database. */
+describe('call permissions and calling settings', () => {
+  let stack: TestStack;
+  before(async () => {
+    stack = await startStack({ ADMIN_API_TOKEN: TOKEN, WA_BUSINESS_NUMBER: BUSINESS, WA_WABA_ID: '188234691048809' });
+  });
+  after(async () => {
+    await stack?.stop();
+  });
+
+  let n = 0;
+  const customer = () => `+62813000${String(100 + ++n).padStart(4, '0')}`;
+
+  /** Sends a call_permission_reply webhook and waits until the bridge has acted on it. */
+  async function reply(from: string, r: Record<string, unknown>, sendTime = new Date()): Promise<void> {
+    const ev = stack.sim.event('whatsapp.inbound_message.received', {
+      whatsappInboundMessage: {
+        id: 'm1', wamid: `wamid.${n}`, wabaId: '188234691048809', from, to: BUSINESS, sendTime: sendTime.toISOString(),
+        type: 'interactive', interactive: { type: 'call_permission_reply', call_permission_reply: r },
+      },
+    });
+    const processed = new Promise<void>((resolve) => {
+      const on = (id: string) => {
+        if (id !== ev.id) return;
+        stack.bridge.webhookEvents.off('processed', on);
+        resolve();
+      };
+      stack.bridge.webhookEvents.on('processed', on);
+    });
+    assert.equal(await stack.sim.deliver(ev), 200);
+    await processed;
+  }
+
+  const check = (c: string) => stack.bridge.permissions.check(BUSINESS, c);
+  const api = (path: string, init: RequestInit = {}, token = TOKEN) =>
+    fetch(`http://127.0.0.1:${stack.bridge.httpPort}/api${path}`, { ...init, headers: { Authorization: `Bearer ${token}`, 'Content-Type': 'application/json' } });
+
+  it('a temporary accept with a future expiry allows calls until then', async () => {
+    const c = customer();
+    const expires = Math.floor(Date.now() / 1000) + 3600;
+    await reply(c, { response: 'accept', is_permanent: false, expiration_timestamp: String(expires), response_source: 'user_action' });
+    const state = await check(c);
+    assert.equal(state.allowed, true);
+    assert.equal(state.allowed && state.expiresAt?.getTime(), expires * 1000);
+    const later = await stack.bridge.permissions.check(BUSINESS, c, new Date((expires + 1) * 1000));
+    assert.deepEqual(later.allowed ? 'allowed' : later.reason, 'expired');
+  });
+
+  it('an accept whose expiry has passed does not allow calls', async () => {
+    const c = customer();
+    await reply(c, { response: 'accept', is_permanent: false, expiration_timestamp: Math.floor(Date.now() / 1000) - 60 });
+    const state = await check(c);
+    assert.equal(state.allowed, false);
+    assert.equal(!state.allowed && state.reason, 'expired');
+  });
+
+  it('a temporary accept without an expiry lasts 7 days', async () => {
+    const c = customer();
+    const at = new Date(Date.now() - 1000);
+    await reply(c, { response: 'accept', is_permanent: false, response_source: 'automatic' }, at);
+    const state = await check(c);
+    assert.equal(state.allowed && state.expiresAt?.getTime(), at.getTime() + 7 * 24 * 3600 * 1000);
+  });
+
+  it('a permanent accept allows calls with no expiry', async () => {
+    const c = customer();
+    await reply(c, { response: 'accept', is_permanent: true, response_source: 'user_action' });
+    assert.deepEqual(await check(c), { allowed: true, permanent: true, expiresAt: null });
+  });
+
+  it('a reject after an accept withdraws the permission; the latest reply decides', async () => {
+    const c = customer();
+    await reply(c, { response: 'accept', is_permanent: true }, new Date(Date.now() - 5000));
+    await reply(c, { response: 'reject', is_permanent: false });
+    const state = await check(c);
+    assert.equal(!state.allowed && state.reason, 'rejected');
+    const res = await api(`/permissions?customer=${encodeURIComponent(c)}`);
+    const body = (await res.json()) as { replies: Array<{ response: string }> };
+    assert.deepEqual(body.replies.map((r) => r.response), ['reject', 'accept'], 'every reply is kept');
+  });
+
+  it('a customer who never replied has no permission', async () => {
+    const state = await check(customer());
+    assert.equal(!state.allowed && state.reason, 'none');
+  });
+
+  it('a reply with an unknown response is stored as an event but not as a permission', async () => {
+    const c = customer();
+    await reply(c, { response: 'maybe' });
+    assert.equal(!(await check(c)).allowed, true);
+  });
+
+  it('the admin API sends free-form and template permission requests through sendDirectly', async () => {
+    const c = customer();
+    let res = await api('/permission-requests', { method: 'POST', body: JSON.stringify({ to: c, text: 'May we call you about order 12?' }) });
+    assert.equal(res.status, 202);
+    res = await api('/permission-requests', {
+      method: 'POST',
+      body: JSON.stringify({ to: c, template: { name: 'call_permission_request_template', language: 'en_US', components: [{ type: 'body', parameters: [] }] } }),
+    });
+    assert.equal(res.status, 202);
+    const sent = stack.sim.requests.filter((r) => r.path === '/messages/sendDirectly' && r.body.to === c);
+    assert.equal(sent.length, 2);
+    assert.equal(sent[0]!.body.from, BUSINESS);
+    assert.deepEqual(sent[0]!.body.interactive, {
+      type: 'call_permission_request', action: { name: 'call_permission_request' }, body: { text: 'May we call you about order 12?' },
+    });
+    assert.equal((sent[1]!.body.template as { name: string }).name, 'call_permission_request_template');
+    const recorded = await stack.bridge.permissions.requests(BUSINESS, c);
+    assert.deepEqual(recorded.map((r) => r.kind).sort(), ['interactive', 'template']);
+  });
+
+  it('the admin API refuses a bad token, a bad number, and an empty request', async () => {
+    assert.equal((await api('/permissions', {}, 'wrong')).status, 401);
+    assert.equal((await api('/permission-requests', { method: 'POST', body: JSON.stringify({ to: 'bob', text: 'hi' }) })).status, 400);
+    assert.equal((await api('/permission-requests', { method: 'POST', body: JSON.stringify({ to: customer() }) })).status, 400);
+  });
+
+  it('reads and updates the calling settings through the admin API', async () => {
+    let res = await api('/settings', { method: 'POST', body: JSON.stringify({ status: 'ENABLED', iconVisibility: 'DEFAULT', callbackPermissionStatus: 'ENABLED' }) });
+    assert.equal(res.status, 200, await res.text());
+    res = await api('/settings');
+    const body = (await res.json()) as { calling: Record<string, unknown> };
+    assert.deepEqual(body.calling, { status: 'ENABLED', iconVisibility: 'DEFAULT', callbackPermissionStatus: 'ENABLED' });
+    res = await api('/settings', { method: 'POST', body: JSON.stringify({ status: 'ON' }) });
+    assert.equal(res.status, 400);
+  });
+});
