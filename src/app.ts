@@ -85,7 +85,7 @@ export class Bridge {
         cdr: this.cdr,
         log: this.log,
         marks: this.marks,
-        process: (e) => this.calls.handle(e),
+        process: (e, arrivedAt) => this.calls.handle(e, arrivedAt),
         processed: (id) => this.webhookEvents.emit('processed', id),
       }), adminRoutes({
         token: this.config.admin.token,

@@ -1,4 +1,5 @@
 import { EventEmitter } from 'node:events';
+import { performance } from 'node:perf_hooks';
 import { CdrStore } from '../cdr/store';
 import { Logger } from '../log';
 import { CallingTerminate, WebhookEvent } from '../providers/ycloud/events';
@@ -69,7 +70,7 @@ export class CallDispatcher extends EventEmitter {
     })().catch((err: unknown) => this.log.error({ err: (err as Error).message, wacid }, 'replaying buffered webhooks failed'));
   }
 
-  async handle(event: WebhookEvent): Promise<void> {
+  async handle(event: WebhookEvent, arrivedAt = performance.now()): Promise<void> {
     switch (event.type) {
       case 'whatsapp.call.connect': {
         const c = event.callingConnect;
@@ -105,7 +106,7 @@ export class CallDispatcher extends EventEmitter {
       case 'whatsapp.call.status.updated': {
         const s = event.callingStatusUpdated;
         const out = this.outbound.get(s.wacid);
-        if (out) return out.onStatus(s.status);
+        if (out) return out.onStatus(s.status, arrivedAt);
         const id = this.inbound.get(s.wacid)?.id ?? (await this.cdr.findCallByWacid(s.wacid))?.id;
         if (id) await this.cdr.addEvent(id, 'provider_status', { status: s.status });
         else this.buffer(s.wacid, event);

@@ -82,6 +82,8 @@ export class OutboundCall extends EventEmitter {
   private waEnded = false;
   private pbxCancelled = false;
   private uas: Srf.Dialog | null = null;
+  /** The 200 OK to the PBX while it is being sent. */
+  private answering: Promise<Srf.Dialog> | null = null;
   private ringTimer: NodeJS.Timeout | null = null;
   private acceptedAt: Date | null = null;
   private ending: Promise<void> | null = null;
@@ -175,7 +177,7 @@ export class OutboundCall extends EventEmitter {
   }
 
   /** RINGING, ACCEPTED or REJECTED from the status webhook. */
-  async onStatus(status: string): Promise<void> {
+  async onStatus(status: string, arrivedAt?: number): Promise<void> {
     if (this.phase === 'ended') return;
     this.rec.event('provider_status', { status });
     if (status === 'RINGING' && !this.rang) {
@@ -186,7 +188,7 @@ export class OutboundCall extends EventEmitter {
         if (!this.res.finalResponseSent) this.res.send(180);
       }
     } else if (status === 'ACCEPTED') {
-      this.deps.marks.mark(this.id, 'wa_accepted');
+      this.deps.marks.mark(this.id, 'wa_accepted', arrivedAt);
       if (this.pbxSdp) await this.answerPbx();
       else this.acceptedEarly = true; // the SDP answer is still on its way
     } else if (status === 'REJECTED') {
@@ -220,26 +222,31 @@ export class OutboundCall extends EventEmitter {
   }
 
   private async answerPbx(): Promise<void> {
-    if (this.uas || this.phase === 'ended' || this.res.finalResponseSent) return;
+    if (this.answering || this.phase === 'ended' || this.res.finalResponseSent) return;
     this.phase = 'accepted';
     this.clearRingTimer();
-    try {
-      const ng = this.ng!;
+    const ng = this.ng!;
+    this.answering = (async () => {
       await Promise.all([this.pbxTag, this.waTag].map((tag) => this.deps.rtp.unblockMedia(ng, { 'call-id': this.id, 'from-tag': tag })));
-      const uas = await this.deps.srf.createUAS(this.req, this.res, { localSdp: this.pbxSdp! });
-      this.deps.marks.mark(this.id, 'pbx_200_sent');
-      this.uas = uas;
-      this.acceptedAt = new Date();
-      this.rec.update({ state: 'accepted', accepted_at: this.acceptedAt, pbx_answered_at: this.acceptedAt, sip_final_code: 200, sip_final_reason: 'OK' });
-      this.rec.event('accepted');
-      uas.on('destroy', () => {
-        this.uas = null;
-        void this.end('answered', 'pbx');
-      });
-      if (this.waEnded) await this.end('answered', 'whatsapp');
+      return this.deps.srf.createUAS(this.req, this.res, { localSdp: this.pbxSdp! });
+    })();
+    let uas: Srf.Dialog;
+    try {
+      uas = await this.answering;
     } catch (err) {
-      await this.fail(err);
+      this.answering = null;
+      return this.fail(err);
     }
+    this.deps.marks.mark(this.id, 'pbx_200_sent');
+    if (this.ending) return; // the teardown under way waits for this dialog and ends it
+    this.uas = uas;
+    this.acceptedAt = new Date();
+    this.rec.update({ state: 'accepted', accepted_at: this.acceptedAt, pbx_answered_at: this.acceptedAt, sip_final_code: 200, sip_final_reason: 'OK' });
+    this.rec.event('accepted');
+    uas.on('destroy', () => {
+      this.uas = null;
+      void this.end('answered', 'pbx');
+    });
   }
 
   private onPbxCancel(): void {
@@ -282,11 +289,18 @@ export class OutboundCall extends EventEmitter {
     this.clearRingTimer();
     const tasks: Array<Promise<unknown>> = [];
     let sip: { sip_final_code?: number; sip_final_reason?: string } = {};
-    if (this.uas) {
-      const d = this.uas;
+    if (this.uas || this.answering) {
+      // Established, or the 200 OK is on its way (WhatsApp may hang up at that very moment): BYE.
+      const pending = this.answering;
+      const known = this.uas;
       this.uas = null;
-      d.removeAllListeners('destroy');
-      tasks.push(new Promise<void>((resolve) => d.destroy(undefined, () => resolve())));
+      tasks.push((async () => {
+        const d = known ?? (await pending!.catch(() => null));
+        if (!d) return;
+        d.removeAllListeners('destroy');
+        await new Promise<void>((resolve) => d.destroy(undefined, () => resolve()));
+      })());
+      if (!known) sip = { sip_final_code: 200, sip_final_reason: 'OK' };
     } else if (this.pbxCancelled) {
       sip = { sip_final_code: 487, sip_final_reason: 'Request Terminated' };
     } else if (!this.res.finalResponseSent) {

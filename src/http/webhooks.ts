@@ -14,7 +14,8 @@ export interface WebhookDeps {
   log: Logger;
   marks: Marks;
   /** Acts on a stored event after the HTTP answer has gone out. */
-  process: (event: WebhookEvent) => Promise<void>;
+  /** `arrivedAt` is the performance.now() of the request's arrival, for latency marks. */
+  process: (event: WebhookEvent, arrivedAt: number) => Promise<void>;
   /** Told once an event has been acted on and marked processed (tests, metrics). */
   processed?: (eventId: string) => void;
 }
@@ -74,7 +75,7 @@ export function webhookRoutes(d: WebhookDeps): Router {
     const event = parsed.event;
     if (!event) return;
     setImmediate(() => {
-      d.process(event).then(
+      d.process(event, arrived).then(
         () => d.cdr.markWebhookProcessed(parsed.id),
         (err: unknown) => {
           d.log.error({ err: (err as Error).message, eventId: parsed.id }, 'webhook processing failed');

@@ -1,12 +1,13 @@
 import { startStack } from '../harness/bridge';
 import { infra, startInfra, stopInfra } from '../harness/infra';
 import { RtpPhone } from '../harness/rtp-phone';
-import { startSippUas } from '../harness/sipp';
+import { runSippUac, startSippUas } from '../harness/sipp';
 import { WaUser } from '../harness/wa-user';
 
 /**
- * Latency benchmark over real parts on loopback: N inbound calls, one after another. Prints, in ms,
- * connect webhook arrival -> preAccept sent, and PBX 200 OK -> accept sent (median, p95, max).
+ * Latency benchmark over real parts on loopback: N inbound calls, then N outbound calls, one after
+ * another. Prints, in ms (median, p95, max): connect webhook arrival -> preAccept sent, PBX 200 OK ->
+ * accept sent (inbound); PBX INVITE -> calls/connect sent, ACCEPTED webhook -> 200 OK to the PBX (outbound).
  * Usage: node dist/test/bench/latency.js [calls=50]
  */
 async function main(): Promise<void> {
@@ -40,20 +41,73 @@ async function main(): Promise<void> {
     phone.stop();
     await sipp.proc.stop();
     await stack.stop();
-    await stopInfra();
   }
-  const line = (name: string, xs: number[]) => {
-    const s = [...xs].sort((a, b) => a - b);
-    const q = (p: number) => s[Math.min(s.length - 1, Math.ceil(p * s.length) - 1)]!;
-    console.log(`${name.padEnd(44)} n=${s.length}  median=${q(0.5).toFixed(2)} ms  p95=${q(0.95).toFixed(2)} ms  max=${s[s.length - 1]!.toFixed(2)} ms`);
-  };
+  const outbound = await benchOutbound(calls);
   console.log(`inbound call latency over ${calls} calls (rtpengine, drachtio-server, SIPp, libwebrtc user, YCloud simulator on loopback)`);
   line('connect webhook arrival -> preAccept sent', toPreAccept);
   line('PBX 200 OK (dialog up) -> accept sent', toAccept);
+  console.log(`outbound call latency over ${calls} calls`);
+  line('PBX INVITE arrival -> calls/connect sent', outbound.toConnect);
+  line('ACCEPTED webhook arrival -> 200 OK sent to the PBX', outbound.to200);
+}
+
+function line(name: string, xs: number[]): void {
+  const s = [...xs].sort((a, b) => a - b);
+  const q = (p: number) => s[Math.min(s.length - 1, Math.ceil(p * s.length) - 1)]!;
+  console.log(`${name.padEnd(52)} n=${s.length}  median=${q(0.5).toFixed(2)} ms  p95=${q(0.95).toFixed(2)} ms  max=${s[s.length - 1]!.toFixed(2)} ms`);
+}
+
+/** N agent calls from one SIPp (one at a time); each WhatsApp user answers at once and hangs up once accepted. */
+async function benchOutbound(calls: number): Promise<{ toConnect: number[]; to200: number[] }> {
+  await startInfraIfNeeded();
+  const phone = new RtpPhone(1000, 440);
+  const rtpPort = await phone.start();
+  const business = '+6283138205150';
+  const customer = '+6281361905133';
+  const stack = await startStack({ SIP_TRUSTED_SOURCES: '127.0.0.0/8', WA_BUSINESS_NUMBER: business, WA_PHONE_ID: '461269257068831' });
+  await stack.bridge.permissions.recordReply({
+    businessNumber: business, customerNumber: customer, response: 'accept', isPermanent: true, expiresAt: null,
+    responseSource: 'user_action', repliedAt: new Date(), wamid: null, eventId: null,
+  });
+  const users: WaUser[] = [];
+  stack.sim.outboundScript = async (call) => {
+    const user = new WaUser(440, 1000);
+    users.push(user);
+    await stack.sim.deliver(stack.sim.outboundConnect(call, await user.answer(call.offer)));
+    await stack.sim.deliver(stack.sim.outboundStatus(call, 'RINGING'));
+    await stack.sim.deliverAccepted(call);
+    await stack.sim.deliver(stack.sim.outboundTerminate(call, 'COMPLETED'));
+    user.close();
+  };
+  const sipp = await runSippUac('uac-call.xml', { target: `127.0.0.1:${infra.drachtio!.sipPort}`, number: customer, rtpPort, calls });
+  const code = await sipp.done;
+  phone.stop();
+  await stack.stop();
+  for (const u of users) u.close();
+  if (code !== 0) throw new Error(`SIPp failed (${code}):\n${sipp.proc.output.slice(-2000)}`);
+  const by = (name: string) => new Map(stack.marks.marks.filter((m) => m.name === name).map((m) => [m.wacid, m.t]));
+  const invites = by('invite_received');
+  const connects = by('connect_sent');
+  const accepted = by('wa_accepted');
+  const answered = by('pbx_200_sent');
+  const toConnect: number[] = [];
+  const to200: number[] = [];
+  for (const [id, t] of invites) {
+    if (connects.has(id)) toConnect.push(connects.get(id)! - t);
+    if (accepted.has(id) && answered.has(id)) to200.push(answered.get(id)! - accepted.get(id)!);
+  }
+  return { toConnect, to200 };
+}
+
+async function startInfraIfNeeded(): Promise<void> {
+  if (!infra.databaseUrl) await startInfra();
 }
 
 main().then(
-  () => process.exit(0),
+  async () => {
+    await stopInfra();
+    process.exit(0);
+  },
   (err: unknown) => {
     console.error(err);
     process.exit(1);

@@ -50,15 +50,15 @@ async function waitUdpBound(port: number, proc: ManagedProcess): Promise<void> {
  */
 export async function runSippUac(
   scenario: string,
-  opts: { target: string; number: string; rtpPort?: number; auth?: { username: string; password: string } },
+  opts: { target: string; number: string; rtpPort?: number; auth?: { username: string; password: string }; calls?: number },
 ): Promise<SippRun> {
   const port = await freePort('udp');
   const file = path.isAbsolute(scenario) ? scenario : path.join(SCENARIOS, scenario);
   const args = [
     opts.target, '-sf', file, '-s', opts.number,
     '-i', '127.0.0.1', '-p', String(port), '-mi', '127.0.0.1',
-    '-m', '1', '-key', 'rtpport', String(opts.rtpPort ?? 9),
-    '-nostdin', '-nd', '-timeout', '60', '-timeout_error',
+    '-m', String(opts.calls ?? 1), '-l', '1', '-key', 'rtpport', String(opts.rtpPort ?? 9),
+    '-nostdin', '-nd', '-timeout', String(60 + 2 * (opts.calls ?? 1)), '-timeout_error',
   ];
   if (opts.auth) args.push('-au', opts.auth.username, '-ap', opts.auth.password);
   const proc = new ManagedProcess(`sipp ${path.basename(file)}`, 'sipp', args);
