@@ -72,11 +72,15 @@ describe('outbound call from an agent to a WhatsApp user', function () {
     return row;
   }
 
+  /** The WhatsApp user's phone rings: connect webhook with the SDP answer, then RINGING. */
+  async function rings(s: TestStack, call: SimOutboundCall): Promise<void> {
+    await s.sim.deliver(s.sim.outboundConnect(call, await user!.answer(call.offer)));
+    await s.sim.deliver(s.sim.outboundStatus(call, 'RINGING'));
+  }
+
   /** The WhatsApp user answers: connect webhook with the SDP answer, RINGING, then ACCEPTED after `ringMs`. */
   const answers = (s: TestStack, ringMs = 400) => async (call: SimOutboundCall) => {
-    const sdp = await user!.answer(call.offer);
-    await s.sim.deliver(s.sim.outboundConnect(call, sdp));
-    await s.sim.deliver(s.sim.outboundStatus(call, 'RINGING'));
+    await rings(s, call);
     await new Promise((r) => setTimeout(r, ringMs)); // the user takes a moment to pick up
     await s.sim.deliverAccepted(call);
   };
@@ -137,8 +141,7 @@ describe('outbound call from an agent to a WhatsApp user', function () {
     const s = await setUp();
     await grantPermission(s);
     s.sim.outboundScript = async (call) => {
-      await s.sim.deliver(s.sim.outboundConnect(call, await user!.answer(call.offer)));
-      await s.sim.deliver(s.sim.outboundStatus(call, 'RINGING'));
+      await rings(s, call);
       await s.sim.deliver(s.sim.outboundStatus(call, 'REJECTED'));
       await s.sim.deliver(s.sim.outboundTerminate(call, 'FAILED'));
     };
@@ -153,8 +156,7 @@ describe('outbound call from an agent to a WhatsApp user', function () {
     const s = await setUp();
     await grantPermission(s);
     s.sim.outboundScript = async (call) => {
-      await s.sim.deliver(s.sim.outboundConnect(call, await user!.answer(call.offer)));
-      await s.sim.deliver(s.sim.outboundStatus(call, 'RINGING'));
+      await rings(s, call);
       await s.sim.deliver(s.sim.outboundTerminate(call, 'FAILED'));
     };
     await dial(await refusalScenario(480, 'cause=19'));
@@ -167,8 +169,7 @@ describe('outbound call from an agent to a WhatsApp user', function () {
     const s = await setUp();
     await grantPermission(s);
     s.sim.outboundScript = async (call) => {
-      await s.sim.deliver(s.sim.outboundConnect(call, await user!.answer(call.offer)));
-      await s.sim.deliver(s.sim.outboundStatus(call, 'RINGING'));
+      await rings(s, call);
     };
     await dial('uac-cancel.xml');
     const row = await outboundCdr(s);

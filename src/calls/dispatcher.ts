@@ -3,6 +3,7 @@ import { performance } from 'node:perf_hooks';
 import { CdrStore } from '../cdr/store';
 import { Logger } from '../log';
 import { CallingTerminate, WebhookEvent } from '../providers/ycloud/events';
+import { providerEndFields } from './cdr-fields';
 import { CallDeps, InboundCall } from './inbound-call';
 import { OutboundCall } from './outbound-call';
 import { permissionReplyOf, PermissionStore } from './permissions';
@@ -138,12 +139,7 @@ export class CallDispatcher extends EventEmitter {
 
   /** Stores YCloud's final view of a call that has already ended here; false if no such call. */
   private async recordOnEndedCall(t: CallingTerminate): Promise<boolean> {
-    const id = await this.cdr.updateCallByWacid(t.wacid, {
-      provider_status: t.status ?? null,
-      provider_duration: t.duration ?? null,
-      provider_start_at: t.startTime ? new Date(t.startTime) : null,
-      provider_end_at: t.endTime ? new Date(t.endTime) : null,
-    });
+    const id = await this.cdr.updateCallByWacid(t.wacid, providerEndFields(t));
     if (id) await this.cdr.addEvent(id, 'provider_terminate', { status: t.status ?? null, duration: t.duration ?? null });
     return id !== null;
   }

@@ -12,6 +12,7 @@ import { releaseMedia } from '../media/stats';
 import { CallingConnect, CallingTerminate } from '../providers/ycloud/events';
 import { YCloudClient, YCloudError } from '../providers/ycloud/client';
 import { PbxFailure, PbxLeg } from '../sip/pbx-leg';
+import { providerEndFields, talkSeconds } from './cdr-fields';
 import { Marks } from './marks';
 import { outcomeOfPbxFailure, shouldFailover } from './outcome';
 
@@ -95,12 +96,7 @@ export class InboundCall extends EventEmitter {
 
   /** The WhatsApp side ended the call (terminate webhook). */
   onTerminate(t: CallingTerminate): void {
-    this.rec.update({
-      provider_status: t.status ?? null,
-      provider_duration: t.duration ?? null,
-      provider_start_at: t.startTime ? new Date(t.startTime) : null,
-      provider_end_at: t.endTime ? new Date(t.endTime) : null,
-    });
+    this.rec.update(providerEndFields(t));
     if (this.waEnded || this.phase === 'ended') return;
     this.waEnded = true;
     this.rec.event('whatsapp_terminated', { status: t.status ?? null, duration: t.duration ?? null });
@@ -284,7 +280,7 @@ export class InboundCall extends EventEmitter {
       outcome,
       hangup_by: hangupBy,
       ended_at: endedAt,
-      talk_seconds: this.acceptedAt ? ((endedAt.getTime() - this.acceptedAt.getTime()) / 1000).toFixed(3) : null,
+      talk_seconds: talkSeconds(this.acceptedAt, endedAt),
       media_stats: mediaStats,
       error: error ?? null,
       ...sip,

@@ -11,6 +11,7 @@ import { assertUsableAudioSdp, firstAudioCodec, SdpError } from '../media/sdp';
 import { releaseMedia } from '../media/stats';
 import { YCloudClient, YCloudError } from '../providers/ycloud/client';
 import { CallingConnect, CallingTerminate } from '../providers/ycloud/events';
+import { providerEndFields, talkSeconds } from './cdr-fields';
 import { Marks } from './marks';
 import { PermissionStore } from './permissions';
 
@@ -198,12 +199,7 @@ export class OutboundCall extends EventEmitter {
 
   /** WhatsApp ended the call (user hung up, declined, did not answer, or could not be reached). */
   onTerminate(t: CallingTerminate): void {
-    this.rec.update({
-      provider_status: t.status ?? null,
-      provider_duration: t.duration ?? null,
-      provider_start_at: t.startTime ? new Date(t.startTime) : null,
-      provider_end_at: t.endTime ? new Date(t.endTime) : null,
-    });
+    this.rec.update(providerEndFields(t));
     if (this.waEnded || this.phase === 'ended') return;
     this.waEnded = true;
     this.rec.event('whatsapp_terminated', { status: t.status ?? null });
@@ -318,7 +314,7 @@ export class OutboundCall extends EventEmitter {
     const endedAt = new Date();
     this.rec.update({
       state: 'ended', outcome, hangup_by: hangupBy, ended_at: endedAt, error: error ?? null, media_stats: mediaStats,
-      talk_seconds: this.acceptedAt ? ((endedAt.getTime() - this.acceptedAt.getTime()) / 1000).toFixed(3) : null,
+      talk_seconds: talkSeconds(this.acceptedAt, endedAt),
       ...sip,
     });
     this.rec.event('ended', { outcome, hangupBy, error: error ?? null });
