@@ -205,6 +205,17 @@ describe('outbound call from an agent to a WhatsApp user', function () {
     assert.match(row.error ?? '', /138006|permission/i);
   });
 
+  it('an unusable SDP offer from the PBX: 488, no WhatsApp call, CDR says failed', async () => {
+    const s = await setUp();
+    await grantPermission(s);
+    await dial(await refusalScenario(488, undefined, (invite) => invite.replace('m=audio [rtpport] RTP/AVP 0 8 101', 'm=audio 0 RTP/AVP 0')));
+    const row = await outboundCdr(s);
+    assert.equal(s.sim.requests.some((r) => r.path === '/calls/connect'), false);
+    assert.equal(row.outcome, 'failed');
+    assert.equal(row.sip_final_code, 488);
+    assert.match(row.error ?? '', /SDP/);
+  });
+
   it('an INVITE from an untrusted address is refused with 403 and places no call', async () => {
     const s = await setUp({ SIP_TRUSTED_SOURCES: '192.0.2.77/32' });
     await grantPermission(s);
