@@ -41,7 +41,7 @@ export async function startInfra(): Promise<Infra> {
   rtpengine = r.proc;
   infra.rtpengineNg = r.ng;
 
-  const bin = findDrachtio();
+  const bin = process.env.SKIP_DRACHTIO ? null : findDrachtio();
   if (bin) infra.drachtio = await startDrachtio(bin);
   else infra.drachtioMissing = 'drachtio-server not found (set DRACHTIO_BIN or put `drachtio` on PATH)';
   return infra;
