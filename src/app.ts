@@ -34,7 +34,7 @@ export class Bridge {
   private server: http.Server | null = null;
 
   constructor(readonly config: Config, private readonly log: Logger) {
-    this.cdr = new CdrStore(connectDatabase(config.databaseUrl), log);
+    this.cdr = new CdrStore(connectDatabase(config.databaseUrl));
     this.sip = new SipCore(config.drachtio, log);
     this.rtp = new RtpEngine(config.rtpengine.ng, config.rtpengine.timeoutMs);
     this.ycloud = new YCloudClient({ baseUrl: config.ycloud.apiBaseUrl, apiKey: config.ycloud.apiKey, timeoutMs: config.ycloud.timeoutMs });

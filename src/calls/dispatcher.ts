@@ -27,10 +27,6 @@ export class CallDispatcher extends EventEmitter {
     super();
   }
 
-  get active(): number {
-    return this.inbound.size + this.outbound.size + this.unbound.size;
-  }
-
   get accepts(): boolean {
     return this.accepting;
   }

@@ -70,14 +70,6 @@ export class InboundCall extends EventEmitter {
     this.rec.event('offered', { dialTime: connect.dialTime ?? null, from: connect.from, to: connect.to });
   }
 
-  get wacid(): string {
-    return this.connect.wacid;
-  }
-
-  get ended(): boolean {
-    return this.phase === 'ended';
-  }
-
   /** Runs the call to its end; never throws. */
   async run(): Promise<void> {
     try {
@@ -112,12 +104,6 @@ export class InboundCall extends EventEmitter {
   /** Ends the call from the bridge's side (shutdown, operator). */
   hangup(): Promise<void> {
     return this.end(this.phase === 'accepted' ? 'answered' : 'failed', 'bridge', 'bridge shutdown');
-  }
-
-  /** Resolves when the call has ended and its CDR is written. */
-  finished(): Promise<void> {
-    if (this.phase === 'ended' && this.ending) return this.ending;
-    return new Promise((resolve) => this.once('ended', () => resolve()));
   }
 
   private get mediaCallId(): string {

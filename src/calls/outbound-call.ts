@@ -209,10 +209,6 @@ export class OutboundCall extends EventEmitter {
     else void this.end('unreachable', 'whatsapp', REFUSALS.unavailable);
   }
 
-  finished(): Promise<void> {
-    return new Promise((resolve) => (this.phase === 'ended' && !this.ending ? resolve() : this.once('ended', () => resolve())));
-  }
-
   hangup(): Promise<void> {
     return this.end(this.phase === 'accepted' ? 'answered' : 'failed', 'bridge', REFUSALS.failed, 'bridge shutdown');
   }

@@ -6,7 +6,7 @@ export type CallFields = Partial<Omit<InferAttributes<CallRecord>, 'id' | 'creat
 
 /** Postgres access for CDRs, their timelines and raw webhook events. */
 export class CdrStore {
-  constructor(readonly sequelize: Sequelize, private readonly log: Logger) {
+  constructor(readonly sequelize: Sequelize) {
     defineModels(sequelize);
   }
 
@@ -42,10 +42,6 @@ export class CdrStore {
     await CallEvent.create({ call_id: callId, at, type, detail });
   }
 
-  findCall(id: string): Promise<CallRecord | null> {
-    return CallRecord.findByPk(id);
-  }
-
   findCallByWacid(wacid: string): Promise<CallRecord | null> {
     return CallRecord.findOne({ where: { wacid } });
   }
@@ -54,9 +50,6 @@ export class CdrStore {
     return CallEvent.findAll({ where: { call_id: callId }, order: [['at', 'ASC'], ['id', 'ASC']] });
   }
 
-  logger(): Logger {
-    return this.log;
-  }
 }
 
 /**
