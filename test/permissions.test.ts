@@ -1,4 +1,7 @@
 import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
+import path from 'node:path';
+import { promisify } from 'node:util';
 import { startStack, TestStack } from './harness/bridge';
 
 const BUSINESS = '+6283138205150';
@@ -130,5 +133,20 @@ describe('call permissions and calling settings', () => {
     assert.deepEqual(body.calling, { status: 'ENABLED', iconVisibility: 'DEFAULT', callbackPermissionStatus: 'ENABLED' });
     res = await api('/settings', { method: 'POST', body: JSON.stringify({ status: 'ON' }) });
     assert.equal(res.status, 400);
+  });
+
+  it('the settings CLI reads and changes the calling settings, and explains bad input', async () => {
+    const cli = path.join(__dirname, '..', 'src', 'cli', 'calling-settings.js');
+    const env = { ...process.env, YCLOUD_API_KEY: stack.sim.apiKey, YCLOUD_API_BASE_URL: stack.sim.baseUrl, WA_WABA_ID: 'waba-cli', WA_BUSINESS_NUMBER: BUSINESS };
+    const run = promisify(execFile);
+    const set = await run(process.execPath, [cli, 'set', '--status', 'enabled', '--callback-permission', 'ENABLED'], { env });
+    assert.equal((JSON.parse(set.stdout) as { calling: { status: string } }).calling.status, 'ENABLED');
+    const get = await run(process.execPath, [cli, 'get'], { env });
+    assert.deepEqual((JSON.parse(get.stdout) as { calling: unknown }).calling, { status: 'ENABLED', iconVisibility: 'DEFAULT', callbackPermissionStatus: 'ENABLED' });
+    await assert.rejects(run(process.execPath, [cli, 'set', '--status', 'SOMETIMES'], { env }), (err: { code: number; stderr: string }) => {
+      assert.equal(err.code, 2);
+      assert.match(err.stderr, /status must be one of ENABLED, DISABLED/);
+      return true;
+    });
   });
 });
