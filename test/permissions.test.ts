@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import path from 'node:path';
 import { promisify } from 'node:util';
-import { startStack, TestStack } from './harness/bridge';
+import { deliverAndProcess, startStack, TestStack } from './harness/bridge';
 
 const BUSINESS = '+6283138205150';
 const TOKEN = 'admin-test-token';
@@ -28,16 +28,7 @@ describe('call permissions and calling settings', () => {
         type: 'interactive', interactive: { type: 'call_permission_reply', call_permission_reply: r },
       },
     });
-    const processed = new Promise<void>((resolve) => {
-      const on = (id: string) => {
-        if (id !== ev.id) return;
-        stack.bridge.webhookEvents.off('processed', on);
-        resolve();
-      };
-      stack.bridge.webhookEvents.on('processed', on);
-    });
-    assert.equal(await stack.sim.deliver(ev), 200);
-    await processed;
+    assert.equal(await deliverAndProcess(stack, ev), 200);
   }
 
   const check = (c: string) => stack.bridge.permissions.check(BUSINESS, c);

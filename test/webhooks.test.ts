@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { CallRecord, WebhookEventRecord } from '../src/cdr/models';
 import { signWebhook } from '../src/providers/ycloud/signature';
-import { startStack, TestStack } from './harness/bridge';
+import { deliverAndProcess, startStack, TestStack } from './harness/bridge';
 import { newWacid } from './harness/ycloud-sim';
 
 /** The webhook endpoint against a real bridge, database and YCloud simulator (no SIP needed). */
@@ -105,16 +105,8 @@ describe('YCloud webhook endpoint', () => {
     const terminate = stack.sim.event('whatsapp.call.terminate', {
       callingTerminate: { wacid, phoneId: '461269257068831', direction: 'USER_INITIATED', status: 'FAILED', duration: 0 },
     });
-    const processed = new Promise<void>((resolve) => {
-      const on = (id: string) => {
-        if (id !== terminate.id) return;
-        stack.bridge.webhookEvents.off('processed', on);
-        resolve();
-      };
-      stack.bridge.webhookEvents.on('processed', on);
-    });
-    assert.equal(await stack.sim.deliver(terminate), 200);
-    await processed; // the terminate is acted on before the connect shows up
+    // The terminate is acted on before the connect shows up.
+    assert.equal(await deliverAndProcess(stack, terminate), 200);
     const user = { createOffer: async () => OFFER, applyAnswer: async () => undefined };
     await stack.sim.userCalls(user, { wacid });
     const id = await stack.bridge.calls.whenEnded(wacid);

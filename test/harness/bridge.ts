@@ -44,3 +44,18 @@ export async function startStack(env: Record<string, string> = {}): Promise<Test
     },
   };
 }
+
+/** Delivers a signed event and resolves once the bridge has acted on it (status 200 asserted by the caller). */
+export async function deliverAndProcess(stack: TestStack, event: Record<string, unknown>): Promise<number> {
+  const processed = new Promise<void>((resolve) => {
+    const on = (id: string) => {
+      if (id !== event.id) return;
+      stack.bridge.webhookEvents.off('processed', on);
+      resolve();
+    };
+    stack.bridge.webhookEvents.on('processed', on);
+  });
+  const status = await stack.sim.deliver(event);
+  if (status === 200) await processed;
+  return status;
+}
