@@ -18,6 +18,9 @@ import { Logger } from './log';
 import { RtpEngine } from './media/rtpengine';
 import { YCloudClient } from './providers/ycloud/client';
 import { SipCore } from './sip/drachtio';
+import { answerOptions, PbxTargetMonitor } from './sip/options';
+import { writeSilenceWav } from './media/wav';
+import { DtmfLogListener } from './media/dtmf-log';
 
 /** The whole bridge, wired from a Config; start() and stop() make it usable in-process by tests. */
 export class Bridge {
@@ -31,7 +34,9 @@ export class Bridge {
   readonly calls: CallDispatcher;
   readonly permissions: PermissionStore;
   private readonly gate: OutboundGate;
+  readonly targets: PbxTargetMonitor;
   private server: http.Server | null = null;
+  private readonly dtmfLog: DtmfLogListener | null;
 
   constructor(readonly config: Config, private readonly log: Logger) {
     this.cdr = new CdrStore(connectDatabase(config.databaseUrl));
@@ -39,14 +44,23 @@ export class Bridge {
     this.rtp = new RtpEngine(config.rtpengine.ng, config.rtpengine.timeoutMs);
     this.ycloud = new YCloudClient({ baseUrl: config.ycloud.apiBaseUrl, apiKey: config.ycloud.apiKey, timeoutMs: config.ycloud.timeoutMs });
     this.permissions = new PermissionStore(this.cdr.sequelize, this.ycloud, log);
+    this.targets = new PbxTargetMonitor(this.sip.srf, config.pbx.targets, {
+      intervalMs: config.pbx.optionsPingMs, timeoutMs: config.pbx.responseTimeoutMs, canPing: () => this.sip.ready,
+    }, log);
     this.calls = new CallDispatcher(
-      { config, ycloud: this.ycloud, rtp: this.rtp, srf: this.sip.srf, cdr: this.cdr, log, marks: this.marks, canDial: () => this.sip.ready },
+      {
+        config, ycloud: this.ycloud, rtp: this.rtp, srf: this.sip.srf, cdr: this.cdr, log, marks: this.marks,
+        canDial: () => this.sip.ready, targets: () => this.targets.ordered(),
+      },
       this.cdr,
       this.permissions,
       log,
     );
     this.gate = new OutboundGate(config.outbound, log);
     this.sip.srf.invite((req, res) => this.onInvite(req, res));
+    answerOptions(this.sip.srf, () => this.calls.accepts);
+    this.dtmfLog = config.rtpengine.dtmfLog ? new DtmfLogListener(log) : null;
+    this.dtmfLog?.on('digit', (ev) => this.calls.digit(ev));
   }
 
   /** An agent dials a WhatsApp user through the PBX. */
@@ -76,6 +90,9 @@ export class Bridge {
 
   async start(opts: { sipWaitMs?: number } = {}): Promise<void> {
     await this.cdr.sequelize.authenticate();
+    if (this.config.media.holdIsSilence) await writeSilenceWav(this.config.media.holdFile);
+    const dl = this.config.rtpengine.dtmfLog;
+    if (this.dtmfLog && dl) await this.dtmfLog.listen(dl.host, dl.port);
     const sipUp = await this.sip.start(opts.sipWaitMs);
     if (!sipUp) this.log.warn('drachtio-server not reachable yet; calls are refused until it is');
     const app = createHttpApp(
@@ -100,14 +117,17 @@ export class Bridge {
     );
     this.server = await listen(app, this.config.httpPort);
     this.log.info({ port: this.httpPort }, 'HTTP listening');
+    this.targets.start();
   }
 
   async stop(): Promise<void> {
     await new Promise<void>((resolve) => (this.server ? this.server.close(() => resolve()) : resolve()));
     this.server?.closeAllConnections();
+    await this.targets.stop();
     await this.calls.shutdown();
     this.sip.stop();
     this.rtp.close();
+    this.dtmfLog?.close();
     await this.cdr.sequelize.close();
   }
 }

@@ -1,10 +1,11 @@
 import { EventEmitter } from 'node:events';
 import { performance } from 'node:perf_hooks';
 import { CdrStore } from '../cdr/store';
+import { DtmfEvent } from '../media/dtmf-log';
 import { Logger } from '../log';
 import { CallingTerminate, WebhookEvent } from '../providers/ycloud/events';
 import { providerEndFields } from './cdr-fields';
-import { CallDeps, InboundCall } from './inbound-call';
+import { InboundCall, InboundDeps } from './inbound-call';
 import { OutboundCall } from './outbound-call';
 import { permissionReplyOf, PermissionStore } from './permissions';
 
@@ -23,7 +24,7 @@ export class CallDispatcher extends EventEmitter {
   private readonly recentlyEnded = new Map<string, string>();
   private accepting = true;
 
-  constructor(private readonly deps: CallDeps, private readonly cdr: CdrStore, private readonly permissions: PermissionStore, private readonly log: Logger) {
+  constructor(private readonly deps: InboundDeps, private readonly cdr: CdrStore, private readonly permissions: PermissionStore, private readonly log: Logger) {
     super();
   }
 
@@ -118,6 +119,12 @@ export class CallDispatcher extends EventEmitter {
         return;
       }
     }
+  }
+
+  /** A digit from rtpengine's DTMF log: to the call it belongs to (rtpengine's call-id is the call's id). */
+  digit(ev: DtmfEvent): void {
+    const call = [...this.inbound.values(), ...this.outbound.values(), ...this.unbound].find((c) => c.id === ev.callId);
+    if (call) call.onMediaDigit(ev.sourceTag, { digit: ev.digit, durationMs: ev.durationMs });
   }
 
   /** Stops taking calls and ends the ones in progress. */

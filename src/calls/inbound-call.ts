@@ -1,61 +1,43 @@
-import crypto from 'node:crypto';
-import { EventEmitter } from 'node:events';
-import Srf from 'drachtio-srf';
-import { Config } from '../config';
-import { CallRecorder, CdrStore } from '../cdr/store';
-import { HangupBy, Outcome } from '../cdr/models';
-import { Logger } from '../log';
-import { MediaError, NgAddress, RtpEngine } from '../media/rtpengine';
+import { Outcome } from '../cdr/models';
 import { pbxAnswerToWa, waOfferToPbx } from '../media/profiles';
-import { assertUsableAudioSdp, firstAudioCodec, provisionalPbxAnswer, SdpError } from '../media/sdp';
-import { releaseMedia } from '../media/stats';
+import { MediaError } from '../media/rtpengine';
+import { assertUsableAudioSdp, firstAudioCodec, plainRtpSdp, provisionalPbxAnswer, restoreTelephoneEvent, SdpError } from '../media/sdp';
 import { CallingConnect, CallingTerminate } from '../providers/ycloud/events';
-import { YCloudClient, YCloudError } from '../providers/ycloud/client';
-import { PbxFailure, PbxLeg } from '../sip/pbx-leg';
-import { providerEndFields, talkSeconds } from './cdr-fields';
-import { Marks } from './marks';
+import { YCloudError } from '../providers/ycloud/client';
+import { PbxAnswer, PbxFailure, PbxLeg } from '../sip/pbx-leg';
+import { BridgedCall, CallDeps, EndOptions, SipFinal } from './bridged-call';
+import { providerEndFields } from './cdr-fields';
 import { outcomeOfPbxFailure, shouldFailover } from './outcome';
 
-export interface CallDeps {
-  config: Pick<Config, 'pbx' | 'nodeId'>;
-  ycloud: YCloudClient;
-  rtp: RtpEngine;
-  srf: Srf;
-  cdr: CdrStore;
-  log: Logger;
-  marks: Marks;
+export interface InboundDeps extends CallDeps {
   /** False while drachtio-server is unreachable: new calls are refused rather than left hanging. */
   canDial: () => boolean;
+  /** PBX targets in the order to try them now (targets that fail OPTIONS pings go last). */
+  targets: () => string[];
 }
 
-export class NotReadyError extends Error {}
-
-type Phase = 'offered' | 'pre_accepted' | 'ringing' | 'answered' | 'accepted' | 'ended';
+export class NotReadyError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'NotReadyError';
+  }
+}
 
 /**
  * A WhatsApp user's call to the business, bridged to the PBX:
  * offer -> rtpengine -> pre-accept -> INVITE -> 200 -> rtpengine answer -> accept -> unblock media.
- * Emits 'ended' once both legs are down and the CDR is written.
+ * With PBX_EARLY_MEDIA=accept, a 183 with SDP is accepted at once so the caller hears the PBX's
+ * announcements. Emits 'ended' once both legs are down and the CDR is written.
  */
-export class InboundCall extends EventEmitter {
-  readonly id = crypto.randomUUID();
-  private readonly rec: CallRecorder;
-  private readonly log: Logger;
-  private readonly waTag = `wa-${crypto.randomBytes(6).toString('hex')}`;
-  private readonly pbxTag = `pbx-${crypto.randomBytes(6).toString('hex')}`;
-  private phase: Phase = 'offered';
-  private ng: NgAddress | null = null;
+export class InboundCall extends BridgedCall {
   private leg: PbxLeg | null = null;
-  private waEnded = false;
+  private pbxOffer = '';
   private noAnswer = false;
-  private noAnswerTimer: NodeJS.Timeout | null = null;
-  private acceptedAt: Date | null = null;
-  private ending: Promise<void> | null = null;
+  /** The WhatsApp leg was accepted on the PBX's early media, before the agent answered. */
+  private earlyAccepted: Promise<void> | null = null;
 
-  constructor(private readonly deps: CallDeps, readonly connect: CallingConnect) {
-    super();
-    this.log = deps.log.child({ wacid: connect.wacid, callId: this.id });
-    this.rec = new CallRecorder(deps.cdr, this.id, this.log);
+  constructor(private readonly deps: InboundDeps, readonly connect: CallingConnect) {
+    super(deps, deps.log.child({ wacid: connect.wacid }));
     // The row exists before anything else is queued for it, so no later write can miss it.
     this.rec.create({
       direction: 'inbound',
@@ -74,7 +56,7 @@ export class InboundCall extends EventEmitter {
   async run(): Promise<void> {
     try {
       await this.setUpMedia();
-      if (this.ending) return;
+      if (this.isEnding) return;
       await this.dialPbx();
     } catch (err) {
       await this.fail(err);
@@ -83,31 +65,22 @@ export class InboundCall extends EventEmitter {
 
   /** Turns the call away without bridging it (not ready, shutting down). */
   refuse(reason: string): Promise<void> {
-    return this.end('failed', 'bridge', reason);
+    return this.end('failed', 'bridge', { error: reason });
   }
 
   /** The WhatsApp side ended the call (terminate webhook). */
   onTerminate(t: CallingTerminate): void {
     this.rec.update(providerEndFields(t));
-    if (this.waEnded || this.phase === 'ended') return;
+    if (this.waEnded || this.inState('ended')) return;
     this.waEnded = true;
     this.rec.event('whatsapp_terminated', { status: t.status ?? null, duration: t.duration ?? null });
     if (this.leg && !this.leg.established) {
       this.leg.cancelInvite('cancelled'); // dialPbx() sees the cancellation and ends the call
-    } else if (this.phase === 'accepted' || this.phase === 'answered') {
+    } else if (this.leg) {
       void this.end('answered', 'whatsapp');
-    } else if (!this.leg) {
+    } else {
       void this.end('caller_hangup', 'whatsapp');
     }
-  }
-
-  /** Ends the call from the bridge's side (shutdown, operator). */
-  hangup(): Promise<void> {
-    return this.end(this.phase === 'accepted' ? 'answered' : 'failed', 'bridge', 'bridge shutdown');
-  }
-
-  private get mediaCallId(): string {
-    return this.id;
   }
 
   private async setUpMedia(): Promise<void> {
@@ -116,44 +89,45 @@ export class InboundCall extends EventEmitter {
     assertUsableAudioSdp(c.sdp);
     if (!this.deps.canDial()) throw new NotReadyError('bridge not ready: SIP core (drachtio-server) unavailable');
     const { rtp, config } = this.deps;
-    const ng = (this.ng = rtp.pick());
-    const base = { 'call-id': this.mediaCallId, 'from-tag': this.waTag };
-    const offered = await rtp.offer(ng, { ...base, sdp: c.sdp, ...waOfferToPbx(config.pbx.codecs) });
-    this.pbxOffer = String(offered.sdp ?? '');
-    const answered = await rtp.answer(ng, { ...base, 'to-tag': this.pbxTag, sdp: provisionalPbxAnswer(config.pbx.codecs), ...pbxAnswerToWa() });
+    const media = this.allocateMedia(rtp.pick());
+    const base = { 'call-id': media.callId, 'from-tag': this.waTag };
+    const offered = await rtp.offer(media.ng, { ...base, sdp: c.sdp, ...waOfferToPbx(config.pbx.codecs) });
+    this.pbxOffer = plainRtpSdp(String(offered.sdp ?? ''));
+    const answered = await rtp.answer(media.ng, { ...base, 'to-tag': this.pbxTag, sdp: provisionalPbxAnswer(config.pbx.codecs), ...pbxAnswerToWa() });
     // Nothing from the PBX leg may reach the WhatsApp user before accept has returned 200.
-    await rtp.blockMedia(ng, { 'call-id': this.mediaCallId, 'from-tag': this.pbxTag });
-    if (this.ending || this.waEnded) return;
+    await rtp.blockMedia(media.ng, { 'call-id': media.callId, 'from-tag': this.pbxTag });
+    if (this.isEnding || this.waEnded) return;
     this.deps.marks.mark(c.wacid, 'preaccept_sent');
-    await this.deps.ycloud.preAccept({ phoneId: c.phoneId, wacid: c.wacid, sdp: String(answered.sdp ?? '') });
-    if (this.phase === 'ended') return;
-    this.phase = 'pre_accepted';
-    this.rec.update({ state: 'pre_accepted', pre_accepted_at: new Date(), wa_codec: firstAudioCodec(c.sdp) });
-    this.rec.event('pre_accepted');
+    await this.deps.ycloud.preAccept({ phoneId: c.phoneId, wacid: c.wacid, sdp: this.waAnswer(String(answered.sdp ?? '')) });
+    if (this.isEnding) return;
+    this.transition('pre_accepted', { pre_accepted_at: new Date(), wa_codec: firstAudioCodec(c.sdp) });
   }
 
-  private pbxOffer = '';
+  /** The WhatsApp-side answer rtpengine wrote, with WhatsApp's telephone-event put back (see sdp.ts). */
+  private waAnswer(sdp: string): string {
+    return restoreTelephoneEvent(this.connect.sdp, sdp);
+  }
 
   private async dialPbx(): Promise<void> {
     const { config, srf } = this.deps;
-    const targets = config.pbx.targets;
-    this.noAnswerTimer = setTimeout(() => {
+    const targets = this.deps.targets();
+    this.timer(config.pbx.noAnswerTimeoutMs, () => {
+      if (this.inCall || this.inState('answered', 'early_media')) return;
       this.noAnswer = true;
       this.rec.event('no_answer_timeout', { afterMs: config.pbx.noAnswerTimeoutMs });
       this.leg?.cancelInvite('cancelled');
-    }, config.pbx.noAnswerTimeoutMs);
+    });
 
     for (let i = 0; i < targets.length; i++) {
       const target = requestUri(targets[i]!, this.connect.to);
       const leg = (this.leg = new PbxLeg(srf));
       if (this.waEnded) return this.end('caller_hangup', 'whatsapp');
-      leg.on('progress', (status: number) => this.onProgress(status));
-      leg.on('bye', () => void this.end('answered', 'pbx'));
+      leg.on('progress', (status: number, sdp: string | null) => this.onProgress(status, sdp));
       this.rec.update({ pbx_target: target });
       this.rec.event('invite_sent', { target });
-      let answer: { sdp: string; agent: string | null };
+      let answer: PbxAnswer;
       try {
-        const p = leg.invite({
+        answer = await leg.invite({
           target,
           fromNumber: this.connect.from,
           fromHost: hostOf(target),
@@ -167,58 +141,83 @@ export class InboundCall extends EventEmitter {
             'X-Bridge-Call-Id': this.id,
           },
         });
-        answer = await p;
       } catch (err) {
         const f = err as PbxFailure;
         if (leg.sipCallId) this.rec.update({ sip_call_id: leg.sipCallId });
         this.rec.event('pbx_failed', { ...f, target });
         if (f.kind === 'cancelled' || this.waEnded || this.noAnswer) {
-          return this.end(this.noAnswer && !this.waEnded ? 'no_answer' : 'caller_hangup', this.noAnswer && !this.waEnded ? 'bridge' : 'whatsapp', undefined, f);
+          const byUs = this.noAnswer && !this.waEnded;
+          return this.end(byUs ? 'no_answer' : 'caller_hangup', byUs ? 'bridge' : 'whatsapp', { sip: sipOf(f) });
         }
-        if (shouldFailover(f) && i + 1 < targets.length) continue;
-        return this.end(outcomeOfPbxFailure(f), 'pbx', undefined, f);
+        // Failover only before any early media was heard (the caller would hear two PBXs).
+        if (shouldFailover(f) && i + 1 < targets.length && !this.earlyAccepted) continue;
+        const outcome: Outcome = outcomeOfPbxFailure(f);
+        return this.end(outcome, 'pbx', { sip: sipOf(f) });
       }
-      this.clearNoAnswer();
       return this.onPbxAnswered(leg, answer);
     }
   }
 
-  private onProgress(status: number): void {
-    if (this.phase !== 'pre_accepted') return;
-    if (status === 180 || status === 183) {
-      this.phase = 'ringing';
+  private onProgress(status: number, sdp: string | null): void {
+    if (this.inState('pre_accepted') && (status === 180 || status === 183)) {
       this.deps.marks.mark(this.connect.wacid, 'pbx_ringing');
-      this.rec.update({ state: 'ringing', pbx_ringing_at: new Date(), sip_call_id: this.leg?.sipCallId ?? null });
+      this.transition('ringing', { pbx_ringing_at: new Date(), sip_call_id: this.leg?.sipCallId ?? null }, null);
     }
-    this.rec.event('pbx_progress', { status });
+    this.rec.event('pbx_progress', { status, sdp: sdp !== null });
+    if (status === 183 && sdp && this.deps.config.pbx.earlyMedia && !this.earlyAccepted && !this.isEnding) {
+      this.earlyAccepted = this.acceptOnEarlyMedia(sdp).catch((err: unknown) => this.fail(err));
+    }
   }
 
-  private async onPbxAnswered(leg: PbxLeg, answer: { sdp: string; agent: string | null }): Promise<void> {
+  /**
+   * PBX_EARLY_MEDIA=accept: the PBX's announcements (queue position, "your call is important") are
+   * worth hearing, so the WhatsApp call is accepted on the 183 and the PBX's early media let through.
+   */
+  private async acceptOnEarlyMedia(sdp: string): Promise<void> {
+    assertUsableAudioSdp(sdp);
+    const media = this.media!;
+    const res = await this.deps.rtp.answer(media.ng, {
+      'call-id': media.callId, 'from-tag': this.waTag, 'to-tag': this.pbxTag, sdp, ...pbxAnswerToWa(),
+    });
+    if (this.isEnding) return;
+    const c = this.connect;
+    await this.deps.ycloud.accept({ phoneId: c.phoneId, wacid: c.wacid, sdp: this.waAnswer(String(res.sdp ?? '')) });
+    await this.deps.rtp.unblockMedia(media.ng, { 'call-id': media.callId, 'from-tag': this.pbxTag });
+    if (this.isEnding) return;
+    this.acceptedAt = new Date();
+    this.transition('early_media', { accepted_at: this.acceptedAt, early_media_at: this.acceptedAt, pbx_codec: firstAudioCodec(sdp) }, 'early_media_accepted');
+  }
+
+  private async onPbxAnswered(leg: PbxLeg, answer: PbxAnswer): Promise<void> {
     const c = this.connect;
     this.deps.marks.mark(c.wacid, 'pbx_answered');
-    this.phase = 'answered';
-    this.rec.update({
-      state: 'answered', pbx_answered_at: new Date(), agent: answer.agent, sip_call_id: leg.sipCallId,
+    this.openSession(answer.dialog, c.sdp, c.from);
+    this.transition('answered', {
+      pbx_answered_at: new Date(), agent: answer.agent, sip_call_id: leg.sipCallId,
       sip_final_code: 200, sip_final_reason: 'OK', pbx_codec: firstAudioCodec(answer.sdp),
-    });
-    this.rec.event('pbx_answered', { agent: answer.agent });
+    }, 'pbx_answered', { agent: answer.agent });
     if (this.waEnded) return this.end('answered', 'whatsapp');
     try {
       assertUsableAudioSdp(answer.sdp);
+      if (this.earlyAccepted) {
+        // Accepted on early media already: the 200 may move the media (repoint the PBX leg only).
+        await this.earlyAccepted;
+        if (this.isEnding) return;
+        await this.media!.repointPbx(answer.sdp, c.sdp);
+        this.markAccepted();
+        return;
+      }
       const { rtp } = this.deps;
-      const ng = this.ng!;
-      const res = await rtp.answer(ng, {
-        'call-id': this.mediaCallId, 'from-tag': this.waTag, 'to-tag': this.pbxTag, sdp: answer.sdp, ...pbxAnswerToWa(),
+      const media = this.media!;
+      const res = await rtp.answer(media.ng, {
+        'call-id': media.callId, 'from-tag': this.waTag, 'to-tag': this.pbxTag, sdp: answer.sdp, ...pbxAnswerToWa(),
       });
-      if (this.ending) return;
+      if (this.isEnding) return;
       this.deps.marks.mark(c.wacid, 'accept_sent');
-      await this.deps.ycloud.accept({ phoneId: c.phoneId, wacid: c.wacid, sdp: String(res.sdp ?? '') });
-      await rtp.unblockMedia(ng, { 'call-id': this.mediaCallId, 'from-tag': this.pbxTag });
-      if (this.ending) return;
-      this.phase = 'accepted';
-      this.acceptedAt = new Date();
-      this.rec.update({ state: 'accepted', accepted_at: this.acceptedAt });
-      this.rec.event('accepted');
+      await this.deps.ycloud.accept({ phoneId: c.phoneId, wacid: c.wacid, sdp: this.waAnswer(String(res.sdp ?? '')) });
+      await rtp.unblockMedia(media.ng, { 'call-id': media.callId, 'from-tag': this.pbxTag });
+      if (this.isEnding) return;
+      this.markAccepted();
     } catch (err) {
       await this.fail(err);
     }
@@ -227,61 +226,28 @@ export class InboundCall extends EventEmitter {
   private async fail(err: unknown): Promise<void> {
     const message = err instanceof Error ? err.message : String(err);
     const kind = err instanceof SdpError ? 'bad SDP' : err instanceof NotReadyError ? 'not ready' : err instanceof MediaError ? 'media' : err instanceof YCloudError ? 'YCloud' : 'internal';
-    this.log.warn({ err: message, kind }, 'inbound call failed');
-    await this.end('failed', 'bridge', `${kind}: ${message}`);
+    this.log.warn({ err, kind }, 'inbound call failed');
+    await this.end('failed', 'bridge', { error: `${kind}: ${message}` });
   }
 
-  /** Tears down whatever exists, once, and writes the final CDR fields. */
-  private end(outcome: Outcome, hangupBy: HangupBy, error?: string, pbx?: PbxFailure): Promise<void> {
-    if (!this.ending) this.ending = this.teardown(outcome, hangupBy, error, pbx);
-    return this.ending;
-  }
-
-  private async teardown(outcome: Outcome, hangupBy: HangupBy, error?: string, pbx?: PbxFailure): Promise<void> {
-    const c = this.connect;
-    const wasAccepted = this.phase === 'accepted';
-    this.phase = 'ended';
-    this.clearNoAnswer();
-    const { ycloud, rtp } = this.deps;
-    const tasks: Array<Promise<unknown>> = [];
-    if (this.leg?.established) tasks.push(this.leg.hangup());
+  protected override async endPbxLeg(opts: EndOptions): Promise<SipFinal> {
+    if (this.session) await this.session.hangup();
     else this.leg?.cancelInvite('cancelled');
-    if (!this.waEnded) {
-      const ref = { phoneId: c.phoneId, wacid: c.wacid };
-      tasks.push((wasAccepted ? ycloud.terminate(ref) : ycloud.reject(ref)).catch((e: unknown) => {
-        this.log.warn({ err: (e as Error).message }, 'could not end the WhatsApp leg');
-        this.rec.event('whatsapp_end_failed', { message: (e as Error).message });
-      }));
-    }
-    let mediaStats: object | null = null;
-    if (this.ng) {
-      const warn = (what: string, e: unknown) => this.log.warn({ err: (e as Error)?.message ?? String(e) }, what);
-      tasks.push(releaseMedia(rtp, this.ng, this.mediaCallId, { [this.waTag]: 'whatsapp', [this.pbxTag]: 'pbx' }, warn).then((s) => { mediaStats = s; }));
-    }
-    await Promise.all(tasks);
-    const endedAt = new Date();
-    const sip = pbx?.kind === 'status' ? { sip_final_code: pbx.status, sip_final_reason: pbx.reason } : {};
-    this.rec.update({
-      state: 'ended',
-      outcome,
-      hangup_by: hangupBy,
-      ended_at: endedAt,
-      talk_seconds: talkSeconds(this.acceptedAt, endedAt),
-      media_stats: mediaStats,
-      error: error ?? null,
-      ...sip,
-    });
-    this.rec.event('ended', { outcome, hangupBy, error: error ?? null });
-    this.deps.marks.mark(c.wacid, 'ended');
-    await this.rec.flushed();
-    this.log.info({ outcome, hangupBy }, 'call ended');
-    this.emit('ended');
+    return opts.sip ?? {};
   }
 
-  private clearNoAnswer(): void {
-    if (this.noAnswerTimer) clearTimeout(this.noAnswerTimer);
-    this.noAnswerTimer = null;
+  protected override endWhatsAppLeg(wasAccepted: boolean): Promise<void> {
+    const ref = { phoneId: this.connect.phoneId, wacid: this.connect.wacid };
+    return this.endWhatsAppWith(() => (wasAccepted ? this.deps.ycloud.terminate(ref) : this.deps.ycloud.reject(ref)));
   }
+
+  protected override onEnded(): void {
+    this.deps.marks.mark(this.connect.wacid, 'ended');
+  }
+}
+
+function sipOf(f: PbxFailure): SipFinal {
+  return f.kind === 'status' ? { sip_final_code: f.status, sip_final_reason: f.reason } : {};
 }
 
 /** A target without a user part gets the business number, so the PBX can route on the dialled number. */

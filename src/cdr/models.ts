@@ -26,6 +26,7 @@ export class CallRecord extends Model<InferAttributes<CallRecord>, InferCreation
   declare pbx_ringing_at: CreationOptional<Date | null>;
   declare pbx_answered_at: CreationOptional<Date | null>;
   declare accepted_at: CreationOptional<Date | null>;
+  declare early_media_at: CreationOptional<Date | null>;
   declare ended_at: CreationOptional<Date | null>;
   declare talk_seconds: CreationOptional<string | null>;
   declare provider_duration: CreationOptional<number | null>;
@@ -85,6 +86,7 @@ export function defineModels(sequelize: Sequelize): void {
       pbx_ringing_at: date(),
       pbx_answered_at: date(),
       accepted_at: date(),
+      early_media_at: date(),
       ended_at: date(),
       talk_seconds: { type: DataTypes.DECIMAL(10, 3) },
       provider_duration: { type: DataTypes.INTEGER },

@@ -1,5 +1,6 @@
 import net from 'node:net';
 import os from 'node:os';
+import path from 'node:path';
 
 /** Everything the bridge reads from its environment, validated once at start-up. */
 export interface Config {
@@ -16,7 +17,12 @@ export interface Config {
     timeoutMs: number;
   };
   drachtio: { host: string; port: number; secret: string };
-  rtpengine: { ng: Array<{ host: string; port: number }>; timeoutMs: number };
+  rtpengine: {
+    ng: Array<{ host: string; port: number }>;
+    timeoutMs: number;
+    /** Where the bridge receives rtpengine's DTMF log (rtpengine's --dtmf-log-dest); null: digits unseen. */
+    dtmfLog: { host: string; port: number } | null;
+  };
   pbx: {
     /** SIP URIs tried in order; the next one only when the previous was unreachable. */
     targets: string[];
@@ -25,6 +31,27 @@ export interface Config {
     noAnswerTimeoutMs: number;
     /** No SIP response at all within this time: the target counts as unreachable. */
     responseTimeoutMs: number;
+    /** Bound on requests the bridge sends inside a dialog (BYE, NOTIFY, INFO). */
+    requestTimeoutMs: number;
+    /** Accept the WhatsApp call on a 183 with SDP, so the caller hears the PBX's announcements. */
+    earlyMedia: boolean;
+    /** How the WhatsApp user's digits reach the PBX: RFC 4733 in the media, or SIP INFO. */
+    dtmfMode: 'rfc4733' | 'info';
+    /** REFER targets whose user part matches are refused (no PSTN legs on WhatsApp calls); null: none. */
+    transferRefusePattern: RegExp | null;
+    /** The shortest session interval (RFC 4028 Min-SE) the bridge accepts. */
+    minSessionExpiresS: number;
+    /** How often each PBX target is pinged with OPTIONS; 0: never. */
+    optionsPingMs: number;
+  };
+  media: {
+    /** Played to the WhatsApp user while the PBX sends nothing (a path rtpengine can read). */
+    holdFile: string;
+    /** True when holdFile is the bridge's generated silence (no MEDIA_HOLD_FILE given). */
+    holdIsSilence: boolean;
+    /** Where the bridge writes its generated silence file (must be readable by rtpengine). */
+    dir: string;
+    keepalivePollMs: number;
   };
   /** Agent -> WhatsApp calls (INVITEs from the PBX). */
   outbound: {
@@ -90,12 +117,34 @@ export function loadConfig(env: Env = process.env): Config {
     else problems.push(`RTPENGINE_NG entry "${item}" is not host:port`);
   }
 
+  const dtmfLogRaw = str('RTPENGINE_DTMF_LOG', '');
+  const dtmfLog = dtmfLogRaw ? parseHostPort(dtmfLogRaw) ?? null : null;
+  if (dtmfLogRaw && !dtmfLog) problems.push(`RTPENGINE_DTMF_LOG must be host:port (got "${dtmfLogRaw}")`);
+  const dtmfModeRaw = env.PBX_DTMF_MODE?.trim();
+  if (dtmfModeRaw === 'info' && !dtmfLogRaw) problems.push('PBX_DTMF_MODE=info needs RTPENGINE_DTMF_LOG (the bridge learns the digits from rtpengine\'s DTMF log)');
+
   const targets = str('PBX_TARGET').split(',').map((s) => s.trim()).filter(Boolean);
   for (const t of targets) {
     if (!/^sips?:([^@\s]+@)?[^@\s:;]+(:\d+)?(;[^\s]*)?$/.test(t)) problems.push(`PBX_TARGET entry "${t}" is not a SIP URI`);
   }
   const codecs = str('PBX_CODECS', 'PCMU,PCMA').split(',').map((s) => s.trim().toUpperCase()).filter(Boolean);
   for (const c of codecs) if (!PBX_CODECS.has(c)) problems.push(`PBX_CODECS entry "${c}" is not one of ${[...PBX_CODECS].join(', ')}`);
+
+  const earlyMedia = str('PBX_EARLY_MEDIA', 'ignore');
+  if (earlyMedia !== 'accept' && earlyMedia !== 'ignore') problems.push(`PBX_EARLY_MEDIA must be "accept" or "ignore" (got "${earlyMedia}")`);
+  const dtmfMode = str('PBX_DTMF_MODE', 'rfc4733');
+  if (dtmfMode !== 'rfc4733' && dtmfMode !== 'info') problems.push(`PBX_DTMF_MODE must be "rfc4733" or "info" (got "${dtmfMode}")`);
+  const refuseRaw = str('TRANSFER_REFUSE_PATTERN', '^\\+?[0-9]{7,}$');
+  let transferRefusePattern: RegExp | null = null;
+  if (refuseRaw !== 'off') {
+    try {
+      transferRefusePattern = new RegExp(refuseRaw);
+    } catch {
+      problems.push(`TRANSFER_REFUSE_PATTERN is not a regular expression (got "${refuseRaw}")`);
+    }
+  }
+  const mediaDir = str('MEDIA_DIR', path.join(os.tmpdir(), 'wa-sip-bridge-media'));
+  const holdFile = str('MEDIA_HOLD_FILE', '');
 
   const trustedSources = str('SIP_TRUSTED_SOURCES', '').split(',').map((x) => x.trim()).filter(Boolean);
   for (const t of trustedSources) if (!isAddressOrCidr(t)) problems.push(`SIP_TRUSTED_SOURCES entry "${t}" is not an IP address or CIDR`);
@@ -124,12 +173,24 @@ export function loadConfig(env: Env = process.env): Config {
       port: int('DRACHTIO_PORT', 9022, 1, 65535),
       secret: str('DRACHTIO_SECRET'),
     },
-    rtpengine: { ng, timeoutMs: int('RTPENGINE_TIMEOUT_MS', 2000, 50, 30000) },
+    rtpengine: { ng, timeoutMs: int('RTPENGINE_TIMEOUT_MS', 2000, 50, 30000), dtmfLog },
     pbx: {
       targets,
       codecs,
       noAnswerTimeoutMs: int('PBX_NO_ANSWER_TIMEOUT_S', 25, 1, 55) * 1000,
       responseTimeoutMs: int('PBX_RESPONSE_TIMEOUT_MS', 4000, 100, 32000),
+      requestTimeoutMs: int('SIP_REQUEST_TIMEOUT_MS', 5000, 100, 32000),
+      earlyMedia: earlyMedia === 'accept',
+      dtmfMode: dtmfMode === 'info' ? 'info' : 'rfc4733',
+      transferRefusePattern,
+      minSessionExpiresS: int('SIP_MIN_SE_S', 90, 90, 86400),
+      optionsPingMs: int('PBX_OPTIONS_PING_S', 30, 0, 3600) * 1000,
+    },
+    media: {
+      holdFile: holdFile || path.join(mediaDir, 'silence.wav'),
+      holdIsSilence: !holdFile,
+      dir: mediaDir,
+      keepalivePollMs: int('MEDIA_KEEPALIVE_POLL_MS', 1000, 100, 10000),
     },
     outbound: {
       trustedSources,

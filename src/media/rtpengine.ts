@@ -7,6 +7,8 @@ export class MediaError extends Error {
   }
 }
 
+type NgCommand = 'offer' | 'answer' | 'query' | 'delete' | 'blockMedia' | 'unblockMedia' | 'playMedia' | 'stopMedia' | 'blockDTMF' | 'playDTMF' | 'ping';
+
 export interface NgAddress { host: string; port: number }
 
 /**
@@ -49,6 +51,20 @@ export class RtpEngine {
   unblockMedia(at: NgAddress, params: NgParams): Promise<NgResponse> {
     return this.run('unblockMedia', at, params);
   }
+  /** Plays a media file to the party named by `from-tag` (it hears it). */
+  playMedia(at: NgAddress, params: NgParams): Promise<NgResponse> {
+    return this.run('playMedia', at, params);
+  }
+  stopMedia(at: NgAddress, params: NgParams): Promise<NgResponse> {
+    return this.run('stopMedia', at, params);
+  }
+  blockDTMF(at: NgAddress, params: NgParams): Promise<NgResponse> {
+    return this.run('blockDTMF', at, params);
+  }
+  /** Injects a digit as if the party named by `from-tag` had sent it. */
+  playDTMF(at: NgAddress, params: NgParams): Promise<NgResponse> {
+    return this.run('playDTMF', at, params);
+  }
   ping(at: NgAddress): Promise<NgResponse> {
     return this.run('ping', at, {});
   }
@@ -57,7 +73,7 @@ export class RtpEngine {
     this.client.close();
   }
 
-  private async run(cmd: 'offer' | 'answer' | 'query' | 'delete' | 'blockMedia' | 'unblockMedia' | 'ping', at: NgAddress, params: NgParams): Promise<NgResponse> {
+  private async run(cmd: NgCommand, at: NgAddress, params: NgParams): Promise<NgResponse> {
     let res: NgResponse;
     try {
       res = cmd === 'ping' ? await this.client.ping(at.port, at.host) : await this.client[cmd](at.port, at.host, params);

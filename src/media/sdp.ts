@@ -55,3 +55,100 @@ export function provisionalPbxAnswer(codecs: string[]): string {
     '',
   ].join('\r\n');
 }
+
+export type Direction = 'sendrecv' | 'sendonly' | 'recvonly' | 'inactive';
+const DIRECTIONS: readonly Direction[] = ['sendrecv', 'sendonly', 'recvonly', 'inactive'];
+
+function lines(sdp: string): string[] {
+  return sdp.split(/\r?\n/).filter((l) => l.length > 0);
+}
+
+/** Index of the first audio m= line and the end (exclusive) of its section. */
+function audioSection(ls: string[]): { start: number; end: number } | null {
+  const start = ls.findIndex((l) => l.startsWith('m=audio '));
+  if (start < 0) return null;
+  let end = ls.findIndex((l, i) => i > start && l.startsWith('m='));
+  if (end < 0) end = ls.length;
+  return { start, end };
+}
+
+/**
+ * The audio stream's direction as the sender of this SDP means it (media level wins over session
+ * level). An old-style hold (RFC 2543: c=0.0.0.0) counts as sendonly.
+ */
+export function audioDirection(sdp: string): Direction {
+  const ls = lines(sdp);
+  const sec = audioSection(ls);
+  const pick = (from: number, to: number): Direction | null => {
+    for (let i = from; i < to; i++) {
+      const d = DIRECTIONS.find((x) => ls[i] === `a=${x}`);
+      if (d) return d;
+    }
+    return null;
+  };
+  const sessionEnd = sec ? sec.start : ls.length;
+  const dir = (sec ? pick(sec.start, sec.end) : null) ?? pick(0, sessionEnd) ?? 'sendrecv';
+  const media = sec ? ls.slice(sec.start, sec.end) : [];
+  const conn = media.find((l) => l.startsWith('c=')) ?? ls.slice(0, sessionEnd).find((l) => l.startsWith('c='));
+  if (conn && /^c=IN IP4 0\.0\.0\.0\b/.test(conn) && dir === 'sendrecv') return 'sendonly';
+  return dir;
+}
+
+/** True when an offer puts the other side on hold (sendonly, inactive, or c=0.0.0.0). */
+export function isHoldOffer(sdp: string): boolean {
+  const d = audioDirection(sdp);
+  return d === 'sendonly' || d === 'inactive';
+}
+
+/** What an answer must say to an offer with this direction (RFC 3264 section 6.1). */
+export function answerDirectionFor(offer: Direction): Direction {
+  if (offer === 'sendonly') return 'recvonly';
+  if (offer === 'recvonly') return 'sendonly';
+  return offer;
+}
+
+/** Sets the audio stream's direction attribute (replacing any session- or media-level one). */
+export function withAudioDirection(sdp: string, dir: Direction): string {
+  const ls = lines(sdp).filter((l) => !DIRECTIONS.some((d) => l === `a=${d}`));
+  const sec = audioSection(ls);
+  if (!sec) return sdp;
+  ls.splice(sec.end, 0, `a=${dir}`);
+  return `${ls.join('\r\n')}\r\n`;
+}
+
+/** WebRTC-only attributes that mean nothing on a plain-RTP PBX leg (some PBXs choke on them). */
+const WEBRTC_ONLY = /^a=(extmap|extmap-allow-mixed|msid|msid-semantic|ssrc|ssrc-group|mid|rtcp-fb|group|rtcp-rsize)(:|$)/;
+
+/** Removes WebRTC-only attributes from an SDP meant for the PBX. */
+export function plainRtpSdp(sdp: string): string {
+  return `${lines(sdp).filter((l) => !WEBRTC_ONLY.test(l)).join('\r\n')}\r\n`;
+}
+
+/** The payload type and fmtp of `telephone-event/8000` in an SDP, if it has one. */
+export function telephoneEvent8k(sdp: string): { pt: string; fmtp: string | null } | null {
+  const ls = lines(sdp);
+  const map = ls.map((l) => /^a=rtpmap:(\d+) telephone-event\/8000$/i.exec(l)).find((m) => m);
+  if (!map) return null;
+  const pt = map[1]!;
+  return { pt, fmtp: ls.find((l) => l.startsWith(`a=fmtp:${pt} `)) ?? null };
+}
+
+/**
+ * rtpengine 10.5 drops WhatsApp's `telephone-event/8000` from the answer it writes for the WhatsApp
+ * leg when it transcodes opus (the event clock differs from opus's 48 kHz). Puts the offer's event
+ * payload type back, so WhatsApp may send RFC 4733 digits; rtpengine relays them on that payload type,
+ * which is the one it offered the PBX.
+ */
+export function restoreTelephoneEvent(waOffer: string, waAnswer: string): string {
+  const te = telephoneEvent8k(waOffer);
+  if (!te || telephoneEvent8k(waAnswer)) return waAnswer;
+  const ls = lines(waAnswer);
+  const sec = audioSection(ls);
+  if (!sec) return waAnswer;
+  const m = ls[sec.start]!.split(' ');
+  if (m.slice(3).includes(te.pt)) return waAnswer; // that payload type means something else here
+  ls[sec.start] = [...m, te.pt].join(' ');
+  const lastMap = ls.reduce((at, l, i) => (i > sec.start && i < sec.end && /^a=(rtpmap|fmtp):/.test(l) ? i : at), sec.start);
+  ls.splice(lastMap + 1, 0, `a=rtpmap:${te.pt} telephone-event/8000`, ...(te.fmtp ? [te.fmtp] : []));
+  return `${ls.join('\r\n')}\r\n`;
+}

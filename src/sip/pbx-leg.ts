@@ -17,17 +17,24 @@ export type PbxFailure =
   | { kind: 'cancelled' }
   | { kind: 'error'; message: string };
 
+export interface PbxAnswer { sdp: string; agent: string | null; dialog: Srf.Dialog }
+
+/** The largest Session-Expires interval (s) the bridge asks for when a PBX answers 422 (RFC 4028). */
+const MAX_SESSION_EXPIRES = 7200;
+
 /**
- * One outgoing INVITE to the PBX and the dialog it may become. Emits 'progress' (status, sdp?) for
- * 18x, resolves `answered` with the dialog on 200, rejects with a PbxFailure otherwise; 'bye' fires
- * when the PBX hangs up an established call.
+ * One outgoing INVITE to the PBX. Emits 'progress' (status, sdp|null) for 18x and resolves with the
+ * dialog on 200; rejects with a PbxFailure otherwise. 3xx redirects are followed (up to 4 hops), and
+ * a 422 (Session Interval Too Small) is retried once with the PBX's Min-SE. Once answered, the
+ * dialog belongs to the caller (a PbxSession handles everything in it).
  */
 export class PbxLeg extends EventEmitter {
   private req: Srf.SrfRequest | null = null;
-  private dialog: Srf.Dialog | null = null;
+  private answered = false;
   private cancelled = false;
   private gotResponse = false;
   private responseTimer: NodeJS.Timeout | null = null;
+  private cancelReason: 'cancelled' | 'no-response' | null = null;
   sipCallId: string | null = null;
 
   constructor(private readonly srf: Srf) {
@@ -35,11 +42,11 @@ export class PbxLeg extends EventEmitter {
   }
 
   get established(): boolean {
-    return this.dialog !== null;
+    return this.answered;
   }
 
-  /** Sends the INVITE. Resolves with the answer SDP and the answering party once the PBX says 200. */
-  invite(o: PbxInviteOptions): Promise<{ sdp: string; agent: string | null }> {
+  /** Sends the INVITE. Resolves with the answer SDP, the answering party and the dialog on 200. */
+  invite(o: PbxInviteOptions): Promise<PbxAnswer> {
     // A target that never answers at all must not hold the call until SIP timer B (32 s).
     const silent = new Promise<never>((_, reject) => {
       this.responseTimer = setTimeout(() => {
@@ -48,17 +55,28 @@ export class PbxLeg extends EventEmitter {
         reject({ kind: 'no-response' } satisfies PbxFailure);
       }, o.responseTimeoutMs);
     });
-    const attempt = this.send(o);
+    const attempt = this.sendWithSessionTimerRetry(o);
     attempt.catch(() => undefined);
     return Promise.race([attempt, silent]);
   }
 
-  private async send(o: PbxInviteOptions): Promise<{ sdp: string; agent: string | null }> {
+  private async sendWithSessionTimerRetry(o: PbxInviteOptions): Promise<PbxAnswer> {
+    try {
+      return await this.send(o);
+    } catch (err) {
+      const f = err as PbxFailure & { minSe?: number };
+      if (f.kind !== 'status' || f.status !== 422 || !f.minSe || this.cancelled) throw stripMinSe(f);
+      const interval = Math.min(MAX_SESSION_EXPIRES, f.minSe);
+      return this.send({ ...o, headers: { ...o.headers, 'Session-Expires': String(interval), 'Min-SE': String(interval), Supported: 'timer' } });
+    }
+  }
+
+  private async send(o: PbxInviteOptions): Promise<PbxAnswer> {
     const from = `<sip:${o.fromNumber}@${o.fromHost}>`;
     try {
       const dialog = await this.srf.createUAC(
         o.target,
-        { localSdp: o.sdp, headers: { From: from, ...o.headers } },
+        { localSdp: o.sdp, headers: { From: from, ...o.headers }, followRedirects: true } as Srf.CreateUACOptions,
         {
           cbRequest: ((err: unknown, req: Srf.SrfRequest) => {
             if (err || !req) return;
@@ -76,47 +94,30 @@ export class PbxLeg extends EventEmitter {
       if (this.cancelled) {
         // 200 crossed our CANCEL: end the dialog we did not want.
         dialog.destroy();
-        throw this.failure('cancelled');
+        throw { kind: 'cancelled' } satisfies PbxFailure;
       }
-      this.dialog = dialog;
-      dialog.on('destroy', () => {
-        this.dialog = null;
-        this.emit('bye');
-      });
-      return { sdp: dialog.remote.sdp, agent: agentOf(dialog) };
+      this.answered = true;
+      return { sdp: dialog.remote.sdp, agent: agentOf(dialog), dialog };
     } catch (err) {
       this.clearTimer();
       if (isPbxFailure(err)) throw err;
-      const e = err as { status?: number; reason?: string; message?: string };
-      if (this.cancelReason) throw this.failure(this.cancelReason);
+      const e = err as { status?: number; reason?: string; message?: string; res?: Srf.SrfResponse };
+      if (this.cancelReason) throw (this.cancelReason === 'cancelled' ? { kind: 'cancelled' } : { kind: 'no-response' }) satisfies PbxFailure;
       if (typeof e.status === 'number') {
-        throw { kind: 'status', status: e.status, reason: e.reason ?? '', hadProvisional: this.gotResponse } satisfies PbxFailure;
+        this.gotResponse = true;
+        const minSe = e.status === 422 ? Number.parseInt(e.res?.get('Min-SE') ?? '', 10) : NaN;
+        throw { kind: 'status', status: e.status, reason: e.reason ?? '', hadProvisional: this.gotResponse, ...(minSe > 0 ? { minSe } : {}) };
       }
       throw { kind: 'error', message: e.message ?? String(err) } satisfies PbxFailure;
     }
   }
 
-  private cancelReason: 'cancelled' | 'no-response' | null = null;
-
   /** CANCELs a pending INVITE (caller gave up, no answer, or no response at all). */
   cancelInvite(reason: 'cancelled' | 'no-response' = 'cancelled'): void {
-    if (this.dialog || this.cancelReason) return;
+    if (this.answered || this.cancelReason) return;
     this.cancelled = true;
     this.cancelReason = reason;
     this.req?.cancel(() => undefined);
-  }
-
-  /** Sends BYE on an established call. */
-  hangup(): Promise<void> {
-    const d = this.dialog;
-    if (!d) return Promise.resolve();
-    this.dialog = null;
-    d.removeAllListeners('destroy');
-    return new Promise((resolve) => d.destroy(undefined, () => resolve()));
-  }
-
-  private failure(kind: 'cancelled' | 'no-response'): PbxFailure {
-    return kind === 'cancelled' ? { kind: 'cancelled' } : { kind: 'no-response' };
   }
 
   private clearTimer(): void {
@@ -125,12 +126,17 @@ export class PbxLeg extends EventEmitter {
   }
 }
 
+function stripMinSe(f: PbxFailure & { minSe?: number }): PbxFailure {
+  const { minSe: _unused, ...rest } = f;
+  return rest as PbxFailure;
+}
+
 function isPbxFailure(x: unknown): x is PbxFailure {
   return typeof x === 'object' && x !== null && 'kind' in x;
 }
 
 /** Who answered: the user part of the 200 OK's Contact (desk phones put their extension there). */
-function agentOf(dialog: Srf.Dialog): string | null {
+export function agentOf(dialog: Srf.Dialog): string | null {
   const m = /sips?:([^@;>]+)@/.exec(dialog.remote.uri ?? '');
   return m?.[1] ?? null;
 }

@@ -13,6 +13,10 @@ declare module 'rtpengine-client' {
     ping(port: number, host: string): Promise<NgResponse>;
     blockMedia(port: number, host: string, params: NgParams): Promise<NgResponse>;
     unblockMedia(port: number, host: string, params: NgParams): Promise<NgResponse>;
+    playMedia(port: number, host: string, params: NgParams): Promise<NgResponse>;
+    stopMedia(port: number, host: string, params: NgParams): Promise<NgResponse>;
+    blockDTMF(port: number, host: string, params: NgParams): Promise<NgResponse>;
+    playDTMF(port: number, host: string, params: NgParams): Promise<NgResponse>;
     close(): void;
   }
 }

@@ -27,6 +27,8 @@ export async function startStack(env: Record<string, string> = {}): Promise<Test
     DRACHTIO_PORT: String(d?.adminPort ?? 1),
     DRACHTIO_SECRET: d?.secret ?? 'none',
     RTPENGINE_NG: `${infra.rtpengineNg!.host}:${infra.rtpengineNg!.port}`,
+    RTPENGINE_DTMF_LOG: `${infra.rtpengineDtmfLog!.host}:${infra.rtpengineDtmfLog!.port}`,
+    MEDIA_DIR: infra.mediaDir,
     PBX_TARGET: 'sip:127.0.0.1:9',
     ...env,
   });

@@ -1,3 +1,6 @@
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
 import { Sequelize } from 'sequelize';
 import { connectDatabase, migrate } from '../../src/cdr/db';
 import { DrachtioServer, findDrachtio, startDrachtio } from './drachtio';
@@ -8,12 +11,15 @@ import { startRtpengine } from './rtpengine';
 export interface Infra {
   databaseUrl: string;
   rtpengineNg: { host: string; port: number } | null;
+  rtpengineDtmfLog: { host: string; port: number } | null;
   drachtio: DrachtioServer | null;
   drachtioMissing: string | null;
   isolated: boolean;
+  /** Where the bridge writes media files for rtpengine (music on hold, silence): rtpengine runs here too. */
+  mediaDir: string;
 }
 
-export const infra: Infra = { databaseUrl: '', rtpengineNg: null, drachtio: null, drachtioMissing: null, isolated: process.env.WASB_ISOLATED === '1' };
+export const infra: Infra = { databaseUrl: '', rtpengineNg: null, rtpengineDtmfLog: null, drachtio: null, drachtioMissing: null, isolated: process.env.WASB_ISOLATED === '1', mediaDir: '' };
 
 let rtpengine: ManagedProcess | null = null;
 let adminDb: Sequelize | null = null;
@@ -37,9 +43,11 @@ export async function startInfra(): Promise<Infra> {
   await migrate(db);
   await db.close();
 
+  infra.mediaDir = fs.mkdtempSync(path.join(os.tmpdir(), 'wasb-media-'));
   const r = await startRtpengine();
   rtpengine = r.proc;
   infra.rtpengineNg = r.ng;
+  infra.rtpengineDtmfLog = r.dtmfLog;
 
   const bin = process.env.SKIP_DRACHTIO ? null : findDrachtio();
   if (bin) infra.drachtio = await startDrachtio(bin);
@@ -50,6 +58,7 @@ export async function startInfra(): Promise<Infra> {
 export async function stopInfra(): Promise<void> {
   await infra.drachtio?.proc.stop();
   await rtpengine?.stop();
+  if (infra.mediaDir) fs.rmSync(infra.mediaDir, { recursive: true, force: true });
   if (adminDb) {
     await adminDb.query(`DROP DATABASE IF EXISTS ${dbName} WITH (FORCE)`).catch(() => undefined);
     await adminDb.close();

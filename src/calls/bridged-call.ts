@@ -1,0 +1,238 @@
+import crypto from 'node:crypto';
+import Srf from 'drachtio-srf';
+import { Config } from '../config';
+import { HangupBy, Outcome } from '../cdr/models';
+import { CallFields, CallRecorder, CdrStore } from '../cdr/store';
+import { Logger } from '../log';
+import { CallMedia } from '../media/call-media';
+import { MediaStats } from '../media/stats';
+import { NgAddress, RtpEngine } from '../media/rtpengine';
+import { YCloudClient } from '../providers/ycloud/client';
+import { TypedEmitter } from '../util/typed-emitter';
+import { talkSeconds } from './cdr-fields';
+import { CallState, IN_CALL, Lifecycle } from './lifecycle';
+import { Marks } from './marks';
+import { PbxSession } from './pbx-session';
+
+/** What every call needs from the bridge. */
+export interface CallDeps {
+  config: Pick<Config, 'pbx' | 'nodeId' | 'media'>;
+  ycloud: YCloudClient;
+  rtp: RtpEngine;
+  srf: Srf;
+  cdr: CdrStore;
+  log: Logger;
+  marks: Marks;
+}
+
+export interface CallEvents {
+  /** Both legs are down and the CDR is written. */
+  ended: [];
+}
+
+/** How the PBX leg ended, for the CDR. */
+export interface SipFinal { sip_final_code?: number; sip_final_reason?: string }
+
+/** A digit the WhatsApp user pressed, as rtpengine saw it. */
+export interface Digit { digit: string; durationMs: number }
+
+/**
+ * What inbound and outbound calls share: the CDR recorder and logger, the media tags, the one place
+ * where the state changes (and the CDR's `state` with it), timers, the PBX session once the PBX leg is
+ * up, and the teardown that ends both legs and releases media exactly once. Subclasses add their own
+ * set-up steps and say how each leg is ended.
+ */
+export abstract class BridgedCall extends TypedEmitter<CallEvents> {
+  readonly id = crypto.randomUUID();
+  protected readonly rec: CallRecorder;
+  protected log: Logger;
+  protected readonly waTag = `wa-${crypto.randomBytes(6).toString('hex')}`;
+  protected readonly pbxTag = `pbx-${crypto.randomBytes(6).toString('hex')}`;
+  private readonly life = new Lifecycle();
+  protected media: CallMedia | null = null;
+  protected session: PbxSession | null = null;
+  protected acceptedAt: Date | null = null;
+  /** The WhatsApp leg is over (terminate webhook seen, or ended by the bridge). */
+  protected waEnded = false;
+  private readonly timers = new Set<NodeJS.Timeout>();
+  private ending: Promise<void> | null = null;
+
+  protected constructor(protected readonly base: CallDeps, log: Logger) {
+    super();
+    this.log = log.child({ callId: this.id });
+    this.rec = new CallRecorder(base.cdr, this.id, this.log);
+  }
+
+  get state(): CallState {
+    return this.life.state;
+  }
+
+  /** True once the call is being (or has been) torn down. */
+  get isEnding(): boolean {
+    return this.ending !== null;
+  }
+
+  /**
+   * The one place a call changes state: checks the move against the lifecycle table, writes the CDR's
+   * `state` (with `fields`) and appends the timeline event (`event`, default the state's name).
+   * Returns false, changing nothing, for a move the table does not allow.
+   */
+  protected transition(to: CallState, fields: CallFields = {}, event: string | null = to, detail: object | null = null): boolean {
+    if (!this.life.can(to)) {
+      this.log.debug({ from: this.life.state, to }, 'state change ignored');
+      return false;
+    }
+    this.life.to(to);
+    this.rec.update({ state: to, ...fields });
+    if (event) this.rec.event(event, detail);
+    return true;
+  }
+
+  protected inState(...states: CallState[]): boolean {
+    return this.life.is(...states);
+  }
+
+  protected get inCall(): boolean {
+    return IN_CALL.has(this.life.state);
+  }
+
+  /** A timer that the teardown clears. */
+  protected timer(ms: number, fn: () => void): NodeJS.Timeout {
+    const t = setTimeout(() => {
+      this.timers.delete(t);
+      fn();
+    }, ms);
+    this.timers.add(t);
+    return t;
+  }
+
+  protected clearTimer(t: NodeJS.Timeout | null): void {
+    if (!t) return;
+    clearTimeout(t);
+    this.timers.delete(t);
+  }
+
+  protected allocateMedia(ng: NgAddress): CallMedia {
+    this.media = new CallMedia(this.base.rtp, ng, this.id, this.waTag, this.pbxTag);
+    return this.media;
+  }
+
+  /** The PBX leg is up: from now on a PbxSession answers whatever the PBX does in its dialog. */
+  protected openSession(dialog: Srf.Dialog, waSdp: string, callerNumber: string): PbxSession {
+    const { pbx, media } = this.base.config;
+    const session = new PbxSession(dialog, this.media!, {
+      srf: this.base.srf,
+      log: this.log,
+      waSdp,
+      callerNumber,
+      keepalive: { file: media.holdFile, pollMs: media.keepalivePollMs, quietPolls: 2 },
+      dtmfMode: pbx.dtmfMode,
+      transferRefusePattern: pbx.transferRefusePattern,
+      noAnswerTimeoutMs: pbx.noAnswerTimeoutMs,
+      responseTimeoutMs: pbx.responseTimeoutMs,
+      requestTimeoutMs: pbx.requestTimeoutMs,
+    });
+    session.on('event', (type, detail) => this.rec.event(type, detail));
+    session.on('bye', () => void this.end('answered', 'pbx'));
+    session.on('hold', (held) => {
+      if (held) this.transition('held', {}, 'pbx_hold');
+      else this.transition('accepted', {}, 'pbx_resume');
+    });
+    session.on('transferring', (target) => this.transition('transferring', {}, 'transfer_started', { target }));
+    session.on('transferred', (r) => {
+      const back: CallState = session.isHeld ? 'held' : 'accepted';
+      if (r.ok) this.transition(back, { agent: r.agent, pbx_target: r.target, sip_call_id: r.sipCallId }, 'transferred', { target: r.target, agent: r.agent });
+      else this.transition(back, {}, 'transfer_failed', { target: r.target, status: r.status });
+    });
+    this.session = session;
+    return session;
+  }
+
+  /** Both legs are bridged and audio flows: the call is accepted. */
+  protected markAccepted(fields: CallFields = {}): void {
+    this.acceptedAt = new Date();
+    if (this.transition('accepted', { accepted_at: this.acceptedAt, ...fields })) this.session?.startKeepalive();
+  }
+
+  /**
+   * A digit rtpengine saw in this call's media (its DTMF log): into the timeline; from the WhatsApp
+   * user, also to the PBX by SIP INFO where the PBX wants that.
+   */
+  onMediaDigit(sourceTag: string, d: Digit): void {
+    if (sourceTag !== this.waTag) {
+      this.rec.event('dtmf', { digit: d.digit, durationMs: d.durationMs, from: 'pbx' });
+      return;
+    }
+    this.rec.event('dtmf', { digit: d.digit, durationMs: d.durationMs, from: 'whatsapp' });
+    this.session?.sendDigitInfo(d.digit, d.durationMs).catch((err: unknown) => {
+      this.log.warn({ err }, 'could not send a digit to the PBX by INFO');
+      this.rec.event('dtmf_info_failed', { digit: d.digit, message: (err as Error).message });
+    });
+  }
+
+  /** Ends the call from the bridge's side (shutdown, operator). */
+  hangup(): Promise<void> {
+    return this.end(this.acceptedAt ? 'answered' : 'failed', 'bridge', { error: 'bridge shutdown' });
+  }
+
+  /** Tears down whatever exists, once, and writes the final CDR fields. */
+  protected end(outcome: Outcome, hangupBy: HangupBy, opts: EndOptions = {}): Promise<void> {
+    if (!this.ending) this.ending = this.teardown(outcome, hangupBy, opts);
+    return this.ending;
+  }
+
+  /** Ends the PBX leg as this call kind must (BYE, CANCEL, a final response); returns the SIP outcome. */
+  protected abstract endPbxLeg(opts: EndOptions): Promise<SipFinal>;
+  /** Ends the WhatsApp leg (reject, terminate) unless it is already over. */
+  protected abstract endWhatsAppLeg(wasAccepted: boolean): Promise<void>;
+
+  /** Runs a YCloud request that ends the WhatsApp leg; a failure is logged and recorded, never thrown. */
+  protected async endWhatsAppWith(request: () => Promise<unknown>): Promise<void> {
+    try {
+      await request();
+    } catch (err) {
+      this.log.warn({ err }, 'could not end the WhatsApp leg');
+      this.rec.event('whatsapp_end_failed', { message: (err as Error).message });
+    }
+  }
+
+  private async teardown(outcome: Outcome, hangupBy: HangupBy, opts: EndOptions): Promise<void> {
+    const wasAccepted = this.acceptedAt !== null;
+    this.life.to('ended');
+    for (const t of this.timers) clearTimeout(t);
+    this.timers.clear();
+    let mediaStats: MediaStats | null = null;
+    let sip: SipFinal = {};
+    const warn = (what: string, err: unknown) => this.log.warn({ err }, what);
+    await Promise.all([
+      this.endPbxLeg(opts).then((s) => { sip = s; }),
+      this.waEnded ? Promise.resolve() : this.endWhatsAppLeg(wasAccepted),
+      this.media ? this.media.release(warn).then((s) => { mediaStats = s; }) : Promise.resolve(),
+    ]);
+    const endedAt = new Date();
+    this.rec.update({
+      state: 'ended', outcome, hangup_by: hangupBy, ended_at: endedAt,
+      talk_seconds: talkSeconds(this.acceptedAt, endedAt), media_stats: mediaStats, error: opts.error ?? null,
+      ...sip,
+    });
+    this.rec.event('ended', { outcome, hangupBy, error: opts.error ?? null });
+    this.onEnded();
+    await this.rec.flushed();
+    this.log.info({ outcome, hangupBy }, 'call ended');
+    this.emit('ended');
+  }
+
+  /** Hook for what a call kind does right after its legs are down (marks, bookkeeping). */
+  protected onEnded(): void {}
+}
+
+export interface EndOptions {
+  error?: string;
+  /** The SIP answer for a PBX leg that is still waiting for one (outbound calls). */
+  refusal?: Refusal;
+  /** How an INVITE toward the PBX failed (inbound calls). */
+  sip?: SipFinal;
+}
+
+/** A SIP final answer with a Reason a PBX can show or route on (Q.850 cause + text). */
+export interface Refusal { status: number; reason: string; cause: number; text: string }

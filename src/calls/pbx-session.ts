@@ -1,0 +1,274 @@
+import Srf from 'drachtio-srf';
+import { Logger } from '../log';
+import { CallMedia } from '../media/call-media';
+import { KeepaliveOptions, MediaKeepalive } from '../media/keepalive';
+import { assertUsableAudioSdp, isHoldOffer, SdpError } from '../media/sdp';
+import { agentOf, PbxFailure, PbxLeg } from '../sip/pbx-leg';
+import { byeWithin, localContact, requestInDialog, sessionTimerHeaders, withTimeout } from '../sip/dialog-requests';
+import { parseReferTo, ReferTarget } from '../sip/refer';
+import { TypedEmitter } from '../util/typed-emitter';
+
+export interface PbxSessionOptions {
+  srf: Srf;
+  log: Logger;
+  /** WhatsApp's SDP as WhatsApp last gave it (fixed for the whole call). */
+  waSdp: string;
+  /** The WhatsApp user's number: the From of a transferred leg. */
+  callerNumber: string;
+  keepalive: KeepaliveOptions;
+  dtmfMode: 'rfc4733' | 'info';
+  /** Transfer targets (the Refer-To user part) matching this are refused: no PSTN legs (Meta's terms). */
+  transferRefusePattern: RegExp | null;
+  noAnswerTimeoutMs: number;
+  responseTimeoutMs: number;
+  /** Bound on every request the session sends in the dialog (NOTIFY, INFO, BYE). */
+  requestTimeoutMs: number;
+}
+
+/** What a session tells its call; the call decides the state changes. */
+export interface PbxSessionEvents {
+  /** The PBX put the WhatsApp user on hold (true) or took them off it (false). */
+  hold: [held: boolean];
+  /** A transfer started (REFER accepted) ... */
+  transferring: [target: string];
+  /** ... and ended: `agent` answered on the new leg, or the transfer failed and the old leg stays. */
+  transferred: [result: { ok: true; target: string; agent: string | null; sipCallId: string } | { ok: false; target: string; status: number }];
+  /** The PBX hung up (BYE on the current leg, not one replaced by a transfer). */
+  bye: [];
+  /** Something for the call's timeline. */
+  event: [type: string, detail: object | null];
+}
+
+/**
+ * The PBX leg once it is up, whichever side sent the INVITE: answers everything the PBX does mid-call
+ * on that leg alone (the WhatsApp leg never re-negotiates) — re-INVITEs and UPDATEs with or without
+ * SDP (hold, resume, a new address or codec, session refreshes), REFER transfers, INFO — and keeps
+ * media flowing to the WhatsApp user while the PBX sends none.
+ */
+export class PbxSession extends TypedEmitter<PbxSessionEvents> {
+  private current: Srf.Dialog;
+  private lastPbxSdp: string;
+  private held = false;
+  private transfer: Promise<void> | null = null;
+  private closed = false;
+  private readonly keepalive: MediaKeepalive;
+  private readonly log: Logger;
+
+  constructor(dialog: Srf.Dialog, private readonly media: CallMedia, private readonly o: PbxSessionOptions) {
+    super();
+    this.log = o.log;
+    this.current = dialog;
+    this.lastPbxSdp = dialog.remote.sdp;
+    this.keepalive = new MediaKeepalive(
+      media,
+      o.keepalive,
+      (type, detail) => this.emit('event', type, detail),
+      (what, err) => this.log.warn({ err }, what),
+    );
+    this.attach(dialog);
+  }
+
+  get dialog(): Srf.Dialog {
+    return this.current;
+  }
+
+  get isHeld(): boolean {
+    return this.held;
+  }
+
+  /** From now on the WhatsApp user must never go without media (call accepted). */
+  startKeepalive(): void {
+    this.keepalive.start();
+  }
+
+  /** Sends a digit to the PBX as SIP INFO (application/dtmf-relay), when that is the PBX's DTMF mode. */
+  async sendDigitInfo(digit: string, durationMs: number): Promise<void> {
+    if (this.o.dtmfMode !== 'info' || this.closed) return;
+    const body = `Signal=${digit}\r\nDuration=${Math.max(40, Math.round(durationMs))}\r\n`;
+    await requestInDialog(this.current, { method: 'INFO', headers: { 'Content-Type': 'application/dtmf-relay' }, body }, this.o.requestTimeoutMs);
+  }
+
+  /** Ends the PBX leg (BYE, bounded) and stops watching media. */
+  async hangup(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    await Promise.all([this.keepalive.stop(), byeWithin(this.current, this.o.requestTimeoutMs)]);
+  }
+
+  /** Stops watching media; the dialog is already gone (the PBX hung up). */
+  async stop(): Promise<void> {
+    this.closed = true;
+    await this.keepalive.stop();
+  }
+
+  private attach(dialog: Srf.Dialog): void {
+    dialog.on('destroy', () => {
+      if (dialog !== this.current || this.closed) return; // a leg replaced by a transfer
+      this.closed = true;
+      this.emit('bye');
+    });
+    dialog.on('modify', (req, res) => void this.onOffer(dialog, req, res, 'INVITE'));
+    dialog.on('update', (req, res) => void this.onOffer(dialog, req, res, 'UPDATE'));
+    dialog.on('refer', (req, res) => void this.onRefer(dialog, req, res));
+    dialog.on('info', (req, res) => this.onInfo(req, res));
+  }
+
+  /**
+   * A re-INVITE or UPDATE from the PBX. With SDP: rtpengine re-negotiates the PBX leg and answers it
+   * (hold, resume, new address, new codec); a refresh carrying the same SDP gets the current answer.
+   * A re-INVITE without SDP gets the current offer, and the PBX's answer arrives in the ACK.
+   */
+  private async onOffer(dialog: Srf.Dialog, req: Srf.SrfRequest, res: Srf.SrfResponse, method: 'INVITE' | 'UPDATE'): Promise<void> {
+    const timers = sessionTimerHeaders(req);
+    const sdp = req.body ?? '';
+    const contact = localContact(dialog);
+    const reply = (body?: string) => res.send(200, {
+      headers: { ...(contact ? { Contact: contact } : {}), ...timers, ...(body ? { 'Content-Type': 'application/sdp' } : {}) },
+      ...(body ? { body } : {}),
+    });
+    if (!sdp) {
+      if (method === 'UPDATE') return reply(); // a session refresh by UPDATE
+      this.emit('event', 'pbx_reinvite', { offer: false });
+      reply(dialog.local.sdp);
+      const ack = await this.nextAck(dialog);
+      if (ack?.body) await this.applyPbxOffer(dialog, ack.body).catch((err: unknown) => this.log.warn({ err }, 'could not apply the SDP answer from an ACK'));
+      return;
+    }
+    if (sameSession(sdp, this.lastPbxSdp)) {
+      this.emit('event', 'session_refresh', { method });
+      return reply(dialog.local.sdp);
+    }
+    try {
+      assertUsableAudioSdp(sdp);
+      const answer = await this.applyPbxOffer(dialog, sdp);
+      reply(answer);
+    } catch (err) {
+      const bad = err instanceof SdpError;
+      this.log.warn({ err, method }, 'mid-call offer from the PBX refused');
+      this.emit('event', 'pbx_offer_refused', { method, message: (err as Error).message });
+      res.send(bad ? 488 : 500, bad ? 'Not Acceptable Here' : 'Server Internal Error', {});
+    }
+  }
+
+  private async applyPbxOffer(dialog: Srf.Dialog, sdp: string): Promise<string> {
+    const answer = await this.media.repointPbx(sdp, this.o.waSdp);
+    dialog.local.sdp = answer;
+    this.lastPbxSdp = sdp;
+    const held = isHoldOffer(sdp);
+    this.emit('event', 'pbx_media_changed', { held });
+    if (held !== this.held) {
+      this.held = held;
+      this.emit('hold', held);
+    }
+    return answer;
+  }
+
+  private nextAck(dialog: Srf.Dialog): Promise<Srf.SrfRequest | null> {
+    const ack = new Promise<Srf.SrfRequest>((resolve) => dialog.once('ack', resolve as unknown as (m: Srf.SrfResponse) => void));
+    return withTimeout(ack, 32000, 'no ACK').catch(() => null);
+  }
+
+  /** DTMF or anything else the PBX sends by INFO: acknowledged and recorded. */
+  private onInfo(req: Srf.SrfRequest, res: Srf.SrfResponse): void {
+    res.send(200);
+    const type = req.get('Content-Type') ?? '';
+    const signal = /Signal=\s*([0-9A-D*#])/i.exec(req.body ?? '')?.[1];
+    this.emit('event', 'pbx_info', { contentType: type, ...(signal ? { digit: signal } : {}) });
+  }
+
+  /**
+   * A transfer asked for by the PBX (REFER): the bridge dials the target itself, reports progress with
+   * NOTIFY (message/sipfrag), moves the media to the new leg in rtpengine (the WhatsApp leg untouched)
+   * and releases the old leg. `Replaces` in the Refer-To (attended transfer) goes into the new INVITE.
+   */
+  private async onRefer(dialog: Srf.Dialog, req: Srf.SrfRequest, res: Srf.SrfResponse): Promise<void> {
+    const target = parseReferTo(req.get('Refer-To') ?? '');
+    if (!target) {
+      res.send(400, 'Bad Request', { headers: { Warning: '399 wa-sip-bridge "Refer-To is missing or not a SIP URI"' } });
+      return;
+    }
+    if (this.transfer || dialog !== this.current) {
+      res.send(491, 'Request Pending', {});
+      return;
+    }
+    if (this.o.transferRefusePattern?.test(target.user ?? '')) {
+      this.emit('event', 'transfer_refused', { target: target.uri, reason: 'matches TRANSFER_REFUSE_PATTERN' });
+      res.send(403, 'Forbidden', { headers: { Warning: '399 wa-sip-bridge "transfers to this number are not allowed from WhatsApp calls"' } });
+      return;
+    }
+    res.send(202, 'Accepted', {});
+    this.transfer = this.runTransfer(dialog, target, req.get('Referred-By') ?? null).finally(() => {
+      this.transfer = null;
+    });
+  }
+
+  private async runTransfer(old: Srf.Dialog, target: ReferTarget, referredBy: string | null): Promise<void> {
+    this.emit('transferring', target.uri);
+    await this.notifyRefer(old, '100 Trying', false);
+    const leg = new PbxLeg(this.o.srf);
+    const noAnswer = setTimeout(() => leg.cancelInvite('cancelled'), this.o.noAnswerTimeoutMs);
+    try {
+      const answer = await leg.invite({
+        target: target.uri,
+        fromNumber: this.o.callerNumber,
+        fromHost: target.host,
+        sdp: old.local.sdp,
+        responseTimeoutMs: this.o.responseTimeoutMs,
+        headers: { ...target.headers, ...(referredBy ? { 'Referred-By': referredBy } : {}) },
+      });
+      clearTimeout(noAnswer);
+      if (this.closed) {
+        await byeWithin(answer.dialog, this.o.requestTimeoutMs);
+        return;
+      }
+      // The new leg's answer is the PBX side's new media: point rtpengine there.
+      await this.media.repointPbx(answer.sdp, this.o.waSdp);
+      this.current = answer.dialog;
+      this.lastPbxSdp = answer.sdp;
+      this.attach(answer.dialog);
+      this.held = false;
+      this.emit('transferred', { ok: true, target: target.uri, agent: agentOf(answer.dialog), sipCallId: leg.sipCallId ?? '' });
+      await this.notifyRefer(old, '200 OK', true);
+      await byeWithin(old, this.o.requestTimeoutMs);
+    } catch (err) {
+      clearTimeout(noAnswer);
+      const f = err as PbxFailure;
+      const status = f.kind === 'status' ? f.status : f.kind === 'no-response' ? 408 : f.kind === 'cancelled' ? 487 : 500;
+      this.log.info({ target: target.uri, failure: f }, 'transfer failed; the call stays on the old leg');
+      this.emit('transferred', { ok: false, target: target.uri, status });
+      await this.notifyRefer(old, `${status} ${f.kind === 'status' ? f.reason || 'Failed' : 'Failed'}`, true);
+      if (this.current === old && !isConnected(old)) this.emitBye();
+    }
+  }
+
+  private emitBye(): void {
+    if (this.closed) return;
+    this.closed = true;
+    this.emit('bye');
+  }
+
+  private async notifyRefer(dialog: Srf.Dialog, status: string, final: boolean): Promise<void> {
+    try {
+      await requestInDialog(dialog, {
+        method: 'NOTIFY',
+        headers: {
+          Event: 'refer',
+          'Subscription-State': final ? 'terminated;reason=noresource' : 'active;expires=60',
+          'Content-Type': 'message/sipfrag;version=2.0',
+        },
+        body: `SIP/2.0 ${status}\r\n`,
+      }, this.o.requestTimeoutMs);
+    } catch (err) {
+      this.log.info({ err, status }, 'NOTIFY for a transfer not answered');
+    }
+  }
+}
+
+/** A refresh carries the session's SDP unchanged (same o= session id and version, same body). */
+function sameSession(a: string, b: string): boolean {
+  return a.replace(/\r\n/g, '\n').trim() === b.replace(/\r\n/g, '\n').trim();
+}
+
+function isConnected(dialog: Srf.Dialog): boolean {
+  return (dialog as unknown as { connected?: boolean }).connected !== false;
+}

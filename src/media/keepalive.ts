@@ -1,0 +1,85 @@
+import { CallMedia } from './call-media';
+
+export interface KeepaliveOptions {
+  /** The file played to the WhatsApp user while the PBX sends nothing (music on hold, or silence). */
+  file: string;
+  /** How often the PBX leg's packet count is read. */
+  pollMs: number;
+  /** Polls in a row without a packet from the PBX before the file starts. */
+  quietPolls: number;
+}
+
+/**
+ * Keeps media flowing to the WhatsApp user while the PBX sends none (hold without music, a muted agent
+ * with silence suppression): WhatsApp hangs up after 20 s without media at the start, 30 s mid-call.
+ * Watches the PBX leg's packet count on rtpengine; when it stops moving, rtpengine plays `file` to
+ * the WhatsApp user; as soon as the PBX sends again (its own music on hold, the agent back), it stops.
+ */
+export class MediaKeepalive {
+  private timer: NodeJS.Timeout | null = null;
+  private last = -1;
+  private quiet = 0;
+  private playing = false;
+  private stopped = false;
+  private busy: Promise<void> = Promise.resolve();
+
+  constructor(
+    private readonly media: CallMedia,
+    private readonly opts: KeepaliveOptions,
+    private readonly report: (event: 'keepalive_started' | 'keepalive_stopped', detail: object) => void,
+    private readonly warn: (what: string, err: unknown) => void,
+  ) {}
+
+  get isPlaying(): boolean {
+    return this.playing;
+  }
+
+  start(): void {
+    if (this.timer || this.stopped) return;
+    this.schedule();
+  }
+
+  /** Stops watching (and playing); bounded by rtpengine's command timeout. */
+  async stop(): Promise<void> {
+    this.stopped = true;
+    if (this.timer) clearTimeout(this.timer);
+    this.timer = null;
+    await this.busy;
+  }
+
+  private schedule(): void {
+    this.timer = setTimeout(() => {
+      this.busy = this.poll().finally(() => {
+        if (!this.stopped) this.schedule();
+      });
+    }, this.opts.pollMs);
+  }
+
+  private async poll(): Promise<void> {
+    let packets: number;
+    try {
+      packets = await this.media.packetsFromPbx();
+    } catch (err) {
+      this.warn('keepalive: rtpengine query failed', err);
+      return;
+    }
+    const moved = this.last >= 0 && packets > this.last;
+    const first = this.last < 0;
+    this.last = packets;
+    if (first) return;
+    this.quiet = moved ? 0 : this.quiet + 1;
+    try {
+      if (!this.playing && this.quiet >= this.opts.quietPolls && !this.stopped) {
+        await this.media.playToWhatsApp(this.opts.file);
+        this.playing = true;
+        this.report('keepalive_started', { file: this.opts.file, quietMs: this.quiet * this.opts.pollMs });
+      } else if (this.playing && moved) {
+        await this.media.stopPlayingToWhatsApp();
+        this.playing = false;
+        this.report('keepalive_stopped', { reason: 'pbx media resumed' });
+      }
+    } catch (err) {
+      this.warn('keepalive: rtpengine play/stop failed', err);
+    }
+  }
+}

@@ -1,0 +1,43 @@
+import Srf from 'drachtio-srf';
+
+/** A request sent inside a dialog; drachtio-srf's own typings describe this poorly. */
+export interface InDialogRequest { method: string; headers?: Record<string, string>; body?: string }
+
+/** Sends a request in a dialog and resolves with the response, or rejects after `timeoutMs`. */
+export function requestInDialog(dialog: Srf.Dialog, req: InDialogRequest, timeoutMs: number): Promise<Srf.SrfResponse> {
+  const send = dialog.request as unknown as (o: InDialogRequest) => Promise<Srf.SrfResponse>;
+  return withTimeout(send.call(dialog, req), timeoutMs, `${req.method} got no response within ${timeoutMs} ms`);
+}
+
+/** Sends BYE and resolves once it is answered, or after `timeoutMs` (the dialog is gone either way). */
+export function byeWithin(dialog: Srf.Dialog, timeoutMs: number, headers?: Record<string, string>): Promise<void> {
+  dialog.removeAllListeners('destroy');
+  const bye = new Promise<void>((resolve) => dialog.destroy(headers ? { headers } : undefined, () => resolve()));
+  return withTimeout(bye, timeoutMs, 'BYE unanswered').catch(() => undefined);
+}
+
+export function withTimeout<T>(p: Promise<T>, ms: number, message: string): Promise<T> {
+  let t: NodeJS.Timeout | undefined;
+  const limit = new Promise<never>((_, reject) => {
+    t = setTimeout(() => reject(new Error(message)), ms);
+  });
+  return Promise.race([p, limit]).finally(() => clearTimeout(t));
+}
+
+/** The Contact the bridge puts in its own in-dialog responses. */
+export function localContact(dialog: Srf.Dialog): string | undefined {
+  return (dialog.local as { contact?: string }).contact;
+}
+
+/**
+ * RFC 4028 headers for a 2xx to a session refresh (re-INVITE or UPDATE): the interval is echoed and
+ * the refresher stays the party that sent the request, so the bridge never has to refresh on its own.
+ */
+export function sessionTimerHeaders(req: Srf.SrfRequest): Record<string, string> {
+  const se = req.get('Session-Expires');
+  if (!se) return {};
+  const interval = /^\s*(\d+)/.exec(se)?.[1];
+  if (!interval) return {};
+  const supported = /\btimer\b/i.test(req.get('Supported') ?? '');
+  return { 'Session-Expires': `${interval};refresher=uac`, ...(supported ? { Require: 'timer' } : {}) };
+}

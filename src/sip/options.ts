@@ -1,0 +1,96 @@
+import Srf from 'drachtio-srf';
+import { Logger } from '../log';
+import { withTimeout } from './dialog-requests';
+
+/** What the bridge speaks, for OPTIONS answers and the PBX's trunk monitors. */
+export const ALLOW = 'INVITE, ACK, CANCEL, BYE, OPTIONS, INFO, UPDATE, REFER, NOTIFY';
+export const ACCEPT = 'application/sdp, application/dtmf-relay, message/sipfrag';
+
+/**
+ * Answers out-of-dialog OPTIONS (PBX qualify, trunk monitors, load balancers): 200 with Allow and
+ * Accept while the bridge takes calls, 503 while it does not (shutting down).
+ */
+export function answerOptions(srf: Srf, accepting: () => boolean): void {
+  const on = (srf as unknown as { options: (h: (req: Srf.SrfRequest, res: Srf.SrfResponse) => void) => void }).options;
+  on.call(srf, (_req, res) => {
+    const headers = { Allow: ALLOW, Accept: ACCEPT, Supported: 'replaces, timer' };
+    if (accepting()) res.send(200, { headers });
+    else res.send(503, 'Service Unavailable', { headers: { ...headers, 'Retry-After': '30' } });
+  });
+}
+
+type Health = 'up' | 'down' | 'unknown';
+/** drachtio-srf's Srf#request as it really is (its typings differ). */
+type OutOfDialogRequest = (uri: string, opts: { method: string; headers?: Record<string, string> }, cb: (err: unknown, req?: Srf.SrfRequest) => void) => void;
+
+/**
+ * Pings each PBX target with OPTIONS; a target that gave no answer at all to its last ping is tried
+ * only after the ones that did (all of them are still tried, in order, when every one is down).
+ * Any SIP response counts as alive: a PBX may well answer OPTIONS with 404 or 405.
+ */
+export class PbxTargetMonitor {
+  private readonly health = new Map<string, Health>();
+  private timer: NodeJS.Timeout | null = null;
+  private round: Promise<void> = Promise.resolve();
+
+  constructor(
+    private readonly srf: Srf,
+    private readonly targets: string[],
+    private readonly opts: { intervalMs: number; timeoutMs: number; canPing: () => boolean },
+    private readonly log: Logger,
+  ) {
+    for (const t of targets) this.health.set(t, 'unknown');
+  }
+
+  /** Targets in the order to try them now. */
+  ordered(): string[] {
+    return [...this.targets.filter((t) => this.health.get(t) !== 'down'), ...this.targets.filter((t) => this.health.get(t) === 'down')];
+  }
+
+  status(): Record<string, Health> {
+    return Object.fromEntries(this.health);
+  }
+
+  start(): void {
+    if (this.opts.intervalMs <= 0 || this.timer) return;
+    const tick = () => {
+      this.round = this.pingAll().finally(() => {
+        if (this.timer) this.timer = setTimeout(tick, this.opts.intervalMs);
+      });
+    };
+    this.timer = setTimeout(tick, 0);
+  }
+
+  /** Stops pinging; waits (bounded by the ping timeout) for a round in flight. */
+  async stop(): Promise<void> {
+    if (this.timer) clearTimeout(this.timer);
+    this.timer = null;
+    await this.round;
+  }
+
+  /** One round of pings (also used by tests to avoid waiting for the interval). */
+  async pingAll(): Promise<void> {
+    if (!this.opts.canPing()) return;
+    await Promise.all(this.targets.map(async (t) => {
+      const alive = await this.ping(t);
+      const before = this.health.get(t);
+      this.health.set(t, alive ? 'up' : 'down');
+      if (before !== (alive ? 'up' : 'down')) this.log.info({ target: t, alive }, alive ? 'PBX target answers OPTIONS' : 'PBX target does not answer OPTIONS: tried last');
+    }));
+  }
+
+  private ping(target: string): Promise<boolean> {
+    const answered = new Promise<boolean>((resolve) => {
+      try {
+        const send = this.srf.request as unknown as OutOfDialogRequest;
+        send.call(this.srf, target, { method: 'OPTIONS', headers: { Accept: ACCEPT } }, (err, req) => {
+          if (err || !req) return resolve(false);
+          req.on('response', () => resolve(true));
+        });
+      } catch {
+        resolve(false);
+      }
+    });
+    return withTimeout(answered, this.opts.timeoutMs, 'OPTIONS unanswered').catch(() => false);
+  }
+}
