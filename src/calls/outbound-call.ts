@@ -98,8 +98,10 @@ export class OutboundCall extends BridgedCall {
       assertUsableAudioSdp(this.req.body);
       const media = this.allocateMedia(this.deps.rtp.pick());
       const offered = await this.deps.rtp.offer(media.ng, { 'call-id': this.id, 'from-tag': this.pbxTag, sdp: this.req.body, ...pbxOfferToWa() });
-      // No audio crosses in either direction before WhatsApp says ACCEPTED.
-      await this.deps.rtp.blockMedia(media.ng, { 'call-id': this.id, 'from-tag': this.pbxTag });
+      // No audio crosses in either direction before WhatsApp says ACCEPTED. The whole call is blocked,
+      // not just the PBX leg: WhatsApp's media can arrive before its SDP answer (ICE and DTLS complete
+      // first) and would otherwise reach the agent while the customer's phone still rings.
+      await this.deps.rtp.blockMedia(media.ng, { 'call-id': this.id });
       if (this.isEnding) return;
       this.transition('connecting', {}, null);
       this.deps.marks.mark(this.id, 'connect_sent');
@@ -143,7 +145,6 @@ export class OutboundCall extends BridgedCall {
       assertUsableAudioSdp(c.sdp);
       const ng = this.media!.ng;
       const res = await this.deps.rtp.answer(ng, { 'call-id': this.id, 'from-tag': this.pbxTag, 'to-tag': this.waTag, sdp: c.sdp, ...waAnswerToPbx() });
-      await this.deps.rtp.blockMedia(ng, { 'call-id': this.id, 'from-tag': this.waTag });
       this.waSdp = c.sdp;
       this.pbxSdp = plainRtpSdp(String(res.sdp ?? ''));
       this.rec.update({ wa_codec: firstAudioCodec(c.sdp), pbx_codec: firstAudioCodec(this.pbxSdp) });
@@ -191,7 +192,7 @@ export class OutboundCall extends BridgedCall {
     const ng = this.media!.ng;
     const timers = sessionTimerAnswer(this.req, this.deps.config.pbx.minSessionExpiresS);
     this.answering = (async () => {
-      await Promise.all([this.pbxTag, this.waTag].map((tag) => this.deps.rtp.unblockMedia(ng, { 'call-id': this.id, 'from-tag': tag })));
+      await this.deps.rtp.unblockMedia(ng, { 'call-id': this.id, flags: ['all'] });
       return this.deps.srf.createUAS(this.req, this.res, { localSdp: this.pbxSdp!, headers: timers });
     })();
     let uas: Srf.Dialog;

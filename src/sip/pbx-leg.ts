@@ -104,9 +104,10 @@ export class PbxLeg extends EventEmitter {
       const e = err as { status?: number; reason?: string; message?: string; res?: Srf.SrfResponse };
       if (this.cancelReason) throw (this.cancelReason === 'cancelled' ? { kind: 'cancelled' } : { kind: 'no-response' }) satisfies PbxFailure;
       if (typeof e.status === 'number') {
+        const hadProvisional = this.gotResponse;
         this.gotResponse = true;
         const minSe = e.status === 422 ? Number.parseInt(e.res?.get('Min-SE') ?? '', 10) : NaN;
-        throw { kind: 'status', status: e.status, reason: e.reason ?? '', hadProvisional: this.gotResponse, ...(minSe > 0 ? { minSe } : {}) };
+        throw { kind: 'status', status: e.status, reason: e.reason ?? '', hadProvisional, ...(minSe > 0 ? { minSe } : {}) };
       }
       throw { kind: 'error', message: e.message ?? String(err) } satisfies PbxFailure;
     }

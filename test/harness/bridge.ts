@@ -30,6 +30,8 @@ export async function startStack(env: Record<string, string> = {}): Promise<Test
     RTPENGINE_DTMF_LOG: `${infra.rtpengineDtmfLog!.host}:${infra.rtpengineDtmfLog!.port}`,
     MEDIA_DIR: infra.mediaDir,
     PBX_TARGET: 'sip:127.0.0.1:9',
+    // SIPp scenarios take the first request as their call: pings are off unless a test turns them on.
+    PBX_OPTIONS_PING_S: '0',
     ...env,
   });
   const bridge = new Bridge(config, createLogger(config.logLevel));
