@@ -55,6 +55,7 @@ export abstract class BridgedCall extends TypedEmitter<CallEvents> {
   /** The WhatsApp leg is over (terminate webhook seen, or ended by the bridge). */
   protected waEnded = false;
   private readonly timers = new Set<NodeJS.Timeout>();
+  private digits = { inject: false, durationFactor: 1, blocked: false, injected: [] as string[] };
   private ending: Promise<void> | null = null;
 
   protected constructor(protected readonly base: CallDeps, log: Logger) {
@@ -125,7 +126,7 @@ export abstract class BridgedCall extends TypedEmitter<CallEvents> {
       log: this.log,
       waSdp,
       callerNumber,
-      keepalive: { file: media.holdFile, pollMs: media.keepalivePollMs, quietPolls: 2 },
+      keepalive: { file: media.holdFile, pollMs: media.keepalivePollMs, quietPolls: Math.max(1, Math.ceil(media.keepaliveAfterMs / media.keepalivePollMs)) },
       dtmfMode: pbx.dtmfMode,
       transferRefusePattern: pbx.transferRefusePattern,
       noAnswerTimeoutMs: pbx.noAnswerTimeoutMs,
@@ -145,6 +146,12 @@ export abstract class BridgedCall extends TypedEmitter<CallEvents> {
       else this.transition(back, {}, 'transfer_failed', { target: r.target, status: r.status });
     });
     this.session = session;
+    if (pbx.dtmfMode === 'info' && !this.digits.blocked) {
+      // The PBX wants digits by INFO only: keep WhatsApp's RFC 4733 events out of its media (rtpengine
+      // still logs them, and the log drives the INFO requests).
+      this.digits.blocked = true;
+      this.media!.blockDigitsFromWhatsApp().catch((err: unknown) => this.log.warn({ err }, 'could not block RFC 4733 digits toward the PBX'));
+    }
     return session;
   }
 
@@ -163,11 +170,36 @@ export abstract class BridgedCall extends TypedEmitter<CallEvents> {
       this.rec.event('dtmf', { digit: d.digit, durationMs: d.durationMs, from: 'pbx' });
       return;
     }
-    this.rec.event('dtmf', { digit: d.digit, durationMs: d.durationMs, from: 'whatsapp' });
-    this.session?.sendDigitInfo(d.digit, d.durationMs).catch((err: unknown) => {
-      this.log.warn({ err }, 'could not send a digit to the PBX by INFO');
-      this.rec.event('dtmf_info_failed', { digit: d.digit, message: (err as Error).message });
-    });
+    // A digit the bridge injected itself shows up in the log too: it is not the caller's.
+    const echo = this.digits.injected.indexOf(d.digit);
+    if (echo >= 0) {
+      this.digits.injected.splice(echo, 1);
+      return;
+    }
+    const durationMs = Math.round(d.durationMs * this.digits.durationFactor);
+    this.rec.event('dtmf', { digit: d.digit, durationMs, from: 'whatsapp' });
+    if (this.base.config.pbx.dtmfMode === 'info') {
+      this.session?.sendDigitInfo(d.digit, durationMs).catch((err: unknown) => {
+        this.log.warn({ err }, 'could not send a digit to the PBX by INFO');
+        this.rec.event('dtmf_info_failed', { digit: d.digit, message: (err as Error).message });
+      });
+    } else if (this.digits.inject && this.media) {
+      this.digits.injected.push(d.digit);
+      this.media.injectDigitFromWhatsApp(d.digit, durationMs).catch((err: unknown) => {
+        this.digits.injected.splice(this.digits.injected.indexOf(d.digit), 1);
+        this.log.warn({ err }, 'could not send a digit to the PBX');
+        this.rec.event('dtmf_failed', { digit: d.digit, message: (err as Error).message });
+      });
+    }
+  }
+
+  /**
+   * How this call's WhatsApp digits reach the PBX besides INFO: relayed by rtpengine as they are
+   * (`inject` false), or re-sent by the bridge from rtpengine's log (`inject` true, with the log's
+   * durations multiplied by `durationFactor`), when rtpengine cannot relay them faithfully.
+   */
+  protected relayDigits(how: { inject: boolean; durationFactor: number }): void {
+    this.digits = { ...this.digits, ...how, blocked: true };
   }
 
   /** Ends the call from the bridge's side (shutdown, operator). */

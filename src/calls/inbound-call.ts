@@ -1,7 +1,7 @@
 import { Outcome } from '../cdr/models';
 import { pbxAnswerToWa, waOfferToPbx } from '../media/profiles';
 import { MediaError } from '../media/rtpengine';
-import { assertUsableAudioSdp, firstAudioCodec, plainRtpSdp, provisionalPbxAnswer, restoreTelephoneEvent, SdpError } from '../media/sdp';
+import { assertUsableAudioSdp, eventClockFor, firstAudioCodec, plainRtpSdp, provisionalPbxAnswer, RELABELLED_EVENT_DURATION_FACTOR, SdpError, telephoneEvent8k } from '../media/sdp';
 import { CallingConnect, CallingTerminate } from '../providers/ycloud/events';
 import { YCloudError } from '../providers/ycloud/client';
 import { PbxAnswer, PbxFailure, PbxLeg } from '../sip/pbx-leg';
@@ -91,11 +91,16 @@ export class InboundCall extends BridgedCall {
     const { rtp, config } = this.deps;
     const media = this.allocateMedia(rtp.pick());
     const base = { 'call-id': media.callId, 'from-tag': this.waTag };
-    const offered = await rtp.offer(media.ng, { ...base, sdp: c.sdp, ...waOfferToPbx(config.pbx.codecs) });
+    const offered = await rtp.offer(media.ng, { ...base, sdp: this.waSdpForRtpengine, ...waOfferToPbx(config.pbx.codecs) });
     this.pbxOffer = plainRtpSdp(String(offered.sdp ?? ''));
-    const answered = await rtp.answer(media.ng, { ...base, 'to-tag': this.pbxTag, sdp: provisionalPbxAnswer(config.pbx.codecs), ...pbxAnswerToWa() });
+    const provisional = provisionalPbxAnswer(config.pbx.codecs, telephoneEvent8k(this.pbxOffer)?.pt ?? null);
+    const answered = await rtp.answer(media.ng, { ...base, 'to-tag': this.pbxTag, sdp: provisional, ...pbxAnswerToWa() });
     // Nothing from the PBX leg may reach the WhatsApp user before accept has returned 200.
     await rtp.blockMedia(media.ng, { 'call-id': media.callId, 'from-tag': this.pbxTag });
+    // rtpengine would pass on the caller's digits with a sixth of their length: the bridge sends each
+    // one itself, with its real length (RFC 4733) or by INFO, from rtpengine's DTMF log.
+    await media.blockDigitsFromWhatsApp();
+    this.relayDigits({ inject: this.deps.config.pbx.dtmfMode === 'rfc4733', durationFactor: RELABELLED_EVENT_DURATION_FACTOR });
     if (this.isEnding || this.waEnded) return;
     this.deps.marks.mark(c.wacid, 'preaccept_sent');
     await this.deps.ycloud.preAccept({ phoneId: c.phoneId, wacid: c.wacid, sdp: this.waAnswer(String(answered.sdp ?? '')) });
@@ -103,9 +108,14 @@ export class InboundCall extends BridgedCall {
     this.transition('pre_accepted', { pre_accepted_at: new Date(), wa_codec: firstAudioCodec(c.sdp) });
   }
 
-  /** The WhatsApp-side answer rtpengine wrote, with WhatsApp's telephone-event put back (see sdp.ts). */
+  /** WhatsApp's offer as rtpengine is told it: events at 48 kHz, so it keeps and decodes them (see sdp.ts). */
+  private get waSdpForRtpengine(): string {
+    return eventClockFor.toRtpengine(this.connect.sdp);
+  }
+
+  /** The WhatsApp-side answer rtpengine wrote, with the event clock WhatsApp offered (see sdp.ts). */
   private waAnswer(sdp: string): string {
-    return restoreTelephoneEvent(this.connect.sdp, sdp);
+    return eventClockFor.toWhatsApp(sdp);
   }
 
   private async dialPbx(): Promise<void> {
@@ -191,7 +201,7 @@ export class InboundCall extends BridgedCall {
   private async onPbxAnswered(leg: PbxLeg, answer: PbxAnswer): Promise<void> {
     const c = this.connect;
     this.deps.marks.mark(c.wacid, 'pbx_answered');
-    this.openSession(answer.dialog, c.sdp, c.from);
+    this.openSession(answer.dialog, this.waSdpForRtpengine, c.from);
     this.transition('answered', {
       pbx_answered_at: new Date(), agent: answer.agent, sip_call_id: leg.sipCallId,
       sip_final_code: 200, sip_final_reason: 'OK', pbx_codec: firstAudioCodec(answer.sdp),
@@ -203,7 +213,7 @@ export class InboundCall extends BridgedCall {
         // Accepted on early media already: the 200 may move the media (repoint the PBX leg only).
         await this.earlyAccepted;
         if (this.isEnding) return;
-        await this.media!.repointPbx(answer.sdp, c.sdp);
+        await this.media!.repointPbx(answer.sdp, this.waSdpForRtpengine);
         this.markAccepted();
         return;
       }

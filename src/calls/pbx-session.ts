@@ -51,6 +51,7 @@ export class PbxSession extends TypedEmitter<PbxSessionEvents> {
   private held = false;
   private transfer: Promise<void> | null = null;
   private closed = false;
+  private renewing = false;
   private readonly keepalive: MediaKeepalive;
   private readonly log: Logger;
 
@@ -62,7 +63,12 @@ export class PbxSession extends TypedEmitter<PbxSessionEvents> {
     this.keepalive = new MediaKeepalive(
       media,
       o.keepalive,
-      (type, detail) => this.emit('event', type, detail),
+      (type, detail) => {
+        this.emit('event', type, detail);
+        // The PBX is sending again without having re-negotiated (a muted agent): give its audio a
+        // fresh stream toward WhatsApp (see CallMedia.repointPbx) by re-INVITing the PBX leg.
+        if (type === 'keepalive_stopped' && this.media.needsFreshLeg) void this.renewPbxLeg();
+      },
       (what, err) => this.log.warn({ err }, what),
     );
     this.attach(dialog);
@@ -140,7 +146,7 @@ export class PbxSession extends TypedEmitter<PbxSessionEvents> {
     }
     try {
       assertUsableAudioSdp(sdp);
-      const answer = await this.applyPbxOffer(dialog, sdp);
+      const answer = await this.applyPbxOffer(dialog, sdp, true);
       reply(answer);
     } catch (err) {
       const bad = err instanceof SdpError;
@@ -150,8 +156,9 @@ export class PbxSession extends TypedEmitter<PbxSessionEvents> {
     }
   }
 
-  private async applyPbxOffer(dialog: Srf.Dialog, sdp: string): Promise<string> {
-    const answer = await this.media.repointPbx(sdp, this.o.waSdp);
+  /** `answering`: the PBX takes the result as the answer to its offer (so rtpengine may change our port). */
+  private async applyPbxOffer(dialog: Srf.Dialog, sdp: string, answering = false): Promise<string> {
+    const answer = await this.media.repointPbx(sdp, this.o.waSdp, { mayMovePort: answering });
     dialog.local.sdp = answer;
     this.lastPbxSdp = sdp;
     const held = isHoldOffer(sdp);
@@ -161,6 +168,28 @@ export class PbxSession extends TypedEmitter<PbxSessionEvents> {
       this.emit('hold', held);
     }
     return answer;
+  }
+
+  /** A re-INVITE from the bridge to the PBX with a fresh rtpengine leg (new port), then its answer applied. */
+  private async renewPbxLeg(): Promise<void> {
+    if (this.closed || this.transfer || this.renewing) return;
+    this.renewing = true;
+    const dialog = this.current;
+    try {
+      const offer = await this.media.repointPbx(dialog.remote.sdp, this.o.waSdp, { mayMovePort: true });
+      const answer = await withTimeout(dialog.modify(offer), this.o.requestTimeoutMs, 're-INVITE unanswered');
+      dialog.local.sdp = offer;
+      if (answer) {
+        this.lastPbxSdp = answer;
+        await this.media.repointPbx(answer, this.o.waSdp);
+      }
+      this.emit('event', 'pbx_leg_renewed', null);
+    } catch (err) {
+      this.log.warn({ err }, 'could not renew the PBX leg after the keepalive');
+      this.emit('event', 'pbx_leg_renew_failed', { message: (err as Error).message });
+    } finally {
+      this.renewing = false;
+    }
   }
 
   private nextAck(dialog: Srf.Dialog): Promise<Srf.SrfRequest | null> {

@@ -52,6 +52,8 @@ export interface Config {
     /** Where the bridge writes its generated silence file (must be readable by rtpengine). */
     dir: string;
     keepalivePollMs: number;
+    /** How long the PBX may send nothing before the file starts (WhatsApp gives up after 20-30 s). */
+    keepaliveAfterMs: number;
   };
   /** Agent -> WhatsApp calls (INVITEs from the PBX). */
   outbound: {
@@ -191,6 +193,7 @@ export function loadConfig(env: Env = process.env): Config {
       holdIsSilence: !holdFile,
       dir: mediaDir,
       keepalivePollMs: int('MEDIA_KEEPALIVE_POLL_MS', 1000, 100, 10000),
+      keepaliveAfterMs: int('MEDIA_KEEPALIVE_AFTER_MS', 8000, 200, 15000),
     },
     outbound: {
       trustedSources,

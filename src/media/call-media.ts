@@ -9,20 +9,44 @@ import { releaseMedia, summarizeMediaStats, MediaStats } from './stats';
  * SDP (ports, ICE credentials, DTLS fingerprint) stays what WhatsApp accepted.
  */
 export class CallMedia {
+  /** Every tag the PBX leg has had in rtpengine (see repointPbx); the last one is current. */
+  private readonly pbxTags: string[];
+  /** rtpengine has played a file to the WhatsApp user since the PBX leg last got a fresh tag. */
+  private playedSinceFreshLeg = false;
+
   constructor(
     private readonly rtp: RtpEngine,
     readonly ng: NgAddress,
     readonly callId: string,
     readonly waTag: string,
-    readonly pbxTag: string,
-  ) {}
+    pbxTag: string,
+  ) {
+    this.pbxTags = [pbxTag];
+  }
+
+  /** True when the PBX's audio must get a fresh stream toward WhatsApp at the next negotiation. */
+  get needsFreshLeg(): boolean {
+    return this.playedSinceFreshLeg;
+  }
+
+  get pbxTag(): string {
+    return this.pbxTags[this.pbxTags.length - 1]!;
+  }
 
   /**
    * The PBX offered new media (re-INVITE, UPDATE, a transferred leg's answer): rtpengine takes it as an
    * offer from the PBX leg and WhatsApp's unchanged SDP as the answer. Returns the answer for the PBX,
    * with the direction RFC 3264 requires (recvonly to a hold with sendonly, inactive to inactive).
    */
-  async repointPbx(pbxOffer: string, waSdp: string): Promise<string> {
+  async repointPbx(pbxOffer: string, waSdp: string, opts: { mayMovePort: boolean } = { mayMovePort: false }): Promise<string> {
+    // After rtpengine has played a file to the WhatsApp user, that user's WebRTC stack stays bound to
+    // the player's SSRC and ignores the PBX's stream when it returns on its old SSRC (seen with
+    // libwebrtc). A fresh PBX-leg tag gives the PBX's audio a new SSRC toward WhatsApp; it also gives
+    // the PBX a new port, so it is only done where the PBX takes it from this answer.
+    if (this.playedSinceFreshLeg && opts.mayMovePort) {
+      this.pbxTags.push(`${this.pbxTags[0]}-${this.pbxTags.length}`);
+      this.playedSinceFreshLeg = false;
+    }
     const ids = { 'call-id': this.callId, 'from-tag': this.pbxTag, 'to-tag': this.waTag };
     await this.rtp.offer(this.ng, { ...ids, sdp: pbxOffer, ...pbxOfferToWa() });
     const res = await this.rtp.answer(this.ng, { ...ids, sdp: waSdp, ...waAnswerToPbx() });
@@ -32,6 +56,7 @@ export class CallMedia {
   /** Plays a file (as rtpengine's host sees it) to the WhatsApp user, over and over. */
   async playToWhatsApp(file: string): Promise<void> {
     await this.rtp.playMedia(this.ng, { 'call-id': this.callId, 'from-tag': this.waTag, file, 'repeat-times': 100000 });
+    this.playedSinceFreshLeg = true;
   }
 
   async stopPlayingToWhatsApp(): Promise<void> {
@@ -41,6 +66,11 @@ export class CallMedia {
   /** Stops RFC 4733 events from the WhatsApp leg reaching the PBX (digits go by SIP INFO instead). */
   async blockDigitsFromWhatsApp(): Promise<void> {
     await this.rtp.blockDTMF(this.ng, { 'call-id': this.callId, 'from-tag': this.waTag, flags: ['directional'] });
+  }
+
+  /** Sends a digit to the PBX as if the WhatsApp user had sent it (RFC 4733 on the PBX's payload type). */
+  async injectDigitFromWhatsApp(digit: string, durationMs: number): Promise<void> {
+    await this.rtp.playDTMF(this.ng, { 'call-id': this.callId, 'from-tag': this.waTag, digit, duration: Math.min(5000, Math.max(100, Math.round(durationMs))) });
   }
 
   async stats(): Promise<MediaStats> {
@@ -57,6 +87,6 @@ export class CallMedia {
   }
 
   private labels(): Record<string, string> {
-    return { [this.waTag]: 'whatsapp', [this.pbxTag]: 'pbx' };
+    return { [this.waTag]: 'whatsapp', ...Object.fromEntries(this.pbxTags.map((t) => [t, 'pbx'])) };
   }
 }

@@ -63,7 +63,8 @@ export class MediaKeepalive {
       this.warn('keepalive: rtpengine query failed', err);
       return;
     }
-    const moved = this.last >= 0 && packets > this.last;
+    // A re-negotiated PBX leg may start its counters again: any change means packets arrived.
+    const moved = this.last >= 0 && packets !== this.last;
     const first = this.last < 0;
     this.last = packets;
     if (first) return;

@@ -11,6 +11,8 @@ export function waOfferToPbx(pbxCodecs: string[]): NgParams {
     SDES: ['off'],
     'rtcp-mux': ['demux'],
     replace: ['origin', 'session-connection'],
+    // Lets the bridge inject the WhatsApp user's digits toward the PBX (see CallMedia.injectDigit).
+    flags: ['inject-DTMF'],
     codec: { mask: ['opus'], transcode: pbxCodecs },
   };
 }
@@ -19,7 +21,7 @@ export function waOfferToPbx(pbxCodecs: string[]): NgParams {
 export function pbxAnswerToWa(): NgParams {
   return {
     replace: ['origin', 'session-connection'],
-    flags: ['full-rtcp-attribute'],
+    flags: ['full-rtcp-attribute', 'inject-DTMF'],
   };
 }
 
@@ -31,12 +33,12 @@ export function pbxOfferToWa(): NgParams {
     SDES: ['off'],
     'rtcp-mux': ['require'],
     replace: ['origin', 'session-connection'],
-    flags: ['generate-mid', 'full-rtcp-attribute'],
+    flags: ['generate-mid', 'full-rtcp-attribute', 'inject-DTMF'],
     codec: { transcode: ['opus/48000/2'], mask: ['G722', 'PCMU', 'PCMA'] },
   };
 }
 
 /** WhatsApp's answer (WebRTC) -> the plain-RTP answer for the PBX. */
 export function waAnswerToPbx(): NgParams {
-  return { replace: ['origin', 'session-connection'] };
+  return { replace: ['origin', 'session-connection'], flags: ['inject-DTMF'] };
 }

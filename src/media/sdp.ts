@@ -41,7 +41,7 @@ const STATIC_PT: Record<string, number> = { PCMU: 0, PCMA: 8, G722: 9 };
  * rtpengine produce the WhatsApp-side answer now, so ICE and DTLS complete while the agent's phone rings.
  * Media sent toward it goes to the discard port on loopback and is blocked toward WhatsApp anyway.
  */
-export function provisionalPbxAnswer(codecs: string[]): string {
+export function provisionalPbxAnswer(codecs: string[], telephoneEventPt: string | null = null): string {
   const pts = codecs.map((c) => STATIC_PT[c]).filter((p): p is number => p !== undefined);
   return [
     'v=0',
@@ -49,8 +49,9 @@ export function provisionalPbxAnswer(codecs: string[]): string {
     's=-',
     'c=IN IP4 127.0.0.1',
     't=0 0',
-    `m=audio 9 RTP/AVP ${pts.join(' ')}`,
+    `m=audio 9 RTP/AVP ${[...pts, ...(telephoneEventPt ? [telephoneEventPt] : [])].join(' ')}`,
     ...codecs.map((c) => `a=rtpmap:${STATIC_PT[c]} ${c}/8000`),
+    ...(telephoneEventPt ? [`a=rtpmap:${telephoneEventPt} telephone-event/8000`, `a=fmtp:${telephoneEventPt} 0-16`] : []),
     'a=sendrecv',
     '',
   ].join('\r\n');
@@ -134,21 +135,16 @@ export function telephoneEvent8k(sdp: string): { pt: string; fmtp: string | null
 }
 
 /**
- * rtpengine 10.5 drops WhatsApp's `telephone-event/8000` from the answer it writes for the WhatsApp
- * leg when it transcodes opus (the event clock differs from opus's 48 kHz). Puts the offer's event
- * payload type back, so WhatsApp may send RFC 4733 digits; rtpengine relays them on that payload type,
- * which is the one it offered the PBX.
+ * WhatsApp pairs `telephone-event/8000` with opus/48000. rtpengine 10.5 only pairs events with an
+ * audio codec of the same clock, so it drops them from the WhatsApp leg's answer and never decodes
+ * them. Told the events run at 48 kHz (`toRtpengine`), it keeps them, decodes every digit (its DTMF log
+ * reports each one, with its duration in 48 kHz units: 6 times too short) and offers the PBX its own
+ * telephone-event/8000. The answer WhatsApp gets says 8000 again (`toWhatsApp`): what WhatsApp offered.
  */
-export function restoreTelephoneEvent(waOffer: string, waAnswer: string): string {
-  const te = telephoneEvent8k(waOffer);
-  if (!te || telephoneEvent8k(waAnswer)) return waAnswer;
-  const ls = lines(waAnswer);
-  const sec = audioSection(ls);
-  if (!sec) return waAnswer;
-  const m = ls[sec.start]!.split(' ');
-  if (m.slice(3).includes(te.pt)) return waAnswer; // that payload type means something else here
-  ls[sec.start] = [...m, te.pt].join(' ');
-  const lastMap = ls.reduce((at, l, i) => (i > sec.start && i < sec.end && /^a=(rtpmap|fmtp):/.test(l) ? i : at), sec.start);
-  ls.splice(lastMap + 1, 0, `a=rtpmap:${te.pt} telephone-event/8000`, ...(te.fmtp ? [te.fmtp] : []));
-  return `${ls.join('\r\n')}\r\n`;
-}
+export const eventClockFor = {
+  toRtpengine: (sdp: string): string => sdp.replace(/^(a=rtpmap:\d+ telephone-event)\/8000(\r?)$/gim, '$1/48000$2'),
+  toWhatsApp: (sdp: string): string => sdp.replace(/^(a=rtpmap:\d+ telephone-event)\/48000(\r?)$/gim, '$1/8000$2'),
+};
+
+/** How much longer a digit really was than rtpengine's log says, for events relabelled to 48 kHz. */
+export const RELABELLED_EVENT_DURATION_FACTOR = 6;

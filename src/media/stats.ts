@@ -27,7 +27,10 @@ export function summarizeMediaStats(res: NgResponse, labels: Record<string, stri
         leg.errors += num(s.errors);
       }
     }
-    legs[labels[tag] ?? tag] = leg;
+    const name = labels[tag] ?? tag;
+    const seen = legs[name];
+    // One leg may have had several tags (a fresh PBX-leg tag after a hold): add them up.
+    legs[name] = seen ? { packets: seen.packets + leg.packets, bytes: seen.bytes + leg.bytes, errors: seen.errors + leg.errors, codec: leg.codec ?? seen.codec } : leg;
   }
   const t = rec(res.totals);
   const pick = (o: unknown) => ({ packets: num(rec(o).packets), bytes: num(rec(o).bytes), errors: num(rec(o).errors) });

@@ -85,7 +85,12 @@ export class PbxTargetMonitor {
         const send = this.srf.request as unknown as OutOfDialogRequest;
         send.call(this.srf, target, { method: 'OPTIONS', headers: { Accept: ACCEPT } }, (err, req) => {
           if (err || !req) return resolve(false);
-          req.on('response', () => resolve(true));
+          // drachtio-server answers for a target it could not reach at all (ICMP port unreachable,
+          // no route) with a 503 of its own: that response comes from the network, not the PBX.
+          req.on('response', (res?: Srf.SrfResponse) => {
+            const from = res as (Srf.SrfResponse & { source?: string; source_address?: string }) | undefined;
+            resolve(Boolean(from?.source_address));
+          });
         });
       } catch {
         resolve(false);

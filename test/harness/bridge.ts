@@ -32,6 +32,8 @@ export async function startStack(env: Record<string, string> = {}): Promise<Test
     PBX_TARGET: 'sip:127.0.0.1:9',
     // SIPp scenarios take the first request as their call: pings are off unless a test turns them on.
     PBX_OPTIONS_PING_S: '0',
+    // Tests need not wait 8 s of silence before the keepalive file starts.
+    MEDIA_KEEPALIVE_AFTER_MS: '2000',
     ...env,
   });
   const bridge = new Bridge(config, createLogger(config.logLevel));

@@ -21,6 +21,8 @@ export interface RtpPhoneOptions {
   dtmfPayloadTypes?: number[];
   /** Payload type of the outgoing audio: 0 PCMU (default) or 8 PCMA. */
   payloadType?: 0 | 8;
+  /** Symmetric RTP (comedia): always send back to where the latest audio came from. */
+  followSource?: boolean;
 }
 
 const EVENT_CODES = '0123456789*#ABCD';
@@ -111,7 +113,10 @@ export class RtpPhone {
     this.heard = new ToneDetector(listenFreq);
     this.dtmfPts = new Set(opts.dtmfPayloadTypes ?? [101]);
     this.payloadType = opts.payloadType ?? 0;
+    this.followSource = opts.followSource ?? false;
   }
+
+  private readonly followSource: boolean;
 
   get dtmfPayloadTypes(): number[] {
     return [...this.dtmfPts];
@@ -265,7 +270,8 @@ export class RtpPhone {
       return;
     }
     if (pt !== 0 && pt !== 8) return;
-    this.remote ??= { address: rinfo.address, port: rinfo.port };
+    if (this.followSource) this.remote = { address: rinfo.address, port: rinfo.port };
+    else this.remote ??= { address: rinfo.address, port: rinfo.port };
     this.packetsIn++;
     const pcm = new Int16Array(payload.length);
     for (let i = 0; i < payload.length; i++) pcm[i] = pt === 0 ? ulawToLinear(payload[i]!) : alawToLinear(payload[i]!);

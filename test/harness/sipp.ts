@@ -17,19 +17,28 @@ export interface SippRun {
  * SIPp playing the PBX/agent phone as a UAS on loopback for `calls` calls. `rtpPort` is put in the
  * 200 OK's SDP, so the test's own RTP endpoint carries the agent's audio.
  */
-export async function startSippUas(scenario: string, opts: { calls?: number; rtpPort?: number } = {}): Promise<SippRun> {
+export async function startSippUas(scenario: string, opts: { calls?: number; rtpPort?: number; keys?: SippKeys; extraArgs?: string[] } = {}): Promise<SippRun> {
   const port = await freePort('udp');
   const proc = new ManagedProcess(`sipp ${scenario}`, 'sipp', [
     '-sf', path.join(SCENARIOS, scenario),
     '-i', '127.0.0.1', '-p', String(port), '-mi', '127.0.0.1',
     '-m', String(opts.calls ?? 1),
     '-key', 'rtpport', String(opts.rtpPort ?? 9),
+    ...keyArgs(opts.keys),
+    ...(opts.extraArgs ?? []),
     '-nostdin', '-nd', '-aa',
     '-timeout', '120', '-timeout_error',
   ]);
   // SIPp prints no readiness line: wait until its UDP socket is bound.
   await waitUdpBound(port, proc);
   return { port, uri: `sip:127.0.0.1:${port}`, proc, done: proc.exited };
+}
+
+/** Extra `[name]` keywords for a scenario (`-key name value`), e.g. a second RTP port or a peer's port. */
+export type SippKeys = Record<string, string | number>;
+
+function keyArgs(keys: SippKeys = {}): string[] {
+  return Object.entries(keys).flatMap(([k, v]) => ['-key', k, String(v)]);
 }
 
 async function waitUdpBound(port: number, proc: ManagedProcess): Promise<void> {
@@ -50,15 +59,15 @@ async function waitUdpBound(port: number, proc: ManagedProcess): Promise<void> {
  */
 export async function runSippUac(
   scenario: string,
-  opts: { target: string; number: string; rtpPort?: number; auth?: { username: string; password: string }; calls?: number },
+  opts: { target: string; number: string; rtpPort?: number; auth?: { username: string; password: string }; calls?: number; keys?: SippKeys; extraArgs?: string[] },
 ): Promise<SippRun> {
   const port = await freePort('udp');
   const file = path.isAbsolute(scenario) ? scenario : path.join(SCENARIOS, scenario);
   const args = [
     opts.target, '-sf', file, '-s', opts.number,
     '-i', '127.0.0.1', '-p', String(port), '-mi', '127.0.0.1',
-    '-m', String(opts.calls ?? 1), '-l', '1', '-key', 'rtpport', String(opts.rtpPort ?? 9),
-    '-nostdin', '-nd', '-timeout', String(60 + 2 * (opts.calls ?? 1)), '-timeout_error',
+    '-m', String(opts.calls ?? 1), '-l', '1', '-key', 'rtpport', String(opts.rtpPort ?? 9), ...keyArgs(opts.keys),
+    '-nostdin', '-nd', '-timeout', String(60 + 2 * (opts.calls ?? 1)), '-timeout_error', ...(opts.extraArgs ?? []),
   ];
   if (opts.auth) args.push('-au', opts.auth.username, '-ap', opts.auth.password);
   const proc = new ManagedProcess(`sipp ${path.basename(file)}`, 'sipp', args);

@@ -17,6 +17,7 @@ interface PeerConnection {
   onconnectionstatechange: (() => void) | null;
   ontrack: ((e: { track: Track }) => void) | null;
   close(): void;
+  getStats(): Promise<{ forEach(cb: (stat: Record<string, unknown>) => void): void }>;
 }
 interface AudioData { samples: Int16Array; sampleRate: number; channelCount?: number }
 interface Wrtc {
@@ -41,6 +42,8 @@ export class WaUser {
   private timer: NodeJS.Timeout | null = null;
   private sample = 0;
   readonly heard: ToneDetector;
+  /** Extra detectors (see `listen`), fed the same received audio as `heard`. */
+  private readonly detectors: ToneDetector[] = [];
   connectedAt: number | null = null;
   private connectedWaiters: Array<() => void> = [];
 
@@ -51,7 +54,9 @@ export class WaUser {
       this.sink = new wrtc.nonstandard.RTCAudioSink(e.track);
       this.sink.ondata = (d) => {
         const mono = (d.channelCount ?? 1) === 1 ? d.samples : d.samples.filter((_, i) => i % (d.channelCount ?? 1) === 0);
-        this.heard.feed(mono, d.sampleRate, performance.now());
+        const at = performance.now();
+        this.heard.feed(mono, d.sampleRate, at);
+        for (const det of this.detectors) det.feed(mono, d.sampleRate, at);
       };
     };
     this.pc.onconnectionstatechange = () => {
@@ -92,6 +97,28 @@ export class WaUser {
   async applyAnswer(sdp: string): Promise<void> {
     await this.pc.setRemoteDescription({ type: 'answer', sdp });
     this.startTone();
+  }
+
+  /** Listens for another tone in what the user receives (e.g. a second agent, music on hold). */
+  listen(freq: number): ToneDetector {
+    const det = new ToneDetector(freq);
+    this.detectors.push(det);
+    return det;
+  }
+
+  /**
+   * Packets received so far on the media transport (libwebrtc's transport stats: SRTP and SRTCP),
+   * falling back to the inbound-rtp stats. The transport count survives a change of the sender's SSRC,
+   * which replaces libwebrtc's inbound-rtp entry (and its count) for an unsignalled stream.
+   */
+  async packetsReceived(): Promise<number> {
+    let transport: number | null = null;
+    let rtp = 0;
+    (await this.pc.getStats()).forEach((s) => {
+      if (s.type === 'transport') transport = (transport ?? 0) + Number(s.packetsReceived ?? 0);
+      if (s.type === 'inbound-rtp' && (s.kind ?? s.mediaType) === 'audio') rtp += Number(s.packetsReceived ?? 0);
+    });
+    return transport ?? rtp;
   }
 
   connected(): Promise<void> {
@@ -139,7 +166,7 @@ export function opusOnly(sdp: string): string {
 }
 
 /** Tests send traffic to loopback only: keep the UDP candidate on 127.0.0.1 and point c=/m= at it. */
-function loopbackOnly(sdp: string): string {
+export function loopbackOnly(sdp: string): string {
   const lines = sdp.split('\r\n').filter((l) => !l.startsWith('a=candidate:') || / udp \d+ 127\.0\.0\.1 \d+ typ host/.test(l));
   const cand = lines.find((l) => l.startsWith('a=candidate:'));
   const port = cand ? / 127\.0\.0\.1 (\d+) /.exec(cand)?.[1] : undefined;
