@@ -4,7 +4,6 @@ import os from 'node:os';
 import path from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { CallRecord } from '../src/cdr/models';
-import { CdrStore } from '../src/cdr/store';
 import { wavFile } from '../src/media/wav';
 import { startStack, TestStack } from './harness/bridge';
 import { infra } from './harness/global-setup';
@@ -12,58 +11,13 @@ import { freePort } from './harness/processes';
 import { RtpPhone, RtpPhoneOptions } from './harness/rtp-phone';
 import { runSippUac, SippKeys, SippRun, startSippUas } from './harness/sipp';
 import { sineFrame, ToneDetector } from './harness/tone';
+import { Timeline, within } from './harness/timeline';
 import { WaUser } from './harness/wa-user';
 
 const USER_TONE = 440; // what the WhatsApp user says
 const AGENT_TONE = 1000; // what the first agent phone says
 const AGENT_B_TONE = 1500; // a second agent endpoint (new port, transfer target)
 const HOLD_TONE = 800; // the operator's music-on-hold file (MEDIA_HOLD_FILE)
-
-/** One timeline event as the bridge wrote it, with when the write finished. */
-interface TimelineEvent { callId: string; type: string; detail: Record<string, unknown> | null; t: number }
-
-/**
- * Lets a test await timeline events as they are written (the CDR store's addEvent, wrapped), so
- * the test acts when the bridge has acted (mute the phone once the hold is in place) instead of sleeping.
- */
-class Timeline {
-  readonly events: TimelineEvent[] = [];
-  private waiters: Array<{ type: string; n: number; resolve: (e: TimelineEvent) => void }> = [];
-
-  constructor(store: CdrStore) {
-    const add = store.addEvent.bind(store);
-    store.addEvent = async (callId, type, detail, at) => {
-      await add(callId, type, detail, at);
-      const e = { callId, type, detail: detail as Record<string, unknown> | null, t: performance.now() };
-      this.events.push(e);
-      this.waiters = this.waiters.filter((w) => (w.type === type && this.count(type) >= w.n ? (w.resolve(e), false) : true));
-    };
-  }
-
-  types(): string[] {
-    return this.events.map((e) => e.type);
-  }
-
-  count(type: string): number {
-    return this.events.filter((e) => e.type === type).length;
-  }
-
-  /** The `n`th event of this type (already written, or the next one). */
-  waitFor(type: string, n = 1, timeoutMs = 15000): Promise<TimelineEvent> {
-    const seen = this.events.filter((e) => e.type === type)[n - 1];
-    if (seen) return Promise.resolve(seen);
-    const p = new Promise<TimelineEvent>((resolve) => this.waiters.push({ type, n, resolve }));
-    return within(p, timeoutMs, () => `timeline event ${type} #${n} (timeline so far: ${this.types().join(', ')})`);
-  }
-}
-
-function within<T>(p: Promise<T>, ms: number, what: () => string): Promise<T> {
-  let t: NodeJS.Timeout | undefined;
-  const limit = new Promise<never>((_, reject) => {
-    t = setTimeout(() => reject(new Error(`not within ${ms} ms: ${what()}`)), ms);
-  });
-  return Promise.race([p, limit]).finally(() => clearTimeout(t));
-}
 
 /** Resolves with null when `p` resolves, or with its error's message: a check reported at the end. */
 function settle(p: Promise<unknown>): Promise<string | null> {

@@ -197,12 +197,20 @@ export class PbxSession extends TypedEmitter<PbxSessionEvents> {
     return withTimeout(ack, 32000, 'no ACK').catch(() => null);
   }
 
-  /** DTMF or anything else the PBX sends by INFO: acknowledged and recorded. */
+  /**
+   * INFO from the PBX: acknowledged and recorded; a digit (application/dtmf-relay or application/dtmf)
+   * goes on to the WhatsApp user in the media, as RFC 4733 where WhatsApp's answer allows it.
+   */
   private onInfo(req: Srf.SrfRequest, res: Srf.SrfResponse): void {
     res.send(200);
     const type = req.get('Content-Type') ?? '';
-    const signal = /Signal=\s*([0-9A-D*#])/i.exec(req.body ?? '')?.[1];
-    this.emit('event', 'pbx_info', { contentType: type, ...(signal ? { digit: signal } : {}) });
+    const body = req.body ?? '';
+    const signal = /dtmf-relay/i.test(type) ? /Signal=\s*([0-9A-D*#])/i.exec(body)?.[1] : /^application\/dtmf\b/i.test(type) ? /^\s*([0-9A-D*#])/i.exec(body)?.[1] : undefined;
+    const duration = Number(/Duration=\s*(\d+)/i.exec(body)?.[1] ?? 160);
+    this.emit('event', 'pbx_info', { contentType: type, ...(signal ? { digit: signal, durationMs: duration } : {}) });
+    if (signal && !this.closed) {
+      this.media.injectDigitFromPbx(signal.toUpperCase(), duration).catch((err: unknown) => this.log.warn({ err }, 'could not pass a digit from INFO to the WhatsApp user'));
+    }
   }
 
   /**

@@ -73,6 +73,11 @@ export class CallMedia {
     await this.rtp.playDTMF(this.ng, { 'call-id': this.callId, 'from-tag': this.waTag, digit, duration: Math.min(5000, Math.max(100, Math.round(durationMs))) });
   }
 
+  /** Sends a digit to the WhatsApp user as if the PBX had sent it in its media (RFC 4733 where negotiated). */
+  async injectDigitFromPbx(digit: string, durationMs: number): Promise<void> {
+    await this.rtp.playDTMF(this.ng, { 'call-id': this.callId, 'from-tag': this.pbxTag, digit, duration: Math.min(5000, Math.max(100, Math.round(durationMs))) });
+  }
+
   async stats(): Promise<MediaStats> {
     return summarizeMediaStats(await this.rtp.query(this.ng, { 'call-id': this.callId }), this.labels());
   }
