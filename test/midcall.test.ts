@@ -452,6 +452,24 @@ describe('mid-call requests from the PBX', function () {
       inOrder(await storedTimeline(s, row), 'accepted', 'transfer_started', 'transferred', 'ended');
     });
 
+    it('attended transfer: the Replaces in the Refer-To reaches the target in the new INVITE', async () => {
+      const a = await phone(AGENT_TONE);
+      const b = await phone(AGENT_B_TONE);
+      const sippB = await pbx('uas-transfer-target-replaces.xml', b.port);
+      const sippA = await pbx('uas-refer-attended.xml', a.port, { peer_port: sippB.port });
+      const s = await startBridge({ PBX_TARGET: sippA.uri });
+      const wacid = await userCalls(s);
+      const hearsB = user!.listen(AGENT_B_TONE);
+      await hearsMore(user!.heard, 50, 'the user hears agent A');
+      await timeline!.waitFor('transferred');
+      a.mute(true);
+      await hearsMore(hearsB, 50, 'the user hears B after the attended transfer');
+      const row = await endedRow(s, wacid);
+      await sippPassed(sippA);
+      await sippPassed(sippB); // the INVITE carried Replaces: consult-call@pbx;to-tag=bt;from-tag=at
+      assert.equal(row.agent, 'agent200');
+    });
+
     it('REFER to a phone number is refused with 403 (TRANSFER_REFUSE_PATTERN) and the call goes on', async () => {
       const a = await phone(AGENT_TONE);
       const sipp = await pbx('uas-refer-refused.xml', a.port);
