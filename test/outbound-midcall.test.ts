@@ -3,7 +3,7 @@ import { CallRecord } from '../src/cdr/models';
 import { startStack, TestStack } from './harness/bridge';
 import { infra } from './harness/global-setup';
 import { RtpPhone } from './harness/rtp-phone';
-import { runSippUac, SippRun } from './harness/sipp';
+import { refusalScenario, runSippUac, SippRun } from './harness/sipp';
 import { Timeline, within } from './harness/timeline';
 import { SimOutboundCall } from './harness/ycloud-sim';
 import { WaUser } from './harness/wa-user';
@@ -79,5 +79,20 @@ describe('outbound call: hold, resume and INFO from the agent', function () {
     const types = (await s.bridge.cdr.events(row.id)).map((e) => e.type);
     const order = ['accepted', 'pbx_hold', 'keepalive_started', 'pbx_resume', 'pbx_info', 'ended'].map((t) => types.indexOf(t));
     assert.ok(order.every((i, k) => i >= 0 && (k === 0 || i > order[k - 1]!)), types.join(', '));
+  });
+
+  it('an agent INVITE asking for a session interval below Min-SE gets 422 with Min-SE, and places no call', async () => {
+    const s = (stack = await startStack({ SIP_TRUSTED_SOURCES: '127.0.0.0/8', WA_BUSINESS_NUMBER: BUSINESS }));
+    await s.bridge.permissions.recordReply({
+      businessNumber: BUSINESS, customerNumber: CUSTOMER, response: 'accept', isPermanent: true, expiresAt: null,
+      responseSource: 'user_action', repliedAt: new Date(), wamid: null, eventId: null,
+    });
+    const scenario = await refusalScenario(422, undefined, (invite) => invite.replace('Max-Forwards: 70', 'Max-Forwards: 70\nSession-Expires: 30\nSupported: timer'));
+    sipp = await runSippUac(scenario, { target: `127.0.0.1:${infra.drachtio!.sipPort}`, number: CUSTOMER });
+    assert.equal(await sipp.done, 0, `SIPp got 422:\n${sipp.proc.output.slice(-1500)}`);
+    assert.equal(s.sim.requests.filter((r) => r.path === '/calls/connect').length, 0);
+    const invite = s.marks.marks.find((m) => m.name === 'invite_received')!;
+    const row = await CallRecord.findByPk(await s.bridge.calls.whenEnded(invite.wacid));
+    assert.equal(row?.sip_final_code, 422);
   });
 });
