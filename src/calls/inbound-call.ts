@@ -4,7 +4,7 @@ import { MediaError } from '../media/rtpengine';
 import { assertUsableAudioSdp, eventClockFor, firstAudioCodec, plainRtpSdp, provisionalPbxAnswer, RELABELLED_EVENT_DURATION_FACTOR, SdpError, telephoneEvent8k } from '../media/sdp';
 import { CallingConnect, CallingTerminate } from '../providers/ycloud/events';
 import { YCloudError } from '../providers/ycloud/client';
-import { PbxAnswer, PbxFailure, PbxLeg } from '../sip/pbx-leg';
+import { failureOf, PbxAnswer, PbxFailure, PbxLeg } from '../sip/pbx-leg';
 import { BridgedCall, CallDeps, EndOptions, SipFinal } from './bridged-call';
 import { providerEndFields } from './cdr-fields';
 import { outcomeOfPbxFailure, shouldFailover } from './outcome';
@@ -152,7 +152,7 @@ export class InboundCall extends BridgedCall {
           },
         });
       } catch (err) {
-        const f = err as PbxFailure;
+        const f = failureOf(err);
         if (leg.sipCallId) this.rec.update({ sip_call_id: leg.sipCallId });
         this.rec.event('pbx_failed', { ...f, target });
         if (f.kind === 'cancelled' || this.waEnded || this.noAnswer) {

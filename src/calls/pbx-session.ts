@@ -3,7 +3,7 @@ import { Logger } from '../log';
 import { CallMedia } from '../media/call-media';
 import { KeepaliveOptions, MediaKeepalive } from '../media/keepalive';
 import { assertUsableAudioSdp, isHoldOffer, SdpError } from '../media/sdp';
-import { agentOf, PbxFailure, PbxLeg } from '../sip/pbx-leg';
+import { agentOf, failureOf, PbxLeg } from '../sip/pbx-leg';
 import { byeWithin, localContact, requestInDialog, sessionTimerHeaders, withTimeout } from '../sip/dialog-requests';
 import { parseReferTo, ReferTarget } from '../sip/refer';
 import { TypedEmitter } from '../util/typed-emitter';
@@ -52,6 +52,8 @@ export class PbxSession extends TypedEmitter<PbxSessionEvents> {
   private transfer: Promise<void> | null = null;
   private closed = false;
   private renewing = false;
+  /** The INVITE of a transfer under way (cancelled if the call ends meanwhile). */
+  private transferLeg: PbxLeg | null = null;
   private readonly keepalive: MediaKeepalive;
   private readonly log: Logger;
 
@@ -98,12 +100,14 @@ export class PbxSession extends TypedEmitter<PbxSessionEvents> {
   async hangup(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
+    this.transferLeg?.cancelInvite('cancelled');
     await Promise.all([this.keepalive.stop(), byeWithin(this.current, this.o.requestTimeoutMs)]);
   }
 
   /** Stops watching media; the dialog is already gone (the PBX hung up). */
   async stop(): Promise<void> {
     this.closed = true;
+    this.transferLeg?.cancelInvite('cancelled');
     await this.keepalive.stop();
   }
 
@@ -236,13 +240,14 @@ export class PbxSession extends TypedEmitter<PbxSessionEvents> {
     res.send(202, 'Accepted', {});
     this.transfer = this.runTransfer(dialog, target, req.get('Referred-By') ?? null).finally(() => {
       this.transfer = null;
+      this.transferLeg = null;
     });
   }
 
   private async runTransfer(old: Srf.Dialog, target: ReferTarget, referredBy: string | null): Promise<void> {
     this.emit('transferring', target.uri);
     await this.notifyRefer(old, '100 Trying', false);
-    const leg = new PbxLeg(this.o.srf);
+    const leg = (this.transferLeg = new PbxLeg(this.o.srf));
     const noAnswer = setTimeout(() => leg.cancelInvite('cancelled'), this.o.noAnswerTimeoutMs);
     try {
       const answer = await leg.invite({
@@ -269,7 +274,7 @@ export class PbxSession extends TypedEmitter<PbxSessionEvents> {
       await byeWithin(old, this.o.requestTimeoutMs);
     } catch (err) {
       clearTimeout(noAnswer);
-      const f = err as PbxFailure;
+      const f = failureOf(err);
       const status = f.kind === 'status' ? f.status : f.kind === 'no-response' ? 408 : f.kind === 'cancelled' ? 487 : 500;
       this.log.info({ target: target.uri, failure: f }, 'transfer failed; the call stays on the old leg');
       this.emit('transferred', { ok: false, target: target.uri, status });

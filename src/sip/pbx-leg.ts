@@ -17,6 +17,28 @@ export type PbxFailure =
   | { kind: 'cancelled' }
   | { kind: 'error'; message: string };
 
+/** How an INVITE toward the PBX failed, as an Error (what PbxLeg.invite rejects with). */
+export class PbxLegError extends Error {
+  constructor(readonly failure: PbxFailure, readonly minSe: number | null = null) {
+    super(describe(failure));
+    this.name = 'PbxLegError';
+  }
+}
+
+function describe(f: PbxFailure): string {
+  switch (f.kind) {
+    case 'status': return `PBX answered ${f.status} ${f.reason}`;
+    case 'no-response': return 'no response from the PBX';
+    case 'cancelled': return 'INVITE cancelled';
+    case 'error': return f.message;
+  }
+}
+
+/** The PbxFailure carried by whatever an INVITE attempt rejected with. */
+export function failureOf(err: unknown): PbxFailure {
+  return err instanceof PbxLegError ? err.failure : { kind: 'error', message: err instanceof Error ? err.message : String(err) };
+}
+
 export interface PbxAnswer { sdp: string; agent: string | null; dialog: Srf.Dialog }
 
 /** The largest Session-Expires interval (s) the bridge asks for when a PBX answers 422 (RFC 4028). */
@@ -52,7 +74,7 @@ export class PbxLeg extends EventEmitter {
       this.responseTimer = setTimeout(() => {
         if (this.gotResponse) return;
         this.cancelInvite('no-response');
-        reject({ kind: 'no-response' } satisfies PbxFailure);
+        reject(new PbxLegError({ kind: 'no-response' }));
       }, o.responseTimeoutMs);
     });
     const attempt = this.sendWithSessionTimerRetry(o);
@@ -64,9 +86,9 @@ export class PbxLeg extends EventEmitter {
     try {
       return await this.send(o);
     } catch (err) {
-      const f = err as PbxFailure & { minSe?: number };
-      if (f.kind !== 'status' || f.status !== 422 || !f.minSe || this.cancelled) throw stripMinSe(f);
-      const interval = Math.min(MAX_SESSION_EXPIRES, f.minSe);
+      const minSe = err instanceof PbxLegError && err.failure.kind === 'status' && err.failure.status === 422 ? err.minSe : null;
+      if (!minSe || this.cancelled) throw err;
+      const interval = Math.min(MAX_SESSION_EXPIRES, minSe);
       return this.send({ ...o, headers: { ...o.headers, 'Session-Expires': String(interval), 'Min-SE': String(interval), Supported: 'timer' } });
     }
   }
@@ -94,22 +116,22 @@ export class PbxLeg extends EventEmitter {
       if (this.cancelled) {
         // 200 crossed our CANCEL: end the dialog we did not want.
         dialog.destroy();
-        throw { kind: 'cancelled' } satisfies PbxFailure;
+        throw new PbxLegError({ kind: 'cancelled' });
       }
       this.answered = true;
       return { sdp: dialog.remote.sdp, agent: agentOf(dialog), dialog };
     } catch (err) {
       this.clearTimer();
-      if (isPbxFailure(err)) throw err;
+      if (err instanceof PbxLegError) throw err;
       const e = err as { status?: number; reason?: string; message?: string; res?: Srf.SrfResponse };
-      if (this.cancelReason) throw (this.cancelReason === 'cancelled' ? { kind: 'cancelled' } : { kind: 'no-response' }) satisfies PbxFailure;
+      if (this.cancelReason) throw new PbxLegError(this.cancelReason === 'cancelled' ? { kind: 'cancelled' } : { kind: 'no-response' });
       if (typeof e.status === 'number') {
         const hadProvisional = this.gotResponse;
         this.gotResponse = true;
         const minSe = e.status === 422 ? Number.parseInt(e.res?.get('Min-SE') ?? '', 10) : NaN;
-        throw { kind: 'status', status: e.status, reason: e.reason ?? '', hadProvisional, ...(minSe > 0 ? { minSe } : {}) };
+        throw new PbxLegError({ kind: 'status', status: e.status, reason: e.reason ?? '', hadProvisional }, minSe > 0 ? minSe : null);
       }
-      throw { kind: 'error', message: e.message ?? String(err) } satisfies PbxFailure;
+      throw new PbxLegError({ kind: 'error', message: e.message ?? String(err) });
     }
   }
 
@@ -125,15 +147,6 @@ export class PbxLeg extends EventEmitter {
     if (this.responseTimer) clearTimeout(this.responseTimer);
     this.responseTimer = null;
   }
-}
-
-function stripMinSe(f: PbxFailure & { minSe?: number }): PbxFailure {
-  const { minSe: _unused, ...rest } = f;
-  return rest as PbxFailure;
-}
-
-function isPbxFailure(x: unknown): x is PbxFailure {
-  return typeof x === 'object' && x !== null && 'kind' in x;
 }
 
 /** Who answered: the user part of the 200 OK's Contact (desk phones put their extension there). */
