@@ -95,11 +95,13 @@ export class InboundCall extends BridgedCall {
     this.pbxOffer = plainRtpSdp(String(offered.sdp ?? ''));
     const provisional = provisionalPbxAnswer(config.pbx.codecs, telephoneEvent8k(this.pbxOffer)?.pt ?? null);
     const answered = await rtp.answer(media.ng, { ...base, 'to-tag': this.pbxTag, sdp: provisional, ...pbxAnswerToWa() });
-    // Nothing from the PBX leg may reach the WhatsApp user before accept has returned 200.
-    await rtp.blockMedia(media.ng, { 'call-id': media.callId, 'from-tag': this.pbxTag });
+    // Nothing from the PBX leg may reach the WhatsApp user before accept has returned 200. And
     // rtpengine would pass on the caller's digits with a sixth of their length: the bridge sends each
     // one itself, with its real length (RFC 4733) or by INFO, from rtpengine's DTMF log.
-    await media.blockDigitsFromWhatsApp();
+    await Promise.all([
+      rtp.blockMedia(media.ng, { 'call-id': media.callId, 'from-tag': this.pbxTag }),
+      media.blockDigitsFromWhatsApp(),
+    ]);
     this.relayDigits({ inject: this.deps.config.pbx.dtmfMode === 'rfc4733', durationFactor: RELABELLED_EVENT_DURATION_FACTOR });
     if (this.isEnding || this.waEnded) return;
     this.deps.marks.mark(c.wacid, 'preaccept_sent');
