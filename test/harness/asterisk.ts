@@ -62,7 +62,7 @@ astmoddir => ${path.join(path.dirname(path.dirname(fs.realpathSync(this.bin))), 
 astvarlibdir => ${d('lib')}
 astdbdir => ${d('db')}
 astkeydir => ${d('keys')}
-astdatadir => ${d('data')}
+astdatadir => ${path.join(path.dirname(path.dirname(fs.realpathSync(this.bin))), 'var', 'lib', 'asterisk')}
 astagidir => ${d('agi')}
 astspooldir => ${d('spool')}
 astrundir => ${d('run')}
@@ -95,11 +95,21 @@ endpoint = bridge
 match = 127.0.0.1
 `);
     write('extensions.conf', `[from-whatsapp]\n${this.opts.dialplan.join('\n')}\n`);
-    for (const f of ['indications.conf', 'musiconhold.conf', 'features.conf', 'cdr.conf', 'cel.conf', 'acl.conf', 'udptl.conf', 'sorcery.conf']) write(f, '');
+    for (const f of ['indications.conf', 'musiconhold.conf', 'features.conf', 'cdr.conf', 'cel.conf', 'acl.conf', 'udptl.conf', 'sorcery.conf', 'pjproject.conf', 'ccss.conf', 'pjsip_notify.conf']) write(f, '');
     this.conf = path.join(etc, 'asterisk.conf');
     this.log = path.join(this.dir, 'log', 'messages.log');
     this.proc = new ManagedProcess('asterisk', this.bin, ['-C', this.conf, '-f', '-n']);
-    await this.cli('core waitfullybooted', 30000);
+    // The control socket appears a moment after start: retry `core waitfullybooted` until it answers.
+    const deadline = Date.now() + 30000;
+    for (;;) {
+      try {
+        await this.cli('core waitfullybooted', 30000);
+        break;
+      } catch (err) {
+        if (Date.now() > deadline || this.proc.child.exitCode !== null) throw err;
+        await new Promise((r) => setTimeout(r, 200));
+      }
+    }
     return this;
   }
 
