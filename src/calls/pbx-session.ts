@@ -170,6 +170,7 @@ export class PbxSession extends TypedEmitter<PbxSessionEvents> {
     if (held !== this.held) {
       this.held = held;
       this.emit('hold', held);
+      if (!held) this.keepalive.pbxResumed();
     }
     return answer;
   }

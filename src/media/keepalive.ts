@@ -47,9 +47,24 @@ export class MediaKeepalive {
     await this.busy;
   }
 
+  /** The PBX says it is back (a resume re-INVITE): stop the file now rather than at the next poll. */
+  pbxResumed(): void {
+    this.busy = this.busy.then(async () => {
+      if (!this.playing || this.stopped) return;
+      try {
+        await this.media.stopPlayingToWhatsApp();
+        this.playing = false;
+        this.quiet = 0;
+        this.report('keepalive_stopped', { reason: 'pbx resumed' });
+      } catch (err) {
+        this.warn('keepalive: rtpengine stop failed', err);
+      }
+    });
+  }
+
   private schedule(): void {
     this.timer = setTimeout(() => {
-      this.busy = this.poll().finally(() => {
+      this.busy = this.busy.then(() => this.poll()).finally(() => {
         if (!this.stopped) this.schedule();
       });
     }, this.opts.pollMs);
