@@ -3,8 +3,9 @@ import { CallRecord } from '../src/cdr/models';
 import { MediaStats } from '../src/media/stats';
 import { startStack, TestStack } from './harness/bridge';
 import { infra } from './harness/infra';
-import { RtpPhone } from './harness/rtp-phone';
+import { RtpPhone, RtpPhoneOptions } from './harness/rtp-phone';
 import { refusalScenario, runSippUac, SippRun } from './harness/sipp';
+import { Timeline, within } from './harness/timeline';
 import { WaUser } from './harness/wa-user';
 import { SimOutboundCall } from './harness/ycloud-sim';
 
@@ -36,8 +37,8 @@ describe('outbound call from an agent to a WhatsApp user', function () {
     stack = sipp = user = phone = null;
   });
 
-  async function setUp(env: Record<string, string> = {}): Promise<TestStack> {
-    phone = new RtpPhone(AGENT_TONE, USER_TONE);
+  async function setUp(env: Record<string, string> = {}, phoneOpts: RtpPhoneOptions = {}): Promise<TestStack> {
+    phone = new RtpPhone(AGENT_TONE, USER_TONE, phoneOpts);
     await phone.start();
     user = new WaUser(USER_TONE, AGENT_TONE);
     stack = await startStack({ SIP_TRUSTED_SOURCES: '127.0.0.0/8', WA_BUSINESS_NUMBER: BUSINESS, WA_PHONE_ID: '461269257068831', ...env });
@@ -51,8 +52,8 @@ describe('outbound call from an agent to a WhatsApp user', function () {
     });
   }
 
-  async function dial(scenario: string, number = CUSTOMER, auth?: { username: string; password: string }): Promise<SippRun> {
-    sipp = await runSippUac(scenario, { target: `127.0.0.1:${infra.drachtio!.sipPort}`, number, rtpPort: await phonePort(), auth });
+  async function dial(scenario: string, number = CUSTOMER, auth?: { username: string; password: string }, keys?: Record<string, string>): Promise<SippRun> {
+    sipp = await runSippUac(scenario, { target: `127.0.0.1:${infra.drachtio!.sipPort}`, number, rtpPort: await phonePort(), auth, keys });
     return sipp;
   }
 
@@ -268,5 +269,44 @@ describe('outbound call from an agent to a WhatsApp user', function () {
     assert.equal(row.outcome, 'answered');
     assert.equal(row.hangup_by, 'whatsapp');
     assert.ok(row.wacid);
+  });
+  it('mid-call: the agent holds (answered recvonly, media kept flowing), resumes (heard again) and sends a digit by INFO', async () => {
+    // A phone with symmetric RTP: the resume may be answered with a fresh port (see README, keepalive).
+    const s = await setUp({}, { followSource: true });
+    const timeline = new Timeline(s.bridge.cdr);
+    await grantPermission(s);
+    s.sim.outboundScript = answers(s, 0);
+    await dial('uac-call-hold.xml', CUSTOMER, undefined, { holdms: '6000', talkms: '2000' });
+    await within(user!.heard.whenHeard(25), 10000, () => `the agent heard by the user (timeline: ${timeline.types().join(', ')})`);
+
+    await timeline.waitFor('pbx_hold');
+    phone!.mute(true); // a held desk phone sends nothing
+    await timeline.waitFor('keepalive_started', 1, 6000);
+    const p0 = await user!.packetsReceived();
+    const t0 = Date.now();
+    await timeline.waitFor('pbx_resume', 1, 10000);
+    const pps = ((await user!.packetsReceived()) - p0) / ((Date.now() - t0) / 1000);
+    assert.ok(pps >= 40, `${pps.toFixed(0)} packets/s reached the WhatsApp user during the hold`);
+    phone!.mute(false);
+    const before = user!.heard.framesWithTone;
+    await within(user!.heard.whenHeard(before + 25), 8000, () => `the agent heard again after the resume (timeline: ${timeline.types().join(', ')})`);
+
+    const info = await timeline.waitFor('pbx_info');
+    assert.equal(info.detail?.digit, '5');
+    const row = await outboundCdr(s); // SIPp checked: hold answered recvonly, resume sendrecv, INFO 200, BYE 200
+    assert.equal(row.outcome, 'answered');
+    assert.equal(row.hangup_by, 'pbx');
+    const types = (await s.bridge.cdr.events(row.id)).map((e) => e.type);
+    const order = ['accepted', 'pbx_hold', 'keepalive_started', 'pbx_resume', 'pbx_info', 'ended'].map((t) => types.indexOf(t));
+    assert.ok(order.every((i, k) => i >= 0 && (k === 0 || i > order[k - 1]!)), types.join(', '));
+  });
+
+  it('an INVITE asking for a session interval below Min-SE gets 422 with Min-SE, and places no call', async () => {
+    const s = await setUp();
+    await grantPermission(s);
+    await dial(await refusalScenario(422, undefined, (invite) => invite.replace('Max-Forwards: 70', 'Max-Forwards: 70\nSession-Expires: 30\nSupported: timer')));
+    const row = await outboundCdr(s);
+    assert.equal(row.sip_final_code, 422);
+    assert.equal(s.sim.requests.filter((r) => r.path === '/calls/connect').length, 0);
   });
 });

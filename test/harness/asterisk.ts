@@ -1,22 +1,11 @@
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { freePort, ManagedProcess } from './processes';
+import { findProgram, freePort, ManagedProcess } from './processes';
 
 /** Where the asterisk binary is: $ASTERISK_BIN, or `asterisk` on PATH; null when absent. */
 export function findAsterisk(): string | null {
-  const explicit = process.env.ASTERISK_BIN;
-  if (explicit) return fs.existsSync(explicit) ? explicit : null;
-  for (const dir of (process.env.PATH ?? '').split(path.delimiter)) {
-    const p = path.join(dir, 'asterisk');
-    try {
-      fs.accessSync(p, fs.constants.X_OK);
-      return p;
-    } catch {
-      /* keep looking */
-    }
-  }
-  return null;
+  return findProgram('asterisk', 'ASTERISK_BIN');
 }
 
 export interface AsteriskOptions {

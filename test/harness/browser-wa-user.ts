@@ -4,6 +4,8 @@ import { AddressInfo } from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import puppeteer, { Browser, Page } from 'puppeteer-core';
+import { wavFile } from '../../src/media/wav';
+import { sineFrame } from './tone';
 import { loopbackOnly, opusOnly } from './wa-user';
 
 /**
@@ -379,23 +381,7 @@ function withTimeout<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
 export function toneWav(freq: number, amplitude = 8000, sampleRate = 48000): Buffer {
   // 1 s holds a whole number of periods for an integer frequency; otherwise loop over 10 s.
   const n = Number.isInteger(freq) ? sampleRate : sampleRate * 10;
-  const data = Buffer.alloc(n * 2);
-  for (let i = 0; i < n; i++) data.writeInt16LE(Math.round(amplitude * Math.sin((2 * Math.PI * freq * i) / sampleRate)), i * 2);
-  const h = Buffer.alloc(44);
-  h.write('RIFF', 0);
-  h.writeUInt32LE(36 + data.length, 4);
-  h.write('WAVE', 8);
-  h.write('fmt ', 12);
-  h.writeUInt32LE(16, 16);
-  h.writeUInt16LE(1, 20); // PCM
-  h.writeUInt16LE(1, 22); // mono
-  h.writeUInt32LE(sampleRate, 24);
-  h.writeUInt32LE(sampleRate * 2, 28);
-  h.writeUInt16LE(2, 32);
-  h.writeUInt16LE(16, 34);
-  h.write('data', 36);
-  h.writeUInt32LE(data.length, 40);
-  return Buffer.concat([h, data]);
+  return wavFile(sineFrame(freq, sampleRate, n, 0, amplitude), sampleRate);
 }
 
 /*

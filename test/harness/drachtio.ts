@@ -1,22 +1,11 @@
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { freePort, ManagedProcess } from './processes';
+import { findProgram, freePort, ManagedProcess } from './processes';
 
 /** Where the drachtio binary is: $DRACHTIO_BIN, or `drachtio` on PATH; null when absent. */
 export function findDrachtio(): string | null {
-  const explicit = process.env.DRACHTIO_BIN;
-  if (explicit) return fs.existsSync(explicit) ? explicit : null;
-  for (const dir of (process.env.PATH ?? '').split(path.delimiter)) {
-    const p = path.join(dir, 'drachtio');
-    try {
-      fs.accessSync(p, fs.constants.X_OK);
-      return p;
-    } catch {
-      /* keep looking */
-    }
-  }
-  return null;
+  return findProgram('drachtio', 'DRACHTIO_BIN');
 }
 
 export interface DrachtioServer { adminPort: number; sipPort: number; secret: string; proc: ManagedProcess; dir: string }

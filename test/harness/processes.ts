@@ -1,6 +1,8 @@
 import { ChildProcess, spawn } from 'node:child_process';
 import dgram from 'node:dgram';
+import fs from 'node:fs';
 import net from 'node:net';
+import path from 'node:path';
 
 /** Finds a free port on loopback for a server the tests start. */
 export async function freePort(kind: 'tcp' | 'udp' = 'tcp'): Promise<number> {
@@ -66,4 +68,20 @@ export class ManagedProcess {
     await this.exited;
     clearTimeout(t);
   }
+}
+
+/** Where a program is: the path in `envVar` (if set), or `name` on PATH; null when absent. */
+export function findProgram(name: string, envVar: string): string | null {
+  const explicit = process.env[envVar];
+  if (explicit) return fs.existsSync(explicit) ? explicit : null;
+  for (const dir of (process.env.PATH ?? '').split(path.delimiter)) {
+    const p = path.join(dir, name);
+    try {
+      fs.accessSync(p, fs.constants.X_OK);
+      return p;
+    } catch {
+      /* keep looking */
+    }
+  }
+  return null;
 }
