@@ -98,19 +98,12 @@ export abstract class BridgedCall extends TypedEmitter<CallEvents> {
   }
 
   /** A timer that the teardown clears. */
-  protected timer(ms: number, fn: () => void): NodeJS.Timeout {
+  protected timer(ms: number, fn: () => void): void {
     const t = setTimeout(() => {
       this.timers.delete(t);
       fn();
     }, ms);
     this.timers.add(t);
-    return t;
-  }
-
-  protected clearTimer(t: NodeJS.Timeout | null): void {
-    if (!t) return;
-    clearTimeout(t);
-    this.timers.delete(t);
   }
 
   protected allocateMedia(ng: NgAddress): CallMedia {
