@@ -5,7 +5,7 @@ import { pbxOfferToWa, waAnswerToPbx } from '../media/profiles';
 import { assertUsableAudioSdp, firstAudioCodec, plainRtpSdp, SdpError } from '../media/sdp';
 import { YCloudError } from '../providers/ycloud/client';
 import { CallingConnect, CallingTerminate } from '../providers/ycloud/events';
-import { byeWithin, withTimeout } from '../sip/dialog-requests';
+import { byeWithin, sessionInterval, supportsTimer, withTimeout } from '../sip/dialog-requests';
 import { BridgedCall, CallDeps, EndOptions, Refusal, SipFinal } from './bridged-call';
 import { providerEndFields } from './cdr-fields';
 import { PermissionStore } from './permissions';
@@ -271,16 +271,14 @@ export class OutboundCall extends BridgedCall {
 
 /** RFC 4028: an INVITE asking for a session interval below ours gets 422 with our Min-SE. */
 function sessionIntervalTooShort(req: Srf.SrfRequest, minSe: number): Refusal | null {
-  const se = Number.parseInt(/^\s*(\d+)/.exec(req.get('Session-Expires') ?? '')?.[1] ?? '', 10);
-  if (!(se > 0) || se >= minSe) return null;
+  const se = sessionInterval(req);
+  if (se === null || se >= minSe) return null;
   return { status: 422, reason: 'Session Interval Too Small', cause: 127, text: `session interval below ${minSe} s` };
 }
 
 /** The 200 OK's session timer headers: the PBX that asked for a session timer refreshes it. */
 function sessionTimerAnswer(req: Srf.SrfRequest, minSe: number): Record<string, string> {
-  const se = Number.parseInt(/^\s*(\d+)/.exec(req.get('Session-Expires') ?? '')?.[1] ?? '', 10);
-  if (!(se > 0)) return {};
-  const supported = /\btimer\b/i.test(req.get('Supported') ?? '');
-  if (!supported) return {};
+  const se = sessionInterval(req);
+  if (se === null || !supportsTimer(req)) return {};
   return { 'Session-Expires': `${Math.max(se, minSe)};refresher=uac`, Require: 'timer' };
 }

@@ -113,9 +113,7 @@ export class PbxSession extends TypedEmitter<PbxSessionEvents> {
 
   private attach(dialog: Srf.Dialog): void {
     dialog.on('destroy', () => {
-      if (dialog !== this.current || this.closed) return; // a leg replaced by a transfer
-      this.closed = true;
-      this.emit('bye');
+      if (dialog === this.current) this.emitBye(); // not a leg a transfer has replaced
     });
     dialog.on('modify', (req, res) => void this.onOffer(dialog, req, res, 'INVITE'));
     dialog.on('update', (req, res) => void this.onOffer(dialog, req, res, 'UPDATE'));

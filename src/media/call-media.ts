@@ -70,12 +70,17 @@ export class CallMedia {
 
   /** Sends a digit to the PBX as if the WhatsApp user had sent it (RFC 4733 on the PBX's payload type). */
   async injectDigitFromWhatsApp(digit: string, durationMs: number): Promise<void> {
-    await this.rtp.playDTMF(this.ng, { 'call-id': this.callId, 'from-tag': this.waTag, digit, duration: Math.min(5000, Math.max(100, Math.round(durationMs))) });
+    await this.injectDigit(this.waTag, digit, durationMs);
   }
 
   /** Sends a digit to the WhatsApp user as if the PBX had sent it in its media (RFC 4733 where negotiated). */
   async injectDigitFromPbx(digit: string, durationMs: number): Promise<void> {
-    await this.rtp.playDTMF(this.ng, { 'call-id': this.callId, 'from-tag': this.pbxTag, digit, duration: Math.min(5000, Math.max(100, Math.round(durationMs))) });
+    await this.injectDigit(this.pbxTag, digit, durationMs);
+  }
+
+  /** rtpengine's play DTMF, from the party `fromTag`, within the 100-5000 ms it accepts. */
+  private async injectDigit(fromTag: string, digit: string, durationMs: number): Promise<void> {
+    await this.rtp.playDTMF(this.ng, { 'call-id': this.callId, 'from-tag': fromTag, digit, duration: Math.min(5000, Math.max(100, Math.round(durationMs))) });
   }
 
   async stats(): Promise<MediaStats> {

@@ -29,15 +29,23 @@ export function localContact(dialog: Srf.Dialog): string | undefined {
   return (dialog.local as { contact?: string }).contact;
 }
 
+/** The interval (s) a request's Session-Expires asks for (RFC 4028); null when it asks for none. */
+export function sessionInterval(req: Srf.SrfRequest): number | null {
+  const se = Number.parseInt(/^\s*(\d+)/.exec(req.get('Session-Expires') ?? '')?.[1] ?? '', 10);
+  return se > 0 ? se : null;
+}
+
+/** Whether the sender said it supports session timers (Supported: timer). */
+export function supportsTimer(req: Srf.SrfRequest): boolean {
+  return /\btimer\b/i.test(req.get('Supported') ?? '');
+}
+
 /**
  * RFC 4028 headers for a 2xx to a session refresh (re-INVITE or UPDATE): the interval is echoed and
  * the refresher stays the party that sent the request, so the bridge never has to refresh on its own.
  */
 export function sessionTimerHeaders(req: Srf.SrfRequest): Record<string, string> {
-  const se = req.get('Session-Expires');
-  if (!se) return {};
-  const interval = /^\s*(\d+)/.exec(se)?.[1];
-  if (!interval) return {};
-  const supported = /\btimer\b/i.test(req.get('Supported') ?? '');
-  return { 'Session-Expires': `${interval};refresher=uac`, ...(supported ? { Require: 'timer' } : {}) };
+  const interval = sessionInterval(req);
+  if (interval === null) return {};
+  return { 'Session-Expires': `${interval};refresher=uac`, ...(supportsTimer(req) ? { Require: 'timer' } : {}) };
 }
