@@ -5,6 +5,7 @@ import { startStack, TestStack } from './harness/bridge';
 import { BrowserHandle, BrowserWaUser } from './harness/browser-wa-user';
 import { infra } from './harness/global-setup';
 import { RtpPhone } from './harness/rtp-phone';
+import { Timeline } from './harness/timeline';
 import { SippRun, startSippUas } from './harness/sipp';
 
 const USER_TONE = 440;
@@ -63,14 +64,15 @@ describe('real phones: digits and hold', function () {
   }
 
   /** A WhatsApp user calls; the agent's baresip phone answers; audio flows both ways. */
-  async function callBaresip(env: Record<string, string> = {}): Promise<{ s: TestStack; wacid: string }> {
+  async function callBaresip(env: Record<string, string> = {}): Promise<{ s: TestStack; wacid: string; events: Timeline }> {
     phone = await new Baresip({ user: 'agent301', toneHz: AGENT_TONE }).start();
     stack = await startStack({ PBX_TARGET: phone.uri, ...env });
+    const events = new Timeline(stack.bridge.cdr);
     user = new BrowserWaUser(handle!, USER_TONE, { listenHz: AGENT_TONE });
     const { wacid } = await stack.sim.userCalls(user);
     await phone.whenEstablished();
     await user.waitHeard(25, 10000); // the agent's tone reached the WhatsApp user: media is up
-    return { s: stack, wacid };
+    return { s: stack, wacid, events };
   }
 
   it('every digit 0-9*# the WhatsApp caller presses reaches the agent phone (RFC 4733) once, in order, and the timeline', async () => {
@@ -122,39 +124,27 @@ describe('real phones: digits and hold', function () {
   });
 
   it('digits from the agent phone (RFC 4733) go toward the WhatsApp user and into the timeline', async () => {
-    const { s, wacid } = await callBaresip();
+    const { s, wacid, events } = await callBaresip();
     const before = await user!.stats();
     await phone!.sendDigits('*7');
-    const row = await (async () => {
-      // rtpengine logs the agent's digits as it relays them; wait for both in the timeline.
-      for (let i = 0; i < 100; i++) {
-        const events = (await timeline(s, (await s.bridge.cdr.findCallByWacid(wacid))!.id)).filter((e) => e.type === 'dtmf' && e.detail?.from === 'pbx');
-        if (events.length >= 2) return events;
-        await new Promise((r) => setTimeout(r, 100));
-      }
-      return [];
-    })();
-    assert.equal(row.map((e) => e.detail?.digit).join(''), '*7');
+    // rtpengine logs the agent's digits as it relays them: wait for both in the timeline.
+    await events.waitFor('dtmf', 2, 10000);
+    const digits = events.events.filter((e) => e.type === 'dtmf');
+    assert.ok(digits.every((e) => e.detail?.from === 'pbx'));
+    assert.equal(digits.map((e) => e.detail?.digit).join(''), '*7');
     assert.ok((await user!.stats()).packetsReceived > before.packetsReceived);
     await s.sim.userHangsUp(wacid);
     await endedRow(s, wacid);
   });
 
   it('the agent holds (re-INVITE sendonly) and resumes: answered recvonly then sendrecv; the WhatsApp user never goes without media', async () => {
-    const { s, wacid } = await callBaresip();
+    const { s, wacid, events } = await callBaresip();
     const held = await phone!.hold();
     assert.equal(held.status, 200);
     assert.match(held.response.body, /a=recvonly/);
     // baresip sends nothing while holding: the bridge must keep media flowing to the WhatsApp user.
     const id = (await s.bridge.cdr.findCallByWacid(wacid))!.id;
-    const keepalive = async () => {
-      for (let i = 0; i < 100; i++) {
-        if ((await timeline(s, id)).some((e) => e.type === 'keepalive_started')) return true;
-        await new Promise((r) => setTimeout(r, 100));
-      }
-      return false;
-    };
-    assert.ok(await keepalive(), 'keepalive started while the agent held the call');
+    await events.waitFor('keepalive_started', 1, 10000); // the keepalive started while the agent held the call
     // Counted at the transport: per-stream (inbound-rtp) counts start again when the stream's SSRC changes.
     const transportPackets = async () => (await user!.statsReport()).filter((r) => r.type === 'transport').reduce((n, r) => n + Number(r.packetsReceived ?? 0), 0);
     const a = await transportPackets();
