@@ -20,12 +20,26 @@ export interface Config {
   rtpengine: {
     ng: Array<{ host: string; port: number }>;
     timeoutMs: number;
+    /**
+     * rtpengine's logical interfaces (its --interface=NAME/LOCAL[!ADVERTISED]): the one facing WhatsApp
+     * advertises the public address, the one facing the PBX its private one. Every offer and answer
+     * names them in `direction`.
+     */
+    interfaces: { whatsapp: string; pbx: string };
+    /** How often each rtpengine is pinged; one that does not answer gets no new calls. */
+    pingMs: number;
     /** Where the bridge receives rtpengine's DTMF log (rtpengine's --dtmf-log-dest); null: digits unseen. */
     dtmfLog: { host: string; port: number } | null;
   };
+  /** Where peers reach this bridge's media from outside (rtpengine's advertised WhatsApp-side address). */
+  publicIp: string;
   pbx: {
     /** SIP URIs tried in order; the next one only when the previous was unreachable. */
     targets: string[];
+    /** Credentials for a PBX that challenges the bridge's requests (401/407); null: none. */
+    auth: { username: string; password: string } | null;
+    /** Media on the PBX leg: plain RTP, or SRTP keyed in the SDP (RFC 4568 SDES). */
+    srtp: 'off' | 'sdes';
     codecs: string[];
     /** Give up ringing before WhatsApp's 30-60 s accept window closes. */
     noAnswerTimeoutMs: number;
@@ -71,6 +85,18 @@ export interface Config {
     autoPermissionRequest: { text: string } | null;
   };
   admin: { token: string | null; wabaId: string | null };
+  shutdown: {
+    /** After SIGTERM, how long calls in progress may go on before the bridge ends them. */
+    drainMs: number;
+    /** Retry-After (s) on the 503 that refuses new calls while draining. */
+    retryAfterS: number;
+  };
+  database: {
+    /** Bound on each Postgres round trip (connection acquire and statement). */
+    timeoutMs: number;
+    /** How long start-up keeps retrying an unreachable Postgres before giving up. */
+    startupWaitMs: number;
+  };
 }
 
 export class ConfigError extends Error {
@@ -158,6 +184,26 @@ export function loadConfig(env: Env = process.env): Config {
   const autoRequest = str('PERMISSION_AUTO_REQUEST', 'off');
   if (autoRequest !== 'off' && autoRequest !== 'interactive') problems.push(`PERMISSION_AUTO_REQUEST must be "off" or "interactive" (got "${autoRequest}")`);
 
+  const publicIp = str('PUBLIC_IP');
+  const allowPrivate = str('ALLOW_PRIVATE_PUBLIC_IP', 'false');
+  if (allowPrivate !== 'true' && allowPrivate !== 'false') problems.push(`ALLOW_PRIVATE_PUBLIC_IP must be "true" or "false" (got "${allowPrivate}")`);
+  if (publicIp && !net.isIP(publicIp)) {
+    problems.push(`PUBLIC_IP must be an IP address, the one WhatsApp reaches this host's media on (got "${publicIp}")`);
+  } else if (publicIp && isNonPublicAddress(publicIp) && allowPrivate !== 'true') {
+    problems.push(`PUBLIC_IP is ${publicIp}, which WhatsApp cannot reach: set it to this host's public address `
+      + '(behind 1:1 NAT, the elastic/external IP), or set ALLOW_PRIVATE_PUBLIC_IP=true in a lab');
+  }
+  const pbxAuthUser = str('PBX_AUTH_USERNAME', '');
+  const pbxAuthPass = str('PBX_AUTH_PASSWORD', '');
+  if (Boolean(pbxAuthUser) !== Boolean(pbxAuthPass)) problems.push('PBX_AUTH_USERNAME and PBX_AUTH_PASSWORD must be set together');
+  const srtp = str('PBX_SRTP', 'off');
+  if (srtp !== 'off' && srtp !== 'sdes') problems.push(`PBX_SRTP must be "off" or "sdes" (got "${srtp}")`);
+  const waIface = str('RTPENGINE_WA_INTERFACE', 'wa');
+  const pbxIface = str('RTPENGINE_PBX_INTERFACE', 'pbx');
+  for (const [k, v] of [['RTPENGINE_WA_INTERFACE', waIface], ['RTPENGINE_PBX_INTERFACE', pbxIface]] as const) {
+    if (!/^[A-Za-z0-9_.-]+$/.test(v)) problems.push(`${k} must be an rtpengine interface name (letters, digits, _ . -), got "${v}"`);
+  }
+
   const config: Config = {
     databaseUrl,
     httpPort: int('HTTP_PORT', 3000, 0, 65535),
@@ -175,9 +221,18 @@ export function loadConfig(env: Env = process.env): Config {
       port: int('DRACHTIO_PORT', 9022, 1, 65535),
       secret: str('DRACHTIO_SECRET'),
     },
-    rtpengine: { ng, timeoutMs: int('RTPENGINE_TIMEOUT_MS', 2000, 50, 30000), dtmfLog },
+    rtpengine: {
+      ng,
+      timeoutMs: int('RTPENGINE_TIMEOUT_MS', 2000, 50, 30000),
+      dtmfLog,
+      interfaces: { whatsapp: waIface, pbx: pbxIface },
+      pingMs: int('RTPENGINE_PING_S', 5, 1, 300) * 1000,
+    },
+    publicIp,
     pbx: {
       targets,
+      auth: pbxAuthUser ? { username: pbxAuthUser, password: pbxAuthPass } : null,
+      srtp: srtp === 'sdes' ? 'sdes' : 'off',
       codecs,
       noAnswerTimeoutMs: int('PBX_NO_ANSWER_TIMEOUT_S', 25, 1, 55) * 1000,
       responseTimeoutMs: int('PBX_RESPONSE_TIMEOUT_MS', 4000, 100, 32000),
@@ -206,6 +261,14 @@ export function loadConfig(env: Env = process.env): Config {
         : null,
     },
     admin: { token: str('ADMIN_API_TOKEN', '') || null, wabaId: str('WA_WABA_ID', '') || null },
+    shutdown: {
+      drainMs: int('SHUTDOWN_DRAIN_S', 30, 0, 3600) * 1000,
+      retryAfterS: int('SHUTDOWN_RETRY_AFTER_S', 30, 1, 3600),
+    },
+    database: {
+      timeoutMs: int('DATABASE_TIMEOUT_MS', 5000, 100, 60000),
+      startupWaitMs: int('DATABASE_STARTUP_WAIT_S', 60, 0, 3600) * 1000,
+    },
   };
   if (problems.length) throw new ConfigError(problems);
   return config;
@@ -219,6 +282,22 @@ function isAddressOrCidr(s: string): boolean {
   if (bits === undefined) return true;
   const n = Number(bits);
   return /^\d{1,3}$/.test(bits) && n >= 0 && n <= (family === 4 ? 32 : 128);
+}
+
+/**
+ * Loopback, private (RFC 1918, RFC 4193), carrier-grade NAT, link-local and unspecified addresses:
+ * none of them is reachable from WhatsApp's media servers.
+ */
+export function isNonPublicAddress(ip: string): boolean {
+  if (net.isIPv4(ip)) {
+    const [a, b] = ip.split('.').map(Number) as [number, number];
+    return a === 0 || a === 10 || a === 127 || (a === 169 && b === 254) || (a === 172 && b >= 16 && b <= 31)
+      || (a === 192 && b === 168) || (a === 100 && b >= 64 && b <= 127);
+  }
+  const v6 = ip.toLowerCase();
+  if (v6 === '::' || v6 === '::1') return true;
+  if (v6.startsWith('::ffff:')) return isNonPublicAddress(v6.slice(7));
+  return /^f[cd]/.test(v6) || /^fe[89ab]/.test(v6);
 }
 
 function isHttpUrl(s: string): boolean {

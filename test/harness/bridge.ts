@@ -30,6 +30,9 @@ export async function startStack(env: Record<string, string> = {}): Promise<Test
     RTPENGINE_DTMF_LOG: `${infra.rtpengineDtmfLog!.host}:${infra.rtpengineDtmfLog!.port}`,
     MEDIA_DIR: infra.mediaDir,
     PBX_TARGET: 'sip:127.0.0.1:9',
+    // Loopback stands in for the public address (the NAT test gives WhatsApp another one).
+    PUBLIC_IP: '127.0.0.1',
+    ALLOW_PRIVATE_PUBLIC_IP: 'true',
     // SIPp scenarios take the first request as their call: pings are off unless a test turns them on.
     PBX_OPTIONS_PING_S: '0',
     // Tests need not wait 8 s of silence before the keepalive file starts.
