@@ -125,6 +125,7 @@ export abstract class BridgedCall extends TypedEmitter<CallEvents> {
       noAnswerTimeoutMs: pbx.noAnswerTimeoutMs,
       responseTimeoutMs: pbx.responseTimeoutMs,
       requestTimeoutMs: pbx.requestTimeoutMs,
+      auth: pbx.auth,
     });
     session.on('event', (type, detail) => this.rec.event(type, detail));
     session.on('bye', () => void this.end('answered', 'pbx'));

@@ -145,6 +145,7 @@ export class InboundCall extends BridgedCall {
           fromHost: hostOf(target),
           sdp: this.pbxOffer,
           responseTimeoutMs: config.pbx.responseTimeoutMs,
+          auth: config.pbx.auth,
           headers: {
             'X-WhatsApp-Call-Id': this.connect.wacid,
             'X-WhatsApp-Business-Number': this.connect.to,

@@ -23,6 +23,8 @@ export interface PbxSessionOptions {
   responseTimeoutMs: number;
   /** Bound on every request the session sends in the dialog (NOTIFY, INFO, BYE). */
   requestTimeoutMs: number;
+  /** Credentials for a PBX that challenges the bridge (a transfer's new leg). */
+  auth: { username: string; password: string } | null;
 }
 
 /** What a session tells its call; the call decides the state changes. */
@@ -255,6 +257,7 @@ export class PbxSession extends TypedEmitter<PbxSessionEvents> {
         fromHost: target.host,
         sdp: old.local.sdp,
         responseTimeoutMs: this.o.responseTimeoutMs,
+        auth: this.o.auth,
         headers: { ...target.headers, ...(referredBy ? { 'Referred-By': referredBy } : {}) },
       });
       clearTimeout(noAnswer);

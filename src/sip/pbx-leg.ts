@@ -9,6 +9,8 @@ export interface PbxInviteOptions {
   headers: Record<string, string>;
   /** No SIP response at all within this time: give up (target unreachable). */
   responseTimeoutMs: number;
+  /** Answers a 401/407 from the PBX (on the INVITE and on later requests in its dialog). */
+  auth: { username: string; password: string } | null;
 }
 
 export type PbxFailure =
@@ -98,13 +100,13 @@ export class PbxLeg extends EventEmitter {
     try {
       const dialog = await this.srf.createUAC(
         o.target,
-        { localSdp: o.sdp, headers: { From: from, ...o.headers }, followRedirects: true } as Srf.CreateUACOptions,
+        { localSdp: o.sdp, headers: { From: from, ...o.headers }, followRedirects: true, ...(o.auth ? { auth: o.auth } : {}) } as Srf.CreateUACOptions,
         {
           cbRequest: ((err: unknown, req: Srf.SrfRequest) => {
             if (err || !req) return;
-            this.req = req;
-            this.sipCallId = req.get('Call-ID');
-            if (this.cancelled) req.cancel(() => undefined);
+            this.sent(req);
+            // A challenged INVITE is sent again with credentials: a CANCEL must name the new one.
+            (req as unknown as NodeJS.EventEmitter).on('authenticate', (again: Srf.SrfRequest) => this.sent(again));
           }) as unknown as (req: Srf.SrfRequest) => void,
           cbProvisional: (res: Srf.SrfResponse) => {
             this.gotResponse = true;
@@ -133,6 +135,12 @@ export class PbxLeg extends EventEmitter {
       }
       throw new PbxLegError({ kind: 'error', message: e.message ?? String(err) });
     }
+  }
+
+  private sent(req: Srf.SrfRequest): void {
+    this.req = req;
+    this.sipCallId = req.get('Call-ID');
+    if (this.cancelled) req.cancel(() => undefined);
   }
 
   /** CANCELs a pending INVITE (caller gave up, no answer, or no response at all). */
