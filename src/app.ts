@@ -21,6 +21,8 @@ import { SipCore } from './sip/drachtio';
 import { answerOptions, PbxTargetMonitor } from './sip/options';
 import { writeSilenceWav } from './media/wav';
 import { DtmfLogListener } from './media/dtmf-log';
+import { MediaPlan } from './media/profiles';
+import { withTimeout } from './sip/dialog-requests';
 
 /** The whole bridge, wired from a Config; start() and stop() make it usable in-process by tests. */
 export class Bridge {
@@ -35,13 +37,18 @@ export class Bridge {
   readonly permissions: PermissionStore;
   private readonly gate: OutboundGate;
   readonly targets: PbxTargetMonitor;
+  readonly plan: MediaPlan;
   private server: http.Server | null = null;
   private readonly dtmfLog: DtmfLogListener | null;
+  /** SIGTERM seen: not ready, new calls refused, calls in progress allowed to finish. */
+  private draining = false;
+  private stopping: Promise<void> | null = null;
 
   constructor(readonly config: Config, private readonly log: Logger) {
-    this.cdr = new CdrStore(connectDatabase(config.databaseUrl));
+    this.cdr = new CdrStore(connectDatabase(config.databaseUrl, config.database.timeoutMs));
     this.sip = new SipCore(config.drachtio, log);
-    this.rtp = new RtpEngine(config.rtpengine.ng, config.rtpengine.timeoutMs);
+    this.rtp = new RtpEngine(config.rtpengine.ng, config.rtpengine.timeoutMs, log);
+    this.plan = new MediaPlan({ interfaces: config.rtpengine.interfaces, pbxCodecs: config.pbx.codecs, pbxSrtp: config.pbx.srtp });
     this.ycloud = new YCloudClient({ baseUrl: config.ycloud.apiBaseUrl, apiKey: config.ycloud.apiKey, timeoutMs: config.ycloud.timeoutMs });
     this.permissions = new PermissionStore(this.cdr.sequelize, this.ycloud, log);
     this.targets = new PbxTargetMonitor(this.sip.srf, config.pbx.targets, {
@@ -49,7 +56,7 @@ export class Bridge {
     }, log);
     this.calls = new CallDispatcher(
       {
-        config, ycloud: this.ycloud, rtp: this.rtp, srf: this.sip.srf, cdr: this.cdr, log, marks: this.marks,
+        config, ycloud: this.ycloud, rtp: this.rtp, plan: this.plan, srf: this.sip.srf, cdr: this.cdr, log, marks: this.marks,
         canDial: () => this.sip.ready, targets: () => this.targets.ordered(),
       },
       this.cdr,
@@ -67,14 +74,15 @@ export class Bridge {
   private onInvite(req: Srf.SrfRequest, res: Srf.SrfResponse): void {
     const t = performance.now();
     if (!this.calls.accepts) {
-      res.send(503, 'Service Unavailable', {});
+      // Draining: the PBX tries another bridge now and this one again after Retry-After.
+      res.send(503, 'Service Unavailable', { headers: { 'Retry-After': String(this.config.shutdown.retryAfterS) } });
       return;
     }
     const admitted = this.gate.admit(req, res);
     if (!admitted) return;
     const call = new OutboundCall(
       {
-        config: this.config, ycloud: this.ycloud, rtp: this.rtp, srf: this.sip.srf, cdr: this.cdr, permissions: this.permissions,
+        config: this.config, ycloud: this.ycloud, rtp: this.rtp, plan: this.plan, srf: this.sip.srf, cdr: this.cdr, permissions: this.permissions,
         log: this.log, marks: this.marks, bind: (wacid, c) => this.calls.bindOutbound(wacid, c),
       },
       req, res, admitted,
@@ -89,7 +97,9 @@ export class Bridge {
   }
 
   async start(opts: { sipWaitMs?: number } = {}): Promise<void> {
-    await this.cdr.sequelize.authenticate();
+    await this.waitForDatabase();
+    await this.rtp.startPinging(this.config.rtpengine.pingMs);
+    for (const [at, alive] of Object.entries(this.rtp.health())) if (!alive) this.log.error({ rtpengine: at }, 'rtpengine does not answer ng pings: no calls go to it until it does');
     if (this.config.media.holdIsSilence) await writeSilenceWav(this.config.media.holdFile);
     const dl = this.config.rtpengine.dtmfLog;
     if (this.dtmfLog && dl) await this.dtmfLog.listen(dl.host, dl.port);
@@ -112,7 +122,7 @@ export class Bridge {
         ycloud: this.ycloud,
         log: this.log,
       })],
-      { ready: () => ({ ok: this.sip.ready, checks: { sip: this.sip.ready } }) },
+      { ready: () => this.readiness() },
       this.log,
     );
     this.server = await listen(app, this.config.httpPort);
@@ -120,14 +130,77 @@ export class Bridge {
     this.targets.start();
   }
 
-  async stop(): Promise<void> {
-    await new Promise<void>((resolve) => (this.server ? this.server.close(() => resolve()) : resolve()));
-    this.server?.closeAllConnections();
-    await this.targets.stop();
-    await this.calls.shutdown();
+  /**
+   * Whether this bridge can take a call now: Postgres answers, drachtio-server is connected, an
+   * rtpengine answers pings, and it is not draining. Each check is named in the answer.
+   */
+  async readiness(): Promise<{ ok: boolean; checks: Record<string, unknown> }> {
+    const postgres = await withTimeout(this.cdr.sequelize.query('SELECT 1'), this.config.database.timeoutMs, 'Postgres did not answer')
+      .then(() => true, () => false);
+    const rtpengine = this.rtp.health();
+    const sip = this.sip.ready;
+    const ok = postgres && sip && Object.values(rtpengine).some(Boolean) && !this.draining;
+    return { ok, checks: { postgres, sip, rtpengine, draining: this.draining } };
+  }
+
+  /** Start-up waits (bounded) for a Postgres that is not up yet, e.g. starting beside the bridge. */
+  private async waitForDatabase(): Promise<void> {
+    const deadline = Date.now() + this.config.database.startupWaitMs;
+    for (let attempt = 1; ; attempt++) {
+      try {
+        await this.cdr.sequelize.authenticate();
+        return;
+      } catch (err) {
+        if (Date.now() >= deadline) throw new Error(`Postgres unreachable: ${(err as Error).message}`);
+        this.log.warn({ err: (err as Error).message, attempt }, 'Postgres not reachable yet; retrying');
+        await new Promise((r) => setTimeout(r, Math.min(2000, 250 * attempt)));
+      }
+    }
+  }
+
+  /**
+   * SIGTERM: readiness goes false and new calls are refused (webhooks are still stored), then calls in
+   * progress get up to `drainMs` (default SHUTDOWN_DRAIN_S) to end by themselves.
+   */
+  async drain(drainMs = this.config.shutdown.drainMs): Promise<void> {
+    this.draining = true;
+    this.calls.stopAccepting();
+    const active = this.calls.active;
+    if (active === 0 || drainMs <= 0) return;
+    this.log.info({ active, drainMs }, 'draining: waiting for calls in progress to end');
+    const idle = await withTimeout(this.calls.whenIdle(), drainMs, 'drain limit').then(() => true, () => false);
+    if (!idle) this.log.warn({ active: this.calls.active }, 'drain limit reached: ending the calls still up');
+  }
+
+  /**
+   * Ends what is left and closes every connection. Each step is bounded, so the bridge stops even when
+   * YCloud, drachtio-server, rtpengine and Postgres are all gone.
+   */
+  stop(): Promise<void> {
+    this.stopping ??= this.shutdown();
+    return this.stopping;
+  }
+
+  private async shutdown(): Promise<void> {
+    this.draining = true;
+    const { ycloud, rtpengine, pbx, database } = this.config;
+    // A teardown runs its legs in parallel, each bounded by its own timeout; then the CDR write.
+    const teardownMs = Math.max(ycloud.timeoutMs, rtpengine.timeoutMs, pbx.requestTimeoutMs) + database.timeoutMs + 1000;
+    const step = async (what: string, p: Promise<unknown>, ms: number) => {
+      await withTimeout(p, ms, `${what} did not finish within ${ms} ms`).catch((err: unknown) => this.log.warn({ err: (err as Error).message }, 'shutdown step cut short'));
+    };
+    await step('OPTIONS pings', this.targets.stop(), pbx.responseTimeoutMs + 500);
+    await step('ending calls', this.calls.shutdown(), teardownMs);
+    const server = this.server;
+    if (server) {
+      const closed = new Promise<void>((resolve) => server.close(() => resolve()));
+      server.closeAllConnections();
+      await step('HTTP server', closed, 2000);
+    }
     this.sip.stop();
-    this.rtp.close();
+    await step('rtpengine', this.rtp.close(), rtpengine.timeoutMs + 500);
     this.dtmfLog?.close();
-    await this.cdr.sequelize.close();
+    await step('Postgres', this.cdr.sequelize.close(), database.timeoutMs);
+    this.log.info('stopped');
   }
 }

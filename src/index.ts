@@ -1,9 +1,9 @@
 import { Bridge } from './app';
-import { ConfigError, loadConfig } from './config';
+import { Config, ConfigError, loadConfig } from './config';
 import { createLogger } from './log';
 
 async function main(): Promise<void> {
-  let config;
+  let config: Config;
   try {
     config = loadConfig();
   } catch (err) {
@@ -17,13 +17,38 @@ async function main(): Promise<void> {
   const bridge = new Bridge(config, log);
   process.on('unhandledRejection', (err) => log.error({ err }, 'unhandled rejection'));
   process.on('uncaughtException', (err) => log.error({ err }, 'uncaught exception'));
-  await bridge.start();
+  let signals = 0;
   const stop = (sig: string) => {
-    log.info({ sig }, 'stopping: ending calls in progress');
-    bridge.stop().then(() => process.exit(0), () => process.exit(1));
+    signals++;
+    if (signals > 1) {
+      // A second signal: no more waiting for calls to end by themselves.
+      log.warn({ sig }, 'second signal: ending calls now');
+      void bridge.stop().then(() => process.exit(0), () => process.exit(1));
+      return;
+    }
+    const { drainMs } = config.shutdown;
+    // Whatever hangs, the process exits: the drain, then every teardown step's own bound, then this.
+    const deadline = drainMs + stopBoundMs(config);
+    setTimeout(() => {
+      log.error({ afterMs: deadline }, 'shutdown did not finish in time: exiting anyway');
+      process.exit(1);
+    }, deadline).unref();
+    log.info({ sig, drainMs, active: bridge.calls.active }, 'stopping: refusing new calls, letting calls in progress finish');
+    bridge.drain()
+      .then(() => bridge.stop())
+      .then(() => process.exit(0), (err: unknown) => {
+        log.error({ err }, 'shutdown failed');
+        process.exit(1);
+      });
   };
-  process.once('SIGTERM', () => stop('SIGTERM'));
-  process.once('SIGINT', () => stop('SIGINT'));
+  process.on('SIGTERM', () => stop('SIGTERM'));
+  process.on('SIGINT', () => stop('SIGINT'));
+  await bridge.start();
+}
+
+/** The most the bounded steps of Bridge.stop() can take, plus a margin. */
+function stopBoundMs(c: Config): number {
+  return c.pbx.responseTimeoutMs + 2 * Math.max(c.ycloud.timeoutMs, c.rtpengine.timeoutMs, c.pbx.requestTimeoutMs) + 3 * c.database.timeoutMs + 5000;
 }
 
 main().catch((err: unknown) => {

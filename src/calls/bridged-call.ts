@@ -5,6 +5,8 @@ import { HangupBy, Outcome } from '../cdr/models';
 import { CallFields, CallRecorder, CdrStore } from '../cdr/store';
 import { Logger } from '../log';
 import { CallMedia } from '../media/call-media';
+import { MediaPlan } from '../media/profiles';
+import { mediaAddresses } from '../media/sdp';
 import { MediaStats } from '../media/stats';
 import { NgAddress, RtpEngine } from '../media/rtpengine';
 import { YCloudClient } from '../providers/ycloud/client';
@@ -16,9 +18,11 @@ import { PbxSession } from './pbx-session';
 
 /** What every call needs from the bridge. */
 export interface CallDeps {
-  config: Pick<Config, 'pbx' | 'nodeId' | 'media'>;
+  config: Pick<Config, 'pbx' | 'nodeId' | 'media' | 'publicIp'>;
   ycloud: YCloudClient;
   rtp: RtpEngine;
+  /** The ng parameters of every offer and answer (interfaces, transport, codecs). */
+  plan: MediaPlan;
   srf: Srf;
   cdr: CdrStore;
   log: Logger;
@@ -107,7 +111,7 @@ export abstract class BridgedCall extends TypedEmitter<CallEvents> {
   }
 
   protected allocateMedia(ng: NgAddress): CallMedia {
-    this.media = new CallMedia(this.base.rtp, ng, this.id, this.waTag, this.pbxTag);
+    this.media = new CallMedia(this.base.rtp, this.base.plan, ng, this.id, this.waTag, this.pbxTag);
     return this.media;
   }
 
@@ -147,6 +151,20 @@ export abstract class BridgedCall extends TypedEmitter<CallEvents> {
       this.media!.blockDigitsFromWhatsApp().catch((err: unknown) => this.log.warn({ err }, 'could not block RFC 4733 digits toward the PBX'));
     }
     return session;
+  }
+
+  /**
+   * The SDP WhatsApp is about to get must name only PUBLIC_IP: another address (rtpengine's
+   * WhatsApp-facing interface advertising a private one) means a call that connects with no audio and
+   * drops after 20 s. Logged loudly and put in the timeline; the call goes on.
+   */
+  protected checkWhatsAppAddresses(sdp: string): void {
+    const expected = this.base.config.publicIp.toLowerCase();
+    const wrong = mediaAddresses(sdp).filter((a) => a !== expected);
+    if (wrong.length === 0) return;
+    this.log.error({ advertised: wrong, publicIp: expected },
+      'rtpengine gives WhatsApp an address other than PUBLIC_IP: check its WhatsApp-facing --interface (NAME/LOCAL!PUBLIC_IP) and RTPENGINE_WA_INTERFACE');
+    this.rec.event('media_address_mismatch', { advertised: wrong, publicIp: expected });
   }
 
   /** Both legs are bridged and audio flows: the call is accepted. */

@@ -127,7 +127,30 @@ export class CallDispatcher extends EventEmitter {
     if (call) call.onMediaDigit(ev.sourceTag, { digit: ev.digit, durationMs: ev.durationMs });
   }
 
-  /** Stops taking calls and ends the ones in progress. */
+  /** Calls in progress (either direction, named by YCloud or not yet). */
+  get active(): number {
+    return this.inbound.size + this.outbound.size + this.unbound.size;
+  }
+
+  /** New calls are refused from now on (WhatsApp calls rejected, agents' INVITEs answered 503). */
+  stopAccepting(): void {
+    this.accepting = false;
+  }
+
+  /** Resolves once no call is in progress. */
+  whenIdle(): Promise<void> {
+    if (this.active === 0) return Promise.resolve();
+    return new Promise((resolve) => {
+      const on = () => {
+        if (this.active > 0) return;
+        this.off('call-ended', on);
+        resolve();
+      };
+      this.on('call-ended', on);
+    });
+  }
+
+  /** Stops taking calls and ends the ones in progress (each step of a teardown is bounded). */
   async shutdown(): Promise<void> {
     this.accepting = false;
     const calls: Array<InboundCall | OutboundCall> = [...this.inbound.values(), ...this.outbound.values(), ...this.unbound];

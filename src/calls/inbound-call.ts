@@ -1,5 +1,4 @@
 import { Outcome } from '../cdr/models';
-import { pbxAnswerToWa, waOfferToPbx } from '../media/profiles';
 import { MediaError } from '../media/rtpengine';
 import { assertUsableAudioSdp, eventClockFor, firstAudioCodec, plainRtpSdp, provisionalPbxAnswer, RELABELLED_EVENT_DURATION_FACTOR, SdpError, telephoneEvent8k } from '../media/sdp';
 import { CallingConnect, CallingTerminate } from '../providers/ycloud/events';
@@ -91,10 +90,11 @@ export class InboundCall extends BridgedCall {
     const { rtp, config } = this.deps;
     const media = this.allocateMedia(rtp.pick());
     const base = { 'call-id': media.callId, 'from-tag': this.waTag };
-    const offered = await rtp.offer(media.ng, { ...base, sdp: this.waSdpForRtpengine, ...waOfferToPbx(config.pbx.codecs) });
+    const offered = await rtp.offer(media.ng, { ...base, sdp: this.waSdpForRtpengine, ...this.deps.plan.waOfferToPbx() });
     this.pbxOffer = plainRtpSdp(String(offered.sdp ?? ''));
     const provisional = provisionalPbxAnswer(config.pbx.codecs, telephoneEvent8k(this.pbxOffer)?.pt ?? null);
-    const answered = await rtp.answer(media.ng, { ...base, 'to-tag': this.pbxTag, sdp: provisional, ...pbxAnswerToWa() });
+    const answered = await rtp.answer(media.ng, { ...base, 'to-tag': this.pbxTag, sdp: provisional, ...this.deps.plan.pbxAnswerToWa() });
+    this.checkWhatsAppAddresses(String(answered.sdp ?? ''));
     // Nothing from the PBX leg may reach the WhatsApp user before accept has returned 200. And
     // rtpengine would pass on the caller's digits with a sixth of their length: the bridge sends each
     // one itself, with its real length (RFC 4733) or by INFO, from rtpengine's DTMF log.
@@ -190,7 +190,7 @@ export class InboundCall extends BridgedCall {
     assertUsableAudioSdp(sdp);
     const media = this.media!;
     const res = await this.deps.rtp.answer(media.ng, {
-      'call-id': media.callId, 'from-tag': this.waTag, 'to-tag': this.pbxTag, sdp, ...pbxAnswerToWa(),
+      'call-id': media.callId, 'from-tag': this.waTag, 'to-tag': this.pbxTag, sdp, ...this.deps.plan.pbxAnswerToWa(),
     });
     if (this.isEnding) return;
     const c = this.connect;
@@ -223,7 +223,7 @@ export class InboundCall extends BridgedCall {
       const { rtp } = this.deps;
       const media = this.media!;
       const res = await rtp.answer(media.ng, {
-        'call-id': media.callId, 'from-tag': this.waTag, 'to-tag': this.pbxTag, sdp: answer.sdp, ...pbxAnswerToWa(),
+        'call-id': media.callId, 'from-tag': this.waTag, 'to-tag': this.pbxTag, sdp: answer.sdp, ...this.deps.plan.pbxAnswerToWa(),
       });
       if (this.isEnding) return;
       this.deps.marks.mark(c.wacid, 'accept_sent');

@@ -1,7 +1,6 @@
 import Srf from 'drachtio-srf';
 import { Config } from '../config';
 import { Outcome } from '../cdr/models';
-import { pbxOfferToWa, waAnswerToPbx } from '../media/profiles';
 import { assertUsableAudioSdp, firstAudioCodec, plainRtpSdp, SdpError } from '../media/sdp';
 import { YCloudError } from '../providers/ycloud/client';
 import { CallingConnect, CallingTerminate } from '../providers/ycloud/events';
@@ -97,7 +96,8 @@ export class OutboundCall extends BridgedCall {
       if (tooShort) return await this.end('failed', 'bridge', { refusal: tooShort, error: 'session interval too small' });
       assertUsableAudioSdp(this.req.body);
       const media = this.allocateMedia(this.deps.rtp.pick());
-      const offered = await this.deps.rtp.offer(media.ng, { 'call-id': this.id, 'from-tag': this.pbxTag, sdp: this.req.body, ...pbxOfferToWa() });
+      const offered = await this.deps.rtp.offer(media.ng, { 'call-id': this.id, 'from-tag': this.pbxTag, sdp: this.req.body, ...this.deps.plan.pbxOfferToWa() });
+      this.checkWhatsAppAddresses(String(offered.sdp ?? ''));
       // No audio crosses in either direction before WhatsApp says ACCEPTED. The whole call is blocked,
       // not just the PBX leg: WhatsApp's media can arrive before its SDP answer (ICE and DTLS complete
       // first) and would otherwise reach the agent while the customer's phone still rings.
@@ -144,7 +144,7 @@ export class OutboundCall extends BridgedCall {
       if (c.sdpType !== 'answer') throw new SdpError(`a business-initiated call must be answered with SDP, got ${c.sdpType}`);
       assertUsableAudioSdp(c.sdp);
       const ng = this.media!.ng;
-      const res = await this.deps.rtp.answer(ng, { 'call-id': this.id, 'from-tag': this.pbxTag, 'to-tag': this.waTag, sdp: c.sdp, ...waAnswerToPbx() });
+      const res = await this.deps.rtp.answer(ng, { 'call-id': this.id, 'from-tag': this.pbxTag, 'to-tag': this.waTag, sdp: c.sdp, ...this.deps.plan.waAnswerToPbx() });
       this.waSdp = c.sdp;
       this.pbxSdp = plainRtpSdp(String(res.sdp ?? ''));
       this.rec.update({ wa_codec: firstAudioCodec(c.sdp), pbx_codec: firstAudioCodec(this.pbxSdp) });

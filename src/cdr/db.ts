@@ -2,8 +2,13 @@ import path from 'node:path';
 import { Sequelize } from 'sequelize';
 import { SequelizeStorage, Umzug } from 'umzug';
 
-export function connectDatabase(url: string): Sequelize {
-  return new Sequelize(url, { logging: false, pool: { max: 10, min: 0, idle: 10000 } });
+/** A pool whose every wait is bounded: getting a connection, opening it, and each statement. */
+export function connectDatabase(url: string, timeoutMs = 5000): Sequelize {
+  return new Sequelize(url, {
+    logging: false,
+    pool: { max: 10, min: 0, idle: 10000, acquire: timeoutMs },
+    dialectOptions: { connectionTimeoutMillis: timeoutMs, query_timeout: timeoutMs },
+  });
 }
 
 /** Applies the compiled migrations in dist/migrations (the sources live in migrations/). */

@@ -3,7 +3,8 @@ import Koa from 'koa';
 import Router from '@koa/router';
 import { Logger } from '../log';
 
-export interface Readiness { ready: () => { ok: boolean; checks: Record<string, boolean> } }
+/** What /readyz reports: ok, and each dependency's check by name. */
+export interface Readiness { ready: () => Promise<{ ok: boolean; checks: Record<string, unknown> }> }
 
 /** The Koa app: webhooks plus health/readiness for load balancers and orchestrators. */
 export function createHttpApp(routers: Router[], readiness: Readiness, log: Logger): Koa {
@@ -22,8 +23,8 @@ export function createHttpApp(routers: Router[], readiness: Readiness, log: Logg
   health.get('/healthz', (ctx) => {
     ctx.body = { ok: true };
   });
-  health.get('/readyz', (ctx) => {
-    const r = readiness.ready();
+  health.get('/readyz', async (ctx) => {
+    const r = await readiness.ready();
     ctx.status = r.ok ? 200 : 503;
     ctx.body = r;
   });

@@ -1,4 +1,4 @@
-import { pbxOfferToWa, waAnswerToPbx } from './profiles';
+import { MediaPlan } from './profiles';
 import { NgAddress, RtpEngine } from './rtpengine';
 import { answerDirectionFor, audioDirection, plainRtpSdp, withAudioDirection } from './sdp';
 import { releaseMedia, summarizeMediaStats, MediaStats } from './stats';
@@ -16,6 +16,7 @@ export class CallMedia {
 
   constructor(
     private readonly rtp: RtpEngine,
+    private readonly plan: MediaPlan,
     readonly ng: NgAddress,
     readonly callId: string,
     readonly waTag: string,
@@ -48,8 +49,8 @@ export class CallMedia {
       this.playedSinceFreshLeg = false;
     }
     const ids = { 'call-id': this.callId, 'from-tag': this.pbxTag, 'to-tag': this.waTag };
-    await this.rtp.offer(this.ng, { ...ids, sdp: pbxOffer, ...pbxOfferToWa() });
-    const res = await this.rtp.answer(this.ng, { ...ids, sdp: waSdp, ...waAnswerToPbx() });
+    await this.rtp.offer(this.ng, { ...ids, sdp: pbxOffer, ...this.plan.pbxOfferToWa() });
+    const res = await this.rtp.answer(this.ng, { ...ids, sdp: waSdp, ...this.plan.waAnswerToPbx() });
     return plainRtpSdp(withAudioDirection(String(res.sdp ?? ''), answerDirectionFor(audioDirection(pbxOffer))));
   }
 

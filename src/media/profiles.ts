@@ -2,43 +2,73 @@ import { NgParams } from 'rtpengine-client';
 
 /** rtpengine ng flags for each direction of the bridge (see DESIGN.md, verified with rtpengine 10.5). */
 
-/** WhatsApp offer (WebRTC, opus) -> plain RTP toward the PBX, transcoding to the PBX's codecs. */
-export function waOfferToPbx(pbxCodecs: string[]): NgParams {
-  return {
-    'transport-protocol': 'RTP/AVP',
-    ICE: 'remove',
-    DTLS: 'off',
-    SDES: ['off'],
-    'rtcp-mux': ['demux'],
-    replace: ['origin', 'session-connection'],
-    // Lets the bridge inject the WhatsApp user's digits toward the PBX (see CallMedia.injectDigit).
-    flags: ['inject-DTMF'],
-    codec: { mask: ['opus'], transcode: pbxCodecs },
-  };
+export interface MediaPlanOptions {
+  /** rtpengine's logical interfaces facing each side (--interface=NAME/LOCAL[!ADVERTISED]). */
+  interfaces: { whatsapp: string; pbx: string };
+  /** The codecs the PBX leg may use (rtpengine transcodes opus to them). */
+  pbxCodecs: string[];
+  /** SRTP keyed in the SDP (RFC 4568) on the PBX leg, or plain RTP. */
+  pbxSrtp: 'off' | 'sdes';
 }
 
-/** The PBX's answer (plain RTP) -> the WebRTC answer for WhatsApp. */
-export function pbxAnswerToWa(): NgParams {
-  return {
-    replace: ['origin', 'session-connection'],
-    flags: ['full-rtcp-attribute', 'inject-DTMF'],
-  };
-}
+/**
+ * The ng parameters of every offer and answer, by who sends the SDP. Each names rtpengine's
+ * interfaces in `direction`: first the side the SDP comes from, then the side it goes to (so WhatsApp
+ * is given the WhatsApp-facing interface's advertised public address, and the PBX the PBX-facing
+ * one's). rtpengine 10.5 keeps an answer on the offer's interfaces only when the answer's direction is
+ * given this way round too.
+ */
+export class MediaPlan {
+  private readonly toPbx: [string, string];
+  private readonly toWa: [string, string];
 
-/** The PBX's offer (plain RTP, G.711/G.722) -> a WebRTC offer for WhatsApp: ICE, DTLS-SRTP, rtcp-mux, opus. */
-export function pbxOfferToWa(): NgParams {
-  return {
-    'transport-protocol': 'UDP/TLS/RTP/SAVPF',
-    ICE: 'force',
-    SDES: ['off'],
-    'rtcp-mux': ['require'],
-    replace: ['origin', 'session-connection'],
-    flags: ['generate-mid', 'full-rtcp-attribute', 'inject-DTMF'],
-    codec: { transcode: ['opus/48000/2'], mask: ['G722', 'PCMU', 'PCMA'] },
-  };
-}
+  constructor(private readonly o: MediaPlanOptions) {
+    this.toPbx = [o.interfaces.whatsapp, o.interfaces.pbx];
+    this.toWa = [o.interfaces.pbx, o.interfaces.whatsapp];
+  }
 
-/** WhatsApp's answer (WebRTC) -> the plain-RTP answer for the PBX. */
-export function waAnswerToPbx(): NgParams {
-  return { replace: ['origin', 'session-connection'], flags: ['inject-DTMF'] };
+  /** WhatsApp offer (WebRTC, opus) -> plain RTP (or SDES-SRTP) toward the PBX, transcoding to its codecs. */
+  waOfferToPbx(): NgParams {
+    return {
+      direction: this.toPbx,
+      'transport-protocol': this.o.pbxSrtp === 'sdes' ? 'RTP/SAVP' : 'RTP/AVP',
+      ICE: 'remove',
+      DTLS: 'off',
+      // RTP/SAVP: rtpengine offers its SDES crypto suites; otherwise none.
+      ...(this.o.pbxSrtp === 'sdes' ? {} : { SDES: ['off'] }),
+      'rtcp-mux': ['demux'],
+      replace: ['origin', 'session-connection'],
+      // Lets the bridge inject the WhatsApp user's digits toward the PBX (see CallMedia.injectDigit).
+      flags: ['inject-DTMF'],
+      codec: { mask: ['opus'], transcode: this.o.pbxCodecs },
+    };
+  }
+
+  /** The PBX's answer (plain RTP or SDES-SRTP) -> the WebRTC answer for WhatsApp. */
+  pbxAnswerToWa(): NgParams {
+    return {
+      direction: this.toWa,
+      replace: ['origin', 'session-connection'],
+      flags: ['full-rtcp-attribute', 'inject-DTMF'],
+    };
+  }
+
+  /** The PBX's offer (RTP or SRTP, G.711/G.722) -> a WebRTC offer for WhatsApp: ICE, DTLS-SRTP, rtcp-mux, opus. */
+  pbxOfferToWa(): NgParams {
+    return {
+      direction: this.toWa,
+      'transport-protocol': 'UDP/TLS/RTP/SAVPF',
+      ICE: 'force',
+      SDES: ['off'],
+      'rtcp-mux': ['require'],
+      replace: ['origin', 'session-connection'],
+      flags: ['generate-mid', 'full-rtcp-attribute', 'inject-DTMF'],
+      codec: { transcode: ['opus/48000/2'], mask: ['G722', 'PCMU', 'PCMA'] },
+    };
+  }
+
+  /** WhatsApp's answer (WebRTC) -> the answer for the PBX (SRTP keys answered where the PBX offered them). */
+  waAnswerToPbx(): NgParams {
+    return { direction: this.toPbx, replace: ['origin', 'session-connection'], flags: ['inject-DTMF'] };
+  }
 }

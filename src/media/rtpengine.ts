@@ -1,4 +1,6 @@
 import { Client, NgParams, NgResponse } from 'rtpengine-client';
+import { Logger } from '../log';
+import { TypedEmitter } from '../util/typed-emitter';
 
 export class MediaError extends Error {
   constructor(message: string, readonly command: string) {
@@ -11,25 +13,67 @@ type NgCommand = 'offer' | 'answer' | 'query' | 'delete' | 'blockMedia' | 'unblo
 
 export interface NgAddress { host: string; port: number }
 
+const key = (a: NgAddress) => `${a.host}:${a.port}`;
+
 /**
  * A typed, fail-loud front to rtpengine's ng protocol: every command has a timeout, an error result
- * rejects, and calls are spread over the configured rtpengines (one is pinned per call).
+ * rejects, and calls are spread over the configured rtpengines (one is pinned per call). Each
+ * rtpengine is pinged on an interval; one that does not answer gets no new calls until it does.
  */
-export class RtpEngine {
+export class RtpEngine extends TypedEmitter<{ health: [address: string, alive: boolean] }> {
   private readonly client: Client;
   private next = 0;
+  /** Answered its last ping (true until the first ping says otherwise). */
+  private readonly alive = new Map<string, boolean>();
+  private pinger: NodeJS.Timeout | null = null;
+  private round: Promise<void> = Promise.resolve();
 
-  constructor(private readonly addresses: NgAddress[], timeoutMs: number) {
+  constructor(private readonly addresses: NgAddress[], timeoutMs: number, private readonly log?: Logger) {
+    super();
     if (addresses.length === 0) throw new Error('no rtpengine configured');
     this.client = new Client({ timeout: timeoutMs, localAddress: localAddressFor(addresses[0]!.host) });
     this.client.on('error', () => { /* per-command errors reject their promise */ });
+    for (const a of addresses) this.alive.set(key(a), true);
   }
 
-  /** Picks the rtpengine for a new call (round robin). */
+  /** Picks the rtpengine for a new call: round robin over those answering pings. */
   pick(): NgAddress {
-    const a = this.addresses[this.next % this.addresses.length]!;
-    this.next++;
-    return a;
+    for (let i = 0; i < this.addresses.length; i++) {
+      const a = this.addresses[this.next % this.addresses.length]!;
+      this.next++;
+      if (this.alive.get(key(a))) return a;
+    }
+    throw new MediaError(`no rtpengine is answering (${this.addresses.map(key).join(', ')})`, 'offer');
+  }
+
+  /** Each rtpengine and whether it answered its last ping. */
+  health(): Record<string, boolean> {
+    return Object.fromEntries(this.alive);
+  }
+
+  /** Pings every rtpengine now and then every `intervalMs`. */
+  startPinging(intervalMs: number): Promise<void> {
+    const tick = () => {
+      this.round = this.pingAll().finally(() => {
+        if (this.pinger) this.pinger = setTimeout(tick, intervalMs);
+      });
+    };
+    this.pinger = setTimeout(tick, intervalMs);
+    this.round = this.pingAll();
+    return this.round;
+  }
+
+  /** One round of pings; a change of state is logged and emitted. */
+  async pingAll(): Promise<void> {
+    await Promise.all(this.addresses.map(async (a) => {
+      const ok = await this.ping(a).then(() => true, () => false);
+      const k = key(a);
+      if (this.alive.get(k) === ok) return;
+      this.alive.set(k, ok);
+      if (ok) this.log?.info({ rtpengine: k }, 'rtpengine answers again: it takes new calls');
+      else this.log?.error({ rtpengine: k }, 'rtpengine does not answer ng pings: no new calls go to it');
+      this.emit('health', k, ok);
+    }));
   }
 
   offer(at: NgAddress, params: NgParams): Promise<NgResponse> {
@@ -69,7 +113,11 @@ export class RtpEngine {
     return this.run('ping', at, {});
   }
 
-  close(): void {
+  /** Stops pinging (waits for a round in flight, itself bounded by the command timeout) and closes. */
+  async close(): Promise<void> {
+    if (this.pinger) clearTimeout(this.pinger);
+    this.pinger = null;
+    await this.round;
     this.client.close();
   }
 

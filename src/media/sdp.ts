@@ -148,3 +148,15 @@ export const eventClockFor = {
 
 /** How much longer a digit really was than rtpengine's log says, for events relabelled to 48 kHz. */
 export const RELABELLED_EVENT_DURATION_FACTOR = 6;
+
+/** Every address an SDP asks its peer to send media to: c= lines and ICE candidates. */
+export function mediaAddresses(sdp: string): string[] {
+  const found = new Set<string>();
+  for (const l of lines(sdp)) {
+    const c = /^c=IN IP[46] ([^\s/]+)/.exec(l);
+    if (c) found.add(c[1]!.toLowerCase());
+    const cand = /^a=candidate:\S+ \d+ \S+ \d+ (\S+) \d+ typ /i.exec(l);
+    if (cand) found.add(cand[1]!.toLowerCase());
+  }
+  return [...found];
+}

@@ -9,8 +9,15 @@ export class SipCore {
   private connected = false;
 
   constructor(private readonly opts: DrachtioOptions, private readonly log: Logger) {
-    this.srf.on('connect', (err: Error, hostPort: string) => {
-      if (err) return;
+    this.srf.on('connect', (err: Error | null, hostPort: string) => {
+      if (err) {
+        // drachtio-srf reports a refused secret here and nowhere else.
+        this.log.error({ err: err.message, drachtio: `${opts.host}:${opts.port}` },
+          /authenticate/i.test(err.message)
+            ? 'drachtio-server refused the connection: DRACHTIO_SECRET does not match its secret'
+            : 'could not connect to drachtio-server');
+        return;
+      }
       this.connected = true;
       this.log.info({ hostPort }, 'connected to drachtio-server');
     });
@@ -36,7 +43,7 @@ export class SipCore {
       const t = setTimeout(() => resolve(this.connected), waitMs);
       this.srf.once('connect', () => {
         clearTimeout(t);
-        resolve(true);
+        resolve(this.connected);
       });
     });
   }

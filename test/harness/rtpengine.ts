@@ -1,14 +1,24 @@
 import { freePort, ManagedProcess } from './processes';
 
 /** A private rtpengine on loopback: its own ng port and media port range, userspace only. */
-export async function startRtpengine(portMin = 35000, portMax = 35999): Promise<{ ng: { host: string; port: number }; dtmfLog: { host: string; port: number }; proc: ManagedProcess }> {
+export interface RtpengineOptions {
+  portMin?: number;
+  portMax?: number;
+  /** rtpengine --interface values; default: the bridge's two logical interfaces, both on 127.0.0.1. */
+  interfaces?: string[];
+}
+
+export interface RtpengineInstance { ng: { host: string; port: number }; dtmfLog: { host: string; port: number }; proc: ManagedProcess }
+
+export async function startRtpengine(o: RtpengineOptions = {}): Promise<RtpengineInstance> {
+  const { portMin = 35000, portMax = 35999, interfaces = ['wa/127.0.0.1', 'pbx/127.0.0.1'] } = o;
   const ngPort = await freePort('udp');
   // rtpengine sends each DTMF event it sees here as JSON; the bridge under test listens on it.
   const dtmfPort = await freePort('udp');
   const proc = new ManagedProcess('rtpengine', 'rtpengine', [
     '--config-file=none',
     '--table=-1',
-    '--interface=127.0.0.1',
+    ...interfaces.map((i) => `--interface=${i}`),
     `--listen-ng=127.0.0.1:${ngPort}`,
     `--dtmf-log-dest=127.0.0.1:${dtmfPort}`,
     `--port-min=${portMin}`,
