@@ -1,0 +1,499 @@
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { XMLValidator } from 'fast-xml-parser';
+import YAML from 'yaml';
+
+/**
+ * The files a deployment is made of: docker-compose.yml (and docker/compose.tls.yml), .env.example
+ * and the PBX samples under config/. A deployment on a real network failed on each of them once
+ * (issue 7): settings that never reached the bridge, rtpengine advertising an address WhatsApp could
+ * not reach, drachtio naming the wrong address to the PBX.
+ */
+
+const ROOT = findRoot();
+const read = (rel: string): string => fs.readFileSync(path.join(ROOT, rel), 'utf8');
+type Env = Record<string, string | undefined>;
+type Service = Record<string, unknown>;
+
+/** A complete compose-level environment, as a filled-in .env would give it. */
+const TEST_ENV: Env = {
+  PUBLIC_IP: '203.0.113.7',
+  LOCAL_IP: '10.0.0.5',
+  SIP_LOCAL_NET: '10.0.0.0/16',
+  DRACHTIO_SECRET: 'test-secret',
+  YCLOUD_API_KEY: 'k',
+  YCLOUD_WEBHOOK_SECRET: 's',
+  PBX_TARGET: 'sip:10.0.0.10:5060',
+  SIP_TLS_CERT: '/etc/ssl/test/fullchain.pem',
+  SIP_TLS_KEY: '/etc/ssl/test/privkey.pem',
+};
+
+/** The values docker-compose.yml itself gives the bridge (where it finds its neighbours). */
+const COMPUTED = ['DATABASE_URL', 'DRACHTIO_HOST', 'DRACHTIO_PORT', 'RTPENGINE_NG', 'RTPENGINE_DTMF_LOG', 'MEDIA_DIR'];
+
+/** drachtio-server's command-line options (its src/controller.cpp, parseCmdArgs long_options). */
+const DRACHTIO_OPTIONS = new Set([
+  'daemon', 'noconfig', 'reject-register-with-no-realm', 'file', 'help', 'user', 'port', 'contact', 'external-ip',
+  'local-net', 'dns-name', 'http-handler', 'http-method', 'loglevel', 'sofia-loglevel', 'stdout', 'homer', 'homer-id',
+  'key-file', 'cert-file', 'chain-file', 'mtu', 'address', 'secret', 'dh-param', 'tls-port', 'aggressive-nat-detection',
+  'prometheus-scrape-port', 'memory-debug', 'tcp-keepalive-interval', 'min-tls-version', 'disable-nat-detection',
+  'blacklist-redis-address', 'blacklist-redis-port', 'blacklist-redis-key', 'blacklist-refresh-secs', 'always-send-180',
+  'user-agent-options-auto-respond', 'globally-readable-logs', 'blacklist-redis-sentinels', 'blacklist-redis-master',
+  'blacklist-redis-password', 'tls-cipherlist', 'version',
+]);
+
+describe('deployment files', () => {
+  const configSource = read('src/config/index.ts');
+  const settings = settingsReadBy(configSource);
+  const composeRaw = read('docker-compose.yml');
+  const tlsRaw = read('docker/compose.tls.yml');
+  const envExample = parseEnvExample(read('.env.example'));
+
+  describe('docker-compose.yml', () => {
+    const compose = parseYaml(composeRaw, 'docker-compose.yml');
+    const services = compose.services as Record<string, Service>;
+    const resolved = interpolateTree(compose, TEST_ENV, 'docker-compose.yml') as { services: Record<string, Service> };
+
+    it('parses, and every service restarts by itself', () => {
+      for (const name of ['postgres', 'drachtio', 'rtpengine', 'bridge']) assert.ok(services[name], `service ${name}`);
+      for (const [name, svc] of Object.entries(services)) {
+        assert.ok(['unless-stopped', 'always'].includes(String(svc.restart)), `service ${name} has restart: unless-stopped (got ${String(svc.restart)})`);
+      }
+      const pg = services.postgres!;
+      assert.ok((pg.healthcheck as Service | undefined)?.test, 'postgres has a healthcheck');
+      const dependsOn = services.bridge!.depends_on as Record<string, { condition?: string }>;
+      assert.equal(dependsOn.postgres?.condition, 'service_healthy');
+    });
+
+    it('gives the bridge every setting from .env, and fixes only where its neighbours are', () => {
+      const bridge = services.bridge!;
+      const envFiles = ([] as unknown[]).concat(bridge.env_file ?? []).map((e) => (typeof e === 'string' ? e : (e as { path: string }).path));
+      assert.ok(envFiles.includes('.env'), 'bridge has env_file: .env');
+      const fixed = Object.keys(envMap(bridge.environment));
+      assert.deepEqual(fixed.filter((k) => !COMPUTED.includes(k)), [], 'environment: holds only computed/fixed values (the rest comes from .env)');
+      for (const k of fixed) assert.ok(settings.all.has(k), `${k} in environment: is a setting the bridge reads`);
+    });
+
+    it('requires PUBLIC_IP, LOCAL_IP, SIP_LOCAL_NET and DRACHTIO_SECRET (no loopback default, no well-known secret)', () => {
+      assert.doesNotMatch(composeRaw, /PUBLIC_IP:?-/, 'PUBLIC_IP has no default');
+      assert.doesNotMatch(composeRaw, /cymru/, 'no default drachtio secret');
+      for (const key of ['PUBLIC_IP', 'LOCAL_IP', 'SIP_LOCAL_NET', 'DRACHTIO_SECRET']) {
+        const env = { ...TEST_ENV, [key]: '' };
+        assert.throws(() => interpolateTree(compose, env, 'docker-compose.yml'), new RegExp(`${key} is required`), key);
+      }
+    });
+
+    it('starts rtpengine with a WhatsApp-side interface advertising PUBLIC_IP and a PBX-side one, named as the bridge names them', () => {
+      const waName = defaultOf(configSource, 'RTPENGINE_WA_INTERFACE');
+      const pbxName = defaultOf(configSource, 'RTPENGINE_PBX_INTERFACE');
+      assert.deepEqual(interfacesOf(resolved.services.rtpengine!), [`${waName}/10.0.0.5!203.0.113.7`, `${pbxName}/10.0.0.5`]);
+      const other = interpolateTree(compose, { ...TEST_ENV, PBX_FACING_IP: '192.168.50.2', RTPENGINE_WA_INTERFACE: 'ext', RTPENGINE_PBX_INTERFACE: 'int' }, 'docker-compose.yml') as typeof resolved;
+      assert.deepEqual(interfacesOf(other.services.rtpengine!), ['ext/10.0.0.5!203.0.113.7', 'int/192.168.50.2'],
+        'the names follow the same settings the bridge reads, so they always match');
+      const args = argv(resolved.services.rtpengine!.command);
+      assert.ok(args.includes('--port-min=40000') && args.includes('--port-max=49999'), args.join(' '));
+      assert.ok(args.includes('--listen-ng=127.0.0.1:22222'), 'ng on loopback, where RTPENGINE_NG points');
+    });
+
+    it('starts drachtio with --external-ip and --local-net after its --contact, and its admin port on loopback', () => {
+      const args = drachtioArgs(resolved.services.drachtio!);
+      checkDrachtioArgs(args, 'docker-compose.yml');
+      assert.deepEqual(valuesOf(args, '--contact'), ['sip:10.0.0.5:5060;transport=udp,tcp']);
+      assert.deepEqual(valuesOf(args, '--external-ip'), ['203.0.113.7']);
+      assert.deepEqual(valuesOf(args, '--local-net'), ['10.0.0.0/16']);
+      assert.deepEqual(valuesOf(args, '--address'), ['127.0.0.1']);
+      assert.deepEqual(valuesOf(args, '--secret'), ['test-secret']);
+    });
+
+    it('lets the bridge drain longer than SHUTDOWN_DRAIN_S before docker kills it', () => {
+      const drainS = Number(defaultOf(configSource, 'SHUTDOWN_DRAIN_S'));
+      const grace = durationS(String(resolved.services.bridge!.stop_grace_period ?? '10s'));
+      assert.ok(grace > drainS + 30, `stop_grace_period ${grace} s exceeds SHUTDOWN_DRAIN_S ${drainS} s plus the teardown`);
+    });
+
+    it('keeps the HTTPS front optional (profile "https")', () => {
+      const fronts = Object.entries(services).filter(([, s]) => s.profiles);
+      assert.deepEqual(fronts.map(([n]) => n), ['caddy']);
+      assert.deepEqual(services.caddy!.profiles, ['https']);
+      assert.ok(fs.existsSync(path.join(ROOT, 'docker/Caddyfile')), 'docker/Caddyfile exists');
+    });
+
+    it('docker/compose.tls.yml adds a TLS contact with its own --external-ip/--local-net and read-only certificates', () => {
+      const tls = interpolateTree(parseYaml(tlsRaw, 'docker/compose.tls.yml'), TEST_ENV, 'docker/compose.tls.yml') as { services: Record<string, Service> };
+      const drachtio = tls.services.drachtio!;
+      const args = drachtioArgs({ ...resolved.services.drachtio!, ...drachtio });
+      checkDrachtioArgs(args, 'docker/compose.tls.yml');
+      assert.deepEqual(valuesOf(args, '--contact'), ['sip:10.0.0.5:5060;transport=udp,tcp', 'sips:10.0.0.5:5061;transport=tls']);
+      for (const f of ['--key-file', '--cert-file', '--chain-file']) assert.equal(valuesOf(args, f).length, 1, f);
+      const volumes = drachtio.volumes as string[];
+      assert.ok(volumes.length >= 2 && volumes.every((v) => v.endsWith(':ro')), volumes.join(', '));
+      assert.ok(volumes.includes('/etc/ssl/test/fullchain.pem:/etc/drachtio/tls/chain.pem:ro'), 'the chain defaults to the full-chain certificate');
+    });
+  });
+
+  describe('.env.example', () => {
+    it('names every setting the bridge reads', () => {
+      assert.ok(settings.all.size > 40, `found ${settings.all.size} settings in src/config/index.ts (the parse still works)`);
+      const missing = [...settings.all].filter((k) => !envExample.has(k));
+      assert.deepEqual(missing, [], `settings the bridge reads that .env.example does not mention: ${missing.join(', ')}`);
+    });
+
+    it('marks the required ones and leaves them (and every secret) empty', () => {
+      const bridgeEnv = Object.keys(envMap((parseYaml(composeRaw, 'docker-compose.yml').services as Record<string, Service>).bridge!.environment));
+      for (const key of settings.required) {
+        if (bridgeEnv.includes(key)) continue;
+        const e = envExample.get(key)!;
+        assert.ok(!e.commented, `${key} is required: an uncommented line`);
+        assert.match(e.comment, /REQUIRED/, `${key} is marked REQUIRED`);
+      }
+      for (const [key, e] of envExample) {
+        if (/(KEY|SECRET|PASSWORD|TOKEN)$/.test(key) && !e.commented) assert.equal(e.value, '', `${key} is empty in the example`);
+      }
+    });
+
+    it('names every variable docker-compose.yml and docker/compose.tls.yml use', () => {
+      const used = new Set([...composeVariables(composeRaw), ...composeVariables(tlsRaw)]);
+      const missing = [...used].filter((k) => !envExample.has(k));
+      assert.deepEqual(missing, [], `compose variables not in .env.example: ${missing.join(', ')}`);
+    });
+  });
+
+  describe('PBX samples under config/', () => {
+    const files = walk(path.join(ROOT, 'config'));
+
+    it('every *.xml is well-formed and every *.conf is shaped like an Asterisk config file', () => {
+      const problems = files.flatMap((f) => checkSample(f));
+      assert.deepEqual(problems, [], `\n${problems.join('\n')}`);
+    });
+
+    it('the checks name the file and line of a bad line', () => {
+      const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'deploy-files-'));
+      try {
+        fs.mkdirSync(path.join(dir, 'sub'));
+        fs.writeFileSync(path.join(dir, 'sub', 'x.conf'), '; ok\nloose=1\n[ctx](!)\nexten => _X.,1,Dial(PJSIP/${EXTEN}\n same => n,Hangup()\n#include "a.conf"\nthis is not a setting\n');
+        fs.writeFileSync(path.join(dir, 'y.xml'), '<include>\n  <extension name="a">\n</include>\n');
+        const problems = walk(dir).flatMap((f) => checkSample(f, dir));
+        assert.equal(problems.length, 4, problems.join('\n'));
+        assert.match(problems.join('\n'), /sub\/x\.conf:2: .*outside any \[section\]/);
+        assert.match(problems.join('\n'), /sub\/x\.conf:4: .*parenthes/);
+        assert.match(problems.join('\n'), /sub\/x\.conf:7: /);
+        assert.match(problems.join('\n'), /y\.xml:3: /);
+      } finally {
+        fs.rmSync(dir, { recursive: true, force: true });
+      }
+    });
+  });
+
+  describe('docker compose config', () => {
+    it('accepts the files with a filled-in .env, and refuses them without PUBLIC_IP', function () {
+      this.timeout(120000);
+      const version = spawnSync('docker', ['compose', 'version'], { encoding: 'utf8', timeout: 20000 });
+      if (version.error || version.status !== 0) {
+        console.log(`      (skipped: ${version.error ? 'docker is not on PATH' : `\`docker compose version\` failed: ${(version.stderr || version.stdout).trim().split('\n')[0]}`})`);
+        this.skip();
+      }
+      // A copy of the project, so that neither a real .env nor the caller's environment leaks in.
+      const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'deploy-compose-'));
+      try {
+        fs.copyFileSync(path.join(ROOT, 'docker-compose.yml'), path.join(dir, 'docker-compose.yml'));
+        fs.cpSync(path.join(ROOT, 'docker'), path.join(dir, 'docker'), { recursive: true });
+        const cleanEnv: Env = { PATH: process.env.PATH, HOME: process.env.HOME, DOCKER_HOST: process.env.DOCKER_HOST, DOCKER_CONFIG: process.env.DOCKER_CONFIG };
+        const run = (env: Env, ...args: string[]) => {
+          fs.writeFileSync(path.join(dir, '.env'), Object.entries(env).map(([k, v]) => `${k}=${v ?? ''}`).join('\n') + '\n');
+          return spawnSync('docker', ['compose', '--project-directory', dir, '-f', path.join(dir, 'docker-compose.yml'), ...args, 'config', '-q'],
+            { encoding: 'utf8', timeout: 60000, cwd: dir, env: cleanEnv as NodeJS.ProcessEnv });
+        };
+        const ok = run(TEST_ENV);
+        assert.equal(ok.status, 0, ok.stderr);
+        const https = run({ ...TEST_ENV, WEBHOOK_DOMAIN: 'wa.example.com' }, '--profile', 'https');
+        assert.equal(https.status, 0, https.stderr);
+        const tls = run(TEST_ENV, '-f', path.join(dir, 'docker', 'compose.tls.yml'));
+        assert.equal(tls.status, 0, tls.stderr);
+        const noPublic = run({ ...TEST_ENV, PUBLIC_IP: '' });
+        assert.notEqual(noPublic.status, 0, 'refused without PUBLIC_IP');
+        assert.match(noPublic.stderr, /PUBLIC_IP/);
+      } finally {
+        fs.rmSync(dir, { recursive: true, force: true });
+      }
+    });
+  });
+});
+
+// ---------------------------------------------------------------------------------------------------
+
+function findRoot(): string {
+  for (let dir = __dirname; ; dir = path.dirname(dir)) {
+    if (fs.existsSync(path.join(dir, 'docker-compose.yml')) && fs.existsSync(path.join(dir, 'package.json'))) return dir;
+    if (path.dirname(dir) === dir) return process.cwd();
+  }
+}
+
+function parseYaml(text: string, name: string): Record<string, unknown> {
+  const doc = YAML.parseDocument(text, { uniqueKeys: true });
+  assert.deepEqual(doc.errors.map((e) => e.message), [], `${name} is valid YAML`);
+  const value = doc.toJS() as unknown;
+  assert.ok(value && typeof value === 'object', `${name} is a mapping`);
+  return value as Record<string, unknown>;
+}
+
+/** Every setting src/config/index.ts reads: str('X'...), int('X'...), env.X; required: str('X') without fallback. */
+function settingsReadBy(source: string): { all: Set<string>; required: Set<string> } {
+  const all = new Set<string>();
+  for (const m of source.matchAll(/\b(?:str|int)\(\s*'([A-Z][A-Z0-9_]*)'/g)) all.add(m[1]!);
+  for (const m of source.matchAll(/\benv\.([A-Z][A-Z0-9_]*)/g)) all.add(m[1]!);
+  for (const m of source.matchAll(/\benv\[\s*'([A-Z][A-Z0-9_]*)'\s*\]/g)) all.add(m[1]!);
+  const required = new Set<string>();
+  for (const m of source.matchAll(/\bstr\(\s*'([A-Z][A-Z0-9_]*)'\s*\)/g)) required.add(m[1]!);
+  return { all, required };
+}
+
+/** The default src/config/index.ts gives a setting (its second argument). */
+function defaultOf(source: string, key: string): string {
+  const m = new RegExp(`\\b(?:str|int)\\(\\s*'${key}'\\s*,\\s*(?:'([^']*)'|(\\d+))`).exec(source);
+  assert.ok(m, `src/config/index.ts gives ${key} a default`);
+  return (m[1] ?? m[2])!;
+}
+
+interface EnvLine { value: string; commented: boolean; comment: string }
+
+/** KEY=value lines, and commented-out `# KEY=default` ones, with the comment block above each. */
+function parseEnvExample(text: string): Map<string, EnvLine> {
+  const out = new Map<string, EnvLine>();
+  let comment: string[] = [];
+  for (const line of text.split('\n')) {
+    const active = /^([A-Z][A-Z0-9_]*)=(.*)$/.exec(line);
+    const commented = /^#\s?([A-Z][A-Z0-9_]*)=(.*)$/.exec(line);
+    const m = active ?? commented;
+    if (m) {
+      if (!out.has(m[1]!) || active) out.set(m[1]!, { value: m[2]!.trim(), commented: !active, comment: comment.join('\n') });
+      if (active) comment = [];
+    } else if (line.startsWith('#')) {
+      comment.push(line);
+    } else {
+      comment = [];
+    }
+  }
+  return out;
+}
+
+function envMap(environment: unknown): Record<string, string> {
+  if (!environment) return {};
+  if (Array.isArray(environment)) {
+    return Object.fromEntries(environment.map((e: string) => [e.split('=')[0]!, e.split('=').slice(1).join('=')]));
+  }
+  return Object.fromEntries(Object.entries(environment as Record<string, unknown>).map(([k, v]) => [k, String(v)]));
+}
+
+/** ${NAME...} and $NAME references (not $$-escaped ones) in a compose file. */
+function composeVariables(text: string): Set<string> {
+  const out = new Set<string>();
+  const body = text.split('\n').filter((l) => !/^\s*#/.test(l)).join('\n').replace(/\$\$/g, '');
+  for (const m of body.matchAll(/\$\{?([A-Za-z_][A-Za-z0-9_]*)/g)) out.add(m[1]!);
+  return out;
+}
+
+class RequiredVariable extends Error {}
+
+/** Compose's interpolation (docs: compose-file/interpolation): $$, $X, ${X}, :- - :? ? :+ +, nested. */
+function interpolate(s: string, env: Env, where: string): string {
+  let out = '';
+  for (let i = 0; i < s.length;) {
+    if (s[i] !== '$') {
+      out += s[i++];
+    } else if (s[i + 1] === '$') {
+      out += '$';
+      i += 2;
+    } else if (s[i + 1] === '{') {
+      let depth = 1;
+      let j = i + 2;
+      for (; j < s.length; j++) {
+        if (s[j] === '{') depth++;
+        else if (s[j] === '}' && --depth === 0) break;
+      }
+      assert.ok(depth === 0, `${where}: unclosed \${ in "${s}"`);
+      out += expand(s.slice(i + 2, j), env, where);
+      i = j + 1;
+    } else {
+      const m = /^[A-Za-z_][A-Za-z0-9_]*/.exec(s.slice(i + 1));
+      if (m) {
+        out += env[m[0]] ?? '';
+        i += 1 + m[0].length;
+      } else {
+        out += s[i++];
+      }
+    }
+  }
+  return out;
+}
+
+function expand(body: string, env: Env, where: string): string {
+  const m = /^([A-Za-z_][A-Za-z0-9_]*)(?:(:?[-?+])([\s\S]*))?$/.exec(body);
+  assert.ok(m, `${where}: \${${body}} is not compose interpolation syntax`);
+  const [, name, op, arg = ''] = m as unknown as [string, string, string | undefined, string | undefined];
+  const v = env[name];
+  const isSet = v !== undefined;
+  const nonEmpty = isSet && v !== '';
+  switch (op) {
+    case undefined: return v ?? '';
+    case ':-': return nonEmpty ? v! : interpolate(arg, env, where);
+    case '-': return isSet ? v! : interpolate(arg, env, where);
+    case ':?': if (!nonEmpty) throw new RequiredVariable(`${where}: ${name} is required: ${interpolate(arg, env, where)}`); return v!;
+    case '?': if (!isSet) throw new RequiredVariable(`${where}: ${name} is required: ${interpolate(arg, env, where)}`); return v!;
+    case ':+': return nonEmpty ? interpolate(arg, env, where) : '';
+    case '+': return isSet ? interpolate(arg, env, where) : '';
+    default: throw new Error(`${where}: unknown operator ${op}`);
+  }
+}
+
+/** Compose interpolates values (never keys), in every file before merging. */
+function interpolateTree(value: unknown, env: Env, where: string): unknown {
+  if (typeof value === 'string') return interpolate(value, env, where);
+  if (Array.isArray(value)) return value.map((v) => interpolateTree(v, env, where));
+  if (value && typeof value === 'object') {
+    return Object.fromEntries(Object.entries(value).map(([k, v]) => [k, interpolateTree(v, env, where)]));
+  }
+  return value;
+}
+
+/** A service's command as argv (a string command is split on whitespace, quotes removed). */
+function argv(command: unknown): string[] {
+  if (Array.isArray(command)) return command.map(String);
+  if (typeof command === 'string') return (command.match(/"[^"]*"|'[^']*'|\S+/g) ?? []).map((a) => a.replace(/^["']|["']$/g, ''));
+  return [];
+}
+
+function interfacesOf(svc: Service): string[] {
+  const args = argv(svc.command);
+  const out: string[] = [];
+  args.forEach((a, i) => {
+    if (a.startsWith('--interface=')) out.push(a.slice('--interface='.length));
+    else if (a === '--interface' || a === '-i') out.push(args[i + 1]!);
+  });
+  return out;
+}
+
+/** drachtio's own arguments, whether the compose file runs it through the image's entrypoint or not. */
+function drachtioArgs(svc: Service): string[] {
+  const args = argv(svc.command);
+  return args[0] === 'drachtio' ? args.slice(1) : args;
+}
+
+function valuesOf(args: string[], flag: string): string[] {
+  return args.flatMap((a, i) => (a === flag ? [args[i + 1]!] : a.startsWith(`${flag}=`) ? [a.slice(flag.length + 1)] : []));
+}
+
+/** Each --contact is followed, before the next one, by one --external-ip and one --local-net; every option exists. */
+function checkDrachtioArgs(args: string[], where: string): void {
+  for (const a of args) {
+    if (a.startsWith('--')) assert.ok(DRACHTIO_OPTIONS.has(a.slice(2).split('=')[0]!), `${where}: drachtio-server has no option ${a}`);
+  }
+  const contacts = args.flatMap((a, i) => (a === '--contact' || a === '-c' ? [i] : []));
+  assert.ok(contacts.length >= 1, `${where}: drachtio has a --contact`);
+  const first = contacts[0]!;
+  for (const flag of ['--external-ip', '--local-net']) {
+    assert.ok(!args.slice(0, first).includes(flag), `${where}: ${flag} must follow a --contact (drachtio refuses it otherwise)`);
+  }
+  contacts.forEach((start, n) => {
+    const group = args.slice(start, contacts[n + 1] ?? args.length);
+    for (const flag of ['--external-ip', '--local-net']) {
+      assert.equal(group.filter((a) => a === flag).length, 1, `${where}: ${flag} once after --contact ${args[start + 1]}`);
+    }
+  });
+}
+
+function durationS(s: string): number {
+  let total = 0;
+  const re = /(\d+(?:\.\d+)?)(h|ms|m|s|us)/g;
+  let m: RegExpExecArray | null;
+  let seen = '';
+  while ((m = re.exec(s))) {
+    seen += m[0];
+    total += Number(m[1]) * ({ h: 3600, m: 60, s: 1, ms: 0.001, us: 0.000001 } as Record<string, number>)[m[2]!]!;
+  }
+  assert.equal(seen, s.trim(), `"${s}" is a duration`);
+  return total;
+}
+
+function walk(dir: string): string[] {
+  if (!fs.existsSync(dir)) return [];
+  return fs.readdirSync(dir, { withFileTypes: true }).flatMap((e) => {
+    const p = path.join(dir, e.name);
+    return e.isDirectory() ? walk(p) : [p];
+  }).sort();
+}
+
+/** Problems in one sample file, each as `path:line: what`. */
+function checkSample(file: string, base = ROOT): string[] {
+  const rel = path.relative(base, file);
+  const text = fs.readFileSync(file, 'utf8');
+  if (file.endsWith('.xml')) {
+    const r = XMLValidator.validate(text);
+    return r === true ? [] : [`${rel}:${r.err.line}: ${r.err.msg}`];
+  }
+  if (file.endsWith('.conf')) return checkAsteriskConf(text).map(({ line, msg }) => `${rel}:${line}: ${msg}`);
+  return [];
+}
+
+/**
+ * Asterisk's config syntax: `[section]` (with `(!)`/`(template,...)`), `key=value`, `key => value`,
+ * `;` comments (`\;` is a literal), `;-- block --;` comments, `#include`/`#tryinclude`/`#exec`.
+ * exten/same lines must have a priority and an application with balanced parentheses.
+ */
+function checkAsteriskConf(text: string): Array<{ line: number; msg: string }> {
+  const problems: Array<{ line: number; msg: string }> = [];
+  let inBlock = false;
+  let inSection = false;
+  text.split(/\r?\n/).forEach((raw, idx) => {
+    const line = idx + 1;
+    let s = raw;
+    if (inBlock) {
+      const end = s.indexOf('--;');
+      if (end < 0) return;
+      s = s.slice(end + 3);
+      inBlock = false;
+    }
+    const block = s.indexOf(';--');
+    if (block >= 0) {
+      const end = s.indexOf('--;', block + 3);
+      if (end < 0) inBlock = true;
+      s = s.slice(0, block) + (end < 0 ? '' : s.slice(end + 3));
+    }
+    s = s.replace(/(^|[^\\]);.*$/, '$1').trim();
+    if (!s) return;
+    if (/^#(include|tryinclude|exec)\s+\S/.test(s)) return;
+    if (s.startsWith('[')) {
+      if (/^\[[^\]\s]+\](\([^)]*\))?$/.test(s)) inSection = true;
+      else problems.push({ line, msg: `bad section header "${raw.trim()}"` });
+      return;
+    }
+    const kv = /^([A-Za-z0-9_][A-Za-z0-9_.\-/]*)\s*(=>|=)\s*(.*)$/.exec(s);
+    if (!kv) {
+      problems.push({ line, msg: `not a [section], key=value, key => value, comment or #include: "${raw.trim()}"` });
+      return;
+    }
+    if (!inSection) problems.push({ line, msg: `setting outside any [section]: "${raw.trim()}"` });
+    const [, key, , value] = kv as unknown as [string, string, string, string];
+    if (key === 'exten' || key === 'same') {
+      const shape = key === 'exten'
+        ? /^[^,]+,\s*(\d+|n|hint)(\([\w-]+\))?(\s*\+\s*\d+)?\s*,.+$/
+        : /^(\d+|n)(\([\w-]+\))?(\s*\+\s*\d+)?\s*,.+$/;
+      if (!shape.test(value)) problems.push({ line, msg: `${key} needs ${key === 'exten' ? 'pattern,' : ''}priority,application: "${raw.trim()}"` });
+      else if (!balanced(value)) problems.push({ line, msg: `unbalanced parentheses or braces: "${raw.trim()}"` });
+    }
+  });
+  if (inBlock) problems.push({ line: text.split(/\r?\n/).length, msg: 'block comment ;-- never closed with --;' });
+  return problems;
+}
+
+function balanced(s: string): boolean {
+  const stack: string[] = [];
+  const pairs: Record<string, string> = { ')': '(', '}': '{', ']': '[' };
+  for (const c of s.replace(/\\./g, '')) {
+    if (c === '(' || c === '{' || c === '[') stack.push(c);
+    else if (c in pairs && stack.pop() !== pairs[c]) return false;
+  }
+  return stack.length === 0;
+}
