@@ -189,4 +189,31 @@ describe('inbound WhatsApp call to the PBX', function () {
     assert.equal(row.hangup_by, 'bridge');
     assert.match(row.error ?? '', /YCloud: .*400 call no longer exists/);
   });
+
+  it('a PBX that challenges the INVITE (401) gets the configured credentials, and the call is answered with audio', async () => {
+    phone = new RtpPhone(AGENT_TONE, USER_TONE);
+    const rtpPort = await phone.start();
+    sipp = await startSippUas('uas-auth-challenge.xml', { rtpPort, keys: { authuser: 'wa-bridge', authpass: 'pbx-s3cret' } });
+    const s = (stack = await startStack({ PBX_TARGET: sipp.uri, PBX_AUTH_USERNAME: 'wa-bridge', PBX_AUTH_PASSWORD: 'pbx-s3cret' }));
+    user = new WaUser(USER_TONE, AGENT_TONE);
+    const { wacid } = await s.sim.userCalls(user);
+    await user.heard.whenHeard(25);
+    await phone.heard.whenHeard(25);
+    await s.sim.userHangsUp(wacid);
+    const row = await cdr(s, wacid);
+    assert.equal(await sipp.done, 0, `SIPp checked the credentials and saw the call through:\n${sipp.proc.output.slice(-1500)}`);
+    assert.equal(row.outcome, 'answered');
+    assert.equal(row.sip_final_code, 200);
+  });
+
+  it('wrong PBX credentials: the PBX refuses the authenticated INVITE, the WhatsApp call is rejected, CDR has the 403', async () => {
+    sipp = await startSippUas('uas-auth-challenge.xml', { keys: { authuser: 'wa-bridge', authpass: 'pbx-s3cret' } });
+    const s = (stack = await startStack({ PBX_TARGET: sipp.uri, PBX_AUTH_USERNAME: 'wa-bridge', PBX_AUTH_PASSWORD: 'wrong' }));
+    user = new WaUser(USER_TONE, AGENT_TONE);
+    const { wacid } = await s.sim.userCalls(user);
+    assert.ok(await s.sim.waitForRequest('/calls/reject', wacid));
+    const row = await cdr(s, wacid);
+    assert.equal(row.sip_final_code, 403);
+    assert.equal(row.outcome, 'rejected');
+  });
 });

@@ -14,8 +14,26 @@ export interface TestStack { bridge: Bridge; sim: YCloudSim; marks: MarkLog; sto
 export async function startStack(env: Record<string, string> = {}): Promise<TestStack> {
   const sim = new YCloudSim('test-api-key', 'test-webhook-secret');
   await sim.start();
+  const config: Config = loadConfig(bridgeEnv(sim, env));
+  const bridge = new Bridge(config, createLogger(config.logLevel));
+  const marks = new MarkLog(bridge.marks);
+  await bridge.start({ sipWaitMs: infra.drachtio ? 5000 : 0 });
+  sim.webhookUrl = `http://127.0.0.1:${bridge.httpPort}/webhooks/ycloud`;
+  return {
+    bridge,
+    sim,
+    marks,
+    stop: async () => {
+      await bridge.stop();
+      await sim.stop();
+    },
+  };
+}
+
+/** The bridge's settings for a test: the run's database, rtpengine and drachtio-server, and `sim`. */
+export function bridgeEnv(sim: YCloudSim, env: Record<string, string> = {}): Record<string, string> {
   const d = infra.drachtio;
-  const config: Config = loadConfig({
+  return {
     DATABASE_URL: infra.databaseUrl,
     HTTP_PORT: '0',
     NODE_ID: 'test-node',
@@ -38,19 +56,6 @@ export async function startStack(env: Record<string, string> = {}): Promise<Test
     // Tests need not wait 8 s of silence before the keepalive file starts.
     MEDIA_KEEPALIVE_AFTER_MS: '2000',
     ...env,
-  });
-  const bridge = new Bridge(config, createLogger(config.logLevel));
-  const marks = new MarkLog(bridge.marks);
-  await bridge.start({ sipWaitMs: d ? 5000 : 0 });
-  sim.webhookUrl = `http://127.0.0.1:${bridge.httpPort}/webhooks/ycloud`;
-  return {
-    bridge,
-    sim,
-    marks,
-    stop: async () => {
-      await bridge.stop();
-      await sim.stop();
-    },
   };
 }
 

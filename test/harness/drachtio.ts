@@ -8,12 +8,26 @@ export function findDrachtio(): string | null {
   return findProgram('drachtio', 'DRACHTIO_BIN');
 }
 
-export interface DrachtioServer { adminPort: number; sipPort: number; secret: string; proc: ManagedProcess; dir: string }
+export interface DrachtioServer { adminPort: number; sipPort: number; tlsPort: number | null; secret: string; proc: ManagedProcess; dir: string }
+
+export interface DrachtioOptions {
+  /** SIP over TLS besides UDP: a contact on a free port with this key and certificate (PEM files). */
+  tls?: { keyFile: string; certFile: string };
+}
 
 /** A private drachtio-server on loopback, with a generated config (admin port, SIP contact, console log). */
-export async function startDrachtio(bin: string): Promise<DrachtioServer> {
+export async function startDrachtio(bin: string, o: DrachtioOptions = {}): Promise<DrachtioServer> {
   const adminPort = await freePort('tcp');
   const sipPort = await freePort('udp');
+  const tlsPort = o.tls ? await freePort('tcp') : null;
+  const tls = o.tls
+    ? `      <contact>sips:127.0.0.1:${tlsPort};transport=tls</contact>
+    </contacts>
+    <tls>
+      <key-file>${o.tls.keyFile}</key-file>
+      <cert-file>${o.tls.certFile}</cert-file>
+    </tls>`
+    : '    </contacts>';
   const secret = 'test-secret';
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'wasb-drachtio-'));
   const conf = path.join(dir, 'drachtio.conf.xml');
@@ -22,7 +36,7 @@ export async function startDrachtio(bin: string): Promise<DrachtioServer> {
   <sip>
     <contacts>
       <contact>sip:127.0.0.1:${sipPort};transport=udp</contact>
-    </contacts>
+${tls}
   </sip>
   <logging>
     <console/>
@@ -36,5 +50,5 @@ export async function startDrachtio(bin: string): Promise<DrachtioServer> {
     await proc.stop();
     throw err;
   });
-  return { adminPort, sipPort, secret, proc, dir };
+  return { adminPort, sipPort, tlsPort, secret, proc, dir };
 }

@@ -29,8 +29,8 @@ export class ManagedProcess {
   output = '';
   exited: Promise<number | null>;
 
-  constructor(readonly name: string, cmd: string, args: string[], cwd?: string) {
-    this.child = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'], cwd });
+  constructor(readonly name: string, cmd: string, args: string[], cwd?: string, env?: NodeJS.ProcessEnv) {
+    this.child = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'], cwd, env });
     const keep = (b: Buffer) => {
       this.output += b.toString();
       if (this.output.length > 200000) this.output = this.output.slice(-100000);

@@ -75,13 +75,13 @@ export async function runSippUac(
 }
 
 /** A scenario in which the agent's INVITE is refused with `code`; checks a Reason header when asked. */
-export async function refusalScenario(code: number, reasonPattern?: string, mutateInvite: (invite: string) => string = (x) => x): Promise<string> {
+export async function refusalScenario(code: number, reasonPattern?: string, mutateInvite: (invite: string) => string = (x) => x, header = 'Reason:'): Promise<string> {
   const dir = await fs.mkdtemp(path.join(os.tmpdir(), 'wasb-sipp-'));
   const file = path.join(dir, `uac-expect-${code}.xml`);
   const src = await fs.readFile(path.join(SCENARIOS, 'uac-call.xml'), 'utf8');
   const invite = mutateInvite(src.slice(src.indexOf('  <send retrans="500"><![CDATA[\nINVITE'), src.indexOf('  <recv response="100"')));
   const check = reasonPattern
-    ? `><action><ereg regexp="${reasonPattern}" search_in="hdr" header="Reason:" check_it="true" assign_to="reason"/></action></recv>`
+    ? `><action><ereg regexp="${reasonPattern}" search_in="hdr" header="${header}" check_it="true" assign_to="reason"/></action></recv>`
     : '/>';
   await fs.writeFile(file, `<?xml version="1.0" encoding="ISO-8859-1" ?>
 <scenario name="uac expects ${code}">

@@ -1,0 +1,239 @@
+import assert from 'node:assert/strict';
+import { CallRecord } from '../src/cdr/models';
+import { connectDatabase } from '../src/cdr/db';
+import { PermissionStore } from '../src/calls/permissions';
+import { createLogger } from '../src/log';
+import { YCloudClient } from '../src/providers/ycloud/client';
+import { bridgeEnv, startStack, TestStack } from './harness/bridge';
+import { BridgeProcess } from './harness/bridge-process';
+import { DrachtioServer, findDrachtio, startDrachtio } from './harness/drachtio';
+import { infra } from './harness/infra';
+import { freePort } from './harness/processes';
+import { RtpengineInstance, startRtpengine } from './harness/rtpengine';
+import { RtpPhone } from './harness/rtp-phone';
+import { refusalScenario, runSippUac, SippRun, startSippUas } from './harness/sipp';
+import { TcpProxy } from './harness/tcp-proxy';
+import { WaUser } from './harness/wa-user';
+import { SimOutboundCall, YCloudSim } from './harness/ycloud-sim';
+
+const CUSTOMER = '+6281361905133';
+const BUSINESS = '+6283138205150';
+const AGENT_TONE = 1000;
+const USER_TONE = 440;
+
+async function readyz(port: number): Promise<{ status: number; body: { ok: boolean; checks: Record<string, unknown> } }> {
+  const res = await fetch(`http://127.0.0.1:${port}/readyz`);
+  return { status: res.status, body: (await res.json()) as { ok: boolean; checks: Record<string, unknown> } };
+}
+
+async function grantPermission(): Promise<void> {
+  const db = connectDatabase(infra.databaseUrl);
+  const store = new PermissionStore(db, new YCloudClient({ baseUrl: 'http://127.0.0.1:9', apiKey: 'unused', timeoutMs: 100 }), createLogger('silent'));
+  await store.recordReply({
+    businessNumber: BUSINESS, customerNumber: CUSTOMER, response: 'accept', isPermanent: true, expiresAt: null,
+    responseSource: 'user_action', repliedAt: new Date(), wamid: null, eventId: null,
+  });
+  await db.close();
+}
+
+/**
+ * Draining and stopping: the bridge as a real process, with its own drachtio-server and rtpengine so
+ * a test can take them away; and readiness, which names each dependency and follows it.
+ */
+describe('shutdown and readiness', function () {
+  this.timeout(90000);
+  let drachtio: DrachtioServer | null = null;
+  let rtp: RtpengineInstance | null = null;
+  let sim: YCloudSim | null = null;
+  let bridge: BridgeProcess | null = null;
+  let stack: TestStack | null = null;
+  let proxy: TcpProxy | null = null;
+  const sipps: SippRun[] = [];
+  const users: WaUser[] = [];
+  const phones: RtpPhone[] = [];
+
+  before(function () {
+    if (!infra.drachtio) return this.skip(); // the run already said why, loudly, once
+  });
+
+  beforeEach(async () => {
+    drachtio = await startDrachtio(findDrachtio()!);
+    rtp = await startRtpengine({ portMin: 37200, portMax: 37399 });
+    sim = new YCloudSim('test-api-key', 'test-webhook-secret');
+    await sim.start();
+  });
+
+  afterEach(async () => {
+    for (const u of users.splice(0)) u.close();
+    for (const p of phones.splice(0)) p.stop();
+    for (const s of sipps.splice(0)) await s.proc.stop();
+    await bridge?.stop();
+    await stack?.stop();
+    await proxy?.close();
+    await sim?.stop();
+    await rtp?.proc.stop();
+    await drachtio?.proc.stop();
+    bridge = stack = proxy = sim = rtp = drachtio = null;
+  });
+
+  /** The bridge's settings against this test's own drachtio-server and rtpengine. */
+  function ownEnv(env: Record<string, string> = {}): Record<string, string> {
+    return bridgeEnv(sim!, {
+      DRACHTIO_PORT: String(drachtio!.adminPort),
+      DRACHTIO_SECRET: drachtio!.secret,
+      RTPENGINE_NG: `${rtp!.ng.host}:${rtp!.ng.port}`,
+      RTPENGINE_DTMF_LOG: '',
+      RTPENGINE_PING_S: '1',
+      LOG_LEVEL: 'info',
+      ...env,
+    });
+  }
+
+  async function startBridgeProcess(env: Record<string, string>): Promise<{ b: BridgeProcess; httpPort: number }> {
+    const httpPort = await freePort('tcp');
+    const b = (bridge = new BridgeProcess(ownEnv({ HTTP_PORT: String(httpPort), ...env })));
+    await b.started();
+    await b.proc.waitFor(/connected to drachtio-server/, 10000);
+    sim!.webhookUrl = `http://127.0.0.1:${httpPort}/webhooks/ycloud`;
+    return { b, httpPort };
+  }
+
+  /** An agent's call that WhatsApp accepts: up once both sides hear each other. */
+  async function agentCallUp(scenario = 'uac-call.xml'): Promise<SippRun> {
+    const phone = new RtpPhone(AGENT_TONE, USER_TONE);
+    phones.push(phone);
+    const rtpPort = await phone.start();
+    const user = new WaUser(USER_TONE, AGENT_TONE);
+    users.push(user);
+    sim!.outboundScript = async (call: SimOutboundCall) => {
+      await sim!.deliver(sim!.outboundConnect(call, await user.answer(call.offer)));
+      await sim!.deliver(sim!.outboundStatus(call, 'RINGING'));
+      await sim!.deliverAccepted(call);
+    };
+    const sipp = await runSippUac(scenario, { target: `127.0.0.1:${drachtio!.sipPort}`, number: CUSTOMER, rtpPort });
+    sipps.push(sipp);
+    await user.heard.whenHeard(10);
+    await phone.heard.whenHeard(10);
+    return sipp;
+  }
+
+  /** The agent's phone behind the PBX, for WhatsApp users' calls (its URI is the bridge's PBX_TARGET). */
+  async function agentPhone(): Promise<{ uri: string; phone: RtpPhone }> {
+    const phone = new RtpPhone(AGENT_TONE, USER_TONE);
+    phones.push(phone);
+    const sipp = await startSippUas('uas-answer.xml', { rtpPort: await phone.start() });
+    sipps.push(sipp);
+    return { uri: sipp.uri, phone };
+  }
+
+  /** A WhatsApp user's call that the agent answers: up once both sides hear each other. */
+  async function userCallUp(phone: RtpPhone): Promise<void> {
+    const user = new WaUser(USER_TONE, AGENT_TONE);
+    users.push(user);
+    await sim!.userCalls(user, { to: BUSINESS });
+    await user.heard.whenHeard(10);
+    await phone.heard.whenHeard(10);
+  }
+
+  async function cdrsOf(since: Date): Promise<CallRecord[]> {
+    const { Op } = await import('sequelize');
+    return CallRecord.findAll({ where: { offered_at: { [Op.gte]: since } }, order: [['offered_at', 'ASC']] });
+  }
+
+  it('readiness names Postgres, drachtio-server and every rtpengine, and turns false as each one goes', async () => {
+    const dbName = new URL(infra.databaseUrl).pathname.slice(1);
+    proxy = new TcpProxy(infra.isolated ? { path: '/var/run/postgresql/.s.PGSQL.5432' } : { host: '127.0.0.1', port: 5432 });
+    const dbPort = await proxy.start();
+    stack = await startStack(ownEnv({ LOG_LEVEL: 'silent', DATABASE_URL: `postgres://postgres@127.0.0.1:${dbPort}/${dbName}`, DATABASE_TIMEOUT_MS: '1000' }));
+    const port = stack.bridge.httpPort;
+    const rtpKey = `${rtp!.ng.host}:${rtp!.ng.port}`;
+    let r = await readyz(port);
+    assert.equal(r.status, 200, JSON.stringify(r.body));
+    assert.deepEqual(r.body.checks, { postgres: true, sip: true, rtpengine: { [rtpKey]: true }, draining: false });
+
+    const rtpDown = new Promise<void>((resolve) => stack!.bridge.rtp.on('health', (_at, alive) => !alive && resolve()));
+    await rtp!.proc.stop();
+    await rtpDown;
+    r = await readyz(port);
+    assert.equal(r.status, 503);
+    assert.deepEqual(r.body.checks.rtpengine, { [rtpKey]: false });
+
+    const sipDown = new Promise<void>((resolve) => stack!.bridge.sip.srf.once('disconnect', () => resolve()));
+    await drachtio!.proc.stop();
+    await sipDown;
+    r = await readyz(port);
+    assert.equal(r.body.checks.sip, false);
+
+    assert.equal(r.body.checks.postgres, true);
+    await proxy.close();
+    r = await readyz(port);
+    assert.equal(r.status, 503);
+    assert.equal(r.body.checks.postgres, false);
+  });
+
+  it('SIGTERM drains: not ready, new INVITEs get 503 with Retry-After, the call in progress finishes, then the process exits', async () => {
+    await grantPermission();
+    const since = new Date();
+    const { b, httpPort } = await startBridgeProcess({ SIP_TRUSTED_SOURCES: '127.0.0.0/8', WA_BUSINESS_NUMBER: BUSINESS, WA_PHONE_ID: '461269257068831', SHUTDOWN_DRAIN_S: '60', SHUTDOWN_RETRY_AFTER_S: '17' });
+    const call = await agentCallUp('uac-call-hangup.xml');
+    b.proc.child.kill('SIGTERM');
+    await b.proc.waitFor(/draining: waiting for calls in progress to end/);
+    const r = await readyz(httpPort);
+    assert.equal(r.status, 503);
+    assert.equal(r.body.checks.draining, true);
+
+    const refused = await runSippUac(await refusalScenario(503, '^17$', undefined, 'Retry-After:'), { target: `127.0.0.1:${drachtio!.sipPort}`, number: CUSTOMER });
+    sipps.push(refused);
+    assert.equal(await refused.done, 0, `a new INVITE got 503 with Retry-After: 17:\n${refused.proc.output.slice(-1500)}`);
+
+    // The agent hangs up by itself: the bridge has nothing left and exits, long before the drain limit.
+    assert.equal(await call.done, 0, call.proc.output.slice(-1500));
+    const code = await b.proc.exited;
+    assert.equal(code, 0);
+    const rows = await cdrsOf(since);
+    assert.equal(rows.length, 1, 'the refused INVITE left no call behind');
+    assert.equal(rows[0]!.outcome, 'answered');
+    assert.equal(rows[0]!.hangup_by, 'pbx');
+  });
+
+  it('SIGTERM with calls up while drachtio-server, rtpengine and YCloud are all gone: exits within its bounds, every CDR closed', async () => {
+    await grantPermission();
+    const since = new Date();
+    const pbx = await agentPhone();
+    const timeouts = { YCLOUD_TIMEOUT_MS: '1000', RTPENGINE_TIMEOUT_MS: '500', SIP_REQUEST_TIMEOUT_MS: '1000', PBX_RESPONSE_TIMEOUT_MS: '1000', DATABASE_TIMEOUT_MS: '2000' };
+    const drainS = 1;
+    const { b } = await startBridgeProcess({
+      SIP_TRUSTED_SOURCES: '127.0.0.0/8', WA_BUSINESS_NUMBER: BUSINESS, WA_PHONE_ID: '461269257068831', SHUTDOWN_DRAIN_S: String(drainS),
+      // OPTIONS pings on, as in production: a ping in flight when drachtio-server goes must not hold the exit.
+      PBX_OPTIONS_PING_S: '1', ...timeouts,
+      PBX_TARGET: pbx.uri,
+    });
+    await agentCallUp();
+    await userCallUp(pbx.phone);
+    await Promise.all([drachtio!.proc.stop(), rtp!.proc.stop(), sim!.stop()]);
+    const { code, ms } = await b.signal('SIGTERM');
+    // The limit: the drain, then each bounded step (see stopBoundMs in src/index.ts).
+    const limitMs = drainS * 1000 + 1000 + 2 * 1000 + 3 * 2000 + 5000;
+    assert.ok(ms < limitMs, `exited after ${Math.round(ms)} ms (limit ${limitMs} ms)`);
+    assert.equal(code, 0, b.proc.output.slice(-3000));
+    const rows = await cdrsOf(since);
+    assert.deepEqual(rows.map((r) => r.direction).sort(), ['inbound', 'outbound']);
+    for (const row of rows) {
+      assert.equal(row.state, 'ended', `CDR ${row.id} closed`);
+      assert.ok(row.ended_at, 'with an end time');
+      assert.equal(row.hangup_by, 'bridge');
+      assert.equal(row.error, 'bridge shutdown');
+    }
+    console.log(`      (exit ${Math.round(ms)} ms after SIGTERM with drachtio-server, rtpengine and YCloud gone; drain limit ${drainS} s)`);
+  });
+
+  it('a wrong DRACHTIO_SECRET is logged as exactly that, and readiness says SIP is down', async () => {
+    const httpPort = await freePort('tcp');
+    const b = (bridge = new BridgeProcess(ownEnv({ HTTP_PORT: String(httpPort), DRACHTIO_SECRET: 'not-the-secret' })));
+    await b.proc.waitFor(/DRACHTIO_SECRET does not match/, 15000);
+    await b.started();
+    const r = await readyz(httpPort);
+    assert.equal(r.status, 503);
+    assert.equal(r.body.checks.sip, false);
+  });
+});
