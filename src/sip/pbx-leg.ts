@@ -60,6 +60,9 @@ export class PbxLeg extends EventEmitter {
   private responseTimer: NodeJS.Timeout | null = null;
   private cancelReason: 'cancelled' | 'no-response' | null = null;
   sipCallId: string | null = null;
+  /** Starts the bound on the final response after a CANCEL. */
+  private abandon: (() => void) | null = null;
+  private cancelTimer: NodeJS.Timeout | null = null;
 
   constructor(private readonly srf: Srf) {
     super();
@@ -79,9 +82,18 @@ export class PbxLeg extends EventEmitter {
         reject(new PbxLegError({ kind: 'no-response' }));
       }, o.responseTimeoutMs);
     });
+    // A PBX that never answers our CANCEL (no 487, no 200) must not hold the call either.
+    const abandoned = new Promise<never>((_, reject) => {
+      this.abandon = () => {
+        this.cancelTimer = setTimeout(() => reject(new PbxLegError(this.cancelReason === 'no-response' ? { kind: 'no-response' } : { kind: 'cancelled' })), o.responseTimeoutMs);
+      };
+    });
+    abandoned.catch(() => undefined);
     const attempt = this.sendWithSessionTimerRetry(o);
     attempt.catch(() => undefined);
-    return Promise.race([attempt, silent]);
+    return Promise.race([attempt, silent, abandoned]).finally(() => {
+      if (this.cancelTimer) clearTimeout(this.cancelTimer);
+    });
   }
 
   private async sendWithSessionTimerRetry(o: PbxInviteOptions): Promise<PbxAnswer> {
@@ -149,6 +161,7 @@ export class PbxLeg extends EventEmitter {
     this.cancelled = true;
     this.cancelReason = reason;
     this.req?.cancel(() => undefined);
+    this.abandon?.();
   }
 
   private clearTimer(): void {

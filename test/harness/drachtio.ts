@@ -26,6 +26,7 @@ export async function startDrachtio(bin: string, o: DrachtioOptions = {}): Promi
     <tls>
       <key-file>${o.tls.keyFile}</key-file>
       <cert-file>${o.tls.certFile}</cert-file>
+      <chain-file>${o.tls.certFile}</chain-file>
     </tls>`
     : '    </contacts>';
   const secret = 'test-secret';
