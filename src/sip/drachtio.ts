@@ -21,7 +21,8 @@ export class SipCore {
       this.connected = true;
       this.log.info({ hostPort }, 'connected to drachtio-server');
     });
-    this.srf.on('disconnect', () => {
+    // drachtio-srf says 'close' when the connection drops (it never emits 'disconnect'), then retries.
+    this.srf.on('close', () => {
       if (this.connected) this.log.warn('lost drachtio-server; refusing new calls until it is back');
       this.connected = false;
     });
