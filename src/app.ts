@@ -125,8 +125,8 @@ export class Bridge {
       { ready: () => this.readiness() },
       this.log,
     );
-    this.server = await listen(app, this.config.httpPort);
-    this.log.info({ port: this.httpPort }, 'HTTP listening');
+    this.server = await listen(app, this.config.httpPort, this.config.httpHost);
+    this.log.info({ host: this.config.httpHost ?? '*', port: this.httpPort }, 'HTTP listening');
     this.targets.start();
   }
 

@@ -166,7 +166,7 @@ describe('shutdown and readiness', function () {
     assert.equal(r.status, 503);
     assert.deepEqual(r.body.checks.rtpengine, { [rtpKey]: false });
 
-    const sipDown = new Promise<void>((resolve) => stack!.bridge.sip.srf.once('close', () => resolve()));
+    const sipDown = new Promise<void>((resolve) => (stack!.bridge.sip.srf as unknown as NodeJS.EventEmitter).once('close', () => resolve()));
     await drachtio!.proc.stop();
     await sipDown;
     r = await readyz(port);

@@ -6,6 +6,8 @@ import path from 'node:path';
 export interface Config {
   databaseUrl: string;
   httpPort: number;
+  /** The address the HTTP side listens on (127.0.0.1 behind a reverse proxy on the same host). */
+  httpHost: string | undefined;
   nodeId: string;
   logLevel: string;
   ycloud: {
@@ -184,6 +186,8 @@ export function loadConfig(env: Env = process.env): Config {
   const autoRequest = str('PERMISSION_AUTO_REQUEST', 'off');
   if (autoRequest !== 'off' && autoRequest !== 'interactive') problems.push(`PERMISSION_AUTO_REQUEST must be "off" or "interactive" (got "${autoRequest}")`);
 
+  const httpHost = env.HTTP_HOST?.trim();
+  if (httpHost && !net.isIP(httpHost) && httpHost !== 'localhost') problems.push(`HTTP_HOST must be an IP address to listen on, e.g. 127.0.0.1 (got "${httpHost}")`);
   const publicIp = str('PUBLIC_IP');
   const allowPrivate = str('ALLOW_PRIVATE_PUBLIC_IP', 'false');
   if (allowPrivate !== 'true' && allowPrivate !== 'false') problems.push(`ALLOW_PRIVATE_PUBLIC_IP must be "true" or "false" (got "${allowPrivate}")`);
@@ -207,6 +211,7 @@ export function loadConfig(env: Env = process.env): Config {
   const config: Config = {
     databaseUrl,
     httpPort: int('HTTP_PORT', 3000, 0, 65535),
+    httpHost: str('HTTP_HOST', '') || undefined,
     nodeId: str('NODE_ID', os.hostname()),
     logLevel: str('LOG_LEVEL', 'info'),
     ycloud: {

@@ -22,7 +22,7 @@ export class SipCore {
       this.log.info({ hostPort }, 'connected to drachtio-server');
     });
     // drachtio-srf says 'close' when the connection drops (it never emits 'disconnect'), then retries.
-    this.srf.on('close', () => {
+    (this.srf as unknown as NodeJS.EventEmitter).on('close', () => {
       if (this.connected) this.log.warn('lost drachtio-server; refusing new calls until it is back');
       this.connected = false;
     });
