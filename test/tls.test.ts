@@ -3,8 +3,6 @@ import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import Srf from 'drachtio-srf';
-import { Client } from 'rtpengine-client';
 import { CallRecord } from '../src/cdr/models';
 import { mediaAddresses } from '../src/media/sdp';
 import { startStack, TestStack } from './harness/bridge';
@@ -12,11 +10,13 @@ import { DrachtioServer, findDrachtio, startDrachtio } from './harness/drachtio'
 import { infra } from './harness/infra';
 import { RtpengineInstance, startRtpengine } from './harness/rtpengine';
 import { RtpPhone } from './harness/rtp-phone';
+import { SrfPbx } from './harness/srf-pbx';
 import { WaUser } from './harness/wa-user';
 
 const USER_TONE = 440;
 const AGENT_TONE = 1000;
 const BUSINESS = '+6283138205150';
+const CUSTOMER = '+6281361905133';
 
 /** A self-signed certificate for 127.0.0.1 (the test's own CA-less TLS peers). */
 function selfSigned(dir: string): { keyFile: string; certFile: string } {
@@ -27,61 +27,13 @@ function selfSigned(dir: string): { keyFile: string; certFile: string } {
   return { keyFile, certFile };
 }
 
-/**
- * A PBX that takes SIP only over TLS and media only as SRTP (SDES): its own drachtio-server with a
- * TLS contact and a drachtio-srf application answering the bridge's INVITE, with a second rtpengine
- * turning its SRTP into plain RTP for the agent's phone (so the test hears the decrypted audio).
- */
-class TlsSrtpPbx {
-  readonly srf = new Srf();
-  readonly invites: Array<{ protocol: string; sdp: string }> = [];
-  private readonly ng: Client;
-  private dialogs: Srf.Dialog[] = [];
-
-  constructor(private readonly server: DrachtioServer, private readonly rtp: RtpengineInstance, private readonly phonePort: number) {
-    this.ng = new Client({ timeout: 2000, localAddress: '127.0.0.1' });
-    this.srf.invite((req, res) => void this.answer(req, res));
-  }
-
-  async connect(): Promise<void> {
-    await new Promise<void>((resolve, reject) => {
-      this.srf.connect({ host: '127.0.0.1', port: this.server.adminPort, secret: this.server.secret });
-      this.srf.once('connect', (err: Error | null) => (err ? reject(err) : resolve()));
-    });
-  }
-
-  get tlsUri(): string {
-    return `sip:agents@127.0.0.1:${this.server.tlsPort};transport=tls`;
-  }
-
-  private async answer(req: Srf.SrfRequest, res: Srf.SrfResponse): Promise<void> {
-    this.invites.push({ protocol: String((req as unknown as { protocol: string }).protocol), sdp: req.body });
-    const callId = req.get('Call-ID');
-    const ids = { 'call-id': callId, 'from-tag': 'bridge' };
-    // SRTP from the bridge -> plain RTP to the agent's phone, and the phone's answer back as SRTP.
-    const toPhone = await this.ng.offer(this.rtp.ng.port, '127.0.0.1', { ...ids, sdp: req.body, 'transport-protocol': 'RTP/AVP', replace: ['origin', 'session-connection'] });
-    assert.equal(toPhone.result, 'ok', JSON.stringify(toPhone));
-    const phoneSdp = `v=0\r\no=agent 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio ${this.phonePort} RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\na=sendrecv\r\n`;
-    const back = await this.ng.answer(this.rtp.ng.port, '127.0.0.1', { ...ids, 'to-tag': 'phone', sdp: phoneSdp, replace: ['origin', 'session-connection'] });
-    assert.equal(back.result, 'ok', JSON.stringify(back));
-    const uas = await this.srf.createUAS(req, res, { localSdp: String(back.sdp) });
-    this.dialogs.push(uas);
-  }
-
-  async close(): Promise<void> {
-    for (const d of this.dialogs) d.destroy();
-    this.srf.disconnect();
-    this.ng.close();
-  }
-}
-
 describe('a PBX reached over SIP TLS, with SRTP (SDES) on its leg', function () {
   this.timeout(60000);
   let dir = '';
   let bridgeSip: DrachtioServer | null = null;
   let pbxSip: DrachtioServer | null = null;
   let pbxRtp: RtpengineInstance | null = null;
-  let pbx: TlsSrtpPbx | null = null;
+  let pbx: SrfPbx | null = null;
   let stack: TestStack | null = null;
   let user: WaUser | null = null;
   let phone: RtpPhone | null = null;
@@ -114,11 +66,11 @@ describe('a PBX reached over SIP TLS, with SRTP (SDES) on its leg', function () 
   it('a WhatsApp call reaches the PBX over TLS with an SRTP offer, and audio flows both ways through the encryption', async () => {
     phone = new RtpPhone(AGENT_TONE, USER_TONE);
     const phonePort = await phone.start();
-    pbx = new TlsSrtpPbx(pbxSip!, pbxRtp!, phonePort);
+    pbx = new SrfPbx(pbxSip!, pbxRtp!, phonePort);
     await pbx.connect();
     stack = await startStack({
       DRACHTIO_PORT: String(bridgeSip!.adminPort), DRACHTIO_SECRET: bridgeSip!.secret,
-      PBX_TARGET: pbx.tlsUri, PBX_SRTP: 'sdes',
+      PBX_TARGET: pbx.uri('tls'), PBX_SRTP: 'sdes',
     });
     user = new WaUser(USER_TONE, AGENT_TONE);
     const { wacid } = await stack.sim.userCalls(user, { to: BUSINESS });
@@ -136,6 +88,38 @@ describe('a PBX reached over SIP TLS, with SRTP (SDES) on its leg', function () 
     const id = await stack.bridge.calls.whenEnded(wacid);
     const row = await CallRecord.findByPk(id);
     assert.equal(row?.outcome, 'answered');
-    assert.equal(row?.pbx_target, pbx.tlsUri);
+    assert.equal(row?.pbx_target, pbx.uri('tls'));
+  });
+
+  it('an agent calls out over TLS offering SRTP: the bridge answers with SRTP keys, and audio flows both ways', async () => {
+    phone = new RtpPhone(AGENT_TONE, USER_TONE);
+    const phonePort = await phone.start();
+    pbx = new SrfPbx(pbxSip!, pbxRtp!, phonePort);
+    await pbx.connect();
+    const s = (stack = await startStack({
+      DRACHTIO_PORT: String(bridgeSip!.adminPort), DRACHTIO_SECRET: bridgeSip!.secret,
+      SIP_TRUSTED_SOURCES: '127.0.0.0/8', WA_BUSINESS_NUMBER: BUSINESS, WA_PHONE_ID: '461269257068831', PBX_SRTP: 'sdes',
+    }));
+    await s.bridge.permissions.recordReply({
+      businessNumber: BUSINESS, customerNumber: CUSTOMER, response: 'accept', isPermanent: true, expiresAt: null,
+      responseSource: 'user_action', repliedAt: new Date(), wamid: null, eventId: null,
+    });
+    user = new WaUser(USER_TONE, AGENT_TONE);
+    const u = user;
+    s.sim.outboundScript = async (call) => {
+      await s.sim.deliver(s.sim.outboundConnect(call, await u.answer(call.offer)));
+      await s.sim.deliver(s.sim.outboundStatus(call, 'RINGING'));
+      await s.sim.deliverAccepted(call);
+    };
+    const dialog = await pbx.call(`sip:${CUSTOMER}@127.0.0.1:${bridgeSip!.tlsPort};transport=tls`, { srtp: true });
+    assert.match(dialog.remote.sdp, /^m=audio \d+ RTP\/SAVP /m, 'the bridge answered SRTP');
+    assert.match(dialog.remote.sdp, /^a=crypto:\d+ \S+ inline:/m, `with its SDES key:\n${dialog.remote.sdp}`);
+    await user.heard.whenHeard(50);
+    await phone.heard.whenHeard(25);
+    await pbx.hangup();
+    const invite = s.marks.marks.find((m) => m.name === 'invite_received')!;
+    const row = await CallRecord.findByPk(await s.bridge.calls.whenEnded(invite.wacid));
+    assert.equal(row?.outcome, 'answered');
+    assert.equal(row?.hangup_by, 'pbx');
   });
 });

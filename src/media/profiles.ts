@@ -1,4 +1,5 @@
 import { NgParams } from 'rtpengine-client';
+import { hasSdesKeys, withoutDtls } from './sdp';
 
 /** rtpengine ng flags for each direction of the bridge (see DESIGN.md, verified with rtpengine 10.5). */
 
@@ -67,8 +68,17 @@ export class MediaPlan {
     };
   }
 
-  /** WhatsApp's answer (WebRTC) -> the answer for the PBX (SRTP keys answered where the PBX offered them). */
+  /** WhatsApp's answer (WebRTC) -> the answer for the PBX (SRTP where the PBX offered it). */
   waAnswerToPbx(): NgParams {
     return { direction: this.toPbx, replace: ['origin', 'session-connection'], flags: ['inject-DTMF'] };
+  }
+
+  /**
+   * A PBX offer as rtpengine is to see it. With SDES configured, a PBX offering both DTLS-SRTP and SDES
+   * keys (as rtpengine itself does for RTP/SAVP) is answered with SDES: rtpengine 10.5 picks DTLS when
+   * the fingerprint is there, so the DTLS attributes are taken out.
+   */
+  pbxOfferSdp(sdp: string): string {
+    return this.o.pbxSrtp === 'sdes' && hasSdesKeys(sdp) ? withoutDtls(sdp) : sdp;
   }
 }

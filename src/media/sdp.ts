@@ -160,3 +160,13 @@ export function mediaAddresses(sdp: string): string[] {
   }
   return [...found];
 }
+
+/** True when an SDP offers SDES keys (RFC 4568 a=crypto). */
+export function hasSdesKeys(sdp: string): boolean {
+  return lines(sdp).some((l) => l.startsWith('a=crypto:'));
+}
+
+/** The SDP without its DTLS-SRTP attributes (fingerprint, setup, tls-id). */
+export function withoutDtls(sdp: string): string {
+  return `${lines(sdp).filter((l) => !/^a=(fingerprint|setup|tls-id):/.test(l)).join('\r\n')}\r\n`;
+}
