@@ -18,11 +18,10 @@ const read = (rel: string): string => fs.readFileSync(path.join(ROOT, rel), 'utf
 type Env = Record<string, string | undefined>;
 type Service = Record<string, unknown>;
 
-/** A complete compose-level environment, as a filled-in .env would give it. */
+/** A complete compose-level environment, as a filled-in .env would give it (the PBX on the private network). */
 const TEST_ENV: Env = {
   PUBLIC_IP: '203.0.113.7',
   LOCAL_IP: '10.0.0.5',
-  SIP_LOCAL_NET: '10.0.0.0/16',
   DRACHTIO_SECRET: 'test-secret',
   YCLOUD_API_KEY: 'k',
   YCLOUD_WEBHOOK_SECRET: 's',
@@ -30,6 +29,9 @@ const TEST_ENV: Env = {
   SIP_TLS_CERT: '/etc/ssl/test/fullchain.pem',
   SIP_TLS_KEY: '/etc/ssl/test/privkey.pem',
 };
+
+/** The same with a PBX that reaches the bridge across the NAT (a hosted PBX). */
+const NAT_ENV: Env = { ...TEST_ENV, SIP_EXTERNAL_IP: '203.0.113.7', SIP_LOCAL_NET: '10.0.0.0/16' };
 
 /** The values docker-compose.yml itself gives the bridge (where it finds its neighbours). */
 const COMPUTED = ['DATABASE_URL', 'DRACHTIO_HOST', 'DRACHTIO_PORT', 'RTPENGINE_NG', 'RTPENGINE_DTMF_LOG', 'MEDIA_DIR'];
@@ -77,13 +79,18 @@ describe('deployment files', () => {
       for (const k of fixed) assert.ok(settings.all.has(k), `${k} in environment: is a setting the bridge reads`);
     });
 
-    it('requires PUBLIC_IP, LOCAL_IP, SIP_LOCAL_NET and DRACHTIO_SECRET (no loopback default, no well-known secret)', () => {
+    it('requires PUBLIC_IP, LOCAL_IP and DRACHTIO_SECRET, and SIP_LOCAL_NET only with SIP_EXTERNAL_IP (no loopback default, no well-known secret)', () => {
       assert.doesNotMatch(composeRaw, /PUBLIC_IP:?-/, 'PUBLIC_IP has no default');
       assert.doesNotMatch(composeRaw, /cymru/, 'no default drachtio secret');
-      for (const key of ['PUBLIC_IP', 'LOCAL_IP', 'SIP_LOCAL_NET', 'DRACHTIO_SECRET']) {
-        const env = { ...TEST_ENV, [key]: '' };
-        assert.throws(() => interpolateTree(compose, env, 'docker-compose.yml'), new RegExp(`${key} is required`), key);
+      for (const key of ['PUBLIC_IP', 'LOCAL_IP', 'DRACHTIO_SECRET']) {
+        for (const env of [TEST_ENV, NAT_ENV]) {
+          assert.throws(() => interpolateTree(compose, { ...env, [key]: '' }, 'docker-compose.yml'), new RegExp(`${key} is required`), key);
+        }
       }
+      assert.throws(() => interpolateTree(compose, { ...NAT_ENV, SIP_LOCAL_NET: '' }, 'docker-compose.yml'), /SIP_LOCAL_NET is required/,
+        'SIP_EXTERNAL_IP without SIP_LOCAL_NET');
+      assert.doesNotThrow(() => interpolateTree(compose, { ...TEST_ENV, SIP_LOCAL_NET: undefined }, 'docker-compose.yml'),
+        'SIP_LOCAL_NET is not needed without SIP_EXTERNAL_IP');
     });
 
     it('starts rtpengine with a WhatsApp-side interface advertising PUBLIC_IP and a PBX-side one, named as the bridge names them', () => {
@@ -98,12 +105,28 @@ describe('deployment files', () => {
       assert.ok(args.includes('--listen-ng=127.0.0.1:22222'), 'ng on loopback, where RTPENGINE_NG points');
     });
 
-    it('starts drachtio with --external-ip and --local-net after its --contact, and its admin port on loopback', () => {
-      const args = drachtioArgs(resolved.services.drachtio!);
+    it('starts drachtio naming LOCAL_IP (no --external-ip/--local-net) by default, and its admin port on loopback', () => {
+      // drachtio-server puts a contact's --external-ip in Via and Contact of every request it starts,
+      // even toward --local-net: a PBX on the private network would send its ACK/BYE to PUBLIC_IP.
+      assert.deepEqual(services.drachtio!.entrypoint, ['drachtio']);
+      for (const env of [TEST_ENV, { ...TEST_ENV, SIP_LOCAL_NET: '10.0.0.0/16' }, { ...TEST_ENV, SIP_EXTERNAL_IP: '' }]) {
+        const svc = (interpolateTree(compose, env, 'docker-compose.yml') as typeof resolved).services.drachtio!;
+        const args = drachtioArgs(svc);
+        checkDrachtioArgs(args, 'docker-compose.yml');
+        assert.deepEqual(valuesOf(args, '--contact'), ['sip:10.0.0.5:5060;transport=udp,tcp']);
+        assert.deepEqual(valuesOf(args, '--external-ip'), [], args.join(' '));
+        assert.deepEqual(valuesOf(args, '--local-net'), [], args.join(' '));
+        assert.deepEqual(valuesOf(args, '--address'), ['127.0.0.1']);
+        assert.deepEqual(valuesOf(args, '--port'), ['9022']);
+        assert.deepEqual(valuesOf(args, '--secret'), ['test-secret']);
+      }
+    });
+
+    it('with SIP_EXTERNAL_IP (a PBX across the NAT) gives the contact --external-ip and --local-net', () => {
+      const nat = interpolateTree(compose, NAT_ENV, 'docker-compose.yml') as typeof resolved;
+      const args = drachtioArgs(nat.services.drachtio!);
       checkDrachtioArgs(args, 'docker-compose.yml');
-      assert.deepEqual(valuesOf(args, '--contact'), ['sip:10.0.0.5:5060;transport=udp,tcp']);
-      assert.deepEqual(valuesOf(args, '--external-ip'), ['203.0.113.7']);
-      assert.deepEqual(valuesOf(args, '--local-net'), ['10.0.0.0/16']);
+      assert.deepEqual(args.slice(0, 6), ['--contact', 'sip:10.0.0.5:5060;transport=udp,tcp', '--external-ip', '203.0.113.7', '--local-net', '10.0.0.0/16']);
       assert.deepEqual(valuesOf(args, '--address'), ['127.0.0.1']);
       assert.deepEqual(valuesOf(args, '--secret'), ['test-secret']);
     });
@@ -121,13 +144,25 @@ describe('deployment files', () => {
       assert.ok(fs.existsSync(path.join(ROOT, 'docker/Caddyfile')), 'docker/Caddyfile exists');
     });
 
-    it('docker/compose.tls.yml adds a TLS contact with its own --external-ip/--local-net and read-only certificates', () => {
-      const tls = interpolateTree(parseYaml(tlsRaw, 'docker/compose.tls.yml'), TEST_ENV, 'docker/compose.tls.yml') as { services: Record<string, Service> };
+    it('docker/compose.tls.yml adds a TLS contact (with its own --external-ip/--local-net only with SIP_EXTERNAL_IP) and read-only certificates', () => {
+      const tlsYaml = parseYaml(tlsRaw, 'docker/compose.tls.yml');
+      const tls = interpolateTree(tlsYaml, TEST_ENV, 'docker/compose.tls.yml') as { services: Record<string, Service> };
       const drachtio = tls.services.drachtio!;
       const args = drachtioArgs({ ...resolved.services.drachtio!, ...drachtio });
       checkDrachtioArgs(args, 'docker/compose.tls.yml');
       assert.deepEqual(valuesOf(args, '--contact'), ['sip:10.0.0.5:5060;transport=udp,tcp', 'sips:10.0.0.5:5061;transport=tls']);
+      assert.deepEqual(valuesOf(args, '--external-ip'), [], args.join(' '));
+      assert.deepEqual(valuesOf(args, '--local-net'), [], args.join(' '));
+      assert.deepEqual(valuesOf(args, '--secret'), ['test-secret']);
       for (const f of ['--key-file', '--cert-file', '--chain-file']) assert.equal(valuesOf(args, f).length, 1, f);
+      const natTls = interpolateTree(tlsYaml, NAT_ENV, 'docker/compose.tls.yml') as typeof tls;
+      const natArgs = drachtioArgs(natTls.services.drachtio!);
+      checkDrachtioArgs(natArgs, 'docker/compose.tls.yml');
+      assert.deepEqual(natArgs.slice(0, 12), [
+        '--contact', 'sip:10.0.0.5:5060;transport=udp,tcp', '--external-ip', '203.0.113.7', '--local-net', '10.0.0.0/16',
+        '--contact', 'sips:10.0.0.5:5061;transport=tls', '--external-ip', '203.0.113.7', '--local-net', '10.0.0.0/16',
+      ]);
+      assert.throws(() => interpolateTree(tlsYaml, { ...NAT_ENV, SIP_LOCAL_NET: '' }, 'docker/compose.tls.yml'), /SIP_LOCAL_NET is required/);
       const volumes = drachtio.volumes as string[];
       assert.ok(volumes.length >= 2 && volumes.every((v) => v.endsWith(':ro')), volumes.join(', '));
       assert.ok(volumes.includes('/etc/ssl/test/fullchain.pem:/etc/drachtio/tls/chain.pem:ro'), 'the chain defaults to the full-chain certificate');
@@ -188,7 +223,7 @@ describe('deployment files', () => {
   });
 
   describe('docker compose config', () => {
-    it('accepts the files with a filled-in .env, and refuses them without PUBLIC_IP', function () {
+    it('accepts the files with a filled-in .env, refuses them without PUBLIC_IP (or SIP_LOCAL_NET with SIP_EXTERNAL_IP), and splits drachtio\'s command as the unit tests do', function () {
       this.timeout(120000);
       const version = spawnSync('docker', ['compose', 'version'], { encoding: 'utf8', timeout: 20000 });
       if (version.error || version.status !== 0) {
@@ -201,10 +236,17 @@ describe('deployment files', () => {
         fs.copyFileSync(path.join(ROOT, 'docker-compose.yml'), path.join(dir, 'docker-compose.yml'));
         fs.cpSync(path.join(ROOT, 'docker'), path.join(dir, 'docker'), { recursive: true });
         const cleanEnv: Env = { PATH: process.env.PATH, HOME: process.env.HOME, DOCKER_HOST: process.env.DOCKER_HOST, DOCKER_CONFIG: process.env.DOCKER_CONFIG };
-        const run = (env: Env, ...args: string[]) => {
+        const compose = (env: Env, args: string[], config: string[]) => {
           fs.writeFileSync(path.join(dir, '.env'), Object.entries(env).map(([k, v]) => `${k}=${v ?? ''}`).join('\n') + '\n');
-          return spawnSync('docker', ['compose', '--project-directory', dir, '-f', path.join(dir, 'docker-compose.yml'), ...args, 'config', '-q'],
+          return spawnSync('docker', ['compose', '--project-directory', dir, '-f', path.join(dir, 'docker-compose.yml'), ...args, 'config', ...config],
             { encoding: 'utf8', timeout: 60000, cwd: dir, env: cleanEnv as NodeJS.ProcessEnv });
+        };
+        const run = (env: Env, ...args: string[]) => compose(env, args, ['-q']);
+        /** drachtio's argv as compose itself interpolates and splits the string command. */
+        const drachtioCommand = (env: Env, ...args: string[]): string[] => {
+          const r = compose(env, args, ['--format', 'json']);
+          assert.equal(r.status, 0, r.stderr);
+          return (JSON.parse(r.stdout) as { services: Record<string, { command: string[] }> }).services.drachtio!.command;
         };
         const ok = run(TEST_ENV);
         assert.equal(ok.status, 0, ok.stderr);
@@ -215,6 +257,16 @@ describe('deployment files', () => {
         const noPublic = run({ ...TEST_ENV, PUBLIC_IP: '' });
         assert.notEqual(noPublic.status, 0, 'refused without PUBLIC_IP');
         assert.match(noPublic.stderr, /PUBLIC_IP/);
+        const noLocalNet = run({ ...NAT_ENV, SIP_LOCAL_NET: '' });
+        assert.notEqual(noLocalNet.status, 0, 'SIP_EXTERNAL_IP without SIP_LOCAL_NET is refused');
+        assert.match(noLocalNet.stderr, /SIP_LOCAL_NET/);
+        const plain = drachtioCommand(TEST_ENV);
+        assert.deepEqual(plain.slice(0, 3), ['--contact', 'sip:10.0.0.5:5060;transport=udp,tcp', '--address'], plain.join(' '));
+        assert.ok(!plain.includes('') && !plain.includes('--external-ip') && !plain.includes('--local-net'), plain.join(' '));
+        const nat = drachtioCommand(NAT_ENV);
+        assert.deepEqual(nat.slice(0, 6), ['--contact', 'sip:10.0.0.5:5060;transport=udp,tcp', '--external-ip', '203.0.113.7', '--local-net', '10.0.0.0/16'], nat.join(' '));
+        const natTls = drachtioCommand(NAT_ENV, '-f', path.join(dir, 'docker', 'compose.tls.yml'));
+        assert.deepEqual(natTls.slice(6, 12), ['--contact', 'sips:10.0.0.5:5061;transport=tls', '--external-ip', '203.0.113.7', '--local-net', '10.0.0.0/16'], natTls.join(' '));
       } finally {
         fs.rmSync(dir, { recursive: true, force: true });
       }
@@ -385,8 +437,12 @@ function valuesOf(args: string[], flag: string): string[] {
   return args.flatMap((a, i) => (a === flag ? [args[i + 1]!] : a.startsWith(`${flag}=`) ? [a.slice(flag.length + 1)] : []));
 }
 
-/** Each --contact is followed, before the next one, by one --external-ip and one --local-net; every option exists. */
+/**
+ * Each --contact is followed, before the next one, by either no --external-ip and --local-net or one of
+ * each (with a value); every option exists; no argument is empty (drachtio would take it as one).
+ */
 function checkDrachtioArgs(args: string[], where: string): void {
+  assert.ok(!args.includes(''), `${where}: no empty argument in ${JSON.stringify(args)}`);
   for (const a of args) {
     if (a.startsWith('--')) assert.ok(DRACHTIO_OPTIONS.has(a.slice(2).split('=')[0]!), `${where}: drachtio-server has no option ${a}`);
   }
@@ -398,8 +454,12 @@ function checkDrachtioArgs(args: string[], where: string): void {
   }
   contacts.forEach((start, n) => {
     const group = args.slice(start, contacts[n + 1] ?? args.length);
+    const count = (flag: string) => group.filter((a) => a === flag).length;
+    const nat = count('--external-ip');
+    assert.ok(nat <= 1, `${where}: --external-ip at most once after --contact ${args[start + 1]}`);
+    assert.equal(count('--local-net'), nat, `${where}: --external-ip and --local-net both or neither after --contact ${args[start + 1]}`);
     for (const flag of ['--external-ip', '--local-net']) {
-      assert.equal(group.filter((a) => a === flag).length, 1, `${where}: ${flag} once after --contact ${args[start + 1]}`);
+      for (const v of valuesOf(group, flag)) assert.ok(v && !v.startsWith('-'), `${where}: ${flag} has a value after --contact ${args[start + 1]}`);
     }
   });
 }
