@@ -7,10 +7,12 @@ import { CallRecord } from '../src/cdr/models';
 import { mediaAddresses } from '../src/media/sdp';
 import { startStack, TestStack } from './harness/bridge';
 import { infra } from './harness/infra';
+import { DrachtioServer, findDrachtio, startDrachtio } from './harness/drachtio';
 import { findProgram } from './harness/processes';
 import { RtpengineInstance, startRtpengine } from './harness/rtpengine';
 import { RtpPhone } from './harness/rtp-phone';
 import { runSippUac, SippRun, startSippUas } from './harness/sipp';
+import { SrfPbx } from './harness/srf-pbx';
 import { WaUser } from './harness/wa-user';
 import { SimOutboundCall } from './harness/ycloud-sim';
 
@@ -179,5 +181,114 @@ describe('media addresses behind 1:1 NAT', function () {
     const mismatch = (await stack.bridge.cdr.events(id)).find((e) => e.type === 'media_address_mismatch');
     assert.ok(mismatch, 'the timeline says WhatsApp got the wrong address');
     assert.deepEqual(mismatch.detail, { advertised: [VM_PUBLIC], publicIp: '127.0.0.99' });
+  });
+});
+
+/**
+ * SIP addresses. A PBX across the NAT (compose with SIP_EXTERNAL_IP: drachtio-server's `--external-ip
+ * --local-net`) is given the public address in Via and Contact and reaches the bridge through the NAT
+ * for its in-dialog requests. A PBX on the private network (compose's default: no external IP) gets
+ * the local address; with an external IP set, drachtio-server would give it the public one even inside
+ * --local-net, which is why that is not the default.
+ */
+describe('SIP addresses behind 1:1 NAT', function () {
+  this.timeout(60000);
+  const LOCAL_NET = '127.0.0.64/26'; // the PBX's private network
+  const PRIVATE_PBX = '127.0.0.70';
+  const SIP_TABLE = 'wasb_sip_nat';
+  let bridgeSip: DrachtioServer | null = null;
+  let pbxSip: DrachtioServer | null = null;
+  let pbxRtp: RtpengineInstance | null = null;
+  let pbx: SrfPbx | null = null;
+  let stack: TestStack | null = null;
+  let sipp: SippRun | null = null;
+  let user: WaUser | null = null;
+  let phone: RtpPhone | null = null;
+  let nft: string | null = null;
+
+  before(async function () {
+    if (!infra.drachtio) return this.skip();
+    nft = findProgram('nft', 'NFT_BIN');
+    if (!infra.isolated || !nft) {
+      console.log('\n!!! SIP NAT TESTS SKIPPED: they need the private network namespace (root, unshare) and nftables !!!\n');
+      return this.skip();
+    }
+    bridgeSip = await startDrachtio(findDrachtio()!, { nat: { externalIp: VM_PUBLIC, localNet: LOCAL_NET } });
+    execFileSync(nft, ['-f', '-'], {
+      input: `table ip ${SIP_TABLE} {
+  chain output { type nat hook output priority -100; ip daddr ${VM_PUBLIC} udp dport ${bridgeSip.sipPort} dnat to 127.0.0.1; }
+}
+`,
+    });
+    pbxSip = await startDrachtio(findDrachtio()!);
+    pbxRtp = await startRtpengine({ portMin: 37800, portMax: 37999, interfaces: ['127.0.0.1'] });
+  });
+
+  after(async () => {
+    if (nft && infra.isolated && bridgeSip) execFileSync(nft, ['delete', 'table', 'ip', SIP_TABLE], { stdio: 'ignore' });
+    await bridgeSip?.proc.stop();
+    await pbxSip?.proc.stop();
+    await pbxRtp?.proc.stop();
+  });
+
+  afterEach(async () => {
+    user?.close();
+    phone?.stop();
+    await sipp?.proc.stop();
+    await stack?.stop();
+    await pbx?.close();
+    stack = sipp = user = phone = pbx = null;
+  });
+
+  const host = (header: string) => /(?:SIP\/2\.0\/\w+ |sips?:(?:[^@>]+@)?)([0-9.]+)/.exec(header)?.[1];
+
+  it('a PBX across the NAT (SIP_EXTERNAL_IP) is given the public address in Via and Contact, and its BYE reaches the bridge through the NAT', async () => {
+    phone = new RtpPhone(AGENT_TONE, USER_TONE);
+    pbx = new SrfPbx(pbxSip!, pbxRtp!, await phone.start());
+    await pbx.connect();
+    stack = await startStack({ DRACHTIO_PORT: String(bridgeSip!.adminPort), DRACHTIO_SECRET: bridgeSip!.secret, PBX_TARGET: pbx.uri('udp') });
+    user = new WaUser(USER_TONE, AGENT_TONE);
+    const { wacid } = await stack.sim.userCalls(user);
+    await user.heard.whenHeard(25);
+    await phone.heard.whenHeard(25);
+    const invite = pbx.invites[0]!;
+    assert.equal(host(invite.via), VM_PUBLIC, `Via: ${invite.via}`);
+    assert.equal(host(invite.contact), VM_PUBLIC, `Contact: ${invite.contact}`);
+    // The agent hangs up: the PBX's BYE goes to the public address in the Contact, through the NAT.
+    await pbx.hangup();
+    const row = await CallRecord.findByPk(await stack.bridge.calls.whenEnded(wacid));
+    assert.equal(row?.hangup_by, 'pbx');
+    assert.equal(row?.outcome, 'answered');
+  });
+
+  it('a PBX on the private network gets the local address by default; with an external IP set it would get the public one even inside --local-net', async () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'wasb-sipnat-'));
+    const inviteSeenBy = async (drachtio: DrachtioServer, name: string): Promise<{ via: string; contact: string }> => {
+      const trace = path.join(dir, `${name}.msg`);
+      phone = new RtpPhone(AGENT_TONE, USER_TONE);
+      sipp = await startSippUas('uas-answer.xml', { ip: PRIVATE_PBX, rtpPort: await phone.start(), extraArgs: ['-trace_msg', '-message_file', trace] });
+      stack = await startStack({ DRACHTIO_PORT: String(drachtio.adminPort), DRACHTIO_SECRET: drachtio.secret, PBX_TARGET: sipp.uri });
+      user = new WaUser(USER_TONE, AGENT_TONE);
+      const { wacid } = await stack.sim.userCalls(user);
+      await user.heard.whenHeard(25);
+      await stack.sim.userHangsUp(wacid);
+      await stack.bridge.calls.whenEnded(wacid);
+      assert.equal(await sipp.done, 0, sipp.proc.output.slice(-1500));
+      user.close();
+      phone.stop();
+      await stack.stop();
+      stack = null;
+      const text = fs.readFileSync(trace, 'utf8');
+      const invite = text.slice(text.indexOf('INVITE sip:'));
+      return { via: host(/^Via: (.*)$/m.exec(invite)![1]!)!, contact: host(/^Contact: (.*)$/m.exec(invite)![1]!)! };
+    };
+    try {
+      // The run's drachtio-server has no external IP: compose's default.
+      assert.deepEqual(await inviteSeenBy(infra.drachtio!, 'default'), { via: '127.0.0.1', contact: '127.0.0.1' });
+      // drachtio-server 0.9.10 puts the external IP in the INVITEs it sends, whatever --local-net says.
+      assert.deepEqual(await inviteSeenBy(bridgeSip!, 'external'), { via: VM_PUBLIC, contact: VM_PUBLIC });
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
   });
 });

@@ -148,35 +148,80 @@ describe('shutdown and readiness', function () {
     }
   }
 
-  it('readiness names Postgres, drachtio-server and every rtpengine, and turns false as each one goes', async () => {
+  it('readiness names Postgres, drachtio-server and every rtpengine; a dead rtpengine gets no new calls; each dependency gone turns it false', async () => {
     const dbName = new URL(infra.databaseUrl).pathname.slice(1);
     proxy = new TcpProxy(infra.isolated ? { path: '/var/run/postgresql/.s.PGSQL.5432' } : { host: '127.0.0.1', port: 5432 });
     const dbPort = await proxy.start();
-    stack = await startStack(ownEnv({ LOG_LEVEL: 'silent', DATABASE_URL: `postgres://postgres@127.0.0.1:${dbPort}/${dbName}`, DATABASE_TIMEOUT_MS: '1000' }));
-    const port = stack.bridge.httpPort;
-    const rtpKey = `${rtp!.ng.host}:${rtp!.ng.port}`;
-    let r = await readyz(port);
-    assert.equal(r.status, 200, JSON.stringify(r.body));
-    assert.deepEqual(r.body.checks, { postgres: true, sip: true, rtpengine: { [rtpKey]: true }, draining: false });
+    const second = await startRtpengine({ portMin: 37600, portMax: 37799 });
+    try {
+      const phone = new RtpPhone(AGENT_TONE, USER_TONE);
+      phones.push(phone);
+      const pbx = await startSippUas('uas-answer.xml', { rtpPort: await phone.start() });
+      sipps.push(pbx);
+      stack = await startStack(ownEnv({
+        LOG_LEVEL: process.env.LOG_LEVEL ?? 'silent', DATABASE_URL: `postgres://postgres@127.0.0.1:${dbPort}/${dbName}`, DATABASE_TIMEOUT_MS: '1000',
+        RTPENGINE_NG: `${rtp!.ng.host}:${rtp!.ng.port},${second.ng.host}:${second.ng.port}`, PBX_TARGET: pbx.uri,
+      }));
+      const s = stack;
+      const port = s.bridge.httpPort;
+      // ownEnv() points the bridge at this test's simulator (not the one startStack made).
+      sim!.webhookUrl = `http://127.0.0.1:${port}/webhooks/ycloud`;
+      const first = `${rtp!.ng.host}:${rtp!.ng.port}`;
+      const other = `${second.ng.host}:${second.ng.port}`;
+      let r = await readyz(port);
+      assert.equal(r.status, 200, JSON.stringify(r.body));
+      assert.deepEqual(r.body.checks, { postgres: true, sip: true, rtpengine: { [first]: true, [other]: true }, draining: false });
 
-    const rtpDown = new Promise<void>((resolve) => stack!.bridge.rtp.on('health', (_at, alive) => !alive && resolve()));
-    await rtp!.proc.stop();
-    await rtpDown;
-    r = await readyz(port);
-    assert.equal(r.status, 503);
-    assert.deepEqual(r.body.checks.rtpengine, { [rtpKey]: false });
+      const wentDown = (which: string) => new Promise<void>((resolve) => s.bridge.rtp.on('health', (at, alive) => at === which && !alive && resolve()));
+      const firstDown = wentDown(first);
+      await rtp!.proc.stop();
+      await firstDown;
+      r = await readyz(port);
+      assert.equal(r.status, 200, 'one rtpengine answering is enough to take calls');
+      assert.deepEqual(r.body.checks.rtpengine, { [first]: false, [other]: true });
+      // A call now goes to the rtpengine that answers, whichever one round robin would have picked.
+      const user = new WaUser(USER_TONE, AGENT_TONE);
+      users.push(user);
+      const { wacid } = await sim!.userCalls(user, { to: BUSINESS });
+      await user.heard.whenHeard(10);
+      await phone.heard.whenHeard(10);
+      await sim!.userHangsUp(wacid);
+      const row = await CallRecord.findByPk(await s.bridge.calls.whenEnded(wacid));
+      assert.equal(row?.outcome, 'answered');
 
-    const sipDown = new Promise<void>((resolve) => (stack!.bridge.sip.srf as unknown as NodeJS.EventEmitter).once('close', () => resolve()));
-    await drachtio!.proc.stop();
-    await sipDown;
-    r = await readyz(port);
-    assert.equal(r.body.checks.sip, false);
+      const otherDown = wentDown(other);
+      await second.proc.stop();
+      await otherDown;
+      r = await readyz(port);
+      assert.equal(r.status, 503);
+      assert.deepEqual(r.body.checks.rtpengine, { [first]: false, [other]: false });
 
-    assert.equal(r.body.checks.postgres, true);
-    await proxy.close();
-    r = await readyz(port);
-    assert.equal(r.status, 503);
-    assert.equal(r.body.checks.postgres, false);
+      const sipDown = new Promise<void>((resolve) => (s.bridge.sip.srf as unknown as NodeJS.EventEmitter).once('close', () => resolve()));
+      await drachtio!.proc.stop();
+      await sipDown;
+      r = await readyz(port);
+      assert.equal(r.body.checks.sip, false);
+
+      assert.equal(r.body.checks.postgres, true);
+      await proxy.close();
+      r = await readyz(port);
+      assert.equal(r.status, 503);
+      assert.equal(r.body.checks.postgres, false);
+    } finally {
+      await second.proc.stop();
+    }
+  });
+
+  it('starts while Postgres is still unreachable, and goes on once it answers', async () => {
+    const dbName = new URL(infra.databaseUrl).pathname.slice(1);
+    const dbPort = await freePort('tcp');
+    proxy = new TcpProxy(infra.isolated ? { path: '/var/run/postgresql/.s.PGSQL.5432' } : { host: '127.0.0.1', port: 5432 });
+    const httpPort = await freePort('tcp');
+    const b = (bridge = new BridgeProcess(ownEnv({ HTTP_PORT: String(httpPort), DATABASE_URL: `postgres://postgres@127.0.0.1:${dbPort}/${dbName}`, DATABASE_TIMEOUT_MS: '500' })));
+    await b.proc.waitFor(/Postgres not reachable yet; retrying/);
+    await proxy.start(dbPort);
+    await b.started();
+    assert.equal((await readyz(httpPort)).body.checks.postgres, true);
   });
 
   it('SIGTERM drains: not ready, new INVITEs get 503 with Retry-After, the call in progress finishes, then the process exits', async () => {

@@ -13,6 +13,8 @@ export interface DrachtioServer { adminPort: number; sipPort: number; tlsPort: n
 export interface DrachtioOptions {
   /** SIP over TLS besides UDP: a contact on a free port with this key and certificate (PEM files). */
   tls?: { keyFile: string; certFile: string };
+  /** The UDP contact's --external-ip and --local-net, as compose sets them with SIP_EXTERNAL_IP. */
+  nat?: { externalIp: string; localNet: string };
 }
 
 /** A private drachtio-server on loopback, with a generated config (admin port, SIP contact, console log). */
@@ -36,7 +38,7 @@ export async function startDrachtio(bin: string, o: DrachtioOptions = {}): Promi
   <admin port="${adminPort}" secret="${secret}">127.0.0.1</admin>
   <sip>
     <contacts>
-      <contact>sip:127.0.0.1:${sipPort};transport=udp</contact>
+      <contact${o.nat ? ` external-ip="${o.nat.externalIp}" local-net="${o.nat.localNet}"` : ''}>sip:127.0.0.1:${sipPort};transport=udp</contact>
 ${tls}
   </sip>
   <logging>

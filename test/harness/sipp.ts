@@ -17,11 +17,12 @@ export interface SippRun {
  * SIPp playing the PBX/agent phone as a UAS on loopback for `calls` calls. `rtpPort` is put in the
  * 200 OK's SDP, so the test's own RTP endpoint carries the agent's audio.
  */
-export async function startSippUas(scenario: string, opts: { calls?: number; rtpPort?: number; keys?: SippKeys; extraArgs?: string[] } = {}): Promise<SippRun> {
+export async function startSippUas(scenario: string, opts: { calls?: number; rtpPort?: number; keys?: SippKeys; extraArgs?: string[]; ip?: string } = {}): Promise<SippRun> {
   const port = await freePort('udp');
+  const ip = opts.ip ?? '127.0.0.1';
   const proc = new ManagedProcess(`sipp ${scenario}`, 'sipp', [
     '-sf', path.join(SCENARIOS, scenario),
-    '-i', '127.0.0.1', '-p', String(port), '-mi', '127.0.0.1',
+    '-i', ip, '-p', String(port), '-mi', '127.0.0.1',
     '-m', String(opts.calls ?? 1),
     '-key', 'rtpport', String(opts.rtpPort ?? 9),
     ...keyArgs(opts.keys),
@@ -30,8 +31,8 @@ export async function startSippUas(scenario: string, opts: { calls?: number; rtp
     '-timeout', '120', '-timeout_error',
   ]);
   // SIPp prints no readiness line: wait until its UDP socket is bound.
-  await waitUdpBound(port, proc);
-  return { port, uri: `sip:127.0.0.1:${port}`, proc, done: proc.exited };
+  await waitUdpBound(port, proc, ip);
+  return { port, uri: `sip:${ip}:${port}`, proc, done: proc.exited };
 }
 
 /** Extra `[name]` keywords for a scenario (`-key name value`), e.g. a second RTP port or a peer's port. */
@@ -41,14 +42,16 @@ function keyArgs(keys: SippKeys = {}): string[] {
   return Object.entries(keys).flatMap(([k, v]) => ['-key', k, String(v)]);
 }
 
-async function waitUdpBound(port: number, proc: ManagedProcess): Promise<void> {
+async function waitUdpBound(port: number, proc: ManagedProcess, ip = '127.0.0.1'): Promise<void> {
   const hex = `:${port.toString(16).toUpperCase().padStart(4, '0')} `;
+  // /proc/net/udp writes an IPv4 address as 8 hex digits, least significant byte first.
+  const addr = ip.split('.').reverse().map((n) => Number(n).toString(16).toUpperCase().padStart(2, '0')).join('');
   const deadline = Date.now() + 5000;
   for (;;) {
     const table = await fs.readFile('/proc/net/udp', 'utf8');
-    if (table.split('\n').some((l) => l.includes(hex) && l.includes('0100007F'))) return;
+    if (table.split('\n').some((l) => l.includes(`${addr}${hex}`))) return;
     if (proc.child.exitCode !== null) throw new Error(`SIPp exited at start:\n${proc.output}`);
-    if (Date.now() > deadline) throw new Error(`SIPp did not bind 127.0.0.1:${port}:\n${proc.output}`);
+    if (Date.now() > deadline) throw new Error(`SIPp did not bind ${ip}:${port}:\n${proc.output}`);
     await new Promise((r) => setTimeout(r, 20));
   }
 }

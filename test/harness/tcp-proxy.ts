@@ -10,7 +10,8 @@ export class TcpProxy {
 
   constructor(private readonly target: net.NetConnectOpts) {}
 
-  async start(): Promise<number> {
+  /** Listens on `port` (default: any free one) and resolves with it. */
+  async start(port = 0): Promise<number> {
     this.server = net.createServer((client) => {
       const upstream = net.connect(this.target);
       for (const s of [client, upstream]) {
@@ -22,7 +23,7 @@ export class TcpProxy {
       client.on('close', () => upstream.destroy());
       upstream.on('close', () => client.destroy());
     });
-    await new Promise<void>((r) => this.server!.listen(0, '127.0.0.1', r));
+    await new Promise<void>((r) => this.server!.listen(port, '127.0.0.1', r));
     return (this.server.address() as net.AddressInfo).port;
   }
 
