@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { performance } from 'node:perf_hooks';
 import { CallRecord } from '../src/cdr/models';
 import { Op } from 'sequelize';
 import { connectDatabase } from '../src/cdr/db';
@@ -137,6 +138,16 @@ describe('shutdown and readiness', function () {
     await phone.heard.whenHeard(10);
   }
 
+  async function storedWebhook(id: string): Promise<boolean> {
+    const db = connectDatabase(infra.databaseUrl);
+    try {
+      const [rows] = await db.query('SELECT id FROM webhook_events WHERE id = :id', { replacements: { id } });
+      return rows.length === 1;
+    } finally {
+      await db.close();
+    }
+  }
+
   /** The CDRs the bridge process wrote, read through a store of the test's own. */
   async function cdrsOf(since: Date): Promise<CallRecord[]> {
     const db = connectDatabase(infra.databaseUrl);
@@ -224,7 +235,7 @@ describe('shutdown and readiness', function () {
     assert.equal((await readyz(httpPort)).body.checks.postgres, true);
   });
 
-  it('SIGTERM drains: not ready, new INVITEs get 503 with Retry-After, the call in progress finishes, then the process exits', async () => {
+  it('SIGTERM drains: not ready, new INVITEs get 503 with Retry-After, new WhatsApp calls are stored and rejected, the call in progress finishes, then the process exits', async () => {
     await grantPermission();
     const since = new Date();
     const { b, httpPort } = await startBridgeProcess({ SIP_TRUSTED_SOURCES: '127.0.0.0/8', WA_BUSINESS_NUMBER: BUSINESS, WA_PHONE_ID: '461269257068831', SHUTDOWN_DRAIN_S: '60', SHUTDOWN_RETRY_AFTER_S: '17' });
@@ -239,14 +250,25 @@ describe('shutdown and readiness', function () {
     sipps.push(refused);
     assert.equal(await refused.done, 0, `a new INVITE got 503 with Retry-After: 17:\n${refused.proc.output.slice(0, 1500)}`);
 
+    // A WhatsApp user calls meanwhile: the webhook is taken (200, stored) and the call rejected at once.
+    const caller = new WaUser(USER_TONE, AGENT_TONE);
+    users.push(caller);
+    const late = await sim!.userCalls(caller, { to: BUSINESS });
+    assert.equal(late.status, 200);
+    assert.ok(await sim!.waitForRequest('/calls/reject', late.wacid));
+
     // The agent hangs up by itself: the bridge has nothing left and exits, long before the drain limit.
-    assert.equal(await call.done, 0, call.proc.output.slice(-1500));
+    const agentDone = await call.done;
+    const hungUpAt = performance.now();
+    assert.equal(agentDone, 0, call.proc.output.slice(-1500));
     const code = await b.proc.exited;
+    console.log(`      (exit ${Math.round(performance.now() - hungUpAt)} ms after the last call ended; drain limit 60 s)`);
     assert.equal(code, 0);
     const rows = await cdrsOf(since);
-    assert.equal(rows.length, 1, 'the refused INVITE left no call behind');
-    assert.equal(rows[0]!.outcome, 'answered');
-    assert.equal(rows[0]!.hangup_by, 'pbx');
+    assert.deepEqual(rows.map((x) => [x.direction, x.outcome, x.hangup_by]), [['outbound', 'answered', 'pbx'], ['inbound', 'failed', 'bridge']],
+      'the refused INVITE left no call behind; the WhatsApp call has its CDR');
+    assert.equal(rows[1]!.error, 'bridge is shutting down');
+    assert.ok(await storedWebhook(late.eventId), 'the connect webhook is stored');
   });
 
   it('SIGTERM with calls up while drachtio-server, rtpengine and YCloud are all gone: exits within its bounds, every CDR closed', async () => {
