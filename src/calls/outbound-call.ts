@@ -96,7 +96,7 @@ export class OutboundCall extends BridgedCall {
       if (tooShort) return await this.end('failed', 'bridge', { refusal: tooShort, error: 'session interval too small' });
       assertUsableAudioSdp(this.req.body);
       const media = this.allocateMedia(this.deps.rtp.pick());
-      const offered = await this.deps.rtp.offer(media.ng, { 'call-id': this.id, 'from-tag': this.pbxTag, sdp: this.deps.plan.pbxOfferSdp(this.req.body), ...this.deps.plan.pbxOfferToWa() });
+      const offered = await this.deps.rtp.offer(media.ng, { 'call-id': this.id, 'from-tag': this.pbxTag, ...this.deps.plan.pbxOfferToWa(this.req.body) });
       this.checkWhatsAppAddresses(String(offered.sdp ?? ''));
       // No audio crosses in either direction before WhatsApp says ACCEPTED. The whole call is blocked,
       // not just the PBX leg: WhatsApp's media can arrive before its SDP answer (ICE and DTLS complete

@@ -49,7 +49,7 @@ export class CallMedia {
       this.playedSinceFreshLeg = false;
     }
     const ids = { 'call-id': this.callId, 'from-tag': this.pbxTag, 'to-tag': this.waTag };
-    await this.rtp.offer(this.ng, { ...ids, sdp: this.plan.pbxOfferSdp(pbxOffer), ...this.plan.pbxOfferToWa() });
+    await this.rtp.offer(this.ng, { ...ids, ...this.plan.pbxOfferToWa(pbxOffer) });
     const res = await this.rtp.answer(this.ng, { ...ids, sdp: waSdp, ...this.plan.waAnswerToPbx() });
     return plainRtpSdp(withAudioDirection(String(res.sdp ?? ''), answerDirectionFor(audioDirection(pbxOffer))));
   }

@@ -54,9 +54,13 @@ export class MediaPlan {
     };
   }
 
-  /** The PBX's offer (RTP or SRTP, G.711/G.722) -> a WebRTC offer for WhatsApp: ICE, DTLS-SRTP, rtcp-mux, opus. */
-  pbxOfferToWa(): NgParams {
+  /**
+   * The PBX's offer (RTP or SRTP, G.711/G.722) -> a WebRTC offer for WhatsApp: ICE, DTLS-SRTP,
+   * rtcp-mux, opus. The PBX's SDP goes with it as rtpengine is to see it (see pbxOfferSdp).
+   */
+  pbxOfferToWa(pbxSdp: string): NgParams {
     return {
+      sdp: this.pbxOfferSdp(pbxSdp),
       direction: this.toWa,
       'transport-protocol': 'UDP/TLS/RTP/SAVPF',
       ICE: 'force',
@@ -78,7 +82,7 @@ export class MediaPlan {
    * keys (as rtpengine itself does for RTP/SAVP) is answered with SDES: rtpengine 10.5 picks DTLS when
    * the fingerprint is there, so the DTLS attributes are taken out.
    */
-  pbxOfferSdp(sdp: string): string {
+  private pbxOfferSdp(sdp: string): string {
     return this.o.pbxSrtp === 'sdes' && hasSdesKeys(sdp) ? withoutDtls(sdp) : sdp;
   }
 }
