@@ -1,5 +1,6 @@
 import { Client, NgParams, NgResponse } from 'rtpengine-client';
 import { Logger } from '../log';
+import { Periodic } from '../util/periodic';
 import { TypedEmitter } from '../util/typed-emitter';
 
 export class MediaError extends Error {
@@ -25,8 +26,7 @@ export class RtpEngine extends TypedEmitter<{ health: [address: string, alive: b
   private next = 0;
   /** Answered its last ping (true until the first ping says otherwise). */
   private readonly alive = new Map<string, boolean>();
-  private pinger: NodeJS.Timeout | null = null;
-  private round: Promise<void> = Promise.resolve();
+  private pinger: Periodic | null = null;
 
   constructor(private readonly addresses: NgAddress[], timeoutMs: number, private readonly log?: Logger) {
     super();
@@ -53,14 +53,8 @@ export class RtpEngine extends TypedEmitter<{ health: [address: string, alive: b
 
   /** Pings every rtpengine now and then every `intervalMs`. */
   startPinging(intervalMs: number): Promise<void> {
-    const tick = () => {
-      this.round = this.pingAll().finally(() => {
-        if (this.pinger) this.pinger = setTimeout(tick, intervalMs);
-      });
-    };
-    this.pinger = setTimeout(tick, intervalMs);
-    this.round = this.pingAll();
-    return this.round;
+    this.pinger ??= new Periodic(() => this.pingAll(), intervalMs);
+    return this.pinger.start();
   }
 
   /** One round of pings; a change of state is logged and emitted. */
@@ -115,9 +109,7 @@ export class RtpEngine extends TypedEmitter<{ health: [address: string, alive: b
 
   /** Stops pinging (waits for a round in flight, itself bounded by the command timeout) and closes. */
   async close(): Promise<void> {
-    if (this.pinger) clearTimeout(this.pinger);
-    this.pinger = null;
-    await this.round;
+    await this.pinger?.stop();
     this.client.close();
   }
 

@@ -1,5 +1,6 @@
 import Srf from 'drachtio-srf';
 import { Logger } from '../log';
+import { Periodic } from '../util/periodic';
 import { withTimeout } from './dialog-requests';
 
 /** What the bridge speaks, for OPTIONS answers and the PBX's trunk monitors. */
@@ -30,8 +31,7 @@ type OutOfDialogRequest = (uri: string, opts: { method: string; headers?: Record
  */
 export class PbxTargetMonitor {
   private readonly health = new Map<string, Health>();
-  private timer: NodeJS.Timeout | null = null;
-  private round: Promise<void> = Promise.resolve();
+  private readonly pinger: Periodic;
 
   constructor(
     private readonly srf: Srf,
@@ -40,6 +40,7 @@ export class PbxTargetMonitor {
     private readonly log: Logger,
   ) {
     for (const t of targets) this.health.set(t, 'unknown');
+    this.pinger = new Periodic(() => this.pingAll(), opts.intervalMs);
   }
 
   /** Targets in the order to try them now. */
@@ -51,21 +52,14 @@ export class PbxTargetMonitor {
     return Object.fromEntries(this.health);
   }
 
+  /** Pings now and every `intervalMs` (never when it is 0). */
   start(): void {
-    if (this.opts.intervalMs <= 0 || this.timer) return;
-    const tick = () => {
-      this.round = this.pingAll().finally(() => {
-        if (this.timer) this.timer = setTimeout(tick, this.opts.intervalMs);
-      });
-    };
-    this.timer = setTimeout(tick, 0);
+    if (this.opts.intervalMs > 0) void this.pinger.start();
   }
 
   /** Stops pinging; waits (bounded by the ping timeout) for a round in flight. */
-  async stop(): Promise<void> {
-    if (this.timer) clearTimeout(this.timer);
-    this.timer = null;
-    await this.round;
+  stop(): Promise<void> {
+    return this.pinger.stop();
   }
 
   /** One round of pings (also used by tests to avoid waiting for the interval). */
