@@ -181,26 +181,44 @@ export class Bridge {
     return this.stopping;
   }
 
+  /**
+   * The bound on each step of stop(). A call's teardown runs its legs in parallel, each bounded by its
+   * own timeout, then writes the CDR.
+   */
+  private get stopBounds() {
+    const { ycloud, rtpengine, pbx, database } = this.config;
+    return {
+      pings: pbx.responseTimeoutMs + 500,
+      calls: Math.max(ycloud.timeoutMs, rtpengine.timeoutMs, pbx.requestTimeoutMs) + database.timeoutMs + 1000,
+      http: 2000,
+      rtpengine: rtpengine.timeoutMs + 500,
+      postgres: database.timeoutMs,
+    };
+  }
+
+  /** The most stop() can take: the sum of its steps' bounds. */
+  get stopBoundMs(): number {
+    return Object.values(this.stopBounds).reduce((a, b) => a + b, 0);
+  }
+
   private async shutdown(): Promise<void> {
     this.draining = true;
-    const { ycloud, rtpengine, pbx, database } = this.config;
-    // A teardown runs its legs in parallel, each bounded by its own timeout; then the CDR write.
-    const teardownMs = Math.max(ycloud.timeoutMs, rtpengine.timeoutMs, pbx.requestTimeoutMs) + database.timeoutMs + 1000;
+    const bound = this.stopBounds;
     const step = async (what: string, p: Promise<unknown>, ms: number) => {
       await withTimeout(p, ms, `${what} did not finish within ${ms} ms`).catch((err: unknown) => this.log.warn({ err: (err as Error).message }, 'shutdown step cut short'));
     };
-    await step('OPTIONS pings', this.targets.stop(), pbx.responseTimeoutMs + 500);
-    await step('ending calls', this.calls.shutdown(), teardownMs);
+    await step('OPTIONS pings', this.targets.stop(), bound.pings);
+    await step('ending calls', this.calls.shutdown(), bound.calls);
     const server = this.server;
     if (server) {
       const closed = new Promise<void>((resolve) => server.close(() => resolve()));
       server.closeAllConnections();
-      await step('HTTP server', closed, 2000);
+      await step('HTTP server', closed, bound.http);
     }
     this.sip.stop();
-    await step('rtpengine', this.rtp.close(), rtpengine.timeoutMs + 500);
+    await step('rtpengine', this.rtp.close(), bound.rtpengine);
     this.dtmfLog?.close();
-    await step('Postgres', this.cdr.sequelize.close(), database.timeoutMs);
+    await step('Postgres', this.cdr.sequelize.close(), bound.postgres);
     this.log.info('stopped');
   }
 }

@@ -27,8 +27,8 @@ async function main(): Promise<void> {
       return;
     }
     const { drainMs } = config.shutdown;
-    // Whatever hangs, the process exits: the drain, then every teardown step's own bound, then this.
-    const deadline = drainMs + stopBoundMs(config);
+    // Whatever hangs, the process exits: the drain, then every stop step's own bound, then this.
+    const deadline = drainMs + bridge.stopBoundMs + 5000;
     setTimeout(() => {
       log.error({ afterMs: deadline }, 'shutdown did not finish in time: exiting anyway');
       process.exit(1);
@@ -44,11 +44,6 @@ async function main(): Promise<void> {
   process.on('SIGTERM', () => stop('SIGTERM'));
   process.on('SIGINT', () => stop('SIGINT'));
   await bridge.start();
-}
-
-/** The most the bounded steps of Bridge.stop() can take, plus a margin. */
-function stopBoundMs(c: Config): number {
-  return c.pbx.responseTimeoutMs + 2 * Math.max(c.ycloud.timeoutMs, c.rtpengine.timeoutMs, c.pbx.requestTimeoutMs) + 3 * c.database.timeoutMs + 5000;
 }
 
 main().catch((err: unknown) => {
