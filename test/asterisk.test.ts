@@ -8,6 +8,7 @@ import { startStack, TestStack } from './harness/bridge';
 import { BrowserHandle, BrowserWaUser } from './harness/browser-wa-user';
 import { infra } from './harness/global-setup';
 import { Timeline, within } from './harness/timeline';
+import { grantPermanentPermission } from './harness/permissions';
 import { WaUser } from './harness/wa-user';
 import { SimOutboundCall } from './harness/ycloud-sim';
 
@@ -130,18 +131,13 @@ describe('a real Asterisk as the PBX (config/asterisk samples)', function () {
     await startAsterisk([]);
     const s = await startBridge();
     await pbx!.bridgeReachable();
-    await s.bridge.permissions.recordReply({
-      businessNumber: SAMPLE_BUSINESS, customerNumber: CUSTOMER, response: 'accept', isPermanent: true, expiresAt: null,
-      responseSource: 'user_action', repliedAt: new Date(), wamid: null, eventId: null,
-    });
+    await grantPermanentPermission(s.bridge.permissions, SAMPLE_BUSINESS, CUSTOMER);
     user = new WaUser(USER_TONE, USER_TONE);
     let call: SimOutboundCall | null = null;
+    const answers = s.sim.answeredBy(user, 300);
     s.sim.outboundScript = async (c) => {
       call = c;
-      await s.sim.deliver(s.sim.outboundConnect(c, await user!.answer(c.offer)));
-      await s.sim.deliver(s.sim.outboundStatus(c, 'RINGING'));
-      await new Promise((r) => setTimeout(r, 300));
-      await s.sim.deliverAccepted(c);
+      await answers(c);
     };
     // The agent's phone: a Local channel into the sample's [agents] context dialling 9 + the number;
     // its other half echoes what it hears once the WhatsApp user answers.

@@ -13,6 +13,7 @@ import { RtpengineInstance, startRtpengine } from './harness/rtpengine';
 import { RtpPhone } from './harness/rtp-phone';
 import { runSippUac, SippRun, startSippUas } from './harness/sipp';
 import { SrfPbx } from './harness/srf-pbx';
+import { grantPermanentPermission } from './harness/permissions';
 import { WaUser } from './harness/wa-user';
 import { SimOutboundCall } from './harness/ycloud-sim';
 
@@ -27,7 +28,40 @@ const VM_PUBLIC = '127.0.0.3'; // the NAT's public address for the VM: on no int
 const PBX_FACING = '127.0.0.4'; // the VM's address on the PBX's private network
 const PORT_MIN = 37000;
 const PORT_MAX = 37199;
-const NFT_TABLE = 'wasb_one_to_one_nat';
+
+/**
+ * A 1:1 NAT of the test's own: an nftables table in its private network namespace that sends UDP for
+ * one address (and ports) on to another, and back. `open` says loudly why not, where it cannot be.
+ */
+class TestNat {
+  private created = false;
+
+  private constructor(private readonly nft: string, private readonly table: string) {}
+
+  static open(table: string, tests: string): TestNat | null {
+    const nft = findProgram('nft', 'NFT_BIN');
+    if (!infra.isolated || !nft) {
+      console.log(`\n!!! ${tests} SKIPPED: they need the private network namespace (root, unshare) and nftables (${nft ? 'found' : 'nft not found'}) !!!\n`);
+      return null;
+    }
+    return new TestNat(nft, table);
+  }
+
+  dnat(daddr: string, ports: string, to: string): void {
+    execFileSync(this.nft, ['-f', '-'], {
+      input: `table ip ${this.table} {
+  chain output { type nat hook output priority -100; ip daddr ${daddr} udp dport ${ports} dnat to ${to}; }
+}
+`,
+    });
+    this.created = true;
+  }
+
+  close(): void {
+    if (this.created) execFileSync(this.nft, ['delete', 'table', 'ip', this.table], { stdio: 'ignore' });
+    this.created = false;
+  }
+}
 
 /** The SDP of the first message in a SIPp message trace that carries one (INVITE or 200 OK). */
 function firstSdpIn(traceFile: string, startLine: RegExp): string {
@@ -53,33 +87,19 @@ describe('media addresses behind 1:1 NAT', function () {
   let user: WaUser | null = null;
   let phone: RtpPhone | null = null;
   let traceDir = '';
+  let nat: TestNat | null = null;
 
   before(async function () {
     if (!infra.drachtio) return this.skip();
-    const nft = findProgram('nft', 'NFT_BIN');
-    if (!infra.isolated || !nft) {
-      console.log(`\n!!! NAT TESTS SKIPPED: they need the private network namespace (root, unshare) and nftables (${nft ? 'found' : 'nft not found'}) !!!\n`);
-      return this.skip();
-    }
-    execFileSync(nft, ['-f', '-'], {
-      input: `table ip ${NFT_TABLE} {
-  chain output { type nat hook output priority -100; ip daddr ${VM_PUBLIC} udp dport ${PORT_MIN}-${PORT_MAX} dnat to ${VM_LOCAL}; }
-}
-`,
-    });
+    nat = TestNat.open('wasb_one_to_one_nat', 'NAT TESTS');
+    if (!nat) return this.skip();
+    nat.dnat(VM_PUBLIC, `${PORT_MIN}-${PORT_MAX}`, VM_LOCAL);
     rtp = await startRtpengine({ portMin: PORT_MIN, portMax: PORT_MAX, interfaces: [`wa/${VM_LOCAL}!${VM_PUBLIC}`, `pbx/${PBX_FACING}`] });
   });
 
   after(async () => {
     await rtp?.proc.stop();
-    const nft = findProgram('nft', 'NFT_BIN');
-    if (nft && infra.isolated) {
-      try {
-        execFileSync(nft, ['delete', 'table', 'ip', NFT_TABLE], { stdio: 'ignore' });
-      } catch {
-        // never created: the suite was skipped
-      }
-    }
+    nat?.close();
   });
 
   beforeEach(() => {
@@ -139,16 +159,12 @@ describe('media addresses behind 1:1 NAT', function () {
     user = new WaUser(USER_TONE, AGENT_TONE);
     stack = await startStack({ ...natEnv(), SIP_TRUSTED_SOURCES: '127.0.0.0/8', WA_BUSINESS_NUMBER: BUSINESS, WA_PHONE_ID: '461269257068831' });
     const s = stack;
-    await s.bridge.permissions.recordReply({
-      businessNumber: BUSINESS, customerNumber: CUSTOMER, response: 'accept', isPermanent: true, expiresAt: null,
-      responseSource: 'user_action', repliedAt: new Date(), wamid: null, eventId: null,
-    });
+    await grantPermanentPermission(s.bridge.permissions, BUSINESS, CUSTOMER);
     let offer = '';
+    const answers = s.sim.answeredBy(user);
     s.sim.outboundScript = async (call: SimOutboundCall) => {
       offer = call.offer;
-      await s.sim.deliver(s.sim.outboundConnect(call, await user!.answer(call.offer)));
-      await s.sim.deliver(s.sim.outboundStatus(call, 'RINGING'));
-      await s.sim.deliverAccepted(call);
+      await answers(call);
     };
     const trace = path.join(traceDir, 'uac.msg');
     const rtpPort = (phone as unknown as { socket: { address(): { port: number } } }).socket.address().port;
@@ -195,7 +211,6 @@ describe('SIP addresses behind 1:1 NAT', function () {
   this.timeout(60000);
   const LOCAL_NET = '127.0.0.64/26'; // the PBX's private network
   const PRIVATE_PBX = '127.0.0.70';
-  const SIP_TABLE = 'wasb_sip_nat';
   let bridgeSip: DrachtioServer | null = null;
   let pbxSip: DrachtioServer | null = null;
   let pbxRtp: RtpengineInstance | null = null;
@@ -204,28 +219,20 @@ describe('SIP addresses behind 1:1 NAT', function () {
   let sipp: SippRun | null = null;
   let user: WaUser | null = null;
   let phone: RtpPhone | null = null;
-  let nft: string | null = null;
+  let nat: TestNat | null = null;
 
   before(async function () {
     if (!infra.drachtio) return this.skip();
-    nft = findProgram('nft', 'NFT_BIN');
-    if (!infra.isolated || !nft) {
-      console.log('\n!!! SIP NAT TESTS SKIPPED: they need the private network namespace (root, unshare) and nftables !!!\n');
-      return this.skip();
-    }
+    nat = TestNat.open('wasb_sip_nat', 'SIP NAT TESTS');
+    if (!nat) return this.skip();
     bridgeSip = await startDrachtio(findDrachtio()!, { nat: { externalIp: VM_PUBLIC, localNet: LOCAL_NET } });
-    execFileSync(nft, ['-f', '-'], {
-      input: `table ip ${SIP_TABLE} {
-  chain output { type nat hook output priority -100; ip daddr ${VM_PUBLIC} udp dport ${bridgeSip.sipPort} dnat to 127.0.0.1; }
-}
-`,
-    });
+    nat.dnat(VM_PUBLIC, String(bridgeSip.sipPort), '127.0.0.1');
     pbxSip = await startDrachtio(findDrachtio()!);
     pbxRtp = await startRtpengine({ portMin: 37800, portMax: 37999, interfaces: ['127.0.0.1'] });
   });
 
   after(async () => {
-    if (nft && infra.isolated && bridgeSip) execFileSync(nft, ['delete', 'table', 'ip', SIP_TABLE], { stdio: 'ignore' });
+    nat?.close();
     await bridgeSip?.proc.stop();
     await pbxSip?.proc.stop();
     await pbxRtp?.proc.stop();

@@ -6,8 +6,8 @@ import { infra } from './harness/infra';
 import { RtpPhone, RtpPhoneOptions } from './harness/rtp-phone';
 import { refusalScenario, runSippUac, SippRun } from './harness/sipp';
 import { Timeline, within } from './harness/timeline';
+import { grantPermanentPermission } from './harness/permissions';
 import { WaUser } from './harness/wa-user';
-import { SimOutboundCall } from './harness/ycloud-sim';
 
 const AGENT_TONE = 1000;
 const USER_TONE = 440;
@@ -46,10 +46,7 @@ describe('outbound call from an agent to a WhatsApp user', function () {
   }
 
   async function grantPermission(s: TestStack, customer = CUSTOMER): Promise<void> {
-    await s.bridge.permissions.recordReply({
-      businessNumber: BUSINESS, customerNumber: customer, response: 'accept', isPermanent: true, expiresAt: null,
-      responseSource: 'user_action', repliedAt: new Date(), wamid: null, eventId: null,
-    });
+    await grantPermanentPermission(s.bridge.permissions, BUSINESS, customer);
   }
 
   async function dial(scenario: string, number = CUSTOMER, auth?: { username: string; password: string }, keys?: Record<string, string>): Promise<SippRun> {
@@ -73,23 +70,11 @@ describe('outbound call from an agent to a WhatsApp user', function () {
     return row;
   }
 
-  /** The WhatsApp user's phone rings: connect webhook with the SDP answer, then RINGING. */
-  async function rings(s: TestStack, call: SimOutboundCall): Promise<void> {
-    await s.sim.deliver(s.sim.outboundConnect(call, await user!.answer(call.offer)));
-    await s.sim.deliver(s.sim.outboundStatus(call, 'RINGING'));
-  }
-
-  /** The WhatsApp user answers: connect webhook with the SDP answer, RINGING, then ACCEPTED after `ringMs`. */
-  const answers = (s: TestStack, ringMs = 400) => async (call: SimOutboundCall) => {
-    await rings(s, call);
-    await new Promise((r) => setTimeout(r, ringMs)); // the user takes a moment to pick up
-    await s.sim.deliverAccepted(call);
-  };
 
   it('answered: 180 on RINGING, 200 on ACCEPTED, audio both ways only after ACCEPTED; agent hangs up', async () => {
     const s = await setUp();
     await grantPermission(s);
-    s.sim.outboundScript = answers(s);
+    s.sim.outboundScript = s.sim.answeredBy(user!, 400);
     await dial('uac-call-hangup.xml');
     await user!.heard.whenHeard(25);
     await phone!.heard.whenHeard(25);
@@ -126,7 +111,7 @@ describe('outbound call from an agent to a WhatsApp user', function () {
     const s = await setUp();
     await grantPermission(s);
     s.sim.outboundScript = async (call) => {
-      await answers(s, 0)(call);
+      await s.sim.answeredBy(user!)(call);
       await phone!.heard.whenHeard(25);
       await s.sim.deliver(s.sim.outboundTerminate(call, 'COMPLETED'));
     };
@@ -142,7 +127,7 @@ describe('outbound call from an agent to a WhatsApp user', function () {
     const s = await setUp();
     await grantPermission(s);
     s.sim.outboundScript = async (call) => {
-      await rings(s, call);
+      await s.sim.rings(call, user!);
       await s.sim.deliver(s.sim.outboundStatus(call, 'REJECTED'));
       await s.sim.deliver(s.sim.outboundTerminate(call, 'FAILED'));
     };
@@ -157,7 +142,7 @@ describe('outbound call from an agent to a WhatsApp user', function () {
     const s = await setUp();
     await grantPermission(s);
     s.sim.outboundScript = async (call) => {
-      await rings(s, call);
+      await s.sim.rings(call, user!);
       await s.sim.deliver(s.sim.outboundTerminate(call, 'FAILED'));
     };
     await dial(await refusalScenario(480, 'cause=19'));
@@ -170,7 +155,7 @@ describe('outbound call from an agent to a WhatsApp user', function () {
     const s = await setUp();
     await grantPermission(s);
     s.sim.outboundScript = async (call) => {
-      await rings(s, call);
+      await s.sim.rings(call, user!);
     };
     await dial('uac-cancel.xml');
     const row = await outboundCdr(s);
@@ -228,7 +213,7 @@ describe('outbound call from an agent to a WhatsApp user', function () {
   it('digest authentication, when configured: challenged with 401, then the call goes through', async () => {
     const s = await setUp({ SIP_AUTH_USERNAME: 'pbx', SIP_AUTH_PASSWORD: 's3cret' });
     await grantPermission(s);
-    s.sim.outboundScript = answers(s, 0);
+    s.sim.outboundScript = s.sim.answeredBy(user!);
     await dial('uac-auth-call.xml', CUSTOMER, { username: 'pbx', password: 's3cret' });
     const row = await outboundCdr(s);
     assert.equal(row.outcome, 'answered');
@@ -275,7 +260,7 @@ describe('outbound call from an agent to a WhatsApp user', function () {
     const s = await setUp({}, { followSource: true });
     const timeline = new Timeline(s.bridge.cdr);
     await grantPermission(s);
-    s.sim.outboundScript = answers(s, 0);
+    s.sim.outboundScript = s.sim.answeredBy(user!);
     await dial('uac-call-hold.xml', CUSTOMER, undefined, { holdms: '6000', talkms: '2000' });
     await within(user!.heard.whenHeard(25), 10000, () => `the agent heard by the user (timeline: ${timeline.types().join(', ')})`);
 

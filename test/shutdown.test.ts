@@ -16,8 +16,9 @@ import { RtpengineInstance, startRtpengine } from './harness/rtpengine';
 import { RtpPhone } from './harness/rtp-phone';
 import { refusalScenario, runSippUac, SippRun, startSippUas } from './harness/sipp';
 import { TcpProxy } from './harness/tcp-proxy';
+import { grantPermanentPermission } from './harness/permissions';
 import { WaUser } from './harness/wa-user';
-import { SimOutboundCall, YCloudSim } from './harness/ycloud-sim';
+import { YCloudSim } from './harness/ycloud-sim';
 
 const CUSTOMER = '+6281361905133';
 const BUSINESS = '+6283138205150';
@@ -32,10 +33,7 @@ async function readyz(port: number): Promise<{ status: number; body: { ok: boole
 async function grantPermission(): Promise<void> {
   const db = connectDatabase(infra.databaseUrl);
   const store = new PermissionStore(db, new YCloudClient({ baseUrl: 'http://127.0.0.1:9', apiKey: 'unused', timeoutMs: 100 }), createLogger('silent'));
-  await store.recordReply({
-    businessNumber: BUSINESS, customerNumber: CUSTOMER, response: 'accept', isPermanent: true, expiresAt: null,
-    responseSource: 'user_action', repliedAt: new Date(), wamid: null, eventId: null,
-  });
+  await grantPermanentPermission(store, BUSINESS, CUSTOMER);
   await db.close();
 }
 
@@ -108,11 +106,7 @@ describe('shutdown and readiness', function () {
     const rtpPort = await phone.start();
     const user = new WaUser(USER_TONE, AGENT_TONE);
     users.push(user);
-    sim!.outboundScript = async (call: SimOutboundCall) => {
-      await sim!.deliver(sim!.outboundConnect(call, await user.answer(call.offer)));
-      await sim!.deliver(sim!.outboundStatus(call, 'RINGING'));
-      await sim!.deliverAccepted(call);
-    };
+    sim!.outboundScript = sim!.answeredBy(user);
     const sipp = await runSippUac(scenario, { target: `127.0.0.1:${drachtio!.sipPort}`, number: CUSTOMER, rtpPort });
     sipps.push(sipp);
     await user.heard.whenHeard(10);

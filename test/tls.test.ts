@@ -11,6 +11,7 @@ import { infra } from './harness/infra';
 import { RtpengineInstance, startRtpengine } from './harness/rtpengine';
 import { RtpPhone } from './harness/rtp-phone';
 import { SrfPbx } from './harness/srf-pbx';
+import { grantPermanentPermission } from './harness/permissions';
 import { WaUser } from './harness/wa-user';
 
 const USER_TONE = 440;
@@ -100,17 +101,9 @@ describe('a PBX reached over SIP TLS, with SRTP (SDES) on its leg', function () 
       DRACHTIO_PORT: String(bridgeSip!.adminPort), DRACHTIO_SECRET: bridgeSip!.secret,
       SIP_TRUSTED_SOURCES: '127.0.0.0/8', WA_BUSINESS_NUMBER: BUSINESS, WA_PHONE_ID: '461269257068831', PBX_SRTP: 'sdes',
     }));
-    await s.bridge.permissions.recordReply({
-      businessNumber: BUSINESS, customerNumber: CUSTOMER, response: 'accept', isPermanent: true, expiresAt: null,
-      responseSource: 'user_action', repliedAt: new Date(), wamid: null, eventId: null,
-    });
+    await grantPermanentPermission(s.bridge.permissions, BUSINESS, CUSTOMER);
     user = new WaUser(USER_TONE, AGENT_TONE);
-    const u = user;
-    s.sim.outboundScript = async (call) => {
-      await s.sim.deliver(s.sim.outboundConnect(call, await u.answer(call.offer)));
-      await s.sim.deliver(s.sim.outboundStatus(call, 'RINGING'));
-      await s.sim.deliverAccepted(call);
-    };
+    s.sim.outboundScript = s.sim.answeredBy(user);
     const dialog = await pbx.call(`sip:${CUSTOMER}@127.0.0.1:${bridgeSip!.tlsPort};transport=tls`, { srtp: true });
     assert.match(dialog.remote.sdp, /^m=audio \d+ RTP\/SAVP /m, 'the bridge answered SRTP');
     assert.match(dialog.remote.sdp, /^a=crypto:\d+ \S+ inline:/m, `with its SDES key:\n${dialog.remote.sdp}`);

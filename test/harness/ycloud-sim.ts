@@ -291,6 +291,21 @@ export class YCloudSim extends EventEmitter {
     });
   }
 
+  /** The WhatsApp user's phone rings for an agent's call: connect webhook with `user`'s SDP answer, then RINGING. */
+  async rings(call: SimOutboundCall, user: { answer(offer: string): Promise<string> }): Promise<void> {
+    await this.deliver(this.outboundConnect(call, await user.answer(call.offer)));
+    await this.deliver(this.outboundStatus(call, 'RINGING'));
+  }
+
+  /** An outbound script in which `user` answers: it rings, then ACCEPTED after `ringMs`. */
+  answeredBy(user: { answer(offer: string): Promise<string> }, ringMs = 0): OutboundScript {
+    return async (call) => {
+      await this.rings(call, user);
+      if (ringMs > 0) await new Promise((r) => setTimeout(r, ringMs)); // the user takes a moment to pick up
+      await this.deliverAccepted(call);
+    };
+  }
+
   /** Delivers an outbound call's ACCEPTED and remembers when. */
   async deliverAccepted(call: SimOutboundCall): Promise<number> {
     const ev = this.outboundStatus(call, 'ACCEPTED');
