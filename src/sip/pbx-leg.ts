@@ -85,7 +85,7 @@ export class PbxLeg extends EventEmitter {
     // A PBX that never answers our CANCEL (no 487, no 200) must not hold the call either.
     const abandoned = new Promise<never>((_, reject) => {
       this.abandon = () => {
-        this.cancelTimer = setTimeout(() => reject(new PbxLegError(this.cancelReason === 'no-response' ? { kind: 'no-response' } : { kind: 'cancelled' })), o.responseTimeoutMs);
+        this.cancelTimer = setTimeout(() => reject(this.cancelledError()), o.responseTimeoutMs);
       };
     });
     abandoned.catch(() => undefined);
@@ -138,7 +138,7 @@ export class PbxLeg extends EventEmitter {
       this.clearTimer();
       if (err instanceof PbxLegError) throw err;
       const e = err as { status?: number; reason?: string; message?: string; res?: Srf.SrfResponse };
-      if (this.cancelReason) throw new PbxLegError(this.cancelReason === 'cancelled' ? { kind: 'cancelled' } : { kind: 'no-response' });
+      if (this.cancelReason) throw this.cancelledError();
       if (typeof e.status === 'number') {
         const hadProvisional = this.gotResponse;
         this.gotResponse = true;
@@ -153,6 +153,11 @@ export class PbxLeg extends EventEmitter {
     this.req = req;
     this.sipCallId = req.get('Call-ID');
     if (this.cancelled) req.cancel(() => undefined);
+  }
+
+  /** How an INVITE we cancelled ended, by why we cancelled it. */
+  private cancelledError(): PbxLegError {
+    return new PbxLegError(this.cancelReason === 'no-response' ? { kind: 'no-response' } : { kind: 'cancelled' });
   }
 
   /** CANCELs a pending INVITE (caller gave up, no answer, or no response at all). */
