@@ -186,7 +186,7 @@ export function loadConfig(env: Env = process.env): Config {
   const autoRequest = str('PERMISSION_AUTO_REQUEST', 'off');
   if (autoRequest !== 'off' && autoRequest !== 'interactive') problems.push(`PERMISSION_AUTO_REQUEST must be "off" or "interactive" (got "${autoRequest}")`);
 
-  const httpHost = env.HTTP_HOST?.trim();
+  const httpHost = str('HTTP_HOST', '');
   if (httpHost && !net.isIP(httpHost) && httpHost !== 'localhost') problems.push(`HTTP_HOST must be an IP address to listen on, e.g. 127.0.0.1 (got "${httpHost}")`);
   const publicIp = str('PUBLIC_IP');
   const allowPrivate = str('ALLOW_PRIVATE_PUBLIC_IP', 'false');
@@ -211,7 +211,7 @@ export function loadConfig(env: Env = process.env): Config {
   const config: Config = {
     databaseUrl,
     httpPort: int('HTTP_PORT', 3000, 0, 65535),
-    httpHost: str('HTTP_HOST', '') || undefined,
+    httpHost: httpHost || undefined,
     nodeId: str('NODE_ID', os.hostname()),
     logLevel: str('LOG_LEVEL', 'info'),
     ycloud: {
