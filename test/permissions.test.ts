@@ -5,7 +5,7 @@ import { promisify } from 'node:util';
 import { deliverAndProcess, startStack, TestStack } from './harness/bridge';
 
 const BUSINESS = '+6283138205150';
-const TOKEN = 'admin-test-token';
+const TOKEN = 'admin-test-token-0123456789';
 
 /** Call permissions and calling settings through the real webhook endpoint, admin API and database. */
 describe('call permissions and calling settings', () => {

@@ -37,6 +37,14 @@ export class CallRecord extends Model<InferAttributes<CallRecord>, InferCreation
   declare pbx_codec: CreationOptional<string | null>;
   declare media_stats: CreationOptional<object | null>;
   declare node_id: CreationOptional<string | null>;
+  declare mos: CreationOptional<string | null>;
+  declare packet_loss_pct: CreationOptional<string | null>;
+  declare jitter_ms: CreationOptional<string | null>;
+  declare rtt_ms: CreationOptional<string | null>;
+  declare recording_path: CreationOptional<string | null>;
+  declare recording_bytes: CreationOptional<string | null>;
+  declare recording_seconds: CreationOptional<string | null>;
+  declare recording_deleted_at: CreationOptional<Date | null>;
   declare created_at: CreationOptional<Date>;
   declare updated_at: CreationOptional<Date>;
 }
@@ -97,6 +105,14 @@ export function defineModels(sequelize: Sequelize): void {
       pbx_codec: str(32),
       media_stats: { type: DataTypes.JSONB },
       node_id: str(128),
+      mos: { type: DataTypes.DECIMAL(3, 2) },
+      packet_loss_pct: { type: DataTypes.DECIMAL(5, 2) },
+      jitter_ms: { type: DataTypes.DECIMAL(8, 2) },
+      rtt_ms: { type: DataTypes.DECIMAL(8, 2) },
+      recording_path: str(1024),
+      recording_bytes: { type: DataTypes.BIGINT },
+      recording_seconds: { type: DataTypes.DECIMAL(10, 3) },
+      recording_deleted_at: date(),
       created_at: date(),
       updated_at: date(),
     },

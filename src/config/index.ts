@@ -86,7 +86,34 @@ export interface Config {
     /** Send a call-permission request automatically when an agent dials someone without permission. */
     autoPermissionRequest: { text: string } | null;
   };
-  admin: { token: string | null; wabaId: string | null };
+  admin: {
+    /** Full access to /api (operator): ADMIN_API_TOKEN; null disables the admin routes. */
+    token: string | null;
+    wabaId: string | null;
+    /** Read-only tokens for reporting tools (REPORTING_API_TOKENS, comma-separated): GET on calls and reports. */
+    reportingTokens: string[];
+  };
+  /** Prometheus scraping at /metrics: open (null) or guarded by a bearer token (METRICS_TOKEN). */
+  metrics: { token: string | null };
+  /** A call whose worst leg's estimated MOS is below this counts as poor quality (CALL_QUALITY_MOS_THRESHOLD). */
+  quality: { mosThreshold: number };
+  recording: {
+    /** RECORDING=off|all: record every bridged call through rtpengine. */
+    enabled: boolean;
+    /**
+     * proc: rtpengine's kernel interface read by rtpengine-recording (needs the kernel module);
+     * pcap: rtpengine writes pcap files that the bridge turns into WAV (userspace-only hosts).
+     */
+    method: 'proc' | 'pcap';
+    /** rtpengine's --recording-dir (the recording daemon's --spool-dir). */
+    spoolDir: string;
+    /** Where the finished audio files are (the recording daemon's --output-dir). */
+    outputDir: string;
+    /** Recordings older than this many days are deleted; 0 keeps them. */
+    retentionDays: number;
+    /** Played to the WhatsApp caller after the call is answered and before the agent is heard; null: none. */
+    announcementFile: string | null;
+  };
   shutdown: {
     /** After SIGTERM, how long calls in progress may go on before the bridge ends them. */
     drainMs: number;
@@ -208,6 +235,20 @@ export function loadConfig(env: Env = process.env): Config {
     if (!/^[A-Za-z0-9_.-]+$/.test(v)) problems.push(`${k} must be an rtpengine interface name (letters, digits, _ . -), got "${v}"`);
   }
 
+  const adminToken = str('ADMIN_API_TOKEN', '');
+  const reportingTokens = str('REPORTING_API_TOKENS', '').split(',').map((t) => t.trim()).filter(Boolean);
+  for (const t of [adminToken, ...reportingTokens].filter(Boolean)) {
+    if (t.length < 16) problems.push('ADMIN_API_TOKEN and each REPORTING_API_TOKENS entry must be at least 16 characters');
+  }
+  if (adminToken && reportingTokens.includes(adminToken)) problems.push('REPORTING_API_TOKENS must not contain ADMIN_API_TOKEN');
+  const mosRaw = str('CALL_QUALITY_MOS_THRESHOLD', '3.5');
+  const mosThreshold = Number(mosRaw);
+  if (!(mosThreshold >= 1 && mosThreshold <= 5)) problems.push(`CALL_QUALITY_MOS_THRESHOLD must be a number between 1 and 5 (got "${mosRaw}")`);
+  const recording = str('RECORDING', 'off');
+  if (recording !== 'off' && recording !== 'all') problems.push(`RECORDING must be "off" or "all" (got "${recording}")`);
+  const recordingMethod = str('RECORDING_METHOD', 'pcap');
+  if (recordingMethod !== 'proc' && recordingMethod !== 'pcap') problems.push(`RECORDING_METHOD must be "proc" or "pcap" (got "${recordingMethod}")`);
+
   const config: Config = {
     databaseUrl,
     httpPort: int('HTTP_PORT', 3000, 0, 65535),
@@ -265,7 +306,17 @@ export function loadConfig(env: Env = process.env): Config {
         ? { text: str('PERMISSION_REQUEST_TEXT', 'We would like to call you about your request. May we?') }
         : null,
     },
-    admin: { token: str('ADMIN_API_TOKEN', '') || null, wabaId: str('WA_WABA_ID', '') || null },
+    admin: { token: adminToken || null, wabaId: str('WA_WABA_ID', '') || null, reportingTokens },
+    metrics: { token: str('METRICS_TOKEN', '') || null },
+    quality: { mosThreshold },
+    recording: {
+      enabled: recording === 'all',
+      method: recordingMethod === 'proc' ? 'proc' : 'pcap',
+      spoolDir: str('RECORDING_SPOOL_DIR', '/var/spool/rtpengine'),
+      outputDir: str('RECORDING_DIR', '/var/lib/rtpengine-recording'),
+      retentionDays: int('RECORDING_RETENTION_DAYS', 90, 0, 36500),
+      announcementFile: str('RECORDING_ANNOUNCEMENT_FILE', '') || null,
+    },
     shutdown: {
       drainMs: int('SHUTDOWN_DRAIN_S', 30, 0, 3600) * 1000,
       retryAfterS: int('SHUTDOWN_RETRY_AFTER_S', 30, 1, 3600),
