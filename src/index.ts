@@ -1,6 +1,6 @@
 import { Bridge } from './app';
 import { Config, ConfigError, loadConfig } from './config';
-import { createLogger } from './log';
+import { configSecrets, createLogger } from './log';
 
 async function main(): Promise<void> {
   let config: Config;
@@ -13,7 +13,8 @@ async function main(): Promise<void> {
     }
     throw err;
   }
-  const log = createLogger(config.logLevel, { node: config.nodeId });
+  // Besides pino's redaction, every configured secret value is scrubbed from every line as written.
+  const log = createLogger(config.logLevel, { node: config.nodeId }, { secrets: configSecrets(config) });
   const bridge = new Bridge(config, log);
   process.on('unhandledRejection', (err) => log.error({ err }, 'unhandled rejection'));
   process.on('uncaughtException', (err) => log.error({ err }, 'uncaught exception'));

@@ -1,6 +1,7 @@
 import Srf from 'drachtio-srf';
 import { Config } from '../config';
 import { Outcome } from '../cdr/models';
+import { setCallLogFields } from '../log';
 import { assertUsableAudioSdp, firstAudioCodec, plainRtpSdp, SdpError } from '../media/sdp';
 import { YCloudError } from '../providers/ycloud/client';
 import { CallingConnect, CallingTerminate } from '../providers/ycloud/events';
@@ -64,6 +65,7 @@ export class OutboundCall extends BridgedCall {
 
   constructor(private readonly deps: OutboundDeps, private readonly req: Srf.SrfRequest, private readonly res: Srf.SrfResponse, readonly call: OutboundRequest) {
     super(deps, deps.log.child({ direction: 'outbound' }));
+    setCallLogFields(this.log, { sipCallId: req.get('Call-ID') });
     this.phoneId = call.phoneId;
     this.rec.create({
       direction: 'outbound',
@@ -128,6 +130,7 @@ export class OutboundCall extends BridgedCall {
   bindWacid(wacid: string): void {
     if (this.wacid) return;
     this.wacid = wacid;
+    setCallLogFields(this.log, { wacid });
     this.rec.update({ wacid });
     this.deps.bind(wacid, this);
     // An agent who hung up while calls/connect was in flight: end the WhatsApp call now that it has a name.

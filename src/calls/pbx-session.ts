@@ -4,7 +4,7 @@ import { CallMedia } from '../media/call-media';
 import { KeepaliveOptions, MediaKeepalive } from '../media/keepalive';
 import { assertUsableAudioSdp, isHoldOffer, SdpError } from '../media/sdp';
 import { agentOf, failureOf, PbxLeg } from '../sip/pbx-leg';
-import { byeWithin, localContact, requestInDialog, sessionTimerHeaders, withTimeout } from '../sip/dialog-requests';
+import { byeWithin, localContact, reinviteWithin, requestInDialog, sessionTimerHeaders, withTimeout } from '../sip/dialog-requests';
 import { parseReferTo, ReferTarget } from '../sip/refer';
 import { TypedEmitter } from '../util/typed-emitter';
 
@@ -182,7 +182,7 @@ export class PbxSession extends TypedEmitter<PbxSessionEvents> {
     const dialog = this.current;
     try {
       const offer = await this.media.repointPbx(dialog.remote.sdp, this.o.waSdp, { mayMovePort: true });
-      const answer = await withTimeout(dialog.modify(offer), this.o.requestTimeoutMs, 're-INVITE unanswered');
+      const answer = await reinviteWithin(dialog, offer, this.o.requestTimeoutMs);
       dialog.local.sdp = offer;
       if (answer) {
         this.lastPbxSdp = answer;

@@ -1,6 +1,7 @@
 import { QueryTypes, Sequelize } from 'sequelize';
 import { Logger } from '../log';
-import { YCloudClient } from '../providers/ycloud/client';
+import { Metrics } from '../metrics/metrics';
+import { YCloudClient, YCloudError } from '../providers/ycloud/client';
 
 export interface PermissionReply {
   businessNumber: string;
@@ -27,7 +28,7 @@ const DEFAULT_GRANT_MS = 7 * 24 * 3600 * 1000;
 
 /** Call permissions: every reply and request is kept; the latest reply decides, with expiry honoured. */
 export class PermissionStore {
-  constructor(private readonly db: Sequelize, private readonly ycloud: YCloudClient, private readonly log: Logger) {}
+  constructor(private readonly db: Sequelize, private readonly ycloud: YCloudClient, private readonly log: Logger, private readonly metrics?: Metrics) {}
 
   async recordReply(r: PermissionReply): Promise<void> {
     const expiresAt = r.response === 'accept' && !r.isPermanent ? (r.expiresAt ?? new Date(r.repliedAt.getTime() + DEFAULT_GRANT_MS)) : r.expiresAt;
@@ -74,8 +75,10 @@ export class PermissionStore {
     try {
       const res = await this.ycloud.sendPermissionRequest(businessNumber, customerNumber, body);
       messageId = res.id;
+      this.metrics?.permissionRequest(trigger, 'sent');
     } catch (err) {
       error = (err as Error).message;
+      this.metrics?.permissionRequest(trigger, err instanceof YCloudError && err.httpStatus === 429 ? 'rate_limited' : 'failed');
     }
     await this.db.query(
       `INSERT INTO call_permission_requests (business_number, customer_number, kind, trigger, message_id, error, sent_at)

@@ -3,6 +3,7 @@ import Router from '@koa/router';
 import { CdrStore } from '../cdr/store';
 import { Marks } from '../calls/marks';
 import { Logger } from '../log';
+import { Metrics } from '../metrics/metrics';
 import { parseWebhookEvent, wacidOf, WebhookEvent } from '../providers/ycloud/events';
 import { verifyWebhookSignature } from '../providers/ycloud/signature';
 import { BodyTooLargeError, readRawBody } from './raw-body';
@@ -18,6 +19,8 @@ export interface WebhookDeps {
   process: (event: WebhookEvent, arrivedAt: number) => Promise<void>;
   /** Told once an event has been acted on and marked processed (tests, metrics). */
   processed?: (eventId: string) => void;
+  /** Counts every request by event type and result (wasb_webhook_events_total). */
+  metrics?: Metrics;
 }
 
 const MAX_BODY = 256 * 1024;
@@ -36,6 +39,7 @@ export function webhookRoutes(d: WebhookDeps): Router {
     } catch (err) {
       const tooLarge = err instanceof BodyTooLargeError;
       d.log.warn({ ip: ctx.ip, err: (err as Error).message }, 'webhook refused: unreadable body');
+      d.metrics?.webhookEvent('unknown', 'malformed');
       ctx.status = tooLarge ? 413 : 400;
       ctx.body = { error: tooLarge ? 'body too large' : 'unreadable body' };
       return;
@@ -43,6 +47,7 @@ export function webhookRoutes(d: WebhookDeps): Router {
     const sig = verifyWebhookSignature(d.secret, ctx.get('YCloud-Signature') || undefined, raw, d.toleranceSeconds);
     if (!sig.ok) {
       d.log.warn({ ip: ctx.ip, reason: sig.reason, endpoint: ctx.get('X-Webhook-Endpoint-ID') || null }, 'webhook refused: bad signature');
+      d.metrics?.webhookEvent('unknown', sig.stale ? 'stale' : 'bad_signature');
       ctx.status = 401;
       ctx.body = { error: sig.reason };
       return;
@@ -50,6 +55,7 @@ export function webhookRoutes(d: WebhookDeps): Router {
     const parsed = parseWebhookEvent(raw);
     if (!parsed.ok) {
       d.log.warn({ ip: ctx.ip, reason: parsed.reason, body: raw.subarray(0, 500).toString('utf8') }, 'webhook refused: malformed');
+      d.metrics?.webhookEvent(parsed.type ?? 'unknown', 'malformed');
       ctx.status = 400;
       ctx.body = { error: `malformed event: ${parsed.reason}` };
       return;
@@ -62,6 +68,7 @@ export function webhookRoutes(d: WebhookDeps): Router {
     } catch (err) {
       // Not stored: let YCloud retry rather than lose it.
       d.log.error({ err: (err as Error).message, eventId: parsed.id }, 'webhook not stored; asking for a retry');
+      d.metrics?.webhookEvent(parsed.type, 'store_failed');
       ctx.status = 503;
       ctx.body = { error: 'temporarily unable to store the event' };
       return;
@@ -70,14 +77,22 @@ export function webhookRoutes(d: WebhookDeps): Router {
     ctx.body = { ok: true, duplicate: !fresh };
     if (!fresh) {
       d.log.info({ eventId: parsed.id, type: parsed.type }, 'duplicate webhook ignored');
+      d.metrics?.webhookEvent(parsed.type, 'duplicate');
       return;
     }
     const event = parsed.event;
-    if (!event) return;
+    if (!event) {
+      d.metrics?.webhookEvent(parsed.type, 'ignored');
+      return;
+    }
     setImmediate(() => {
       d.process(event, arrived).then(
-        () => d.cdr.markWebhookProcessed(parsed.id),
+        () => {
+          d.metrics?.webhookEvent(parsed.type, 'processed');
+          return d.cdr.markWebhookProcessed(parsed.id);
+        },
         (err: unknown) => {
+          d.metrics?.webhookEvent(parsed.type, 'error');
           d.log.error({ err: (err as Error).message, eventId: parsed.id }, 'webhook processing failed');
           return d.cdr.markWebhookProcessed(parsed.id, (err as Error).message);
         },

@@ -1,4 +1,6 @@
 import Srf from 'drachtio-srf';
+import { SipMethod, SIP_METHODS } from '../metrics/metrics';
+import { sipResultOf, sipTimer } from '../metrics/sip';
 
 /** A request sent inside a dialog; drachtio-srf's own typings describe this poorly. */
 export interface InDialogRequest { method: string; headers?: Record<string, string>; body?: string }
@@ -6,20 +8,55 @@ export interface InDialogRequest { method: string; headers?: Record<string, stri
 /** Sends a request in a dialog and resolves with the response, or rejects after `timeoutMs`. */
 export function requestInDialog(dialog: Srf.Dialog, req: InDialogRequest, timeoutMs: number): Promise<Srf.SrfResponse> {
   const send = dialog.request as unknown as (o: InDialogRequest) => Promise<Srf.SrfResponse>;
-  return withTimeout(send.call(dialog, req), timeoutMs, `${req.method} got no response within ${timeoutMs} ms`);
+  const method = req.method.toUpperCase() === 'INVITE' ? 'reINVITE' : req.method.toUpperCase();
+  const done = (SIP_METHODS as readonly string[]).includes(method) ? sipTimer(dialog, method as SipMethod) : () => undefined;
+  return withTimeout(send.call(dialog, req), timeoutMs, `${req.method} got no response within ${timeoutMs} ms`).then(
+    (res) => {
+      done(sipResultOf(res?.status));
+      return res;
+    },
+    (err: unknown) => {
+      done(err instanceof TimeoutError ? 'timeout' : 'error');
+      throw err;
+    },
+  );
+}
+
+/** Sends a re-INVITE with `sdp` and resolves with the answer SDP, or rejects (non-2xx, or nothing within `timeoutMs`). */
+export function reinviteWithin(dialog: Srf.Dialog, sdp: string, timeoutMs: number): Promise<string> {
+  const done = sipTimer(dialog, 'reINVITE');
+  return withTimeout(dialog.modify(sdp), timeoutMs, 're-INVITE unanswered').then(
+    (answer) => {
+      done('2xx');
+      return answer;
+    },
+    (err: unknown) => {
+      const status = (err as { status?: unknown }).status;
+      done(err instanceof TimeoutError ? 'timeout' : typeof status === 'number' ? sipResultOf(status) : 'error');
+      throw err;
+    },
+  );
 }
 
 /** Sends BYE and resolves once it is answered, or after `timeoutMs` (the dialog is gone either way). */
 export function byeWithin(dialog: Srf.Dialog, timeoutMs: number, headers?: Record<string, string>): Promise<void> {
   dialog.removeAllListeners('destroy');
-  const bye = new Promise<void>((resolve) => dialog.destroy(headers ? { headers } : undefined, () => resolve()));
-  return withTimeout(bye, timeoutMs, 'BYE unanswered').catch(() => undefined);
+  // drachtio-srf tells that the BYE was answered, not with what: the result is `answered`.
+  const done = sipTimer(dialog, 'BYE');
+  const bye = new Promise<void>((resolve) => dialog.destroy(headers ? { headers } : undefined, (err: unknown) => {
+    done(err ? 'error' : 'answered');
+    resolve();
+  }));
+  return withTimeout(bye, timeoutMs, 'BYE unanswered').catch(() => done('timeout'));
 }
+
+/** What withTimeout rejects with when the bound is reached. */
+export class TimeoutError extends Error {}
 
 export function withTimeout<T>(p: Promise<T>, ms: number, message: string): Promise<T> {
   let t: NodeJS.Timeout | undefined;
   const limit = new Promise<never>((_, reject) => {
-    t = setTimeout(() => reject(new Error(message)), ms);
+    t = setTimeout(() => reject(new TimeoutError(message)), ms);
   });
   return Promise.race([p, limit]).finally(() => clearTimeout(t));
 }

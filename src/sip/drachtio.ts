@@ -1,5 +1,7 @@
 import Srf from 'drachtio-srf';
 import { Logger } from '../log';
+import { Metrics } from '../metrics/metrics';
+import { attachSipMetrics } from '../metrics/sip';
 
 export interface DrachtioOptions { host: string; port: number; secret: string }
 
@@ -8,7 +10,12 @@ export class SipCore {
   readonly srf = new Srf();
   private connected = false;
 
-  constructor(private readonly opts: DrachtioOptions, private readonly log: Logger) {
+  /** `metrics`: the connection's state and losses, and (through the Srf) every SIP request the bridge sends. */
+  constructor(private readonly opts: DrachtioOptions, private readonly log: Logger, private readonly metrics?: Metrics) {
+    if (metrics) {
+      attachSipMetrics(this.srf, metrics);
+      metrics.trackDrachtio(() => this.connected);
+    }
     this.srf.on('connect', (err: Error | null, hostPort: string) => {
       if (err) {
         // drachtio-srf reports a refused secret here and nowhere else.
@@ -23,10 +30,14 @@ export class SipCore {
     });
     // drachtio-srf says 'close' when the connection drops (it never emits 'disconnect'), then retries.
     (this.srf as unknown as NodeJS.EventEmitter).on('close', () => {
-      if (this.connected) this.log.warn('lost drachtio-server; refusing new calls until it is back');
+      if (this.connected) {
+        this.log.warn('lost drachtio-server; refusing new calls until it is back');
+        this.metrics?.drachtioDisconnected();
+      }
       this.connected = false;
     });
     this.srf.on('error', (err: Error) => {
+      if (this.connected) this.metrics?.drachtioDisconnected();
       this.connected = false;
       this.log.warn({ err: err.message }, 'drachtio-server connection error (srf retries by itself)');
     });

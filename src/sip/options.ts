@@ -1,6 +1,7 @@
 import Srf from 'drachtio-srf';
 import { Logger } from '../log';
 import { Periodic } from '../util/periodic';
+import { sipResultOf, sipTimer } from '../metrics/sip';
 import { withTimeout } from './dialog-requests';
 
 /** What the bridge speaks, for OPTIONS answers and the PBX's trunk monitors. */
@@ -74,22 +75,31 @@ export class PbxTargetMonitor {
   }
 
   private ping(target: string): Promise<boolean> {
+    const done = sipTimer(this.srf, 'OPTIONS');
     const answered = new Promise<boolean>((resolve) => {
       try {
         const send = this.srf.request as unknown as OutOfDialogRequest;
         send.call(this.srf, target, { method: 'OPTIONS', headers: { Accept: ACCEPT } }, (err, req) => {
-          if (err || !req) return resolve(false);
+          if (err || !req) {
+            done('error');
+            return resolve(false);
+          }
           // drachtio-server answers for a target it could not reach at all (ICMP port unreachable,
           // no route) with a 503 of its own: that response comes from the network, not the PBX.
           req.on('response', (res?: Srf.SrfResponse) => {
             const from = res as (Srf.SrfResponse & { source?: string; source_address?: string }) | undefined;
+            done(from?.source_address ? sipResultOf(from.status) : 'error');
             resolve(Boolean(from?.source_address));
           });
         });
       } catch {
+        done('error');
         resolve(false);
       }
     });
-    return withTimeout(answered, this.opts.timeoutMs, 'OPTIONS unanswered').catch(() => false);
+    return withTimeout(answered, this.opts.timeoutMs, 'OPTIONS unanswered').catch(() => {
+      done('timeout');
+      return false;
+    });
   }
 }

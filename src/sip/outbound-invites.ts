@@ -1,6 +1,7 @@
 import Srf from 'drachtio-srf';
 import { Config } from '../config';
 import { Logger } from '../log';
+import { Metrics } from '../metrics/metrics';
 import { normalizeE164 } from '../calls/permissions';
 import { DigestAuth, SourceAllowList } from './trust';
 
@@ -20,7 +21,7 @@ export class OutboundGate {
   private readonly allow: SourceAllowList;
   private readonly digest: DigestAuth | null;
 
-  constructor(private readonly cfg: Config['outbound'], private readonly log: Logger) {
+  constructor(private readonly cfg: Config['outbound'], private readonly log: Logger, private readonly metrics?: Metrics) {
     this.allow = new SourceAllowList(cfg.trustedSources);
     this.digest = cfg.auth ? new DigestAuth(cfg.auth) : null;
   }
@@ -33,22 +34,27 @@ export class OutboundGate {
     if (!this.allow.allows(source)) {
       this.log.warn({ source, agent, uri: req.uri }, 'INVITE refused: source address not trusted');
       res.send(403, 'Forbidden', { headers: { Reason: 'SIP;cause=403;text="source not trusted"' } });
+      this.metrics?.inviteReceived('refused_untrusted');
       return null;
     }
     if (this.digest && !this.digest.verify('INVITE', req.get('Authorization') || undefined)) {
-      if (req.has('Authorization')) this.log.warn({ source, agent }, 'INVITE refused: bad digest credentials');
+      const tried = req.has('Authorization');
+      if (tried) this.log.warn({ source, agent }, 'INVITE refused: bad digest credentials');
       res.send(401, 'Unauthorized', { headers: { 'WWW-Authenticate': this.digest.challenge() } });
+      this.metrics?.inviteReceived(tried ? 'refused_auth' : 'challenged');
       return null;
     }
     const user = /^sips?:([^@;]+)@/.exec(req.uri)?.[1] ?? /^tel:([^;]+)/.exec(req.uri)?.[1] ?? '';
     const dialled = decodeURIComponent(user);
     if (!/^[+\d\s().-]+$/.test(dialled)) {
       res.send(404, 'Not Found', { headers: { Reason: 'Q.850;cause=1;text="not a phone number"' } });
+      this.metrics?.inviteReceived('refused_not_a_number');
       return null;
     }
     const customerNumber = normalizeE164(dialled);
     if (!customerNumber) {
       res.send(484, 'Address Incomplete', { headers: { Reason: 'Q.850;cause=28;text="not a complete E.164 number"' } });
+      this.metrics?.inviteReceived('refused_incomplete_number');
       return null;
     }
     const header = req.get('X-WhatsApp-Business-Number');
@@ -56,8 +62,10 @@ export class OutboundGate {
     if (!businessNumber) {
       this.log.error({ source, header }, 'INVITE refused: no business number (header missing or invalid, WA_BUSINESS_NUMBER unset)');
       res.send(503, 'Service Unavailable', { headers: { Reason: 'Q.850;cause=41;text="no business number to call from"' } });
+      this.metrics?.inviteReceived('refused_no_business_number');
       return null;
     }
+    this.metrics?.inviteReceived('accepted');
     return {
       businessNumber,
       customerNumber,

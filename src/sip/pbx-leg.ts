@@ -1,5 +1,7 @@
 import { EventEmitter } from 'node:events';
 import Srf from 'drachtio-srf';
+import { SipResult } from '../metrics/metrics';
+import { sipResultOf, sipTimer } from '../metrics/sip';
 
 export interface PbxInviteOptions {
   target: string;
@@ -47,7 +49,8 @@ export interface PbxAnswer { sdp: string; agent: string | null; dialog: Srf.Dial
 const MAX_SESSION_EXPIRES = 7200;
 
 /**
- * One outgoing INVITE to the PBX. Emits 'progress' (status, sdp|null) for 18x and resolves with the
+ * One outgoing INVITE to the PBX. Emits 'sip-call-id' (Call-ID) once the INVITE has gone out (again
+ * for a 422 retry, which is a new call), 'progress' (status, sdp|null) for 18x and resolves with the
  * dialog on 200; rejects with a PbxFailure otherwise. 3xx redirects are followed (up to 4 hops), and
  * a 422 (Session Interval Too Small) is retried once with the PBX's Min-SE. Once answered, the
  * dialog belongs to the caller (a PbxSession handles everything in it).
@@ -63,6 +66,8 @@ export class PbxLeg extends EventEmitter {
   /** Starts the bound on the final response after a CANCEL. */
   private abandon: (() => void) | null = null;
   private cancelTimer: NodeJS.Timeout | null = null;
+  /** Records the INVITE under way in the SIP metrics (once). */
+  private inviteDone: ((result: SipResult) => void) | null = null;
 
   constructor(private readonly srf: Srf) {
     super();
@@ -78,6 +83,7 @@ export class PbxLeg extends EventEmitter {
     const silent = new Promise<never>((_, reject) => {
       this.responseTimer = setTimeout(() => {
         if (this.gotResponse) return;
+        this.inviteDone?.('timeout');
         this.cancelInvite('no-response');
         reject(new PbxLegError({ kind: 'no-response' }));
       }, o.responseTimeoutMs);
@@ -85,7 +91,10 @@ export class PbxLeg extends EventEmitter {
     // A PBX that never answers our CANCEL (no 487, no 200) must not hold the call either.
     const abandoned = new Promise<never>((_, reject) => {
       this.abandon = () => {
-        this.cancelTimer = setTimeout(() => reject(this.cancelledError()), o.responseTimeoutMs);
+        this.cancelTimer = setTimeout(() => {
+          this.inviteDone?.('timeout');
+          reject(this.cancelledError());
+        }, o.responseTimeoutMs);
       };
     });
     abandoned.catch(() => undefined);
@@ -109,6 +118,7 @@ export class PbxLeg extends EventEmitter {
 
   private async send(o: PbxInviteOptions): Promise<PbxAnswer> {
     const from = `<sip:${o.fromNumber}@${o.fromHost}>`;
+    const done = (this.inviteDone = sipTimer(this.srf, 'INVITE'));
     try {
       const dialog = await this.srf.createUAC(
         o.target,
@@ -126,6 +136,7 @@ export class PbxLeg extends EventEmitter {
           },
         },
       );
+      done('2xx');
       this.clearTimer();
       if (this.cancelled) {
         // 200 crossed our CANCEL: end the dialog we did not want.
@@ -138,6 +149,9 @@ export class PbxLeg extends EventEmitter {
       this.clearTimer();
       if (err instanceof PbxLegError) throw err;
       const e = err as { status?: number; reason?: string; message?: string; res?: Srf.SrfResponse };
+      // drachtio-server answers for a target it cannot reach with a response of its own (no source).
+      const fromNetwork = typeof e.status === 'number' && !(e.res && !(e.res as { source_address?: string }).source_address);
+      done(fromNetwork ? sipResultOf(e.status) : this.cancelReason === 'no-response' ? 'timeout' : 'error');
       if (this.cancelReason) throw this.cancelledError();
       if (typeof e.status === 'number') {
         const hadProvisional = this.gotResponse;
@@ -151,8 +165,16 @@ export class PbxLeg extends EventEmitter {
 
   private sent(req: Srf.SrfRequest): void {
     this.req = req;
+    const before = this.sipCallId;
     this.sipCallId = req.get('Call-ID');
-    if (this.cancelled) req.cancel(() => undefined);
+    if (this.sipCallId && this.sipCallId !== before) this.emit('sip-call-id', this.sipCallId);
+    if (this.cancelled) this.sendCancel(req);
+  }
+
+  /** CANCEL goes out (drachtio-srf reports that it was sent, not its response). */
+  private sendCancel(req: Srf.SrfRequest): void {
+    const done = sipTimer(this.srf, 'CANCEL');
+    req.cancel((err: unknown) => done(err ? 'error' : 'sent', false));
   }
 
   /** How an INVITE we cancelled ended, by why we cancelled it. */
@@ -165,7 +187,7 @@ export class PbxLeg extends EventEmitter {
     if (this.answered || this.cancelReason) return;
     this.cancelled = true;
     this.cancelReason = reason;
-    this.req?.cancel(() => undefined);
+    if (this.req) this.sendCancel(this.req);
     this.abandon?.();
   }
 

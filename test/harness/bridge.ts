@@ -1,21 +1,25 @@
 import { Bridge } from '../../src/app';
 import { MarkLog } from '../../src/calls/marks';
 import { Config, loadConfig } from '../../src/config';
+import { DestinationStream } from 'pino';
 import { createLogger } from '../../src/log';
 import { infra } from './infra';
 import { YCloudSim } from './ycloud-sim';
 
 export interface TestStack { bridge: Bridge; sim: YCloudSim; marks: MarkLog; stop: () => Promise<void> }
 
+/** `logStream`: the bridge's log lines go there (at LOG_LEVEL) instead of stdout; the YCloud credentials can be chosen. */
+export interface StackOptions { logStream?: DestinationStream; apiKey?: string; webhookSecret?: string }
+
 /**
  * Starts the YCloud simulator and the bridge (in-process, HTTP on a random loopback port) against
  * the run's database, rtpengine and drachtio-server. `env` overrides settings, e.g. PBX_TARGET.
  */
-export async function startStack(env: Record<string, string> = {}): Promise<TestStack> {
-  const sim = new YCloudSim('test-api-key', 'test-webhook-secret');
+export async function startStack(env: Record<string, string> = {}, opts: StackOptions = {}): Promise<TestStack> {
+  const sim = new YCloudSim(opts.apiKey ?? 'test-api-key', opts.webhookSecret ?? 'test-webhook-secret');
   await sim.start();
   const config: Config = loadConfig(bridgeEnv(sim, env));
-  const bridge = new Bridge(config, createLogger(config.logLevel));
+  const bridge = new Bridge(config, createLogger(config.logLevel, {}, { destination: opts.logStream }));
   const marks = new MarkLog(bridge.marks);
   await bridge.start({ sipWaitMs: infra.drachtio ? 5000 : 0 });
   sim.webhookUrl = `http://127.0.0.1:${bridge.httpPort}/webhooks/ycloud`;

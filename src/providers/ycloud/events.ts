@@ -57,7 +57,8 @@ export type CallingTerminate = z.infer<typeof callingTerminateSchema>;
 export type WebhookEvent = z.infer<typeof webhookEventSchema>;
 export type AnyWebhookEvent = WebhookEvent | z.infer<typeof unknownEventSchema>;
 
-export type ParsedEvent = { ok: true; event: WebhookEvent | null; id: string; type: string } | { ok: false; reason: string };
+/** A malformed event names its `type` when it got as far as having one. */
+export type ParsedEvent = { ok: true; event: WebhookEvent | null; id: string; type: string } | { ok: false; reason: string; type?: string };
 
 /** Parses a raw body: a known event (validated), an unknown-but-well-formed one (event null), or an error. */
 export function parseWebhookEvent(raw: Buffer): ParsedEvent {
@@ -72,7 +73,7 @@ export function parseWebhookEvent(raw: Buffer): ParsedEvent {
   const known = webhookEventSchema.safeParse(json);
   if (known.success) return { ok: true, event: known.data, id: known.data.id, type: known.data.type };
   const knownTypes: string[] = ['whatsapp.call.connect', 'whatsapp.call.status.updated', 'whatsapp.call.terminate', 'whatsapp.inbound_message.received'];
-  if (knownTypes.includes(base.data.type)) return { ok: false, reason: describe(known.error) };
+  if (knownTypes.includes(base.data.type)) return { ok: false, reason: describe(known.error), type: base.data.type };
   return { ok: true, event: null, id: base.data.id, type: base.data.type };
 }
 

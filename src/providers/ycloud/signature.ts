@@ -5,7 +5,8 @@ export function signWebhook(secret: string, rawBody: Buffer | string, unixSecond
   return `t=${unixSeconds},s=${hmac(secret, unixSeconds, rawBody)}`;
 }
 
-export type SignatureCheck = { ok: true } | { ok: false; reason: string };
+/** `stale`: a correct header whose timestamp is outside the window (a replay, or a clock off). */
+export type SignatureCheck = { ok: true } | { ok: false; reason: string; stale?: true };
 
 /** Verifies a `YCloud-Signature` header over the raw body bytes, in constant time, inside a replay window. */
 export function verifyWebhookSignature(
@@ -27,7 +28,7 @@ export function verifyWebhookSignature(
     return { ok: false, reason: 'malformed YCloud-Signature header' };
   }
   const ts = Number(t);
-  if (Math.abs(nowSeconds - ts) > toleranceSeconds) return { ok: false, reason: `signature timestamp outside the ${toleranceSeconds}s window` };
+  if (Math.abs(nowSeconds - ts) > toleranceSeconds) return { ok: false, reason: `signature timestamp outside the ${toleranceSeconds}s window`, stale: true };
   const expected = Buffer.from(hmac(secret, ts, rawBody), 'hex');
   const given = Buffer.from(s, 'hex');
   if (!crypto.timingSafeEqual(expected, given)) return { ok: false, reason: 'signature mismatch' };

@@ -1,0 +1,38 @@
+import crypto from 'node:crypto';
+import Router from '@koa/router';
+import { Logger } from '../log';
+import { Metrics } from '../metrics/metrics';
+
+export interface MetricsRouteDeps {
+  metrics: Metrics;
+  /** METRICS_TOKEN: when set, scrapes must send `Authorization: Bearer <token>`; null: open. */
+  token: string | null;
+  log: Logger;
+}
+
+/** GET /metrics: the Prometheus text exposition of the bridge's registry. */
+export function metricsRoutes(d: MetricsRouteDeps): Router {
+  const router = new Router();
+  const expected = d.token ? digest(d.token) : null;
+  router.get('/metrics', async (ctx) => {
+    if (expected) {
+      const given = /^Bearer (.+)$/.exec(ctx.get('Authorization'))?.[1] ?? '';
+      if (!crypto.timingSafeEqual(digest(given), expected)) {
+        d.log.warn({ ip: ctx.ip }, 'metrics scrape refused: bad token');
+        ctx.status = 401;
+        ctx.set('WWW-Authenticate', 'Bearer realm="metrics"');
+        ctx.body = { error: 'bad or missing bearer token' };
+        return;
+      }
+    }
+    ctx.set('Content-Type', d.metrics.contentType);
+    ctx.set('Cache-Control', 'no-store');
+    ctx.body = await d.metrics.text();
+  });
+  return router;
+}
+
+/** Same-length digests, so the comparison takes the same time whatever was sent. */
+function digest(s: string): Buffer {
+  return crypto.createHash('sha256').update(s).digest();
+}
