@@ -2,12 +2,13 @@ import http from 'node:http';
 import Koa from 'koa';
 import Router from '@koa/router';
 import { Logger } from '../log';
+import { openApiRoutes } from './openapi';
 
 /** What /readyz reports: ok, and each dependency's check by name. */
 export interface Readiness { ready: () => Promise<{ ok: boolean; checks: Record<string, unknown> }> }
 
 /** The Koa app: webhooks plus health/readiness for load balancers and orchestrators. */
-export function createHttpApp(routers: Router[], readiness: Readiness, log: Logger): Koa {
+export function createHttpApp(routers: Array<Router | Koa.Middleware>, readiness: Readiness, log: Logger): Koa {
   const app = new Koa();
   app.proxy = true;
   app.use(async (ctx, next) => {
@@ -28,7 +29,12 @@ export function createHttpApp(routers: Router[], readiness: Readiness, log: Logg
     ctx.status = r.ok ? 200 : 503;
     ctx.body = r;
   });
-  for (const r of [health, ...routers]) app.use(r.routes()).use(r.allowedMethods());
+  // The OpenAPI document is public and mounted ahead of the /api routers (and their auth).
+  // A plain middleware in the list (the /api guard) runs in its place, ahead of the routers after it.
+  for (const r of [health, openApiRoutes(), ...routers]) {
+    if (r instanceof Router) app.use(r.routes()).use(r.allowedMethods());
+    else app.use(r);
+  }
   return app;
 }
 

@@ -1,0 +1,173 @@
+import fs from 'node:fs';
+import path from 'node:path';
+import Router from '@koa/router';
+import { Context } from 'koa';
+import { LiveCall, LiveCalls } from '../calls/live';
+import { Logger } from '../log';
+import { CallFilter, checkParams, ListRequest, parseCallId, parseListQuery, parseSummaryQuery, ReportInputError } from '../reports/filters';
+import { ReportStore } from '../reports/store';
+import { roleOf } from './auth';
+
+export interface CallsApiDeps {
+  reports: ReportStore;
+  /** The calls in progress (the dispatcher). */
+  live: LiveCalls;
+  /** CALL_QUALITY_MOS_THRESHOLD: what poor_quality=true means. */
+  mosThreshold: number;
+  /** RECORDING_DIR: recordings are served only from inside it. */
+  recordingDir: string;
+  log: Logger;
+}
+
+/** A call in progress in the API's snake_case. */
+export interface LiveCallJson {
+  id: string;
+  direction: string;
+  wacid: string | null;
+  state: string;
+  customer_number: string | null;
+  business_number: string | null;
+  agent: string | null;
+  sip_call_id: string | null;
+  started_at: string;
+  duration_seconds: number;
+  talk_seconds: number | null;
+}
+
+const AUDIO_TYPES: Record<string, string> = {
+  '.wav': 'audio/wav', '.mp3': 'audio/mpeg', '.ogg': 'audio/ogg', '.opus': 'audio/ogg', '.pcap': 'application/vnd.tcpdump.pcap',
+};
+
+/**
+ * The CDR and reporting API under /api (the guard in auth.ts runs first and sets ctx.state.role):
+ * calls with filters and keyset pages or as CSV, one call with its timeline, its recording, the calls in
+ * progress (and hanging one up, admin only), and summary reports.
+ */
+export function callsApiRoutes(d: CallsApiDeps): Router {
+  const router = new Router({ prefix: '/api' });
+  router.use(async (ctx, next) => {
+    if (!roleOf(ctx)) return problem(ctx, 401, 'missing bearer token');
+    try {
+      await next();
+    } catch (err) {
+      if (err instanceof ReportInputError) return problem(ctx, 400, err.message, err.field);
+      if (!isDatabaseTimeout(err)) throw err;
+      d.log.warn({ err: (err as Error).message, path: ctx.path }, 'reporting query: Postgres did not answer in time');
+      ctx.set('Retry-After', '5');
+      problem(ctx, 503, 'the database did not answer in time; retry, or narrow the range');
+    }
+  });
+
+  router.get('/calls', async (ctx) => {
+    const req = parseListQuery(ctx.query, d.mosThreshold);
+    if (wantsCsv(ctx, req)) return sendCsv(ctx, req, d);
+    ctx.body = await d.reports.listCalls(req.filter, req.page);
+  });
+
+  // Before /calls/:id, which would take "live" for an id.
+  router.get('/calls/live', (ctx) => {
+    checkParams(ctx.query, []);
+    ctx.body = { calls: d.live.list().map(liveJson) };
+  });
+
+  router.post('/calls/:id/hangup', async (ctx) => {
+    if (roleOf(ctx) !== 'admin') return problem(ctx, 403, 'hanging up a call needs the admin token');
+    checkParams(ctx.query, []);
+    const id = parseCallId(ctx.params.id!);
+    if (!(await d.live.hangup(id))) return problem(ctx, 404, 'no call in progress with this id');
+    d.log.info({ callId: id, ip: ctx.ip }, 'call hung up through the API');
+    ctx.body = { ended: true };
+  });
+
+  router.get('/calls/:id', async (ctx) => {
+    checkParams(ctx.query, []);
+    const detail = await d.reports.getCall(parseCallId(ctx.params.id!));
+    if (!detail) return problem(ctx, 404, 'no call with this id');
+    ctx.body = detail;
+  });
+
+  router.get('/calls/:id/recording', async (ctx) => {
+    checkParams(ctx.query, []);
+    const id = parseCallId(ctx.params.id!);
+    const detail = await d.reports.getCall(id);
+    if (!detail) return problem(ctx, 404, 'no call with this id');
+    const file = await recordingFile(detail.call.recording_path, detail.call.recording_deleted_at, d.recordingDir);
+    if (typeof file === 'string') return problem(ctx, 404, file);
+    ctx.type = AUDIO_TYPES[path.extname(file.path).toLowerCase()] ?? 'application/octet-stream';
+    ctx.length = file.size;
+    ctx.set('Content-Disposition', `inline; filename="${id}${path.extname(file.path)}"`);
+    ctx.body = fs.createReadStream(file.path);
+  });
+
+  router.get('/reports/summary', async (ctx) => {
+    ctx.body = await d.reports.summary(parseSummaryQuery(ctx.query));
+  });
+
+  return router;
+}
+
+function liveJson(c: LiveCall): LiveCallJson {
+  return {
+    id: c.id, direction: c.direction, wacid: c.wacid, state: c.state, customer_number: c.customerNumber,
+    business_number: c.businessNumber, agent: c.agent, sip_call_id: c.sipCallId, started_at: c.startedAt,
+    duration_seconds: c.durationSeconds, talk_seconds: c.talkSeconds,
+  };
+}
+
+/** format=csv, or (without format) an Accept header that prefers text/csv. */
+function wantsCsv(ctx: Context, req: ListRequest): boolean {
+  if (req.format) return req.format === 'csv';
+  return ctx.accepts('application/json', 'text/csv') === 'text/csv';
+}
+
+function sendCsv(ctx: Context, req: ListRequest, d: CallsApiDeps): void {
+  if (ctx.query.limit !== undefined || ctx.query.cursor !== undefined) {
+    throw new ReportInputError(ctx.query.limit !== undefined ? 'limit' : 'cursor', 'a CSV export has every matching call: limit and cursor are for JSON pages');
+  }
+  const started = Date.now();
+  let rows = 0;
+  const stream = d.reports.exportCsv(req.filter, {
+    onBatch: (n) => {
+      rows += n;
+    },
+    onError: (err) => d.log.error({ err: err.message, rows }, 'CSV export cut short by a database error'),
+  });
+  stream.once('close', () => d.log.info({ rows, ms: Date.now() - started, complete: stream.readableEnded }, 'CSV export finished'));
+  ctx.type = 'text/csv; charset=utf-8';
+  ctx.set('Content-Disposition', `attachment; filename="${csvName(req.filter)}"`);
+  ctx.body = stream;
+}
+
+/** calls_<from>_<to>.csv with compact UTC stamps (or "start"/"now"). */
+function csvName(f: CallFilter): string {
+  const stamp = (iso: string | null, none: string) => (iso ? iso.slice(0, 19).replace(/[-:]/g, '') + 'Z' : none);
+  return `calls_${stamp(f.from, 'start')}_${stamp(f.to, 'now')}.csv`;
+}
+
+/**
+ * The recording file of a call, or why there is none. Only files inside RECORDING_DIR are served, so a
+ * path in the CDR can never expose another file.
+ */
+async function recordingFile(recordingPath: string | null, deletedAt: Date | null, dir: string): Promise<{ path: string; size: number } | string> {
+  if (!recordingPath) return 'this call has no recording';
+  if (deletedAt) return `the recording was deleted at ${deletedAt.toISOString()} (retention)`;
+  try {
+    const [real, root] = await Promise.all([fs.promises.realpath(recordingPath), fs.promises.realpath(dir)]);
+    if (!real.startsWith(root + path.sep)) return 'the recording is not in RECORDING_DIR';
+    const st = await fs.promises.stat(real);
+    return st.isFile() ? { path: real, size: st.size } : 'the recording file is gone';
+  } catch {
+    return 'the recording file is gone';
+  }
+}
+
+/** Postgres did not answer in time (a statement or a pool wait): a 503, not a 500. */
+function isDatabaseTimeout(err: unknown): boolean {
+  const e = err as Error;
+  return e.name === 'SequelizeConnectionAcquireTimeoutError' || /timeout|timed out/i.test(e.message ?? '');
+}
+
+function problem(ctx: Context, status: number, error: string, field?: string): void {
+  ctx.status = status;
+  ctx.body = field ? { error, field } : { error };
+}
