@@ -3,23 +3,29 @@ import Srf from 'drachtio-srf';
 import { Config } from '../config';
 import { HangupBy, Outcome } from '../cdr/models';
 import { CallFields, CallRecorder, CdrStore } from '../cdr/store';
-import { Logger } from '../log';
+import { callLogger, Logger, setCallLogFields } from '../log';
+import { Metrics } from '../metrics/metrics';
 import { CallMedia } from '../media/call-media';
 import { MediaPlan } from '../media/profiles';
 import { mediaAddresses } from '../media/sdp';
+import { callQuality } from '../media/quality';
 import { MediaStats } from '../media/stats';
+import { Recorder } from '../recording/recorder';
 import { NgAddress, RtpEngine } from '../media/rtpengine';
 import { YCloudClient } from '../providers/ycloud/client';
 import { TypedEmitter } from '../util/typed-emitter';
 import { talkSeconds } from './cdr-fields';
 import { CallState, IN_CALL, Lifecycle } from './lifecycle';
+import { LiveCall } from './live';
 import { Marks } from './marks';
 import { PbxSession } from './pbx-session';
 
 /** What every call needs from the bridge. */
 export interface CallDeps {
-  config: Pick<Config, 'pbx' | 'nodeId' | 'media' | 'publicIp'>;
+  config: Pick<Config, 'pbx' | 'nodeId' | 'media' | 'publicIp' | 'recording'>;
   ycloud: YCloudClient;
+  /** Records calls from their acceptance (RECORDING=all); null: calls are not recorded. */
+  recorder: Recorder | null;
   rtp: RtpEngine;
   /** The ng parameters of every offer and answer (interfaces, transport, codecs). */
   plan: MediaPlan;
@@ -27,6 +33,8 @@ export interface CallDeps {
   cdr: CdrStore;
   log: Logger;
   marks: Marks;
+  /** Counts each call's end by direction and outcome (wasb_calls_total); absent in unit tests. */
+  metrics?: Metrics;
 }
 
 export interface CallEvents {
@@ -64,7 +72,8 @@ export abstract class BridgedCall extends TypedEmitter<CallEvents> {
 
   protected constructor(protected readonly base: CallDeps, log: Logger) {
     super();
-    this.log = log.child({ callId: this.id });
+    // Every line of the call carries callId, and wacid / sipCallId once known (setCallLogFields).
+    this.log = callLogger(log, this.id);
     this.rec = new CallRecorder(base.cdr, this.id, this.log);
   }
 
@@ -87,6 +96,7 @@ export abstract class BridgedCall extends TypedEmitter<CallEvents> {
       this.log.debug({ from: this.life.state, to }, 'state change ignored');
       return false;
     }
+    this.log.debug({ from: this.life.state, to }, 'call state');
     this.life.to(to);
     this.rec.update({ state: to, ...fields });
     if (event) this.rec.event(event, detail);
@@ -140,6 +150,7 @@ export abstract class BridgedCall extends TypedEmitter<CallEvents> {
     session.on('transferring', (target) => this.transition('transferring', {}, 'transfer_started', { target }));
     session.on('transferred', (r) => {
       const back: CallState = session.isHeld ? 'held' : 'accepted';
+      if (r.ok) setCallLogFields(this.log, { sipCallId: r.sipCallId });
       if (r.ok) this.transition(back, { agent: r.agent, pbx_target: r.target, sip_call_id: r.sipCallId }, 'transferred', { target: r.target, agent: r.agent });
       else this.transition(back, {}, 'transfer_failed', { target: r.target, status: r.status });
     });
@@ -167,10 +178,61 @@ export abstract class BridgedCall extends TypedEmitter<CallEvents> {
     this.rec.event('media_address_mismatch', { advertised: wrong, publicIp: expected });
   }
 
-  /** Both legs are bridged and audio flows: the call is accepted. */
+  /** Both legs are bridged and audio flows: the call is accepted (and, with RECORDING=all, recorded from here). */
   protected markAccepted(fields: CallFields = {}): void {
     this.acceptedAt = new Date();
-    if (this.transition('accepted', { accepted_at: this.acceptedAt, ...fields })) this.session?.startKeepalive();
+    if (!this.transition('accepted', { accepted_at: this.acceptedAt, ...fields })) return;
+    this.session?.startKeepalive();
+    this.startRecording();
+  }
+
+  private recording: Promise<boolean> | null = null;
+
+  private startRecording(): void {
+    const { recorder } = this.base;
+    if (!recorder || !this.media || this.recording) return;
+    const ng = this.media.ng;
+    this.recording = recorder.begin(ng, this.id).then(() => {
+      this.rec.event('recording_started');
+      return true;
+    }, (err: unknown) => {
+      this.log.error({ err }, 'could not start recording the call');
+      this.rec.event('recording_failed', { message: (err as Error).message });
+      return false;
+    });
+  }
+
+  /**
+   * Closes rtpengine's recording of the call (before its media is released) and returns a function
+   * that turns it into the call's audio file once the CDR is written; null when nothing was recorded.
+   */
+  private async closeRecording(): Promise<(() => Promise<unknown>) | null> {
+    const { recorder } = this.base;
+    if (!recorder || !this.recording || !this.media || !(await this.recording)) {
+      recorder?.forget(this.id);
+      return null;
+    }
+    try {
+      await recorder.close(this.media.ng, this.id);
+    } catch (err) {
+      this.log.warn({ err }, 'could not close the call\'s recording');
+    }
+    return () => recorder.finish(this.id, this.log);
+  }
+
+  /**
+   * Plays RECORDING_ANNOUNCEMENT_FILE once to the WhatsApp user while nothing else crosses (the PBX's
+   * media stays blocked, and the user's is held back from the agent), then lets the call's audio through.
+   */
+  protected async announce(file: string): Promise<void> {
+    const media = this.media!;
+    const ids = { 'call-id': media.callId };
+    await this.base.rtp.blockMedia(media.ng, { ...ids, 'from-tag': this.waTag });
+    const ms = await media.playOnceToWhatsApp(file);
+    this.rec.event('announcement_played', { file, durationMs: ms });
+    await new Promise<void>((resolve) => this.timer(ms, resolve));
+    if (this.isEnding) return;
+    await this.base.rtp.unblockMedia(media.ng, { ...ids, 'from-tag': this.waTag });
   }
 
   /**
@@ -214,9 +276,29 @@ export abstract class BridgedCall extends TypedEmitter<CallEvents> {
     this.digits = { ...this.digits, ...how, blocked: true };
   }
 
-  /** Ends the call from the bridge's side (shutdown, operator). */
-  hangup(): Promise<void> {
-    return this.end(this.acceptedAt ? 'answered' : 'failed', 'bridge', { error: 'bridge shutdown' });
+  /** Ends the call from the bridge's side: shutdown, or an operator through the API (`reason`). */
+  hangup(reason = 'bridge shutdown'): Promise<void> {
+    if (!this.ending) this.log.info({ reason }, 'call ended by the bridge');
+    return this.end(this.acceptedAt ? 'answered' : 'failed', 'bridge', { error: reason });
+  }
+
+  /** The call as the live-calls view shows it: what its CDR says so far, and how long it has lasted. */
+  toLive(now = Date.now()): LiveCall {
+    const f = this.rec.fields;
+    const offered = f.offered_at ?? new Date(now);
+    return {
+      id: this.id,
+      direction: f.direction ?? 'inbound',
+      wacid: f.wacid ?? null,
+      state: this.state,
+      customerNumber: f.customer_number ?? null,
+      businessNumber: f.business_number ?? null,
+      agent: f.agent ?? null,
+      sipCallId: f.sip_call_id ?? null,
+      startedAt: offered.toISOString(),
+      durationSeconds: Math.max(0, Math.round((now - offered.getTime()) / 100) / 10),
+      talkSeconds: this.acceptedAt ? Math.max(0, Math.round((now - this.acceptedAt.getTime()) / 100) / 10) : null,
+    };
   }
 
   /** Tears down whatever exists, once, and writes the final CDR fields. */
@@ -247,23 +329,39 @@ export abstract class BridgedCall extends TypedEmitter<CallEvents> {
     this.timers.clear();
     let mediaStats: MediaStats | null = null;
     let sip: SipFinal = {};
+    let finishRecording: (() => Promise<unknown>) | null = null;
     const warn = (what: string, err: unknown) => this.log.warn({ err }, what);
+    const releaseMedia = async (media: CallMedia) => {
+      finishRecording = await this.closeRecording();
+      mediaStats = await media.release(warn);
+    };
     await Promise.all([
       this.endPbxLeg(opts).then((s) => { sip = s; }),
       this.waEnded ? Promise.resolve() : this.endWhatsAppLeg(wasAccepted),
-      this.media ? this.media.release(warn).then((s) => { mediaStats = s; }) : Promise.resolve(),
+      this.media ? releaseMedia(this.media) : Promise.resolve(),
     ]);
     const endedAt = new Date();
+    const quality = callQuality((mediaStats as MediaStats | null)?.quality ?? {});
     this.rec.update({
       state: 'ended', outcome, hangup_by: hangupBy, ended_at: endedAt,
       talk_seconds: talkSeconds(this.acceptedAt, endedAt), media_stats: mediaStats, error: opts.error ?? null,
+      mos: quality ? String(quality.mos) : null,
+      packet_loss_pct: quality ? String(quality.packetLossPct) : null,
+      jitter_ms: quality ? String(quality.jitterMs) : null,
+      rtt_ms: quality?.rttMs != null ? String(quality.rttMs) : null,
       ...sip,
     });
     this.rec.event('ended', { outcome, hangupBy, error: opts.error ?? null });
+    this.base.metrics?.callEnded(this.rec.fields.direction ?? 'inbound', outcome);
+    for (const [leg, q] of Object.entries((mediaStats as MediaStats | null)?.quality ?? {})) {
+      if (leg === 'whatsapp' || leg === 'pbx') this.base.metrics?.observeQuality(leg, q.mos);
+    }
     this.onEnded();
     await this.rec.flushed();
-    this.log.info({ outcome, hangupBy }, 'call ended');
+    this.log.info({ outcome, hangupBy, mos: quality?.mos ?? null }, 'call ended');
     this.emit('ended');
+    // The audio file comes after the CDR (the recorder adds its path, size and length, and says when).
+    if (finishRecording) void (finishRecording as () => Promise<unknown>)();
   }
 
   /** Hook for what a call kind does right after its legs are down (marks, bookkeeping). */

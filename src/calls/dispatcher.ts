@@ -6,6 +6,7 @@ import { Logger } from '../log';
 import { CallingTerminate, WebhookEvent } from '../providers/ycloud/events';
 import { providerEndFields } from './cdr-fields';
 import { InboundCall, InboundDeps } from './inbound-call';
+import { LiveCall, LiveCalls } from './live';
 import { OutboundCall } from './outbound-call';
 import { permissionReplyOf, PermissionStore } from './permissions';
 
@@ -16,7 +17,7 @@ const BUFFER_MS = 2 * 60 * 1000;
  * before their call is known (a terminate overtaking its connect; status or connect webhooks arriving
  * before calls/connect has returned the wacid) are buffered and replayed in order once it is.
  */
-export class CallDispatcher extends EventEmitter {
+export class CallDispatcher extends EventEmitter implements LiveCalls {
   private readonly inbound = new Map<string, InboundCall>();
   private readonly outbound = new Map<string, OutboundCall>();
   private readonly unbound = new Set<OutboundCall>();
@@ -113,6 +114,7 @@ export class CallDispatcher extends EventEmitter {
       case 'whatsapp.inbound_message.received': {
         const reply = permissionReplyOf(event.whatsappInboundMessage, event.id);
         if (!reply) return;
+        this.deps.metrics?.permissionReply('error' in reply ? 'other' : reply.response);
         if ('error' in reply) throw new Error(reply.error);
         await this.permissions.recordReply(reply);
         this.log.info({ business: reply.businessNumber, customer: reply.customerNumber, response: reply.response, permanent: reply.isPermanent }, 'call permission reply recorded');
@@ -123,13 +125,18 @@ export class CallDispatcher extends EventEmitter {
 
   /** A digit from rtpengine's DTMF log: to the call it belongs to (rtpengine's call-id is the call's id). */
   digit(ev: DtmfEvent): void {
-    const call = [...this.inbound.values(), ...this.outbound.values(), ...this.unbound].find((c) => c.id === ev.callId);
+    const call = this.all().find((c) => c.id === ev.callId);
     if (call) call.onMediaDigit(ev.sourceTag, { digit: ev.digit, durationMs: ev.durationMs });
   }
 
   /** Calls in progress (either direction, named by YCloud or not yet). */
   get active(): number {
     return this.inbound.size + this.outbound.size + this.unbound.size;
+  }
+
+  /** Calls in progress by direction (wasb_calls_in_progress). */
+  get activeByDirection(): { inbound: number; outbound: number } {
+    return { inbound: this.inbound.size, outbound: this.outbound.size + this.unbound.size };
   }
 
   /** New calls are refused from now on (WhatsApp calls rejected, agents' INVITEs answered 503). */
@@ -150,11 +157,28 @@ export class CallDispatcher extends EventEmitter {
     });
   }
 
+  /** Calls in progress, oldest first. */
+  list(): LiveCall[] {
+    const now = Date.now();
+    return this.all().filter((c) => !c.isEnding).map((c) => c.toLive(now)).sort((a, b) => a.startedAt.localeCompare(b.startedAt));
+  }
+
+  /** An operator ends a call in progress (bridge id); false when there is none with that id. */
+  async hangup(id: string): Promise<boolean> {
+    const call = this.all().find((c) => c.id === id && !c.isEnding);
+    if (!call) return false;
+    await call.hangup('ended by an operator');
+    return true;
+  }
+
+  private all(): Array<InboundCall | OutboundCall> {
+    return [...this.inbound.values(), ...this.outbound.values(), ...this.unbound];
+  }
+
   /** Stops taking calls and ends the ones in progress (each step of a teardown is bounded). */
   async shutdown(): Promise<void> {
     this.accepting = false;
-    const calls: Array<InboundCall | OutboundCall> = [...this.inbound.values(), ...this.outbound.values(), ...this.unbound];
-    await Promise.all(calls.map((c) => c.hangup()));
+    await Promise.all(this.all().map((c) => c.hangup()));
   }
 
   private ended(key: string, id: string): void {

@@ -1,4 +1,5 @@
 import { Outcome } from '../cdr/models';
+import { setCallLogFields } from '../log';
 import { MediaError } from '../media/rtpengine';
 import { assertUsableAudioSdp, eventClockFor, firstAudioCodec, plainRtpSdp, provisionalPbxAnswer, RELABELLED_EVENT_DURATION_FACTOR, SdpError, telephoneEvent8k } from '../media/sdp';
 import { CallingConnect, CallingTerminate } from '../providers/ycloud/events';
@@ -36,7 +37,8 @@ export class InboundCall extends BridgedCall {
   private earlyAccepted: Promise<void> | null = null;
 
   constructor(private readonly deps: InboundDeps, readonly connect: CallingConnect) {
-    super(deps, deps.log.child({ wacid: connect.wacid }));
+    super(deps, deps.log);
+    setCallLogFields(this.log, { wacid: connect.wacid });
     // The row exists before anything else is queued for it, so no later write can miss it.
     this.rec.create({
       direction: 'inbound',
@@ -135,6 +137,7 @@ export class InboundCall extends BridgedCall {
       const leg = (this.leg = new PbxLeg(srf));
       if (this.waEnded) return this.end('caller_hangup', 'whatsapp');
       leg.on('progress', (status: number, sdp: string | null) => this.onProgress(status, sdp));
+      leg.on('sip-call-id', (sipCallId: string) => setCallLogFields(this.log, { sipCallId }));
       this.rec.update({ pbx_target: target });
       this.rec.event('invite_sent', { target });
       let answer: PbxAnswer;
@@ -228,6 +231,16 @@ export class InboundCall extends BridgedCall {
       if (this.isEnding) return;
       this.deps.marks.mark(c.wacid, 'accept_sent');
       await this.deps.ycloud.accept({ phoneId: c.phoneId, wacid: c.wacid, sdp: this.waAnswer(String(res.sdp ?? '')) });
+      const announcement = this.deps.config.recording.announcementFile;
+      if (announcement) {
+        // Recorded from acceptance, so the announcement's time is in the recording (its audio is not:
+        // rtpengine records what it receives); the agent is heard once it has played.
+        this.markAccepted();
+        await this.announce(announcement);
+        if (this.isEnding) return;
+        await rtp.unblockMedia(media.ng, { 'call-id': media.callId, 'from-tag': this.pbxTag });
+        return;
+      }
       await rtp.unblockMedia(media.ng, { 'call-id': media.callId, 'from-tag': this.pbxTag });
       if (this.isEnding) return;
       this.markAccepted();

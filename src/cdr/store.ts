@@ -58,14 +58,22 @@ export class CdrStore {
  */
 export class CallRecorder {
   private chain: Promise<void> = Promise.resolve();
+  private readonly known: CallFields = {};
 
   constructor(private readonly store: CdrStore, readonly callId: string, private readonly log: Logger) {}
 
+  /** The CDR as written so far (what the live-calls view shows), without waiting for Postgres. */
+  get fields(): Readonly<CallFields> {
+    return this.known;
+  }
+
   create(fields: Parameters<CdrStore['createCall']>[1]): void {
+    Object.assign(this.known, fields);
     this.enqueue('create', () => this.store.createCall(this.callId, fields));
   }
 
   update(fields: CallFields): void {
+    Object.assign(this.known, fields);
     this.enqueue('update', () => this.store.updateCall(this.callId, fields));
   }
 

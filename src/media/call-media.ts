@@ -60,6 +60,14 @@ export class CallMedia {
     this.playedSinceFreshLeg = true;
   }
 
+  /** Plays a file to the WhatsApp user once; resolves with its length in ms (as rtpengine reports it). */
+  async playOnceToWhatsApp(file: string): Promise<number> {
+    const res = await this.rtp.playMedia(this.ng, { 'call-id': this.callId, 'from-tag': this.waTag, file, 'repeat-times': 1 });
+    this.playedSinceFreshLeg = true;
+    const ms = Number(res.duration);
+    return Number.isFinite(ms) && ms > 0 ? Math.min(ms, 60_000) : 0;
+  }
+
   async stopPlayingToWhatsApp(): Promise<void> {
     await this.rtp.stopMedia(this.ng, { 'call-id': this.callId, 'from-tag': this.waTag });
   }

@@ -41,6 +41,8 @@ export class MediaPlan {
       replace: ['origin', 'session-connection'],
       // Lets the bridge inject the WhatsApp user's digits toward the PBX (see CallMedia.injectDigit).
       flags: ['inject-DTMF'],
+      // rtpengine answers each side's RTCP itself, so every receiver report yields quality figures.
+      'generate RTCP': 'on',
       codec: { mask: ['opus'], transcode: this.o.pbxCodecs },
     };
   }
@@ -68,6 +70,7 @@ export class MediaPlan {
       'rtcp-mux': ['require'],
       replace: ['origin', 'session-connection'],
       flags: ['generate-mid', 'full-rtcp-attribute', 'inject-DTMF'],
+      'generate RTCP': 'on',
       codec: { transcode: ['opus/48000/2'], mask: ['G722', 'PCMU', 'PCMA'] },
     };
   }

@@ -1,5 +1,7 @@
+import { performance } from 'node:perf_hooks';
 import { Client, NgParams, NgResponse } from 'rtpengine-client';
 import { Logger } from '../log';
+import { Metrics, RtpengineResult } from '../metrics/metrics';
 import { Periodic } from '../util/periodic';
 import { TypedEmitter } from '../util/typed-emitter';
 
@@ -10,7 +12,7 @@ export class MediaError extends Error {
   }
 }
 
-type NgCommand = 'offer' | 'answer' | 'query' | 'delete' | 'blockMedia' | 'unblockMedia' | 'playMedia' | 'stopMedia' | 'blockDTMF' | 'playDTMF' | 'ping';
+type NgCommand = 'offer' | 'answer' | 'query' | 'delete' | 'blockMedia' | 'unblockMedia' | 'playMedia' | 'stopMedia' | 'blockDTMF' | 'playDTMF' | 'startRecording' | 'stopRecording' | 'ping';
 
 export interface NgAddress { host: string; port: number }
 
@@ -21,14 +23,20 @@ const key = (a: NgAddress) => `${a.host}:${a.port}`;
  * rejects, and calls are spread over the configured rtpengines (one is pinned per call). Each
  * rtpengine is pinged on an interval; one that does not answer gets no new calls until it does.
  */
-export class RtpEngine extends TypedEmitter<{ health: [address: string, alive: boolean] }> {
+export interface RtpEngineEvents {
+  health: [address: string, alive: boolean];
+  /** rtpengine wrote an SDP for the side behind interface `to` (the second name of the `direction`). */
+  sdp: [callId: string, to: string, sdp: string];
+}
+
+export class RtpEngine extends TypedEmitter<RtpEngineEvents> {
   private readonly client: Client;
   private next = 0;
   /** Answered its last ping (true until the first ping says otherwise). */
   private readonly alive = new Map<string, boolean>();
   private pinger: Periodic | null = null;
 
-  constructor(private readonly addresses: NgAddress[], timeoutMs: number, private readonly log?: Logger) {
+  constructor(private readonly addresses: NgAddress[], timeoutMs: number, private readonly log?: Logger, private readonly metrics?: Metrics) {
     super();
     if (addresses.length === 0) throw new Error('no rtpengine configured');
     this.client = new Client({ timeout: timeoutMs, localAddress: localAddressFor(addresses[0]!.host) });
@@ -71,10 +79,16 @@ export class RtpEngine extends TypedEmitter<{ health: [address: string, alive: b
   }
 
   offer(at: NgAddress, params: NgParams): Promise<NgResponse> {
-    return this.run('offer', at, params);
+    return this.run('offer', at, params).then((r) => this.wrote(params, r));
   }
   answer(at: NgAddress, params: NgParams): Promise<NgResponse> {
-    return this.run('answer', at, params);
+    return this.run('answer', at, params).then((r) => this.wrote(params, r));
+  }
+
+  private wrote(params: NgParams, res: NgResponse): NgResponse {
+    const to = Array.isArray(params.direction) ? params.direction[1] : undefined;
+    if (typeof to === 'string' && typeof res.sdp === 'string' && typeof params['call-id'] === 'string') this.emit('sdp', params['call-id'], to, res.sdp);
+    return res;
   }
   /** The call's media statistics (per tag, per stream, totals). */
   query(at: NgAddress, params: NgParams): Promise<NgResponse> {
@@ -103,6 +117,14 @@ export class RtpEngine extends TypedEmitter<{ health: [address: string, alive: b
   playDTMF(at: NgAddress, params: NgParams): Promise<NgResponse> {
     return this.run('playDTMF', at, params);
   }
+  /** Records the call (rtpengine's --recording-dir and --recording-method decide where and how). */
+  startRecording(at: NgAddress, params: NgParams): Promise<NgResponse> {
+    return this.run('startRecording', at, params);
+  }
+  /** Stops recording and closes the call's recording files now (not at the end of rtpengine's delete delay). */
+  stopRecording(at: NgAddress, params: NgParams): Promise<NgResponse> {
+    return this.run('stopRecording', at, params);
+  }
   ping(at: NgAddress): Promise<NgResponse> {
     return this.run('ping', at, {});
   }
@@ -114,15 +136,21 @@ export class RtpEngine extends TypedEmitter<{ health: [address: string, alive: b
   }
 
   private async run(cmd: NgCommand, at: NgAddress, params: NgParams): Promise<NgResponse> {
+    const start = performance.now();
+    const done = (result: RtpengineResult) => this.metrics?.rtpengineCommand(cmd, result, (performance.now() - start) / 1000);
     let res: NgResponse;
     try {
       res = cmd === 'ping' ? await this.client.ping(at.port, at.host) : await this.client[cmd](at.port, at.host, params);
     } catch (err) {
-      throw new MediaError(`rtpengine ${cmd} at ${at.host}:${at.port}: ${String((err as Error)?.message ?? err)}`, cmd);
+      const message = String((err as Error)?.message ?? err);
+      done(/timeout/i.test(message) ? 'timeout' : 'error');
+      throw new MediaError(`rtpengine ${cmd} at ${at.host}:${at.port}: ${message}`, cmd);
     }
     if (res.result === 'error') {
+      done('error');
       throw new MediaError(`rtpengine ${cmd} refused: ${res['error-reason'] ?? 'unknown reason'}`, cmd);
     }
+    done('ok');
     return res;
   }
 }

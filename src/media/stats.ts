@@ -1,4 +1,5 @@
 import { NgResponse } from 'rtpengine-client';
+import { legQuality, LegQuality } from './quality';
 import { NgAddress } from './rtpengine';
 
 export interface LegStats { packets: number; bytes: number; errors: number; codec: string | null }
@@ -7,6 +8,8 @@ export interface MediaStats {
   legs: Record<string, LegStats>;
   totals: { rtp: { packets: number; bytes: number; errors: number }; rtcp: { packets: number; bytes: number; errors: number } } | null;
   durationSeconds: number | null;
+  /** Each leg's RTCP-based quality (see quality.ts); a leg whose party sent no receiver reports is absent. */
+  quality: Record<string, LegQuality>;
 }
 
 const num = (v: unknown): number => (typeof v === 'number' ? v : 0);
@@ -39,6 +42,7 @@ export function summarizeMediaStats(res: NgResponse, labels: Record<string, stri
     legs,
     totals: res.totals ? { rtp: pick(t.RTP), rtcp: pick(t.RTCP) } : null,
     durationSeconds: created ? Math.max(0, Math.round(Date.now() / 1000 - created)) : null,
+    quality: legQuality(res, labels),
   };
 }
 

@@ -17,6 +17,8 @@ declare module 'rtpengine-client' {
     stopMedia(port: number, host: string, params: NgParams): Promise<NgResponse>;
     blockDTMF(port: number, host: string, params: NgParams): Promise<NgResponse>;
     playDTMF(port: number, host: string, params: NgParams): Promise<NgResponse>;
+    startRecording(port: number, host: string, params: NgParams): Promise<NgResponse>;
+    stopRecording(port: number, host: string, params: NgParams): Promise<NgResponse>;
     close(): void;
   }
 }

@@ -1,6 +1,7 @@
 import dgram from 'node:dgram';
 import { performance } from 'node:perf_hooks';
 import { AddressInfo } from 'node:net';
+import { RtcpReporter } from './rtcp-reporter';
 import { alawToLinear, linearToUlaw, sineFrame, ToneDetector, ulawToLinear } from './tone';
 
 /** One RFC 4733 telephone-event received, counted once (at its first end packet). */
@@ -23,6 +24,8 @@ export interface RtpPhoneOptions {
   payloadType?: 0 | 8;
   /** Symmetric RTP (comedia): always send back to where the latest audio came from. */
   followSource?: boolean;
+  /** Send RTCP receiver reports from RTP port + 1, as real phones and PBXs do (default off). */
+  rtcp?: boolean;
 }
 
 const EVENT_CODES = '0123456789*#ABCD';
@@ -114,7 +117,11 @@ export class RtpPhone {
     this.dtmfPts = new Set(opts.dtmfPayloadTypes ?? [101]);
     this.payloadType = opts.payloadType ?? 0;
     this.followSource = opts.followSource ?? false;
+    this.rtcp = opts.rtcp ? new RtcpReporter(this.ssrc) : null;
   }
+
+  /** The RTCP side (opts.rtcp), with its counts of sender reports in and receiver reports out. */
+  readonly rtcp: RtcpReporter | null;
 
   private readonly followSource: boolean;
 
@@ -130,6 +137,8 @@ export class RtpPhone {
   async start(): Promise<number> {
     this.socket.on('message', (msg, rinfo) => this.onPacket(msg, rinfo));
     await new Promise<void>((resolve) => this.socket.bind(0, '127.0.0.1', resolve));
+    // RTCP on the next port up (RFC 3550); the SDP names only the RTP port.
+    if (this.rtcp) await this.rtcp.bind(this.port + 1);
     this.timer = setInterval(() => this.sendFrame(), 20);
     return this.port;
   }
@@ -148,6 +157,7 @@ export class RtpPhone {
     this.stopped = true;
     if (this.timer) clearInterval(this.timer);
     this.socket.close();
+    this.rtcp?.close();
     for (const e of this.outgoing.splice(0)) e.reject(new Error('RtpPhone stopped before the digit was sent'));
     for (const w of this.packetWaiters.splice(0)) {
       clearTimeout(w.timer);
@@ -273,6 +283,7 @@ export class RtpPhone {
     if (this.followSource) this.remote = { address: rinfo.address, port: rinfo.port };
     else this.remote ??= { address: rinfo.address, port: rinfo.port };
     this.packetsIn++;
+    this.rtcp?.onRtp(msg.readUInt32BE(8), msg.readUInt16BE(2), msg.readUInt32BE(4), performance.now());
     const pcm = new Int16Array(payload.length);
     for (let i = 0; i < payload.length; i++) pcm[i] = pt === 0 ? ulawToLinear(payload[i]!) : alawToLinear(payload[i]!);
     this.heard.feed(pcm, 8000, performance.now());
