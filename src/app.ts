@@ -14,7 +14,11 @@ import { CdrStore } from './cdr/store';
 import { createHttpApp, listen } from './http/server';
 import { webhookRoutes } from './http/webhooks';
 import { adminRoutes } from './http/admin';
+import { apiAuth } from './http/auth';
+import { callsApiRoutes } from './http/calls-api';
+import { ReportStore } from './reports/store';
 import { Logger } from './log';
+import { Recorder } from './recording/recorder';
 import { RtpEngine } from './media/rtpengine';
 import { YCloudClient } from './providers/ycloud/client';
 import { SipCore } from './sip/drachtio';
@@ -23,10 +27,17 @@ import { writeSilenceWav } from './media/wav';
 import { DtmfLogListener } from './media/dtmf-log';
 import { MediaPlan } from './media/profiles';
 import { withTimeout } from './sip/dialog-requests';
+import { metricsRoutes } from './http/metrics-route';
+import { Metrics } from './metrics/metrics';
+import { SetupSteps } from './metrics/setup-steps';
 
 /** The whole bridge, wired from a Config; start() and stop() make it usable in-process by tests. */
 export class Bridge {
   readonly marks = new Marks();
+  /** Prometheus metrics (GET /metrics), on a registry of this bridge's own. */
+  readonly metrics = new Metrics();
+  /** Turns the marks into wasb_call_setup_seconds. */
+  private readonly setupSteps: SetupSteps;
   /** 'processed' (eventId) after each webhook event has been acted on. */
   readonly webhookEvents = new EventEmitter();
   readonly cdr: CdrStore;
@@ -38,7 +49,11 @@ export class Bridge {
   private readonly gate: OutboundGate;
   readonly targets: PbxTargetMonitor;
   readonly plan: MediaPlan;
+  /** RECORDING=all: turns each call's rtpengine recording into its audio file; null otherwise. */
+  readonly recorder: Recorder | null;
   private server: http.Server | null = null;
+  /** The Koa app once started (test/openapi.test.ts walks its routers against the OpenAPI document). */
+  httpApp: ReturnType<typeof createHttpApp> | null = null;
   private readonly dtmfLog: DtmfLogListener | null;
   /** SIGTERM seen: not ready, new calls refused, calls in progress allowed to finish. */
   private draining = false;
@@ -46,24 +61,28 @@ export class Bridge {
 
   constructor(readonly config: Config, private readonly log: Logger) {
     this.cdr = new CdrStore(connectDatabase(config.databaseUrl, config.database.timeoutMs));
-    this.sip = new SipCore(config.drachtio, log);
-    this.rtp = new RtpEngine(config.rtpengine.ng, config.rtpengine.timeoutMs, log);
+    this.sip = new SipCore(config.drachtio, log, this.metrics);
+    this.rtp = new RtpEngine(config.rtpengine.ng, config.rtpengine.timeoutMs, log, this.metrics);
     this.plan = new MediaPlan({ interfaces: config.rtpengine.interfaces, pbxCodecs: config.pbx.codecs, pbxSrtp: config.pbx.srtp });
-    this.ycloud = new YCloudClient({ baseUrl: config.ycloud.apiBaseUrl, apiKey: config.ycloud.apiKey, timeoutMs: config.ycloud.timeoutMs });
-    this.permissions = new PermissionStore(this.cdr.sequelize, this.ycloud, log);
+    this.recorder = config.recording.enabled ? new Recorder(config.recording, this.rtp, this.cdr.sequelize, log) : null;
+    this.ycloud = new YCloudClient({ baseUrl: config.ycloud.apiBaseUrl, apiKey: config.ycloud.apiKey, timeoutMs: config.ycloud.timeoutMs }, this.metrics);
+    this.permissions = new PermissionStore(this.cdr.sequelize, this.ycloud, log, this.metrics);
     this.targets = new PbxTargetMonitor(this.sip.srf, config.pbx.targets, {
       intervalMs: config.pbx.optionsPingMs, timeoutMs: config.pbx.responseTimeoutMs, canPing: () => this.sip.ready,
     }, log);
     this.calls = new CallDispatcher(
       {
-        config, ycloud: this.ycloud, rtp: this.rtp, plan: this.plan, srf: this.sip.srf, cdr: this.cdr, log, marks: this.marks,
-        canDial: () => this.sip.ready, targets: () => this.targets.ordered(),
+        config, ycloud: this.ycloud, rtp: this.rtp, plan: this.plan, srf: this.sip.srf, cdr: this.cdr, log, marks: this.marks, metrics: this.metrics,
+        recorder: this.recorder, canDial: () => this.sip.ready, targets: () => this.targets.ordered(),
       },
       this.cdr,
       this.permissions,
       log,
     );
-    this.gate = new OutboundGate(config.outbound, log);
+    this.gate = new OutboundGate(config.outbound, log, this.metrics);
+    this.metrics.trackCallsInProgress(() => this.calls.activeByDirection);
+    this.setupSteps = new SetupSteps(this.marks, this.metrics);
+    this.calls.on('call-ended', (key: string) => this.setupSteps.drop(key));
     this.sip.srf.invite((req, res) => this.onInvite(req, res));
     answerOptions(this.sip.srf, () => this.calls.accepts);
     this.dtmfLog = config.rtpengine.dtmfLog ? new DtmfLogListener(log) : null;
@@ -76,6 +95,7 @@ export class Bridge {
     if (!this.calls.accepts) {
       // Draining: the PBX tries another bridge now and this one again after Retry-After.
       res.send(503, 'Service Unavailable', { headers: { 'Retry-After': String(this.config.shutdown.retryAfterS) } });
+      this.metrics.inviteReceived('refused_draining');
       return;
     }
     const admitted = this.gate.admit(req, res);
@@ -83,7 +103,8 @@ export class Bridge {
     const call = new OutboundCall(
       {
         config: this.config, ycloud: this.ycloud, rtp: this.rtp, plan: this.plan, srf: this.sip.srf, cdr: this.cdr, permissions: this.permissions,
-        log: this.log, marks: this.marks, bind: (wacid, c) => this.calls.bindOutbound(wacid, c),
+        recorder: this.recorder,
+        log: this.log, marks: this.marks, metrics: this.metrics, bind: (wacid, c) => this.calls.bindOutbound(wacid, c),
       },
       req, res, admitted,
     );
@@ -101,12 +122,13 @@ export class Bridge {
     await this.rtp.startPinging(this.config.rtpengine.pingMs);
     for (const [at, alive] of Object.entries(this.rtp.health())) if (!alive) this.log.error({ rtpengine: at }, 'rtpengine does not answer ng pings: no calls go to it until it does');
     if (this.config.media.holdIsSilence) await writeSilenceWav(this.config.media.holdFile);
+    await this.recorder?.start();
     const dl = this.config.rtpengine.dtmfLog;
     if (this.dtmfLog && dl) await this.dtmfLog.listen(dl.host, dl.port);
     const sipUp = await this.sip.start(opts.sipWaitMs);
     if (!sipUp) this.log.warn('drachtio-server not reachable yet; calls are refused until it is');
     const app = createHttpApp(
-      [webhookRoutes({
+      [metricsRoutes({ metrics: this.metrics, token: this.config.metrics.token, log: this.log }), webhookRoutes({
         secret: this.config.ycloud.webhookSecret,
         toleranceSeconds: this.config.ycloud.webhookToleranceSeconds,
         cdr: this.cdr,
@@ -114,17 +136,28 @@ export class Bridge {
         marks: this.marks,
         process: (e, arrivedAt) => this.calls.handle(e, arrivedAt),
         processed: (id) => this.webhookEvents.emit('processed', id),
+        metrics: this.metrics,
+      }), apiAuth({
+        adminToken: this.config.admin.token,
+        reportingTokens: this.config.admin.reportingTokens,
+        log: this.log,
       }), adminRoutes({
-        token: this.config.admin.token,
         wabaId: this.config.admin.wabaId,
         defaultBusinessNumber: this.config.outbound.defaultBusinessNumber,
         permissions: this.permissions,
         ycloud: this.ycloud,
         log: this.log,
+      }), callsApiRoutes({
+        reports: new ReportStore(this.cdr.sequelize, this.config.database.timeoutMs),
+        live: this.calls,
+        mosThreshold: this.config.quality.mosThreshold,
+        recordingDir: this.config.recording.outputDir,
+        log: this.log,
       })],
       { ready: () => this.readiness() },
       this.log,
     );
+    this.httpApp = app;
     this.server = await listen(app, this.config.httpPort, this.config.httpHost);
     this.log.info({ host: this.config.httpHost ?? '*', port: this.httpPort }, 'HTTP listening');
     this.targets.start();
@@ -191,6 +224,7 @@ export class Bridge {
       pings: pbx.responseTimeoutMs + 500,
       calls: Math.max(ycloud.timeoutMs, rtpengine.timeoutMs, pbx.requestTimeoutMs) + database.timeoutMs + 1000,
       http: 2000,
+      recording: database.timeoutMs,
       rtpengine: rtpengine.timeoutMs + 500,
       postgres: database.timeoutMs,
     };
@@ -216,6 +250,7 @@ export class Bridge {
       await step('HTTP server', closed, bound.http);
     }
     this.sip.stop();
+    await step('recording retention', this.recorder?.stop() ?? Promise.resolve(), bound.recording);
     await step('rtpengine', this.rtp.close(), bound.rtpengine);
     this.dtmfLog?.close();
     await step('Postgres', this.cdr.sequelize.close(), bound.postgres);

@@ -138,9 +138,15 @@ describe('deployment files', () => {
     });
 
     it('keeps the HTTPS front optional (profile "https")', () => {
-      const fronts = Object.entries(services).filter(([, s]) => s.profiles);
+      const fronts = Object.entries(services).filter(([, s]) => (s.profiles as string[] | undefined)?.includes('https'));
       assert.deepEqual(fronts.map(([n]) => n), ['caddy']);
       assert.deepEqual(services.caddy!.profiles, ['https']);
+      // The only other optional services: the recording daemon (RECORDING_METHOD=proc), Prometheus and
+      // Grafana (test/dashboards.test.ts checks them).
+      const optional = Object.entries(services).filter(([, s]) => s.profiles && !(s.profiles as string[]).includes('https'));
+      assert.deepEqual(optional.map(([n, s]) => [n, s.profiles]), [
+        ['rtpengine-recording', ['recording-daemon']], ['prometheus', ['monitoring']], ['grafana', ['monitoring']],
+      ]);
       assert.ok(fs.existsSync(path.join(ROOT, 'docker/Caddyfile')), 'docker/Caddyfile exists');
     });
 
@@ -252,6 +258,8 @@ describe('deployment files', () => {
         assert.equal(ok.status, 0, ok.stderr);
         const https = run({ ...TEST_ENV, WEBHOOK_DOMAIN: 'wa.example.com' }, '--profile', 'https');
         assert.equal(https.status, 0, https.stderr);
+        const monitoring = run({ ...TEST_ENV, GRAFANA_ADMIN_PASSWORD: 'g', GRAFANA_DB_PASSWORD: 'r' }, '--profile', 'monitoring');
+        assert.equal(monitoring.status, 0, monitoring.stderr);
         const tls = run(TEST_ENV, '-f', path.join(dir, 'docker', 'compose.tls.yml'));
         assert.equal(tls.status, 0, tls.stderr);
         const noPublic = run({ ...TEST_ENV, PUBLIC_IP: '' });
