@@ -2,11 +2,11 @@ import assert from 'node:assert/strict';
 import { CallRecord } from '../src/cdr/models';
 import { MediaStats } from '../src/media/stats';
 import { startStack, TestStack } from './harness/bridge';
-import { infra } from './harness/global-setup';
 import { freePort } from './harness/processes';
 import { RtpPhone } from './harness/rtp-phone';
-import { SippRun, startSippUas } from './harness/sipp';
+import { startSippUas } from './harness/sipp';
 import { WaUser } from './harness/wa-user';
+import { callParts } from './harness/call-parts';
 
 const USER_TONE = 440; // what the WhatsApp user says
 const AGENT_TONE = 1000; // what the agent says
@@ -17,30 +17,15 @@ const AGENT_TONE = 1000; // what the agent says
  */
 describe('inbound WhatsApp call to the PBX', function () {
   this.timeout(45000);
-  let stack: TestStack | null = null;
-  let sipp: SippRun | null = null;
-  let user: WaUser | null = null;
-  let phone: RtpPhone | null = null;
-
-  before(function () {
-    if (!infra.drachtio) this.skip(); // the run already said why, loudly, once
-  });
-
-  afterEach(async () => {
-    user?.close();
-    phone?.stop();
-    await sipp?.proc.stop();
-    await stack?.stop();
-    stack = sipp = user = phone = null;
-  });
+  const parts = callParts();
 
   async function setUp(scenario: string | null, env: Record<string, string> = {}): Promise<TestStack> {
-    phone = new RtpPhone(AGENT_TONE, USER_TONE);
-    const rtpPort = await phone.start();
-    if (scenario) sipp = await startSippUas(scenario, { rtpPort });
-    stack = await startStack({ PBX_TARGET: sipp?.uri ?? 'sip:127.0.0.1:9', ...env });
-    user = new WaUser(USER_TONE, AGENT_TONE);
-    return stack;
+    parts.phone = new RtpPhone(AGENT_TONE, USER_TONE);
+    const rtpPort = await parts.phone.start();
+    if (scenario) parts.sipp = await startSippUas(scenario, { rtpPort });
+    parts.stack = await startStack({ PBX_TARGET: parts.sipp?.uri ?? 'sip:127.0.0.1:9', ...env });
+    parts.user = new WaUser(USER_TONE, AGENT_TONE);
+    return parts.stack;
   }
 
   async function cdr(s: TestStack, wacid: string): Promise<CallRecord> {
@@ -58,7 +43,7 @@ describe('inbound WhatsApp call to the PBX', function () {
     const s = await setUp('uas-answer.xml');
     // Hold accept's 200 back a little: audio leaking before it would be heard in this window.
     s.sim.delay('/calls/accept', 400);
-    const { wacid, status } = await s.sim.userCalls(user!);
+    const { wacid, status } = await s.sim.userCalls(parts.user!);
     assert.equal(status, 200);
 
     const preAccept = await s.sim.waitForRequest('/calls/preAccept', wacid);
@@ -67,15 +52,15 @@ describe('inbound WhatsApp call to the PBX', function () {
     assert.ok(preAccept.at < answered.t, 'pre-accept was sent before the PBX answered');
     assert.ok(accept.at > answered.t, 'accept was sent after the PBX answered');
 
-    await user!.heard.whenHeard(50); // 0.5 s of the agent's tone at the WhatsApp user
-    await phone!.heard.whenHeard(25); // 0.5 s of the user's tone at the agent's phone
+    await parts.user!.heard.whenHeard(50); // 0.5 s of the agent's tone at the WhatsApp user
+    await parts.phone!.heard.whenHeard(25); // 0.5 s of the user's tone at the agent's phone
     const acceptedAt = s.sim.acceptRespondedAt(wacid);
     assert.ok(acceptedAt !== null);
-    assert.ok(user!.heard.firstLoudAt! > acceptedAt, `no audio reached the user before accept returned (first sound ${(user!.heard.firstLoudAt! - acceptedAt).toFixed(1)} ms after)`);
+    assert.ok(parts.user!.heard.firstLoudAt! > acceptedAt, `no audio reached the user before accept returned (first sound ${(parts.user!.heard.firstLoudAt! - acceptedAt).toFixed(1)} ms after)`);
 
     await s.sim.userHangsUp(wacid);
     const row = await cdr(s, wacid);
-    assert.equal(await sipp!.done, 0, `SIPp saw the call through to BYE:\n${sipp!.proc.output.slice(-1500)}`);
+    assert.equal(await parts.sipp!.done, 0, `SIPp saw the call through to BYE:\n${parts.sipp!.proc.output.slice(-1500)}`);
 
     assert.equal(row.direction, 'inbound');
     assert.equal(row.outcome, 'answered');
@@ -104,12 +89,12 @@ describe('inbound WhatsApp call to the PBX', function () {
 
   it('answered, then the agent hangs up: WhatsApp leg terminated, CDR says pbx', async () => {
     const s = await setUp('uas-answer-hangup.xml');
-    const { wacid } = await s.sim.userCalls(user!);
-    await user!.heard.whenHeard(25);
-    await phone!.heard.whenHeard(25);
+    const { wacid } = await s.sim.userCalls(parts.user!);
+    await parts.user!.heard.whenHeard(25);
+    await parts.phone!.heard.whenHeard(25);
     const row = await cdr(s, wacid);
     assert.ok(await s.sim.waitForRequest('/calls/terminate', wacid));
-    assert.equal(await sipp!.done, 0);
+    assert.equal(await parts.sipp!.done, 0);
     assert.equal(row.outcome, 'answered');
     assert.equal(row.hangup_by, 'pbx');
     assert.equal(row.agent, 'agent102');
@@ -118,11 +103,11 @@ describe('inbound WhatsApp call to the PBX', function () {
 
   it('busy: the WhatsApp call is rejected, CDR says busy with 486', async () => {
     const s = await setUp('uas-busy.xml');
-    const { wacid } = await s.sim.userCalls(user!);
+    const { wacid } = await s.sim.userCalls(parts.user!);
     const row = await cdr(s, wacid);
     assert.ok(await s.sim.waitForRequest('/calls/reject', wacid));
     assert.equal(s.sim.requestsFor(wacid).some((r) => r.path === '/calls/accept'), false);
-    assert.equal(await sipp!.done, 0);
+    assert.equal(await parts.sipp!.done, 0);
     assert.equal(row.outcome, 'busy');
     assert.equal(row.sip_final_code, 486);
     assert.equal(row.hangup_by, 'pbx');
@@ -132,10 +117,10 @@ describe('inbound WhatsApp call to the PBX', function () {
 
   it('no answer within the timeout: INVITE cancelled, WhatsApp call rejected, CDR says no_answer', async () => {
     const s = await setUp('uas-ring.xml', { PBX_NO_ANSWER_TIMEOUT_S: '1' });
-    const { wacid } = await s.sim.userCalls(user!);
+    const { wacid } = await s.sim.userCalls(parts.user!);
     const row = await cdr(s, wacid);
     assert.ok(await s.sim.waitForRequest('/calls/reject', wacid));
-    assert.equal(await sipp!.done, 0, `SIPp saw CANCEL and sent 487:\n${sipp!.proc.output.slice(-1500)}`);
+    assert.equal(await parts.sipp!.done, 0, `SIPp saw CANCEL and sent 487:\n${parts.sipp!.proc.output.slice(-1500)}`);
     assert.equal(row.outcome, 'no_answer');
     assert.equal(row.hangup_by, 'bridge');
     assert.ok(row.pbx_ringing_at);
@@ -144,11 +129,11 @@ describe('inbound WhatsApp call to the PBX', function () {
 
   it('caller hangs up while the agent phone rings: INVITE cancelled, nothing sent back to WhatsApp', async () => {
     const s = await setUp('uas-ring.xml');
-    const { wacid } = await s.sim.userCalls(user!);
+    const { wacid } = await s.sim.userCalls(parts.user!);
     await s.marks.waitFor(wacid, 'pbx_ringing');
     await s.sim.userHangsUp(wacid);
     const row = await cdr(s, wacid);
-    assert.equal(await sipp!.done, 0, `SIPp saw CANCEL:\n${sipp!.proc.output.slice(-1500)}`);
+    assert.equal(await parts.sipp!.done, 0, `SIPp saw CANCEL:\n${parts.sipp!.proc.output.slice(-1500)}`);
     assert.equal(row.outcome, 'caller_hangup');
     assert.equal(row.hangup_by, 'whatsapp');
     assert.equal(row.provider_status, 'FAILED');
@@ -159,7 +144,7 @@ describe('inbound WhatsApp call to the PBX', function () {
   it('PBX unreachable: WhatsApp call rejected, CDR says unreachable', async () => {
     const dead = await freePort('udp');
     const s = await setUp(null, { PBX_TARGET: `sip:127.0.0.1:${dead}`, PBX_RESPONSE_TIMEOUT_MS: '1500' });
-    const { wacid } = await s.sim.userCalls(user!);
+    const { wacid } = await s.sim.userCalls(parts.user!);
     const row = await cdr(s, wacid);
     assert.ok(await s.sim.waitForRequest('/calls/reject', wacid));
     assert.equal(row.outcome, 'unreachable');
@@ -168,49 +153,49 @@ describe('inbound WhatsApp call to the PBX', function () {
 
   it('fails over to the next PBX target when the first is unreachable', async () => {
     const dead = await freePort('udp');
-    phone = new RtpPhone(AGENT_TONE, USER_TONE);
-    sipp = await startSippUas('uas-answer-hangup.xml', { rtpPort: await phone.start() });
-    stack = await startStack({ PBX_TARGET: `sip:127.0.0.1:${dead},${sipp.uri}`, PBX_RESPONSE_TIMEOUT_MS: '1000' });
-    user = new WaUser(USER_TONE, AGENT_TONE);
-    const { wacid } = await stack.sim.userCalls(user);
-    const row = await cdr(stack, wacid);
+    parts.phone = new RtpPhone(AGENT_TONE, USER_TONE);
+    parts.sipp = await startSippUas('uas-answer-hangup.xml', { rtpPort: await parts.phone.start() });
+    parts.stack = await startStack({ PBX_TARGET: `sip:127.0.0.1:${dead},${parts.sipp.uri}`, PBX_RESPONSE_TIMEOUT_MS: '1000' });
+    parts.user = new WaUser(USER_TONE, AGENT_TONE);
+    const { wacid } = await parts.stack.sim.userCalls(parts.user);
+    const row = await cdr(parts.stack, wacid);
     assert.equal(row.outcome, 'answered');
-    assert.equal(row.pbx_target, sipp.uri.replace('sip:', 'sip:6283138205150@'));
-    assert.equal((await timeline(stack, row.id)).filter((t) => t === 'invite_sent').length, 2);
+    assert.equal(row.pbx_target, parts.sipp.uri.replace('sip:', 'sip:6283138205150@'));
+    assert.equal((await timeline(parts.stack, row.id)).filter((t) => t === 'invite_sent').length, 2);
   });
 
   it('YCloud refuses accept: the agent leg gets BYE, CDR says failed with YCloud\'s error', async () => {
     const s = await setUp('uas-answer.xml');
     s.sim.failNext('/calls/accept', { status: 400, code: 'FAILED_PRECONDITION', message: 'call no longer exists', whatsappCode: 138004 });
-    const { wacid } = await s.sim.userCalls(user!);
+    const { wacid } = await s.sim.userCalls(parts.user!);
     const row = await cdr(s, wacid);
-    assert.equal(await sipp!.done, 0, 'the agent leg was hung up with BYE');
+    assert.equal(await parts.sipp!.done, 0, 'the agent leg was hung up with BYE');
     assert.equal(row.outcome, 'failed');
     assert.equal(row.hangup_by, 'bridge');
     assert.match(row.error ?? '', /YCloud: .*400 call no longer exists/);
   });
 
   it('a PBX that challenges the INVITE (401) gets the configured credentials, and the call is answered with audio', async () => {
-    phone = new RtpPhone(AGENT_TONE, USER_TONE);
-    const rtpPort = await phone.start();
-    sipp = await startSippUas('uas-auth-challenge.xml', { rtpPort, keys: { authuser: 'wa-bridge', authpass: 'pbx-s3cret' } });
-    const s = (stack = await startStack({ PBX_TARGET: sipp.uri, PBX_AUTH_USERNAME: 'wa-bridge', PBX_AUTH_PASSWORD: 'pbx-s3cret' }));
-    user = new WaUser(USER_TONE, AGENT_TONE);
-    const { wacid } = await s.sim.userCalls(user);
-    await user.heard.whenHeard(25);
-    await phone.heard.whenHeard(25);
+    parts.phone = new RtpPhone(AGENT_TONE, USER_TONE);
+    const rtpPort = await parts.phone.start();
+    parts.sipp = await startSippUas('uas-auth-challenge.xml', { rtpPort, keys: { authuser: 'wa-bridge', authpass: 'pbx-s3cret' } });
+    const s = (parts.stack = await startStack({ PBX_TARGET: parts.sipp.uri, PBX_AUTH_USERNAME: 'wa-bridge', PBX_AUTH_PASSWORD: 'pbx-s3cret' }));
+    parts.user = new WaUser(USER_TONE, AGENT_TONE);
+    const { wacid } = await s.sim.userCalls(parts.user);
+    await parts.user.heard.whenHeard(25);
+    await parts.phone.heard.whenHeard(25);
     await s.sim.userHangsUp(wacid);
     const row = await cdr(s, wacid);
-    assert.equal(await sipp.done, 0, `SIPp checked the credentials and saw the call through:\n${sipp.proc.output.slice(-1500)}`);
+    assert.equal(await parts.sipp.done, 0, `SIPp checked the credentials and saw the call through:\n${parts.sipp.proc.output.slice(-1500)}`);
     assert.equal(row.outcome, 'answered');
     assert.equal(row.sip_final_code, 200);
   });
 
   it('wrong PBX credentials: the PBX refuses the authenticated INVITE, the WhatsApp call is rejected, CDR has the 403', async () => {
-    sipp = await startSippUas('uas-auth-challenge.xml', { keys: { authuser: 'wa-bridge', authpass: 'pbx-s3cret' } });
-    const s = (stack = await startStack({ PBX_TARGET: sipp.uri, PBX_AUTH_USERNAME: 'wa-bridge', PBX_AUTH_PASSWORD: 'wrong' }));
-    user = new WaUser(USER_TONE, AGENT_TONE);
-    const { wacid } = await s.sim.userCalls(user);
+    parts.sipp = await startSippUas('uas-auth-challenge.xml', { keys: { authuser: 'wa-bridge', authpass: 'pbx-s3cret' } });
+    const s = (parts.stack = await startStack({ PBX_TARGET: parts.sipp.uri, PBX_AUTH_USERNAME: 'wa-bridge', PBX_AUTH_PASSWORD: 'wrong' }));
+    parts.user = new WaUser(USER_TONE, AGENT_TONE);
+    const { wacid } = await s.sim.userCalls(parts.user);
     assert.ok(await s.sim.waitForRequest('/calls/reject', wacid));
     const row = await cdr(s, wacid);
     assert.equal(row.sip_final_code, 403);

@@ -4,8 +4,9 @@ import { deliverAndProcess, startStack, TestStack } from './harness/bridge';
 import { infra } from './harness/infra';
 import { parsePromText, Sample, sampleSum } from './harness/prom-text';
 import { RtpPhone } from './harness/rtp-phone';
-import { runSippUac, SippRun, startSippUas } from './harness/sipp';
+import { runSippUac, startSippUas } from './harness/sipp';
 import { WaUser } from './harness/wa-user';
+import { callParts } from './harness/call-parts';
 
 const BUSINESS = '+6283138205150';
 const CUSTOMER = '+6281361905133';
@@ -209,35 +210,21 @@ describe('logs and metrics', function () {
   });
 
   describe('real calls: an inbound and an outbound call through SIP', () => {
-    let stack: TestStack | null = null;
-    let sipp: SippRun | null = null;
-    let user: WaUser | null = null;
-    let phone: RtpPhone | null = null;
+    const parts = callParts({ keepStack: true });
     const log = new LogCapture();
 
-    before(function () {
-      if (!infra.drachtio) this.skip(); // the run already said why, loudly, once
-    });
-
-    afterEach(async () => {
-      user?.close();
-      phone?.stop();
-      await sipp?.proc.stop();
-      sipp = user = phone = null;
-    });
-
     after(async () => {
-      await stack?.stop();
+      await parts.stack?.stop();
     });
 
     it('logs carry callId, wacid and sipCallId, never a secret; the metrics move with the calls', async () => {
       // The PBX challenges the bridge's INVITE and the bridge challenges the agent's: digest credentials cross both ways.
-      phone = new RtpPhone(AGENT_TONE, USER_TONE);
-      const rtpPort = await phone.start();
-      sipp = await startSippUas('uas-auth-challenge.xml', { rtpPort, keys: { authuser: 'wa-bridge', authpass: SECRETS.pbxPassword } });
-      const s = (stack = await startStack({
+      parts.phone = new RtpPhone(AGENT_TONE, USER_TONE);
+      const rtpPort = await parts.phone.start();
+      parts.sipp = await startSippUas('uas-auth-challenge.xml', { rtpPort, keys: { authuser: 'wa-bridge', authpass: SECRETS.pbxPassword } });
+      const s = (parts.stack = await startStack({
         LOG_LEVEL: 'debug',
-        PBX_TARGET: sipp.uri,
+        PBX_TARGET: parts.sipp.uri,
         PBX_AUTH_USERNAME: 'wa-bridge',
         PBX_AUTH_PASSWORD: SECRETS.pbxPassword,
         SIP_AUTH_USERNAME: 'pbx',
@@ -252,20 +239,20 @@ describe('logs and metrics', function () {
       const base = (name: string, labels: Record<string, string> = {}) => sampleSum(start, name, labels);
 
       // Inbound: the WhatsApp user calls, the agent answers, they talk, the user hangs up.
-      user = new WaUser(USER_TONE, AGENT_TONE);
-      const { wacid } = await s.sim.userCalls(user);
-      await user.heard.whenHeard(25);
-      await phone.heard.whenHeard(25);
+      parts.user = new WaUser(USER_TONE, AGENT_TONE);
+      const { wacid } = await s.sim.userCalls(parts.user);
+      await parts.user.heard.whenHeard(25);
+      await parts.phone.heard.whenHeard(25);
       const during = await scrape(s);
       assert.equal(sampleSum(during, 'wasb_calls_in_progress', { direction: 'inbound' }), 1, 'one inbound call in progress');
       await s.sim.userHangsUp(wacid);
       const inboundId = await s.bridge.calls.whenEnded(wacid);
-      assert.equal(await sipp.done, 0, `SIPp saw the call through:\n${sipp.proc.output.slice(-1500)}`);
+      assert.equal(await parts.sipp.done, 0, `SIPp saw the call through:\n${parts.sipp.proc.output.slice(-1500)}`);
       const inbound = (await CallRecord.findByPk(inboundId))!;
       assert.equal(inbound.outcome, 'answered');
-      user.close();
-      phone.stop();
-      await sipp.proc.stop();
+      parts.user.close();
+      parts.phone.stop();
+      await parts.sipp.proc.stop();
 
       // Outbound: the agent calls the customer (permission granted by a reply webhook), the customer answers, the agent hangs up.
       const reply = s.sim.event('whatsapp.inbound_message.received', {
@@ -275,18 +262,18 @@ describe('logs and metrics', function () {
         },
       });
       assert.equal(await deliverAndProcess(s, reply), 200);
-      phone = new RtpPhone(AGENT_TONE, USER_TONE);
-      const agentRtp = await phone.start();
-      user = new WaUser(USER_TONE, AGENT_TONE);
+      parts.phone = new RtpPhone(AGENT_TONE, USER_TONE);
+      const agentRtp = await parts.phone.start();
+      parts.user = new WaUser(USER_TONE, AGENT_TONE);
       let outboundDuring: Sample[] | null = null;
       s.sim.outboundScript = async (call) => {
-        await s.sim.answeredBy(user!)(call);
+        await s.sim.answeredBy(parts.user!)(call);
         outboundDuring = await scrape(s);
       };
-      sipp = await runSippUac('uac-auth-call.xml', {
+      parts.sipp = await runSippUac('uac-auth-call.xml', {
         target: `127.0.0.1:${infra.drachtio!.sipPort}`, number: CUSTOMER, rtpPort: agentRtp, auth: { username: 'pbx', password: SECRETS.sipPassword },
       });
-      assert.equal(await sipp.done, 0, `SIPp's call went through:\n${sipp.proc.output.slice(-2000)}`);
+      assert.equal(await parts.sipp.done, 0, `SIPp's call went through:\n${parts.sipp.proc.output.slice(-2000)}`);
       const invite = s.marks.marks.find((m) => m.name === 'invite_received');
       assert.ok(invite, 'the bridge took the agent\'s INVITE');
       const outboundId = await s.bridge.calls.whenEnded(invite.wacid);

@@ -8,6 +8,7 @@ import { refusalScenario, runSippUac, SippRun } from './harness/sipp';
 import { Timeline, within } from './harness/timeline';
 import { grantPermanentPermission } from './harness/permissions';
 import { WaUser } from './harness/wa-user';
+import { callParts } from './harness/call-parts';
 
 const AGENT_TONE = 1000;
 const USER_TONE = 440;
@@ -20,29 +21,14 @@ const BUSINESS = '+6283138205150';
  */
 describe('outbound call from an agent to a WhatsApp user', function () {
   this.timeout(45000);
-  let stack: TestStack | null = null;
-  let sipp: SippRun | null = null;
-  let user: WaUser | null = null;
-  let phone: RtpPhone | null = null;
-
-  before(function () {
-    if (!infra.drachtio) this.skip(); // the run already said why, loudly, once
-  });
-
-  afterEach(async () => {
-    user?.close();
-    phone?.stop();
-    await sipp?.proc.stop();
-    await stack?.stop();
-    stack = sipp = user = phone = null;
-  });
+  const parts = callParts();
 
   async function setUp(env: Record<string, string> = {}, phoneOpts: RtpPhoneOptions = {}): Promise<TestStack> {
-    phone = new RtpPhone(AGENT_TONE, USER_TONE, phoneOpts);
-    await phone.start();
-    user = new WaUser(USER_TONE, AGENT_TONE);
-    stack = await startStack({ SIP_TRUSTED_SOURCES: '127.0.0.0/8', WA_BUSINESS_NUMBER: BUSINESS, WA_PHONE_ID: '461269257068831', ...env });
-    return stack;
+    parts.phone = new RtpPhone(AGENT_TONE, USER_TONE, phoneOpts);
+    await parts.phone.start();
+    parts.user = new WaUser(USER_TONE, AGENT_TONE);
+    parts.stack = await startStack({ SIP_TRUSTED_SOURCES: '127.0.0.0/8', WA_BUSINESS_NUMBER: BUSINESS, WA_PHONE_ID: '461269257068831', ...env });
+    return parts.stack;
   }
 
   async function grantPermission(s: TestStack, customer = CUSTOMER): Promise<void> {
@@ -50,17 +36,17 @@ describe('outbound call from an agent to a WhatsApp user', function () {
   }
 
   async function dial(scenario: string, number = CUSTOMER, auth?: { username: string; password: string }, keys?: Record<string, string>): Promise<SippRun> {
-    sipp = await runSippUac(scenario, { target: `127.0.0.1:${infra.drachtio!.sipPort}`, number, rtpPort: await phonePort(), auth, keys });
-    return sipp;
+    parts.sipp = await runSippUac(scenario, { target: `127.0.0.1:${infra.drachtio!.sipPort}`, number, rtpPort: await phonePort(), auth, keys });
+    return parts.sipp;
   }
 
   async function phonePort(): Promise<number> {
-    return (phone as unknown as { socket: { address(): { port: number } } }).socket.address().port;
+    return (parts.phone as unknown as { socket: { address(): { port: number } } }).socket.address().port;
   }
 
   async function outboundCdr(s: TestStack): Promise<CallRecord> {
-    const done = await sipp!.done;
-    assert.equal(done, 0, `SIPp scenario completed:\n${sipp!.proc.output.slice(-2000)}`);
+    const done = await parts.sipp!.done;
+    assert.equal(done, 0, `SIPp scenario completed:\n${parts.sipp!.proc.output.slice(-2000)}`);
     // This stack saw exactly one INVITE: its mark carries the call's id.
     const invite = s.marks.marks.find((m) => m.name === 'invite_received');
     assert.ok(invite, 'the bridge took the INVITE');
@@ -74,10 +60,10 @@ describe('outbound call from an agent to a WhatsApp user', function () {
   it('answered: 180 on RINGING, 200 on ACCEPTED, audio both ways only after ACCEPTED; agent hangs up', async () => {
     const s = await setUp();
     await grantPermission(s);
-    s.sim.outboundScript = s.sim.answeredBy(user!, 400);
+    s.sim.outboundScript = s.sim.answeredBy(parts.user!, 400);
     await dial('uac-call-hangup.xml');
-    await user!.heard.whenHeard(25);
-    await phone!.heard.whenHeard(25);
+    await parts.user!.heard.whenHeard(25);
+    await parts.phone!.heard.whenHeard(25);
     const row = await outboundCdr(s);
 
     const connect = s.sim.requests.find((r) => r.path === '/calls/connect')!;
@@ -89,8 +75,8 @@ describe('outbound call from an agent to a WhatsApp user', function () {
     assert.doesNotMatch(String(connect.body.sdp), /PCMU/);
     const wacid = row.wacid!;
     const acceptedAt = s.sim.acceptedDeliveredAt.get(wacid)!;
-    assert.ok(phone!.heard.firstLoudAt! > acceptedAt, 'no audio reached the agent before ACCEPTED');
-    assert.ok(user!.heard.firstLoudAt! > acceptedAt, 'no audio reached the WhatsApp user before ACCEPTED');
+    assert.ok(parts.phone!.heard.firstLoudAt! > acceptedAt, 'no audio reached the agent before ACCEPTED');
+    assert.ok(parts.user!.heard.firstLoudAt! > acceptedAt, 'no audio reached the WhatsApp user before ACCEPTED');
     assert.ok(await s.sim.waitForRequest('/calls/terminate', wacid));
 
     assert.equal(row.direction, 'outbound');
@@ -111,8 +97,8 @@ describe('outbound call from an agent to a WhatsApp user', function () {
     const s = await setUp();
     await grantPermission(s);
     s.sim.outboundScript = async (call) => {
-      await s.sim.answeredBy(user!)(call);
-      await phone!.heard.whenHeard(25);
+      await s.sim.answeredBy(parts.user!)(call);
+      await parts.phone!.heard.whenHeard(25);
       await s.sim.deliver(s.sim.outboundTerminate(call, 'COMPLETED'));
     };
     await dial('uac-call.xml');
@@ -127,7 +113,7 @@ describe('outbound call from an agent to a WhatsApp user', function () {
     const s = await setUp();
     await grantPermission(s);
     s.sim.outboundScript = async (call) => {
-      await s.sim.rings(call, user!);
+      await s.sim.rings(call, parts.user!);
       await s.sim.deliver(s.sim.outboundStatus(call, 'REJECTED'));
       await s.sim.deliver(s.sim.outboundTerminate(call, 'FAILED'));
     };
@@ -142,7 +128,7 @@ describe('outbound call from an agent to a WhatsApp user', function () {
     const s = await setUp();
     await grantPermission(s);
     s.sim.outboundScript = async (call) => {
-      await s.sim.rings(call, user!);
+      await s.sim.rings(call, parts.user!);
       await s.sim.deliver(s.sim.outboundTerminate(call, 'FAILED'));
     };
     await dial(await refusalScenario(480, 'cause=19'));
@@ -155,7 +141,7 @@ describe('outbound call from an agent to a WhatsApp user', function () {
     const s = await setUp();
     await grantPermission(s);
     s.sim.outboundScript = async (call) => {
-      await s.sim.rings(call, user!);
+      await s.sim.rings(call, parts.user!);
     };
     await dial('uac-cancel.xml');
     const row = await outboundCdr(s);
@@ -206,14 +192,14 @@ describe('outbound call from an agent to a WhatsApp user', function () {
     const s = await setUp({ SIP_TRUSTED_SOURCES: '192.0.2.77/32' });
     await grantPermission(s);
     await dial(await refusalScenario(403));
-    assert.equal(await sipp!.done, 0);
+    assert.equal(await parts.sipp!.done, 0);
     assert.equal(s.sim.requests.some((r) => r.path === '/calls/connect'), false);
   });
 
   it('digest authentication, when configured: challenged with 401, then the call goes through', async () => {
     const s = await setUp({ SIP_AUTH_USERNAME: 'pbx', SIP_AUTH_PASSWORD: 's3cret' });
     await grantPermission(s);
-    s.sim.outboundScript = s.sim.answeredBy(user!);
+    s.sim.outboundScript = s.sim.answeredBy(parts.user!);
     await dial('uac-auth-call.xml', CUSTOMER, { username: 'pbx', password: 's3cret' });
     const row = await outboundCdr(s);
     assert.equal(row.outcome, 'answered');
@@ -222,10 +208,10 @@ describe('outbound call from an agent to a WhatsApp user', function () {
   it('a Request-URI that is no number gets 404, an incomplete one 484', async () => {
     await setUp();
     await dial(await refusalScenario(404), 'support');
-    assert.equal(await sipp!.done, 0, sipp!.proc.output.slice(-1500));
-    await sipp!.proc.stop();
+    assert.equal(await parts.sipp!.done, 0, parts.sipp!.proc.output.slice(-1500));
+    await parts.sipp!.proc.stop();
     await dial(await refusalScenario(484), '12345');
-    assert.equal(await sipp!.done, 0, sipp!.proc.output.slice(-1500));
+    assert.equal(await parts.sipp!.done, 0, parts.sipp!.proc.output.slice(-1500));
   });
 
   it('webhooks reordered, duplicated, and ahead of calls/connect\'s response: the call still connects', async () => {
@@ -243,10 +229,10 @@ describe('outbound call from an agent to a WhatsApp user', function () {
       await s.sim.deliver(s.sim.outboundStatus(call, 'RINGING')); // same status, new event id
     };
     s.sim.outboundScript = async (call) => {
-      const connect = s.sim.outboundConnect(call, await user!.answer(call.offer));
+      const connect = s.sim.outboundConnect(call, await parts.user!.answer(call.offer));
       await s.sim.deliver(connect);
       await s.sim.deliver(connect);
-      await phone!.heard.whenHeard(25);
+      await parts.phone!.heard.whenHeard(25);
       await s.sim.deliver(s.sim.outboundTerminate(call, 'COMPLETED'));
     };
     await dial('uac-call.xml');
@@ -260,21 +246,21 @@ describe('outbound call from an agent to a WhatsApp user', function () {
     const s = await setUp({}, { followSource: true });
     const timeline = new Timeline(s.bridge.cdr);
     await grantPermission(s);
-    s.sim.outboundScript = s.sim.answeredBy(user!);
+    s.sim.outboundScript = s.sim.answeredBy(parts.user!);
     await dial('uac-call-hold.xml', CUSTOMER, undefined, { holdms: '6000', talkms: '2000' });
-    await within(user!.heard.whenHeard(25), 10000, () => `the agent heard by the user (timeline: ${timeline.types().join(', ')})`);
+    await within(parts.user!.heard.whenHeard(25), 10000, () => `the agent heard by the user (timeline: ${timeline.types().join(', ')})`);
 
     await timeline.waitFor('pbx_hold');
-    phone!.mute(true); // a held desk phone sends nothing
+    parts.phone!.mute(true); // a held desk phone sends nothing
     await timeline.waitFor('keepalive_started', 1, 6000);
-    const p0 = await user!.packetsReceived();
+    const p0 = await parts.user!.packetsReceived();
     const t0 = Date.now();
     await timeline.waitFor('pbx_resume', 1, 10000);
-    const pps = ((await user!.packetsReceived()) - p0) / ((Date.now() - t0) / 1000);
+    const pps = ((await parts.user!.packetsReceived()) - p0) / ((Date.now() - t0) / 1000);
     assert.ok(pps >= 40, `${pps.toFixed(0)} packets/s reached the WhatsApp user during the hold`);
-    phone!.mute(false);
-    const before = user!.heard.framesWithTone;
-    await within(user!.heard.whenHeard(before + 25), 8000, () => `the agent heard again after the resume (timeline: ${timeline.types().join(', ')})`);
+    parts.phone!.mute(false);
+    const before = parts.user!.heard.framesWithTone;
+    await within(parts.user!.heard.whenHeard(before + 25), 8000, () => `the agent heard again after the resume (timeline: ${timeline.types().join(', ')})`);
 
     const info = await timeline.waitFor('pbx_info');
     assert.equal(info.detail?.digit, '5');

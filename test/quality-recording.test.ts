@@ -15,7 +15,8 @@ import { startStack, TestStack } from './harness/bridge';
 import { infra } from './harness/global-setup';
 import { RtpPhone } from './harness/rtp-phone';
 import { RtpengineInstance, startRtpengine } from './harness/rtpengine';
-import { SippRun, startSippUas } from './harness/sipp';
+import { startSippUas } from './harness/sipp';
+import { callParts } from './harness/call-parts';
 import { sineFrame, toneShare } from './harness/tone';
 import { WaUser } from './harness/wa-user';
 
@@ -30,41 +31,30 @@ const rec = (v: unknown): Record<string, unknown> => (typeof v === 'object' && v
  */
 describe('call quality and recording', function () {
   this.timeout(60000);
-  let stack: TestStack | null = null;
-  let sipp: SippRun | null = null;
-  let user: WaUser | null = null;
-  let phone: RtpPhone | null = null;
+  const parts = callParts();
   let rtp: RtpengineInstance | null = null;
   let dir: string | null = null;
 
-  before(function () {
-    if (!infra.drachtio) this.skip(); // the run already said why, loudly, once
-  });
-
   afterEach(async () => {
-    user?.close();
-    phone?.stop();
-    await sipp?.proc.stop();
-    await stack?.stop();
     await rtp?.proc.stop();
     if (dir) fs.rmSync(dir, { recursive: true, force: true });
-    stack = sipp = user = phone = rtp = dir = null;
+    rtp = dir = null;
   });
 
   async function call(env: Record<string, string>): Promise<{ s: TestStack; wacid: string }> {
-    phone = new RtpPhone(AGENT_TONE, USER_TONE, { rtcp: true });
-    const rtpPort = await phone.start();
-    sipp = await startSippUas('uas-answer.xml', { rtpPort });
-    stack = await startStack({ PBX_TARGET: sipp.uri, ...env });
-    user = new WaUser(USER_TONE, AGENT_TONE);
-    const { wacid } = await stack.sim.userCalls(user);
-    return { s: stack, wacid };
+    parts.phone = new RtpPhone(AGENT_TONE, USER_TONE, { rtcp: true });
+    const rtpPort = await parts.phone.start();
+    parts.sipp = await startSippUas('uas-answer.xml', { rtpPort });
+    parts.stack = await startStack({ PBX_TARGET: parts.sipp.uri, ...env });
+    parts.user = new WaUser(USER_TONE, AGENT_TONE);
+    const { wacid } = await parts.stack.sim.userCalls(parts.user);
+    return { s: parts.stack, wacid };
   }
 
   it('per-leg packet loss, jitter, round trip and MOS from rtpengine, in the CDR', async () => {
     rtp = await startRtpengine({ portMin: 37400, portMax: 37599 });
     const { s, wacid } = await call({ RTPENGINE_NG: `${rtp.ng.host}:${rtp.ng.port}` });
-    await user!.heard.whenHeard(50);
+    await parts.user!.heard.whenHeard(50);
     // rtpengine sends each party a sender report every 5 s, and each answers with receiver reports
     // (libwebrtc every few seconds): wait, bounded, until rtpengine has figures from both.
     const [live] = s.bridge.calls.list();
@@ -79,7 +69,7 @@ describe('call quality and recording', function () {
     } finally {
       await ng.close();
     }
-    const rtcp = phone!.rtcp!;
+    const rtcp = parts.phone!.rtcp!;
     assert.ok(rtcp.srIn > 0 && rtcp.rrOut > 0, `the PBX phone got sender reports and answered them (${rtcp.srIn} in, ${rtcp.rrOut} out, after ${Date.now() - started} ms; reporters ${reporters.join(',')})`);
     await s.sim.userHangsUp(wacid);
     const row = (await CallRecord.findByPk(await s.bridge.calls.whenEnded(wacid)))!;
@@ -112,12 +102,12 @@ describe('call quality and recording', function () {
       RTPENGINE_NG: `${rtp.ng.host}:${rtp.ng.port}`, RECORDING: 'all', RECORDING_METHOD: 'pcap',
       RECORDING_SPOOL_DIR: spool, RECORDING_DIR: out, RECORDING_ANNOUNCEMENT_FILE: announcement, RECORDING_RETENTION_DAYS: '30',
     });
-    const heardAnnouncement = user!.listen(ANNOUNCEMENT_TONE);
+    const heardAnnouncement = parts.user!.listen(ANNOUNCEMENT_TONE);
     await heardAnnouncement.whenHeard(25);
-    await user!.heard.whenHeard(50); // then the agent
-    await phone!.heard.whenHeard(50); // and the agent hears the user
-    assert.ok(user!.heard.firstHeardAt! > heardAnnouncement.firstHeardAt!, 'the announcement came before the agent');
-    const gap = phone!.heard.firstHeardAt! - heardAnnouncement.firstHeardAt!;
+    await parts.user!.heard.whenHeard(50); // then the agent
+    await parts.phone!.heard.whenHeard(50); // and the agent hears the user
+    assert.ok(parts.user!.heard.firstHeardAt! > heardAnnouncement.firstHeardAt!, 'the announcement came before the agent');
+    const gap = parts.phone!.heard.firstHeardAt! - heardAnnouncement.firstHeardAt!;
     assert.ok(gap > 700, `the agent heard the user only after the 1.5 s announcement (${gap.toFixed(0)} ms after the user heard it start)`);
     await new Promise((r) => setTimeout(r, 1000));
     const finished = new Promise<string>((resolve) => s.bridge.recorder!.once('finished', (id: string) => resolve(id)));

@@ -18,8 +18,9 @@ import { startStack, TestStack } from './harness/bridge';
 import { infra } from './harness/infra';
 import { grantPermanentPermission } from './harness/permissions';
 import { RtpPhone } from './harness/rtp-phone';
-import { runSippUac, SippRun, startSippUas } from './harness/sipp';
+import { runSippUac, startSippUas } from './harness/sipp';
 import { WaUser } from './harness/wa-user';
+import { callParts } from './harness/call-parts';
 
 const ADMIN = 'admin-token-for-reports-0123456789';
 const READER = 'reporting-token-0123456789abcdef';
@@ -635,22 +636,7 @@ describe('CDR reporting API over real calls', function () {
   const CUSTOMER = '+6281300000901';
   const started = new Date(Date.now() - 1000).toISOString();
   const ids: Record<string, string> = {};
-  let stack: TestStack | null = null;
-  let sipp: SippRun | null = null;
-  let user: WaUser | null = null;
-  let phone: RtpPhone | null = null;
-
-  before(function () {
-    if (!infra.drachtio) this.skip(); // the run already said why, loudly, once
-  });
-
-  afterEach(async () => {
-    user?.close();
-    phone?.stop();
-    await sipp?.proc.stop();
-    await stack?.stop();
-    stack = sipp = user = phone = null;
-  });
+  const parts = callParts();
 
   const tokens = { ADMIN_API_TOKEN: ADMIN, REPORTING_API_TOKENS: READER };
   const api = (s: TestStack, p: string, method = 'GET', token = READER) =>
@@ -658,32 +644,32 @@ describe('CDR reporting API over real calls', function () {
 
   /** A PBX played by SIPp with `scenario`, and a bridge dialling it. */
   async function inboundSetUp(scenario: string, env: Record<string, string> = {}): Promise<TestStack> {
-    phone = new RtpPhone(1000, 440);
-    sipp = await startSippUas(scenario, { rtpPort: await phone.start() });
-    stack = await startStack({ PBX_TARGET: sipp.uri, ...tokens, ...env });
-    user = new WaUser(440, 1000);
-    return stack;
+    parts.phone = new RtpPhone(1000, 440);
+    parts.sipp = await startSippUas(scenario, { rtpPort: await parts.phone.start() });
+    parts.stack = await startStack({ PBX_TARGET: parts.sipp.uri, ...tokens, ...env });
+    parts.user = new WaUser(440, 1000);
+    return parts.stack;
   }
 
   it('an answered inbound call', async () => {
     const s = await inboundSetUp('uas-answer.xml');
-    const { wacid } = await s.sim.userCalls(user!, { to: BUSINESS, from: CUSTOMER });
-    await user!.heard.whenHeard(25);
-    await phone!.heard.whenHeard(25);
+    const { wacid } = await s.sim.userCalls(parts.user!, { to: BUSINESS, from: CUSTOMER });
+    await parts.user!.heard.whenHeard(25);
+    await parts.phone!.heard.whenHeard(25);
     await s.sim.userHangsUp(wacid);
     ids.answered = await s.bridge.calls.whenEnded(wacid);
-    assert.equal(await sipp!.done, 0);
+    assert.equal(await parts.sipp!.done, 0);
   });
 
   it('a missed inbound call: the PBX is busy', async () => {
     const s = await inboundSetUp('uas-busy.xml');
-    const { wacid } = await s.sim.userCalls(user!, { to: BUSINESS, from: CUSTOMER });
+    const { wacid } = await s.sim.userCalls(parts.user!, { to: BUSINESS, from: CUSTOMER });
     ids.busy = await s.bridge.calls.whenEnded(wacid);
   });
 
   it('the caller hangs up while the agent phone rings; the ringing call is listed live', async () => {
     const s = await inboundSetUp('uas-ring.xml');
-    const { wacid } = await s.sim.userCalls(user!, { to: BUSINESS, from: CUSTOMER });
+    const { wacid } = await s.sim.userCalls(parts.user!, { to: BUSINESS, from: CUSTOMER });
     await s.marks.waitFor(wacid, 'pbx_ringing');
     const live = (await (await api(s, '/api/calls/live')).json()) as { calls: Array<{ id: string; wacid: string; state: string; customer_number: string; duration_seconds: number }> };
     const mine = live.calls.find((c) => c.wacid === wacid);
@@ -693,12 +679,12 @@ describe('CDR reporting API over real calls', function () {
     assert.equal(typeof mine.duration_seconds, 'number');
     await s.sim.userHangsUp(wacid);
     ids.abandoned = await s.bridge.calls.whenEnded(wacid);
-    assert.equal(await sipp!.done, 0);
+    assert.equal(await parts.sipp!.done, 0);
   });
 
   it('an operator hangs up a ringing call: 403 with the reporting token, 200 with the admin token', async () => {
     const s = await inboundSetUp('uas-ring.xml');
-    const { wacid } = await s.sim.userCalls(user!, { to: BUSINESS, from: CUSTOMER });
+    const { wacid } = await s.sim.userCalls(parts.user!, { to: BUSINESS, from: CUSTOMER });
     await s.marks.waitFor(wacid, 'pbx_ringing');
     const live = (await (await api(s, '/api/calls/live')).json()) as { calls: Array<{ id: string; wacid: string }> };
     const id = live.calls.find((c) => c.wacid === wacid)!.id;
@@ -708,23 +694,23 @@ describe('CDR reporting API over real calls', function () {
     assert.deepEqual(await res.json(), { ended: true });
     ids.hungUp = await s.bridge.calls.whenEnded(wacid);
     assert.equal(ids.hungUp, id);
-    assert.equal(await sipp!.done, 0, 'the PBX got CANCEL');
+    assert.equal(await parts.sipp!.done, 0, 'the PBX got CANCEL');
     assert.equal((await api(s, `/api/calls/${id}/hangup`, 'POST', ADMIN)).status, 404, 'no longer in progress');
   });
 
   it('an answered outbound call from an agent', async () => {
-    phone = new RtpPhone(1000, 440);
-    const rtpPort = await phone.start();
-    user = new WaUser(440, 1000);
-    const s = (stack = await startStack({ SIP_TRUSTED_SOURCES: '127.0.0.0/8', WA_BUSINESS_NUMBER: BUSINESS, WA_PHONE_ID: '461269257068831', ...tokens }));
+    parts.phone = new RtpPhone(1000, 440);
+    const rtpPort = await parts.phone.start();
+    parts.user = new WaUser(440, 1000);
+    const s = (parts.stack = await startStack({ SIP_TRUSTED_SOURCES: '127.0.0.0/8', WA_BUSINESS_NUMBER: BUSINESS, WA_PHONE_ID: '461269257068831', ...tokens }));
     await grantPermanentPermission(s.bridge.permissions, BUSINESS, CUSTOMER);
-    s.sim.outboundScript = s.sim.answeredBy(user, 400);
+    s.sim.outboundScript = s.sim.answeredBy(parts.user, 400);
     // The agent's phone names this test's business number (the stock scenario names the default one).
     const scenario = path.join(os.tmpdir(), `wasb-uac-call-hangup-${process.pid}.xml`);
     const stock = fs.readFileSync(path.join(__dirname, '..', '..', 'test', 'sipp', 'uac-call-hangup.xml'), 'utf8');
     fs.writeFileSync(scenario, stock.replace(/X-WhatsApp-Business-Number: \S+/, `X-WhatsApp-Business-Number: ${BUSINESS}`));
-    sipp = await runSippUac(scenario, { target: `127.0.0.1:${infra.drachtio!.sipPort}`, number: CUSTOMER, rtpPort });
-    assert.equal(await sipp.done, 0, sipp.proc.output.slice(-1500));
+    parts.sipp = await runSippUac(scenario, { target: `127.0.0.1:${infra.drachtio!.sipPort}`, number: CUSTOMER, rtpPort });
+    assert.equal(await parts.sipp.done, 0, parts.sipp.proc.output.slice(-1500));
     fs.rmSync(scenario, { force: true });
     const invite = s.marks.marks.find((m) => m.name === 'invite_received')!;
     ids.outbound = await s.bridge.calls.whenEnded(invite.wacid);
