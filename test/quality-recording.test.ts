@@ -152,6 +152,20 @@ describe('call quality and recording', function () {
     const swept = (await CallRecord.findByPk(id))!;
     assert.ok(swept.recording_deleted_at);
   });
+
+  it('an announcement rtpengine cannot play costs the caller nothing: connected unannounced, the failure in the timeline', async () => {
+    const { s, wacid } = await call({ RECORDING_ANNOUNCEMENT_FILE: '/nonexistent/notice.wav' });
+    await parts.user!.heard.whenHeard(25);
+    await parts.phone!.heard.whenHeard(25);
+    await s.sim.userHangsUp(wacid);
+    const id = await s.bridge.calls.whenEnded(wacid);
+    const row = (await CallRecord.findByPk(id))!;
+    assert.equal(row.outcome, 'answered');
+    const events = await s.bridge.cdr.events(id);
+    const failed = events.find((e) => e.type === 'announcement_failed');
+    assert.ok(failed, events.map((e) => e.type).join(','));
+    assert.equal((failed.detail as { file: string }).file, '/nonexistent/notice.wav');
+  });
 });
 
 describe('recording with the recording daemon (RECORDING_METHOD=proc), the bridge\'s side', () => {

@@ -228,9 +228,15 @@ export abstract class BridgedCall extends TypedEmitter<CallEvents> {
     const media = this.media!;
     const ids = { 'call-id': media.callId };
     await this.base.rtp.blockMedia(media.ng, { ...ids, 'from-tag': this.waTag });
-    const ms = await media.playOnceToWhatsApp(file);
-    this.rec.event('announcement_played', { file, durationMs: ms });
-    await new Promise<void>((resolve) => this.timer(ms, resolve));
+    try {
+      const ms = await media.playOnceToWhatsApp(file);
+      this.rec.event('announcement_played', { file, durationMs: ms });
+      await new Promise<void>((resolve) => this.timer(ms, resolve));
+    } catch (err) {
+      // A missing or unreadable file must not cost the caller the call: they are connected unannounced.
+      this.log.error({ err, file }, 'could not play the recording announcement');
+      this.rec.event('announcement_failed', { file, message: (err as Error).message });
+    }
     if (this.isEnding) return;
     await this.base.rtp.unblockMedia(media.ng, { ...ids, 'from-tag': this.waTag });
   }

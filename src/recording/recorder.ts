@@ -67,6 +67,15 @@ export class Recorder extends EventEmitter {
 
   async start(): Promise<void> {
     await fs.mkdir(this.cfg.outputDir, { recursive: true });
+    // rtpengine creates these under its --recording-dir; without them every recording would fail at the end of its call.
+    const spool = path.join(this.cfg.spoolDir, this.cfg.method === 'pcap' ? 'pcaps' : '');
+    if (!(await fs.stat(spool).then((st) => st.isDirectory(), () => false))) {
+      this.log.error({ spoolDir: this.cfg.spoolDir, method: this.cfg.method },
+        'RECORDING=all but rtpengine\'s recording spool is not here: run rtpengine with --recording-dir=RECORDING_SPOOL_DIR (shared with the bridge) and --recording-method=RECORDING_METHOD');
+    }
+    if (this.cfg.announcementFile && !(await fs.access(this.cfg.announcementFile).then(() => true, () => false))) {
+      this.log.warn({ file: this.cfg.announcementFile }, 'RECORDING_ANNOUNCEMENT_FILE is not readable here; rtpengine must be able to read it at that path');
+    }
     void this.retention?.start();
   }
 
