@@ -9,6 +9,7 @@ import { QueryTypes } from 'sequelize';
 import { createLogger } from '../src/log';
 import { wavFile, wavHeader } from '../src/media/wav';
 import { Recorder } from '../src/recording/recorder';
+import { legQuality } from '../src/media/quality';
 import { RtpEngine } from '../src/media/rtpengine';
 import { MediaStats } from '../src/media/stats';
 import { startStack, TestStack } from './harness/bridge';
@@ -60,17 +61,20 @@ describe('call quality and recording', function () {
     const [live] = s.bridge.calls.list();
     const ng = new RtpEngine([rtp.ng], 2000);
     const started = Date.now();
-    let reporters: string[] = [];
+    let reported: string[] = [];
     try {
-      while (reporters.length < 2 && Date.now() - started < 25000) {
+      // The bridge's tags are wa-… and pbx-…: the same leg names the bridge gives them.
+      while (reported.length < 2 && Date.now() - started < 30000) {
         await new Promise((r) => setTimeout(r, 500));
-        reporters = Object.keys(rec((await ng.query(rtp.ng, { 'call-id': live!.id })).SSRC));
+        const res = await ng.query(rtp.ng, { 'call-id': live!.id });
+        const labels = Object.fromEntries(Object.keys(rec(res.tags)).map((t) => [t, t.startsWith('wa-') ? 'whatsapp' : 'pbx']));
+        reported = Object.keys(legQuality(res, labels));
       }
     } finally {
       await ng.close();
     }
     const rtcp = parts.phone!.rtcp!;
-    assert.ok(rtcp.srIn > 0 && rtcp.rrOut > 0, `the PBX phone got sender reports and answered them (${rtcp.srIn} in, ${rtcp.rrOut} out, after ${Date.now() - started} ms; reporters ${reporters.join(',')})`);
+    assert.equal(reported.length, 2, `both parties' reports reached rtpengine (legs ${reported.join(',')}; the PBX phone got ${rtcp.srIn} sender reports and sent ${rtcp.rrOut} receiver reports, after ${Date.now() - started} ms)`);
     await s.sim.userHangsUp(wacid);
     const row = (await CallRecord.findByPk(await s.bridge.calls.whenEnded(wacid)))!;
     const q = (row.media_stats as MediaStats).quality;
