@@ -9,6 +9,7 @@ import { QueryTypes } from 'sequelize';
 import { createLogger } from '../src/log';
 import { wavFile, wavHeader } from '../src/media/wav';
 import { Recorder } from '../src/recording/recorder';
+import { ngRecord } from '../src/media/ng-answer';
 import { legQuality } from '../src/media/quality';
 import { RtpEngine } from '../src/media/rtpengine';
 import { MediaStats } from '../src/media/stats';
@@ -24,7 +25,6 @@ import { WaUser } from './harness/wa-user';
 const USER_TONE = 440;
 const AGENT_TONE = 1000;
 const ANNOUNCEMENT_TONE = 700;
-const rec = (v: unknown): Record<string, unknown> => (typeof v === 'object' && v !== null ? (v as Record<string, unknown>) : {});
 
 /**
  * Call quality from real RTCP (a libwebrtc user and an RTP phone that sends receiver reports), and
@@ -67,7 +67,7 @@ describe('call quality and recording', function () {
       while (reported.length < 2 && Date.now() - started < 30000) {
         await new Promise((r) => setTimeout(r, 500));
         const res = await ng.query(rtp.ng, { 'call-id': live!.id });
-        const labels = Object.fromEntries(Object.keys(rec(res.tags)).map((t) => [t, t.startsWith('wa-') ? 'whatsapp' : 'pbx']));
+        const labels = Object.fromEntries(Object.keys(ngRecord(res.tags)).map((t) => [t, t.startsWith('wa-') ? 'whatsapp' : 'pbx']));
         reported = Object.keys(legQuality(res, labels));
       }
     } finally {

@@ -1,4 +1,5 @@
 import { NgResponse } from 'rtpengine-client';
+import { ngNumber as num, ngRecord as rec, queryTags } from './ng-answer';
 
 /**
  * Call quality from rtpengine's RTCP statistics. rtpengine (with `generate RTCP` on the call and
@@ -27,19 +28,14 @@ export interface LegQuality {
 /** The call's figures for its CDR columns: its worst leg's, and the round trip from end to end. */
 export interface CallQuality { mos: number; packetLossPct: number; jitterMs: number; rttMs: number | null }
 
-const rec = (v: unknown): Record<string, unknown> => (typeof v === 'object' && v !== null ? (v as Record<string, unknown>) : {});
-const num = (v: unknown): number => (typeof v === 'number' && Number.isFinite(v) ? v : 0);
 
 /** Each leg's incoming SSRCs, from the `query` answer's streams (leg names from `labels`, by tag). */
 function ssrcsByLeg(res: NgResponse, labels: Record<string, string>): Map<number, string> {
   const out = new Map<number, string>();
-  for (const [tag, raw] of Object.entries(rec(res.tags))) {
+  for (const { tag, medias } of queryTags(res)) {
     const leg = labels[tag] ?? tag;
-    for (const media of Array.isArray(rec(raw).medias) ? (rec(raw).medias as unknown[]) : []) {
-      for (const stream of Array.isArray(rec(media).streams) ? (rec(media).streams as unknown[]) : []) {
-        const ssrc = rec(stream).SSRC;
-        if (typeof ssrc === 'number') out.set(ssrc, leg);
-      }
+    for (const { streams } of medias) {
+      for (const { SSRC } of streams) if (typeof SSRC === 'number') out.set(SSRC, leg);
     }
   }
   return out;

@@ -1,4 +1,5 @@
 import { NgResponse } from 'rtpengine-client';
+import { ngNumber as num, ngRecord as rec, queryTags } from './ng-answer';
 import { legQuality, LegQuality } from './quality';
 import { NgAddress } from './rtpengine';
 
@@ -12,19 +13,16 @@ export interface MediaStats {
   quality: Record<string, LegQuality>;
 }
 
-const num = (v: unknown): number => (typeof v === 'number' ? v : 0);
-const rec = (v: unknown): Record<string, unknown> => (typeof v === 'object' && v !== null ? (v as Record<string, unknown>) : {});
 
 /** Condenses rtpengine's `query` answer into the figures a CDR keeps. `labels` maps tags to leg names. */
 export function summarizeMediaStats(res: NgResponse, labels: Record<string, string>): MediaStats {
   const legs: Record<string, LegStats> = {};
-  for (const [tag, raw] of Object.entries(rec(res.tags))) {
+  for (const { tag, medias } of queryTags(res)) {
     const leg: LegStats = { packets: 0, bytes: 0, errors: 0, codec: null };
-    for (const media of Array.isArray(rec(raw).medias) ? (rec(raw).medias as unknown[]) : []) {
-      const m = rec(media);
-      if (!leg.codec && typeof m.codec === 'string') leg.codec = m.codec;
-      for (const stream of Array.isArray(m.streams) ? (m.streams as unknown[]) : []) {
-        const s = rec(rec(stream).stats);
+    for (const { media, streams } of medias) {
+      if (!leg.codec && typeof media.codec === 'string') leg.codec = media.codec;
+      for (const stream of streams) {
+        const s = rec(stream.stats);
         leg.packets += num(s.packets);
         leg.bytes += num(s.bytes);
         leg.errors += num(s.errors);
