@@ -1,4 +1,5 @@
 import crypto from 'node:crypto';
+import { setTimeout as delay } from 'node:timers/promises';
 import Srf from 'drachtio-srf';
 import { Config } from '../config';
 import { HangupBy, Outcome } from '../cdr/models';
@@ -222,7 +223,8 @@ export abstract class BridgedCall extends TypedEmitter<CallEvents> {
 
   /**
    * Plays RECORDING_ANNOUNCEMENT_FILE once to the WhatsApp user while nothing else crosses (the PBX's
-   * media stays blocked, and the user's is held back from the agent), then lets the call's audio through.
+   * media, blocked until now, stays blocked, and the user's is held back from the agent), then lets
+   * both directions through.
    */
   protected async announce(file: string): Promise<void> {
     const media = this.media!;
@@ -231,14 +233,15 @@ export abstract class BridgedCall extends TypedEmitter<CallEvents> {
     try {
       const ms = await media.playOnceToWhatsApp(file);
       this.rec.event('announcement_played', { file, durationMs: ms });
-      await new Promise<void>((resolve) => this.timer(ms, resolve));
+      // Not a call timer: the teardown clears those, and this wait must end either way (at most 60 s).
+      await delay(ms);
     } catch (err) {
       // A missing or unreadable file must not cost the caller the call: they are connected unannounced.
       this.log.error({ err, file }, 'could not play the recording announcement');
       this.rec.event('announcement_failed', { file, message: (err as Error).message });
     }
     if (this.isEnding) return;
-    await this.base.rtp.unblockMedia(media.ng, { ...ids, 'from-tag': this.waTag });
+    await Promise.all([this.waTag, this.pbxTag].map((tag) => this.base.rtp.unblockMedia(media.ng, { ...ids, 'from-tag': tag })));
   }
 
   /**
@@ -302,8 +305,8 @@ export abstract class BridgedCall extends TypedEmitter<CallEvents> {
       agent: f.agent ?? null,
       sipCallId: f.sip_call_id ?? null,
       startedAt: offered.toISOString(),
-      durationSeconds: Math.max(0, Math.round((now - offered.getTime()) / 100) / 10),
-      talkSeconds: this.acceptedAt ? Math.max(0, Math.round((now - this.acceptedAt.getTime()) / 100) / 10) : null,
+      durationSeconds: secondsSince(offered, now),
+      talkSeconds: this.acceptedAt ? secondsSince(this.acceptedAt, now) : null,
     };
   }
 
@@ -333,21 +336,14 @@ export abstract class BridgedCall extends TypedEmitter<CallEvents> {
     this.life.to('ended');
     for (const t of this.timers) clearTimeout(t);
     this.timers.clear();
-    let mediaStats: MediaStats | null = null;
-    let sip: SipFinal = {};
-    let finishRecording: (() => Promise<unknown>) | null = null;
-    const warn = (what: string, err: unknown) => this.log.warn({ err }, what);
-    const releaseMedia = async (media: CallMedia) => {
-      finishRecording = await this.closeRecording();
-      mediaStats = await media.release(warn);
-    };
-    await Promise.all([
-      this.endPbxLeg(opts).then((s) => { sip = s; }),
+    const [sip, , released] = await Promise.all([
+      this.endPbxLeg(opts),
       this.waEnded ? Promise.resolve() : this.endWhatsAppLeg(wasAccepted),
-      this.media ? releaseMedia(this.media) : Promise.resolve(),
+      this.media ? this.releaseMedia(this.media) : Promise.resolve(null),
     ]);
+    const mediaStats = released?.stats ?? null;
     const endedAt = new Date();
-    const quality = callQuality((mediaStats as MediaStats | null)?.quality ?? {});
+    const quality = callQuality(mediaStats?.quality ?? {});
     this.rec.update({
       state: 'ended', outcome, hangup_by: hangupBy, ended_at: endedAt,
       talk_seconds: talkSeconds(this.acceptedAt, endedAt), media_stats: mediaStats, error: opts.error ?? null,
@@ -359,7 +355,7 @@ export abstract class BridgedCall extends TypedEmitter<CallEvents> {
     });
     this.rec.event('ended', { outcome, hangupBy, error: opts.error ?? null });
     this.base.metrics?.callEnded(this.rec.fields.direction ?? 'inbound', outcome);
-    for (const [leg, q] of Object.entries((mediaStats as MediaStats | null)?.quality ?? {})) {
+    for (const [leg, q] of Object.entries(mediaStats?.quality ?? {})) {
       if (leg === 'whatsapp' || leg === 'pbx') this.base.metrics?.observeQuality(leg, q.mos);
     }
     this.onEnded();
@@ -367,7 +363,14 @@ export abstract class BridgedCall extends TypedEmitter<CallEvents> {
     this.log.info({ outcome, hangupBy, mos: quality?.mos ?? null }, 'call ended');
     this.emit('ended');
     // The audio file comes after the CDR (the recorder adds its path, size and length, and says when).
-    if (finishRecording) void (finishRecording as () => Promise<unknown>)();
+    if (released?.finishRecording) void released.finishRecording();
+  }
+
+  /** Closes the call's recording, then ends its media on rtpengine with the statistics read first. */
+  private async releaseMedia(media: CallMedia): Promise<{ stats: MediaStats | null; finishRecording: (() => Promise<unknown>) | null }> {
+    const finishRecording = await this.closeRecording();
+    const stats = await media.release((what, err) => this.log.warn({ err }, what));
+    return { stats, finishRecording };
   }
 
   /** Hook for what a call kind does right after its legs are down (marks, bookkeeping). */
@@ -384,3 +387,8 @@ export interface EndOptions {
 
 /** A SIP final answer with a Reason a PBX can show or route on (Q.850 cause + text). */
 export interface Refusal { status: number; reason: string; cause: number; text: string }
+
+/** Seconds from `t` to `now`, to a tenth. */
+function secondsSince(t: Date, now: number): number {
+  return Math.max(0, Math.round((now - t.getTime()) / 100) / 10);
+}

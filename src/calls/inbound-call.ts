@@ -236,10 +236,7 @@ export class InboundCall extends BridgedCall {
         // Recorded from acceptance, so the announcement's time is in the recording (its audio is not:
         // rtpengine records what it receives); the agent is heard once it has played.
         this.markAccepted();
-        await this.announce(announcement);
-        if (this.isEnding) return;
-        await rtp.unblockMedia(media.ng, { 'call-id': media.callId, 'from-tag': this.pbxTag });
-        return;
+        return await this.announce(announcement);
       }
       await rtp.unblockMedia(media.ng, { 'call-id': media.callId, 'from-tag': this.pbxTag });
       if (this.isEnding) return;
