@@ -64,7 +64,7 @@ export class Bridge {
     this.sip = new SipCore(config.drachtio, log, this.metrics);
     this.rtp = new RtpEngine(config.rtpengine.ng, config.rtpengine.timeoutMs, log, this.metrics);
     this.plan = new MediaPlan({ interfaces: config.rtpengine.interfaces, pbxCodecs: config.pbx.codecs, pbxSrtp: config.pbx.srtp });
-    this.recorder = config.recording.enabled ? new Recorder(config.recording, this.rtp, this.cdr.sequelize, log) : null;
+    this.recorder = config.recording.enabled ? new Recorder(config.recording, this.rtp, this.cdr, log) : null;
     this.ycloud = new YCloudClient({ baseUrl: config.ycloud.apiBaseUrl, apiKey: config.ycloud.apiKey, timeoutMs: config.ycloud.timeoutMs }, this.metrics);
     this.permissions = new PermissionStore(this.cdr.sequelize, this.ycloud, log, this.metrics);
     this.targets = new PbxTargetMonitor(this.sip.srf, config.pbx.targets, {

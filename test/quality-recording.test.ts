@@ -5,7 +5,7 @@ import path from 'node:path';
 import { CallRecord } from '../src/cdr/models';
 import crypto from 'node:crypto';
 import { connectDatabase } from '../src/cdr/db';
-import { QueryTypes } from 'sequelize';
+import { CdrStore } from '../src/cdr/store';
 import { createLogger } from '../src/log';
 import { wavFile, wavHeader } from '../src/media/wav';
 import { Recorder } from '../src/recording/recorder';
@@ -179,18 +179,19 @@ describe('recording with the recording daemon (RECORDING_METHOD=proc), the bridg
     const rtpStub = new RtpEngine([{ host: '127.0.0.1', port: 9 }], 100);
     try {
       const id = crypto.randomUUID();
-      // Raw SQL: a second CdrStore would rebind the shared Sequelize models to this short-lived connection.
-      await db.query(`INSERT INTO calls (id, direction, state, offered_at, created_at, updated_at) VALUES (:id, 'inbound', 'ended', now(), now(), now())`, { replacements: { id } });
-      const recorder = new Recorder({ enabled: true, method: 'proc', spoolDir: dir, outputDir: dir, retentionDays: 0, announcementFile: null }, rtpStub, db, createLogger('silent'));
+      const cdr = new CdrStore(db);
+      await cdr.createCall(id, { direction: 'inbound', state: 'ended', offered_at: new Date() });
+      const recorder = new Recorder({ enabled: true, method: 'proc', spoolDir: dir, outputDir: dir, retentionDays: 0, announcementFile: null }, rtpStub, cdr, createLogger('silent'));
       const finishing = recorder.finish(id);
       // The daemon writes its file a moment later (2 s of stereo 8 kHz).
       setTimeout(() => fs.writeFileSync(path.join(dir, `${id}-mix.wav`), Buffer.concat([wavHeader(64000, 8000, 2), Buffer.alloc(64000)])), 300);
       const file = await finishing;
       assert.deepEqual(file, { path: path.join(dir, `${id}.wav`), bytes: 64044, seconds: 2 });
       assert.equal(fs.existsSync(path.join(dir, `${id}-mix.wav`)), false);
-      const [row] = await db.query<{ recording_path: string; recording_seconds: string }>('SELECT recording_path, recording_seconds FROM calls WHERE id = :id', { replacements: { id }, type: QueryTypes.SELECT });
-      assert.equal(row!.recording_path, file!.path);
-      assert.equal(Number(row!.recording_seconds), 2);
+      const row = (await CallRecord.findByPk(id))!;
+      assert.equal(row.recording_path, file!.path);
+      assert.equal(Number(row.recording_seconds), 2);
+      assert.deepEqual((await cdr.events(id)).map((e) => e.type), ['recorded']);
     } finally {
       await rtpStub.close();
       await db.close();

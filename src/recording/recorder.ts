@@ -2,7 +2,8 @@ import { EventEmitter } from 'node:events';
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import { Worker } from 'node:worker_threads';
-import { QueryTypes, Sequelize } from 'sequelize';
+import { QueryTypes } from 'sequelize';
+import { CdrStore } from '../cdr/store';
 import { Config } from '../config';
 import { Logger } from '../log';
 import { NgAddress, RtpEngine } from '../media/rtpengine';
@@ -44,7 +45,7 @@ export class Recorder extends EventEmitter {
    */
   private readonly sdps = new Map<string, string[]>();
 
-  constructor(private readonly cfg: Config['recording'], private readonly rtp: RtpEngine, private readonly db: Sequelize, private readonly log: Logger) {
+  constructor(private readonly cfg: Config['recording'], private readonly rtp: RtpEngine, private readonly cdr: CdrStore, private readonly log: Logger) {
     super();
     this.retention = cfg.retentionDays > 0 ? new Periodic(async () => { await this.sweep(); }, 60 * 60 * 1000) : null;
     rtp.on('sdp', (callId, _to, sdp) => {
@@ -99,15 +100,12 @@ export class Recorder extends EventEmitter {
     let file: RecordingFile | null = null;
     try {
       file = this.cfg.method === 'pcap' ? await this.fromPcap(callId) : await this.fromDaemon(callId);
-      await this.db.query(
-        `UPDATE calls SET recording_path = :path, recording_bytes = :bytes, recording_seconds = :seconds, updated_at = now() WHERE id = :id`,
-        { replacements: { id: callId, path: file.path, bytes: file.bytes, seconds: Math.round(file.seconds * 1000) / 1000 } },
-      );
-      await this.event(callId, 'recorded', { path: file.path, bytes: file.bytes, seconds: file.seconds });
+      await this.cdr.updateCall(callId, { recording_path: file.path, recording_bytes: String(file.bytes), recording_seconds: file.seconds.toFixed(3) });
+      await this.cdr.addEvent(callId, 'recorded', { path: file.path, bytes: file.bytes, seconds: file.seconds });
       log.info({ ...file }, 'call recording written');
     } catch (err) {
       log.error({ err: (err as Error).message }, 'call recording failed');
-      await this.event(callId, 'recording_failed', { message: (err as Error).message }).catch(() => undefined);
+      await this.cdr.addEvent(callId, 'recording_failed', { message: (err as Error).message }).catch(() => undefined);
     }
     this.emit('finished', callId, file);
     return file;
@@ -156,7 +154,7 @@ export class Recorder extends EventEmitter {
   async sweep(): Promise<number> {
     let deleted = 0;
     for (;;) {
-      const rows = await this.db.query<{ id: string; recording_path: string }>(
+      const rows = await this.cdr.sequelize.query<{ id: string; recording_path: string }>(
         `SELECT id, recording_path FROM calls
           WHERE recording_path IS NOT NULL AND recording_deleted_at IS NULL AND offered_at < now() - make_interval(days => :days)
           ORDER BY offered_at LIMIT 500`,
@@ -164,18 +162,12 @@ export class Recorder extends EventEmitter {
       );
       if (rows.length === 0) break;
       for (const r of rows) await fs.rm(r.recording_path, { force: true });
-      await this.db.query(`UPDATE calls SET recording_deleted_at = now() WHERE id IN (:ids)`, { replacements: { ids: rows.map((r) => r.id) } });
+      await this.cdr.sequelize.query(`UPDATE calls SET recording_deleted_at = now() WHERE id IN (:ids)`, { replacements: { ids: rows.map((r) => r.id) } });
       deleted += rows.length;
       if (rows.length < 500) break;
     }
     if (deleted) this.log.info({ deleted, retentionDays: this.cfg.retentionDays }, 'old call recordings deleted');
     return deleted;
-  }
-
-  private async event(callId: string, type: string, detail: object): Promise<void> {
-    await this.db.query(`INSERT INTO call_events (call_id, at, type, detail) VALUES (:callId, now(), :type, :detail::jsonb)`, {
-      replacements: { callId, type, detail: JSON.stringify(detail) },
-    });
   }
 }
 
