@@ -39,14 +39,15 @@ export function reportingMayUse(method: string, path: string): boolean {
   return READ.has(method) && REPORTING.some((r) => r.test(path));
 }
 
-const digest = (s: string): Buffer => crypto.createHash('sha256').update(s, 'utf8').digest();
+/** Same-length digests of tokens, so comparing them takes the same time whatever was sent. */
+export const tokenDigest = (s: string): Buffer => crypto.createHash('sha256').update(s, 'utf8').digest();
 
 /**
  * Compares the token with every configured one in constant time (both sides hashed to the same length,
  * then timingSafeEqual; no early exit). Returns its role, or null.
  */
 export function tokenRole(given: string, admin: Buffer | null, reporting: readonly Buffer[]): ApiRole | null {
-  const g = digest(given);
+  const g = tokenDigest(given);
   let role: ApiRole | null = null;
   if (admin && crypto.timingSafeEqual(g, admin)) role = 'admin';
   for (const r of reporting) if (crypto.timingSafeEqual(g, r) && !role) role = 'reporting';
@@ -59,8 +60,8 @@ export function tokenRole(given: string, admin: Buffer | null, reporting: readon
  * reading calls and reports. Sets ctx.state.role. Tokens are never logged.
  */
 export function apiAuth(o: ApiAuthOptions): Middleware {
-  const admin = o.adminToken ? digest(o.adminToken) : null;
-  const reporting = o.reportingTokens.map(digest);
+  const admin = o.adminToken ? tokenDigest(o.adminToken) : null;
+  const reporting = o.reportingTokens.map(tokenDigest);
   return async (ctx: Context, next: Next) => {
     if (!isApiPath(ctx.path) || isPublicRoute(ctx.method, ctx.path)) return next();
     if (!admin && reporting.length === 0) return refuse(ctx, 404, 'admin API disabled: set ADMIN_API_TOKEN');
