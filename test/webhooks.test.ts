@@ -64,11 +64,12 @@ describe('YCloud webhook endpoint', () => {
     assert.equal(await stack.sim.deliver(null, { raw: body.replace('RINGING', 'ACCEPTED'), signature: sig }), 401);
   });
 
-  it('refuses malformed bodies with 400: not JSON, no id, bad call payload', async () => {
-    assert.equal(await stack.sim.deliver(null, { raw: '{not json' }), 400);
-    assert.equal(await stack.sim.deliver({ type: 'whatsapp.call.connect' }), 400);
+  it('signed but malformed bodies (not JSON, no id, bad call payload) are quarantined and answered 202, never acted on', async () => {
+    // 202, not 4xx: YCloud redelivers any non-2xx, and these can never become valid.
+    assert.equal(await stack.sim.deliver(null, { raw: '{not json' }), 202);
+    assert.equal(await stack.sim.deliver({ type: 'whatsapp.call.connect' }), 202);
     const bad = stack.sim.event('whatsapp.call.connect', { callingConnect: { wacid: 'w', from: 'nobody', sdp: 'x' } });
-    assert.equal(await stack.sim.deliver(bad), 400);
+    assert.equal(await stack.sim.deliver(bad), 202);
     assert.equal(await WebhookEventRecord.findByPk(String(bad.id)), null);
   });
 

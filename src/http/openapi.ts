@@ -125,8 +125,8 @@ const authResponses = (reporting: boolean): Record<string, Ref> => ({
 // ---------------------------------------------------------------------------------------------------
 // Record schemas, typed against the code.
 
-/** Every column of the calls table (src/cdr/models.ts) is in the detail view. */
-exhaustive<keyof InferAttributes<CallRecord>, keyof CallDetailRow>(true);
+/** Every column of the calls table (src/cdr/models.ts) is in the detail view, but `recovery` (internal: how to end an orphaned call). */
+exhaustive<Exclude<keyof InferAttributes<CallRecord>, 'recovery'>, keyof CallDetailRow>(true);
 
 /** One property per field of a listed call (CallRow: every column but media_stats). */
 const CALL_FIELDS: { [K in keyof CallRow]: Schema } = {
@@ -565,13 +565,15 @@ export const openApiDocument: OpenApiDocument = {
           description: '`t=<unix seconds>,s=<hex HMAC-SHA256 of "<t>.<raw body>" with the endpoint\'s secret>`, within YCLOUD_WEBHOOK_TOLERANCE_SECONDS.',
           schema: { type: 'string', pattern: '^t=\\d+,s=[0-9a-fA-F]{64}$' },
         }],
-        requestBody: { required: true, description: 'At most 256 KiB.', content: { 'application/json': { schema: ref('WebhookEvent') } } },
+        requestBody: { required: true, description: 'At most 64 KiB, read within WEBHOOK_READ_TIMEOUT_MS; the signature header is checked before the body is read.', content: { 'application/json': { schema: ref('WebhookEvent') } } },
         responses: {
           '200': json('Stored (or a redelivery, ignored).', objectOf({ ok: { type: 'boolean', const: true }, duplicate: { type: 'boolean' } }, 'Acknowledged.')),
-          '400': json('Unreadable or malformed event.', ref('Error')),
+          '202': json('Signed but malformed or unstorable: kept in webhook_quarantine, not acted on (a 2xx, because YCloud redelivers any non-2xx).', objectOf({ ok: { type: 'boolean', const: false }, quarantined: { type: 'boolean', const: true }, error: { type: 'string' } }, 'Quarantined.')),
           '401': json('Missing, malformed, wrong or stale signature.', ref('Error')),
-          '413': json('Body larger than 256 KiB.', ref('Error')),
-          '503': json('The event could not be stored: YCloud retries.', ref('Error')),
+          '408': json('The body did not arrive within WEBHOOK_READ_TIMEOUT_MS.', ref('Error')),
+          '413': json('Body larger than 64 KiB.', ref('Error')),
+          '429': json('Too many bodies being read from this address at once (Retry-After).', ref('Error')),
+          '503': json('The event could not be stored, or too many bodies are being read at once: YCloud retries.', ref('Error')),
         },
       },
     },

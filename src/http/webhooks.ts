@@ -4,9 +4,11 @@ import { CdrStore } from '../cdr/store';
 import { Marks } from '../calls/marks';
 import { Logger } from '../log';
 import { Metrics } from '../metrics/metrics';
-import { parseWebhookEvent, wacidOf, WebhookEvent } from '../providers/ycloud/events';
+import { IncomingEvent, IngestResult } from '../events/pipeline';
+import { parseWebhookEvent, wacidOf } from '../providers/ycloud/events';
 import { verifyWebhookSignature } from '../providers/ycloud/signature';
-import { BodyTooLargeError, readRawBody } from './raw-body';
+import { WebhookQuarantine } from '../cdr/quarantine';
+import { answerRefusal, IngressGuard, printable, RefusalLog } from './ingress-guard';
 
 export interface WebhookDeps {
   secret: string;
@@ -14,93 +16,80 @@ export interface WebhookDeps {
   cdr: CdrStore;
   log: Logger;
   marks: Marks;
-  /** Acts on a stored event after the HTTP answer has gone out. */
-  /** `arrivedAt` is the performance.now() of the request's arrival, for latency marks. */
-  process: (event: WebhookEvent, arrivedAt: number) => Promise<void>;
-  /** Told once an event has been acted on and marked processed (tests, metrics). */
-  processed?: (eventId: string) => void;
+  /** Stores a verified event and starts acting on it (src/events/pipeline.ts). */
+  ingest: (e: IncomingEvent) => Promise<IngestResult>;
   /** Counts every request by event type and result (wasb_webhook_events_total). */
   metrics?: Metrics;
+  /** The signature header, size, time and concurrency checks before and while the body is read. */
+  ingress: IngressGuard;
+  /** Where signed events refused as never valid are kept (their answer is 4xx, so YCloud stops). */
+  quarantine: WebhookQuarantine;
 }
 
-const MAX_BODY = 256 * 1024;
-
 /**
- * POST /webhooks/ycloud: verify the signature over the raw bytes, validate, store once by event id,
- * answer at once, then process. Forged → 401, malformed → 400, redelivery → 200 and ignored.
+ * POST /webhooks/ycloud: verify the signature over the raw bytes, validate, then store once by event
+ * id while processing starts, and answer once stored. Forged → 401, malformed → 400, redelivery → 200 and ignored.
  */
 export function webhookRoutes(d: WebhookDeps): Router {
   const router = new Router();
+  // Unsigned, forged and over-limit requests can come in floods: their log lines are rate-limited.
+  const refusals = new RefusalLog(d.log);
   router.post('/webhooks/ycloud', async (ctx) => {
     const arrived = performance.now();
-    let raw: Buffer;
-    try {
-      raw = await readRawBody(ctx.req, MAX_BODY);
-    } catch (err) {
-      const tooLarge = err instanceof BodyTooLargeError;
-      d.log.warn({ ip: ctx.ip, err: (err as Error).message }, 'webhook refused: unreadable body');
-      d.metrics?.webhookEvent('unknown', 'malformed');
-      ctx.status = tooLarge ? 413 : 400;
-      ctx.body = { error: tooLarge ? 'body too large' : 'unreadable body' };
+    const endpoint = printable(ctx.get('X-Webhook-Endpoint-ID')) || null;
+    const got = await d.ingress.receive(ctx.req, ctx.get('YCloud-Signature') || undefined, ctx.ip);
+    if (!got.ok) {
+      refusals.warn({ ip: ctx.ip, status: got.refusal.status, reason: got.refusal.error, endpoint }, 'webhook refused');
+      d.metrics?.webhookEvent('unknown', got.refusal.result);
+      answerRefusal(ctx, got.refusal);
       return;
     }
+    const raw = got.raw;
     const sig = verifyWebhookSignature(d.secret, ctx.get('YCloud-Signature') || undefined, raw, d.toleranceSeconds);
     if (!sig.ok) {
-      d.log.warn({ ip: ctx.ip, reason: sig.reason, endpoint: ctx.get('X-Webhook-Endpoint-ID') || null }, 'webhook refused: bad signature');
+      refusals.warn({ ip: ctx.ip, reason: sig.reason, endpoint }, 'webhook refused: bad signature');
       d.metrics?.webhookEvent('unknown', sig.stale ? 'stale' : 'bad_signature');
-      ctx.status = 401;
-      ctx.body = { error: sig.reason };
+      answerRefusal(ctx, { status: 401, error: sig.reason, result: sig.stale ? 'stale' : 'bad_signature' });
       return;
     }
     const parsed = parseWebhookEvent(raw);
     if (!parsed.ok) {
-      d.log.warn({ ip: ctx.ip, reason: parsed.reason, body: raw.subarray(0, 500).toString('utf8') }, 'webhook refused: malformed');
-      d.metrics?.webhookEvent(parsed.type ?? 'unknown', 'malformed');
-      ctx.status = 400;
-      ctx.body = { error: `malformed event: ${parsed.reason}` };
+      // Signed, so from YCloud, and never valid: kept as sent (a redelivery counts again). YCloud retries
+      // any non-2xx, so a kept event is answered 202 (received, not acted on): a 4xx would be redelivered
+      // for ever. Not kept (Postgres down): 503, and YCloud's redelivery tries again.
+      const kept = await d.quarantine.keep(raw, parsed.reason, ctx.ip).then(() => true, (err: unknown) => {
+        d.log.error({ err: (err as Error).message, reason: parsed.reason }, 'refused webhook not quarantined; asking for a retry');
+        return false;
+      });
+      d.log.warn({ ip: ctx.ip, reason: printable(parsed.reason, 500), type: parsed.type ?? null, bytes: raw.length, quarantined: kept }, 'webhook refused: malformed');
+      d.metrics?.webhookEvent(parsed.type ?? 'unknown', kept ? 'malformed' : 'store_failed');
+      ctx.status = kept ? 202 : 503;
+      ctx.body = kept
+        ? { ok: false, quarantined: true, error: `malformed event: ${printable(parsed.reason, 500)}` }
+        : { error: 'temporarily unable to store the event' };
       return;
     }
     const wacid = wacidOf(parsed.event);
     if (wacid && parsed.type === 'whatsapp.call.connect') d.marks.mark(wacid, 'webhook_received', arrived);
-    let fresh: boolean;
-    try {
-      fresh = await d.cdr.recordWebhook(parsed.id, parsed.type, wacid, JSON.parse(raw.toString('utf8')));
-    } catch (err) {
+    // Stored and processed together (see EventPipeline); the answer waits for the write only.
+    const result = await d.ingest({
+      id: parsed.id, type: parsed.type, wacid, payload: JSON.parse(raw.toString('utf8')) as unknown, event: parsed.event, arrivedAt: arrived,
+    });
+    if (result === 'store_failed') {
       // Not stored: let YCloud retry rather than lose it.
-      d.log.error({ err: (err as Error).message, eventId: parsed.id }, 'webhook not stored; asking for a retry');
       d.metrics?.webhookEvent(parsed.type, 'store_failed');
       ctx.status = 503;
       ctx.body = { error: 'temporarily unable to store the event' };
       return;
     }
     ctx.status = 200;
-    ctx.body = { ok: true, duplicate: !fresh };
-    if (!fresh) {
+    ctx.body = { ok: true, duplicate: result === 'duplicate' };
+    if (result === 'duplicate') {
       d.log.info({ eventId: parsed.id, type: parsed.type }, 'duplicate webhook ignored');
       d.metrics?.webhookEvent(parsed.type, 'duplicate');
-      return;
-    }
-    const event = parsed.event;
-    if (!event) {
+    } else if (!parsed.event) {
       d.metrics?.webhookEvent(parsed.type, 'ignored');
-      return;
     }
-    setImmediate(() => {
-      d.process(event, arrived).then(
-        () => {
-          d.metrics?.webhookEvent(parsed.type, 'processed');
-          return d.cdr.markWebhookProcessed(parsed.id);
-        },
-        (err: unknown) => {
-          d.metrics?.webhookEvent(parsed.type, 'error');
-          d.log.error({ err: (err as Error).message, eventId: parsed.id }, 'webhook processing failed');
-          return d.cdr.markWebhookProcessed(parsed.id, (err as Error).message);
-        },
-      ).then(
-        () => d.processed?.(parsed.id),
-        (err: unknown) => d.log.error({ err: (err as Error).message }, 'could not mark webhook processed'),
-      );
-    });
   });
   return router;
 }

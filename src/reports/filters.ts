@@ -80,6 +80,8 @@ const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 const E164 = /^\+[1-9]\d{6,14}$/;
 const TIME = /^(\d{4})-(\d{2})-(\d{2})(?:T(\d{2}):(\d{2})(?::(\d{2})(?:\.(\d{1,6}))?)?(Z|[+-]\d{2}(?::?\d{2})?)?)?$/;
 const CURSOR_AT = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{6}Z$/;
+const EARLIEST_MICROS = Date.UTC(1000, 0, 1) * 1000;
+const LATEST_MICROS = Date.UTC(10000, 0, 1) * 1000;
 const PLUS_HINT = ' (a "+" in a query string must be sent as %2B)';
 
 /** Refuses parameters the route does not know, and parameters given more than once. */
@@ -195,6 +197,8 @@ export function parseTime(v: string, field: string): TimeBound {
   const offsetMin = parseOffset(m[8]);
   if (offsetMin === null) throw bad(': bad UTC offset');
   const micros = (utcMs - offsetMin * 60000) * 1000 + Number(fraction);
+  // An offset can carry 1000-01-01 or 9999-12-31 out of the four-digit years (Postgres would refuse the ISO text).
+  if (micros < EARLIEST_MICROS || micros >= LATEST_MICROS) throw bad(': outside the years 1000 to 9999 in UTC');
   return { kind: 'instant', iso: microsToIso(micros), micros };
 }
 

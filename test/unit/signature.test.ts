@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { signWebhook, verifyWebhookSignature } from '../../src/providers/ycloud/signature';
+import { checkSignatureHeader, signWebhook, verifyWebhookSignature } from '../../src/providers/ycloud/signature';
 
 describe('YCloud webhook signature', () => {
   const secret = 'whsec_test';
@@ -21,5 +21,18 @@ describe('YCloud webhook signature', () => {
     assert.equal(verifyWebhookSignature(secret, undefined, body, 300, now).ok, false);
     assert.equal(verifyWebhookSignature(secret, 't=1,s=abc', body, 300, now).ok, false);
     assert.equal(verifyWebhookSignature(secret, 'garbage', body, 300, now).ok, false);
+  });
+
+  it('checks the header alone (before any body is read): present, well formed, short, fresh', () => {
+    const header = signWebhook(secret, body, now);
+    const h = checkSignatureHeader(header, 300, now + 10);
+    assert.ok(h.ok);
+    assert.equal(h.t, now);
+    assert.equal(h.s.length, 32);
+    assert.deepEqual(checkSignatureHeader(undefined, 300, now), { ok: false, reason: 'missing YCloud-Signature header' });
+    assert.equal(checkSignatureHeader('t=abc,s=zz', 300, now).ok, false);
+    assert.equal(checkSignatureHeader(`${header},${'x'.repeat(500)}`, 300, now).ok, false, 'an over-long header is not split');
+    const stale = checkSignatureHeader(header, 300, now + 301);
+    assert.ok(!stale.ok && stale.stale);
   });
 });
