@@ -16,6 +16,13 @@ export interface InboundDeps extends CallDeps {
   targets: () => string[];
 }
 
+/**
+ * Whether a connect may be bridged (decided in parallel with its media set-up, before anything reaches
+ * YCloud): 'go'; 'duplicate' (already bridged, or not stored: nothing of it is kept); 'ended' (its
+ * terminate came first: the call is recorded as hung up by the caller).
+ */
+export type Admission = 'go' | 'duplicate' | 'ended';
+
 export class NotReadyError extends Error {
   constructor(message: string) {
     super(message);
@@ -35,9 +42,12 @@ export class InboundCall extends BridgedCall {
   private noAnswer = false;
   /** The WhatsApp leg was accepted on the PBX's early media, before the agent answered. */
   private earlyAccepted: Promise<void> | null = null;
+  /** calls/accept timed out or never got an answer: WhatsApp may have taken it (see endWhatsAppLeg). */
+  private acceptUnknown = false;
 
-  constructor(private readonly deps: InboundDeps, readonly connect: CallingConnect) {
-    super(deps, deps.log);
+  constructor(private readonly deps: InboundDeps, readonly connect: CallingConnect, private readonly admission: Promise<Admission> = Promise.resolve('go')) {
+    // Its CDR is written only once the connect is known to be this call's first (see Admission).
+    super(deps, deps.log, admission.then((a) => a !== 'duplicate'));
     setCallLogFields(this.log, { wacid: connect.wacid });
     // The row exists before anything else is queued for it, so no later write can miss it.
     this.rec.create({
@@ -60,13 +70,24 @@ export class InboundCall extends BridgedCall {
       if (this.isEnding) return;
       await this.dialPbx();
     } catch (err) {
-      await this.fail(err);
+      if (await this.admitted()) await this.fail(err);
     }
   }
 
-  /** Turns the call away without bridging it (not ready, shutting down). */
-  refuse(reason: string): Promise<void> {
-    return this.end('failed', 'bridge', { error: reason });
+  /** Turns the call away without bridging it (not ready, shutting down, too old at replay). */
+  async refuse(reason: string): Promise<void> {
+    if (await this.admitted()) await this.end('failed', 'bridge', { error: reason });
+  }
+
+  /**
+   * Waits for the admission (see Admission): true for a call that is this node's to bridge; otherwise
+   * the call is dropped without a word to YCloud, or recorded as hung up when its terminate came first.
+   */
+  private async admitted(): Promise<boolean> {
+    const a = await this.admission;
+    if (a === 'duplicate') await this.discard('a repeated connect for a call already taken, or one not stored');
+    else if (a === 'ended') this.onTerminate({ wacid: this.connect.wacid });
+    return a === 'go';
   }
 
   /** The WhatsApp side ended the call (terminate webhook). */
@@ -105,7 +126,7 @@ export class InboundCall extends BridgedCall {
       media.blockDigitsFromWhatsApp(),
     ]);
     this.relayDigits({ inject: this.deps.config.pbx.dtmfMode === 'rfc4733', durationFactor: RELABELLED_EVENT_DURATION_FACTOR });
-    if (this.isEnding || this.waEnded) return;
+    if (!(await this.admitted()) || this.isEnding || this.waEnded) return;
     this.deps.marks.mark(c.wacid, 'preaccept_sent');
     await this.deps.ycloud.preAccept({ phoneId: c.phoneId, wacid: c.wacid, sdp: this.waAnswer(String(answered.sdp ?? '')) });
     if (this.isEnding) return;
@@ -196,8 +217,7 @@ export class InboundCall extends BridgedCall {
       'call-id': media.callId, 'from-tag': this.waTag, 'to-tag': this.pbxTag, sdp, ...this.deps.plan.pbxAnswerToWa(),
     });
     if (this.isEnding) return;
-    const c = this.connect;
-    await this.deps.ycloud.accept({ phoneId: c.phoneId, wacid: c.wacid, sdp: this.waAnswer(String(res.sdp ?? '')) });
+    await this.acceptWhatsApp(this.waAnswer(String(res.sdp ?? '')));
     await this.deps.rtp.unblockMedia(media.ng, { 'call-id': media.callId, 'from-tag': this.pbxTag });
     if (this.isEnding) return;
     this.acceptedAt = new Date();
@@ -230,7 +250,7 @@ export class InboundCall extends BridgedCall {
       });
       if (this.isEnding) return;
       this.deps.marks.mark(c.wacid, 'accept_sent');
-      await this.deps.ycloud.accept({ phoneId: c.phoneId, wacid: c.wacid, sdp: this.waAnswer(String(res.sdp ?? '')) });
+      await this.acceptWhatsApp(this.waAnswer(String(res.sdp ?? '')));
       const announcement = this.deps.config.recording.announcementFile;
       if (announcement) {
         // Recorded from acceptance, so the announcement's time is in the recording (its audio is not:
@@ -261,7 +281,25 @@ export class InboundCall extends BridgedCall {
 
   protected override endWhatsAppLeg(wasAccepted: boolean): Promise<void> {
     const ref = { phoneId: this.connect.phoneId, wacid: this.connect.wacid };
-    return this.endWhatsAppWith(() => (wasAccepted ? this.deps.ycloud.terminate(ref) : this.deps.ycloud.reject(ref)));
+    if (wasAccepted) return this.endWhatsAppWith(() => this.deps.ycloud.terminate(ref));
+    if (!this.acceptUnknown) return this.endWhatsAppWith(() => this.deps.ycloud.reject(ref));
+    // accept got no answer and may have been applied: end it as an accepted call, and reject it
+    // should YCloud say it is not one.
+    return this.endWhatsAppWith(() => this.deps.ycloud.terminate(ref).catch((err: unknown) => {
+      if (err instanceof YCloudError && err.httpStatus !== null && err.httpStatus < 500) return this.deps.ycloud.reject(ref);
+      throw err;
+    }));
+  }
+
+  /** calls/accept, sent once (see the client's RETRY): one that got no answer leaves the call's state unknown. */
+  private async acceptWhatsApp(sdp: string): Promise<void> {
+    const c = this.connect;
+    try {
+      await this.deps.ycloud.accept({ phoneId: c.phoneId, wacid: c.wacid, sdp });
+    } catch (err) {
+      if (err instanceof YCloudError && err.httpStatus === null) this.acceptUnknown = true;
+      throw err;
+    }
   }
 
   protected override onEnded(): void {

@@ -29,24 +29,25 @@ export class OutboundGate {
   /** Answers the INVITE itself and returns null when it may not place a call; else what to dial. */
   admit(req: Srf.SrfRequest, res: Srf.SrfResponse): AcceptedInvite | null {
     const source = req.source_address;
-    const from = req.getParsedHeader('From');
-    const agent = /sips?:([^@;>]+)@/.exec(from?.uri ?? '')?.[1] ?? null;
+    const agent = agentOf(req);
     if (!this.allow.allows(source)) {
       this.log.warn({ source, agent, uri: req.uri }, 'INVITE refused: source address not trusted');
       res.send(403, 'Forbidden', { headers: { Reason: 'SIP;cause=403;text="source not trusted"' } });
       this.metrics?.inviteReceived('refused_untrusted');
       return null;
     }
-    if (this.digest && !this.digest.verify('INVITE', req.get('Authorization') || undefined)) {
-      const tried = req.has('Authorization');
-      if (tried) this.log.warn({ source, agent }, 'INVITE refused: bad digest credentials');
-      res.send(401, 'Unauthorized', { headers: { 'WWW-Authenticate': this.digest.challenge() } });
-      this.metrics?.inviteReceived(tried ? 'refused_auth' : 'challenged');
-      return null;
+    if (this.digest) {
+      const verdict = this.digest.verify('INVITE', req.uri, req.get('Authorization') || undefined);
+      if (verdict !== 'ok') {
+        const quiet = verdict === 'missing' || verdict === 'stale';
+        if (!quiet) this.log.warn({ source, agent, uri: req.uri, verdict }, 'INVITE refused: digest credentials not accepted');
+        res.send(401, 'Unauthorized', { headers: { 'WWW-Authenticate': this.digest.challenge(verdict === 'stale') } });
+        this.metrics?.inviteReceived(quiet ? 'challenged' : 'refused_auth');
+        return null;
+      }
     }
-    const user = /^sips?:([^@;]+)@/.exec(req.uri)?.[1] ?? /^tel:([^;]+)/.exec(req.uri)?.[1] ?? '';
-    const dialled = decodeURIComponent(user);
-    if (!/^[+\d\s().-]+$/.test(dialled)) {
+    const dialled = dialledNumber(req.uri);
+    if (dialled === null || !/^[+\d\s().-]+$/.test(dialled)) {
       res.send(404, 'Not Found', { headers: { Reason: 'Q.850;cause=1;text="not a phone number"' } });
       this.metrics?.inviteReceived('refused_not_a_number');
       return null;
@@ -59,6 +60,12 @@ export class OutboundGate {
     }
     const header = req.get('X-WhatsApp-Business-Number');
     const businessNumber = header ? normalizeE164(header) : this.cfg.defaultBusinessNumber;
+    const phoneIdHeader = req.get('X-WhatsApp-Phone-Id');
+    if (phoneIdHeader && !PHONE_ID.test(phoneIdHeader)) {
+      res.send(400, 'Bad Request', { headers: { Reason: 'SIP;cause=400;text="X-WhatsApp-Phone-Id is not a phone number id"' } });
+      this.metrics?.inviteReceived('refused_malformed');
+      return null;
+    }
     if (!businessNumber) {
       this.log.error({ source, header }, 'INVITE refused: no business number (header missing or invalid, WA_BUSINESS_NUMBER unset)');
       res.send(503, 'Service Unavailable', { headers: { Reason: 'Q.850;cause=41;text="no business number to call from"' } });
@@ -70,7 +77,41 @@ export class OutboundGate {
       businessNumber,
       customerNumber,
       agent,
-      phoneId: req.get('X-WhatsApp-Phone-Id') || (businessNumber === this.cfg.defaultBusinessNumber ? this.cfg.defaultPhoneId : null),
+      phoneId: phoneIdHeader || (businessNumber === this.cfg.defaultBusinessNumber ? this.cfg.defaultPhoneId : null),
     };
   }
+}
+
+/** A WhatsApp phone number id: digits (YCloud's are 15). */
+const PHONE_ID = /^\d{1,32}$/;
+/** What the CDR, logs and metrics take as an agent's name (the From URI's user part). */
+const AGENT = /^[A-Za-z0-9_.!~*'()+-]{1,64}$/;
+
+/** The calling agent: the From URI's user part, when it is a plain name (else null, never raw input). */
+function agentOf(req: Srf.SrfRequest): string | null {
+  const from = req.getParsedHeader('From');
+  const user = /^sips?:([^@;>]+)@/.exec(from?.uri ?? '')?.[1];
+  return user && AGENT.test(user) ? user : null;
+}
+
+/** The Request-URI's user part (sip:/sips:) or number (tel:), percent-decoded; null when undecodable. */
+export function dialledNumber(uri: string): string | null {
+  const user = /^sips?:([^@;?]+)@/i.exec(uri)?.[1] ?? /^tel:([^;?]+)/i.exec(uri)?.[1] ?? '';
+  try {
+    return decodeURIComponent(user);
+  } catch {
+    return null; // a malformed %-escape
+  }
+}
+
+/**
+ * The start-up warning when agents' calls out are guarded by source addresses alone (null when digest
+ * credentials are required too, or when no source may place calls at all). Over UDP a source address
+ * is whatever the sender writes, so anyone who can reach the SIP port can pose as the PBX.
+ */
+export function outboundGuardWarning(cfg: Pick<Config['outbound'], 'trustedSources' | 'auth'>): string | null {
+  if (cfg.trustedSources.length === 0 || cfg.auth) return null;
+  return 'SECURITY: calls to WhatsApp are guarded only by SIP_TRUSTED_SOURCES, and a UDP source address can be forged: '
+    + 'anyone who reaches the SIP port can place WhatsApp calls at your cost. Set SIP_AUTH_USERNAME and SIP_AUTH_PASSWORD '
+    + '(digest) and/or take the PBX\'s INVITEs over TLS only (see docs/deploy.md, "Securing agents\' calls out")';
 }

@@ -79,6 +79,8 @@ export class PbxLeg extends EventEmitter {
 
   /** Sends the INVITE. Resolves with the answer SDP, the answering party and the dialog on 200. */
   invite(o: PbxInviteOptions): Promise<PbxAnswer> {
+    const unsafe = unsafeInviteField(o);
+    if (unsafe) return Promise.reject(new PbxLegError({ kind: 'error', message: `refusing to send an INVITE with ${unsafe}` }));
     // A target that never answers at all must not hold the call until SIP timer B (32 s).
     const silent = new Promise<never>((_, reject) => {
       this.responseTimer = setTimeout(() => {
@@ -195,6 +197,27 @@ export class PbxLeg extends EventEmitter {
     if (this.responseTimer) clearTimeout(this.responseTimer);
     this.responseTimer = null;
   }
+}
+
+/** The caller's number in the From header: E.164 digits, with or without the plus. */
+const FROM_NUMBER = /^\+?[1-9]\d{5,15}$/;
+/** A host name or IPv4 address (what hostOf() takes from a configured PBX target). */
+const FROM_HOST = /^[A-Za-z0-9._-]{1,253}$|^\[[0-9A-Fa-f:.]+\]$/;
+/** A header name (RFC 3261 token) and a value without CR, LF or other control characters. */
+const HEADER_NAME = /^[A-Za-z0-9!%'*+.^_`|~-]+$/;
+const HEADER_VALUE = /^[^\x00-\x08\x0a-\x1f\x7f]*$/;
+
+/**
+ * What in an INVITE built from outside input (the webhook's numbers and ids) would break or inject
+ * SIP: a From that is no plain number, a header with CR/LF or control characters; null when all is safe.
+ */
+export function unsafeInviteField(o: Pick<PbxInviteOptions, 'fromNumber' | 'fromHost' | 'headers'>): string | null {
+  if (!FROM_NUMBER.test(o.fromNumber)) return `a caller number that is not E.164 (${JSON.stringify(o.fromNumber.slice(0, 40))})`;
+  if (!FROM_HOST.test(o.fromHost)) return `a From host that is not a host name (${JSON.stringify(o.fromHost.slice(0, 60))})`;
+  for (const [name, value] of Object.entries(o.headers)) {
+    if (!HEADER_NAME.test(name) || !HEADER_VALUE.test(value) || value.length > 1024) return `an unsafe ${JSON.stringify(name.slice(0, 40))} header`;
+  }
+  return null;
 }
 
 /** Who answered: the user part of the 200 OK's Contact (desk phones put their extension there). */

@@ -72,7 +72,8 @@ export async function runSippUac(
     '-m', String(opts.calls ?? 1), '-l', '1', '-key', 'rtpport', String(opts.rtpPort ?? 9), ...keyArgs(opts.keys),
     '-nostdin', '-nd', '-timeout', String(60 + 2 * (opts.calls ?? 1)), '-timeout_error', ...(opts.extraArgs ?? []),
   ];
-  if (opts.auth) args.push('-au', opts.auth.username, '-ap', opts.auth.password);
+  // The digest's uri must be the INVITE's Request-URI (SIPp would use sip:remote_ip:remote_port).
+  if (opts.auth) args.push('-au', opts.auth.username, '-ap', opts.auth.password, '-auth_uri', `${opts.number}@${opts.target}`);
   const proc = new ManagedProcess(`sipp ${path.basename(file)}`, 'sipp', args);
   return { port, uri: `sip:127.0.0.1:${port}`, proc, done: proc.exited };
 }

@@ -27,7 +27,8 @@ interface SimCall {
 export interface SimOutboundCall { wacid: string; phoneId: string; from: string; to: string; offer: string }
 export type OutboundScript = (call: SimOutboundCall) => Promise<void>;
 
-export interface Fault { status: number; code?: string; message?: string; whatsappCode?: number; delayMs?: number }
+/** `location`: with a 3xx status, the redirect's Location (the request is not acted on). */
+export interface Fault { status: number; code?: string; message?: string; whatsappCode?: number; delayMs?: number; location?: string }
 
 /**
  * A stand-in for YCloud: a real HTTP server implementing the calling endpoints of the reference, and
@@ -186,6 +187,11 @@ export class YCloudSim extends EventEmitter {
     const delay = this.delays.get(path) ?? 0;
     const fault = this.faults.get(path)?.shift();
     if (delay || fault?.delayMs) await new Promise((r) => setTimeout(r, delay + (fault?.delayMs ?? 0)));
+    if (fault && fault.status >= 300 && fault.status < 400) {
+      res.writeHead(fault.status, { Location: fault.location ?? '/', 'YCloud-Request-ID': crypto.randomUUID() });
+      res.end();
+      return;
+    }
     if (fault && fault.status >= 400) {
       return this.reply(res, fault.status, errorBody(fault.status, fault.code ?? 'FAILED', fault.message ?? 'simulated failure', fault.whatsappCode));
     }

@@ -51,6 +51,32 @@ describe('configuration', () => {
     assert.throws(() => loadConfig({ ...good, RTPENGINE_WA_INTERFACE: 'wa side' }), /RTPENGINE_WA_INTERFACE/);
   });
 
+  it('refuses SIP_TRUSTED_SOURCES that trust (nearly) everyone, and says why', () => {
+    for (const broad of ['0.0.0.0/0', '::/0', '10.0.0.0/7', '1.0.0.0/1', '2000::/3', '::ffff:0.0.0.0/96', '127.0.0.0/8,0.0.0.0/0']) {
+      assert.throws(() => loadConfig({ ...good, SIP_TRUSTED_SOURCES: broad }), (err: unknown) => {
+        assert.ok(err instanceof ConfigError);
+        assert.match(err.problems.join('\n'), /SIP_TRUSTED_SOURCES entry ".*" trusts too much/);
+        return true;
+      }, broad);
+    }
+    for (const fine of ['10.0.0.0/8', '192.0.2.7', '2001:db8::/32', '::ffff:10.0.0.0/104']) {
+      assert.deepEqual(loadConfig({ ...good, SIP_TRUSTED_SOURCES: fine }).outbound.trustedSources, [fine]);
+    }
+  });
+
+  it('refuses an API token shorter than 16 characters', () => {
+    assert.throws(() => loadConfig({ ...good, ADMIN_API_TOKEN: 'x' }), /ADMIN_API_TOKEN .* at least 16 characters/);
+    assert.throws(() => loadConfig({ ...good, ADMIN_API_TOKEN: '0123456789abcde' }), /at least 16 characters/);
+    assert.equal(loadConfig({ ...good, ADMIN_API_TOKEN: '0123456789abcdef' }).admin.token, '0123456789abcdef');
+  });
+
+  it('has INVITE flood limits by default, and takes them from the environment', () => {
+    assert.deepEqual(loadConfig(good).outbound.limits, { perSource: { ratePerS: 10, burst: 20 }, global: { ratePerS: 30, burst: 60 }, maxCallsInProgress: 500 });
+    const c = loadConfig({ ...good, SIP_INVITE_RATE_PER_SOURCE: '2', SIP_INVITE_BURST_PER_SOURCE: '4', SIP_INVITE_RATE: '5', SIP_INVITE_BURST: '9', MAX_CALLS_IN_PROGRESS: '3' });
+    assert.deepEqual(c.outbound.limits, { perSource: { ratePerS: 2, burst: 4 }, global: { ratePerS: 5, burst: 9 }, maxCallsInProgress: 3 });
+    assert.throws(() => loadConfig({ ...good, MAX_CALLS_IN_PROGRESS: '0' }), /MAX_CALLS_IN_PROGRESS/);
+  });
+
   it('names every missing or invalid key in one error', () => {
     try {
       loadConfig({ HTTP_PORT: 'eighty', RTPENGINE_NG: 'nohostport', PBX_TARGET: 'http://x', PBX_CODECS: 'PCMU,opus' });

@@ -39,12 +39,14 @@ export class YCloudClient {
     return this.post('accept', '/whatsapp/calls/accept', { phoneId: r.phoneId, wacid: r.wacid, sdpType: 'answer', sdp: r.sdp });
   }
 
+  /** Retried within the timeout (see RETRY): rejecting a call twice rejects it once. */
   reject(r: CallRef): Promise<unknown> {
-    return this.post('reject', '/whatsapp/calls/reject', { phoneId: r.phoneId, wacid: r.wacid });
+    return this.request('reject', 'POST', '/whatsapp/calls/reject', { phoneId: r.phoneId, wacid: r.wacid }, RETRY);
   }
 
+  /** Retried within the timeout (see RETRY): ending a call twice ends it once. */
   terminate(r: CallRef): Promise<unknown> {
-    return this.post('terminate', '/whatsapp/calls/terminate', { phoneId: r.phoneId, wacid: r.wacid });
+    return this.request('terminate', 'POST', '/whatsapp/calls/terminate', { phoneId: r.phoneId, wacid: r.wacid }, RETRY);
   }
 
   /** Places a business-initiated call. The wacid comes back here when YCloud returns it, else in the connect webhook. */
@@ -67,8 +69,9 @@ export class YCloudClient {
     return { id: isRecord(res) && typeof res.id === 'string' ? res.id : null };
   }
 
+  /** A read: retried within the timeout (see RETRY). */
   getSettings(wabaId: string, phoneNumber: string): Promise<unknown> {
-    return this.request('settings_get', 'GET', `/whatsapp/phoneNumbers/${encodeURIComponent(wabaId)}/${encodeURIComponent(phoneNumber)}/settings`);
+    return this.request('settings_get', 'GET', `/whatsapp/phoneNumbers/${encodeURIComponent(wabaId)}/${encodeURIComponent(phoneNumber)}/settings`, undefined, RETRY);
   }
 
   updateSettings(wabaId: string, phoneNumber: string, settings: Record<string, unknown>): Promise<unknown> {
@@ -79,33 +82,55 @@ export class YCloudClient {
     return this.request(endpoint, 'POST', path, body);
   }
 
-  private async request(endpoint: YCloudEndpoint, method: 'GET' | 'POST', path: string, body?: Record<string, unknown>): Promise<unknown> {
+  /**
+   * One request, bounded as a whole by the timeout. With `retry`, a network error, a 429 or a 5xx is
+   * tried again while the time left allows (a timeout is not: the time is spent).
+   */
+  private async request(endpoint: YCloudEndpoint, method: 'GET' | 'POST', path: string, body?: Record<string, unknown>, retry?: RetryPolicy): Promise<unknown> {
     const start = performance.now();
+    const deadline = start + this.opts.timeoutMs;
     const done = (result: YCloudResult) => this.metrics?.ycloudRequest(endpoint, result, (performance.now() - start) / 1000);
-    try {
-      const out = await this.send(method, path, body);
-      done('ok');
-      return out;
-    } catch (err) {
-      done(resultOf(err));
-      throw err;
+    for (let attempt = 1; ; attempt++) {
+      try {
+        const out = await this.send(method, path, body, deadline);
+        done('ok');
+        return out;
+      } catch (err) {
+        const waitMs = retry && attempt < retry.attempts ? retryDelayMs(err, retry, attempt) : null;
+        if (waitMs === null || performance.now() + waitMs >= deadline - MIN_ATTEMPT_MS) {
+          done(resultOf(err));
+          throw err;
+        }
+        await new Promise((r) => setTimeout(r, waitMs));
+      }
     }
   }
 
-  private async send(method: 'GET' | 'POST', path: string, body?: Record<string, unknown>): Promise<unknown> {
+  private async send(method: 'GET' | 'POST', path: string, body: Record<string, unknown> | undefined, deadline: number): Promise<unknown> {
     let res: Response;
+    const signal = AbortSignal.timeout(Math.max(1, Math.round(deadline - performance.now())));
     try {
       res = await fetch(this.opts.baseUrl + path, {
         method,
         headers: { 'Content-Type': 'application/json', 'X-API-Key': this.opts.apiKey },
         body: body === undefined ? undefined : JSON.stringify(body),
-        signal: AbortSignal.timeout(this.opts.timeoutMs),
+        signal,
+        // A redirect is never followed: it would carry X-API-Key to wherever the Location points.
+        redirect: 'manual',
       });
     } catch (err) {
       const e = err as Error;
       const timedOut = e.name === 'TimeoutError';
       const what = timedOut ? `timed out after ${this.opts.timeoutMs} ms` : e.message;
       throw new YCloudError(`${method} ${path}: ${what}`, null, null, null, null, timedOut);
+    }
+    if (res.status >= 300 && res.status < 400) {
+      await res.body?.cancel();
+      throw new YCloudError(
+        `${method} ${path}: YCloud answered ${res.status} redirecting to ${redirectTarget(res.headers.get('Location'))}; `
+          + 'not followed (the API key goes to YCLOUD_API_BASE_URL only): check YCLOUD_API_BASE_URL',
+        res.status, null, res.headers.get('YCloud-Request-ID'), null,
+      );
     }
     const text = await res.text();
     let json: unknown = undefined;
@@ -127,6 +152,37 @@ export class YCloudClient {
   }
 }
 
+/** How a request that is safe to repeat is retried. */
+interface RetryPolicy { attempts: number; backoffMs: number }
+
+/**
+ * Only requests whose repetition changes nothing are retried: reads (GET settings) and the ends of a
+ * call (reject, terminate: YCloud answers a second one "already ended"). preAccept, accept and
+ * connect are not: the reference documents no idempotency for them, a repeated connect can place a
+ * second call (Meta's 138003 "duplicate call"), and an accept that timed out may have been applied.
+ */
+const RETRY: RetryPolicy = { attempts: 3, backoffMs: 200 };
+/** No new attempt starts with less time than this left before the deadline. */
+const MIN_ATTEMPT_MS = 100;
+
+/** The wait before the next attempt after `err`, or null when it is not worth repeating. */
+function retryDelayMs(err: unknown, policy: RetryPolicy, attempt: number): number | null {
+  if (!(err instanceof YCloudError) || err.timedOut) return null;
+  const status = err.httpStatus;
+  if (status !== null && status !== 429 && status < 500) return null;
+  return policy.backoffMs * 2 ** (attempt - 1);
+}
+
+/** Where a redirect pointed, as scheme://host[:port] (never a path or query that could carry secrets). */
+function redirectTarget(location: string | null): string {
+  if (!location) return '(no Location)';
+  try {
+    return new URL(location).origin;
+  } catch {
+    return '(a relative or unreadable Location)';
+  }
+}
+
 function isRecord(v: unknown): v is Record<string, unknown> {
   return typeof v === 'object' && v !== null && !Array.isArray(v);
 }
@@ -134,6 +190,7 @@ function isRecord(v: unknown): v is Record<string, unknown> {
 /** A failed request as a metrics result (a body that stopped coming is not a YCloudError). */
 function resultOf(err: unknown): YCloudResult {
   if (!(err instanceof YCloudError)) return (err as Error)?.name === 'TimeoutError' ? 'timeout' : 'network_error';
-  if (err.httpStatus === null) return err.timedOut ? 'timeout' : 'network_error';
+  // A redirect that is not followed never reached the API: counted with the network errors.
+  if (err.httpStatus === null || err.httpStatus < 400) return err.timedOut ? 'timeout' : 'network_error';
   return err.httpStatus >= 500 ? 'http_5xx' : 'http_4xx';
 }
