@@ -7,6 +7,7 @@ import { RtpPhone } from './harness/rtp-phone';
 import { startSippUas } from './harness/sipp';
 import { WaUser } from './harness/wa-user';
 import { callParts } from './harness/call-parts';
+import { parsePromText, sampleSum } from './harness/prom-text';
 
 const USER_TONE = 440; // what the WhatsApp user says
 const AGENT_TONE = 1000; // what the agent says
@@ -87,8 +88,8 @@ describe('inbound WhatsApp call to the PBX', function () {
     assert.equal(s.sim.requestsFor(wacid).some((r) => r.path === '/calls/terminate' || r.path === '/calls/reject'), false);
   });
 
-  it('answered, then the agent hangs up: WhatsApp leg terminated, CDR says pbx', async () => {
-    const s = await setUp('uas-answer-hangup.xml');
+  it('answered, then the agent hangs up: WhatsApp leg terminated, CDR says pbx; the media watch stops with the call', async () => {
+    const s = await setUp('uas-answer-hangup.xml', { MEDIA_KEEPALIVE_POLL_MS: '100' });
     const { wacid } = await s.sim.userCalls(parts.user!);
     await parts.user!.heard.whenHeard(25);
     await parts.phone!.heard.whenHeard(25);
@@ -99,6 +100,11 @@ describe('inbound WhatsApp call to the PBX', function () {
     assert.equal(row.hangup_by, 'pbx');
     assert.equal(row.agent, 'agent102');
     assert.ok(Number(row.talk_seconds) > 1);
+    // It used to poll rtpengine every MEDIA_KEEPALIVE_POLL_MS for ever after the PBX's BYE.
+    const queries = async () => sampleSum(parsePromText(await s.bridge.metrics.registry.metrics()), 'wasb_rtpengine_commands_total', { command: 'query' });
+    const before = await queries();
+    await new Promise((r) => setTimeout(r, 500)); // five polls' worth: none may come
+    assert.equal(await queries(), before, 'no rtpengine query after the call ended');
   });
 
   it('busy: the WhatsApp call is rejected, CDR says busy with 486', async () => {

@@ -3,9 +3,11 @@ import { Logger } from '../log';
 import { CallMedia } from '../media/call-media';
 import { KeepaliveOptions, MediaKeepalive } from '../media/keepalive';
 import { assertUsableAudioSdp, isHoldOffer, SdpError } from '../media/sdp';
+import { byeOutsideDialog, dialogLost, dialogStillUp } from '../sip/lost-dialog';
 import { agentOf, failureOf, PbxLeg } from '../sip/pbx-leg';
 import { byeWithin, localContact, reinviteWithin, requestInDialog, sessionTimerHeaders, withTimeout } from '../sip/dialog-requests';
 import { parseReferTo, ReferTarget } from '../sip/refer';
+import { Periodic } from '../util/periodic';
 import { TypedEmitter } from '../util/typed-emitter';
 
 export interface PbxSessionOptions {
@@ -57,6 +59,9 @@ export class PbxSession extends TypedEmitter<PbxSessionEvents> {
   /** The INVITE of a transfer under way (cancelled if the call ends meanwhile). */
   private transferLeg: PbxLeg | null = null;
   private readonly keepalive: MediaKeepalive;
+  /** Looks for the dialog being lost to a drachtio-server restart, then asks the PBX whether it is up. */
+  private readonly lostWatch: Periodic;
+  private lostNoted = false;
   private readonly log: Logger;
 
   constructor(dialog: Srf.Dialog, private readonly media: CallMedia, private readonly o: PbxSessionOptions) {
@@ -76,6 +81,8 @@ export class PbxSession extends TypedEmitter<PbxSessionEvents> {
       (what, err) => this.log.warn({ err }, what),
     );
     this.attach(dialog);
+    this.lostWatch = new Periodic(() => this.watchDialog(), Math.max(1000, o.requestTimeoutMs));
+    void this.lostWatch.start();
   }
 
   get dialog(): Srf.Dialog {
@@ -98,19 +105,56 @@ export class PbxSession extends TypedEmitter<PbxSessionEvents> {
     await requestInDialog(this.current, { method: 'INFO', headers: { 'Content-Type': 'application/dtmf-relay' }, body }, this.o.requestTimeoutMs);
   }
 
-  /** Ends the PBX leg (BYE, bounded) and stops watching media. */
+  /**
+   * Ends the PBX leg (BYE, bounded) and stops watching media. A dialog drachtio-server has lost (it
+   * restarted mid-call) gets its BYE from outside the dialog, and the timeline says so.
+   */
   async hangup(): Promise<void> {
-    if (this.closed) return;
+    // The PBX hung up (its BYE closed the session): nothing to send, but the media watch must stop.
+    if (this.closed) {
+      await Promise.all([this.keepalive.stop(), this.lostWatch.stop()]);
+      return;
+    }
     this.closed = true;
     this.transferLeg?.cancelInvite('cancelled');
-    await Promise.all([this.keepalive.stop(), byeWithin(this.current, this.o.requestTimeoutMs)]);
+    const dialog = this.current;
+    if (!dialogLost(dialog)) {
+      await Promise.all([this.keepalive.stop(), this.lostWatch.stop(), byeWithin(dialog, this.o.requestTimeoutMs)]);
+      return;
+    }
+    this.noteLost();
+    const [, , bye] = await Promise.all([this.keepalive.stop(), this.lostWatch.stop(), byeOutsideDialog(this.o.srf, dialog, this.o.requestTimeoutMs)]);
+    this.log.info({ bye }, 'BYE sent to the PBX outside the lost dialog');
+    this.emit('event', 'pbx_bye_outside_dialog', { result: bye });
   }
 
   /** Stops watching media; the dialog is already gone (the PBX hung up). */
   async stop(): Promise<void> {
     this.closed = true;
     this.transferLeg?.cancelInvite('cancelled');
-    await this.keepalive.stop();
+    await Promise.all([this.keepalive.stop(), this.lostWatch.stop()]);
+  }
+
+  /**
+   * drachtio-server lost the dialog (it restarted, or the bridge's connection to it dropped): it now
+   * answers the PBX's BYE with 481 itself and tells nobody. So the PBX is asked, until the call ends,
+   * whether it still has the call; when it says it has not, the call ends as if its BYE had arrived.
+   */
+  private async watchDialog(): Promise<void> {
+    if (this.closed || !dialogLost(this.current)) return;
+    this.noteLost();
+    const state = await dialogStillUp(this.o.srf, this.current, this.o.requestTimeoutMs);
+    if (state !== 'gone' || this.closed) return;
+    this.log.info('the PBX no longer has the call (481 for the lost dialog): ending it as hung up by the PBX');
+    this.emit('event', 'pbx_dialog_gone', null);
+    this.emitBye();
+  }
+
+  private noteLost(): void {
+    if (this.lostNoted) return;
+    this.lostNoted = true;
+    this.log.warn('drachtio-server lost the PBX dialog (it restarted or the connection dropped mid-call): the PBX\'s requests in it no longer reach the bridge');
+    this.emit('event', 'pbx_dialog_lost', null);
   }
 
   private attach(dialog: Srf.Dialog): void {

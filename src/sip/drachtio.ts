@@ -5,6 +5,9 @@ import { attachSipMetrics } from '../metrics/sip';
 
 export interface DrachtioOptions { host: string; port: number; secret: string }
 
+/** The longest wait between two attempts to reach drachtio-server again. */
+const RECONNECT_MAX_DELAY_MS = 2000;
+
 /** Connects drachtio-srf to drachtio-server and tracks whether SIP is usable right now. */
 export class SipCore {
   readonly srf = new Srf();
@@ -49,7 +52,10 @@ export class SipCore {
 
   /** Starts connecting (srf retries with backoff); resolves once connected or after `waitMs`. */
   start(waitMs = 5000): Promise<boolean> {
-    this.srf.connect({ host: this.opts.host, port: this.opts.port, secret: this.opts.secret });
+    // srf's retry delay grows by 1.7 each attempt with no ceiling by default: after a few minutes of
+    // drachtio-server being away the bridge would wait minutes more once it is back.
+    const reconnect = { retryMaxDelay: RECONNECT_MAX_DELAY_MS };
+    this.srf.connect({ host: this.opts.host, port: this.opts.port, secret: this.opts.secret, reconnect } as Parameters<Srf['connect']>[0]);
     if (this.connected) return Promise.resolve(true);
     return new Promise((resolve) => {
       const t = setTimeout(() => resolve(this.connected), waitMs);

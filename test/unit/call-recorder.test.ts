@@ -1,0 +1,255 @@
+import assert from 'node:assert/strict';
+import { ConnectionRefusedError, DatabaseError, Sequelize } from 'sequelize';
+import { defineModels } from '../../src/cdr/models';
+import { CallFields, CallRecorder, CdrStore, CdrWrites, RecorderOptions } from '../../src/cdr/store';
+import { isTransientDbError } from '../../src/cdr/write-safety';
+import { createLogger } from '../../src/log';
+
+const PHONE = '+6281361905133';
+
+type Written = { kind: 'create' | 'update'; fields: CallFields } | { kind: 'event'; type: string; at: Date };
+
+/**
+ * A CdrStore stand-in: records each write that "reached Postgres", and fails or holds writes as the
+ * test says. `failWith` is asked before every attempt; it returns the error to throw, or null.
+ */
+class FakeStore implements CdrWrites {
+  readonly written: Written[] = [];
+  attempts = 0;
+  failWith: (attempt: number) => Error | null = () => null;
+  /** While set, every write waits for it. */
+  hold: Promise<void> | null = null;
+
+  private async run(w: Written): Promise<void> {
+    const err = this.failWith(++this.attempts);
+    if (this.hold) await this.hold;
+    if (err) throw err;
+    this.written.push(w);
+  }
+
+  createCall(_id: string, fields: Parameters<CdrStore['createCall']>[1]): Promise<void> {
+    return this.run({ kind: 'create', fields });
+  }
+  updateCall(_id: string, fields: CallFields): Promise<void> {
+    return this.run({ kind: 'update', fields });
+  }
+  addEvent(_id: string, type: string, _detail: object | null, at = new Date()): Promise<void> {
+    return this.run({ kind: 'event', type, at });
+  }
+}
+
+/** A clock that moves only when the recorder waits: retries take no real time. */
+class FakeClock {
+  t = 0;
+  waits: number[] = [];
+  readonly now = () => this.t;
+  readonly sleep = (ms: number) => {
+    this.waits.push(ms);
+    this.t += ms;
+    return Promise.resolve();
+  };
+}
+
+function logCapture(): { lines: () => Array<Record<string, unknown>>; text: () => string; log: ReturnType<typeof createLogger> } {
+  let out = '';
+  const log = createLogger('debug', {}, { destination: { write: (s: string) => void (out += s) } });
+  return {
+    log,
+    text: () => out,
+    lines: () => out.split('\n').filter(Boolean).map((l) => JSON.parse(l) as Record<string, unknown>),
+  };
+}
+
+const refused = () => new ConnectionRefusedError(Object.assign(new Error('connect ECONNREFUSED 127.0.0.1:5432'), { code: 'ECONNREFUSED' }));
+
+/** What Sequelize throws when Postgres refuses a statement: it carries the SQL and its parameters. */
+function badValue(): Error {
+  const parent = Object.assign(new Error('invalid input syntax for type integer: "abc"'), {
+    code: '22P02', sql: `UPDATE "calls" SET "customer_number"='${PHONE}'`, parameters: [PHONE],
+  });
+  return new DatabaseError(parent as ConstructorParameters<typeof DatabaseError>[0]);
+}
+
+function recorder(store: FakeStore, clock: FakeClock, log: ReturnType<typeof createLogger>, opts: Partial<RecorderOptions> = {}): CallRecorder {
+  return new CallRecorder(store, 'call-1', log, { retryForMs: 60000, firstBackoffMs: 100, maxBackoffMs: 2000, now: clock.now, sleep: clock.sleep, ...opts });
+}
+
+const start = { direction: 'inbound' as const, state: 'offered', offered_at: new Date(0), customer_number: PHONE };
+
+describe('CallRecorder', () => {
+  before(() => {
+    // The column widths come from the model definitions; defining them needs no connection.
+    defineModels(new Sequelize('postgres://nobody@127.0.0.1:1/none', { logging: false }));
+  });
+
+  it('retries writes while Postgres is unreachable, backing off, and writes them all in order once it answers', async () => {
+    const store = new FakeStore();
+    const clock = new FakeClock();
+    const cap = logCapture();
+    store.failWith = (n) => (n <= 6 ? refused() : null);
+    const rec = recorder(store, clock, cap.log);
+    rec.create(start);
+    rec.event('offered');
+    rec.update({ state: 'pre_accepted' });
+    rec.event('pre_accepted');
+    rec.update({ state: 'ended', outcome: 'answered' });
+    rec.event('ended');
+    await rec.flushed();
+    assert.deepEqual(store.written.map((w) => (w.kind === 'event' ? `event ${w.type}` : `${w.kind} ${w.fields.state}`)), [
+      'create offered', 'event offered', 'update pre_accepted', 'event pre_accepted', 'update ended', 'event ended',
+    ]);
+    assert.equal(rec.lostWrites, 0);
+    assert.deepEqual(clock.waits, [100, 200, 400, 800, 1600, 2000], 'doubling backoff, capped');
+    const warnings = cap.lines().filter((l) => /retrying until Postgres answers/.test(String(l.msg)));
+    assert.equal(warnings.length, 1, 'one warning per outage, not one per attempt');
+    assert.deepEqual(warnings[0]!.err, { message: 'connect ECONNREFUSED 127.0.0.1:5432', code: 'ECONNREFUSED' });
+    assert.ok(cap.lines().some((l) => /go through again/.test(String(l.msg))));
+  });
+
+  it('keeps each event\'s time from when it happened, not from when the retry wrote it', async () => {
+    const store = new FakeStore();
+    const clock = new FakeClock();
+    store.failWith = (n) => (n <= 3 ? refused() : null);
+    const rec = recorder(store, clock, logCapture().log);
+    rec.create(start);
+    const before = Date.now();
+    rec.event('offered');
+    await rec.flushed();
+    const ev = store.written[1]!;
+    assert.equal(ev.kind, 'event');
+    assert.ok(ev.kind === 'event' && ev.at.getTime() >= before && ev.at.getTime() <= Date.now());
+  });
+
+  it('cuts an over-long string to its column (the row is written, not lost) and says which field', async () => {
+    const store = new FakeStore();
+    const cap = logCapture();
+    const rec = recorder(store, new FakeClock(), cap.log);
+    const phoneId = '7'.repeat(70);
+    rec.create({ ...start, phone_id: phoneId });
+    rec.event('x'.repeat(60));
+    await rec.flushed();
+    const created = store.written[0]!;
+    assert.ok(created.kind === 'create');
+    assert.equal(created.fields.phone_id, '7'.repeat(64));
+    assert.equal(created.fields.customer_number, PHONE, 'fields that fit are untouched');
+    assert.ok(store.written[1]!.kind === 'event' && store.written[1]!.type === 'x'.repeat(48));
+    const cut = cap.lines().find((l) => l.field === 'phone_id');
+    assert.ok(cut, cap.text());
+    assert.equal(cut.length, 70);
+    assert.equal(cut.max, 64);
+    assert.equal(cap.text().includes(phoneId), false, 'the value itself is not logged');
+    assert.equal(rec.fields.phone_id, '7'.repeat(64), 'the live view shows what was written');
+  });
+
+  it('skips a write Postgres refuses for its content, logs its message and code without the SQL or numbers, and goes on', async () => {
+    const store = new FakeStore();
+    const clock = new FakeClock();
+    const cap = logCapture();
+    store.failWith = (n) => (n === 2 ? badValue() : null);
+    const rec = recorder(store, clock, cap.log);
+    rec.create(start);
+    rec.update({ sip_final_code: 200 });
+    rec.event('ended');
+    await rec.flushed();
+    assert.deepEqual(store.written.map((w) => w.kind), ['create', 'event']);
+    assert.equal(rec.lostWrites, 1);
+    assert.deepEqual(clock.waits, [], 'not retried');
+    const line = cap.lines().find((l) => /refused by Postgres/.test(String(l.msg)));
+    assert.deepEqual(line?.err, { message: 'invalid input syntax for type integer: "abc"', code: '22P02' });
+    assert.equal(cap.text().includes(PHONE), false, cap.text());
+    assert.equal(cap.text().includes('UPDATE'), false, 'no SQL in the log');
+  });
+
+  it('gives up loudly once Postgres has been away past the retry limit, so flushed() resolves; later writes get one try each', async () => {
+    const store = new FakeStore();
+    const clock = new FakeClock();
+    const cap = logCapture();
+    let down = true;
+    store.failWith = () => (down ? refused() : null);
+    const given: number[] = [];
+    const rec = recorder(store, clock, cap.log, { retryForMs: 10000, onGiveUp: (n) => given.push(n) });
+    rec.create(start);
+    rec.event('offered');
+    rec.event('pre_accepted');
+    await rec.flushed();
+    assert.ok(clock.t >= 10000 && clock.t < 10000 + 2000, `gave up after ${clock.t} ms of (fake) time`);
+    assert.equal(rec.lostWrites, 3);
+    assert.deepEqual(given, [3]);
+    assert.ok(cap.lines().some((l) => l.level === 50 && /given up/.test(String(l.msg)) && l.writes === 3));
+
+    const waited = clock.waits.length;
+    rec.event('still_down');
+    await rec.flushed();
+    assert.equal(clock.waits.length, waited, 'no retries while given up');
+    assert.equal(rec.lostWrites, 4);
+
+    down = false;
+    rec.event('back');
+    await rec.flushed();
+    assert.deepEqual(store.written.map((w) => (w.kind === 'event' ? w.type : w.kind)), ['back']);
+  });
+
+  it('holds a bounded queue: past the limit field updates merge (the last value wins) and timeline events are dropped, counted', async () => {
+    const store = new FakeStore();
+    const cap = logCapture();
+    let release!: () => void;
+    store.hold = new Promise((r) => (release = r));
+    const rec = recorder(store, new FakeClock(), cap.log, { maxQueued: 4 });
+    rec.create(start); // in flight, held
+    rec.update({ state: 'pre_accepted' });
+    rec.event('a');
+    rec.update({ state: 'ringing' });
+    rec.event('b'); // the queue is full (4): dropped
+    rec.update({ state: 'accepted', agent: 'agent101' }); // merges into the queued update
+    rec.event('c'); // dropped
+    store.hold = null;
+    release();
+    await rec.flushed();
+    assert.deepEqual(store.written.map((w) => (w.kind === 'event' ? `event ${w.type}` : `${w.kind} ${w.fields.state}`)), [
+      'create offered', 'update pre_accepted', 'event a', 'update accepted',
+    ]);
+    assert.equal(rec.lostWrites, 2);
+    assert.equal(cap.lines().filter((l) => /backing up/.test(String(l.msg))).length, 1, 'said once');
+  });
+
+  it('merges back-to-back updates that are still queued, never into the write in flight', async () => {
+    const store = new FakeStore();
+    let release!: () => void;
+    store.hold = new Promise((r) => (release = r));
+    const rec = recorder(store, new FakeClock(), logCapture().log);
+    rec.update({ state: 'ringing' }); // in flight
+    rec.update({ pbx_ringing_at: new Date(1) });
+    rec.update({ state: 'answered' });
+    store.hold = null;
+    release();
+    await rec.flushed();
+    assert.equal(store.written.length, 2);
+    assert.deepEqual(store.written[1], { kind: 'update', fields: { pbx_ringing_at: new Date(1), state: 'answered' } });
+  });
+
+  it('retries an attempt that never comes back (bounded by attemptTimeoutMs)', async () => {
+    const store = new FakeStore();
+    const clock = new FakeClock();
+    let first = true;
+    const rec = recorder(store, clock, logCapture().log, { attemptTimeoutMs: 20 });
+    const hang = new Promise<void>(() => undefined);
+    store.failWith = () => {
+      store.hold = first ? hang : null;
+      first = false;
+      return null;
+    };
+    rec.create(start);
+    await rec.flushed();
+    assert.equal(store.attempts, 2);
+    assert.deepEqual(store.written.map((w) => w.kind), ['create']);
+    assert.equal(rec.lostWrites, 0);
+  });
+
+  it('tells passing database failures from refusals', () => {
+    assert.equal(isTransientDbError(refused()), true);
+    assert.equal(isTransientDbError(new DatabaseError(Object.assign(new Error('Query read timeout'), { sql: '' }) as ConstructorParameters<typeof DatabaseError>[0])), true);
+    assert.equal(isTransientDbError(new DatabaseError(Object.assign(new Error('terminating connection due to administrator command'), { code: '57P01', sql: '' }) as ConstructorParameters<typeof DatabaseError>[0])), true);
+    assert.equal(isTransientDbError(badValue()), false);
+    assert.equal(isTransientDbError(new DatabaseError(Object.assign(new Error('value too long for type character varying(64)'), { code: '22001', sql: '' }) as ConstructorParameters<typeof DatabaseError>[0])), false);
+  });
+});
