@@ -10,7 +10,25 @@ export interface MediaPlanOptions {
   pbxCodecs: string[];
   /** SRTP keyed in the SDP (RFC 4568) on the PBX leg, or plain RTP. */
   pbxSrtp: 'off' | 'sdes';
+  /** What the bridge offers WhatsApp on an agent's call (see CodecPolicy); default 'transcode'. */
+  codecPolicy?: CodecPolicy;
 }
+
+/**
+ * Which codec the bridge offers WhatsApp on an agent's call. `transcode` (default): opus only, transcoded
+ * to the PBX's codecs, as WhatsApp offered nothing else until 2026. `prefer-g711`: the PBX's G.711 codecs
+ * as they are, ahead of a transcoded opus, so a WhatsApp that answers PCMU or PCMA (Meta added G.711 to
+ * its calling SDP in 2026) costs rtpengine no transcoding at all; opus stays there for one that does not.
+ * A WhatsApp user's own offer needs no policy: when it carries G.711 the PBX takes, rtpengine 10.5 already
+ * passes it through with the flags of waOfferToPbx (opus masked, the PBX's codecs "transcoded" only where
+ * missing), which the load test measures (docs/load.md). Pass-through takes rtpengine's opus encoder (most
+ * of its CPU per call) out of the call, at the cost of opus's resilience on the internet leg (no in-band
+ * FEC, no bandwidth adaptation, 64 kbit/s).
+ */
+export type CodecPolicy = 'transcode' | 'prefer-g711';
+export const CODEC_POLICIES: readonly CodecPolicy[] = ['transcode', 'prefer-g711'];
+
+const G711 = ['PCMU', 'PCMA'];
 
 /**
  * The ng parameters of every offer and answer, by who sends the SDP. Each names rtpengine's
@@ -28,7 +46,10 @@ export class MediaPlan {
     this.toWa = [o.interfaces.pbx, o.interfaces.whatsapp];
   }
 
-  /** WhatsApp offer (WebRTC, opus) -> plain RTP (or SDES-SRTP) toward the PBX, transcoding to its codecs. */
+  /**
+   * WhatsApp offer (WebRTC, opus) -> plain RTP (or SDES-SRTP) toward the PBX, transcoding to its codecs
+   * (a codec WhatsApp offered itself is passed through by rtpengine, not transcoded).
+   */
   waOfferToPbx(): NgParams {
     return {
       direction: this.toPbx,
@@ -47,6 +68,13 @@ export class MediaPlan {
     };
   }
 
+  /** The G.711 codecs both PBX_CODECS and the PBX's `offer` have, in PBX_CODECS order; none unless `prefer-g711`. */
+  g711InCommon(offer: string): string[] {
+    if (this.o.codecPolicy !== 'prefer-g711') return [];
+    const offered = new Set(offeredAudioCodecs(offer));
+    return this.o.pbxCodecs.filter((c) => G711.includes(c) && offered.has(c));
+  }
+
   /** The PBX's answer (plain RTP or SDES-SRTP) -> the WebRTC answer for WhatsApp. */
   pbxAnswerToWa(): NgParams {
     return {
@@ -58,9 +86,12 @@ export class MediaPlan {
 
   /**
    * The PBX's offer (RTP or SRTP, G.711/G.722) -> a WebRTC offer for WhatsApp: ICE, DTLS-SRTP,
-   * rtcp-mux, opus. The PBX's SDP goes with it as rtpengine is to see it (see pbxOfferSdp).
+   * rtcp-mux, opus. The PBX's SDP goes with it as rtpengine is to see it (see pbxOfferSdp). Under
+   * `prefer-g711`, the PBX's G.711 codecs are offered to WhatsApp as they are, ahead of a transcoded opus:
+   * a WhatsApp that answers G.711 costs rtpengine no transcoding.
    */
   pbxOfferToWa(pbxSdp: string): NgParams {
+    const g711 = this.g711InCommon(pbxSdp);
     return {
       sdp: this.pbxOfferSdp(pbxSdp),
       direction: this.toWa,
@@ -71,7 +102,9 @@ export class MediaPlan {
       replace: ['origin', 'session-connection'],
       flags: ['generate-mid', 'full-rtcp-attribute', 'inject-DTMF'],
       'generate RTCP': 'on',
-      codec: { transcode: ['opus/48000/2'], mask: ['G722', 'PCMU', 'PCMA'] },
+      codec: g711.length > 0
+        ? { transcode: ['opus/48000/2'], mask: ['G722', ...G711.filter((c) => !g711.includes(c))] }
+        : { transcode: ['opus/48000/2'], mask: ['G722', 'PCMU', 'PCMA'] },
     };
   }
 
@@ -88,4 +121,17 @@ export class MediaPlan {
   private pbxOfferSdp(sdp: string): string {
     return this.o.pbxSrtp === 'sdes' && hasSdesKeys(sdp) ? withoutDtls(sdp) : sdp;
   }
+}
+
+const STATIC_AUDIO: Record<string, string> = { '0': 'PCMU', '8': 'PCMA', '9': 'G722' };
+
+/** The encoding names on an SDP's audio line (rtpmap, else the static payload types), upper case. */
+export function offeredAudioCodecs(sdp: string): string[] {
+  const lines = sdp.split(/\r?\n/);
+  const audio = lines.find((l) => l.startsWith('m=audio '));
+  if (!audio) return [];
+  return audio.split(' ').slice(3).map((pt) => {
+    const rtpmap = lines.find((l) => l.startsWith(`a=rtpmap:${pt} `));
+    return (rtpmap ? rtpmap.slice(`a=rtpmap:${pt} `.length).split('/')[0]! : STATIC_AUDIO[pt] ?? pt).toUpperCase();
+  });
 }
