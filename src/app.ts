@@ -7,12 +7,15 @@ import Srf from 'drachtio-srf';
 import { CallDispatcher } from './calls/dispatcher';
 import { OutboundCall } from './calls/outbound-call';
 import { PermissionStore } from './calls/permissions';
-import { OutboundGate } from './sip/outbound-invites';
+import { OutboundGate, outboundGuardWarning } from './sip/outbound-invites';
+import { InviteRateLimiter } from './sip/invite-limits';
 import { Marks } from './calls/marks';
 import { connectDatabase } from './cdr/db';
 import { CdrStore } from './cdr/store';
 import { createHttpApp, listen } from './http/server';
 import { webhookRoutes } from './http/webhooks';
+import { IngressGuard } from './http/ingress-guard';
+import { WebhookQuarantine } from './cdr/quarantine';
 import { adminRoutes } from './http/admin';
 import { apiAuth } from './http/auth';
 import { callsApiRoutes } from './http/calls-api';
@@ -30,6 +33,14 @@ import { withTimeout } from './sip/dialog-requests';
 import { metricsRoutes } from './http/metrics-route';
 import { Metrics } from './metrics/metrics';
 import { SetupSteps } from './metrics/setup-steps';
+import { EventPipeline } from './events/pipeline';
+import { ClusterBus, ClusterMessage } from './cluster/bus';
+import { NodeRegistry } from './cluster/nodes';
+import { OrphanRecovery } from './cluster/recovery';
+import { QueryTypes } from 'sequelize';
+
+/** Retry-After (s) on the 503 that refuses an INVITE while MAX_CALLS_IN_PROGRESS calls are up. */
+const CAPACITY_RETRY_AFTER_S = 10;
 
 /** The whole bridge, wired from a Config; start() and stop() make it usable in-process by tests. */
 export class Bridge {
@@ -45,8 +56,18 @@ export class Bridge {
   readonly rtp: RtpEngine;
   readonly ycloud: YCloudClient;
   readonly calls: CallDispatcher;
+  /** Webhook events from their durable write to their call, at least once (replayed after a crash). */
+  readonly events: EventPipeline;
+  /** Messages between nodes (Postgres LISTEN/NOTIFY). */
+  readonly bus: ClusterBus;
+  /** This node's heartbeat, and the detection of dead nodes whose calls it then ends. */
+  readonly nodes: NodeRegistry;
+  readonly recovery: OrphanRecovery;
   readonly permissions: PermissionStore;
   private readonly gate: OutboundGate;
+  /** INVITE rate limits per source and overall (SIP_INVITE_RATE*, SIP_INVITE_BURST*). */
+  private readonly inviteRate: InviteRateLimiter;
+  private inviteRateWarned = 0;
   readonly targets: PbxTargetMonitor;
   readonly plan: MediaPlan;
   /** RECORDING=all: turns each call's rtpengine recording into its audio file; null otherwise. */
@@ -54,6 +75,10 @@ export class Bridge {
   private server: http.Server | null = null;
   /** The Koa app once started (test/openapi.test.ts walks its routers against the OpenAPI document). */
   httpApp: ReturnType<typeof createHttpApp> | null = null;
+  /** The webhook endpoint's door: signature header, size, time and concurrency limits on body reads. */
+  readonly webhookIngress: IngressGuard;
+  /** Signed webhook events refused as never valid, kept as sent. */
+  readonly webhookQuarantine: WebhookQuarantine;
   private readonly dtmfLog: DtmfLogListener | null;
   /** SIGTERM seen: not ready, new calls refused, calls in progress allowed to finish. */
   private draining = false;
@@ -63,7 +88,7 @@ export class Bridge {
     this.cdr = new CdrStore(connectDatabase(config.databaseUrl, config.database.timeoutMs));
     this.sip = new SipCore(config.drachtio, log, this.metrics);
     this.rtp = new RtpEngine(config.rtpengine.ng, config.rtpengine.timeoutMs, log, this.metrics);
-    this.plan = new MediaPlan({ interfaces: config.rtpengine.interfaces, pbxCodecs: config.pbx.codecs, pbxSrtp: config.pbx.srtp });
+    this.plan = new MediaPlan({ interfaces: config.rtpengine.interfaces, pbxCodecs: config.pbx.codecs, pbxSrtp: config.pbx.srtp, codecPolicy: config.media.codecPolicy });
     this.recorder = config.recording.enabled ? new Recorder(config.recording, this.rtp, this.cdr, log) : null;
     this.ycloud = new YCloudClient({ baseUrl: config.ycloud.apiBaseUrl, apiKey: config.ycloud.apiKey, timeoutMs: config.ycloud.timeoutMs }, this.metrics);
     this.permissions = new PermissionStore(this.cdr.sequelize, this.ycloud, log, this.metrics);
@@ -79,7 +104,27 @@ export class Bridge {
       this.permissions,
       log,
     );
+    this.events = new EventPipeline({ cdr: this.cdr, nodeId: config.nodeId, log, handle: (e, ctx) => this.calls.handle(e, ctx) });
+    this.events.on('processed', (id, type, ok) => {
+      this.metrics.webhookEvent(type, ok ? 'processed' : 'error');
+      this.webhookEvents.emit('processed', id);
+    });
+    this.bus = new ClusterBus(config.databaseUrl, config.nodeId,
+      (channel, payload) => this.cdr.sequelize.query('SELECT pg_notify(:channel, :payload)', { replacements: { channel, payload }, type: QueryTypes.SELECT }),
+      config.database.timeoutMs, log);
+    this.bus.on('message', (m) => this.onClusterMessage(m));
+    const tell = (m: ClusterMessage) => void this.bus.send(m).catch((err: unknown) => log.warn({ err: (err as Error).message }, 'could not notify the other nodes'));
+    this.calls.on('unplaced', (eventId, wacid) => tell({ kind: 'event', from: config.nodeId, eventId, wacid }));
+    this.calls.on('claimed', (wacid) => tell({ kind: 'claimed', from: config.nodeId, wacid }));
+    this.recovery = new OrphanRecovery({
+      cdr: this.cdr, ycloud: this.ycloud, rtp: this.rtp, srf: this.sip.srf, canSip: () => this.sip.ready, nodeId: config.nodeId,
+      sipTimeoutMs: config.pbx.requestTimeoutMs, log,
+    });
+    this.nodes = new NodeRegistry(this.cdr.sequelize, { nodeId: config.nodeId, ...config.cluster }, log, (dead) => this.takeOver(dead).then(() => undefined));
     this.gate = new OutboundGate(config.outbound, log, this.metrics);
+    this.webhookIngress = new IngressGuard({ ...config.ycloud.webhookLimits, toleranceSeconds: config.ycloud.webhookToleranceSeconds });
+    this.webhookQuarantine = new WebhookQuarantine(this.cdr.sequelize);
+    this.inviteRate = new InviteRateLimiter(config.outbound.limits);
     this.metrics.trackCallsInProgress(() => this.calls.activeByDirection);
     this.setupSteps = new SetupSteps(this.marks, this.metrics);
     this.calls.on('call-ended', (key: string) => this.setupSteps.drop(key));
@@ -92,6 +137,22 @@ export class Bridge {
   /** An agent dials a WhatsApp user through the PBX. */
   private onInvite(req: Srf.SrfRequest, res: Srf.SrfResponse): void {
     const t = performance.now();
+    // A flood is answered before any other work, so calls in progress and other sources carry on.
+    const rate = this.inviteRate.take(req.source_address);
+    if (!rate.ok) {
+      res.send(503, 'Service Unavailable', { headers: { 'Retry-After': String(rate.retryAfterS), Reason: `SIP;cause=503;text="INVITE rate limit (${rate.limit})"` } });
+      this.metrics.inviteReceived('refused_rate_limited');
+      if (this.inviteRateWarned + 10_000 < Date.now()) {
+        this.inviteRateWarned = Date.now();
+        this.log.warn({ source: req.source_address, limit: rate.limit }, 'INVITEs over the rate limit are refused with 503 (logged at most every 10 s)');
+      }
+      return;
+    }
+    if (this.calls.active >= this.config.outbound.limits.maxCallsInProgress) {
+      res.send(503, 'Service Unavailable', { headers: { 'Retry-After': String(CAPACITY_RETRY_AFTER_S), Reason: 'SIP;cause=503;text="calls in progress at the limit"' } });
+      this.metrics.inviteReceived('refused_capacity');
+      return;
+    }
     if (!this.calls.accepts) {
       // Draining: the PBX tries another bridge now and this one again after Retry-After.
       res.send(503, 'Service Unavailable', { headers: { 'Retry-After': String(this.config.shutdown.retryAfterS) } });
@@ -113,6 +174,27 @@ export class Bridge {
     void call.run();
   }
 
+  /** Another node's message: process an event whose call is here, or send on what waits here for its call. */
+  private onClusterMessage(m: ClusterMessage): void {
+    const fail = (err: unknown) => this.log.error({ err: (err as Error).message, from: m.from }, 'cluster message not handled');
+    if (m.kind === 'claimed') return this.calls.releaseBuffered(m.wacid);
+    void this.events.processStored(m.eventId, (e) => this.calls.owns(e)).catch(fail);
+  }
+
+  /**
+   * Ends the calls a node left open and processes (or closes) the events it stored but never
+   * processed: this node's own after a restart, or a dead node's once this one has claimed it.
+   */
+  async takeOver(nodeId: string): Promise<{ calls: number; events: number }> {
+    const self = nodeId === this.config.nodeId;
+    const reason = self ? 'the bridge stopped while the call was in progress (recovered at restart)' : `bridge node ${nodeId} stopped while the call was in progress`;
+    const calls = await this.recovery.recoverNode(nodeId, reason);
+    if (calls) this.metrics.callsRecovered(self ? 'self' : 'peer', calls);
+    const events = await this.events.replay(nodeId);
+    if (calls || events) this.log.warn({ node: nodeId, calls, events }, self ? 'recovered from an unclean stop' : 'took over a dead node');
+    return { calls, events };
+  }
+
   get httpPort(): number {
     return (this.server?.address() as AddressInfo | null)?.port ?? 0;
   }
@@ -125,8 +207,14 @@ export class Bridge {
     await this.recorder?.start();
     const dl = this.config.rtpengine.dtmfLog;
     if (this.dtmfLog && dl) await this.dtmfLog.listen(dl.host, dl.port);
+    const guard = outboundGuardWarning(this.config.outbound);
+    if (guard) this.log.warn({ trustedSources: this.config.outbound.trustedSources }, guard);
     const sipUp = await this.sip.start(opts.sipWaitMs);
     if (!sipUp) this.log.warn('drachtio-server not reachable yet; calls are refused until it is');
+    await this.bus.start();
+    await this.nodes.start();
+    // What a previous run of this node left behind: its open calls ended, its stored events replayed.
+    await this.takeOver(this.config.nodeId);
     const app = createHttpApp(
       [metricsRoutes({ metrics: this.metrics, token: this.config.metrics.token, log: this.log }), webhookRoutes({
         secret: this.config.ycloud.webhookSecret,
@@ -134,9 +222,10 @@ export class Bridge {
         cdr: this.cdr,
         log: this.log,
         marks: this.marks,
-        process: (e, arrivedAt) => this.calls.handle(e, arrivedAt),
-        processed: (id) => this.webhookEvents.emit('processed', id),
+        ingest: (e) => this.events.ingest(e),
         metrics: this.metrics,
+        ingress: this.webhookIngress,
+        quarantine: this.webhookQuarantine,
       }), apiAuth({
         adminToken: this.config.admin.token,
         reportingTokens: this.config.admin.reportingTokens,
@@ -156,9 +245,10 @@ export class Bridge {
       })],
       { ready: () => this.readiness() },
       this.log,
+      { trustProxy: this.config.trustProxy },
     );
     this.httpApp = app;
-    this.server = await listen(app, this.config.httpPort, this.config.httpHost);
+    this.server = await listen(app, this.config.httpPort, this.config.httpHost, { maxConnections: this.config.httpMaxConnections });
     this.log.info({ host: this.config.httpHost ?? '*', port: this.httpPort }, 'HTTP listening');
     this.targets.start();
   }
@@ -173,7 +263,7 @@ export class Bridge {
     const rtpengine = this.rtp.health();
     const sip = this.sip.ready;
     const ok = postgres && sip && Object.values(rtpengine).some(Boolean) && !this.draining;
-    return { ok, checks: { postgres, sip, rtpengine, draining: this.draining } };
+    return { ok, checks: { postgres, sip, rtpengine, draining: this.draining, cluster: this.bus.listening } };
   }
 
   /** Start-up waits (bounded) for a Postgres that is not up yet, e.g. starting beside the bridge. */
@@ -225,6 +315,8 @@ export class Bridge {
       calls: Math.max(ycloud.timeoutMs, rtpengine.timeoutMs, pbx.requestTimeoutMs) + database.timeoutMs + 1000,
       http: 2000,
       recording: database.timeoutMs,
+      // A heartbeat round in flight (two statements), then the clean-stop mark.
+      cluster: 3 * database.timeoutMs,
       rtpengine: rtpengine.timeoutMs + 500,
       postgres: database.timeoutMs,
     };
@@ -250,6 +342,7 @@ export class Bridge {
       await step('HTTP server', closed, bound.http);
     }
     this.sip.stop();
+    await step('cluster', Promise.all([this.nodes.stop(true), this.bus.stop()]), bound.cluster);
     await step('recording retention', this.recorder?.stop() ?? Promise.resolve(), bound.recording);
     await step('rtpengine', this.rtp.close(), bound.rtpengine);
     this.dtmfLog?.close();

@@ -4,6 +4,9 @@ import Srf from 'drachtio-srf';
 import { Config } from '../config';
 import { HangupBy, Outcome } from '../cdr/models';
 import { CallFields, CallRecorder, CdrStore } from '../cdr/store';
+import { gatedWrites } from '../cdr/gated-writes';
+import { RecoveryInfo } from '../cluster/recovery';
+import { dialogIds } from '../sip/out-of-dialog';
 import { callLogger, Logger, setCallLogFields } from '../log';
 import { Metrics } from '../metrics/metrics';
 import { CallMedia } from '../media/call-media';
@@ -23,7 +26,7 @@ import { PbxSession } from './pbx-session';
 
 /** What every call needs from the bridge. */
 export interface CallDeps {
-  config: Pick<Config, 'pbx' | 'nodeId' | 'media' | 'publicIp' | 'recording'>;
+  config: Pick<Config, 'pbx' | 'nodeId' | 'media' | 'publicIp' | 'recording' | 'database'>;
   ycloud: YCloudClient;
   /** Records calls from their acceptance (RECORDING=all); null: calls are not recorded. */
   recorder: Recorder | null;
@@ -71,11 +74,34 @@ export abstract class BridgedCall extends TypedEmitter<CallEvents> {
   private digits = { inject: false, durationFactor: 1, blocked: false, injected: [] as string[] };
   private ending: Promise<void> | null = null;
 
-  protected constructor(protected readonly base: CallDeps, log: Logger) {
+  /** A duplicate that was set up in parallel with its admission and dropped: it leaves no trace. */
+  private discarded = false;
+  private readonly recovery: RecoveryInfo = {};
+
+  /** `keep`: when given, the CDR is written only if it resolves true (else every write is dropped). */
+  protected constructor(protected readonly base: CallDeps, log: Logger, keep?: Promise<boolean>) {
     super();
     // Every line of the call carries callId, and wacid / sipCallId once known (setCallLogFields).
     this.log = callLogger(log, this.id);
-    this.rec = new CallRecorder(base.cdr, this.id, this.log);
+    const { cdrRetryMs, timeoutMs } = base.config.database;
+    // Each attempt is bounded by the pool's own waits (acquire, connect, query); the recorder's bound is a backstop.
+    this.rec = new CallRecorder(keep ? gatedWrites(base.cdr, keep) : base.cdr, this.id, this.log, {
+      retryForMs: cdrRetryMs, attemptTimeoutMs: 3 * timeoutMs + 1000, onGiveUp: (n) => base.metrics?.cdrWritesDropped(n),
+    });
+  }
+
+  /** Drops a call that must not be bridged (see InboundCall's Admission): media released, no CDR, YCloud untouched. */
+  protected discard(why: string): Promise<void> {
+    this.log.info({ why }, 'connect dropped');
+    this.discarded = true;
+    this.waEnded = true;
+    return this.end('failed', 'bridge', { error: why });
+  }
+
+  /** What a survivor (or this node after a restart) needs to end the call if this process dies. */
+  private noteRecovery(part: RecoveryInfo): void {
+    Object.assign(this.recovery, part);
+    this.rec.update({ recovery: { ...this.recovery } });
   }
 
   get state(): CallState {
@@ -123,12 +149,15 @@ export abstract class BridgedCall extends TypedEmitter<CallEvents> {
 
   protected allocateMedia(ng: NgAddress): CallMedia {
     this.media = new CallMedia(this.base.rtp, this.base.plan, ng, this.id, this.waTag, this.pbxTag);
+    this.noteRecovery({ rtpengine: `${ng.host}:${ng.port}` });
     return this.media;
   }
 
   /** The PBX leg is up: from now on a PbxSession answers whatever the PBX does in its dialog. */
   protected openSession(dialog: Srf.Dialog, waSdp: string, callerNumber: string): PbxSession {
     const { pbx, media } = this.base.config;
+    const sip = dialogIds(dialog);
+    if (sip) this.noteRecovery({ sip });
     const session = new PbxSession(dialog, this.media!, {
       srf: this.base.srf,
       log: this.log,
@@ -342,19 +371,21 @@ export abstract class BridgedCall extends TypedEmitter<CallEvents> {
       this.media ? this.releaseMedia(this.media) : Promise.resolve(null),
     ]);
     const mediaStats = released?.stats ?? null;
+    // A call whose rtpengine died says so, unless something else already ended it with a reason.
+    const error = opts.error ?? (released?.failure ? `media: ${released.failure}` : null);
     const endedAt = new Date();
     const quality = callQuality(mediaStats?.quality ?? {});
     this.rec.update({
       state: 'ended', outcome, hangup_by: hangupBy, ended_at: endedAt,
-      talk_seconds: talkSeconds(this.acceptedAt, endedAt), media_stats: mediaStats, error: opts.error ?? null,
+      talk_seconds: talkSeconds(this.acceptedAt, endedAt), media_stats: mediaStats, error,
       mos: quality ? String(quality.mos) : null,
       packet_loss_pct: quality ? String(quality.packetLossPct) : null,
       jitter_ms: quality ? String(quality.jitterMs) : null,
       rtt_ms: quality?.rttMs != null ? String(quality.rttMs) : null,
       ...sip,
     });
-    this.rec.event('ended', { outcome, hangupBy, error: opts.error ?? null });
-    this.base.metrics?.callEnded(this.rec.fields.direction ?? 'inbound', outcome);
+    this.rec.event('ended', { outcome, hangupBy, error });
+    if (!this.discarded) this.base.metrics?.callEnded(this.rec.fields.direction ?? 'inbound', outcome);
     for (const [leg, q] of Object.entries(mediaStats?.quality ?? {})) {
       if (leg === 'whatsapp' || leg === 'pbx') this.base.metrics?.observeQuality(leg, q.mos);
     }
@@ -367,10 +398,14 @@ export abstract class BridgedCall extends TypedEmitter<CallEvents> {
   }
 
   /** Closes the call's recording, then ends its media on rtpengine with the statistics read first. */
-  private async releaseMedia(media: CallMedia): Promise<{ stats: MediaStats | null; finishRecording: (() => Promise<unknown>) | null }> {
+  private async releaseMedia(media: CallMedia): Promise<{ stats: MediaStats | null; finishRecording: (() => Promise<unknown>) | null; failure: string | null }> {
     const finishRecording = await this.closeRecording();
-    const stats = await media.release((what, err) => this.log.warn({ err }, what));
-    return { stats, finishRecording };
+    let failure: string | null = null;
+    const stats = await media.release((what, err) => {
+      this.log.warn({ err }, what);
+      failure ??= (err as Error).message;
+    });
+    return { stats, finishRecording, failure };
   }
 
   /** Hook for what a call kind does right after its legs are down (marks, bookkeeping). */

@@ -1,28 +1,48 @@
-import { EventEmitter } from 'node:events';
-import { performance } from 'node:perf_hooks';
+import { TypedEmitter } from '../util/typed-emitter';
 import { CdrStore } from '../cdr/store';
 import { DtmfEvent } from '../media/dtmf-log';
 import { Logger } from '../log';
-import { CallingTerminate, WebhookEvent } from '../providers/ycloud/events';
+import { EventContext } from '../events/pipeline';
+import { BoundedMap } from '../events/bounded-map';
+import { CallingTerminate, wacidOf, WebhookEvent } from '../providers/ycloud/events';
 import { providerEndFields } from './cdr-fields';
-import { InboundCall, InboundDeps } from './inbound-call';
+import { Admission, InboundCall, InboundDeps } from './inbound-call';
 import { LiveCall, LiveCalls } from './live';
 import { OutboundCall } from './outbound-call';
 import { permissionReplyOf, PermissionStore } from './permissions';
 
 const BUFFER_MS = 2 * 60 * 1000;
+/** Bounds on the buffer of events waiting for their call (keyed by outside input). */
+const BUFFER_WACIDS = 10_000;
+const BUFFER_PER_WACID = 20;
+/** How long an agent's call that YCloud placed may stay unclaimed by any node before it is ended. */
+const UNCLAIMED_CONNECT_MS = 15_000;
+/** A connect replayed after a restart that is older than this is not bridged: WhatsApp has given up ringing. */
+const REPLAY_CONNECT_MAX_AGE_MS = 30_000;
+
+interface Buffered { id: string; event: WebhookEvent }
+
+export interface DispatcherEvents {
+  'call-ended': [key: string, id: string];
+  /** An event for a call this node does not have: the node that has it should process it. */
+  unplaced: [eventId: string, wacid: string];
+  /** This node has taken the call with this wacid (events buffered elsewhere belong here). */
+  claimed: [wacid: string];
+}
 
 /**
  * Routes verified, de-duplicated webhook events to the calls they concern, by wacid. Events that come
  * before their call is known (a terminate overtaking its connect; status or connect webhooks arriving
  * before calls/connect has returned the wacid) are buffered and replayed in order once it is.
  */
-export class CallDispatcher extends EventEmitter implements LiveCalls {
+export class CallDispatcher extends TypedEmitter<DispatcherEvents> implements LiveCalls {
   private readonly inbound = new Map<string, InboundCall>();
   private readonly outbound = new Map<string, OutboundCall>();
   private readonly unbound = new Set<OutboundCall>();
-  private readonly buffered = new Map<string, { events: WebhookEvent[]; expires: number }>();
-  private readonly recentlyEnded = new Map<string, string>();
+  private readonly buffered = new BoundedMap<string, { events: Buffered[]; expires: number }>(BUFFER_WACIDS);
+  private readonly recentlyEnded = new BoundedMap<string, string>(1000);
+  /** Per wacid, the routing of the event before (see handle()); an entry lives while events are in line. */
+  private readonly lanes = new Map<string, Promise<void>>();
   private accepting = true;
 
   constructor(private readonly deps: InboundDeps, private readonly cdr: CdrStore, private readonly permissions: PermissionStore, private readonly log: Logger) {
@@ -61,64 +81,133 @@ export class CallDispatcher extends EventEmitter implements LiveCalls {
   bindOutbound(wacid: string, call: OutboundCall): void {
     this.unbound.delete(call);
     this.outbound.set(wacid, call);
-    const early = this.buffered.get(wacid);
-    this.buffered.delete(wacid);
-    if (!early) return;
+    this.emit('claimed', wacid);
+    const early = this.takeBuffered(wacid);
+    if (early.length === 0) return;
     void (async () => {
-      for (const e of early.events) await this.handle(e);
+      for (const b of early) await this.handle(b.event, replayContext(b.id));
     })().catch((err: unknown) => this.log.error({ err: (err as Error).message, wacid }, 'replaying buffered webhooks failed'));
   }
 
-  async handle(event: WebhookEvent, arrivedAt = performance.now()): Promise<void> {
+  /** Whether this node has the call an event concerns (another node asked it to process the event). */
+  owns(event: WebhookEvent): boolean {
+    switch (event.type) {
+      case 'whatsapp.call.connect': {
+        const c = event.callingConnect;
+        return this.inbound.has(c.wacid) || this.outbound.has(c.wacid) || [...this.unbound].some((o) => o.matchesUnbound(c));
+      }
+      case 'whatsapp.call.terminate': return this.inbound.has(event.callingTerminate.wacid) || this.outbound.has(event.callingTerminate.wacid);
+      case 'whatsapp.call.status.updated': return this.outbound.has(event.callingStatusUpdated.wacid) || this.inbound.has(event.callingStatusUpdated.wacid);
+      default: return false;
+    }
+  }
+
+  /** Another node has taken the call with this wacid: what waits here for it goes there. */
+  releaseBuffered(wacid: string): void {
+    for (const b of this.takeBuffered(wacid)) this.emit('unplaced', b.id, wacid);
+  }
+
+  /**
+   * Acts on one event. Events for one wacid are routed one after another, in the order they came (a
+   * terminate just before its connect is seen by that connect; a status update never overtakes the
+   * one delivered before it); only the routing waits in line, never the call's own work (a WhatsApp
+   * user's call being set up does not hold back its terminate). Resolves once the work is done.
+   */
+  async handle(event: WebhookEvent, ctx: EventContext): Promise<void> {
+    const key = wacidOf(event);
+    if (!key) return (await this.route(event, ctx))();
+    const routed = (this.lanes.get(key) ?? Promise.resolve()).then(() => this.route(event, ctx));
+    const lane = routed.then(() => undefined, () => undefined);
+    this.lanes.set(key, lane);
+    void lane.then(() => {
+      if (this.lanes.get(key) === lane) this.lanes.delete(key);
+    });
+    await (await routed)();
+  }
+
+  /** Routes an event to its call (or buffers it); resolves with the call's work, to be awaited after. */
+  private async route(event: WebhookEvent, ctx: EventContext): Promise<() => Promise<void>> {
+    const done = async () => undefined;
     switch (event.type) {
       case 'whatsapp.call.connect': {
         const c = event.callingConnect;
         if (c.direction === 'BUSINESS_INITIATED') {
           const call = this.outbound.get(c.wacid) ?? [...this.unbound].find((o) => o.matchesUnbound(c));
-          if (call) return call.onConnect(c);
-          return this.buffer(c.wacid, event);
+          if (call) return start(call.onConnect(c));
+          if (!ctx.replay) {
+            this.place(c.wacid, ctx.eventId, event);
+            this.endIfStillUnclaimed(c.wacid, c.phoneId, ctx.eventId);
+          }
+          return done;
         }
-        if (this.inbound.has(c.wacid) || this.recentlyEnded.has(c.wacid)) return; // same call, another event id
-        const call = new InboundCall(this.deps, c);
+        if (this.inbound.has(c.wacid) || this.recentlyEnded.has(c.wacid)) return done; // same call, another event id
+        const terminatedHere = this.takeBuffered(c.wacid).some((b) => b.event.type === 'whatsapp.call.terminate');
+        const admission = this.admit(c.wacid, ctx, terminatedHere);
+        const call = new InboundCall(this.deps, c, admission);
         this.inbound.set(c.wacid, call);
         call.once('ended', () => {
           this.inbound.delete(c.wacid);
           this.ended(c.wacid, call.id);
         });
-        if (this.takeBuffered(c.wacid).some((e) => e.type === 'whatsapp.call.terminate')) {
+        void admission.then((a) => a === 'go' && this.emit('claimed', c.wacid));
+        const age = Date.now() - ctx.receivedAt.getTime();
+        if (terminatedHere) {
           this.log.info({ wacid: c.wacid }, 'connect arrived after its terminate: not bridging');
           call.onTerminate({ wacid: c.wacid });
-        } else if (!this.accepting) {
-          await call.refuse('bridge is shutting down');
-        } else {
-          await call.run();
+          return done;
         }
-        return;
+        if (!this.accepting) return start(call.refuse('bridge is shutting down'));
+        if (ctx.replay && age > REPLAY_CONNECT_MAX_AGE_MS) {
+          return start(call.refuse(`not processed before the bridge restarted, and ${Math.round(age / 1000)} s old: not bridged`));
+        }
+        return start(call.run());
       }
       case 'whatsapp.call.terminate': {
         const t = event.callingTerminate;
         const call = this.inbound.get(t.wacid) ?? this.outbound.get(t.wacid);
-        if (call) return call.onTerminate(t);
-        if (!(await this.recordOnEndedCall(t))) this.buffer(t.wacid, event);
-        return;
+        if (call) {
+          call.onTerminate(t);
+          return done;
+        }
+        // Buffered before any wait, so a connect processed meanwhile sees it.
+        this.buffer(t.wacid, ctx.eventId, event);
+        if (await this.recordOnEndedCall(t)) {
+          this.unbuffer(t.wacid, ctx.eventId);
+          return done;
+        }
+        // Its call may have appeared (or been named) here during the wait: it gets the terminate now.
+        const late = this.inbound.get(t.wacid) ?? this.outbound.get(t.wacid);
+        if (late) {
+          this.unbuffer(t.wacid, ctx.eventId);
+          late.onTerminate(t);
+        } else if (!ctx.replay) {
+          this.emit('unplaced', ctx.eventId, t.wacid);
+        }
+        return done;
       }
       case 'whatsapp.call.status.updated': {
         const s = event.callingStatusUpdated;
         const out = this.outbound.get(s.wacid);
-        if (out) return out.onStatus(s.status, arrivedAt);
-        const id = this.inbound.get(s.wacid)?.id ?? (await this.cdr.findCallByWacid(s.wacid))?.id;
+        if (out) return start(out.onStatus(s.status, ctx.arrivedAt));
+        const mine = this.inbound.get(s.wacid)?.id;
+        const row = mine ? null : await this.cdr.findCallByWacid(s.wacid);
+        // YCloud may have named an agent's call here during the wait.
+        const named = this.outbound.get(s.wacid);
+        if (named) return start(named.onStatus(s.status, ctx.arrivedAt));
+        // An agent's call elsewhere is driven by its status events: they go to its node.
+        const id = mine ?? (row && (row.ended_at || row.direction === 'inbound') ? row.id : null);
         if (id) await this.cdr.addEvent(id, 'provider_status', { status: s.status });
-        else this.buffer(s.wacid, event);
-        return;
+        else if (!ctx.replay) this.place(s.wacid, ctx.eventId, event);
+        return done;
       }
       case 'whatsapp.inbound_message.received': {
         const reply = permissionReplyOf(event.whatsappInboundMessage, event.id);
-        if (!reply) return;
+        if (!reply) return done;
         this.deps.metrics?.permissionReply('error' in reply ? 'other' : reply.response);
         if ('error' in reply) throw new Error(reply.error);
         await this.permissions.recordReply(reply);
         this.log.info({ business: reply.businessNumber, customer: reply.customerNumber, response: reply.response, permanent: reply.isPermanent }, 'call permission reply recorded');
-        return;
+        return done;
       }
     }
   }
@@ -183,29 +272,96 @@ export class CallDispatcher extends EventEmitter implements LiveCalls {
 
   private ended(key: string, id: string): void {
     this.recentlyEnded.set(key, id);
-    if (this.recentlyEnded.size > 1000) this.recentlyEnded.delete(this.recentlyEnded.keys().next().value!);
     this.emit('call-ended', key, id);
   }
 
-  /** Stores YCloud's final view of a call that has already ended here; false if no such call. */
+  /**
+   * Stores YCloud's final view of a call that has already ended (here or on another node); false if
+   * there is no such call, or it is still up on another node (which must hear of the terminate).
+   */
   private async recordOnEndedCall(t: CallingTerminate): Promise<boolean> {
-    const id = await this.cdr.updateCallByWacid(t.wacid, providerEndFields(t));
-    if (id) await this.cdr.addEvent(id, 'provider_terminate', { status: t.status ?? null, duration: t.duration ?? null });
-    return id !== null;
+    const row = await this.cdr.findCallByWacid(t.wacid);
+    if (!row || !row.ended_at) return false;
+    await this.cdr.updateCall(row.id, providerEndFields(t));
+    await this.cdr.addEvent(row.id, 'provider_terminate', { status: t.status ?? null, duration: t.duration ?? null });
+    return true;
   }
 
-  private buffer(wacid: string, event: WebhookEvent): void {
+  /**
+   * Whether an inbound connect may be bridged, decided while its media is being set up: 'go' once its
+   * event was stored by this delivery and no call for the wacid exists; 'duplicate' for a redelivery,
+   * a repeated connect (another event id, before a restart or on another node), or an event that could
+   * not be stored (YCloud will redeliver it); 'ended' when its terminate came first.
+   */
+  private async admit(wacid: string, ctx: EventContext, terminatedHere: boolean): Promise<Admission> {
+    try {
+      const [fresh, history] = await Promise.all([ctx.stored, this.cdr.wacidHistory(wacid)]);
+      if (!fresh || history.call) return 'duplicate';
+      return terminatedHere || history.terminated || this.takeBuffered(wacid).some((b) => b.event.type === 'whatsapp.call.terminate') ? 'ended' : 'go';
+    } catch (err) {
+      this.log.warn({ err: (err as Error).message, wacid }, 'cannot check the connect against Postgres: not bridging it now');
+      return 'duplicate';
+    }
+  }
+
+  /** An event for a call not known here: kept for a while (its call may appear) and offered to the other nodes. */
+  private place(wacid: string, id: string, event: WebhookEvent): void {
+    this.buffer(wacid, id, event);
+    this.emit('unplaced', id, wacid);
+  }
+
+  /**
+   * An agent's call that YCloud placed but no node has (its calls/connect timed out here, or the node
+   * died): once nobody has claimed it for a while, it is ended at WhatsApp, so the customer's phone
+   * does not ring for nobody.
+   */
+  private endIfStillUnclaimed(wacid: string, phoneId: string, eventId: string): void {
+    const t = setTimeout(() => {
+      if (!this.buffered.get(wacid)?.events.some((e) => e.id === eventId)) return; // its call took it
+      this.unbuffer(wacid, eventId);
+      void (async () => {
+        if (await this.cdr.findCallByWacid(wacid)) return; // a node has it (named before this came)
+        this.log.warn({ wacid }, "a call YCloud placed for an agent matches no call in progress: ending it at WhatsApp");
+        await this.deps.ycloud.terminate({ phoneId, wacid });
+      })().catch((err: unknown) => this.log.error({ err: (err as Error).message, wacid }, 'could not end an unclaimed call at WhatsApp'));
+    }, UNCLAIMED_CONNECT_MS);
+    t.unref();
+  }
+
+  private buffer(wacid: string, id: string, event: WebhookEvent): void {
     const now = Date.now();
-    for (const [k, b] of this.buffered) if (b.expires < now) this.buffered.delete(k);
+    for (const [k, b] of this.buffered) {
+      if (b.expires >= now) break; // oldest first: the rest are younger
+      this.buffered.delete(k);
+    }
     const b = this.buffered.get(wacid) ?? { events: [], expires: now + BUFFER_MS };
-    b.events.push(event);
+    if (b.events.length >= BUFFER_PER_WACID) b.events.shift();
+    b.events.push({ id, event });
     this.buffered.set(wacid, b);
     this.log.debug({ wacid, type: event.type }, 'webhook for a call not known yet: buffered');
   }
 
-  private takeBuffered(wacid: string): WebhookEvent[] {
+  private unbuffer(wacid: string, id: string): void {
+    const b = this.buffered.get(wacid);
+    if (!b) return;
+    b.events = b.events.filter((e) => e.id !== id);
+    if (b.events.length === 0) this.buffered.delete(wacid);
+  }
+
+  private takeBuffered(wacid: string): Buffered[] {
     const b = this.buffered.get(wacid);
     this.buffered.delete(wacid);
     return b?.events ?? [];
   }
+}
+
+/** A buffered event replayed once its call is known here. */
+function replayContext(eventId: string): EventContext {
+  return { eventId, arrivedAt: performance.now(), stored: Promise.resolve(true), replay: true, receivedAt: new Date() };
+}
+
+/** Work under way, handed back by route() so the lane does not wait for it. */
+function start(work: Promise<void>): () => Promise<void> {
+  work.catch(() => undefined); // awaited by handle(); never left unhandled meanwhile
+  return () => work;
 }

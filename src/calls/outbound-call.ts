@@ -54,6 +54,8 @@ function refusalForConnectError(err: YCloudError): { refusal: Refusal; outcome: 
 export class OutboundCall extends BridgedCall {
   wacid: string | null = null;
   private phoneId: string | null;
+  /** WhatsApp's SDP answer has come (and is being applied). */
+  private answerSeen = false;
   private waSdp: string | null = null;
   private pbxSdp: string | null = null;
   private acceptedEarly = false;
@@ -139,7 +141,9 @@ export class OutboundCall extends BridgedCall {
 
   /** The connect webhook carries WhatsApp's SDP answer. */
   async onConnect(c: CallingConnect): Promise<void> {
-    if (this.inState('ended') || this.pbxSdp) return;
+    // One answer per call: a repeat (another event id, or forwarded by another node) is ignored.
+    if (this.inState('ended') || this.pbxSdp || this.answerSeen) return;
+    this.answerSeen = true;
     this.bindWacid(c.wacid);
     this.phoneId ??= c.phoneId;
     this.rec.update({ phone_id: this.phoneId });

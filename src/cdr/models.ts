@@ -37,6 +37,8 @@ export class CallRecord extends Model<InferAttributes<CallRecord>, InferCreation
   declare pbx_codec: CreationOptional<string | null>;
   declare media_stats: CreationOptional<object | null>;
   declare node_id: CreationOptional<string | null>;
+  /** What ending this call after a crash needs (see src/cluster/recovery.ts). */
+  declare recovery: CreationOptional<object | null>;
   declare mos: CreationOptional<string | null>;
   declare packet_loss_pct: CreationOptional<string | null>;
   declare jitter_ms: CreationOptional<string | null>;
@@ -105,6 +107,7 @@ export function defineModels(sequelize: Sequelize): void {
       pbx_codec: str(32),
       media_stats: { type: DataTypes.JSONB },
       node_id: str(128),
+      recovery: { type: DataTypes.JSONB },
       mos: { type: DataTypes.DECIMAL(3, 2) },
       packet_loss_pct: { type: DataTypes.DECIMAL(5, 2) },
       jitter_ms: { type: DataTypes.DECIMAL(8, 2) },
@@ -131,7 +134,7 @@ export function defineModels(sequelize: Sequelize): void {
   WebhookEventRecord.init(
     {
       id: { type: DataTypes.STRING(200), primaryKey: true },
-      type: { type: DataTypes.STRING(64), allowNull: false },
+      type: { type: DataTypes.STRING(100), allowNull: false },
       wacid: str(255),
       received_at: { type: DataTypes.DATE, allowNull: false },
       processed_at: date(),

@@ -24,14 +24,56 @@ export class CdrStore {
   }
 
   /** Stores a webhook event once. Returns false when the event id was already recorded (a redelivery). */
-  async recordWebhook(id: string, type: string, wacid: string | null, payload: unknown): Promise<boolean> {
+  async recordWebhook(id: string, type: string, wacid: string | null, payload: unknown, nodeId: string | null = null): Promise<boolean> {
     const rows = await this.sequelize.query<{ id: string }>(
-      `INSERT INTO webhook_events (id, type, wacid, received_at, payload)
-       VALUES (:id, :type, :wacid, now(), :payload::jsonb)
+      `INSERT INTO webhook_events (id, type, wacid, received_at, payload, node_id)
+       VALUES (:id, :type, :wacid, now(), :payload::jsonb, :nodeId)
        ON CONFLICT (id) DO NOTHING RETURNING id`,
-      { replacements: { id, type, wacid, payload: JSON.stringify(payload) }, type: QueryTypes.SELECT },
+      { replacements: { id, type, wacid, payload: JSON.stringify(payload), nodeId }, type: QueryTypes.SELECT },
     );
     return rows.length === 1;
+  }
+
+  /** Events a node stored but never marked processed, oldest first (replayed at start-up or by a survivor). */
+  async unprocessedWebhooks(nodeId: string, limit = 1000): Promise<StoredWebhook[]> {
+    const rows = await this.sequelize.query<{ id: string; type: string; wacid: string | null; received_at: Date; payload: unknown }>(
+      `SELECT id, type, wacid, received_at, payload FROM webhook_events
+       WHERE processed_at IS NULL AND node_id = :nodeId ORDER BY received_at, id LIMIT :limit`,
+      { replacements: { nodeId, limit }, type: QueryTypes.SELECT },
+    );
+    return rows.map((r) => ({ id: r.id, type: r.type, wacid: r.wacid, receivedAt: new Date(r.received_at), payload: r.payload }));
+  }
+
+  /** One stored event (another node asked this one to process it). */
+  async webhook(id: string): Promise<StoredWebhook | null> {
+    const rows = await this.sequelize.query<{ id: string; type: string; wacid: string | null; received_at: Date; payload: unknown }>(
+      'SELECT id, type, wacid, received_at, payload FROM webhook_events WHERE id = :id',
+      { replacements: { id }, type: QueryTypes.SELECT },
+    );
+    const r = rows[0];
+    return r ? { id: r.id, type: r.type, wacid: r.wacid, receivedAt: new Date(r.received_at), payload: r.payload } : null;
+  }
+
+  /**
+   * What Postgres already knows of a wacid before a connect for it is bridged: whether a call row
+   * has it (bridged before a restart, or by another node) and whether its terminate was stored.
+   */
+  async wacidHistory(wacid: string): Promise<{ call: boolean; terminated: boolean }> {
+    const rows = await this.sequelize.query<{ call: boolean; terminated: boolean }>(
+      `SELECT EXISTS (SELECT 1 FROM calls WHERE wacid = :wacid) AS call,
+              EXISTS (SELECT 1 FROM webhook_events WHERE wacid = :wacid AND type = 'whatsapp.call.terminate') AS terminated`,
+      { replacements: { wacid }, type: QueryTypes.SELECT },
+    );
+    return { call: rows[0]?.call === true, terminated: rows[0]?.terminated === true };
+  }
+
+  /** Calls a node left open (it crashed or was killed), with what ending them needs. */
+  async openCalls(nodeId: string): Promise<OpenCall[]> {
+    const rows = await CallRecord.findAll({ where: { node_id: nodeId, ended_at: null } });
+    return rows.map((r) => ({
+      id: r.id, direction: r.direction, wacid: r.wacid, phoneId: r.phone_id, state: r.state,
+      acceptedAt: r.accepted_at, offeredAt: r.offered_at, recovery: r.recovery,
+    }));
   }
 
   async markWebhookProcessed(id: string, error?: string): Promise<void> {

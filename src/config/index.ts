@@ -1,6 +1,7 @@
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
+import { CODEC_POLICIES, CodecPolicy } from '../media/profiles';
 
 /** Everything the bridge reads from its environment, validated once at start-up. */
 export interface Config {
@@ -8,6 +9,14 @@ export interface Config {
   httpPort: number;
   /** The address the HTTP side listens on (127.0.0.1 behind a reverse proxy on the same host). */
   httpHost: string | undefined;
+  /**
+   * TRUST_PROXY: how many reverse proxies in front of the bridge append to X-Forwarded-For (0: none, the
+   * client is the socket's peer). The client address logged, kept with quarantined webhooks and used for
+   * the per-client webhook limit is the entry that many hops from the right.
+   */
+  trustProxy: number;
+  /** HTTP_MAX_CONNECTIONS: open HTTP connections at most; more are closed as they arrive. */
+  httpMaxConnections: number;
   nodeId: string;
   logLevel: string;
   ycloud: {
@@ -17,6 +26,15 @@ export interface Config {
     /** Accepted age (and clock skew) of a webhook signature's timestamp. */
     webhookToleranceSeconds: number;
     timeoutMs: number;
+    /** Bounds on reading webhook bodies (src/http/ingress-guard.ts). */
+    webhookLimits: {
+      /** WEBHOOK_READ_TIMEOUT_MS: the whole body must arrive within this (else 408). */
+      readTimeoutMs: number;
+      /** WEBHOOK_MAX_CONCURRENT_READS: bodies read at once in all (beyond: 503). */
+      maxConcurrentReads: number;
+      /** WEBHOOK_MAX_READS_PER_CLIENT: bodies read at once from one address (beyond: 429). */
+      maxReadsPerClient: number;
+    };
   };
   drachtio: { host: string; port: number; secret: string };
   rtpengine: {
@@ -70,6 +88,8 @@ export interface Config {
     keepalivePollMs: number;
     /** How long the PBX may send nothing before the file starts (WhatsApp gives up after 20-30 s). */
     keepaliveAfterMs: number;
+    /** MEDIA_CODEC_POLICY: what the bridge offers WhatsApp on agents' calls, opus only or G.711 ahead of opus (see media/profiles.ts). */
+    codecPolicy: CodecPolicy;
   };
   /** Agent -> WhatsApp calls (INVITEs from the PBX). */
   outbound: {
@@ -85,6 +105,15 @@ export interface Config {
     ringTimeoutMs: number;
     /** Send a call-permission request automatically when an agent dials someone without permission. */
     autoPermissionRequest: { text: string } | null;
+    /**
+     * INVITE flood limits (token buckets: a steady rate per second and a burst), per source address and
+     * for the whole bridge, and the calls in progress beyond which new INVITEs get 503 + Retry-After.
+     */
+    limits: {
+      perSource: { ratePerS: number; burst: number };
+      global: { ratePerS: number; burst: number };
+      maxCallsInProgress: number;
+    };
   };
   admin: {
     /** Full access to /api (operator): ADMIN_API_TOKEN; null disables the admin routes. */
@@ -120,11 +149,18 @@ export interface Config {
     /** Retry-After (s) on the 503 that refuses new calls while draining. */
     retryAfterS: number;
   };
+  /** Several nodes sharing Postgres: heartbeats, and when a silent node's calls are taken over. */
+  cluster: {
+    heartbeatMs: number;
+    deadAfterMs: number;
+  };
   database: {
     /** Bound on each Postgres round trip (connection acquire and statement). */
     timeoutMs: number;
     /** How long start-up keeps retrying an unreachable Postgres before giving up. */
     startupWaitMs: number;
+    /** How long a call's CDR writes are retried while Postgres is unreachable before they are given up. */
+    cdrRetryMs: number;
   };
 }
 
@@ -187,6 +223,8 @@ export function loadConfig(env: Env = process.env): Config {
   const codecs = str('PBX_CODECS', 'PCMU,PCMA').split(',').map((s) => s.trim().toUpperCase()).filter(Boolean);
   for (const c of codecs) if (!PBX_CODECS.has(c)) problems.push(`PBX_CODECS entry "${c}" is not one of ${[...PBX_CODECS].join(', ')}`);
 
+  const codecPolicy = str('MEDIA_CODEC_POLICY', 'transcode');
+  if (!CODEC_POLICIES.some((p) => p === codecPolicy)) problems.push(`MEDIA_CODEC_POLICY must be one of ${CODEC_POLICIES.join(', ')} (got "${codecPolicy}")`);
   const earlyMedia = str('PBX_EARLY_MEDIA', 'ignore');
   if (earlyMedia !== 'accept' && earlyMedia !== 'ignore') problems.push(`PBX_EARLY_MEDIA must be "accept" or "ignore" (got "${earlyMedia}")`);
   const dtmfMode = str('PBX_DTMF_MODE', 'rfc4733');
@@ -204,7 +242,13 @@ export function loadConfig(env: Env = process.env): Config {
   const holdFile = str('MEDIA_HOLD_FILE', '');
 
   const trustedSources = str('SIP_TRUSTED_SOURCES', '').split(',').map((x) => x.trim()).filter(Boolean);
-  for (const t of trustedSources) if (!isAddressOrCidr(t)) problems.push(`SIP_TRUSTED_SOURCES entry "${t}" is not an IP address or CIDR`);
+  for (const t of trustedSources) {
+    if (!isAddressOrCidr(t)) problems.push(`SIP_TRUSTED_SOURCES entry "${t}" is not an IP address or CIDR`);
+    else if (tooBroad(t)) {
+      problems.push(`SIP_TRUSTED_SOURCES entry "${t}" trusts too much of the Internet (shortest prefix: /${MIN_TRUSTED_PREFIX.v4} for IPv4, `
+        + `/${MIN_TRUSTED_PREFIX.v6} for IPv6): list the PBX's own addresses, and require SIP_AUTH_USERNAME/SIP_AUTH_PASSWORD`);
+    }
+  }
   const authUser = str('SIP_AUTH_USERNAME', '');
   const authPass = str('SIP_AUTH_PASSWORD', '');
   if (Boolean(authUser) !== Boolean(authPass)) problems.push('SIP_AUTH_USERNAME and SIP_AUTH_PASSWORD must be set together');
@@ -215,6 +259,9 @@ export function loadConfig(env: Env = process.env): Config {
 
   const httpHost = str('HTTP_HOST', '');
   if (httpHost && !net.isIP(httpHost) && httpHost !== 'localhost') problems.push(`HTTP_HOST must be an IP address to listen on, e.g. 127.0.0.1 (got "${httpHost}")`);
+  const trustProxyRaw = str('TRUST_PROXY', 'false');
+  const trustProxy = trustProxyRaw === 'false' ? 0 : trustProxyRaw === 'true' ? 1 : /^([1-9])$/.test(trustProxyRaw) ? Number(trustProxyRaw) : -1;
+  if (trustProxy < 0) problems.push(`TRUST_PROXY must be "false", "true" (one proxy) or the number of proxies 1-9 (got "${trustProxyRaw}")`);
   const publicIp = str('PUBLIC_IP');
   const allowPrivate = str('ALLOW_PRIVATE_PUBLIC_IP', 'false');
   if (allowPrivate !== 'true' && allowPrivate !== 'false') problems.push(`ALLOW_PRIVATE_PUBLIC_IP must be "true" or "false" (got "${allowPrivate}")`);
@@ -253,6 +300,8 @@ export function loadConfig(env: Env = process.env): Config {
     databaseUrl,
     httpPort: int('HTTP_PORT', 3000, 0, 65535),
     httpHost: httpHost || undefined,
+    trustProxy: Math.max(0, trustProxy),
+    httpMaxConnections: int('HTTP_MAX_CONNECTIONS', 1000, 10, 100000),
     nodeId: str('NODE_ID', os.hostname()),
     logLevel: str('LOG_LEVEL', 'info'),
     ycloud: {
@@ -261,6 +310,11 @@ export function loadConfig(env: Env = process.env): Config {
       webhookSecret: str('YCLOUD_WEBHOOK_SECRET'),
       webhookToleranceSeconds: int('YCLOUD_WEBHOOK_TOLERANCE_SECONDS', 300, 1, 3600),
       timeoutMs: int('YCLOUD_TIMEOUT_MS', 5000, 100, 60000),
+      webhookLimits: {
+        readTimeoutMs: int('WEBHOOK_READ_TIMEOUT_MS', 10000, 100, 60000),
+        maxConcurrentReads: int('WEBHOOK_MAX_CONCURRENT_READS', 32, 1, 10000),
+        maxReadsPerClient: int('WEBHOOK_MAX_READS_PER_CLIENT', 8, 1, 10000),
+      },
     },
     drachtio: {
       host: str('DRACHTIO_HOST', '127.0.0.1'),
@@ -295,6 +349,7 @@ export function loadConfig(env: Env = process.env): Config {
       dir: mediaDir,
       keepalivePollMs: int('MEDIA_KEEPALIVE_POLL_MS', 1000, 100, 10000),
       keepaliveAfterMs: int('MEDIA_KEEPALIVE_AFTER_MS', 8000, 200, 15000),
+      codecPolicy: CODEC_POLICIES.find((p) => p === codecPolicy) ?? 'transcode',
     },
     outbound: {
       trustedSources,
@@ -305,6 +360,11 @@ export function loadConfig(env: Env = process.env): Config {
       autoPermissionRequest: autoRequest === 'interactive'
         ? { text: str('PERMISSION_REQUEST_TEXT', 'We would like to call you about your request. May we?') }
         : null,
+      limits: {
+        perSource: { ratePerS: int('SIP_INVITE_RATE_PER_SOURCE', 50, 1, 10000), burst: int('SIP_INVITE_BURST_PER_SOURCE', 100, 1, 100000) },
+        global: { ratePerS: int('SIP_INVITE_RATE', 100, 1, 100000), burst: int('SIP_INVITE_BURST', 200, 1, 1000000) },
+        maxCallsInProgress: int('MAX_CALLS_IN_PROGRESS', 500, 1, 100000),
+      },
     },
     admin: { token: adminToken || null, wabaId: str('WA_WABA_ID', '') || null, reportingTokens },
     metrics: { token: str('METRICS_TOKEN', '') || null },
@@ -321,13 +381,31 @@ export function loadConfig(env: Env = process.env): Config {
       drainMs: int('SHUTDOWN_DRAIN_S', 30, 0, 3600) * 1000,
       retryAfterS: int('SHUTDOWN_RETRY_AFTER_S', 30, 1, 3600),
     },
+    cluster: {
+      heartbeatMs: int('CLUSTER_HEARTBEAT_MS', 2000, 100, 60000),
+      deadAfterMs: int('CLUSTER_NODE_TIMEOUT_MS', 15000, 500, 600000),
+    },
     database: {
       timeoutMs: int('DATABASE_TIMEOUT_MS', 5000, 100, 60000),
       startupWaitMs: int('DATABASE_STARTUP_WAIT_S', 60, 0, 3600) * 1000,
+      cdrRetryMs: int('CDR_RETRY_S', 120, 1, 3600) * 1000,
     },
   };
   if (problems.length) throw new ConfigError(problems);
   return config;
+}
+
+/** The shortest prefix SIP_TRUSTED_SOURCES may name: a /7 or ::/0 is "anyone", not a PBX. */
+const MIN_TRUSTED_PREFIX = { v4: 8, v6: 32 };
+
+/** A CIDR (already checked by isAddressOrCidr) whose prefix is shorter than MIN_TRUSTED_PREFIX. */
+function tooBroad(s: string): boolean {
+  const [addr, bits] = s.split('/');
+  if (bits === undefined) return false;
+  if (net.isIP(addr!) === 4) return Number(bits) < MIN_TRUSTED_PREFIX.v4;
+  // ::ffff:0:0/96 is all of IPv4, written as IPv6.
+  const v4mapped = /^::ffff:/i.test(addr!);
+  return Number(bits) < (v4mapped ? 96 + MIN_TRUSTED_PREFIX.v4 : MIN_TRUSTED_PREFIX.v6);
 }
 
 function isAddressOrCidr(s: string): boolean {

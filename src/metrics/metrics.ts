@@ -40,16 +40,21 @@ export type SipResult = '2xx' | '3xx' | '4xx' | '5xx' | '6xx' | 'timeout' | 'err
 /** What became of an INVITE from an agent's phone at the door (before the permission check). */
 export type InviteResult =
   | 'accepted' | 'refused_draining' | 'refused_untrusted' | 'challenged' | 'refused_auth'
-  | 'refused_not_a_number' | 'refused_incomplete_number' | 'refused_no_business_number';
+  | 'refused_not_a_number' | 'refused_incomplete_number' | 'refused_no_business_number'
+  /** Over the INVITE rate limits (per source or overall), or the calls-in-progress cap: 503. */
+  | 'refused_rate_limited' | 'refused_capacity'
+  /** A header the bridge would act on that is not what it must be: 400. */
+  | 'refused_malformed';
 
 export const WEBHOOK_TYPES = [
   'whatsapp.call.connect', 'whatsapp.call.status.updated', 'whatsapp.call.terminate', 'whatsapp.inbound_message.received',
 ] as const;
 /**
  * processed: acted on; ignored: stored, a type the bridge does not act on; duplicate: redelivery;
- * bad_signature / stale: 401; malformed: 400/413; store_failed: 503 (YCloud retries); error: acting on it failed.
+ * bad_signature / stale: 401; malformed: 400/413; store_failed: 503 (YCloud retries); error: acting on it failed;
+ * overloaded: 429/503 beyond the concurrent body-read limits; timeout: 408, the body did not arrive in time.
  */
-export type WebhookResult = 'processed' | 'ignored' | 'duplicate' | 'bad_signature' | 'stale' | 'malformed' | 'store_failed' | 'error';
+export type WebhookResult = 'processed' | 'ignored' | 'duplicate' | 'bad_signature' | 'stale' | 'malformed' | 'store_failed' | 'error' | 'overloaded' | 'timeout';
 
 export type PermissionSource = 'api' | 'auto';
 export type PermissionResult = 'sent' | 'failed' | 'rate_limited';
@@ -89,6 +94,8 @@ export class Metrics {
   private readonly permissionRequests: Counter<'source' | 'result'>;
   private readonly permissionReplies: Counter<'response'>;
   private readonly mos: Histogram<'leg'>;
+  private readonly cdrDropped: Counter;
+  private readonly recoveredCalls: Counter<'node'>;
 
   constructor(opts: { defaultMetrics?: boolean } = {}) {
     const registers = [this.registry];
@@ -152,10 +159,17 @@ export class Metrics {
     this.drachtioDrops = new Counter({
       name: 'wasb_drachtio_disconnects_total', help: 'Times the connection to drachtio-server was lost.', registers,
     });
+    this.cdrDropped = new Counter({
+      name: 'wasb_cdr_writes_dropped_total', help: 'CDR writes given up after CDR_RETRY_S of retries while Postgres was unreachable.', registers,
+    });
+    this.recoveredCalls = new Counter({
+      name: 'wasb_calls_recovered_total', help: 'Calls ended after their node died (node: self after a restart, peer for another node).',
+      labelNames: ['node'] as const, registers,
+    });
     this.webhooks = new Counter({
       name: 'wasb_webhook_events_total',
       help: 'YCloud webhook requests, by event type (known types; other; unknown when the body was not read or not trusted) '
-        + 'and result (processed, ignored, duplicate, bad_signature, stale, malformed, store_failed, error).',
+        + 'and result (processed, ignored, duplicate, bad_signature, stale, malformed, store_failed, error, overloaded, timeout).',
       labelNames: ['type', 'result'] as const, registers,
     });
     this.permissionRequests = new Counter({
@@ -223,6 +237,14 @@ export class Metrics {
 
   drachtioDisconnected(): void {
     safe(() => this.drachtioDrops.inc());
+  }
+
+  cdrWritesDropped(n: number): void {
+    safe(() => this.cdrDropped.inc(n));
+  }
+
+  callsRecovered(node: 'self' | 'peer', n: number): void {
+    safe(() => this.recoveredCalls.inc({ node }, n));
   }
 
   /** `type` is the event's type as sent; anything outside the known set is counted as "other". */

@@ -1,3 +1,4 @@
+import { Bridge } from '../../src/app';
 import { startStack } from '../harness/bridge';
 import { infra, startInfra, stopInfra } from '../harness/infra';
 import { RtpPhone } from '../harness/rtp-phone';
@@ -6,17 +7,69 @@ import { WaUser } from '../harness/wa-user';
 
 /**
  * Latency benchmark over real parts on loopback: N inbound calls, then N outbound calls, one after
- * another. Prints, in ms (median, p95, max): connect webhook arrival -> preAccept sent, PBX 200 OK ->
- * accept sent (inbound); PBX INVITE -> calls/connect sent, ACCEPTED webhook -> 200 OK to the PBX (outbound).
- * Usage: node dist/test/bench/latency.js [calls=50]
+ * another, for the bridge as built and for a minimal one that writes nothing to Postgres per call
+ * (two passes each, interleaved). Prints, in ms (median, p95, max), and the durable/minimal ratio:
+ * connect webhook arrival -> preAccept sent, PBX 200 OK -> accept sent (inbound); PBX INVITE ->
+ * calls/connect sent, ACCEPTED webhook -> 200 OK to the PBX (outbound).
+ * Usage: node dist/test/bench/latency.js [calls=50] [minimal|durable (default: both)]
  */
 async function main(): Promise<void> {
   const calls = Number(process.argv[2] ?? 50);
   await startInfra();
   if (!infra.drachtio) throw new Error(infra.drachtioMissing ?? 'no drachtio');
+  // The same bridge twice over: as built (every event stored, every CDR written), and a minimal one
+  // that stores and writes nothing, the floor the durable path is measured against.
+  const results: Record<Mode, { inbound: Awaited<ReturnType<typeof benchInbound>>; outbound: Awaited<ReturnType<typeof benchOutbound>> }> = {} as never;
+  const only = process.argv[3] as Mode | undefined;
+  const modes: Mode[] = only ? [only] : ['minimal', 'durable', 'minimal', 'durable'];
+  for (const mode of modes) {
+    const inbound = await benchInbound(calls, mode);
+    const outbound = await benchOutbound(calls, mode);
+    const r = (results[mode] ??= { inbound: { toPreAccept: [], toAccept: [] }, outbound: { toConnect: [], to200: [] } });
+    r.inbound.toPreAccept.push(...inbound.toPreAccept);
+    r.inbound.toAccept.push(...inbound.toAccept);
+    r.outbound.toConnect.push(...outbound.toConnect);
+    r.outbound.to200.push(...outbound.to200);
+  }
+  console.log(`call set-up latency, ${calls} calls per pass, two passes per mode, interleaved (rtpengine, drachtio-server, SIPp, libwebrtc users, YCloud simulator on loopback)`);
+  const steps: Array<[string, (m: Mode) => number[]]> = [
+    ['connect webhook arrival -> preAccept sent', (m) => results[m].inbound.toPreAccept],
+    ['PBX 200 OK (dialog up) -> accept sent', (m) => results[m].inbound.toAccept],
+    ['PBX INVITE arrival -> calls/connect sent', (m) => results[m].outbound.toConnect],
+    ['ACCEPTED webhook arrival -> 200 OK sent to the PBX', (m) => results[m].outbound.to200],
+  ];
+  for (const [name, xs] of steps) {
+    console.log(name);
+    if (results.minimal) line('  minimal (nothing stored)', xs('minimal'));
+    if (results.durable) line('  durable (as built)', xs('durable'));
+    if (results.minimal && results.durable) console.log(`  durable / minimal median: ${(median(xs('durable')) / median(xs('minimal'))).toFixed(2)}x`);
+  }
+}
+
+type Mode = 'minimal' | 'durable';
+
+/** Turns a bridge into the minimal one: events and CDRs are not written (Postgres is not touched per call). */
+function makeMinimal(bridge: Bridge): void {
+  const cdr = bridge.cdr;
+  cdr.recordWebhook = async () => true;
+  cdr.markWebhookProcessed = async () => undefined;
+  cdr.wacidHistory = async () => ({ call: false, terminated: false });
+  cdr.createCall = async () => undefined;
+  cdr.updateCall = async () => undefined;
+  cdr.addEvent = async () => undefined;
+}
+
+function median(xs: number[]): number {
+  const s = [...xs].sort((a, b) => a - b);
+  return s[Math.floor(s.length / 2)] ?? NaN;
+}
+
+/** N WhatsApp users' calls, one after another, each answered by SIPp and hung up once accepted. */
+async function benchInbound(calls: number, mode: Mode): Promise<{ toPreAccept: number[]; toAccept: number[] }> {
   const phone = new RtpPhone(1000, 440);
   const sipp = await startSippUas('uas-answer.xml', { calls, rtpPort: await phone.start() });
-  const stack = await startStack({ PBX_TARGET: sipp.uri });
+  const stack = await startStack({ PBX_TARGET: sipp.uri, RTPENGINE_DTMF_LOG: '' });
+  if (mode === 'minimal') makeMinimal(stack.bridge);
   const toPreAccept: number[] = [];
   const toAccept: number[] = [];
   try {
@@ -42,33 +95,28 @@ async function main(): Promise<void> {
     await sipp.proc.stop();
     await stack.stop();
   }
-  const outbound = await benchOutbound(calls);
-  console.log(`inbound call latency over ${calls} calls (rtpengine, drachtio-server, SIPp, libwebrtc user, YCloud simulator on loopback)`);
-  line('connect webhook arrival -> preAccept sent', toPreAccept);
-  line('PBX 200 OK (dialog up) -> accept sent', toAccept);
-  console.log(`outbound call latency over ${calls} calls`);
-  line('PBX INVITE arrival -> calls/connect sent', outbound.toConnect);
-  line('ACCEPTED webhook arrival -> 200 OK sent to the PBX', outbound.to200);
+  return { toPreAccept, toAccept };
 }
 
 function line(name: string, xs: number[]): void {
   const s = [...xs].sort((a, b) => a - b);
   const q = (p: number) => s[Math.min(s.length - 1, Math.ceil(p * s.length) - 1)]!;
-  console.log(`${name.padEnd(52)} n=${s.length}  median=${q(0.5).toFixed(2)} ms  p95=${q(0.95).toFixed(2)} ms  max=${s[s.length - 1]!.toFixed(2)} ms`);
+  console.log(`${name.padEnd(30)} n=${s.length}  median=${q(0.5).toFixed(2)} ms  p95=${q(0.95).toFixed(2)} ms  max=${s[s.length - 1]!.toFixed(2)} ms`);
 }
 
 /** N agent calls from one SIPp (one at a time); each WhatsApp user answers at once and hangs up once accepted. */
-async function benchOutbound(calls: number): Promise<{ toConnect: number[]; to200: number[] }> {
+async function benchOutbound(calls: number, mode: Mode): Promise<{ toConnect: number[]; to200: number[] }> {
   await startInfraIfNeeded();
   const phone = new RtpPhone(1000, 440);
   const rtpPort = await phone.start();
   const business = '+6283138205150';
   const customer = '+6281361905133';
-  const stack = await startStack({ SIP_TRUSTED_SOURCES: '127.0.0.0/8', WA_BUSINESS_NUMBER: business, WA_PHONE_ID: '461269257068831' });
+  const stack = await startStack({ SIP_TRUSTED_SOURCES: '127.0.0.0/8', WA_BUSINESS_NUMBER: business, WA_PHONE_ID: '461269257068831', RTPENGINE_DTMF_LOG: '' });
   await stack.bridge.permissions.recordReply({
     businessNumber: business, customerNumber: customer, response: 'accept', isPermanent: true, expiresAt: null,
     responseSource: 'user_action', repliedAt: new Date(), wamid: null, eventId: null,
   });
+  if (mode === 'minimal') makeMinimal(stack.bridge);
   const users: WaUser[] = [];
   stack.sim.outboundScript = async (call) => {
     const user = new WaUser(440, 1000);
@@ -108,8 +156,9 @@ main().then(
     await stopInfra();
     process.exit(0);
   },
-  (err: unknown) => {
+  async (err: unknown) => {
     console.error(err);
+    await stopInfra().catch(() => undefined); // never leave rtpengine and drachtio-server behind
     process.exit(1);
   },
 );

@@ -6,6 +6,8 @@ import { createLogger } from '../../src/log';
 import { infra } from './infra';
 import { YCloudSim } from './ycloud-sim';
 
+let stackSeq = 0;
+
 export interface TestStack { bridge: Bridge; sim: YCloudSim; marks: MarkLog; stop: () => Promise<void> }
 
 /** `logStream`: the bridge's log lines go there (at LOG_LEVEL) instead of stdout; the YCloud credentials can be chosen. */
@@ -40,7 +42,8 @@ export function bridgeEnv(sim: YCloudSim, env: Record<string, string> = {}): Rec
   return {
     DATABASE_URL: infra.databaseUrl,
     HTTP_PORT: '0',
-    NODE_ID: 'test-node',
+    // One node id per stack: a stack's start-up takes over what an earlier one with its id left behind.
+    NODE_ID: `test-node-${process.pid}-${++stackSeq}`,
     LOG_LEVEL: process.env.LOG_LEVEL ?? 'silent',
     YCLOUD_API_BASE_URL: sim.baseUrl,
     YCLOUD_API_KEY: sim.apiKey,

@@ -71,7 +71,7 @@ describe('configuration', () => {
   });
 
   it('has INVITE flood limits by default, and takes them from the environment', () => {
-    assert.deepEqual(loadConfig(good).outbound.limits, { perSource: { ratePerS: 10, burst: 20 }, global: { ratePerS: 30, burst: 60 }, maxCallsInProgress: 500 });
+    assert.deepEqual(loadConfig(good).outbound.limits, { perSource: { ratePerS: 50, burst: 100 }, global: { ratePerS: 100, burst: 200 }, maxCallsInProgress: 500 });
     const c = loadConfig({ ...good, SIP_INVITE_RATE_PER_SOURCE: '2', SIP_INVITE_BURST_PER_SOURCE: '4', SIP_INVITE_RATE: '5', SIP_INVITE_BURST: '9', MAX_CALLS_IN_PROGRESS: '3' });
     assert.deepEqual(c.outbound.limits, { perSource: { ratePerS: 2, burst: 4 }, global: { ratePerS: 5, burst: 9 }, maxCallsInProgress: 3 });
     assert.throws(() => loadConfig({ ...good, MAX_CALLS_IN_PROGRESS: '0' }), /MAX_CALLS_IN_PROGRESS/);

@@ -1,0 +1,110 @@
+import Srf from 'drachtio-srf';
+import { QueryTypes, Sequelize } from 'sequelize';
+import { CdrStore, OpenCall } from '../cdr/store';
+import { Logger } from '../log';
+import { NgAddress, RtpEngine } from '../media/rtpengine';
+import { YCloudClient } from '../providers/ycloud/client';
+import { DialogIds, requestInLostDialog } from '../sip/out-of-dialog';
+
+/** Kept in calls.recovery while a call is up: where its media lives and how to end its PBX leg. */
+export interface RecoveryInfo { rtpengine?: string; sip?: DialogIds }
+
+/** A CSeq above any the dialog can have used, so the PBX takes the BYE (RFC 3261 12.2.2). */
+const RECOVERY_BYE_CSEQ = 2000000000;
+
+export function parseRecovery(v: unknown): RecoveryInfo {
+  if (!v || typeof v !== 'object') return {};
+  const r = v as Record<string, unknown>;
+  const out: RecoveryInfo = {};
+  if (typeof r.rtpengine === 'string') out.rtpengine = r.rtpengine;
+  const s = r.sip as Record<string, unknown> | undefined;
+  if (s && ['callId', 'uri', 'from', 'to'].every((k) => typeof s[k] === 'string')) {
+    out.sip = { callId: String(s.callId), uri: String(s.uri), from: String(s.from), to: String(s.to) };
+  }
+  return out;
+}
+
+export function ngAddressOf(s: string): NgAddress | null {
+  const m = /^(.+):(\d+)$/.exec(s);
+  return m ? { host: m[1]!.replace(/^\[|\]$/g, ''), port: Number(m[2]) } : null;
+}
+
+export interface RecoveryDeps {
+  cdr: CdrStore;
+  ycloud: YCloudClient;
+  rtp: RtpEngine;
+  srf: Srf;
+  /** False while drachtio-server is unreachable: the BYE is skipped (and said so in the timeline). */
+  canSip: () => boolean;
+  nodeId: string;
+  /** Bound on each SIP request sent (rtpengine and YCloud have their own timeouts). */
+  sipTimeoutMs: number;
+  log: Logger;
+}
+
+/**
+ * Ends calls a node left open when it died (or when this node itself was killed and restarted):
+ * the WhatsApp leg at YCloud (reject before acceptance, terminate after), the PBX leg by a BYE in its
+ * dialog, the media by rtpengine `delete`, and the CDR closed with the reason. Each action is bounded
+ * and may fail on its own (a leg may be gone already); the CDR says what was done.
+ */
+export class OrphanRecovery {
+  constructor(private readonly d: RecoveryDeps) {}
+
+  /** Ends every open call of `nodeId`; returns how many were ended here. */
+  async recoverNode(nodeId: string, reason: string): Promise<number> {
+    const open = await this.d.cdr.openCalls(nodeId);
+    if (open.length === 0) return 0;
+    this.d.log.warn({ node: nodeId, calls: open.length, reason }, 'ending calls left open by a node that is gone');
+    const results = await Promise.all(open.map((c) => this.endCall(c, reason).then(() => true, (err: unknown) => {
+      this.d.log.error({ err: (err as Error).message, callId: c.id }, 'could not end an orphaned call');
+      return false;
+    })));
+    return results.filter(Boolean).length;
+  }
+
+  private async endCall(c: OpenCall, reason: string): Promise<void> {
+    const r = parseRecovery(c.recovery);
+    const accepted = c.acceptedAt !== null;
+    const done: Record<string, string> = {};
+    const note = (what: string) => (p: Promise<unknown>) => p.then(() => { done[what] = 'ok'; }, (err: unknown) => { done[what] = (err as Error).message.slice(0, 200); });
+    await Promise.all([
+      c.wacid ? note('whatsapp')(this.endWhatsApp(c, accepted)) : Promise.resolve(),
+      r.sip ? note('pbx')(this.bye(r.sip)) : Promise.resolve(),
+      r.rtpengine ? note('rtpengine')(this.deleteMedia(r.rtpengine, c.id)) : Promise.resolve(),
+    ]);
+    await this.closeCdr(c, accepted, reason);
+    await this.d.cdr.addEvent(c.id, 'recovered', { reason, by: this.d.nodeId, actions: done });
+    this.d.log.info({ callId: c.id, wacid: c.wacid, actions: done }, 'orphaned call ended');
+  }
+
+  private endWhatsApp(c: OpenCall, accepted: boolean): Promise<unknown> {
+    const ref = { phoneId: c.phoneId ?? '', wacid: c.wacid! };
+    // An inbound call not yet accepted is rejected; anything else is terminated.
+    return c.direction === 'inbound' && !accepted ? this.d.ycloud.reject(ref) : this.d.ycloud.terminate(ref);
+  }
+
+  private async bye(s: DialogIds): Promise<void> {
+    if (!this.d.canSip()) throw new Error('drachtio-server unreachable: no BYE sent');
+    const status = await requestInLostDialog(this.d.srf, s, 'BYE', RECOVERY_BYE_CSEQ, this.d.sipTimeoutMs, { Reason: 'Q.850;cause=41;text="bridge node lost"' });
+    // 481: the PBX had ended the dialog already.
+    if (status >= 300 && status !== 481) throw new Error(`BYE answered ${status}`);
+  }
+
+  private deleteMedia(at: string, callId: string): Promise<unknown> {
+    const ng = ngAddressOf(at);
+    if (!ng) return Promise.reject(new Error(`bad rtpengine address ${at}`));
+    return this.d.rtp.delete(ng, { 'call-id': callId });
+  }
+
+  private async closeCdr(c: OpenCall, accepted: boolean, reason: string): Promise<void> {
+    const sequelize: Sequelize = this.d.cdr.sequelize;
+    await sequelize.query(
+      `UPDATE calls SET state = 'ended', outcome = :outcome, hangup_by = 'bridge', ended_at = now(), updated_at = now(),
+         talk_seconds = CASE WHEN accepted_at IS NULL THEN NULL ELSE round(extract(epoch FROM now() - accepted_at)::numeric, 3) END,
+         error = :error
+       WHERE id = :id AND ended_at IS NULL`,
+      { replacements: { id: c.id, outcome: accepted ? 'answered' : 'failed', error: reason }, type: QueryTypes.UPDATE },
+    );
+  }
+}

@@ -1,0 +1,160 @@
+import { CdrStore, StoredWebhook } from '../cdr/store';
+import { Logger } from '../log';
+import { parseWebhookEvent, WebhookEvent } from '../providers/ycloud/events';
+import { TypedEmitter } from '../util/typed-emitter';
+import { BoundedMap } from './bounded-map';
+
+/** A verified, parsed webhook as it enters the pipeline. */
+export interface IncomingEvent {
+  id: string;
+  type: string;
+  wacid: string | null;
+  /** The parsed JSON body, stored as it came. */
+  payload: unknown;
+  /** Null for event types the bridge stores but does not act on. */
+  event: WebhookEvent | null;
+  /** performance.now() of the request's arrival (latency marks). */
+  arrivedAt: number;
+}
+
+export type IngestResult = 'stored' | 'duplicate' | 'store_failed';
+
+/** What processing an event is told about it. */
+export interface EventContext {
+  eventId: string;
+  arrivedAt: number;
+  /**
+   * Settles once the event's durable write has: true when this delivery stored it first, false when
+   * it was stored before (a redelivery, another node, before a restart) or could not be stored. A step
+   * that must happen at most once per event (bridging a call) waits for it; the rest need not.
+   */
+  stored: Promise<boolean>;
+  /** Replayed from Postgres (at start-up, for a dead node, or on another node's request). */
+  replay: boolean;
+  /** When it was first received (replays: how old it is). */
+  receivedAt: Date;
+}
+
+export interface PipelineDeps {
+  cdr: CdrStore;
+  nodeId: string;
+  log: Logger;
+  handle: (event: WebhookEvent, ctx: EventContext) => Promise<void>;
+}
+
+export interface PipelineEvents {
+  /** An event has been acted on and marked processed (or failed and marked so). */
+  processed: [eventId: string, type: string, ok: boolean];
+}
+
+/** Event ids this node remembers having taken (the in-memory first-seen check). */
+const SEEN_MAX = 50_000;
+
+/**
+ * From a verified webhook to the call it concerns, at least once and without waiting on the disk
+ * first: the durable write and the processing start together (an in-memory first-seen check keeps a
+ * redelivery from starting it twice), YCloud gets its 200 only once the event is stored, the steps
+ * that must happen once per event wait for the write's verdict, and every event is marked processed
+ * when acted on. Whatever was stored but never marked (the process died) is replayed at start-up, or
+ * by a survivor when a node dies.
+ */
+export class EventPipeline extends TypedEmitter<PipelineEvents> {
+  private readonly seen = new BoundedMap<string, Promise<boolean>>(SEEN_MAX);
+
+  constructor(private readonly d: PipelineDeps) {
+    super();
+  }
+
+  /** Stores and starts processing a delivery; resolves once it is stored (or known, or not storable now). */
+  async ingest(e: IncomingEvent): Promise<IngestResult> {
+    const prior = this.seen.get(e.id);
+    if (prior) {
+      const known = await prior.then(() => true, () => false);
+      if (known) return 'duplicate';
+    }
+    const stored = this.d.cdr.recordWebhook(e.id, e.type, e.wacid, e.payload, this.d.nodeId);
+    this.seen.set(e.id, stored);
+    // A failed write is forgotten here, so YCloud's redelivery is taken afresh.
+    stored.catch(() => {
+      if (this.seen.get(e.id) === stored) this.seen.delete(e.id);
+    });
+    const verdict = stored.catch(() => false);
+    if (e.event && !prior) this.run(e.event, { eventId: e.id, arrivedAt: e.arrivedAt, stored: verdict, replay: false, receivedAt: new Date() });
+    else if (!e.event) void verdict.then((fresh) => (fresh ? this.mark(e.id) : undefined));
+    try {
+      return (await stored) ? 'stored' : 'duplicate';
+    } catch (err) {
+      this.d.log.error({ err: errorText(err), eventId: e.id }, 'webhook not stored; asking for a retry');
+      return 'store_failed';
+    }
+  }
+
+  /**
+   * Processes (or closes) what `nodeId` stored but never marked processed, oldest first. Returns how
+   * many events were replayed.
+   */
+  async replay(nodeId: string): Promise<number> {
+    let total = 0;
+    for (;;) {
+      const batch = await this.d.cdr.unprocessedWebhooks(nodeId, 200);
+      if (batch.length === 0) return total;
+      for (const w of batch) {
+        total++;
+        await this.runStored(w, 'replayed');
+      }
+    }
+  }
+
+  /** Processes one stored event by id (another node asked this one, whose call it concerns). */
+  async processStored(eventId: string, owns: (e: WebhookEvent) => boolean): Promise<boolean> {
+    const w = await this.d.cdr.webhook(eventId);
+    if (!w) return false;
+    const parsed = parseStored(w);
+    if (!parsed || !owns(parsed)) return false;
+    await this.execute(parsed, { eventId, arrivedAt: performance.now(), stored: Promise.resolve(true), replay: true, receivedAt: w.receivedAt });
+    return true;
+  }
+
+  private async runStored(w: StoredWebhook, why: string): Promise<void> {
+    const event = parseStored(w);
+    if (!event) {
+      await this.mark(w.id, `${why}: not an event the bridge acts on`);
+      return;
+    }
+    this.seen.set(w.id, Promise.resolve(false));
+    await this.execute(event, { eventId: w.id, arrivedAt: performance.now(), stored: Promise.resolve(true), replay: true, receivedAt: w.receivedAt });
+  }
+
+  private run(event: WebhookEvent, ctx: EventContext): void {
+    void this.execute(event, ctx);
+  }
+
+  /** Acts on the event, then marks it processed once its row exists; never throws. */
+  private async execute(event: WebhookEvent, ctx: EventContext): Promise<void> {
+    let error: string | undefined;
+    try {
+      await this.d.handle(event, ctx);
+    } catch (err) {
+      error = errorText(err);
+      this.d.log.error({ err: error, eventId: ctx.eventId, type: event.type }, 'webhook processing failed');
+    }
+    const stored = await ctx.stored;
+    // Not stored by this delivery: a redelivery's row belongs to the first one, which marks it.
+    if (stored || ctx.replay) await this.mark(ctx.eventId, error);
+    this.emit('processed', ctx.eventId, event.type, error === undefined);
+  }
+
+  private async mark(id: string, error?: string): Promise<void> {
+    await this.d.cdr.markWebhookProcessed(id, error).catch((err: unknown) =>
+      this.d.log.error({ err: errorText(err), eventId: id }, 'could not mark a webhook processed (it will be replayed)'));
+  }
+}
+
+function parseStored(w: StoredWebhook): WebhookEvent | null {
+  const parsed = parseWebhookEvent(Buffer.from(JSON.stringify(w.payload)));
+  return parsed.ok ? parsed.event : null;
+}
+
+function errorText(err: unknown): string {
+  return err instanceof Error ? err.message : String(err);
+}

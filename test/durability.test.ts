@@ -1,0 +1,261 @@
+import assert from 'node:assert/strict';
+import { QueryTypes } from 'sequelize';
+import { CallEvent, CallRecord } from '../src/cdr/models';
+import { connectDatabase } from '../src/cdr/db';
+import { CdrStore } from '../src/cdr/store';
+import { RtpEngine } from '../src/media/rtpengine';
+import { bridgeEnv, startStack, TestStack } from './harness/bridge';
+import { BridgeProcess } from './harness/bridge-process';
+import { infra } from './harness/infra';
+import { freePort } from './harness/processes';
+import { RtpPhone } from './harness/rtp-phone';
+import { runSippUac, SippRun, startSippUas } from './harness/sipp';
+import { grantPermanentPermission } from './harness/permissions';
+import { PermissionStore } from '../src/calls/permissions';
+import { YCloudClient } from '../src/providers/ycloud/client';
+import { createLogger } from '../src/log';
+import { WaUser } from './harness/wa-user';
+import { newWacid, YCloudSim } from './harness/ycloud-sim';
+
+const USER_TONE = 440;
+const AGENT_TONE = 1000;
+const BUSINESS = '+6283138205150';
+
+/** A WebRTC offer that rtpengine takes (no peer behind it: for calls that are never bridged). */
+const OFFER = [
+  'v=0', 'o=- 1 1 IN IP4 127.0.0.1', 's=-', 't=0 0', 'a=group:BUNDLE 0', 'a=ice-lite',
+  'm=audio 40000 UDP/TLS/RTP/SAVPF 111 126', 'c=IN IP4 127.0.0.1',
+  'a=rtpmap:111 opus/48000/2', 'a=fmtp:111 minptime=20;useinbandfec=1', 'a=rtpmap:126 telephone-event/8000',
+  'a=ice-ufrag:abcd', 'a=ice-pwd:abcdefghijklmnopqrstuvwx', 'a=setup:actpass',
+  'a=fingerprint:sha-256 00:11:22:33:44:55:66:77:88:99:AA:BB:CC:DD:EE:FF:00:11:22:33:44:55:66:77:88:99:AA:BB:CC:DD:EE:FF',
+  'a=rtcp-mux', 'a=candidate:1 1 udp 2130706431 127.0.0.1 40000 typ host', 'a=mid:0', 'a=sendrecv', '',
+].join('\r\n');
+const cannedUser = { createOffer: async () => OFFER, applyAnswer: async () => undefined };
+
+function connectEvent(sim: YCloudSim, wacid: string): Record<string, unknown> {
+  return sim.event('whatsapp.call.connect', {
+    callingConnect: {
+      wacid, phoneId: '461269257068831', from: '+6281361905133', to: BUSINESS,
+      direction: 'USER_INITIATED', dialTime: Date.now(), sdpType: 'offer', sdp: OFFER,
+    },
+  });
+}
+
+function terminateEvent(sim: YCloudSim, wacid: string): Record<string, unknown> {
+  return sim.event('whatsapp.call.terminate', {
+    callingTerminate: { wacid, phoneId: '461269257068831', direction: 'USER_INITIATED', status: 'FAILED', duration: 0 },
+  });
+}
+
+async function cdrByWacid(wacid: string): Promise<CallRecord[]> {
+  return CallRecord.findAll({ where: { wacid } });
+}
+
+/**
+ * Events are processed at least once and calls outlive the process that bridged them: a bridge killed
+ * mid-call, events stored but never processed, a terminate overtaking its connect, a connect repeated
+ * after a restart or redelivered while in flight. The real bridge, Postgres, rtpengine, drachtio-server.
+ */
+describe('durable events and crash recovery', function () {
+  this.timeout(60000);
+  let stack: TestStack | null = null;
+  let proc: BridgeProcess | null = null;
+  let sim: YCloudSim | null = null;
+  const sipps: SippRun[] = [];
+  const users: WaUser[] = [];
+  const phones: RtpPhone[] = [];
+
+  before(function () {
+    if (!infra.drachtio) this.skip(); // the run already said why, loudly, once
+  });
+
+  afterEach(async () => {
+    for (const u of users.splice(0)) u.close();
+    for (const p of phones.splice(0)) p.stop();
+    for (const s of sipps.splice(0)) await s.proc.stop();
+    await proc?.stop();
+    await stack?.stop();
+    await sim?.stop();
+    proc = stack = sim = null;
+  });
+
+  async function startProcess(env: Record<string, string>): Promise<BridgeProcess> {
+    const httpPort = await freePort('tcp');
+    const p = (proc = new BridgeProcess(bridgeEnv(sim!, { HTTP_PORT: String(httpPort), RTPENGINE_DTMF_LOG: '', LOG_LEVEL: 'info', ...env })));
+    await p.started();
+    sim!.webhookUrl = `http://127.0.0.1:${httpPort}/webhooks/ycloud`;
+    return p;
+  }
+
+  it('killed mid-call (SIGKILL): at restart the call is ended at YCloud and on the PBX, its rtpengine session deleted, its CDR closed with the reason', async () => {
+    // The bridge runs in child processes here: this process reads Postgres through models of its own.
+    const db = connectDatabase(infra.databaseUrl);
+    new CdrStore(db);
+    after(() => db.close());
+    sim = new YCloudSim('test-api-key', 'test-webhook-secret');
+    await sim.start();
+    const phone = new RtpPhone(AGENT_TONE, USER_TONE);
+    phones.push(phone);
+    const pbx = await startSippUas('uas-answer.xml', { rtpPort: await phone.start() });
+    sipps.push(pbx);
+    const env = { NODE_ID: `crash-${Date.now()}`, PBX_TARGET: pbx.uri };
+    const first = await startProcess(env);
+    await first.proc.waitFor(/connected to drachtio-server/, 10000);
+    const user = new WaUser(USER_TONE, AGENT_TONE);
+    users.push(user);
+    const { wacid } = await sim.userCalls(user, { to: BUSINESS });
+    await sim.waitForRequest('/calls/accept', wacid);
+    await user.heard.whenHeard(10);
+    await phone.heard.whenHeard(10);
+    const [open] = await cdrByWacid(wacid);
+    assert.ok(open && !open.ended_at, 'the call is up');
+    const recovery = open.recovery as { rtpengine?: string; sip?: { callId: string } } | null;
+    assert.ok(recovery?.rtpengine && recovery.sip?.callId, `the CDR keeps what ending the call needs: ${JSON.stringify(recovery)}`);
+
+    await first.signal('SIGKILL');
+    proc = null;
+    const rtp = new RtpEngine([infra.rtpengineNg!], 2000);
+    try {
+      await rtp.query(infra.rtpengineNg!, { 'call-id': open.id }); // still there: nobody ended it
+      const terminated = sim.waitForRequest('/calls/terminate', wacid);
+      const second = await startProcess(env);
+      await terminated;
+      assert.equal(await pbx.done, 0, `the PBX got a BYE for its dialog:\n${pbx.proc.output.slice(-1200)}`);
+      await assert.rejects(rtp.query(infra.rtpengineNg!, { 'call-id': open.id }), /Unknown call-id|not found/i, 'rtpengine session deleted');
+      await second.proc.waitFor(/recovered from an unclean stop/, 5000);
+    } finally {
+      await rtp.close();
+    }
+    const [closed] = await cdrByWacid(wacid);
+    assert.ok(closed?.ended_at, 'CDR closed');
+    assert.equal(closed.outcome, 'answered');
+    assert.equal(closed.hangup_by, 'bridge');
+    assert.match(closed.error ?? '', /stopped while the call was in progress/);
+    assert.ok(Number(closed.talk_seconds) > 0);
+    const events = await CallEvent.findAll({ where: { call_id: closed.id } });
+    const recovered = events.find((e) => e.type === 'recovered');
+    assert.ok(recovered, 'timeline says the call was recovered');
+    assert.deepEqual(Object.keys((recovered.detail as { actions: object }).actions).sort(), ['pbx', 'rtpengine', 'whatsapp']);
+  });
+
+  it("an agent's call, killed mid-call: at restart it is terminated at YCloud, the agent's phone gets a BYE, the CDR is closed", async () => {
+    const db = connectDatabase(infra.databaseUrl);
+    new CdrStore(db);
+    after(() => db.close());
+    const customer = '+6281361905133';
+    await grantPermanentPermission(new PermissionStore(db, new YCloudClient({ baseUrl: 'http://127.0.0.1:9', apiKey: 'unused', timeoutMs: 100 }), createLogger('silent')), BUSINESS, customer);
+    sim = new YCloudSim('test-api-key', 'test-webhook-secret');
+    await sim.start();
+    const env = { NODE_ID: `crash-out-${Date.now()}`, SIP_TRUSTED_SOURCES: '127.0.0.0/8', WA_BUSINESS_NUMBER: BUSINESS, WA_PHONE_ID: '461269257068831' };
+    const first = await startProcess(env);
+    await first.proc.waitFor(/connected to drachtio-server/, 10000);
+    const user = new WaUser(USER_TONE, AGENT_TONE);
+    users.push(user);
+    const phone = new RtpPhone(AGENT_TONE, USER_TONE);
+    phones.push(phone);
+    sim.outboundScript = sim.answeredBy(user);
+    const agent = await runSippUac('uac-call.xml', { target: `127.0.0.1:${infra.drachtio!.sipPort}`, number: customer, rtpPort: await phone.start() });
+    sipps.push(agent);
+    await user.heard.whenHeard(10);
+    await phone.heard.whenHeard(10);
+    const open = await CallRecord.findOne({ where: { node_id: env.NODE_ID } });
+    assert.ok(open?.wacid && !open.ended_at, 'the call is up');
+    await first.signal('SIGKILL');
+    proc = null;
+    const terminated = sim.waitForRequest('/calls/terminate', open.wacid);
+    await startProcess(env);
+    await terminated;
+    assert.equal(await agent.done, 0, `the agent's phone got a BYE:\n${agent.proc.output.slice(-1200)}`);
+    await open.reload();
+    assert.ok(open.ended_at);
+    assert.equal(open.direction, 'outbound');
+    assert.equal(open.outcome, 'answered');
+    assert.match(open.error ?? '', /recovered at restart/);
+  });
+
+  it('at start-up, events stored but never processed are processed (a permission reply) or closed (a connect too old to bridge)', async () => {
+    sim = new YCloudSim('test-api-key', 'test-webhook-secret');
+    await sim.start();
+    const nodeId = `replay-${Date.now()}`;
+    const customer = `+62813${String(Date.now()).slice(-7)}`;
+    const reply = sim.event('whatsapp.inbound_message.received', {
+      whatsappInboundMessage: {
+        id: 'm1', wamid: `wamid.${Date.now()}`, wabaId: '188234691048809', from: customer, to: BUSINESS, sendTime: new Date().toISOString(),
+        type: 'interactive', interactive: { type: 'call_permission_reply', call_permission_reply: { response: 'accept', is_permanent: true, response_source: 'user_action' } },
+      },
+    });
+    const oldWacid = newWacid();
+    const oldConnect = connectEvent(sim, oldWacid);
+    // What a bridge killed right after storing them (after its 200 to YCloud) leaves behind.
+    const db = connectDatabase(infra.databaseUrl);
+    try {
+      for (const [ev, wacid, ageS] of [[reply, null, 5], [oldConnect, oldWacid, 120]] as const) {
+        await db.query(
+          `INSERT INTO webhook_events (id, type, wacid, received_at, payload, node_id) VALUES (:id, :type, :wacid, now() - make_interval(secs => :age), :payload::jsonb, :node)`,
+          { replacements: { id: String(ev.id), type: String(ev.type), wacid, age: ageS, payload: JSON.stringify(ev), node: nodeId }, type: QueryTypes.INSERT },
+        );
+      }
+    } finally {
+      await db.close();
+    }
+    stack = await startStack({ NODE_ID: nodeId, RTPENGINE_DTMF_LOG: '' });
+    const state = await stack.bridge.permissions.check(BUSINESS, customer);
+    assert.equal(state.allowed, true, 'the permission reply was acted on at start-up');
+    const [closed] = await cdrByWacid(oldWacid);
+    assert.ok(closed, 'the old connect has a CDR');
+    assert.equal(closed.outcome, 'failed');
+    assert.match(closed.error ?? '', /not processed before the bridge restarted/);
+    assert.deepEqual(stack.sim.requestsFor(oldWacid).map((r) => r.path), ['/calls/reject'], 'WhatsApp was told: rejected, never pre-accepted');
+    const rows = await stack.bridge.cdr.sequelize.query<{ n: string }>(
+      'SELECT count(*) AS n FROM webhook_events WHERE node_id = :node AND processed_at IS NULL', { replacements: { node: nodeId }, type: QueryTypes.SELECT });
+    assert.equal(Number(rows[0]!.n), 0, 'every stored event is marked processed');
+  });
+
+  it('a terminate just before its connect: never bridged (8 of 8 trials), CDR caller_hangup', async () => {
+    stack = await startStack({ RTPENGINE_DTMF_LOG: '' });
+    for (let i = 0; i < 8; i++) {
+      const wacid = newWacid();
+      // The terminate is answered (stored) but its processing may still be in flight when the connect comes.
+      assert.equal(await stack.sim.deliver(terminateEvent(stack.sim, wacid)), 200);
+      assert.equal(await stack.sim.deliver(connectEvent(stack.sim, wacid)), 200);
+      const s = stack;
+      const id: string = await s.bridge.calls.whenEnded(wacid);
+      await s.bridge.calls.whenIdle();
+      const row: CallRecord | null = await CallRecord.findByPk(id);
+      assert.equal(row?.outcome, 'caller_hangup', `trial ${i}`);
+      assert.deepEqual(stack.sim.requestsFor(wacid), [], `trial ${i}: nothing sent to YCloud`);
+      const timeline = (await stack.bridge.cdr.events(id)).map((e) => e.type);
+      assert.ok(!timeline.includes('invite_sent'), `trial ${i}: no INVITE to the PBX (${timeline.join(', ')})`);
+    }
+  });
+
+  it('after a restart, a repeated connect for the same wacid with a new event id is not bridged again', async () => {
+    stack = await startStack({ RTPENGINE_DTMF_LOG: '' });
+    const sim1 = stack.sim;
+    const wacid = newWacid();
+    await sim1.userCalls(cannedUser, { wacid });
+    await stack.bridge.calls.whenEnded(wacid); // PBX_TARGET unreachable: the call fails and is rejected
+    assert.ok(sim1.requestsFor(wacid).some((r) => r.path === '/calls/preAccept'), 'the first connect was bridged');
+    await stack.stop();
+    stack = await startStack({ RTPENGINE_DTMF_LOG: '' });
+    const again = connectEvent(stack.sim, wacid);
+    const processed = new Promise<void>((resolve) => stack!.bridge.webhookEvents.on('processed', (id: string) => id === again.id && resolve()));
+    assert.equal(await stack.sim.deliver(again), 200);
+    await processed;
+    await stack.bridge.calls.whenIdle();
+    assert.deepEqual(stack.sim.requestsFor(wacid), [], 'nothing was sent to YCloud for the repeat');
+    assert.equal((await cdrByWacid(wacid)).length, 1, 'still one CDR');
+  });
+
+  it('a connect redelivered while its first delivery is still being processed is bridged once', async () => {
+    stack = await startStack({ RTPENGINE_DTMF_LOG: '' });
+    const wacid = newWacid();
+    const ev = connectEvent(stack.sim, wacid);
+    const statuses = await Promise.all([stack.sim.deliver(ev), stack.sim.deliver(ev), stack.sim.deliver(ev)]);
+    assert.deepEqual(statuses, [200, 200, 200]);
+    await stack.bridge.calls.whenEnded(wacid);
+    await stack.bridge.calls.whenIdle();
+    assert.equal(stack.sim.requestsFor(wacid).filter((r) => r.path === '/calls/preAccept').length, 1, 'one pre-accept');
+    assert.equal((await cdrByWacid(wacid)).length, 1, 'one CDR');
+  });
+});
