@@ -15,28 +15,19 @@ import { PermissionStore } from '../src/calls/permissions';
 import { YCloudClient } from '../src/providers/ycloud/client';
 import { createLogger } from '../src/log';
 import { WaUser } from './harness/wa-user';
+import { CANNED_WA_OFFER, cannedWaUser } from './harness/canned-offer';
 import { newWacid, YCloudSim } from './harness/ycloud-sim';
 
 const USER_TONE = 440;
 const AGENT_TONE = 1000;
 const BUSINESS = '+6283138205150';
 
-/** A WebRTC offer that rtpengine takes (no peer behind it: for calls that are never bridged). */
-const OFFER = [
-  'v=0', 'o=- 1 1 IN IP4 127.0.0.1', 's=-', 't=0 0', 'a=group:BUNDLE 0', 'a=ice-lite',
-  'm=audio 40000 UDP/TLS/RTP/SAVPF 111 126', 'c=IN IP4 127.0.0.1',
-  'a=rtpmap:111 opus/48000/2', 'a=fmtp:111 minptime=20;useinbandfec=1', 'a=rtpmap:126 telephone-event/8000',
-  'a=ice-ufrag:abcd', 'a=ice-pwd:abcdefghijklmnopqrstuvwx', 'a=setup:actpass',
-  'a=fingerprint:sha-256 00:11:22:33:44:55:66:77:88:99:AA:BB:CC:DD:EE:FF:00:11:22:33:44:55:66:77:88:99:AA:BB:CC:DD:EE:FF',
-  'a=rtcp-mux', 'a=candidate:1 1 udp 2130706431 127.0.0.1 40000 typ host', 'a=mid:0', 'a=sendrecv', '',
-].join('\r\n');
-const cannedUser = { createOffer: async () => OFFER, applyAnswer: async () => undefined };
 
 function connectEvent(sim: YCloudSim, wacid: string): Record<string, unknown> {
   return sim.event('whatsapp.call.connect', {
     callingConnect: {
       wacid, phoneId: '461269257068831', from: '+6281361905133', to: BUSINESS,
-      direction: 'USER_INITIATED', dialTime: Date.now(), sdpType: 'offer', sdp: OFFER,
+      direction: 'USER_INITIATED', dialTime: Date.now(), sdpType: 'offer', sdp: CANNED_WA_OFFER,
     },
   });
 }
@@ -233,7 +224,7 @@ describe('durable events and crash recovery', function () {
     stack = await startStack({ RTPENGINE_DTMF_LOG: '' });
     const sim1 = stack.sim;
     const wacid = newWacid();
-    await sim1.userCalls(cannedUser, { wacid });
+    await sim1.userCalls(cannedWaUser, { wacid });
     await stack.bridge.calls.whenEnded(wacid); // PBX_TARGET unreachable: the call fails and is rejected
     assert.ok(sim1.requestsFor(wacid).some((r) => r.path === '/calls/preAccept'), 'the first connect was bridged');
     await stack.stop();

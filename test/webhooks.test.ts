@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { CallRecord, WebhookEventRecord } from '../src/cdr/models';
 import { signWebhook } from '../src/providers/ycloud/signature';
 import { deliverAndProcess, startStack, TestStack } from './harness/bridge';
+import { cannedWaUser } from './harness/canned-offer';
 import { newWacid } from './harness/ycloud-sim';
 
 /** The webhook endpoint against a real bridge, database and YCloud simulator (no SIP needed). */
@@ -108,7 +109,7 @@ describe('YCloud webhook endpoint', () => {
     });
     // The terminate is acted on before the connect shows up.
     assert.equal(await deliverAndProcess(stack, terminate), 200);
-    const user = { createOffer: async () => OFFER, applyAnswer: async () => undefined };
+    const user = cannedWaUser;
     await stack.sim.userCalls(user, { wacid });
     const id = await stack.bridge.calls.whenEnded(wacid);
     const row = await CallRecord.findByPk(id);
@@ -118,11 +119,3 @@ describe('YCloud webhook endpoint', () => {
   });
 });
 
-const OFFER = [
-  'v=0', 'o=- 1 1 IN IP4 127.0.0.1', 's=-', 't=0 0', 'a=group:BUNDLE 0', 'a=ice-lite',
-  'm=audio 40000 UDP/TLS/RTP/SAVPF 111 126', 'c=IN IP4 127.0.0.1',
-  'a=rtpmap:111 opus/48000/2', 'a=fmtp:111 minptime=20;useinbandfec=1', 'a=rtpmap:126 telephone-event/8000',
-  'a=ice-ufrag:abcd', 'a=ice-pwd:abcdefghijklmnopqrstuvwx', 'a=setup:actpass',
-  'a=fingerprint:sha-256 00:11:22:33:44:55:66:77:88:99:AA:BB:CC:DD:EE:FF:00:11:22:33:44:55:66:77:88:99:AA:BB:CC:DD:EE:FF',
-  'a=rtcp-mux', 'a=candidate:1 1 udp 2130706431 127.0.0.1 40000 typ host', 'a=mid:0', 'a=sendrecv', '',
-].join('\r\n');
