@@ -342,7 +342,7 @@ export class Bridge {
       await step('HTTP server', closed, bound.http);
     }
     this.sip.stop();
-    await step('cluster', Promise.all([this.nodes.stop(true), this.bus.stop()]), bound.cluster);
+    await step('cluster', Promise.all([this.nodes.stop(true), this.bus.stop(), this.events.flushMarks()]), bound.cluster);
     await step('recording retention', this.recorder?.stop() ?? Promise.resolve(), bound.recording);
     await step('rtpengine', this.rtp.close(), bound.rtpengine);
     this.dtmfLog?.close();

@@ -135,14 +135,14 @@ export class CallDispatcher extends TypedEmitter<DispatcherEvents> implements Li
           const call = this.outbound.get(c.wacid) ?? [...this.unbound].find((o) => o.matchesUnbound(c));
           if (call) return start(call.onConnect(c));
           if (!ctx.replay) {
-            this.place(c.wacid, ctx.eventId, event);
+            this.place(c.wacid, ctx, event);
             this.endIfStillUnclaimed(c.wacid, c.phoneId, ctx.eventId);
           }
           return done;
         }
         if (this.inbound.has(c.wacid) || this.recentlyEnded.has(c.wacid)) return done; // same call, another event id
         const terminatedHere = this.takeBuffered(c.wacid).some((b) => b.event.type === 'whatsapp.call.terminate');
-        const admission = this.admit(c.wacid, ctx, terminatedHere);
+        const admission = this.admit(c.wacid, terminatedHere);
         const call = new InboundCall(this.deps, c, admission);
         this.inbound.set(c.wacid, call);
         call.once('ended', () => {
@@ -181,7 +181,7 @@ export class CallDispatcher extends TypedEmitter<DispatcherEvents> implements Li
           this.unbuffer(t.wacid, ctx.eventId);
           late.onTerminate(t);
         } else if (!ctx.replay) {
-          this.emit('unplaced', ctx.eventId, t.wacid);
+          this.offer(t.wacid, ctx);
         }
         return done;
       }
@@ -197,7 +197,7 @@ export class CallDispatcher extends TypedEmitter<DispatcherEvents> implements Li
         // An agent's call elsewhere is driven by its status events: they go to its node.
         const id = mine ?? (row && (row.ended_at || row.direction === 'inbound') ? row.id : null);
         if (id) await this.cdr.addEvent(id, 'provider_status', { status: s.status });
-        else if (!ctx.replay) this.place(s.wacid, ctx.eventId, event);
+        else if (!ctx.replay) this.place(s.wacid, ctx, event);
         return done;
       }
       case 'whatsapp.inbound_message.received': {
@@ -288,15 +288,18 @@ export class CallDispatcher extends TypedEmitter<DispatcherEvents> implements Li
   }
 
   /**
-   * Whether an inbound connect may be bridged, decided while its media is being set up: 'go' once its
-   * event was stored by this delivery and no call for the wacid exists; 'duplicate' for a redelivery,
-   * a repeated connect (another event id, before a restart or on another node), or an event that could
-   * not be stored (YCloud will redeliver it); 'ended' when its terminate came first.
+   * Whether an inbound connect may be bridged, decided while its media is being set up: 'go' when no
+   * call for the wacid exists and no terminate for it is stored; 'duplicate' for a repeated connect
+   * (a redelivery after a restart, another event id, or one another node has taken), or when Postgres
+   * cannot tell (the event's write fails too: YCloud redelivers it); 'ended' when its terminate came
+   * first. A redelivery while the first is in flight on this node never gets here (the pipeline's
+   * first-seen check). It does not wait for the event's own durable write (the 200 to YCloud does):
+   * that write is the slowest step of a set-up, and the call row answers the same question.
    */
-  private async admit(wacid: string, ctx: EventContext, terminatedHere: boolean): Promise<Admission> {
+  private async admit(wacid: string, terminatedHere: boolean): Promise<Admission> {
     try {
-      const [fresh, history] = await Promise.all([ctx.stored, this.cdr.wacidHistory(wacid)]);
-      if (!fresh || history.call) return 'duplicate';
+      const history = await this.cdr.wacidHistory(wacid);
+      if (history.call) return 'duplicate';
       return terminatedHere || history.terminated || this.takeBuffered(wacid).some((b) => b.event.type === 'whatsapp.call.terminate') ? 'ended' : 'go';
     } catch (err) {
       this.log.warn({ err: (err as Error).message, wacid }, 'cannot check the connect against Postgres: not bridging it now');
@@ -305,9 +308,17 @@ export class CallDispatcher extends TypedEmitter<DispatcherEvents> implements Li
   }
 
   /** An event for a call not known here: kept for a while (its call may appear) and offered to the other nodes. */
-  private place(wacid: string, id: string, event: WebhookEvent): void {
-    this.buffer(wacid, id, event);
-    this.emit('unplaced', id, wacid);
+  private place(wacid: string, ctx: EventContext, event: WebhookEvent): void {
+    this.buffer(wacid, ctx.eventId, event);
+    this.offer(wacid, ctx);
+  }
+
+  /**
+   * Offers an event to the other nodes once its row is written (they read it from webhook_events: an
+   * offer made before the write has committed would find nothing there).
+   */
+  private offer(wacid: string, ctx: EventContext): void {
+    void ctx.stored.then(() => this.emit('unplaced', ctx.eventId, wacid));
   }
 
   /**

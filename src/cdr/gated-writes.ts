@@ -5,7 +5,8 @@ import { CdrWrites } from './store';
  * (a connect set up in parallel with its admission that turned out to be a duplicate leaves no row).
  */
 export function gatedWrites(store: CdrWrites, keep: Promise<boolean>): CdrWrites {
-  const ok = keep.catch(() => false);
+  // Released a turn after the verdict: the call's own step it gated (the pre-accept) goes out first.
+  const ok = keep.catch(() => false).then((v) => new Promise<boolean>((resolve) => setImmediate(() => resolve(v))));
   return {
     createCall: async (...a) => { if (await ok) await store.createCall(...a); },
     updateCall: async (...a) => { if (await ok) await store.updateCall(...a); },

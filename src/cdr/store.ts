@@ -1,6 +1,6 @@
 import { InferAttributes, QueryTypes, Sequelize } from 'sequelize';
 import { Logger } from '../log';
-import { CallEvent, CallRecord, defineModels, WebhookEventRecord } from './models';
+import { CallEvent, CallRecord, defineModels } from './models';
 import { clampToWidths, describeDbError, isTransientDbError, stringWidths } from './write-safety';
 
 export type CallFields = Partial<Omit<InferAttributes<CallRecord>, 'id' | 'created_at' | 'updated_at'>>;
@@ -23,15 +23,27 @@ export class CdrStore {
     defineModels(sequelize);
   }
 
-  /** Stores a webhook event once. Returns false when the event id was already recorded (a redelivery). */
-  async recordWebhook(id: string, type: string, wacid: string | null, payload: unknown, nodeId: string | null = null): Promise<boolean> {
-    const rows = await this.sequelize.query<{ id: string }>(
+  /**
+   * Stores several webhook events in one statement (one commit); returns the ids stored now (the
+   * others were recorded before: redeliveries).
+   */
+  async recordWebhooks(rows: Array<{ id: string; type: string; wacid: string | null; payload: unknown; nodeId: string | null }>): Promise<Set<string>> {
+    if (rows.length === 0) return new Set();
+    const stored = await this.sequelize.query<{ id: string }>(
       `INSERT INTO webhook_events (id, type, wacid, received_at, payload, node_id)
-       VALUES (:id, :type, :wacid, now(), :payload::jsonb, :nodeId)
+       SELECT r.id, r.type, r.wacid, now(), r.payload::jsonb, r.node_id
+       FROM unnest(ARRAY[:ids]::text[], ARRAY[:types]::text[], ARRAY[:wacids]::text[], ARRAY[:payloads]::text[], ARRAY[:nodes]::text[])
+         AS r(id, type, wacid, payload, node_id)
        ON CONFLICT (id) DO NOTHING RETURNING id`,
-      { replacements: { id, type, wacid, payload: JSON.stringify(payload), nodeId }, type: QueryTypes.SELECT },
+      {
+        replacements: {
+          ids: rows.map((r) => r.id), types: rows.map((r) => r.type), wacids: rows.map((r) => r.wacid),
+          payloads: rows.map((r) => JSON.stringify(r.payload)), nodes: rows.map((r) => r.nodeId),
+        },
+        type: QueryTypes.SELECT,
+      },
     );
-    return rows.length === 1;
+    return new Set(stored.map((r) => r.id));
   }
 
   /** Events a node stored but never marked processed, oldest first (replayed at start-up or by a survivor). */
@@ -76,8 +88,14 @@ export class CdrStore {
     }));
   }
 
-  async markWebhookProcessed(id: string, error?: string): Promise<void> {
-    await WebhookEventRecord.update({ processed_at: new Date(), error: error ?? null }, { where: { id } });
+  /** Marks several events processed in one statement (each with its error, or none). */
+  async markWebhooksProcessed(marks: Array<{ id: string; error: string | null }>): Promise<void> {
+    if (marks.length === 0) return;
+    await this.sequelize.query(
+      `UPDATE webhook_events AS w SET processed_at = now(), error = m.error
+       FROM unnest(ARRAY[:ids]::text[], ARRAY[:errors]::text[]) AS m(id, error) WHERE w.id = m.id`,
+      { replacements: { ids: marks.map((m) => m.id), errors: marks.map((m) => m.error) }, type: QueryTypes.UPDATE },
+    );
   }
 
   async createCall(id: string, fields: CallFields & Pick<CallRecord, 'direction' | 'state' | 'offered_at'>): Promise<void> {
@@ -116,6 +134,12 @@ export interface RecorderOptions {
   /** Wait before the first retry; doubled after each failure, up to `maxBackoffMs`. */
   firstBackoffMs: number;
   maxBackoffMs: number;
+  /**
+   * How long the first of a batch of writes waits before it starts (0: the next turn). Not inline: a
+   * set-up step's own requests (ng commands, the SIP answer, YCloud) go out and come back before any
+   * CDR statement competes with them for the CPU, and the updates of one step merge into one statement.
+   */
+  startDelayMs: number;
   /** Most writes held for one call: past it, timeline events are dropped (counted) and field updates merged. */
   maxQueued: number;
   /** The clock and the wait between attempts (tests replace them). */
@@ -131,6 +155,8 @@ export const DEFAULT_RECORDER_OPTIONS: RecorderOptions = {
   firstBackoffMs: 250,
   maxBackoffMs: 5000,
   maxQueued: 500,
+  // Set-up steps take 2-10 ms each on loopback.
+  startDelayMs: 20,
   now: () => Date.now(),
   sleep: (ms) => new Promise((resolve) => setTimeout(resolve, ms)),
 };
@@ -243,7 +269,10 @@ export class CallRecorder {
 
   private kick(): void {
     if (this.running) return;
-    this.running = this.drain().finally(() => {
+    // See startDelayMs.
+    const delay = this.opts.startDelayMs;
+    const started = new Promise<void>((resolve) => (delay > 0 ? setTimeout(resolve, delay) : setImmediate(resolve)));
+    this.running = started.then(() => this.drain()).finally(() => {
       this.running = null;
       if (this.queue.length > 0) this.kick();
     });

@@ -3,6 +3,7 @@ import { Logger } from '../log';
 import { parseWebhookEvent, WebhookEvent } from '../providers/ycloud/events';
 import { TypedEmitter } from '../util/typed-emitter';
 import { BoundedMap } from './bounded-map';
+import { WebhookStoreBatcher } from './store-batcher';
 
 /** A verified, parsed webhook as it enters the pipeline. */
 export interface IncomingEvent {
@@ -47,22 +48,34 @@ export interface PipelineEvents {
   processed: [eventId: string, type: string, ok: boolean];
 }
 
+/**
+ * How long event writes are gathered before they are stored together. The 200 to YCloud waits for it
+ * (YCloud allows 6 s); bridging a call does not.
+ */
+const STORE_BATCH_MS = 5;
+/** How long processed marks are gathered before they are written together. */
+const MARK_BATCH_MS = 20;
 /** Event ids this node remembers having taken (the in-memory first-seen check). */
 const SEEN_MAX = 50_000;
 
 /**
  * From a verified webhook to the call it concerns, at least once and without waiting on the disk
- * first: the durable write and the processing start together (an in-memory first-seen check keeps a
- * redelivery from starting it twice), YCloud gets its 200 only once the event is stored, the steps
- * that must happen once per event wait for the write's verdict, and every event is marked processed
- * when acted on. Whatever was stored but never marked (the process died) is replayed at start-up, or
+ * first: the processing starts at once and the durable write follows within STORE_BATCH_MS, batched
+ * with others (an in-memory first-seen check keeps a redelivery from starting the work twice),
+ * YCloud gets its 200 only once the event is stored, bridging a call waits for its admission (see
+ * CallDispatcher), and every event is marked processed when acted on. Whatever was stored but never marked (the process died) is replayed at start-up, or
  * by a survivor when a node dies.
  */
 export class EventPipeline extends TypedEmitter<PipelineEvents> {
   private readonly seen = new BoundedMap<string, Promise<boolean>>(SEEN_MAX);
+  /** Event writes gathered into one INSERT per STORE_BATCH_MS (see WebhookStoreBatcher). */
+  private readonly batcher: WebhookStoreBatcher;
+  private marks: Array<{ id: string; error: string | null }> = [];
+  private markFlush: Promise<void> | null = null;
 
   constructor(private readonly d: PipelineDeps) {
     super();
+    this.batcher = new WebhookStoreBatcher(d.cdr, STORE_BATCH_MS);
   }
 
   /** Stores and starts processing a delivery; resolves once it is stored (or known, or not storable now). */
@@ -72,7 +85,7 @@ export class EventPipeline extends TypedEmitter<PipelineEvents> {
       const known = await prior.then(() => true, () => false);
       if (known) return 'duplicate';
     }
-    const stored = this.d.cdr.recordWebhook(e.id, e.type, e.wacid, e.payload, this.d.nodeId);
+    const stored = this.batcher.store({ id: e.id, type: e.type, wacid: e.wacid, payload: e.payload, nodeId: this.d.nodeId });
     this.seen.set(e.id, stored);
     // A failed write is forgotten here, so YCloud's redelivery is taken afresh.
     stored.catch(() => {
@@ -144,9 +157,26 @@ export class EventPipeline extends TypedEmitter<PipelineEvents> {
     this.emit('processed', ctx.eventId, event.type, error === undefined);
   }
 
-  private async mark(id: string, error?: string): Promise<void> {
-    await this.d.cdr.markWebhookProcessed(id, error).catch((err: unknown) =>
-      this.d.log.error({ err: errorText(err), eventId: id }, 'could not mark a webhook processed (it will be replayed)'));
+  /** Writes the processed marks gathered so far (shutdown: before Postgres is closed). */
+  async flushMarks(): Promise<void> {
+    await this.markFlush;
+  }
+
+  /**
+   * Marks an event processed. Marks are gathered for MARK_BATCH_MS and written in one statement: one
+   * UPDATE per batch rather than per event, and none while the next set-up step is under way. An event
+   * whose mark is lost (the process died first) is replayed at start-up, where acting on it again is
+   * harmless (its call exists by then).
+   */
+  private mark(id: string, error?: string): Promise<void> {
+    this.marks.push({ id, error: error ?? null });
+    this.markFlush ??= new Promise<void>((resolve) => setTimeout(resolve, MARK_BATCH_MS)).then(async () => {
+      const batch = this.marks.splice(0);
+      this.markFlush = null;
+      await this.d.cdr.markWebhooksProcessed(batch).catch((err: unknown) =>
+        this.d.log.error({ err: errorText(err), events: batch.length }, 'could not mark webhooks processed (they will be replayed)'));
+    });
+    return this.markFlush;
   }
 }
 

@@ -48,11 +48,14 @@ async function main(): Promise<void> {
 
 type Mode = 'minimal' | 'durable';
 
+/** How long each WhatsApp user's phone rings before they answer (people take seconds). */
+const RING_MS = 300;
+
 /** Turns a bridge into the minimal one: events and CDRs are not written (Postgres is not touched per call). */
 function makeMinimal(bridge: Bridge): void {
   const cdr = bridge.cdr;
-  cdr.recordWebhook = async () => true;
-  cdr.markWebhookProcessed = async () => undefined;
+  cdr.recordWebhooks = async (rows) => new Set(rows.map((r) => r.id));
+  cdr.markWebhooksProcessed = async () => undefined;
   cdr.wacidHistory = async () => ({ call: false, terminated: false });
   cdr.createCall = async () => undefined;
   cdr.updateCall = async () => undefined;
@@ -123,7 +126,14 @@ async function benchOutbound(calls: number, mode: Mode): Promise<{ toConnect: nu
     users.push(user);
     await stack.sim.deliver(stack.sim.outboundConnect(call, await user.answer(call.offer)));
     await stack.sim.deliver(stack.sim.outboundStatus(call, 'RINGING'));
+    // The phone rings before anyone answers: ACCEPTED back-to-back with RINGING would measure the
+    // previous webhooks' writes (their CDR and processed marks) rather than this step.
+    await new Promise((r) => setTimeout(r, RING_MS));
     await stack.sim.deliverAccepted(call);
+    // The user hangs up once the agent's phone has its 200 OK (not while the bridge is still applying
+    // WhatsApp's answer: that would be a call nobody answered).
+    const id = stack.bridge.calls.list().find((c) => c.wacid === call.wacid)?.id;
+    if (id) await stack.marks.waitFor(id, 'pbx_200_sent');
     await stack.sim.deliver(stack.sim.outboundTerminate(call, 'COMPLETED'));
     user.close();
   };

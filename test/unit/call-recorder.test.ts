@@ -71,7 +71,7 @@ function badValue(): Error {
 }
 
 function recorder(store: FakeStore, clock: FakeClock, log: ReturnType<typeof createLogger>, opts: Partial<RecorderOptions> = {}): CallRecorder {
-  return new CallRecorder(store, 'call-1', log, { retryForMs: 60000, firstBackoffMs: 100, maxBackoffMs: 2000, now: clock.now, sleep: clock.sleep, ...opts });
+  return new CallRecorder(store, 'call-1', log, { retryForMs: 60000, firstBackoffMs: 100, maxBackoffMs: 2000, startDelayMs: 0, now: clock.now, sleep: clock.sleep, ...opts });
 }
 
 const start = { direction: 'inbound' as const, state: 'offered', offered_at: new Date(0), customer_number: PHONE };
@@ -217,7 +217,8 @@ describe('CallRecorder', () => {
     let release!: () => void;
     store.hold = new Promise((r) => (release = r));
     const rec = recorder(store, new FakeClock(), logCapture().log);
-    rec.update({ state: 'ringing' }); // in flight
+    rec.update({ state: 'ringing' });
+    await new Promise((r) => setImmediate(r)); // writes start on the next turn: this one is now in flight
     rec.update({ pbx_ringing_at: new Date(1) });
     rec.update({ state: 'answered' });
     store.hold = null;
@@ -225,6 +226,16 @@ describe('CallRecorder', () => {
     await rec.flushed();
     assert.equal(store.written.length, 2);
     assert.deepEqual(store.written[1], { kind: 'update', fields: { pbx_ringing_at: new Date(1), state: 'answered' } });
+  });
+
+  it('starts writing on the next turn, so the updates of one step become one statement', async () => {
+    const store = new FakeStore();
+    const rec = recorder(store, new FakeClock(), logCapture().log);
+    rec.update({ state: 'answered' });
+    rec.update({ agent: 'agent101' });
+    assert.equal(store.written.length, 0, 'nothing written inline');
+    await rec.flushed();
+    assert.deepEqual(store.written, [{ kind: 'update', fields: { state: 'answered', agent: 'agent101' } }]);
   });
 
   it('retries an attempt that never comes back (bounded by attemptTimeoutMs)', async () => {
