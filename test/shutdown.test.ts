@@ -175,7 +175,7 @@ describe('shutdown and readiness', function () {
       const other = `${second.ng.host}:${second.ng.port}`;
       let r = await readyz(port);
       assert.equal(r.status, 200, JSON.stringify(r.body));
-      assert.deepEqual(r.body.checks, { postgres: true, sip: true, rtpengine: { [first]: true, [other]: true }, draining: false });
+      assert.deepEqual(r.body.checks, { postgres: true, sip: true, rtpengine: { [first]: true, [other]: true }, draining: false, cluster: true });
 
       const wentDown = (which: string) => new Promise<void>((resolve) => s.bridge.rtp.on('health', (at, alive) => at === which && !alive && resolve()));
       const firstDown = wentDown(first);
