@@ -199,13 +199,13 @@ describe('infrastructure faults', function () {
     });
 
     it('mid-call, then the agent hangs up: drachtio-server answers that BYE itself, the bridge finds out by asking the PBX, and ends the call', async () => {
-      // The bridge asks the PBX about the lost dialog every SIP_REQUEST_TIMEOUT_MS: 5 s, so the scenario's
-      // BYE (2.5 s after answering) comes before the first question even on a busy machine.
-      const s = await stackOnOwnDrachtio('uas-answer-hangup-lost.xml', undefined, 5000);
+      // The bridge asks the PBX about the lost dialog every SIP_REQUEST_TIMEOUT_MS: 12 s, so the scenario's
+      // BYE (6 s after answering) comes before the first question even on a busy machine.
+      const s = await stackOnOwnDrachtio('uas-answer-hangup-lost.xml', undefined, 12000);
       const user = (parts.user = new WaUser(USER_TONE, AGENT_TONE));
       const { wacid } = await s.sim.userCalls(user);
       await s.marks.waitFor(wacid, 'pbx_answered');
-      // The agent hangs up 2.5 s after answering: by then drachtio-server has restarted.
+      // The agent hangs up 6 s after answering: by then drachtio-server has restarted.
       await restart(s);
       const id = await s.bridge.calls.whenEnded(wacid);
       assert.equal(await parts.sipp!.done, 0, `SIPp's BYE got 481 and it answered the bridge's OPTIONS with 481:\n${parts.sipp!.proc.output.slice(-1500)}`);
