@@ -15,7 +15,7 @@ import { mediaAddresses } from '../media/sdp';
 import { callQuality } from '../media/quality';
 import { MediaStats } from '../media/stats';
 import { Recorder } from '../recording/recorder';
-import { NgAddress, RtpEngine } from '../media/rtpengine';
+import { NgAddress, ngAddressText, RtpEngine } from '../media/rtpengine';
 import { YCloudClient } from '../providers/ycloud/client';
 import { TypedEmitter } from '../util/typed-emitter';
 import { talkSeconds } from './cdr-fields';
@@ -149,7 +149,7 @@ export abstract class BridgedCall extends TypedEmitter<CallEvents> {
 
   protected allocateMedia(ng: NgAddress): CallMedia {
     this.media = new CallMedia(this.base.rtp, this.base.plan, ng, this.id, this.waTag, this.pbxTag);
-    this.noteRecovery({ rtpengine: `${ng.host}:${ng.port}` });
+    this.noteRecovery({ rtpengine: ngAddressText(ng) });
     return this.media;
   }
 

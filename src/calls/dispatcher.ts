@@ -2,7 +2,7 @@ import { TypedEmitter } from '../util/typed-emitter';
 import { CdrStore } from '../cdr/store';
 import { DtmfEvent } from '../media/dtmf-log';
 import { Logger } from '../log';
-import { EventContext } from '../events/pipeline';
+import { EventContext, storedEventContext } from '../events/pipeline';
 import { BoundedMap } from '../events/bounded-map';
 import { CallingTerminate, wacidOf, WebhookEvent } from '../providers/ycloud/events';
 import { providerEndFields } from './cdr-fields';
@@ -85,7 +85,7 @@ export class CallDispatcher extends TypedEmitter<DispatcherEvents> implements Li
     const early = this.takeBuffered(wacid);
     if (early.length === 0) return;
     void (async () => {
-      for (const b of early) await this.handle(b.event, replayContext(b.id));
+      for (const b of early) await this.handle(b.event, storedEventContext(b.id));
     })().catch((err: unknown) => this.log.error({ err: (err as Error).message, wacid }, 'replaying buffered webhooks failed'));
   }
 
@@ -169,20 +169,17 @@ export class CallDispatcher extends TypedEmitter<DispatcherEvents> implements Li
           call.onTerminate(t);
           return done;
         }
-        // Buffered before any wait, so a connect processed meanwhile sees it.
-        this.buffer(t.wacid, ctx.eventId, event);
-        if (await this.recordOnEndedCall(t)) {
-          this.unbuffer(t.wacid, ctx.eventId);
+        if (await this.recordOnEndedCall(t)) return done;
+        // YCloud may have named an agent's call here during the wait (a connect for this wacid cannot
+        // have come: it waits in this wacid's lane): it gets the terminate now.
+        const late = this.outbound.get(t.wacid);
+        if (late) {
+          late.onTerminate(t);
           return done;
         }
-        // Its call may have appeared (or been named) here during the wait: it gets the terminate now.
-        const late = this.inbound.get(t.wacid) ?? this.outbound.get(t.wacid);
-        if (late) {
-          this.unbuffer(t.wacid, ctx.eventId);
-          late.onTerminate(t);
-        } else if (!ctx.replay) {
-          this.offer(t.wacid, ctx);
-        }
+        // Kept for the connect that may follow (it is then not bridged), and offered to the other nodes.
+        this.buffer(t.wacid, ctx.eventId, event);
+        if (!ctx.replay) this.offer(t.wacid, ctx);
         return done;
       }
       case 'whatsapp.call.status.updated': {
@@ -300,7 +297,7 @@ export class CallDispatcher extends TypedEmitter<DispatcherEvents> implements Li
     try {
       const history = await this.cdr.wacidHistory(wacid);
       if (history.call) return 'duplicate';
-      return terminatedHere || history.terminated || this.takeBuffered(wacid).some((b) => b.event.type === 'whatsapp.call.terminate') ? 'ended' : 'go';
+      return terminatedHere || history.terminated ? 'ended' : 'go';
     } catch (err) {
       this.log.warn({ err: (err as Error).message, wacid }, 'cannot check the connect against Postgres: not bridging it now');
       return 'duplicate';
@@ -364,11 +361,6 @@ export class CallDispatcher extends TypedEmitter<DispatcherEvents> implements Li
     this.buffered.delete(wacid);
     return b?.events ?? [];
   }
-}
-
-/** A buffered event replayed once its call is known here. */
-function replayContext(eventId: string): EventContext {
-  return { eventId, arrivedAt: performance.now(), stored: Promise.resolve(true), replay: true, receivedAt: new Date() };
 }
 
 /** Work under way, handed back by route() so the lane does not wait for it. */

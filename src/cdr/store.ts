@@ -8,13 +8,15 @@ export type CallFields = Partial<Omit<InferAttributes<CallRecord>, 'id' | 'creat
 /** The writes a call's recorder makes (a CdrStore, or a gate in front of one). */
 export type CdrWrites = Pick<CdrStore, 'createCall' | 'updateCall' | 'addEvent'>;
 
+/** A webhook event as it is stored. */
+export interface WebhookRow { id: string; type: string; wacid: string | null; payload: unknown; nodeId: string | null }
+
 /** A stored webhook event as replay reads it back. */
 export interface StoredWebhook { id: string; type: string; wacid: string | null; receivedAt: Date; payload: unknown }
 
 /** An open call of some node, with what ending it needs. */
 export interface OpenCall {
-  id: string; direction: string; wacid: string | null; phoneId: string | null; state: string;
-  acceptedAt: Date | null; offeredAt: Date; recovery: unknown;
+  id: string; direction: string; wacid: string | null; phoneId: string | null; acceptedAt: Date | null; recovery: unknown;
 }
 
 /** Postgres access for CDRs, their timelines and raw webhook events. */
@@ -27,7 +29,7 @@ export class CdrStore {
    * Stores several webhook events in one statement (one commit); returns the ids stored now (the
    * others were recorded before: redeliveries).
    */
-  async recordWebhooks(rows: Array<{ id: string; type: string; wacid: string | null; payload: unknown; nodeId: string | null }>): Promise<Set<string>> {
+  async recordWebhooks(rows: WebhookRow[]): Promise<Set<string>> {
     if (rows.length === 0) return new Set();
     const stored = await this.sequelize.query<{ id: string }>(
       `INSERT INTO webhook_events (id, type, wacid, received_at, payload, node_id)
@@ -47,23 +49,21 @@ export class CdrStore {
   }
 
   /** Events a node stored but never marked processed, oldest first (replayed at start-up or by a survivor). */
-  async unprocessedWebhooks(nodeId: string, limit = 1000): Promise<StoredWebhook[]> {
-    const rows = await this.sequelize.query<{ id: string; type: string; wacid: string | null; received_at: Date; payload: unknown }>(
-      `SELECT id, type, wacid, received_at, payload FROM webhook_events
-       WHERE processed_at IS NULL AND node_id = :nodeId ORDER BY received_at, id LIMIT :limit`,
-      { replacements: { nodeId, limit }, type: QueryTypes.SELECT },
-    );
-    return rows.map((r) => ({ id: r.id, type: r.type, wacid: r.wacid, receivedAt: new Date(r.received_at), payload: r.payload }));
+  unprocessedWebhooks(nodeId: string, limit = 1000): Promise<StoredWebhook[]> {
+    return this.webhooks('processed_at IS NULL AND node_id = :nodeId ORDER BY received_at, id LIMIT :limit', { nodeId, limit });
   }
 
   /** One stored event (another node asked this one to process it). */
   async webhook(id: string): Promise<StoredWebhook | null> {
+    return (await this.webhooks('id = :id', { id }))[0] ?? null;
+  }
+
+  private async webhooks(where: string, replacements: Record<string, unknown>): Promise<StoredWebhook[]> {
     const rows = await this.sequelize.query<{ id: string; type: string; wacid: string | null; received_at: Date; payload: unknown }>(
-      'SELECT id, type, wacid, received_at, payload FROM webhook_events WHERE id = :id',
-      { replacements: { id }, type: QueryTypes.SELECT },
+      `SELECT id, type, wacid, received_at, payload FROM webhook_events WHERE ${where}`,
+      { replacements, type: QueryTypes.SELECT },
     );
-    const r = rows[0];
-    return r ? { id: r.id, type: r.type, wacid: r.wacid, receivedAt: new Date(r.received_at), payload: r.payload } : null;
+    return rows.map((r) => ({ id: r.id, type: r.type, wacid: r.wacid, receivedAt: new Date(r.received_at), payload: r.payload }));
   }
 
   /**
@@ -82,10 +82,7 @@ export class CdrStore {
   /** Calls a node left open (it crashed or was killed), with what ending them needs. */
   async openCalls(nodeId: string): Promise<OpenCall[]> {
     const rows = await CallRecord.findAll({ where: { node_id: nodeId, ended_at: null } });
-    return rows.map((r) => ({
-      id: r.id, direction: r.direction, wacid: r.wacid, phoneId: r.phone_id, state: r.state,
-      acceptedAt: r.accepted_at, offeredAt: r.offered_at, recovery: r.recovery,
-    }));
+    return rows.map((r) => ({ id: r.id, direction: r.direction, wacid: r.wacid, phoneId: r.phone_id, acceptedAt: r.accepted_at, recovery: r.recovery }));
   }
 
   /** Marks several events processed in one statement (each with its error, or none). */
@@ -104,11 +101,6 @@ export class CdrStore {
 
   async updateCall(id: string, fields: CallFields): Promise<void> {
     await CallRecord.update(fields, { where: { id } });
-  }
-
-  async updateCallByWacid(wacid: string, fields: CallFields): Promise<string | null> {
-    const [n, rows] = await CallRecord.update(fields, { where: { wacid }, returning: ['id'] });
-    return n > 0 && rows[0] ? rows[0].id : null;
   }
 
   async addEvent(callId: string, type: string, detail: object | null, at = new Date()): Promise<void> {

@@ -43,15 +43,6 @@ export class NodeRegistry {
     await this.sequelize.query('UPDATE bridge_nodes SET stopped_at = now() WHERE node_id = :id', { replacements: { id: this.o.nodeId }, type: QueryTypes.UPDATE });
   }
 
-  /** Nodes alive now (heartbeat within the limit), this one included. */
-  async alive(): Promise<string[]> {
-    const rows = await this.sequelize.query<{ node_id: string }>(
-      `SELECT node_id FROM bridge_nodes WHERE stopped_at IS NULL AND heartbeat_at >= now() - make_interval(secs => :s) ORDER BY node_id`,
-      { replacements: { s: this.o.deadAfterMs / 1000 }, type: QueryTypes.SELECT },
-    );
-    return rows.map((r) => r.node_id);
-  }
-
   private async beat(): Promise<void> {
     try {
       await this.sequelize.query('UPDATE bridge_nodes SET heartbeat_at = now() WHERE node_id = :id', { replacements: { id: this.o.nodeId }, type: QueryTypes.UPDATE });

@@ -2,15 +2,13 @@ import Srf from 'drachtio-srf';
 import { QueryTypes, Sequelize } from 'sequelize';
 import { CdrStore, OpenCall } from '../cdr/store';
 import { Logger } from '../log';
-import { NgAddress, RtpEngine } from '../media/rtpengine';
+import { parseHostPort } from '../config';
+import { RtpEngine } from '../media/rtpengine';
 import { YCloudClient } from '../providers/ycloud/client';
-import { DialogIds, requestInLostDialog } from '../sip/out-of-dialog';
+import { byeInLostDialog, DialogIds } from '../sip/out-of-dialog';
 
 /** Kept in calls.recovery while a call is up: where its media lives and how to end its PBX leg. */
 export interface RecoveryInfo { rtpengine?: string; sip?: DialogIds }
-
-/** A CSeq above any the dialog can have used, so the PBX takes the BYE (RFC 3261 12.2.2). */
-const RECOVERY_BYE_CSEQ = 2000000000;
 
 export function parseRecovery(v: unknown): RecoveryInfo {
   if (!v || typeof v !== 'object') return {};
@@ -22,11 +20,6 @@ export function parseRecovery(v: unknown): RecoveryInfo {
     out.sip = { callId: String(s.callId), uri: String(s.uri), from: String(s.from), to: String(s.to) };
   }
   return out;
-}
-
-export function ngAddressOf(s: string): NgAddress | null {
-  const m = /^(.+):(\d+)$/.exec(s);
-  return m ? { host: m[1]!.replace(/^\[|\]$/g, ''), port: Number(m[2]) } : null;
 }
 
 export interface RecoveryDeps {
@@ -86,13 +79,13 @@ export class OrphanRecovery {
 
   private async bye(s: DialogIds): Promise<void> {
     if (!this.d.canSip()) throw new Error('drachtio-server unreachable: no BYE sent');
-    const status = await requestInLostDialog(this.d.srf, s, 'BYE', RECOVERY_BYE_CSEQ, this.d.sipTimeoutMs, { Reason: 'Q.850;cause=41;text="bridge node lost"' });
+    const status = await byeInLostDialog(this.d.srf, s, this.d.sipTimeoutMs, { Reason: 'Q.850;cause=41;text="bridge node lost"' });
     // 481: the PBX had ended the dialog already.
     if (status >= 300 && status !== 481) throw new Error(`BYE answered ${status}`);
   }
 
   private deleteMedia(at: string, callId: string): Promise<unknown> {
-    const ng = ngAddressOf(at);
+    const ng = parseHostPort(at);
     if (!ng) return Promise.reject(new Error(`bad rtpengine address ${at}`));
     return this.d.rtp.delete(ng, { 'call-id': callId });
   }

@@ -443,7 +443,8 @@ function isHttpUrl(s: string): boolean {
   }
 }
 
-function parseHostPort(s: string): { host: string; port: number } | undefined {
+/** `host:port` (IPv6 in brackets) as RTPENGINE_NG lists it; undefined when it is not one. */
+export function parseHostPort(s: string): { host: string; port: number } | undefined {
   const m = /^\[?([^\]]+?)\]?:(\d{1,5})$/.exec(s);
   if (!m) return undefined;
   const port = Number(m[2]);

@@ -26,14 +26,19 @@ export interface EventContext {
   arrivedAt: number;
   /**
    * Settles once the event's durable write has: true when this delivery stored it first, false when
-   * it was stored before (a redelivery, another node, before a restart) or could not be stored. A step
-   * that must happen at most once per event (bridging a call) waits for it; the rest need not.
+   * it was stored before (a redelivery, another node, before a restart) or could not be stored. What
+   * needs the row (the processed mark, an offer to another node) waits for it; the call does not.
    */
   stored: Promise<boolean>;
   /** Replayed from Postgres (at start-up, for a dead node, or on another node's request). */
   replay: boolean;
   /** When it was first received (replays: how old it is). */
   receivedAt: Date;
+}
+
+/** The context of an event read back from webhook_events (replayed, offered by another node, buffered). */
+export function storedEventContext(eventId: string, receivedAt = new Date()): EventContext {
+  return { eventId, arrivedAt: performance.now(), stored: Promise.resolve(true), replay: true, receivedAt };
 }
 
 export interface PipelineDeps {
@@ -61,10 +66,10 @@ const SEEN_MAX = 50_000;
 /**
  * From a verified webhook to the call it concerns, at least once and without waiting on the disk
  * first: the processing starts at once and the durable write follows within STORE_BATCH_MS, batched
- * with others (an in-memory first-seen check keeps a redelivery from starting the work twice),
- * YCloud gets its 200 only once the event is stored, bridging a call waits for its admission (see
- * CallDispatcher), and every event is marked processed when acted on. Whatever was stored but never marked (the process died) is replayed at start-up, or
- * by a survivor when a node dies.
+ * with others (an in-memory first-seen check keeps a redelivery from starting the work twice).
+ * YCloud gets its 200 only once the event is stored; bridging a call waits for its admission (see
+ * CallDispatcher); every event is marked processed when acted on. Whatever was stored but never
+ * marked (the process died) is replayed at start-up, or by a survivor when a node dies.
  */
 export class EventPipeline extends TypedEmitter<PipelineEvents> {
   private readonly seen = new BoundedMap<string, Promise<boolean>>(SEEN_MAX);
@@ -92,7 +97,7 @@ export class EventPipeline extends TypedEmitter<PipelineEvents> {
       if (this.seen.get(e.id) === stored) this.seen.delete(e.id);
     });
     const verdict = stored.catch(() => false);
-    if (e.event && !prior) this.run(e.event, { eventId: e.id, arrivedAt: e.arrivedAt, stored: verdict, replay: false, receivedAt: new Date() });
+    if (e.event && !prior) void this.execute(e.event, { eventId: e.id, arrivedAt: e.arrivedAt, stored: verdict, replay: false, receivedAt: new Date() });
     else if (!e.event) void verdict.then((fresh) => (fresh ? this.mark(e.id) : undefined));
     try {
       return (await stored) ? 'stored' : 'duplicate';
@@ -113,7 +118,7 @@ export class EventPipeline extends TypedEmitter<PipelineEvents> {
       if (batch.length === 0) return total;
       for (const w of batch) {
         total++;
-        await this.runStored(w, 'replayed');
+        await this.runStored(w);
       }
     }
   }
@@ -124,22 +129,18 @@ export class EventPipeline extends TypedEmitter<PipelineEvents> {
     if (!w) return false;
     const parsed = parseStored(w);
     if (!parsed || !owns(parsed)) return false;
-    await this.execute(parsed, { eventId, arrivedAt: performance.now(), stored: Promise.resolve(true), replay: true, receivedAt: w.receivedAt });
+    await this.execute(parsed, storedEventContext(eventId, w.receivedAt));
     return true;
   }
 
-  private async runStored(w: StoredWebhook, why: string): Promise<void> {
+  private async runStored(w: StoredWebhook): Promise<void> {
     const event = parseStored(w);
     if (!event) {
-      await this.mark(w.id, `${why}: not an event the bridge acts on`);
+      await this.mark(w.id, 'replayed: not an event the bridge acts on');
       return;
     }
     this.seen.set(w.id, Promise.resolve(false));
-    await this.execute(event, { eventId: w.id, arrivedAt: performance.now(), stored: Promise.resolve(true), replay: true, receivedAt: w.receivedAt });
-  }
-
-  private run(event: WebhookEvent, ctx: EventContext): void {
-    void this.execute(event, ctx);
+    await this.execute(event, storedEventContext(w.id, w.receivedAt));
   }
 
   /** Acts on the event, then marks it processed once its row exists; never throws. */

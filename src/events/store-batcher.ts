@@ -1,6 +1,4 @@
-import { CdrStore } from '../cdr/store';
-
-export interface WebhookRow { id: string; type: string; wacid: string | null; payload: unknown; nodeId: string | null }
+import { CdrStore, WebhookRow } from '../cdr/store';
 
 interface Pending { row: WebhookRow; resolve: (fresh: boolean) => void; reject: (err: unknown) => void }
 

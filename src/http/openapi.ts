@@ -688,12 +688,13 @@ export const openApiDocument: OpenApiDocument = {
         ok: { type: 'boolean' },
         checks: {
           type: 'object',
-          required: ['postgres', 'sip', 'rtpengine', 'draining'],
+          required: ['postgres', 'sip', 'rtpengine', 'draining', 'cluster'],
           properties: {
             postgres: { type: 'boolean' },
             sip: { type: 'boolean', description: 'drachtio-server connected.' },
             rtpengine: { type: 'object', additionalProperties: { type: 'boolean' }, description: 'Each rtpengine (host:port) and whether it answers pings.' },
             draining: { type: 'boolean' },
+            cluster: { type: 'boolean', description: 'The LISTEN connection that carries messages between nodes is up (informational: not part of ok).' },
           },
           additionalProperties: true,
         },

@@ -16,7 +16,8 @@ type NgCommand = 'offer' | 'answer' | 'query' | 'delete' | 'blockMedia' | 'unblo
 
 export interface NgAddress { host: string; port: number }
 
-const key = (a: NgAddress) => `${a.host}:${a.port}`;
+/** An rtpengine's `host:port`, as RTPENGINE_NG lists it (health keys, calls.recovery). */
+export const ngAddressText = (a: NgAddress): string => `${a.host}:${a.port}`;
 
 /**
  * A typed, fail-loud front to rtpengine's ng protocol: every command has a timeout, an error result
@@ -41,7 +42,7 @@ export class RtpEngine extends TypedEmitter<RtpEngineEvents> {
     if (addresses.length === 0) throw new Error('no rtpengine configured');
     this.client = new Client({ timeout: timeoutMs, localAddress: localAddressFor(addresses[0]!.host) });
     this.client.on('error', () => { /* per-command errors reject their promise */ });
-    for (const a of addresses) this.alive.set(key(a), true);
+    for (const a of addresses) this.alive.set(ngAddressText(a), true);
   }
 
   /** Picks the rtpengine for a new call: round robin over those answering pings. */
@@ -49,9 +50,9 @@ export class RtpEngine extends TypedEmitter<RtpEngineEvents> {
     for (let i = 0; i < this.addresses.length; i++) {
       const a = this.addresses[this.next % this.addresses.length]!;
       this.next++;
-      if (this.alive.get(key(a))) return a;
+      if (this.alive.get(ngAddressText(a))) return a;
     }
-    throw new MediaError(`no rtpengine is answering (${this.addresses.map(key).join(', ')})`, 'offer');
+    throw new MediaError(`no rtpengine is answering (${this.addresses.map(ngAddressText).join(', ')})`, 'offer');
   }
 
   /** Each rtpengine and whether it answered its last ping. */
@@ -69,7 +70,7 @@ export class RtpEngine extends TypedEmitter<RtpEngineEvents> {
   async pingAll(): Promise<void> {
     await Promise.all(this.addresses.map(async (a) => {
       const ok = await this.ping(a).then(() => true, () => false);
-      const k = key(a);
+      const k = ngAddressText(a);
       if (this.alive.get(k) === ok) return;
       this.alive.set(k, ok);
       if (ok) this.log?.info({ rtpengine: k }, 'rtpengine answers again: it takes new calls');

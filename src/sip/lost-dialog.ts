@@ -1,9 +1,8 @@
 import Srf from 'drachtio-srf';
 import { TimeoutError } from './dialog-requests';
-import { dialogIds, requestInLostDialog } from './out-of-dialog';
+import { byeInLostDialog, DialogIds, dialogIds, requestInLostDialog } from './out-of-dialog';
 
-/** CSeqs above any the dialog can have used, so the PBX takes the request (RFC 3261 12.2.2). */
-const LOST_DIALOG_BYE_CSEQ = 2000000000;
+/** OPTIONS CSeqs: above any the dialog can have used (RFC 3261 12.2.2), below the BYE's. */
 let probeCseq = 1900000000;
 
 /**
@@ -17,7 +16,7 @@ export function dialogLost(dialog: Srf.Dialog): boolean {
 }
 
 /** A dialog's identifiers, read while drachtio-srf still has the dialog. */
-const probed = new WeakMap<Srf.Dialog, NonNullable<ReturnType<typeof dialogIds>>>();
+const probed = new WeakMap<Srf.Dialog, DialogIds>();
 
 /**
  * Asks the PBX whether a lost dialog is still up: drachtio-server answers the PBX's BYE in a dialog it
@@ -53,7 +52,7 @@ export async function byeOutsideDialog(srf: Srf, dialog: Srf.Dialog, timeoutMs: 
     // the dead connection throws: the dialog is removed from drachtio-srf's table either way
   }
   if (!ids) return 'not sent: the dialog has no identifiers';
-  return requestInLostDialog(srf, ids, 'BYE', LOST_DIALOG_BYE_CSEQ, timeoutMs).then(
+  return byeInLostDialog(srf, ids, timeoutMs).then(
     (status) => `answered ${status}`,
     (err: unknown) => (err instanceof TimeoutError ? 'unanswered' : `not sent: ${(err as Error).message}`),
   );

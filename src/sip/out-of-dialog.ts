@@ -36,6 +36,14 @@ interface OutOfDialogRequester {
     cb: (err: Error | null, req?: { on(ev: 'response', f: (res: { status: number }) => void): void }) => void): void;
 }
 
+/** A BYE's CSeq above any the dialog can have used, so the PBX takes it (RFC 3261 12.2.2). */
+const LOST_DIALOG_BYE_CSEQ = 2000000000;
+
+/** Ends a dialog drachtio-server does not hold with a BYE; resolves with the PBX's final status. */
+export function byeInLostDialog(srf: Srf, ids: DialogIds, timeoutMs: number, headers: Record<string, string> = {}): Promise<number> {
+  return requestInLostDialog(srf, ids, 'BYE', LOST_DIALOG_BYE_CSEQ, timeoutMs, headers);
+}
+
 /**
  * Sends `method` in a dialog drachtio-server does not hold (it restarted, or the node that made the
  * dialog is gone), as a new request carrying the dialog's Call-ID, tags and remote target, with a CSeq
