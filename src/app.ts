@@ -58,6 +58,8 @@ export class Bridge {
   readonly calls: CallDispatcher;
   /** Webhook events from their durable write to their call, at least once (replayed after a crash). */
   readonly events: EventPipeline;
+  /** Settles once the events this node's previous run left unprocessed have been acted on (start-up does not wait). */
+  replayed: Promise<void> = Promise.resolve();
   /** Messages between nodes (Postgres LISTEN/NOTIFY). */
   readonly bus: ClusterBus;
   /** This node's heartbeat, and the detection of dead nodes whose calls it then ends. */
@@ -185,14 +187,14 @@ export class Bridge {
    * Ends the calls a node left open and processes (or closes) the events it stored but never
    * processed: this node's own after a restart, or a dead node's once this one has claimed it.
    */
-  async takeOver(nodeId: string): Promise<{ calls: number; events: number }> {
+  async takeOver(nodeId: string): Promise<{ calls: number; events: number; replayed: Promise<void> }> {
     const self = nodeId === this.config.nodeId;
     const reason = self ? 'the bridge stopped while the call was in progress (recovered at restart)' : `bridge node ${nodeId} stopped while the call was in progress`;
     const calls = await this.recovery.recoverNode(nodeId, reason);
     if (calls) this.metrics.callsRecovered(self ? 'self' : 'peer', calls);
-    const events = await this.events.replay(nodeId);
+    const { events, done } = await this.events.replay(nodeId);
     if (calls || events) this.log.warn({ node: nodeId, calls, events }, self ? 'recovered from an unclean stop' : 'took over a dead node');
-    return { calls, events };
+    return { calls, events, replayed: done };
   }
 
   get httpPort(): number {
@@ -214,7 +216,7 @@ export class Bridge {
     await this.bus.start();
     await this.nodes.start();
     // What a previous run of this node left behind: its open calls ended, its stored events replayed.
-    await this.takeOver(this.config.nodeId);
+    this.replayed = (await this.takeOver(this.config.nodeId)).replayed;
     const app = createHttpApp(
       [metricsRoutes({ metrics: this.metrics, token: this.config.metrics.token, log: this.log }), webhookRoutes({
         secret: this.config.ycloud.webhookSecret,

@@ -190,6 +190,7 @@ describe('durable events and crash recovery', function () {
       await db.close();
     }
     stack = await startStack({ NODE_ID: nodeId, RTPENGINE_DTMF_LOG: '' });
+    await stack.bridge.replayed;
     const state = await stack.bridge.permissions.check(BUSINESS, customer);
     assert.equal(state.allowed, true, 'the permission reply was acted on at start-up');
     const [closed] = await cdrByWacid(oldWacid);

@@ -12,7 +12,10 @@ export type CdrWrites = Pick<CdrStore, 'createCall' | 'updateCall' | 'addEvent'>
 export interface WebhookRow { id: string; type: string; wacid: string | null; payload: unknown; nodeId: string | null }
 
 /** A stored webhook event as replay reads it back. */
-export interface StoredWebhook { id: string; type: string; wacid: string | null; receivedAt: Date; payload: unknown }
+export interface StoredWebhook { id: string; type: string; wacid: string | null; receivedAt: Date; payload: unknown; cursor: WebhookCursor }
+
+/** Where a walk over stored events stands: received_at as Postgres writes it (microseconds), and the id. */
+export interface WebhookCursor { at: string; id: string }
 
 /** An open call of some node, with what ending it needs. */
 export interface OpenCall {
@@ -49,8 +52,9 @@ export class CdrStore {
   }
 
   /** Events a node stored but never marked processed, oldest first (replayed at start-up or by a survivor). */
-  unprocessedWebhooks(nodeId: string, limit = 1000): Promise<StoredWebhook[]> {
-    return this.webhooks('processed_at IS NULL AND node_id = :nodeId ORDER BY received_at, id LIMIT :limit', { nodeId, limit });
+  unprocessedWebhooks(nodeId: string, limit = 1000, after: WebhookCursor | null = null): Promise<StoredWebhook[]> {
+    const from = after ? 'AND (received_at, id) > (:at::timestamptz, :id)' : '';
+    return this.webhooks(`processed_at IS NULL AND node_id = :nodeId ${from} ORDER BY received_at, id LIMIT :limit`, { nodeId, limit, ...after });
   }
 
   /** One stored event (another node asked this one to process it). */
@@ -59,11 +63,11 @@ export class CdrStore {
   }
 
   private async webhooks(where: string, replacements: Record<string, unknown>): Promise<StoredWebhook[]> {
-    const rows = await this.sequelize.query<{ id: string; type: string; wacid: string | null; received_at: Date; payload: unknown }>(
-      `SELECT id, type, wacid, received_at, payload FROM webhook_events WHERE ${where}`,
+    const rows = await this.sequelize.query<{ id: string; type: string; wacid: string | null; received_at: Date; at: string; payload: unknown }>(
+      `SELECT id, type, wacid, received_at, received_at::text AS at, payload FROM webhook_events WHERE ${where}`,
       { replacements, type: QueryTypes.SELECT },
     );
-    return rows.map((r) => ({ id: r.id, type: r.type, wacid: r.wacid, receivedAt: new Date(r.received_at), payload: r.payload }));
+    return rows.map((r) => ({ id: r.id, type: r.type, wacid: r.wacid, receivedAt: new Date(r.received_at), payload: r.payload, cursor: { at: r.at, id: r.id } }));
   }
 
   /**

@@ -1,4 +1,4 @@
-import { CdrStore, StoredWebhook } from '../cdr/store';
+import { CdrStore, StoredWebhook, WebhookCursor } from '../cdr/store';
 import { Logger } from '../log';
 import { parseWebhookEvent, WebhookEvent } from '../providers/ycloud/events';
 import { TypedEmitter } from '../util/typed-emitter';
@@ -108,18 +108,19 @@ export class EventPipeline extends TypedEmitter<PipelineEvents> {
   }
 
   /**
-   * Processes (or closes) what `nodeId` stored but never marked processed, oldest first. Returns how
-   * many events were replayed.
+   * Starts processing (or closing) what `nodeId` stored but never marked processed, oldest first.
+   * Resolves once all are started, with how many, and `done`, which settles when all have been acted on.
    */
-  async replay(nodeId: string): Promise<number> {
-    let total = 0;
+  async replay(nodeId: string): Promise<{ events: number; done: Promise<void> }> {
+    const started: Array<Promise<void>> = [];
+    let after: WebhookCursor | null = null;
     for (;;) {
-      const batch = await this.d.cdr.unprocessedWebhooks(nodeId, 200);
-      if (batch.length === 0) return total;
-      for (const w of batch) {
-        total++;
-        await this.runStored(w);
-      }
+      const batch = await this.d.cdr.unprocessedWebhooks(nodeId, 200, after);
+      if (batch.length === 0) return { events: started.length, done: Promise.all(started).then(() => undefined) };
+      // Started in order, not awaited: events for one call keep their order in its lane, and a
+      // replayed call that rings for 25 s does not hold up start-up (nor the events after it).
+      for (const w of batch) started.push(this.runStored(w));
+      after = batch[batch.length - 1]!.cursor;
     }
   }
 
