@@ -38,6 +38,17 @@ export async function startStack(env: Record<string, string> = {}, opts: StackOp
 
 /** The bridge's settings for a test: the run's database, rtpengine and drachtio-server, and `sim`. */
 export function bridgeEnv(sim: YCloudSim, env: Record<string, string> = {}): Record<string, string> {
+  return {
+    ...infraEnv(),
+    YCLOUD_API_BASE_URL: sim.baseUrl,
+    YCLOUD_API_KEY: sim.apiKey,
+    YCLOUD_WEBHOOK_SECRET: sim.secret,
+    ...env,
+  };
+}
+
+/** The settings that put a bridge on the run's database, rtpengine and drachtio-server (no YCloud ones). */
+export function infraEnv(): Record<string, string> {
   const d = infra.drachtio;
   return {
     DATABASE_URL: infra.databaseUrl,
@@ -45,9 +56,6 @@ export function bridgeEnv(sim: YCloudSim, env: Record<string, string> = {}): Rec
     // One node id per stack: a stack's start-up takes over what an earlier one with its id left behind.
     NODE_ID: `test-node-${process.pid}-${++stackSeq}`,
     LOG_LEVEL: process.env.LOG_LEVEL ?? 'silent',
-    YCLOUD_API_BASE_URL: sim.baseUrl,
-    YCLOUD_API_KEY: sim.apiKey,
-    YCLOUD_WEBHOOK_SECRET: sim.secret,
     DRACHTIO_HOST: '127.0.0.1',
     DRACHTIO_PORT: String(d?.adminPort ?? 1),
     DRACHTIO_SECRET: d?.secret ?? 'none',
@@ -62,7 +70,6 @@ export function bridgeEnv(sim: YCloudSim, env: Record<string, string> = {}): Rec
     PBX_OPTIONS_PING_S: '0',
     // Tests need not wait 8 s of silence before the keepalive file starts.
     MEDIA_KEEPALIVE_AFTER_MS: '2000',
-    ...env,
   };
 }
 
