@@ -4,6 +4,7 @@ import { AddressInfo } from 'node:net';
 import { Config } from './config';
 import { performance } from 'node:perf_hooks';
 import Srf from 'drachtio-srf';
+import Router from '@koa/router';
 import { CallDispatcher } from './calls/dispatcher';
 import { OutboundCall } from './calls/outbound-call';
 import { PermissionStore } from './calls/permissions';
@@ -41,6 +42,12 @@ import { QueryTypes } from 'sequelize';
 
 /** Retry-After (s) on the 503 that refuses an INVITE while MAX_CALLS_IN_PROGRESS calls are up. */
 const CAPACITY_RETRY_AFTER_S = 10;
+
+/** What a caller adds to the bridge: the sandbox mounts its phone page and the simulator's controls. */
+export interface BridgeExtras {
+  /** Routers served after the bridge's own (the sandbox's /sandbox), made when the HTTP side starts. */
+  routes?: (bridge: Bridge) => Router[];
+}
 
 /** The whole bridge, wired from a Config; start() and stop() make it usable in-process by tests. */
 export class Bridge {
@@ -86,7 +93,7 @@ export class Bridge {
   private draining = false;
   private stopping: Promise<void> | null = null;
 
-  constructor(readonly config: Config, private readonly log: Logger) {
+  constructor(readonly config: Config, private readonly log: Logger, private readonly extras: BridgeExtras = {}) {
     this.cdr = new CdrStore(connectDatabase(config.databaseUrl, config.database.timeoutMs));
     this.sip = new SipCore(config.drachtio, log, this.metrics);
     this.rtp = new RtpEngine(config.rtpengine.ng, config.rtpengine.timeoutMs, log, this.metrics);
@@ -244,7 +251,7 @@ export class Bridge {
         mosThreshold: this.config.quality.mosThreshold,
         recordingDir: this.config.recording.outputDir,
         log: this.log,
-      })],
+      }), ...(this.extras.routes?.(this) ?? [])],
       { ready: () => this.readiness() },
       this.log,
       { trustProxy: this.config.trustProxy },

@@ -2,6 +2,7 @@ import { InferAttributes, QueryTypes, Sequelize } from 'sequelize';
 import { Logger } from '../log';
 import { CallEvent, CallRecord, defineModels } from './models';
 import { clampToWidths, describeDbError, isTransientDbError, stringWidths } from './write-safety';
+import { TypedEmitter } from '../util/typed-emitter';
 
 export type CallFields = Partial<Omit<InferAttributes<CallRecord>, 'id' | 'created_at' | 'updated_at'>>;
 
@@ -22,9 +23,18 @@ export interface OpenCall {
   id: string; direction: string; wacid: string | null; phoneId: string | null; acceptedAt: Date | null; recovery: unknown;
 }
 
+/** What a CdrStore has written, as it is written (the sandbox's live timeline listens). */
+export interface CdrWritten {
+  /** A call row was created or updated with these fields. */
+  call: [callId: string, fields: CallFields];
+  /** A timeline event was appended to a call. */
+  event: [callId: string, type: string, detail: object | null, at: Date];
+}
+
 /** Postgres access for CDRs, their timelines and raw webhook events. */
-export class CdrStore {
+export class CdrStore extends TypedEmitter<CdrWritten> {
   constructor(readonly sequelize: Sequelize) {
+    super();
     defineModels(sequelize);
   }
 
@@ -101,14 +111,21 @@ export class CdrStore {
 
   async createCall(id: string, fields: CallFields & Pick<CallRecord, 'direction' | 'state' | 'offered_at'>): Promise<void> {
     await CallRecord.create({ id, wacid: null, ...fields });
+    this.emit('call', id, fields);
   }
 
   async updateCall(id: string, fields: CallFields): Promise<void> {
     await CallRecord.update(fields, { where: { id } });
+    this.emit('call', id, fields);
   }
 
   async addEvent(callId: string, type: string, detail: object | null, at = new Date()): Promise<void> {
     await CallEvent.create({ call_id: callId, at, type, detail });
+    this.emit('event', callId, type, detail, at);
+  }
+
+  findCall(id: string): Promise<CallRecord | null> {
+    return CallRecord.findByPk(id);
   }
 
   findCallByWacid(wacid: string): Promise<CallRecord | null> {
