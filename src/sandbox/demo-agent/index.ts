@@ -1,0 +1,1 @@
+export { DemoAgent, type DemoAgentEvent, type DemoAgentEvents, type DemoAgentOptions, type DemoEventType } from './agent';
