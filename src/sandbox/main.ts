@@ -1,0 +1,63 @@
+import { ConfigError } from '../config';
+import { createLogger } from '../log';
+import { LocalServices, MissingProgramError, startLocalServices } from './local-services';
+import { Sandbox, SandboxConfigError, sandboxEnvProblems, sandboxSettings, startSandbox } from './sandbox';
+
+/** How long stopping may take before the process exits anyway. */
+const STOP_BOUND_MS = 20_000;
+
+/**
+ * `npm run sandbox`: the bridge, a simulated YCloud, the browser phone and (with no PBX_TARGET) the demo
+ * agent, plus rtpengine and drachtio-server started from PATH when not given. Never with a real key.
+ */
+async function main(): Promise<void> {
+  const env = process.env;
+  const refused = sandboxEnvProblems(env);
+  if (refused.length) {
+    console.error(`wa-sip-bridge sandbox refuses to start:\n${refused.map((p) => `  - ${p}`).join('\n')}`);
+    process.exit(2);
+  }
+  const log = createLogger(env.LOG_LEVEL?.trim() || 'info', { node: 'sandbox' });
+  let services: LocalServices | null = null;
+  let sandbox: Sandbox | null = null;
+  let stopping = false;
+  const stop = (code: number) => {
+    if (stopping) return;
+    stopping = true;
+    setTimeout(() => process.exit(code || 1), STOP_BOUND_MS).unref();
+    void (async () => {
+      await sandbox?.stop().catch((err: unknown) => log.warn({ err: (err as Error).message }, 'sandbox stop failed'));
+      await services?.stop();
+      process.exit(code);
+    })();
+  };
+  process.on('SIGINT', () => stop(0));
+  process.on('SIGTERM', () => stop(0));
+  try {
+    services = await startLocalServices(env, log);
+    sandbox = await startSandbox({ ...env, ...services.env }, log);
+  } catch (err) {
+    const known = err instanceof SandboxConfigError || err instanceof ConfigError || err instanceof MissingProgramError;
+    const problems = err instanceof SandboxConfigError || err instanceof ConfigError ? err.problems : [(err as Error).message];
+    console.error(`wa-sip-bridge sandbox cannot start:\n${problems.map((p) => `  - ${p}`).join('\n')}`);
+    await services?.stop();
+    process.exit(known ? 2 : 1);
+  }
+  const s = sandboxSettings(env);
+  const sip = services.sipUri ?? `drachtio-server at ${env.DRACHTIO_HOST}:${env.DRACHTIO_PORT ?? 9022}`;
+  console.log([
+    '',
+    '  wa-sip-bridge sandbox is ready',
+    `  Browser phone:   ${sandbox.url}   (the WhatsApp user ${s.userNumber})`,
+    `  Business:        ${s.businessName} ${s.businessNumber}`,
+    `  Calls go to:     ${sandbox.demo ? `the built-in demo agent (${sandbox.demo.uri}); set PBX_TARGET for your PBX` : env.PBX_TARGET}`,
+    `  Agents call in:  INVITE sip:${s.userNumber}@${sip.replace(/^sip:/, '')} from ${env.SIP_TRUSTED_SOURCES?.trim() || '127.0.0.1'}`,
+    '  Stop with Ctrl-C.',
+    '',
+  ].join('\n'));
+}
+
+main().catch((err: unknown) => {
+  console.error(`wa-sip-bridge sandbox failed: ${(err as Error).message}`);
+  process.exit(1);
+});

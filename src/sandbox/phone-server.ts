@@ -1,0 +1,286 @@
+import fs from 'node:fs';
+import path from 'node:path';
+import { PassThrough } from 'node:stream';
+import Router from '@koa/router';
+import type { Context } from 'koa';
+import { CdrStore, CallFields } from '../cdr/store';
+import { Logger } from '../log';
+import { readRawBody } from '../http/raw-body';
+import { newWacid, PermissionChoice, SimApiCall, SimCallState, SimOutboundCall, SimPermissionRequest, SimWebhook, YCloudSim } from './ycloud-simulator';
+
+/** One line of the page's live timeline. */
+export interface TimelineEntry {
+  at: number;
+  kind: 'webhook' | 'api' | 'sip' | 'cdr' | 'demo' | 'phone' | 'info';
+  title: string;
+  wacid?: string | null;
+  detail?: unknown;
+}
+
+export interface PhoneServerOptions {
+  sim: YCloudSim;
+  cdr: CdrStore;
+  log: Logger;
+  /** The WhatsApp user the page plays, and the business it calls. */
+  userNumber: string;
+  businessNumber: string;
+  businessName: string;
+  phoneId: string;
+  /** What answers the business's calls: "demo agent" or the PBX_TARGET. */
+  pbx: string;
+}
+
+/** Where the page's files are: next to this module's source (dist/src/sandbox -> src/sandbox/public). */
+export function sandboxAsset(...parts: string[]): string {
+  const candidates = [path.resolve(__dirname, '../../../src/sandbox', ...parts), path.resolve(__dirname, ...parts)];
+  return candidates.find((p) => fs.existsSync(p)) ?? candidates[0]!;
+}
+
+const PAGE_FILES: Record<string, { file: string; type: string }> = {
+  '/sandbox': { file: 'index.html', type: 'text/html; charset=utf-8' },
+  '/sandbox/phone.js': { file: 'phone.js', type: 'text/javascript; charset=utf-8' },
+  '/sandbox/phone.css': { file: 'phone.css', type: 'text/css; charset=utf-8' },
+};
+/** Timeline entries a newly opened page is sent first (the calls so far). */
+const HISTORY = 300;
+const SSE_KEEPALIVE_MS = 15_000;
+/** A call's CDR row is read this long after its last write that set ended_at (the end's writes settle). */
+const CDR_SETTLE_MS = 300;
+const MAX_SDP = 16 * 1024;
+
+class BadRequest extends Error {}
+
+/**
+ * The server side of the sandbox's browser phone: the page's event stream (SSE), its actions (POST),
+ * and the timeline fed by the simulated YCloud (webhooks sent, API calls received), the bridge's CDR
+ * writes (each call's timeline events, the final row) and the demo agent.
+ */
+export class PhoneServer {
+  private readonly clients = new Set<PassThrough>();
+  private readonly history: string[] = [];
+  private readonly outbound = new Map<string, SimOutboundCall>();
+  /** Calls the page's user hung up or declined (their end is reported as the user's). */
+  private readonly userEnded = new Set<string>();
+  private readonly cdrTimers = new Map<string, NodeJS.Timeout>();
+  private readonly wacidOfCall = new Map<string, string>();
+  private readonly keepalive: NodeJS.Timeout;
+  private closed = false;
+
+  constructor(private readonly o: PhoneServerOptions) {
+    const { sim, cdr } = o;
+    sim.on('webhook', (w: SimWebhook) => this.timeline({
+      at: w.at, kind: 'webhook', wacid: w.wacid, detail: w.event,
+      title: `${w.type}${statusOf(w.event)} → bridge answered ${w.status}`,
+    }));
+    sim.on('api', (c: SimApiCall) => this.timeline({
+      at: c.at, kind: 'api', wacid: typeof c.body.wacid === 'string' ? c.body.wacid : null, detail: { request: c.body, response: c.response },
+      title: `${c.method} ${c.path} ← ${c.status}`,
+    }));
+    sim.on('permission-request', (r: SimPermissionRequest) => this.send('permission-request', { id: r.id, business: r.business, businessName: o.businessName, text: r.text }));
+    sim.on('call-state', (wacid: string, state: SimCallState) => {
+      if (state === 'accepted') this.send('accepted', { wacid });
+      if (state === 'ended') {
+        this.outbound.delete(wacid);
+        const by = this.userEnded.delete(wacid) ? 'user' : 'business';
+        this.send('ended', { wacid, by, reason: by === 'user' ? 'you hung up' : 'the business ended the call' });
+      }
+    });
+    sim.outboundScript = async (call) => this.ring(call);
+    cdr.on('event', (callId, type, detail, at) => this.timeline({ at: at.getTime(), kind: 'sip', wacid: this.wacidOfCall.get(callId) ?? null, title: type, detail }));
+    cdr.on('call', (callId, fields) => this.onCallWritten(callId, fields));
+    this.keepalive = setInterval(() => this.write(': keepalive\n\n'), SSE_KEEPALIVE_MS);
+    this.keepalive.unref();
+  }
+
+  /** Adds a line to every open page's timeline (and to the history a page opened later gets). */
+  timeline(entry: TimelineEntry): void {
+    const frame = sse('timeline', entry);
+    this.history.push(frame);
+    if (this.history.length > HISTORY) this.history.shift();
+    this.write(frame);
+  }
+
+  /** Pages open now. */
+  get pages(): number {
+    return this.clients.size;
+  }
+
+  routes(): Router {
+    const r = new Router();
+    for (const [route, { file, type }] of Object.entries(PAGE_FILES)) {
+      r.get(route, async (ctx) => {
+        ctx.type = type;
+        ctx.set('Cache-Control', 'no-store');
+        ctx.body = await fs.promises.readFile(sandboxAsset('public', file));
+      });
+    }
+    r.get('/sandbox/events', (ctx) => this.openStream(ctx));
+    r.post('/sandbox/api/calls', (ctx) => this.act(ctx, async (body) => {
+      const sdp = sdpOf(body);
+      const wacid = newWacid();
+      const user = {
+        createOffer: async () => sdp,
+        applyAnswer: async (answer: string) => {
+          const stage = this.o.sim.requestsFor(wacid).at(-1)?.path === '/calls/accept' ? 'accept' : 'preAccept';
+          this.send('answer', { wacid, sdp: answer, stage });
+        },
+      };
+      const sent = await this.o.sim.userCalls(user, { wacid, from: this.o.userNumber, to: this.o.businessNumber, phoneId: this.o.phoneId, offer: sdp });
+      if (sent.status !== 200) throw new Error(`the bridge answered the connect webhook with ${sent.status}`);
+      return { wacid };
+    }));
+    r.post('/sandbox/api/calls/:wacid/:action', (ctx) => this.act(ctx, (body) => this.callAction(ctx.params.wacid!, ctx.params.action!, body)));
+    r.post('/sandbox/api/permissions/:id', (ctx) => this.act(ctx, async (body) => {
+      const choice = body.choice;
+      if (choice !== 'temporary' && choice !== 'permanent' && choice !== 'decline') throw new BadRequest('choice must be temporary, permanent or decline');
+      const status = await this.o.sim.answerPermission(ctx.params.id!, choice satisfies PermissionChoice).catch((err: Error) => {
+        throw new BadRequest(err.message);
+      });
+      return { status };
+    }));
+    return r;
+  }
+
+  /** Ends every page's stream (the sandbox is stopping). */
+  close(): void {
+    this.closed = true;
+    clearInterval(this.keepalive);
+    for (const t of this.cdrTimers.values()) clearTimeout(t);
+    for (const c of this.clients) c.end();
+    this.clients.clear();
+  }
+
+  /** An agent's call reaches the WhatsApp user: every open page rings. */
+  private ring(call: SimOutboundCall): void {
+    this.outbound.set(call.wacid, call);
+    if (this.clients.size === 0) {
+      this.timeline({ at: Date.now(), kind: 'info', wacid: call.wacid, title: `no sandbox phone is open to ring for ${call.to}: open /sandbox` });
+    }
+    this.send('incoming', { wacid: call.wacid, from: call.from, to: call.to, offer: call.offer });
+  }
+
+  private async callAction(wacid: string, action: string, body: Record<string, unknown>): Promise<unknown> {
+    const { sim } = this.o;
+    const out = this.outbound.get(wacid);
+    switch (action) {
+      case 'ringing': {
+        if (!out) throw new BadRequest('no agent call ringing with this wacid');
+        const sdp = sdpOf(body);
+        // WhatsApp sends the callee's SDP answer (connect) and RINGING as soon as the phone rings.
+        await sim.deliver(sim.outboundConnect(out, sdp));
+        await sim.deliver(sim.outboundStatus(out, 'RINGING'));
+        return {};
+      }
+      case 'accept':
+        if (!out) throw new BadRequest('no agent call ringing with this wacid');
+        await sim.deliverAccepted(out);
+        return {};
+      case 'decline':
+        if (!out) throw new BadRequest('no agent call ringing with this wacid');
+        this.userEnded.add(wacid);
+        await sim.deliver(sim.outboundStatus(out, 'REJECTED'));
+        await sim.deliver(sim.outboundTerminate(out, 'FAILED'));
+        this.endedByUser(wacid);
+        return {};
+      case 'hangup': {
+        this.userEnded.add(wacid);
+        if (out) {
+          const accepted = sim.outboundCalls.get(wacid)?.accepted === true;
+          await sim.deliver(sim.outboundTerminate(out, accepted ? 'COMPLETED' : 'FAILED'));
+          this.endedByUser(wacid);
+          return {};
+        }
+        // A user-initiated call: its terminate webhook ends it (and tells the page through call-state).
+        await sim.userHangsUp(wacid).catch((err: Error) => {
+          this.userEnded.delete(wacid);
+          throw new BadRequest(err.message);
+        });
+        return {};
+      }
+      default:
+        throw new BadRequest(`unknown action ${action}`);
+    }
+  }
+
+  /** An agent's call the user ended: the simulator has no state change to report for it. */
+  private endedByUser(wacid: string): void {
+    this.outbound.delete(wacid);
+    if (this.userEnded.delete(wacid)) this.send('ended', { wacid, by: 'user', reason: 'you ended the call' });
+  }
+
+  private onCallWritten(callId: string, fields: CallFields): void {
+    if (typeof fields.wacid === 'string') this.wacidOfCall.set(callId, fields.wacid);
+    if (!fields.ended_at && !this.cdrTimers.has(callId)) return;
+    clearTimeout(this.cdrTimers.get(callId));
+    const t = setTimeout(() => {
+      this.cdrTimers.delete(callId);
+      if (this.closed) return;
+      this.o.cdr.findCall(callId).then((row) => {
+        if (!row) return;
+        const cdr = row.toJSON() as Record<string, unknown>;
+        this.timeline({
+          at: Date.now(), kind: 'cdr', wacid: typeof cdr.wacid === 'string' ? cdr.wacid : null, detail: cdr,
+          title: `CDR ${String(cdr.direction)} ${String(cdr.outcome ?? '')}`.trim(),
+        });
+        this.wacidOfCall.delete(callId);
+      }, (err: Error) => this.o.log.warn({ err: err.message, callId }, 'sandbox: could not read the CDR row'));
+    }, CDR_SETTLE_MS);
+    this.cdrTimers.set(callId, t);
+  }
+
+  private openStream(ctx: Context): void {
+    const stream = new PassThrough();
+    ctx.req.socket.setTimeout(0);
+    ctx.req.socket.setNoDelay(true);
+    ctx.set({ 'Content-Type': 'text/event-stream; charset=utf-8', 'Cache-Control': 'no-store', 'X-Accel-Buffering': 'no' });
+    ctx.status = 200;
+    ctx.body = stream;
+    const { o } = this;
+    stream.write(sse('hello', { userNumber: o.userNumber, businessNumber: o.businessNumber, businessName: o.businessName, pbx: o.pbx }));
+    for (const frame of this.history) stream.write(frame);
+    this.clients.add(stream);
+    const drop = () => this.clients.delete(stream);
+    ctx.req.once('close', drop);
+    stream.once('close', drop);
+  }
+
+  /** Runs a page's action: JSON in, JSON out; a bad request is a 400 with its reason, anything else a 502. */
+  private async act(ctx: Context, fn: (body: Record<string, unknown>) => Promise<unknown>): Promise<void> {
+    try {
+      const raw = (await readRawBody(ctx.req, 64 * 1024)).toString('utf8');
+      const body: unknown = raw ? JSON.parse(raw) : {};
+      if (typeof body !== 'object' || body === null || Array.isArray(body)) throw new BadRequest('body must be a JSON object');
+      ctx.body = await fn(body as Record<string, unknown>);
+    } catch (err) {
+      const bad = err instanceof BadRequest || err instanceof SyntaxError;
+      ctx.status = bad ? 400 : 502;
+      ctx.body = { error: (err as Error).message };
+      this.o.log.warn({ err: (err as Error).message, path: ctx.path }, 'sandbox: phone action failed');
+    }
+  }
+
+  private send(event: string, data: unknown): void {
+    this.write(sse(event, data));
+  }
+
+  private write(frame: string): void {
+    for (const c of this.clients) c.write(frame);
+  }
+}
+
+function sse(event: string, data: unknown): string {
+  return `event: ${event}\ndata: ${JSON.stringify(data)}\n\n`;
+}
+
+function sdpOf(body: Record<string, unknown>): string {
+  const sdp = body.sdp;
+  if (typeof sdp !== 'string' || !sdp.startsWith('v=0') || sdp.length > MAX_SDP) throw new BadRequest('sdp must be an SDP (v=0...) of at most 16 KiB');
+  return sdp;
+}
+
+/** " (RINGING)" for a status webhook, "" otherwise. */
+function statusOf(event: unknown): string {
+  const e = event as { callingStatusUpdated?: { status?: unknown }; callingTerminate?: { status?: unknown } } | null;
+  const s = e?.callingStatusUpdated?.status ?? e?.callingTerminate?.status;
+  return typeof s === 'string' ? ` (${s})` : '';
+}

@@ -1,0 +1,129 @@
+import crypto from 'node:crypto';
+import { Bridge } from '../app';
+import { loadConfig } from '../config';
+import { Logger } from '../log';
+import { DemoAgent } from './demo-agent';
+import { PhoneServer } from './phone-server';
+import { YCloudSim } from './ycloud-simulator';
+
+type Env = Record<string, string | undefined>;
+
+/** What the simulator's API keys look like: a key without this prefix is taken for a real one. */
+export const SANDBOX_KEY_PREFIX = 'sandbox-';
+
+/**
+ * Why these settings must not run the sandbox, or none. The simulator stands in for YCloud: a real API
+ * key (or YCloud's address) next to it means a production .env was loaded by mistake, and the sandbox's
+ * calls, permission requests and settings changes are not to be mixed with a real account's.
+ */
+export function sandboxEnvProblems(env: Env): string[] {
+  const problems: string[] = [];
+  const key = env.YCLOUD_API_KEY?.trim();
+  if (key && !key.startsWith(SANDBOX_KEY_PREFIX)) {
+    problems.push('YCLOUD_API_KEY holds a YCloud API key: the sandbox runs its own simulated YCloud and refuses to start beside a real key (unset it, or run `npm start` for the real bridge)');
+  }
+  if (env.YCLOUD_API_BASE_URL?.trim()) {
+    problems.push('YCLOUD_API_BASE_URL is set: in the sandbox the bridge talks only to the built-in YCloud simulator (unset it)');
+  }
+  return problems;
+}
+
+/** The sandbox's own settings (SANDBOX_*), with their defaults. */
+export interface SandboxSettings {
+  userNumber: string;
+  businessNumber: string;
+  businessName: string;
+  phoneId: string;
+}
+
+export function sandboxSettings(env: Env): SandboxSettings {
+  return {
+    userNumber: env.SANDBOX_USER_NUMBER?.trim() || '+15550100001',
+    businessNumber: env.WA_BUSINESS_NUMBER?.trim() || '+15550100000',
+    businessName: env.SANDBOX_BUSINESS_NAME?.trim() || 'Demo Business',
+    phoneId: env.WA_PHONE_ID?.trim() || '100000000000001',
+  };
+}
+
+export interface Sandbox {
+  bridge: Bridge;
+  sim: YCloudSim;
+  phone: PhoneServer;
+  /** The built-in demo agent when no PBX_TARGET was given; null otherwise. */
+  demo: DemoAgent | null;
+  /** The browser phone's address. */
+  url: string;
+  stop(): Promise<void>;
+}
+
+export class SandboxConfigError extends Error {
+  constructor(readonly problems: string[]) {
+    super(`the sandbox cannot start: ${problems.join('; ')}`);
+    this.name = 'SandboxConfigError';
+  }
+}
+
+/**
+ * The bridge wired to the built-in YCloud simulator (a real HTTP server on loopback, signed webhooks),
+ * the browser phone at /sandbox, and, with no PBX_TARGET, the demo agent as the PBX. `env` holds the
+ * bridge's usual settings (database, drachtio-server, rtpengine); the YCloud ones are the simulator's.
+ */
+export async function startSandbox(env: Env, log: Logger): Promise<Sandbox> {
+  const problems = sandboxEnvProblems(env);
+  if (problems.length) throw new SandboxConfigError(problems);
+  const s = sandboxSettings(env);
+  const sim = new YCloudSim(`${SANDBOX_KEY_PREFIX}${crypto.randomBytes(12).toString('hex')}`, crypto.randomBytes(24).toString('hex'));
+  // A business must have the customer's permission before calling, as on WhatsApp: the page grants it.
+  sim.enforcePermissions = true;
+  let demo: DemoAgent | null = null;
+  let bridge: Bridge | null = null;
+  let phone: PhoneServer | null = null;
+  const stopAll = async () => {
+    phone?.close();
+    await bridge?.stop();
+    await demo?.stop();
+    await sim.stop();
+  };
+  try {
+    await sim.start();
+    const pbxTarget = env.PBX_TARGET?.trim();
+    if (!pbxTarget) {
+      demo = new DemoAgent({ host: '127.0.0.1', log });
+      await demo.start();
+    }
+    const config = loadConfig({
+      HTTP_HOST: '127.0.0.1',
+      NODE_ID: 'sandbox',
+      PUBLIC_IP: '127.0.0.1',
+      ALLOW_PRIVATE_PUBLIC_IP: 'true',
+      // Agents' calls come from a PBX on this machine; another one is named here.
+      SIP_TRUSTED_SOURCES: '127.0.0.1',
+      WA_PHONE_ID: s.phoneId,
+      PERMISSION_AUTO_REQUEST: 'interactive',
+      PERMISSION_REQUEST_TEXT: `${s.businessName} would like to call you back about your request.`,
+      // Nothing to drain for: a sandbox stops at once.
+      SHUTDOWN_DRAIN_S: '0',
+      ...env,
+      WA_BUSINESS_NUMBER: s.businessNumber,
+      PBX_TARGET: pbxTarget || demo!.uri,
+      YCLOUD_API_BASE_URL: sim.baseUrl,
+      YCLOUD_API_KEY: sim.apiKey,
+      YCLOUD_WEBHOOK_SECRET: sim.secret,
+    });
+    const b = new Bridge(config, log, {
+      routes: (started) => {
+        phone = new PhoneServer({ sim, cdr: started.cdr, log, ...s, pbx: demo ? 'demo agent' : config.pbx.targets.join(', ') });
+        return [phone.routes()];
+      },
+    });
+    bridge = b;
+    demo?.on('event', (e) => phone?.timeline({ at: e.at, kind: 'demo', title: e.text, detail: { callId: e.callId, ...e.detail } }));
+    await b.start();
+    sim.webhookUrl = `http://127.0.0.1:${b.httpPort}/webhooks/ycloud`;
+    const host = config.httpHost && config.httpHost !== '0.0.0.0' && config.httpHost !== '::' ? config.httpHost : '127.0.0.1';
+    return { bridge: b, sim, phone: phone!, demo, url: `http://${host.includes(':') ? `[${host}]` : host}:${b.httpPort}/sandbox`, stop: stopAll };
+  } catch (err) {
+    await stopAll().catch(() => undefined);
+    throw err;
+  }
+}
