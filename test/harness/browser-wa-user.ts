@@ -388,7 +388,7 @@ export function toneWav(freq: number, amplitude = 8000, sampleRate = 48000): Buf
  * The page side, plain browser JavaScript (the repo compiles without DOM typings). A tone meter runs in
  * an AudioWorklet: Goertzel share and RMS per 20 ms frame, the same thresholds as tone.ts's ToneDetector.
  */
-const TONE_METER_WORKLET = `
+export const TONE_METER_WORKLET = `
 class ToneMeter extends AudioWorkletProcessor {
   constructor(o) { super(); this.f = o.processorOptions.freq; this.buf = new Float32Array(Math.round(sampleRate / 50)); this.n = 0; }
   process(inputs) {

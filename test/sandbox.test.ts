@@ -1,0 +1,244 @@
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import path from 'node:path';
+import type { Page } from 'puppeteer-core';
+import { createLogger } from '../src/log';
+import { Sandbox, startSandbox } from '../src/sandbox/sandbox';
+import { signWebhook } from '../src/providers/ycloud/signature';
+import { withTimeout } from '../src/sip/dialog-requests';
+import { infraEnv } from './harness/bridge';
+import { BrowserHandle, BrowserWaUser, TONE_METER_WORKLET } from './harness/browser-wa-user';
+import { infra } from './harness/infra';
+import { RtpPhone } from './harness/rtp-phone';
+import { refusalScenario, runSippUac } from './harness/sipp';
+
+/** The fake microphone's tone (Chromium plays a WAV of it) and the agent's tone in the SIPp call. */
+const MIC_HZ = 440;
+const AGENT_HZ = 1000;
+const USER = '+15550100001';
+const BUSINESS = '+15550100000';
+
+/** The sandbox page's own settings in these tests: no voice processing, which would treat a steady tone as noise. */
+const PAGE_QUERY = '?processing=off';
+
+/**
+ * In the page: a Web Audio meter on the received audio. Each 20 ms frame's level and the share of its
+ * energy at each listened frequency are kept, so a test can tell speech (loud, no tone) from a tone.
+ */
+async function installMeter(page: Page, freqs: number[]): Promise<void> {
+  // A string, evaluated in the page: this file is compiled without the DOM's types.
+  await page.evaluate(`(async (worklet, hz) => {
+    window.__frames = [];
+    const ctx = new AudioContext({ sampleRate: 48000 });
+    await ctx.audioWorklet.addModule(URL.createObjectURL(new Blob([worklet], { type: 'text/javascript' })));
+    const source = ctx.createMediaStreamSource(window.sandboxPhone.remoteStream);
+    const sink = ctx.createGain();
+    sink.gain.value = 0;
+    sink.connect(ctx.destination);
+    const latest = hz.map(() => ({ rms: 0, share: 0 }));
+    hz.forEach((freq, i) => {
+      const node = new AudioWorkletNode(ctx, 'tone-meter', { processorOptions: { freq } });
+      node.port.onmessage = (e) => {
+        latest[i] = e.data;
+        // One frame per message of the first meter, with every meter's latest share.
+        if (i === 0) window.__frames.push({ at: Date.now(), rms: e.data.rms, shares: latest.map((l) => l.share) });
+      };
+      source.connect(node).connect(sink);
+    });
+    await ctx.resume();
+  })(${JSON.stringify(TONE_METER_WORKLET)}, ${JSON.stringify(freqs)})`);
+}
+
+/** Frames received since `since` that were loud; of those, the ones dominated by frequency number `i`, and the ones with no tone (speech). */
+async function frames(page: Page, since: number, i: number): Promise<{ loud: number; tone: number; speech: number }> {
+  return await page.evaluate(`(() => {
+    const loud = window.__frames.filter((f) => f.at >= ${since} && f.rms >= 300);
+    return { loud: loud.length, tone: loud.filter((f) => f.shares[${i}] >= 0.5).length, speech: loud.filter((f) => Math.max(...f.shares) < 0.3).length };
+  })()`) as { loud: number; tone: number; speech: number };
+}
+
+async function until<T>(what: string, fn: () => Promise<T | null | false>, timeoutMs: number, detail: () => Promise<string> = async () => ''): Promise<T> {
+  const end = Date.now() + timeoutMs;
+  for (;;) {
+    const v = await fn();
+    if (v) return v;
+    if (Date.now() > end) throw new Error(`${what}: not within ${timeoutMs} ms ${await detail()}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
+/** The agent dials without naming a business number: the bridge's default (WA_BUSINESS_NUMBER) calls. */
+const withoutBusinessHeader = (invite: string) => invite.replace(/X-WhatsApp-Business-Number: [^\n]*\n/, '');
+
+const state = async (page: Page): Promise<string> => String(await page.evaluate("document.body.dataset.state || ''"));
+const timelineText = (page: Page, kind: string) => page.$$eval(`[data-testid="timeline"] [data-kind="${kind}"]`, (rows) => rows.map((r) => r.textContent ?? ''));
+
+describe('sandbox (built-in YCloud simulator and browser phone)', function () {
+  let sandbox: Sandbox;
+
+  before(async function () {
+    if (!infra.drachtio) {
+      console.log(`      !!! SKIPPED: ${infra.drachtioMissing}`);
+      this.skip();
+    }
+    sandbox = await startSandbox({ ...infraEnv(), NODE_ID: 'sandbox-test', PBX_TARGET: '' }, createLogger(process.env.LOG_LEVEL ?? 'silent'));
+  });
+  after(async () => {
+    await sandbox?.stop();
+  });
+
+  it("the simulator's webhooks pass the bridge's signature check, and forged ones do not", async () => {
+    const { sim } = sandbox;
+    const event = sim.event('whatsapp.call.status.updated', { callingStatusUpdated: { wabaId: '1', wacid: 'wacid.sandbox-check', status: 'RINGING' } });
+    assert.equal(await sim.deliver(event), 200);
+    const forged = sim.event('whatsapp.call.status.updated', { callingStatusUpdated: { wabaId: '1', wacid: 'wacid.sandbox-forged', status: 'RINGING' } });
+    assert.equal(await sim.deliver(forged, { signature: signWebhook('not-the-secret', JSON.stringify(forged)) }), 401);
+    assert.equal(await sim.deliver(forged, { signature: null }), 401);
+  });
+
+  it('serves the phone only in sandbox mode', async () => {
+    const res = await fetch(sandbox.url);
+    assert.equal(res.status, 200);
+    assert.match(await res.text(), /phone\.js/);
+  });
+
+  describe('in a real browser', function () {
+    let browser: BrowserHandle;
+    let page: Page;
+
+    before(async function () {
+      const problem = BrowserWaUser.available() ? BrowserWaUser.isolationProblem() : 'no Chromium at /usr/bin/chromium';
+      if (problem) {
+        console.log(`      !!! SKIPPED: ${problem}`);
+        this.skip();
+      }
+      browser = await BrowserWaUser.launch({ toneHz: MIC_HZ });
+    });
+    beforeEach(async () => {
+      page = await browser.browser.newPage();
+      await page.goto(`${sandbox.url}${PAGE_QUERY}`, { waitUntil: 'load', timeout: 15000 });
+      await until('the page is idle and connected', async () => (await state(page)) === 'idle' && sandbox.phone.pages > 0, 10000);
+    });
+    afterEach(async () => {
+      await page?.close().catch(() => undefined);
+    });
+    after(async () => {
+      await browser?.close();
+    });
+
+    it('calls the demo agent: greeting, echo, digits read back, hang-up, CDR in the timeline', async function () {
+      this.timeout(90000);
+      const dump = async () => `state=${await state(page)} timeline=${JSON.stringify(await page.$eval('[data-testid="timeline"]', (e) => (e.textContent ?? '').slice(-1500)))}`;
+      await page.click('[data-testid="call-business"]');
+      await until('the call is connected', async () => (await state(page)) === 'connected', 20000, dump);
+      const wacid = String(await page.evaluate('window.sandboxPhone.wacid'));
+      assert.match(wacid, /^wacid\./);
+      const t0 = Date.now();
+      await installMeter(page, [MIC_HZ]);
+
+      // The greeting: loud audio that is not the caller's tone.
+      const greeting = await until('the greeting is heard', async () => {
+        const f = await frames(page, t0, 0);
+        return f.speech >= 25 ? f : null;
+      }, 15000, async () => JSON.stringify(await frames(page, t0, 0)));
+      assert.ok(greeting.speech >= 25);
+      // Then the caller's own voice (the fake microphone's tone) comes back.
+      const echoed = await until('the echo of the caller is heard', async () => {
+        const f = await frames(page, t0, 0);
+        return f.tone >= 25 ? f : null;
+      }, 20000, async () => JSON.stringify(await frames(page, t0, 0)));
+      assert.ok(echoed.tone >= 25);
+
+      // Digits from the keypad (RFC 4733 inside SRTP): the demo agent reports them and reads them back.
+      await page.click('[data-testid="keypad"]');
+      const beforeDigits = Date.now();
+      for (const k of ['1', '2', '3']) {
+        await page.click(`[data-testid="key-${k}"]`);
+        await until(`digit ${k} reported by the demo agent`, async () => (await timelineText(page, 'demo')).some((t) => new RegExp(`digit ${k}\\b`).test(t)), 10000, dump);
+      }
+      const readBack = await until('the digits are read back', async () => {
+        const f = await frames(page, beforeDigits, 0);
+        return f.speech >= 10 ? f : null;
+      }, 10000);
+      assert.ok(readBack.speech >= 10);
+
+      // Hang up: WhatsApp's terminate, the bridge's BYE to the demo agent, the CDR row in the timeline.
+      await page.click('[data-testid="hangup"]');
+      const cdr = await until('the CDR appears in the timeline', async () => {
+        const rows = await timelineText(page, 'cdr');
+        return rows.find((r) => r.includes(wacid)) ?? null;
+      }, 15000, dump);
+      assert.match(cdr, /inbound/);
+      assert.match(cdr, /answered|completed/);
+      const webhooks = await timelineText(page, 'webhook');
+      assert.ok(webhooks.some((t) => /whatsapp\.call\.connect.*200/.test(t)), webhooks.join('\n'));
+      assert.ok(webhooks.some((t) => /whatsapp\.call\.terminate/.test(t)), webhooks.join('\n'));
+      const api = await timelineText(page, 'api');
+      assert.ok(api.some((t) => /calls\/preAccept.*200/.test(t)) && api.some((t) => /calls\/accept.*200/.test(t)), api.join('\n'));
+      assert.ok((await timelineText(page, 'sip')).some((t) => /invite_sent/.test(t)));
+      const row = await sandbox.bridge.cdr.findCallByWacid(wacid);
+      assert.equal(row?.direction, 'inbound');
+      assert.ok(row?.ended_at);
+    });
+
+    it("an agent's call rings the page, the permission prompt is answered, and the call connects with audio", async function () {
+      this.timeout(90000);
+      const target = `127.0.0.1:${infra.drachtio!.sipPort}`;
+      // No permission yet: the bridge refuses the agent (403) and asks the user, as WhatsApp requires.
+      const refused = await runSippUac(await refusalScenario(403, undefined, withoutBusinessHeader), { target, number: USER });
+      assert.equal(await refused.done, 0, refused.proc.output);
+      await until('the permission prompt shows', async () => (await page.$('[data-testid="permission-temporary"]')) !== null, 10000);
+      const granted = new Promise<void>((resolve) => sandbox.sim.once('webhook', () => resolve()));
+      await page.click('[data-testid="permission-temporary"]');
+      await granted;
+      await until('the grant is recorded', async () => (await sandbox.bridge.permissions.check(BUSINESS, USER)).allowed, 5000);
+
+      const phone = new RtpPhone(AGENT_HZ, MIC_HZ);
+      const rtpPort = await phone.start();
+      try {
+        const agent = await runSippUac('uac-sandbox-call.xml', { target, number: USER, rtpPort });
+        await until('the page rings', async () => (await state(page)) === 'ringing-in', 15000);
+        await page.click('[data-testid="accept"]');
+        await until('the call is connected', async () => (await state(page)) === 'connected', 15000);
+        const t0 = Date.now();
+        await installMeter(page, [AGENT_HZ]);
+        // Both ways: the page hears the agent's tone, the agent's phone the page's microphone.
+        await until("the page hears the agent", async () => ((await frames(page, t0, 0)).tone >= 25), 15000, async () => JSON.stringify(await frames(page, t0, 0)));
+        await withTimeout(phone.heard.whenHeard(25), 15000, `the agent heard ${phone.heard.framesWithTone} frames of ${MIC_HZ} Hz`);
+        assert.equal(await agent.done, 0, agent.proc.output);
+        await until('the page shows the end', async () => ['ended', 'idle'].includes(await state(page)), 10000);
+        await until('the CDR appears in the timeline', async () => (await timelineText(page, 'cdr')).some((r) => /outbound/.test(r)), 15000);
+      } finally {
+        phone.stop();
+      }
+    });
+  });
+});
+
+describe('sandbox start-up', () => {
+  const main = path.join(__dirname, '..', 'src', 'sandbox', 'main.js');
+  const run = (env: Record<string, string>) => new Promise<{ code: number | null; stderr: string }>((resolve) => {
+    const p = spawn(process.execPath, [main], { env: { PATH: process.env.PATH ?? '', ...env }, stdio: ['ignore', 'ignore', 'pipe'] });
+    let stderr = '';
+    p.stderr.on('data', (b: Buffer) => (stderr += b.toString()));
+    const t = setTimeout(() => p.kill('SIGKILL'), 15000);
+    p.on('exit', (code) => {
+      clearTimeout(t);
+      resolve({ code, stderr });
+    });
+  });
+
+  it('refuses to start with a real YCloud API key, before starting anything', async () => {
+    const r = await run({ YCLOUD_API_KEY: 'a1b2c3d4e5f6a7b8c9d0e1f2a3b4c5d6', DATABASE_URL: 'postgres://nobody@127.0.0.1:1/none' });
+    assert.equal(r.code, 2, r.stderr);
+    assert.match(r.stderr, /refuses to start/);
+    assert.match(r.stderr, /YCLOUD_API_KEY/);
+    assert.doesNotMatch(r.stderr, /a1b2c3d4e5f6/, 'the key itself is never printed');
+  });
+
+  it('refuses to send to YCloud itself', async () => {
+    const r = await run({ YCLOUD_API_BASE_URL: 'https://api.ycloud.com/v2' });
+    assert.equal(r.code, 2, r.stderr);
+    assert.match(r.stderr, /YCLOUD_API_BASE_URL/);
+  });
+});
