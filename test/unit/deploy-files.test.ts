@@ -131,6 +131,20 @@ describe('deployment files', () => {
       assert.deepEqual(valuesOf(args, '--secret'), ['test-secret']);
     });
 
+    it('runs the sandbox on its own drachtio-server, rtpengine and database, on loopback, with the built-in simulator', () => {
+      const sb = resolved.services.sandbox!;
+      assert.deepEqual(sb.command, ['node', 'dist/src/sandbox/main.js']);
+      const env = envMap(sb.environment);
+      assert.match(String(env.DATABASE_URL), /\/wasb_sandbox$/, 'never the bridge database');
+      assert.ok(!('YCLOUD_API_KEY' in env) && !('YCLOUD_API_BASE_URL' in env), 'no YCloud settings: the sandbox makes its own');
+      assert.ok(!('env_file' in sb), 'no .env: a real YCLOUD_API_KEY would make the sandbox refuse to start');
+      const rtp = (resolved.services['sandbox-rtpengine']!.command as string[]).join(' ');
+      assert.match(rtp, new RegExp(`--listen-ng=${String(env.RTPENGINE_NG).replace(/\./g, '\\.')}`));
+      assert.match(rtp, /--interface=wa\/127\.0\.0\.1( |$)/);
+      assert.match(String(resolved.services['sandbox-drachtio']!.command), new RegExp(`--port ${String(env.DRACHTIO_PORT)} `));
+      for (const f of ['docker/sandbox.env']) assert.ok(fs.existsSync(path.join(ROOT, f)), `${f} exists`);
+    });
+
     it('lets the bridge drain longer than SHUTDOWN_DRAIN_S before docker kills it', () => {
       const drainS = Number(defaultOf(configSource, 'SHUTDOWN_DRAIN_S'));
       const grace = durationS(String(resolved.services.bridge!.stop_grace_period ?? '10s'));
@@ -142,10 +156,11 @@ describe('deployment files', () => {
       assert.deepEqual(fronts.map(([n]) => n), ['caddy']);
       assert.deepEqual(services.caddy!.profiles, ['https']);
       // The only other optional services: the recording daemon (RECORDING_METHOD=proc), Prometheus and
-      // Grafana (test/dashboards.test.ts checks them).
+      // Grafana (test/dashboards.test.ts checks them), and the sandbox's three.
       const optional = Object.entries(services).filter(([, s]) => s.profiles && !(s.profiles as string[]).includes('https'));
       assert.deepEqual(optional.map(([n, s]) => [n, s.profiles]), [
         ['rtpengine-recording', ['recording-daemon']], ['prometheus', ['monitoring']], ['grafana', ['monitoring']],
+        ['sandbox-drachtio', ['sandbox']], ['sandbox-rtpengine', ['sandbox']], ['sandbox', ['sandbox']],
       ]);
       assert.ok(fs.existsSync(path.join(ROOT, 'docker/Caddyfile')), 'docker/Caddyfile exists');
     });
