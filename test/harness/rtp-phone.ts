@@ -2,7 +2,7 @@ import dgram from 'node:dgram';
 import { performance } from 'node:perf_hooks';
 import { AddressInfo } from 'node:net';
 import { RtcpReporter } from './rtcp-reporter';
-import { alawToLinear, linearToUlaw, sineFrame, ToneDetector, ulawToLinear } from './tone';
+import { alawToLinear, linearToAlaw, linearToUlaw, sineFrame, ToneDetector, ulawToLinear } from './tone';
 
 /** One RFC 4733 telephone-event received, counted once (at its first end packet). */
 export interface ReceivedDigit {
@@ -43,24 +43,8 @@ export function eventCodeToDigit(code: number): string {
   return code < EVENT_CODES.length ? EVENT_CODES[code]! : `E${code}`;
 }
 
-/** G.711 A-law encoder (ITU-T G.711), the inverse of tone.ts's alawToLinear. */
-export function linearToAlaw(sample: number): number {
-  let s = Math.max(-32768, Math.min(32767, Math.round(sample)));
-  let mask: number;
-  if (s >= 0) {
-    mask = 0xd5;
-  } else {
-    mask = 0x55;
-    s = -s - 1;
-  }
-  const SEG_END = [0xff, 0x1ff, 0x3ff, 0x7ff, 0xfff, 0x1fff, 0x3fff, 0x7fff];
-  let seg = 0;
-  while (seg < 8 && s > SEG_END[seg]!) seg++;
-  if (seg >= 8) return 0x7f ^ mask;
-  let aval = seg << 4;
-  aval |= seg < 2 ? (s >> 4) & 0x0f : (s >> (seg + 3)) & 0x0f;
-  return aval ^ mask;
-}
+/** G.711 A-law encoder (the demo agent's; the inverse of tone.ts's alawToLinear). */
+export { linearToAlaw } from '../../src/sandbox/demo-agent/g711';
 
 interface OutgoingEvent {
   code: number;

@@ -64,18 +64,8 @@ export class ToneDetector {
   }
 }
 
-// G.711 µ-law / A-law codecs for the PBX-side RTP endpoint.
-export function linearToUlaw(sample: number): number {
-  const BIAS = 0x84;
-  let s = Math.max(-32635, Math.min(32635, sample));
-  const sign = s < 0 ? 0x80 : 0;
-  if (s < 0) s = -s;
-  s += BIAS;
-  let exponent = 7;
-  for (let mask = 0x4000; (s & mask) === 0 && exponent > 0; exponent--, mask >>= 1);
-  const mantissa = (s >> (exponent + 3)) & 0x0f;
-  return ~(sign | (exponent << 4) | mantissa) & 0xff;
-}
+// G.711 µ-law / A-law codecs for the PBX-side RTP endpoint: the encoders are the demo agent's.
+export { linearToAlaw, linearToUlaw } from '../../src/sandbox/demo-agent/g711';
 
 export function ulawToLinear(u: number): number {
   u = ~u & 0xff;
