@@ -6,7 +6,7 @@ import { createLogger } from '../src/log';
 import { Sandbox, startSandbox } from '../src/sandbox/sandbox';
 import { signWebhook } from '../src/providers/ycloud/signature';
 import { withTimeout } from '../src/sip/dialog-requests';
-import { infraEnv } from './harness/bridge';
+import { infraEnv, startStack } from './harness/bridge';
 import { BrowserHandle, BrowserWaUser, TONE_METER_WORKLET } from './harness/browser-wa-user';
 import { infra } from './harness/infra';
 import { RtpPhone } from './harness/rtp-phone';
@@ -96,10 +96,30 @@ describe('sandbox (built-in YCloud simulator and browser phone)', function () {
     assert.equal(await sim.deliver(forged, { signature: null }), 401);
   });
 
-  it('serves the phone only in sandbox mode', async () => {
+  it('serves the phone at /sandbox', async () => {
     const res = await fetch(sandbox.url);
     assert.equal(res.status, 200);
     assert.match(await res.text(), /phone\.js/);
+  });
+
+  it("refuses the page's bad requests with 400 and a reason, and carries on", async () => {
+    const post = (p: string, body: string) => fetch(new URL(p, sandbox.url), { method: 'POST', headers: { 'Content-Type': 'application/json' }, body });
+    const cases: Array<[string, string, RegExp]> = [
+      ['/sandbox/api/calls', '{"sdp":"not an SDP"}', /sdp/],
+      ['/sandbox/api/calls', '{not json', /JSON/],
+      ['/sandbox/api/calls', '[1,2]', /JSON object/],
+      ['/sandbox/api/calls/wacid.nope/accept', '{}', /no agent call/],
+      ['/sandbox/api/calls/wacid.nope/hangup', '{}', /no live call/],
+      ['/sandbox/api/calls/wacid.nope/explode', '{}', /unknown action/],
+      ['/sandbox/api/permissions/wamid.nope', '{"choice":"temporary"}', /no permission request/],
+      ['/sandbox/api/permissions/wamid.nope', '{"choice":"sure"}', /choice/],
+    ];
+    for (const [p, body, reason] of cases) {
+      const res = await post(p, body);
+      assert.equal(res.status, 400, `${p} ${body}`);
+      assert.match(((await res.json()) as { error: string }).error, reason, `${p} ${body}`);
+    }
+    assert.equal((await fetch(sandbox.url)).status, 200);
   });
 
   describe('in a real browser', function () {
@@ -226,6 +246,21 @@ describe('sandbox start-up', () => {
       clearTimeout(t);
       resolve({ code, stderr });
     });
+  });
+
+  it('serves no sandbox routes on a bridge not in sandbox mode', async () => {
+    // After the sandbox has stopped: one bridge per process at a time (the CDR models are bound to the last one started).
+    const bridge = await startStack();
+    try {
+      for (const p of ['/sandbox', '/sandbox/events', '/sandbox/phone.js']) {
+        const r = await fetch(`http://127.0.0.1:${bridge.bridge.httpPort}${p}`);
+        assert.equal(r.status, 404, `${p} on a bridge not in sandbox mode`);
+      }
+      const post = await fetch(`http://127.0.0.1:${bridge.bridge.httpPort}/sandbox/api/calls`, { method: 'POST', body: '{}' });
+      assert.equal(post.status, 404);
+    } finally {
+      await bridge.stop();
+    }
   });
 
   it('refuses to start with a real YCloud API key, before starting anything', async () => {

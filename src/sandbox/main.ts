@@ -44,6 +44,9 @@ async function main(): Promise<void> {
     process.exit(known ? 2 : 1);
   }
   const s = sandboxSettings(env);
+  if (!/^(127\.|::1$|localhost$)/.test(sandbox.bridge.config.httpHost ?? '')) {
+    log.warn({ host: sandbox.bridge.config.httpHost ?? '*' }, 'the sandbox page has no login: anyone who reaches it can place calls into your PBX; keep HTTP_HOST on loopback');
+  }
   const sip = services.sipUri ?? `drachtio-server at ${env.DRACHTIO_HOST}:${env.DRACHTIO_PORT ?? 9022}`;
   console.log([
     '',
