@@ -9,6 +9,7 @@ import { withTimeout } from '../src/sip/dialog-requests';
 import { infraEnv, startStack } from './harness/bridge';
 import { BrowserHandle, BrowserWaUser, TONE_METER_WORKLET } from './harness/browser-wa-user';
 import { infra } from './harness/infra';
+import { Asterisk, findAsterisk, SAMPLE_USERNAMES } from './harness/asterisk';
 import { RtpPhone } from './harness/rtp-phone';
 import { refusalScenario, runSippUac } from './harness/sipp';
 
@@ -232,6 +233,79 @@ describe('sandbox (built-in YCloud simulator and browser phone)', function () {
         phone.stop();
       }
     });
+  });
+});
+
+describe('sandbox with PBX_TARGET: a real Asterisk (config/asterisk samples) instead of the demo agent', function () {
+  this.timeout(120000);
+  const bin = findAsterisk();
+  let pbx: Asterisk | null = null;
+  let sandbox: Sandbox | null = null;
+  let browser: BrowserHandle | null = null;
+  let page: Page;
+  const secrets = { bridgeToPbx: 'sbx-b2p-5c1e', pbxToBridge: 'sbx-p2b-9a7d' };
+
+  before(async function () {
+    const missing = !infra.drachtio ? infra.drachtioMissing
+      : !bin ? 'asterisk not found (set ASTERISK_BIN or put `asterisk` on PATH)'
+        : !BrowserWaUser.available() ? 'no Chromium at /usr/bin/chromium' : BrowserWaUser.isolationProblem();
+    if (missing) {
+      console.log(`      !!! SKIPPED: ${missing}`);
+      return this.skip();
+    }
+    // The sample's agent rings [wa-lab]: an IVR that reads up to 4 digits (ended by #), then echoes.
+    pbx = await new Asterisk(bin!, {
+      values: { bridgeIp: '127.0.0.1', bridgeSipPort: infra.drachtio!.sipPort, bridgeToPbxSecret: secrets.bridgeToPbx, pbxToBridgeSecret: secrets.pbxToBridge, businessNumber: BUSINESS },
+      agents: 'Local/agent@wa-lab',
+      lab: ['exten => agent,1,Answer()', ' same => n,Read(DIGITS,,4,,,20)', ' same => n,Verbose(1,IVR-DIGITS=${DIGITS}=END)', ' same => n,Echo()'],
+    }).start();
+    sandbox = await startSandbox({
+      ...infraEnv(), NODE_ID: 'sandbox-asterisk-test', PBX_TARGET: pbx.uri,
+      PBX_AUTH_USERNAME: SAMPLE_USERNAMES.bridgeToPbx, PBX_AUTH_PASSWORD: secrets.bridgeToPbx,
+      SIP_AUTH_USERNAME: SAMPLE_USERNAMES.pbxToBridge, SIP_AUTH_PASSWORD: secrets.pbxToBridge,
+    }, createLogger(process.env.LOG_LEVEL ?? 'silent'));
+    browser = await BrowserWaUser.launch({ toneHz: MIC_HZ });
+    page = await browser.browser.newPage();
+    await page.goto(`${sandbox.url}${PAGE_QUERY}`, { waitUntil: 'load', timeout: 15000 });
+    await until('the page is idle and connected', async () => (await state(page)) === 'idle' && sandbox!.phone.pages > 0, 10000);
+  });
+  after(async () => {
+    await browser?.close();
+    await sandbox?.stop();
+    await pbx?.stop();
+  });
+
+  it("the page calls the team's PBX: its IVR gets the keypad's digits, then its echo is heard", async () => {
+    await page.click('[data-testid="call-business"]');
+    await until('the call is connected', async () => (await state(page)) === 'connected', 20000);
+    await page.click('[data-testid="keypad"]');
+    for (const k of ['1', '5', '9', 'pound']) await page.click(`[data-testid="key-${k}"]`);
+    const m = await pbx!.waitForLog(/IVR-DIGITS=([0-9*#]*)=END/, 15000);
+    assert.equal(m[1], '159', "Asterisk's Read() got the digits pressed on the page");
+    const t0 = Date.now();
+    await installMeter(page, [MIC_HZ]);
+    await until("the caller's echo from Asterisk", async () => ((await frames(page, t0, 0)).tone >= 25), 15000, async () => JSON.stringify(await frames(page, t0, 0)));
+    await page.click('[data-testid="hangup"]');
+    await until('the CDR appears in the timeline', async () => (await timelineText(page, 'cdr')).some((r) => /inbound/.test(r) && r.includes(pbx!.uri)), 15000);
+  });
+
+  it("an agent dials the WhatsApp user from Asterisk (9 + number): permission asked on the page, then the page rings and hears the agent's side", async () => {
+    const dial = () => pbx!.originate({ channel: `Local/9${USER.slice(1)}@agents`, application: 'Echo', callerId: '"Agent 201" <201>' });
+    await pbx!.bridgeReachable();
+    await dial();
+    await until('the permission prompt shows', async () => (await page.$('[data-testid="permission-permanent"]')) !== null, 15000);
+    await page.click('[data-testid="permission-permanent"]');
+    await until('the grant is recorded', async () => (await sandbox!.bridge.permissions.check(BUSINESS, USER)).allowed, 5000);
+    await dial();
+    await until('the page rings', async () => (await state(page)) === 'ringing-in', 15000);
+    await page.click('[data-testid="accept"]');
+    await until('the call is connected', async () => (await state(page)) === 'connected', 15000);
+    const t0 = Date.now();
+    await installMeter(page, [MIC_HZ]);
+    // The agent's side echoes: the page hears its own microphone back through Asterisk.
+    await until('the page hears the agent side', async () => ((await frames(page, t0, 0)).tone >= 25), 15000, async () => JSON.stringify(await frames(page, t0, 0)));
+    await page.click('[data-testid="hangup"]');
+    await until('the CDR appears in the timeline', async () => (await timelineText(page, 'cdr')).some((r) => /outbound/.test(r) && r.includes('agent201')), 15000);
   });
 });
 
