@@ -474,6 +474,27 @@ describe('demo agent', function () {
     }
   });
 
+  it('answers 486 Busy Here beyond maxCalls, and takes calls again once one ends', async () => {
+    const one = new DemoAgent({ log, ringMs: 60_000, maxCalls: 1 });
+    await one.start();
+    try {
+      const first = newDialog();
+      sip.send(one, request(one, sip, first, 'INVITE', 1, { body: offer(40010, ['0']) }));
+      await sip.response(first.callId, 180, 'INVITE');
+      const second = newDialog();
+      sip.send(one, request(one, sip, second, 'INVITE', 1, { body: offer(40012, ['0']) }));
+      await sip.response(second.callId, 486, 'INVITE');
+      assert.equal(one.activeCalls, 1);
+      sip.send(one, request(one, sip, first, 'CANCEL', 1));
+      await sip.response(first.callId, 487, 'INVITE');
+      const third = newDialog();
+      sip.send(one, request(one, sip, third, 'INVITE', 1, { body: offer(40014, ['0']) }));
+      await sip.response(third.callId, 180, 'INVITE');
+    } finally {
+      await one.stop();
+    }
+  });
+
   it('rejects an offer without PCMU or PCMA with 488', async () => {
     const d = newDialog();
     sip.send(agent, request(agent, sip, d, 'INVITE', 1, { body: offer(40002, ['18', '101']) }));

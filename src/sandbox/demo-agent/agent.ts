@@ -44,6 +44,8 @@ export interface DemoAgentOptions {
   promptsDir?: string;
   /** Hang up when nothing arrives from the caller for this long (default 60 s; 0: never). */
   mediaTimeoutMs?: number;
+  /** Calls ringing or answered at once (default 50); more are answered 486 Busy Here. */
+  maxCalls?: number;
 }
 
 // RFC 3261 timers: T1 (first retransmission), T2 (cap), 64*T1 (a transaction's life).
@@ -112,6 +114,7 @@ export class DemoAgent extends TypedEmitter<DemoAgentEvents> {
   private readonly ringMs: number;
   private readonly maxCallMs: number;
   private readonly mediaTimeoutMs: number;
+  private readonly maxCalls: number;
   private readonly promptsDir: string;
   private socket: dgram.Socket | null = null;
   private prompts: PromptSet | null = null;
@@ -128,6 +131,7 @@ export class DemoAgent extends TypedEmitter<DemoAgentEvents> {
     this.ringMs = opts.ringMs ?? 300;
     this.maxCallMs = opts.maxCallMs ?? 10 * 60_000;
     this.mediaTimeoutMs = opts.mediaTimeoutMs ?? 60_000;
+    this.maxCalls = opts.maxCalls ?? 50;
     this.promptsDir = opts.promptsDir ?? defaultPromptsDir();
   }
 
@@ -260,6 +264,11 @@ export class DemoAgent extends TypedEmitter<DemoAgentEvents> {
       return;
     }
     if (existing) return; // a second INVITE of a known call without a To tag: a stray; ignore
+    if (this.activeCalls >= this.maxCalls) {
+      // Each call holds a socket and a timer: a demo has no use for more, and a flood gets no more.
+      this.respond(req, from, 486, { toTag: tag() });
+      return;
+    }
 
     const localTag = tag();
     const call: Call = {
