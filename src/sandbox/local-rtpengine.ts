@@ -8,6 +8,8 @@ export interface RtpengineOptions {
   interfaces?: string[];
   /** rtpengine --recording-dir: calls may be recorded (pcap method, userspace) into this spool directory. */
   recordingDir?: string;
+  /** The binary (default: `rtpengine` on PATH). */
+  bin?: string;
 }
 
 export interface RtpengineInstance { ng: { host: string; port: number }; dtmfLog: { host: string; port: number }; proc: ManagedProcess }
@@ -17,7 +19,7 @@ export async function startRtpengine(o: RtpengineOptions = {}): Promise<Rtpengin
   const ngPort = await freePort('udp');
   // rtpengine sends each DTMF event it sees here as JSON; the bridge under test listens on it.
   const dtmfPort = await freePort('udp');
-  const proc = new ManagedProcess('rtpengine', 'rtpengine', [
+  const proc = new ManagedProcess('rtpengine', o.bin ?? 'rtpengine', [
     '--config-file=none',
     '--table=-1',
     ...interfaces.map((i) => `--interface=${i}`),

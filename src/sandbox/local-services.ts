@@ -9,6 +9,7 @@ type Env = Record<string, string | undefined>;
 
 /** The sandbox's database when DATABASE_URL is not set: the machine's Postgres, trust auth. */
 export const SANDBOX_DATABASE_URL = 'postgres://postgres@127.0.0.1:5432/wasb_sandbox';
+const COMPOSE_SANDBOX = '`docker compose --env-file docker/sandbox.env --profile sandbox up sandbox`';
 /** Each wait on a program the sandbox starts. */
 const START_TIMEOUT_MS = 15_000;
 
@@ -39,8 +40,9 @@ export async function startLocalServices(env: Env, log: Logger): Promise<LocalSe
 
     const pbxAddress = env.SANDBOX_SIP_ADDRESS?.trim() || '127.0.0.1';
     if (!env.RTPENGINE_NG?.trim()) {
-      if (!findProgram('rtpengine', 'RTPENGINE_BIN')) throw new MissingProgramError('rtpengine is not on PATH: install Debian\'s rtpengine-daemon, or set RTPENGINE_NG to a running one (or use `docker compose --profile sandbox up sandbox`)');
-      const r: RtpengineInstance = await startRtpengine({ portMin: 40000, portMax: 40999, interfaces: ['wa/127.0.0.1', `pbx/${pbxAddress}`] });
+      const bin = findProgram('rtpengine', 'RTPENGINE_BIN');
+      if (!bin) throw new MissingProgramError(`rtpengine is not on PATH: install Debian's rtpengine-daemon, or set RTPENGINE_NG to a running one (or use ${COMPOSE_SANDBOX})`);
+      const r: RtpengineInstance = await startRtpengine({ bin, portMin: 40000, portMax: 40999, interfaces: ['wa/127.0.0.1', `pbx/${pbxAddress}`] });
       stops.push(() => r.proc.stop());
       out.RTPENGINE_NG = `${r.ng.host}:${r.ng.port}`;
       out.RTPENGINE_DTMF_LOG = `${r.dtmfLog.host}:${r.dtmfLog.port}`;
@@ -49,7 +51,7 @@ export async function startLocalServices(env: Env, log: Logger): Promise<LocalSe
     let sipUri: string | null = null;
     if (!env.DRACHTIO_HOST?.trim()) {
       const bin = findDrachtio();
-      if (!bin) throw new MissingProgramError('drachtio-server is not on PATH: build it (README, "drachtio-server") and put `drachtio` on PATH or set DRACHTIO_BIN, or set DRACHTIO_HOST/DRACHTIO_PORT/DRACHTIO_SECRET to a running one (or use `docker compose --profile sandbox up sandbox`)');
+      if (!bin) throw new MissingProgramError(`drachtio-server is not on PATH: build it from github.com/drachtio/drachtio-server and put \`drachtio\` on PATH or set DRACHTIO_BIN, or set DRACHTIO_HOST/DRACHTIO_PORT/DRACHTIO_SECRET to a running one (or use ${COMPOSE_SANDBOX})`);
       const sipPort = Number(env.SANDBOX_SIP_PORT?.trim() || 5060);
       const d: DrachtioServer = await startDrachtio(bin, { sipHost: pbxAddress, sipPort, secret: crypto.randomBytes(16).toString('hex') });
       stops.push(() => d.proc.stop());
