@@ -9,6 +9,7 @@ import { withTimeout } from '../src/sip/dialog-requests';
 import { infraEnv, startStack } from './harness/bridge';
 import { BrowserHandle, BrowserWaUser, TONE_METER_WORKLET } from './harness/browser-wa-user';
 import { infra } from './harness/infra';
+import { grantPermanentPermission } from './harness/permissions';
 import { Asterisk, findAsterisk, SAMPLE_USERNAMES } from './harness/asterisk';
 import { RtpPhone } from './harness/rtp-phone';
 import { refusalScenario, runSippUac } from './harness/sipp';
@@ -244,6 +245,8 @@ describe('sandbox with PBX_TARGET: a real Asterisk (config/asterisk samples) ins
   let browser: BrowserHandle | null = null;
   let page: Page;
   const secrets = { bridgeToPbx: 'sbx-b2p-5c1e', pbxToBridge: 'sbx-p2b-9a7d' };
+  // Another WhatsApp user than the first sandbox's, who has given no permission yet.
+  const user = '+15550100002';
 
   before(async function () {
     const missing = !infra.drachtio ? infra.drachtioMissing
@@ -260,7 +263,7 @@ describe('sandbox with PBX_TARGET: a real Asterisk (config/asterisk samples) ins
       lab: ['exten => agent,1,Answer()', ' same => n,Read(DIGITS,,4,,,20)', ' same => n,Verbose(1,IVR-DIGITS=${DIGITS}=END)', ' same => n,Echo()'],
     }).start();
     sandbox = await startSandbox({
-      ...infraEnv(), NODE_ID: 'sandbox-asterisk-test', PBX_TARGET: pbx.uri,
+      ...infraEnv(), NODE_ID: 'sandbox-asterisk-test', PBX_TARGET: pbx.uri, SANDBOX_USER_NUMBER: user,
       PBX_AUTH_USERNAME: SAMPLE_USERNAMES.bridgeToPbx, PBX_AUTH_PASSWORD: secrets.bridgeToPbx,
       SIP_AUTH_USERNAME: SAMPLE_USERNAMES.pbxToBridge, SIP_AUTH_PASSWORD: secrets.pbxToBridge,
     }, createLogger(process.env.LOG_LEVEL ?? 'silent'));
@@ -290,12 +293,12 @@ describe('sandbox with PBX_TARGET: a real Asterisk (config/asterisk samples) ins
   });
 
   it("an agent dials the WhatsApp user from Asterisk (9 + number): permission asked on the page, then the page rings and hears the agent's side", async () => {
-    const dial = () => pbx!.originate({ channel: `Local/9${USER.slice(1)}@agents`, application: 'Echo', callerId: '"Agent 201" <201>' });
+    const dial = () => pbx!.originate({ channel: `Local/9${user.slice(1)}@agents`, application: 'Echo', callerId: '"Agent 201" <201>' });
     await pbx!.bridgeReachable();
     await dial();
     await until('the permission prompt shows', async () => (await page.$('[data-testid="permission-permanent"]')) !== null, 15000);
     await page.click('[data-testid="permission-permanent"]');
-    await until('the grant is recorded', async () => (await sandbox!.bridge.permissions.check(BUSINESS, USER)).allowed, 5000);
+    await until('the grant is recorded', async () => (await sandbox!.bridge.permissions.check(BUSINESS, user)).allowed, 5000);
     await dial();
     await until('the page rings', async () => (await state(page)) === 'ringing-in', 15000);
     await page.click('[data-testid="accept"]');
@@ -334,6 +337,27 @@ describe('sandbox start-up', () => {
       assert.equal(post.status, 404);
     } finally {
       await bridge.stop();
+    }
+  });
+
+  it("keeps a user's call permission across a restart, as WhatsApp does (the simulator learns it from the bridge's records)", async () => {
+    const env = { ...infraEnv(), NODE_ID: 'sandbox-restart-test', PBX_TARGET: 'sip:127.0.0.1:9', SANDBOX_USER_NUMBER: '+15550100003' };
+    const log = createLogger(process.env.LOG_LEVEL ?? 'silent');
+    const first = await startSandbox(env, log);
+    await grantPermanentPermission(first.bridge.permissions, BUSINESS, '+15550100003');
+    await first.stop();
+    const again = await startSandbox(env, log);
+    try {
+      const connect = (to: string) => fetch(`${again.sim.baseUrl}/whatsapp/calls/connect`, {
+        method: 'POST', headers: { 'Content-Type': 'application/json', 'X-API-Key': again.sim.apiKey },
+        body: JSON.stringify({ from: BUSINESS, to, sdpType: 'offer', sdp: 'v=0\r\n' }),
+      });
+      assert.equal((await connect('+15550100003')).status, 200);
+      const refused = await connect('+15550100004');
+      assert.equal(refused.status, 400);
+      assert.equal(((await refused.json()) as { error: { whatsappApiError: { code: number } } }).error.whatsappApiError.code, 138006);
+    } finally {
+      await again.stop();
     }
   });
 

@@ -119,6 +119,9 @@ export async function startSandbox(env: Env, log: Logger): Promise<Sandbox> {
     bridge = b;
     demo?.on('event', (e) => phone?.timeline({ at: e.at, kind: 'demo', title: e.text, detail: { callId: e.callId, ...e.detail } }));
     await b.start();
+    // WhatsApp remembers a grant across restarts: so does the simulator, from what the bridge recorded.
+    const granted = await b.permissions.check(s.businessNumber, s.userNumber);
+    if (granted.allowed) sim.grant(s.userNumber, granted.expiresAt?.getTime() ?? null);
     sim.webhookUrl = `http://127.0.0.1:${b.httpPort}/webhooks/ycloud`;
     const host = config.httpHost && config.httpHost !== '0.0.0.0' && config.httpHost !== '::' ? config.httpHost : '127.0.0.1';
     return { bridge: b, sim, phone: phone!, demo, url: `http://${host.includes(':') ? `[${host}]` : host}:${b.httpPort}/sandbox`, stop: stopAll };

@@ -209,6 +209,11 @@ export class YCloudSim extends EventEmitter {
     }));
   }
 
+  /** Records a permission the customer gave before (until: ms since epoch, or null for permanent). */
+  grant(customer: string, until: number | null): void {
+    this.grants.set(customer, until);
+  }
+
   /** Whether calls/connect to `customer` is allowed now (enforcePermissions). */
   private permitted(customer: string): boolean {
     if (!this.grants.has(customer)) return false;
