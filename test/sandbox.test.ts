@@ -220,6 +220,7 @@ describe('sandbox (built-in YCloud simulator and browser phone)', function () {
       try {
         const agent = await runSippUac('uac-sandbox-call.xml', { target, number: USER, rtpPort });
         await until('the page rings', async () => (await state(page)) === 'ringing-in', 15000);
+        const wacid = String(await page.evaluate('window.sandboxPhone.wacid'));
         await page.click('[data-testid="accept"]');
         await until('the call is connected', async () => (await state(page)) === 'connected', 15000);
         const t0 = Date.now();
@@ -229,10 +230,28 @@ describe('sandbox (built-in YCloud simulator and browser phone)', function () {
         await withTimeout(phone.heard.whenHeard(25), 15000, `the agent heard ${phone.heard.framesWithTone} frames of ${MIC_HZ} Hz`);
         assert.equal(await agent.done, 0, agent.proc.output);
         await until('the page shows the end', async () => ['ended', 'idle'].includes(await state(page)), 10000);
-        await until('the CDR appears in the timeline', async () => (await timelineText(page, 'cdr')).some((r) => /outbound/.test(r)), 15000);
+        const cdr = await until('the CDR appears in the timeline', async () => (await timelineText(page, 'cdr')).find((r) => r.includes(wacid)) ?? null, 15000);
+        assert.match(cdr, /outbound/);
+        assert.match(cdr, /answered/);
       } finally {
         phone.stop();
       }
+    });
+
+    it("the page declines an agent's call: the agent gets 603 Decline, the CDR says rejected", async function () {
+      this.timeout(60000);
+      // The permission granted in the previous test still holds.
+      assert.ok((await sandbox.bridge.permissions.check(BUSINESS, USER)).allowed);
+      const agent = await runSippUac(await refusalScenario(603, 'cause=21', withoutBusinessHeader), { target: `127.0.0.1:${infra.drachtio!.sipPort}`, number: USER });
+      await until('the page rings', async () => (await state(page)) === 'ringing-in', 15000);
+      const wacid = String(await page.evaluate('window.sandboxPhone.wacid'));
+      assert.match(wacid, /^wacid\./);
+      await page.click('[data-testid="decline"]');
+      assert.equal(await agent.done, 0, agent.proc.output);
+      const cdr = await until('the CDR appears in the timeline', async () => (await timelineText(page, 'cdr')).find((r) => r.includes(wacid)) ?? null, 15000);
+      assert.match(cdr, /outbound/);
+      assert.match(cdr, /rejected/);
+      assert.match(cdr, /603/);
     });
   });
 });
@@ -301,6 +320,7 @@ describe('sandbox with PBX_TARGET: a real Asterisk (config/asterisk samples) ins
     await until('the grant is recorded', async () => (await sandbox!.bridge.permissions.check(BUSINESS, user)).allowed, 5000);
     await dial();
     await until('the page rings', async () => (await state(page)) === 'ringing-in', 15000);
+    const wacid = String(await page.evaluate('window.sandboxPhone.wacid'));
     await page.click('[data-testid="accept"]');
     await until('the call is connected', async () => (await state(page)) === 'connected', 15000);
     const t0 = Date.now();
@@ -308,7 +328,10 @@ describe('sandbox with PBX_TARGET: a real Asterisk (config/asterisk samples) ins
     // The agent's side echoes: the page hears its own microphone back through Asterisk.
     await until('the page hears the agent side', async () => ((await frames(page, t0, 0)).tone >= 25), 15000, async () => JSON.stringify(await frames(page, t0, 0)));
     await page.click('[data-testid="hangup"]');
-    await until('the CDR appears in the timeline', async () => (await timelineText(page, 'cdr')).some((r) => /outbound/.test(r) && r.includes('agent201')), 15000);
+    const cdr = await until('the CDR appears in the timeline', async () => (await timelineText(page, 'cdr')).find((r) => r.includes(wacid)) ?? null, 15000);
+    assert.match(cdr, /outbound/);
+    assert.match(cdr, /agent201/);
+    assert.match(cdr, /answered/);
   });
 });
 
