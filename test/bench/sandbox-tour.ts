@@ -1,7 +1,7 @@
 /**
  * A walk through a running sandbox in headless Chromium, timed, with screenshots for the README:
  *   node dist/test/bench/sandbox-tour.js [http://127.0.0.1:3000/sandbox] [docs/sandbox.png]
- * It calls the demo agent, waits for the greeting and the echo, presses 1 2 3, takes the screenshot
+ * It calls the demo agent, waits for the greeting, presses 1 2 3, takes the screenshot
  * mid-call, hangs up and waits for the CDR row (a second screenshot, "-ended" before the extension).
  * Run it where loopback is the only interface (sh test/run-isolated.sh), like the sandbox it visits.
  */
@@ -32,7 +32,7 @@ async function main(): Promise<void> {
     await page.click('[data-testid="call-business"]');
     await until('ringing (demo agent got the INVITE)', async () => (await rows('demo')).length > 0);
     await until('connected', async () => (await state()) === 'connected');
-    await new Promise((r) => setTimeout(r, 6000)); // the greeting plays; the echo starts
+    await until('greeting played, echo on', async () => (await rows('demo')).some((t) => /greeting played/.test(t)));
     await page.click('[data-testid="keypad"]');
     for (const k of ['1', '2', '3']) {
       await page.click(`[data-testid="key-${k}"]`);
