@@ -5,7 +5,7 @@ import { Logger } from '../log';
 import { YCloudClient, YCloudError } from '../providers/ycloud/client';
 import { CallingSettingsChange, settingsBody, validateSettingsChange } from '../providers/ycloud/settings';
 import { roleOf } from './auth';
-import { readRawBody } from './raw-body';
+import { jsonBody } from './json-body';
 
 export interface AdminDeps {
   wabaId: string | null;
@@ -110,17 +110,6 @@ export function adminRoutes(d: AdminDeps): Router {
 function problem(ctx: Context, status: number, error: string): void {
   ctx.status = status;
   ctx.body = { error };
-}
-
-async function jsonBody(ctx: Context): Promise<Record<string, unknown> | null> {
-  try {
-    const v: unknown = JSON.parse((await readRawBody(ctx.req, 64 * 1024)).toString('utf8') || '{}');
-    if (typeof v === 'object' && v !== null && !Array.isArray(v)) return v as Record<string, unknown>;
-  } catch {
-    /* fall through */
-  }
-  problem(ctx, 400, 'body must be a JSON object');
-  return null;
 }
 
 function permissionRequestOf(body: Record<string, unknown>): PermissionRequestBody | string {

@@ -5,7 +5,7 @@ import Router from '@koa/router';
 import type { Context } from 'koa';
 import { CdrStore, CallFields } from '../cdr/store';
 import { Logger } from '../log';
-import { readRawBody } from '../http/raw-body';
+import { jsonBody } from '../http/json-body';
 import { newWacid, PermissionChoice, SimApiCall, SimCallState, SimOutboundCall, SimPermissionRequest, SimWebhook, YCloudSim } from './ycloud-simulator';
 
 /** One line of the page's live timeline. */
@@ -246,13 +246,15 @@ export class PhoneServer {
 
   /** Runs a page's action: JSON in, JSON out; a bad request is a 400 with its reason, anything else a 502. */
   private async act(ctx: Context, fn: (body: Record<string, unknown>) => Promise<unknown>): Promise<void> {
+    const body = await jsonBody(ctx);
+    if (!body) {
+      this.o.log.warn({ path: ctx.path }, 'sandbox: phone action refused: body is not a JSON object');
+      return;
+    }
     try {
-      const raw = (await readRawBody(ctx.req, 64 * 1024)).toString('utf8');
-      const body: unknown = raw ? JSON.parse(raw) : {};
-      if (typeof body !== 'object' || body === null || Array.isArray(body)) throw new BadRequest('body must be a JSON object');
-      ctx.body = await fn(body as Record<string, unknown>);
+      ctx.body = await fn(body);
     } catch (err) {
-      const bad = err instanceof BadRequest || err instanceof SyntaxError;
+      const bad = err instanceof BadRequest;
       ctx.status = bad ? 400 : 502;
       ctx.body = { error: (err as Error).message };
       this.o.log.warn({ err: (err as Error).message, path: ctx.path }, 'sandbox: phone action failed');

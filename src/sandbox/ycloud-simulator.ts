@@ -63,7 +63,7 @@ export class YCloudSim extends EventEmitter {
   readonly settings = new Map<string, Record<string, unknown>>();
   /**
    * Whether calls/connect needs the customer's permission as WhatsApp does (the sandbox): given by
-   * grantPermission(), temporary grants expire after 7 days. Off in tests, which use `noPermission`.
+   * answerPermission() or grant(), temporary grants expire after 7 days. Off in tests, which use `noPermission`.
    */
   enforcePermissions = false;
   /** Per customer number: when the grant ends (null: permanent). Declined or never asked: absent. */
