@@ -12,6 +12,8 @@ import { infra } from './harness/infra';
 import { grantPermanentPermission } from './harness/permissions';
 import { Asterisk, findAsterisk, SAMPLE_USERNAMES } from './harness/asterisk';
 import { RtpPhone } from './harness/rtp-phone';
+import { phoneState, phoneWacid, timelineRows } from './harness/sandbox-page';
+import { until } from './harness/timeline';
 import { refusalScenario, runSippUac } from './harness/sipp';
 
 /** The fake microphone's tone (Chromium plays a WAV of it) and the agent's tone in the SIPp call. */
@@ -59,21 +61,14 @@ async function frames(page: Page, since: number, i: number): Promise<{ loud: num
   })()`) as { loud: number; tone: number; speech: number };
 }
 
-async function until<T>(what: string, fn: () => Promise<T | null | false>, timeoutMs: number, detail: () => Promise<string> = async () => ''): Promise<T> {
-  const end = Date.now() + timeoutMs;
-  for (;;) {
-    const v = await fn();
-    if (v) return v;
-    if (Date.now() > end) throw new Error(`${what}: not within ${timeoutMs} ms ${await detail()}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
+/** The CDR row of the call with this wacid, once it has appeared in the page's timeline. */
+function cdrRow(page: Page, wacid: string, detail?: () => Promise<string>): Promise<string> {
+  return until('the CDR appears in the timeline', async () => (await timelineRows(page, 'cdr')).find((r) => r.includes(wacid)) ?? null, 15000, detail);
 }
 
 /** The agent dials without naming a business number: the bridge's default (WA_BUSINESS_NUMBER) calls. */
 const withoutBusinessHeader = (invite: string) => invite.replace(/X-WhatsApp-Business-Number: [^\n]*\n/, '');
 
-const state = async (page: Page): Promise<string> => String(await page.evaluate("document.body.dataset.state || ''"));
-const timelineText = (page: Page, kind: string) => page.$$eval(`[data-testid="timeline"] [data-kind="${kind}"]`, (rows) => rows.map((r) => r.textContent ?? ''));
 
 describe('sandbox (built-in YCloud simulator and browser phone)', function () {
   let sandbox: Sandbox;
@@ -139,7 +134,7 @@ describe('sandbox (built-in YCloud simulator and browser phone)', function () {
     beforeEach(async () => {
       page = await browser.browser.newPage();
       await page.goto(`${sandbox.url}${PAGE_QUERY}`, { waitUntil: 'load', timeout: 15000 });
-      await until('the page is idle and connected', async () => (await state(page)) === 'idle' && sandbox.phone.pages > 0, 10000);
+      await until('the page is idle and connected', async () => (await phoneState(page)) === 'idle' && sandbox.phone.pages > 0, 10000);
     });
     afterEach(async () => {
       await page?.close().catch(() => undefined);
@@ -150,10 +145,10 @@ describe('sandbox (built-in YCloud simulator and browser phone)', function () {
 
     it('calls the demo agent: greeting, echo, digits read back, hang-up, CDR in the timeline', async function () {
       this.timeout(90000);
-      const dump = async () => `state=${await state(page)} timeline=${JSON.stringify(await page.$eval('[data-testid="timeline"]', (e) => (e.textContent ?? '').slice(-1500)))}`;
+      const dump = async () => `state=${await phoneState(page)} timeline=${JSON.stringify(await page.$eval('[data-testid="timeline"]', (e) => (e.textContent ?? '').slice(-1500)))}`;
       await page.click('[data-testid="call-business"]');
-      await until('the call is connected', async () => (await state(page)) === 'connected', 20000, dump);
-      const wacid = String(await page.evaluate('window.sandboxPhone.wacid'));
+      await until('the call is connected', async () => (await phoneState(page)) === 'connected', 20000, dump);
+      const wacid = await phoneWacid(page);
       assert.match(wacid, /^wacid\./);
       const t0 = Date.now();
       await installMeter(page, [MIC_HZ]);
@@ -176,7 +171,7 @@ describe('sandbox (built-in YCloud simulator and browser phone)', function () {
       const beforeDigits = Date.now();
       for (const k of ['1', '2', '3']) {
         await page.click(`[data-testid="key-${k}"]`);
-        await until(`digit ${k} reported by the demo agent`, async () => (await timelineText(page, 'demo')).some((t) => new RegExp(`digit ${k}\\b`).test(t)), 10000, dump);
+        await until(`digit ${k} reported by the demo agent`, async () => (await timelineRows(page, 'demo')).some((t) => new RegExp(`digit ${k}\\b`).test(t)), 10000, dump);
       }
       const readBack = await until('the digits are read back', async () => {
         const f = await frames(page, beforeDigits, 0);
@@ -186,18 +181,15 @@ describe('sandbox (built-in YCloud simulator and browser phone)', function () {
 
       // Hang up: WhatsApp's terminate, the bridge's BYE to the demo agent, the CDR row in the timeline.
       await page.click('[data-testid="hangup"]');
-      const cdr = await until('the CDR appears in the timeline', async () => {
-        const rows = await timelineText(page, 'cdr');
-        return rows.find((r) => r.includes(wacid)) ?? null;
-      }, 15000, dump);
+      const cdr = await cdrRow(page, wacid, dump);
       assert.match(cdr, /inbound/);
       assert.match(cdr, /answered|completed/);
-      const webhooks = await timelineText(page, 'webhook');
+      const webhooks = await timelineRows(page, 'webhook');
       assert.ok(webhooks.some((t) => /whatsapp\.call\.connect.*200/.test(t)), webhooks.join('\n'));
       assert.ok(webhooks.some((t) => /whatsapp\.call\.terminate/.test(t)), webhooks.join('\n'));
-      const api = await timelineText(page, 'api');
+      const api = await timelineRows(page, 'api');
       assert.ok(api.some((t) => /calls\/preAccept.*200/.test(t)) && api.some((t) => /calls\/accept.*200/.test(t)), api.join('\n'));
-      assert.ok((await timelineText(page, 'sip')).some((t) => /invite_sent/.test(t)));
+      assert.ok((await timelineRows(page, 'sip')).some((t) => /invite_sent/.test(t)));
       const row = await sandbox.bridge.cdr.findCallByWacid(wacid);
       assert.equal(row?.direction, 'inbound');
       assert.ok(row?.ended_at);
@@ -219,18 +211,18 @@ describe('sandbox (built-in YCloud simulator and browser phone)', function () {
       const rtpPort = await phone.start();
       try {
         const agent = await runSippUac('uac-sandbox-call.xml', { target, number: USER, rtpPort });
-        await until('the page rings', async () => (await state(page)) === 'ringing-in', 15000);
-        const wacid = String(await page.evaluate('window.sandboxPhone.wacid'));
+        await until('the page rings', async () => (await phoneState(page)) === 'ringing-in', 15000);
+        const wacid = await phoneWacid(page);
         await page.click('[data-testid="accept"]');
-        await until('the call is connected', async () => (await state(page)) === 'connected', 15000);
+        await until('the call is connected', async () => (await phoneState(page)) === 'connected', 15000);
         const t0 = Date.now();
         await installMeter(page, [AGENT_HZ]);
         // Both ways: the page hears the agent's tone, the agent's phone the page's microphone.
         await until("the page hears the agent", async () => ((await frames(page, t0, 0)).tone >= 25), 15000, async () => JSON.stringify(await frames(page, t0, 0)));
         await withTimeout(phone.heard.whenHeard(25), 15000, `the agent heard ${phone.heard.framesWithTone} frames of ${MIC_HZ} Hz`);
         assert.equal(await agent.done, 0, agent.proc.output);
-        await until('the page shows the end', async () => ['ended', 'idle'].includes(await state(page)), 10000);
-        const cdr = await until('the CDR appears in the timeline', async () => (await timelineText(page, 'cdr')).find((r) => r.includes(wacid)) ?? null, 15000);
+        await until('the page shows the end', async () => ['ended', 'idle'].includes(await phoneState(page)), 10000);
+        const cdr = await cdrRow(page, wacid);
         assert.match(cdr, /outbound/);
         assert.match(cdr, /answered/);
       } finally {
@@ -243,12 +235,12 @@ describe('sandbox (built-in YCloud simulator and browser phone)', function () {
       // The permission granted in the previous test still holds.
       assert.ok((await sandbox.bridge.permissions.check(BUSINESS, USER)).allowed);
       const agent = await runSippUac(await refusalScenario(603, 'cause=21', withoutBusinessHeader), { target: `127.0.0.1:${infra.drachtio!.sipPort}`, number: USER });
-      await until('the page rings', async () => (await state(page)) === 'ringing-in', 15000);
-      const wacid = String(await page.evaluate('window.sandboxPhone.wacid'));
+      await until('the page rings', async () => (await phoneState(page)) === 'ringing-in', 15000);
+      const wacid = await phoneWacid(page);
       assert.match(wacid, /^wacid\./);
       await page.click('[data-testid="decline"]');
       assert.equal(await agent.done, 0, agent.proc.output);
-      const cdr = await until('the CDR appears in the timeline', async () => (await timelineText(page, 'cdr')).find((r) => r.includes(wacid)) ?? null, 15000);
+      const cdr = await cdrRow(page, wacid);
       assert.match(cdr, /outbound/);
       assert.match(cdr, /rejected/);
       assert.match(cdr, /603/);
@@ -289,7 +281,7 @@ describe('sandbox with PBX_TARGET: a real Asterisk (config/asterisk samples) ins
     browser = await BrowserWaUser.launch({ toneHz: MIC_HZ });
     page = await browser.browser.newPage();
     await page.goto(`${sandbox.url}${PAGE_QUERY}`, { waitUntil: 'load', timeout: 15000 });
-    await until('the page is idle and connected', async () => (await state(page)) === 'idle' && sandbox!.phone.pages > 0, 10000);
+    await until('the page is idle and connected', async () => (await phoneState(page)) === 'idle' && sandbox!.phone.pages > 0, 10000);
   });
   after(async () => {
     await browser?.close();
@@ -299,7 +291,8 @@ describe('sandbox with PBX_TARGET: a real Asterisk (config/asterisk samples) ins
 
   it("the page calls the team's PBX: its IVR gets the keypad's digits, then its echo is heard", async () => {
     await page.click('[data-testid="call-business"]');
-    await until('the call is connected', async () => (await state(page)) === 'connected', 20000);
+    await until('the call is connected', async () => (await phoneState(page)) === 'connected', 20000);
+    const wacid = await phoneWacid(page);
     await page.click('[data-testid="keypad"]');
     for (const k of ['1', '5', '9', 'pound']) await page.click(`[data-testid="key-${k}"]`);
     const m = await pbx!.waitForLog(/IVR-DIGITS=([0-9*#]*)=END/, 15000);
@@ -308,7 +301,9 @@ describe('sandbox with PBX_TARGET: a real Asterisk (config/asterisk samples) ins
     await installMeter(page, [MIC_HZ]);
     await until("the caller's echo from Asterisk", async () => ((await frames(page, t0, 0)).tone >= 25), 15000, async () => JSON.stringify(await frames(page, t0, 0)));
     await page.click('[data-testid="hangup"]');
-    await until('the CDR appears in the timeline', async () => (await timelineText(page, 'cdr')).some((r) => /inbound/.test(r) && r.includes(pbx!.uri)), 15000);
+    const cdr = await cdrRow(page, wacid);
+    assert.match(cdr, /inbound/);
+    assert.ok(cdr.includes(pbx!.uri), cdr);
   });
 
   it("an agent dials the WhatsApp user from Asterisk (9 + number): permission asked on the page, then the page rings and hears the agent's side", async () => {
@@ -319,16 +314,16 @@ describe('sandbox with PBX_TARGET: a real Asterisk (config/asterisk samples) ins
     await page.click('[data-testid="permission-permanent"]');
     await until('the grant is recorded', async () => (await sandbox!.bridge.permissions.check(BUSINESS, user)).allowed, 5000);
     await dial();
-    await until('the page rings', async () => (await state(page)) === 'ringing-in', 15000);
-    const wacid = String(await page.evaluate('window.sandboxPhone.wacid'));
+    await until('the page rings', async () => (await phoneState(page)) === 'ringing-in', 15000);
+    const wacid = await phoneWacid(page);
     await page.click('[data-testid="accept"]');
-    await until('the call is connected', async () => (await state(page)) === 'connected', 15000);
+    await until('the call is connected', async () => (await phoneState(page)) === 'connected', 15000);
     const t0 = Date.now();
     await installMeter(page, [MIC_HZ]);
     // The agent's side echoes: the page hears its own microphone back through Asterisk.
     await until('the page hears the agent side', async () => ((await frames(page, t0, 0)).tone >= 25), 15000, async () => JSON.stringify(await frames(page, t0, 0)));
     await page.click('[data-testid="hangup"]');
-    const cdr = await until('the CDR appears in the timeline', async () => (await timelineText(page, 'cdr')).find((r) => r.includes(wacid)) ?? null, 15000);
+    const cdr = await cdrRow(page, wacid);
     assert.match(cdr, /outbound/);
     assert.match(cdr, /agent201/);
     assert.match(cdr, /answered/);

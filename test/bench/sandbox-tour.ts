@@ -7,6 +7,8 @@
  */
 import { performance } from 'node:perf_hooks';
 import { BrowserWaUser } from '../harness/browser-wa-user';
+import { phoneState, timelineRows } from '../harness/sandbox-page';
+import { until } from '../harness/timeline';
 
 async function main(): Promise<void> {
   const url = process.argv[2] ?? 'http://127.0.0.1:3000/sandbox';
@@ -18,31 +20,27 @@ async function main(): Promise<void> {
     const page = await browser.browser.newPage();
     await page.setViewport({ width: 1280, height: 800 });
     await page.goto(`${url}?processing=off`, { waitUntil: 'load', timeout: 15000 });
-    const state = async () => String(await page.evaluate("document.body.dataset.state || ''"));
-    const until = async (what: string, test: () => Promise<boolean>, timeoutMs = 20000) => {
-      const end = Date.now() + timeoutMs;
-      while (!(await test())) {
-        if (Date.now() > end) throw new Error(`${what}: not within ${timeoutMs} ms`);
-        await new Promise((r) => setTimeout(r, 50));
-      }
+    // Polled every 50 ms: the printed times are the tour's measurements.
+    const step = async (what: string, test: () => Promise<boolean>, timeoutMs = 20000) => {
+      await until(what, test, timeoutMs, async () => '', 50);
       console.log(`${what.padEnd(34)} ${ms()}`);
     };
-    const rows = (kind: string) => page.$$eval(`[data-testid="timeline"] [data-kind="${kind}"]`, (r) => r.map((e) => e.textContent ?? ''));
-    await until('page idle', async () => (await state()) === 'idle');
+    const rows = (kind: string) => timelineRows(page, kind);
+    await step('page idle', async () => (await phoneState(page)) === 'idle');
     await page.click('[data-testid="call-business"]');
-    await until('ringing (demo agent got the INVITE)', async () => (await rows('demo')).length > 0);
-    await until('connected', async () => (await state()) === 'connected');
-    await until('greeting played, echo on', async () => (await rows('demo')).some((t) => /greeting played/.test(t)));
+    await step('ringing (demo agent got the INVITE)', async () => (await rows('demo')).length > 0);
+    await step('connected', async () => (await phoneState(page)) === 'connected');
+    await step('greeting played, echo on', async () => (await rows('demo')).some((t) => /greeting played/.test(t)));
     await page.click('[data-testid="keypad"]');
     for (const k of ['1', '2', '3']) {
       await page.click(`[data-testid="key-${k}"]`);
-      await until(`digit ${k} reported`, async () => (await rows('demo')).some((t) => new RegExp(`digit ${k}\\b`).test(t)));
+      await step(`digit ${k} reported`, async () => (await rows('demo')).some((t) => new RegExp(`digit ${k}\\b`).test(t)));
     }
     await new Promise((r) => setTimeout(r, 1500));
     await page.screenshot({ path: shot });
     console.log(`screenshot                          ${shot}`);
     await page.click('[data-testid="hangup"]');
-    await until('CDR row in the timeline', async () => (await rows('cdr')).length > 0);
+    await step('CDR row in the timeline', async () => (await rows('cdr')).length > 0);
     const ended = shot.replace(/(\.\w+)$/, '-ended$1');
     await page.screenshot({ path: ended });
     console.log(`screenshot                          ${ended}`);

@@ -47,3 +47,17 @@ export function within<T>(p: Promise<T>, ms: number, what: () => string): Promis
   return Promise.race([p, limit]).finally(() => clearTimeout(t));
 }
 
+
+/**
+ * Asks `probe` every `everyMs` until it gives a truthy value, for states only
+ * visible by asking (a page's DOM, a table); rejects after `ms`, naming `what` and `detail()`.
+ */
+export async function until<T>(what: string, probe: () => Promise<T | null | false>, ms: number, detail: () => Promise<string> = async () => '', everyMs = 100): Promise<T> {
+  const end = Date.now() + ms;
+  for (;;) {
+    const v = await probe();
+    if (v) return v;
+    if (Date.now() > end) throw new Error(`${what}: not within ${ms} ms ${await detail()}`);
+    await new Promise((r) => setTimeout(r, everyMs));
+  }
+}
