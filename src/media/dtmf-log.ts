@@ -1,11 +1,10 @@
 import dgram from 'node:dgram';
 import { Logger } from '../log';
 import { TypedEmitter } from '../util/typed-emitter';
+import { eventDigit } from './rtp-packets';
 
 /** A digit rtpengine saw in a call's media (RFC 4733 event, or an in-band tone when decoding). */
 export interface DtmfEvent { callId: string; sourceTag: string; digit: string; durationMs: number; volume: number }
-
-const CODES = '0123456789*#ABCD';
 
 /** Parses one datagram of rtpengine's `--dtmf-log-dest` JSON; null if it is not a DTMF event. */
 export function parseDtmfLog(text: string): DtmfEvent | null {
@@ -18,7 +17,7 @@ export function parseDtmfLog(text: string): DtmfEvent | null {
   if (typeof o !== 'object' || o === null) return null;
   const r = o as Record<string, unknown>;
   if (r.type !== 'DTMF' || typeof r.callid !== 'string' || typeof r.source_tag !== 'string' || typeof r.event !== 'number') return null;
-  const digit = CODES[r.event];
+  const digit = eventDigit(r.event);
   if (!digit) return null;
   return { callId: r.callid, sourceTag: r.source_tag, digit, durationMs: typeof r.duration === 'number' ? r.duration : 0, volume: typeof r.volume === 'number' ? r.volume : 0 };
 }

@@ -1,7 +1,8 @@
 import fs from 'node:fs';
 import { wavHeader } from '../media/wav';
 import { AudioDecoder, decoderFor, isSignalling } from './decoders';
-import { parseRtp, udpPackets } from './pcap';
+import { parseRtp } from '../media/rtp-packets';
+import { udpPackets } from './pcap';
 import { LegMedia } from './recording-meta';
 
 export const RECORDING_RATE = 8000;

@@ -77,22 +77,3 @@ function udpOf(ip: Buffer): { dstPort: number; payload: Buffer } | null {
   const end = Math.min(ip.length, l4 + Math.max(8, len));
   return { dstPort: ip.readUInt16BE(l4 + 2), payload: ip.subarray(l4 + 8, end) };
 }
-
-export interface RtpPacket { payloadType: number; seq: number; timestamp: number; ssrc: number; payload: Buffer }
-
-/** An RTP packet's header fields and payload; null for RTCP (rtcp-mux) and anything malformed. */
-export function parseRtp(b: Buffer): RtpPacket | null {
-  if (b.length < 12 || b[0]! >> 6 !== 2) return null;
-  const pt = b[1]! & 0x7f;
-  if (pt >= 72 && pt <= 79) return null; // RTCP 200-207 multiplexed on the RTP port
-  const cc = b[0]! & 0x0f;
-  let off = 12 + cc * 4;
-  if (b[0]! & 0x10) {
-    if (b.length < off + 4) return null;
-    off += 4 + b.readUInt16BE(off + 2) * 4;
-  }
-  let end = b.length;
-  if (b[0]! & 0x20) end -= b[b.length - 1]!;
-  if (off > end) return null;
-  return { payloadType: pt, seq: b.readUInt16BE(2), timestamp: b.readUInt32BE(4), ssrc: b.readUInt32BE(8), payload: b.subarray(off, end) };
-}

@@ -5,7 +5,8 @@ import type { Logger } from '../../log';
 import { TypedEmitter } from '../../util/typed-emitter';
 import { SILENCE_BYTE } from './g711';
 import { FRAME_SAMPLES, type PromptSet } from './prompts';
-import { buildRtp, eventDigit, parseRtp, parseTelephoneEvent } from './rtp';
+import { eventDigit, parseRtp } from '../../media/rtp-packets';
+import { buildRtp, parseTelephoneEvent } from './rtp';
 import type { ChosenMedia } from './sdp';
 
 const PACKET_MS = 20;
