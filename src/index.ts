@@ -13,8 +13,9 @@ async function main(): Promise<void> {
     }
     throw err;
   }
-  // Besides pino's redaction, every configured secret value is scrubbed from every line as written.
-  const log = createLogger(config.logLevel, { node: config.nodeId }, { secrets: configSecrets(config) });
+  // Besides pino's redaction, every configured secret value is scrubbed from every line as written, and
+  // phone numbers are masked unless LOG_PHONE_NUMBERS=full.
+  const log = createLogger(config.logLevel, { node: config.nodeId }, { secrets: configSecrets(config), phoneNumbers: config.logPhoneNumbers });
   const bridge = new Bridge(config, log);
   process.on('unhandledRejection', (err) => log.error({ err }, 'unhandled rejection'));
   process.on('uncaughtException', (err) => log.error({ err }, 'uncaught exception'));

@@ -11,6 +11,8 @@ export interface LoggerOptions {
   secrets?: Array<string | null | undefined>;
   /** Where the lines go (default: stdout). */
   destination?: pino.DestinationStream;
+  /** Phone numbers in log lines: masked (default, see maskPhoneNumber) or written in full (LOG_PHONE_NUMBERS=full). */
+  phoneNumbers?: 'masked' | 'full';
 }
 
 export const REDACTED = '[Redacted]';
@@ -25,6 +27,8 @@ export const REDACTED = '[Redacted]';
  * 3. every line as written: SDES keys (`a=crypto ... inline:KEY`), ICE passwords, Authorization /
  *    Proxy-Authorization / X-API-Key / YCloud-Signature header values in raw text, bearer tokens;
  * 4. every line as written: the configured secret values themselves (LoggerOptions.secrets).
+ * And unless LOG_PHONE_NUMBERS=full, phone numbers are masked (+1555****0001): in fields whose name says
+ * they hold one (at any depth), and E.164 numbers or numeric sip:/tel: users anywhere in a line.
  */
 const HEADERS = [
   'authorization', 'Authorization', 'proxy-authorization', 'Proxy-Authorization', 'x-api-key', 'X-API-Key', 'X-Api-Key',
@@ -49,6 +53,35 @@ const LINE_PATTERNS: Array<[RegExp, string]> = [
   [/((?:proxy-)?authorization|x-api-key|ycloud-signature)(\\"\s*:\s*\\"|\s*:\s*)(?:[^\\"]|\\[^rn])+/gi, `$1$2${REDACTED}`],
   [/\b(Bearer\s+)[A-Za-z0-9._~+/=-]+/g, `$1${REDACTED}`],
 ];
+
+/**
+ * Fields whose name says they hold a phone number (from, to, number, phone, wa_id, caller, callee,
+ * customer, business, businessNumber, customer_number, msisdn ...): a value that looks like a number is
+ * masked. Ids (phoneId, wacid, callId) are not phone numbers and are left alone.
+ */
+const PHONE_KEY = /^(?:from|to|number|phone|msisdn|wa_?id|caller|callee|customer|business|recipient|sender)$|(?:number|phone|msisdn|caller|callee)s?$/i;
+/** A value that is a phone number: an optional +, 7 to 15 digits, visual separators between them. */
+const PHONE_VALUE = /^\s*(?!\d{4}-\d\d-\d\d)\+?\d[\d\s().-]{5,22}\d\s*$/;
+/** E.164-looking strings anywhere in a line (a message, any field), not inside an id or a longer number. */
+const E164_IN_TEXT = /(?<![\w+/=.-])\+[1-9]\d{6,14}(?![\w])/g;
+/** The user part of a sip:/tel: URI that is a number (sip:6283138205150@host). */
+const URI_NUMBER = /(\b(?:sips?|tel):)(\+?\d{7,15})(?=[@;>"\\]|$)/g;
+
+/**
+ * A phone number as logged by default: the first digits (country, area) and the last 4, the middle
+ * replaced by a fixed **** (its length not told): +15550000001 -> +1555****0001.
+ */
+export function maskPhoneNumber(value: string): string {
+  const digits = value.replace(/\D/g, '');
+  if (digits.length < 7 || digits.length > 15) return value;
+  const head = digits.length >= 10 ? 4 : 2;
+  return `${value.trim().startsWith('+') ? '+' : ''}${digits.slice(0, head)}****${digits.slice(-4)}`;
+}
+
+/** Masks E.164 numbers and numeric SIP/tel URI users in a serialized line. */
+export function maskPhoneNumbersInLine(line: string): string {
+  return line.replace(E164_IN_TEXT, (m) => maskPhoneNumber(m)).replace(URI_NUMBER, (_m, scheme: string, n: string) => `${scheme}${maskPhoneNumber(n)}`);
+}
 
 /** Secrets shorter than this are not searched for in lines (they would mangle ordinary words). */
 const MIN_SECRET_LENGTH = 6;
@@ -80,15 +113,18 @@ function isPlain(v: object): boolean {
   return p === Object.prototype || p === null;
 }
 
-/** A copy of a logged value with secret-named fields replaced and errors reduced to plain fields (layer 2). */
-export function scrubValue(value: unknown, depth = 0, seen: WeakSet<object> = new WeakSet()): unknown {
+/**
+ * A copy of a logged value with secret-named fields replaced and errors reduced to plain fields (layer
+ * 2); with `phones`, phone numbers in phone-named fields masked.
+ */
+export function scrubValue(value: unknown, depth = 0, seen: WeakSet<object> = new WeakSet(), phones = false): unknown {
   if (value === null || typeof value !== 'object') return value;
   if (seen.has(value)) return '[Circular]';
   if (depth >= MAX_DEPTH) return '[Truncated]';
-  if (value instanceof Error) return errorFields(value, depth, seen);
+  if (value instanceof Error) return errorFields(value, depth, seen, phones);
   if (Array.isArray(value)) {
     seen.add(value);
-    const out = value.map((v) => scrubValue(v, depth + 1, seen));
+    const out = value.map((v) => scrubValue(v, depth + 1, seen, phones));
     seen.delete(value);
     return out;
   }
@@ -103,14 +139,16 @@ export function scrubValue(value: unknown, depth = 0, seen: WeakSet<object> = ne
     } catch {
       json = '[Unserializable]';
     }
-    const out = json === value ? '[Unserializable]' : scrubValue(json, depth + 1, seen);
+    const out = json === value ? '[Unserializable]' : scrubValue(json, depth + 1, seen, phones);
     seen.delete(value);
     return out;
   }
   seen.add(value);
   const out: Record<string, unknown> = {};
   for (const [k, v] of Object.entries(value)) {
-    out[k] = SECRET_KEY.test(k) && v !== null && v !== undefined && v !== '' ? REDACTED : scrubValue(v, depth + 1, seen);
+    if (SECRET_KEY.test(k) && v !== null && v !== undefined && v !== '') out[k] = REDACTED;
+    else if (phones && typeof v === 'string' && PHONE_KEY.test(k) && PHONE_VALUE.test(v)) out[k] = maskPhoneNumber(v);
+    else out[k] = scrubValue(v, depth + 1, seen, phones);
   }
   seen.delete(value);
   return out;
@@ -121,7 +159,7 @@ export function scrubValue(value: unknown, depth = 0, seen: WeakSet<object> = ne
  * YCloud's error code and request id, a PbxFailure); objects such as a SIP response or a socket are
  * left out, `cause` is followed.
  */
-function errorFields(e: Error, depth: number, seen: WeakSet<object>): Record<string, unknown> {
+function errorFields(e: Error, depth: number, seen: WeakSet<object>, phones: boolean): Record<string, unknown> {
   seen.add(e);
   const type = typeof e.constructor === 'function' && e.constructor.name ? e.constructor.name : e.name;
   const out: Record<string, unknown> = { type, message: e.message, stack: e.stack };
@@ -129,10 +167,10 @@ function errorFields(e: Error, depth: number, seen: WeakSet<object>): Record<str
     if (k in out) continue;
     if (SECRET_KEY.test(k)) out[k] = REDACTED;
     else if (v === null || typeof v !== 'object') out[k] = v;
-    else if (v instanceof Error || Array.isArray(v) || isPlain(v)) out[k] = scrubValue(v, depth + 1, seen);
+    else if (v instanceof Error || Array.isArray(v) || isPlain(v)) out[k] = scrubValue(v, depth + 1, seen, phones);
   }
   const cause = (e as { cause?: unknown }).cause;
-  if (cause !== undefined && !('cause' in out)) out.cause = scrubValue(cause, depth + 1, seen);
+  if (cause !== undefined && !('cause' in out)) out.cause = scrubValue(cause, depth + 1, seen, phones);
   seen.delete(e);
   return out;
 }
@@ -176,14 +214,15 @@ export function setCallLogFields(log: Logger, fields: CallLogFields): void {
 
 export function createLogger(level: string, base: Record<string, unknown> = {}, opts: LoggerOptions = {}): Logger {
   const secrets = searchForms(opts.secrets);
+  const phones = opts.phoneNumbers !== 'full';
   const options: pino.LoggerOptions = {
     level,
     base: { name: 'wa-sip-bridge', ...base },
     redact: { paths: REDACT_PATHS, censor: REDACTED },
     mixin: callFieldsMixin,
-    formatters: { log: (obj) => scrubValue(obj) as Record<string, unknown> },
-    serializers: { err: (e: unknown) => scrubValue(e) },
-    hooks: { streamWrite: (line) => scrubLine(line, secrets) },
+    formatters: { log: (obj) => scrubValue(obj, 0, new WeakSet(), phones) as Record<string, unknown> },
+    serializers: { err: (e: unknown) => scrubValue(e, 0, new WeakSet(), phones) },
+    hooks: { streamWrite: (line) => (phones ? maskPhoneNumbersInLine(scrubLine(line, secrets)) : scrubLine(line, secrets)) },
   };
   return opts.destination ? pino(options, opts.destination) : pino(options);
 }

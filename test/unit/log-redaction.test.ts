@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import pino from 'pino';
 import { loadConfig } from '../../src/config';
-import { callLogger, configSecrets, createLogger, LoggerOptions, REDACTED, scrubLine, setCallLogFields } from '../../src/log';
+import { callLogger, configSecrets, createLogger, LoggerOptions, maskPhoneNumber, REDACTED, scrubLine, setCallLogFields } from '../../src/log';
 
 /** A pino destination that keeps every line. */
 class MemoryStream {
@@ -140,6 +140,55 @@ describe('log redaction', () => {
   it('scrubLine leaves ordinary lines alone', () => {
     const line = '{"level":30,"msg":"call ended","outcome":"answered","callId":"c1"}';
     assert.equal(scrubLine(line, ['not-present-secret']), line);
+  });
+});
+
+describe('phone numbers in log lines', () => {
+  const WACID = 'wacid.HBgNNjI4MTM2MTkwNTEzMxUCABEYEjQ4+1234567/QkE2RTFBRkEA';
+
+  it('masks numbers in phone-named fields and E.164 numbers in messages, at info and warn, keeping prefix and last 4', () => {
+    const { log, out } = logger();
+    log.info({ from: '+15550000001', to: '6283138205150', businessNumber: '+62 831-3820-5150', customer_number: '+6281361905133', wa_id: '6281361905133' }, 'call from +15550000002 to +6283138205150');
+    log.warn({ nested: { caller: '+4915112345678', callee: '004915112345679' }, target: 'sip:6283138205150@10.0.0.9:5060', uri: 'tel:+15550000003' }, 'refused');
+    log.error({ detail: { phone: '+15550000004' } }, 'numbers at error too');
+    for (const n of ['15550000001', '6283138205150', '831-3820', '6281361905133', '15550000002', '4915112345678', '4915112345679', '15550000003', '15550000004']) {
+      assert.ok(!out.text.includes(n), `${n} leaked: ${out.text}`);
+    }
+    const [a, b] = out.json();
+    assert.equal(a!.from, '+1555****0001');
+    assert.equal(a!.to, '6283****5150');
+    assert.equal(a!.businessNumber, '+6283****5150');
+    assert.equal(a!.msg, 'call from +1555****0002 to +6283****5150');
+    assert.equal((b!.nested as Record<string, unknown>).caller, '+4915****5678');
+    assert.equal(b!.target, 'sip:6283****5150@10.0.0.9:5060');
+    assert.equal(b!.uri, 'tel:+1555****0003');
+    for (const l of out.lines) JSON.parse(l);
+  });
+
+  it('leaves wacids, ids, ports, timestamps and dates alone', () => {
+    const { log, out } = logger();
+    const fields = {
+      wacid: WACID, phoneId: '461269257068831', callId: '5f0c9a7e-1b2c-4d3e-8f90-123456789012', port: 40000, rtpPort: '40002',
+      time: 1733557123456, at: '2026-12-07T07:34:49.123+00:00', from: 'offered', to: 'pre_accepted', number: 3, eventId: 'evt_1234567890123',
+      range: { from: '2026-12-01', to: '2026-12-07' }, sipCallId: '1234567890@127.0.0.1',
+    };
+    log.info(fields, `state offered -> pre_accepted on port 40000 for ${WACID}`);
+    const [line] = out.json();
+    for (const [k, v] of Object.entries(fields)) assert.deepEqual(line![k], v, `${k} changed`);
+    assert.equal(line!.msg, `state offered -> pre_accepted on port 40000 for ${WACID}`);
+  });
+
+  it('LOG_PHONE_NUMBERS=full writes them as they are', () => {
+    const { log, out } = logger({ phoneNumbers: 'full' });
+    log.info({ from: '+15550000001', target: 'sip:6283138205150@h' }, 'from +15550000001');
+    const [line] = out.json();
+    assert.deepEqual([line!.from, line!.target, line!.msg], ['+15550000001', 'sip:6283138205150@h', 'from +15550000001']);
+  });
+
+  it('maskPhoneNumber keeps short numbers\' ends only, and leaves non-numbers alone', () => {
+    assert.equal(maskPhoneNumber('+15550000001'), '+1555****0001');
+    assert.equal(maskPhoneNumber('1234567'), '12****4567');
+    assert.equal(maskPhoneNumber('123'), '123');
   });
 });
 
