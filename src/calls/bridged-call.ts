@@ -104,6 +104,11 @@ export abstract class BridgedCall extends TypedEmitter<CallEvents> {
     this.rec.update({ recovery: { ...this.recovery } });
   }
 
+  /** CDR writes given up or refused so far (0 when the whole record reached Postgres). */
+  get lostCdrWrites(): number {
+    return this.rec.lostWrites;
+  }
+
   get state(): CallState {
     return this.life.state;
   }

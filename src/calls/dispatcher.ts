@@ -2,7 +2,9 @@ import { TypedEmitter } from '../util/typed-emitter';
 import { CdrStore } from '../cdr/store';
 import { DtmfEvent } from '../media/dtmf-log';
 import { Logger } from '../log';
-import { EventContext, storedEventContext } from '../events/pipeline';
+import { EventContext, LeaveUnprocessed, storedEventContext } from '../events/pipeline';
+import { isTransientDbError } from '../cdr/write-safety';
+import { withTimeout } from '../sip/dialog-requests';
 import { BoundedMap } from '../events/bounded-map';
 import { CallingTerminate, wacidOf, WebhookEvent } from '../providers/ycloud/events';
 import { providerEndFields } from './cdr-fields';
@@ -19,6 +21,12 @@ const BUFFER_PER_WACID = 20;
 const UNCLAIMED_CONNECT_MS = 15_000;
 /** A connect replayed after a restart that is older than this is not bridged: WhatsApp has given up ringing. */
 const REPLAY_CONNECT_MAX_AGE_MS = 30_000;
+/**
+ * How long an admission check that failed for a passing reason (Postgres slow, unreachable) is retried
+ * after its first attempt (itself bounded by DATABASE_TIMEOUT_MS); the caller hears ringing meanwhile.
+ */
+const ADMISSION_RETRY_MS = 3000;
+const ADMISSION_FIRST_BACKOFF_MS = 100;
 
 interface Buffered { id: string; event: WebhookEvent }
 
@@ -158,9 +166,9 @@ export class CallDispatcher extends TypedEmitter<DispatcherEvents> implements Li
         }
         if (!this.accepting) return start(call.refuse('bridge is shutting down'));
         if (ctx.replay && age > REPLAY_CONNECT_MAX_AGE_MS) {
-          return start(call.refuse(`not processed before the bridge restarted, and ${Math.round(age / 1000)} s old: not bridged`));
+          return start(recorded(call, admission, call.refuse(`not processed before the bridge restarted, and ${Math.round(age / 1000)} s old: not bridged`)));
         }
-        return start(call.run());
+        return start(recorded(call, admission, call.run()));
       }
       case 'whatsapp.call.terminate': {
         const t = event.callingTerminate;
@@ -287,20 +295,39 @@ export class CallDispatcher extends TypedEmitter<DispatcherEvents> implements Li
   /**
    * Whether an inbound connect may be bridged, decided while its media is being set up: 'go' when no
    * call for the wacid exists and no terminate for it is stored; 'duplicate' for a repeated connect
-   * (a redelivery after a restart, another event id, or one another node has taken), or when Postgres
-   * cannot tell (the event's write fails too: YCloud redelivers it); 'ended' when its terminate came
-   * first. A redelivery while the first is in flight on this node never gets here (the pipeline's
-   * first-seen check). It does not wait for the event's own durable write (the 200 to YCloud does):
-   * that write is the slowest step of a set-up, and the call row answers the same question.
+   * (a redelivery after a restart, another event id, or one another node has taken); 'ended' when its
+   * terminate came first. A redelivery while the first is in flight on this node never gets here (the
+   * pipeline's first-seen check). It does not wait for the event's own durable write (the 200 to YCloud
+   * does): that write is the slowest step of a set-up, and the call row answers the same question.
+   *
+   * When Postgres cannot tell (slow, unreachable), the check is retried for ADMISSION_RETRY_MS; past
+   * that the answer is `unchecked`: the call is rejected at WhatsApp and its CDR says why. The event's
+   * 200 has usually gone out already (its write is a different statement, and may well have worked),
+   * so dropping the connect silently would lose the call without a trace.
    */
   private async admit(wacid: string, terminatedHere: boolean): Promise<Admission> {
-    try {
-      const history = await this.cdr.wacidHistory(wacid);
-      if (history.call) return 'duplicate';
-      return terminatedHere || history.terminated ? 'ended' : 'go';
-    } catch (err) {
-      this.log.warn({ err: (err as Error).message, wacid }, 'cannot check the connect against Postgres: not bridging it now');
-      return 'duplicate';
+    const started = Date.now();
+    const bound = this.deps.config.database.timeoutMs;
+    const deadline = started + bound + ADMISSION_RETRY_MS;
+    let backoff = ADMISSION_FIRST_BACKOFF_MS;
+    for (let attempt = 1; ; attempt++) {
+      try {
+        const left = Math.max(1, deadline - Date.now());
+        const history = await withTimeout(this.cdr.wacidHistory(wacid), Math.min(bound, left), `no answer within ${Math.min(bound, left)} ms`);
+        if (attempt > 1) this.log.info({ wacid, attempts: attempt }, 'connect checked against Postgres after retrying');
+        if (history.call) return 'duplicate';
+        return terminatedHere || history.terminated ? 'ended' : 'go';
+      } catch (err) {
+        const message = (err as Error).message;
+        const retry = isTransientDbError(err) || /no answer within/.test(message);
+        if (!retry || Date.now() + backoff >= deadline) {
+          this.log.error({ err: message, wacid, attempts: attempt, forMs: Date.now() - started },
+            'cannot check the connect against Postgres: rejecting the call at WhatsApp');
+          return { unchecked: `admission check failed: Postgres did not answer whether the call was already taken (${attempt} attempts in ${Date.now() - started} ms: ${message.slice(0, 200)})` };
+        }
+        await new Promise((resolve) => setTimeout(resolve, backoff));
+        backoff = Math.min(backoff * 2, 1000);
+      }
     }
   }
 
@@ -360,6 +387,18 @@ export class CallDispatcher extends TypedEmitter<DispatcherEvents> implements Li
     const b = this.buffered.get(wacid);
     this.buffered.delete(wacid);
     return b?.events ?? [];
+  }
+}
+
+/**
+ * A call turned away because its admission could not be checked must leave a CDR saying so: if even
+ * that write is lost, the event is left unprocessed (replayed after a restart or by a survivor).
+ */
+async function recorded(call: InboundCall, admission: Promise<Admission>, work: Promise<void>): Promise<void> {
+  await work;
+  const a = await admission;
+  if (typeof a === 'object' && call.lostCdrWrites > 0) {
+    throw new LeaveUnprocessed(`the call was rejected (${a.unchecked}) but its CDR could not be written either`);
   }
 }
 

@@ -18,10 +18,11 @@ export interface InboundDeps extends CallDeps {
 
 /**
  * Whether a connect may be bridged (decided in parallel with its media set-up, before anything reaches
- * YCloud): 'go'; 'duplicate' (already bridged, or not stored: nothing of it is kept); 'ended' (its
- * terminate came first: the call is recorded as hung up by the caller).
+ * YCloud): 'go'; 'duplicate' (already bridged: nothing of it is kept); 'ended' (its terminate came
+ * first: the call is recorded as hung up by the caller); `unchecked` (Postgres could not say, even
+ * retried: the call is rejected at WhatsApp and its CDR says why, rather than dropped unseen).
  */
-export type Admission = 'go' | 'duplicate' | 'ended';
+export type Admission = 'go' | 'duplicate' | 'ended' | { unchecked: string };
 
 export class NotReadyError extends Error {
   constructor(message: string) {
@@ -81,12 +82,14 @@ export class InboundCall extends BridgedCall {
 
   /**
    * Waits for the admission (see Admission): true for a call that is this node's to bridge; otherwise
-   * the call is dropped without a word to YCloud, or recorded as hung up when its terminate came first.
+   * the call is dropped without a word to YCloud (a duplicate), recorded as hung up when its terminate
+   * came first, or rejected at WhatsApp with a CDR saying why when its admission could not be checked.
    */
   private async admitted(): Promise<boolean> {
     const a = await this.admission;
-    if (a === 'duplicate') await this.discard('a repeated connect for a call already taken, or one not stored');
+    if (a === 'duplicate') await this.discard('a repeated connect for a call already taken');
     else if (a === 'ended') this.onTerminate({ wacid: this.connect.wacid });
+    else if (typeof a === 'object') await this.end('failed', 'bridge', { error: a.unchecked });
     return a === 'go';
   }
 

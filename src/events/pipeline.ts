@@ -18,6 +18,18 @@ export interface IncomingEvent {
   arrivedAt: number;
 }
 
+/**
+ * Thrown by processing when an event was acted on in part and what it left must not be lost (a call
+ * rejected whose CDR could not be written): the event is not marked processed, so it is replayed
+ * after a restart or by a survivor.
+ */
+export class LeaveUnprocessed extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'LeaveUnprocessed';
+  }
+}
+
 export type IngestResult = 'stored' | 'duplicate' | 'store_failed';
 
 /** What processing an event is told about it. */
@@ -151,6 +163,11 @@ export class EventPipeline extends TypedEmitter<PipelineEvents> {
       await this.d.handle(event, ctx);
     } catch (err) {
       error = errorText(err);
+      if (err instanceof LeaveUnprocessed) {
+        this.d.log.error({ err: error, eventId: ctx.eventId, type: event.type }, 'webhook left unprocessed: it will be replayed');
+        this.emit('processed', ctx.eventId, event.type, false);
+        return;
+      }
       this.d.log.error({ err: error, eventId: ctx.eventId, type: event.type }, 'webhook processing failed');
     }
     const stored = await ctx.stored;
