@@ -19,6 +19,8 @@ export interface Config {
   httpMaxConnections: number;
   nodeId: string;
   logLevel: string;
+  /** LOG_PHONE_NUMBERS: masked (default: +6281****5133 in every log line) or full (debugging only). */
+  logPhoneNumbers: 'masked' | 'full';
   ycloud: {
     apiBaseUrl: string;
     apiKey: string;
@@ -162,6 +164,13 @@ export interface Config {
     /** How long a call's CDR writes are retried while Postgres is unreachable before they are given up. */
     cdrRetryMs: number;
   };
+  /**
+   * How many days rows are kept before the retention sweep deletes them (0: kept for ever); see
+   * docs/data-retention.md. Processed webhook events (WEBHOOK_EVENTS_RETENTION_DAYS), quarantined bodies
+   * (QUARANTINE_RETENTION_DAYS), ended calls with their timelines (CDR_RETENTION_DAYS, default 0), call
+   * permission replies no longer in force and permission requests (PERMISSIONS_RETENTION_DAYS).
+   */
+  retention: { webhookEventsDays: number; quarantineDays: number; cdrDays: number; permissionsDays: number };
 }
 
 export class ConfigError extends Error {
@@ -196,6 +205,8 @@ export function loadConfig(env: Env = process.env): Config {
   };
 
   const databaseUrl = str('DATABASE_URL');
+  const logPhoneNumbers = str('LOG_PHONE_NUMBERS', 'masked');
+  if (logPhoneNumbers !== 'masked' && logPhoneNumbers !== 'full') problems.push(`LOG_PHONE_NUMBERS must be "masked" or "full" (got "${logPhoneNumbers}")`);
   if (databaseUrl && !/^postgres(ql)?:\/\//.test(databaseUrl)) {
     problems.push('DATABASE_URL must be a postgres:// URL');
   }
@@ -304,6 +315,7 @@ export function loadConfig(env: Env = process.env): Config {
     httpMaxConnections: int('HTTP_MAX_CONNECTIONS', 1000, 10, 100000),
     nodeId: str('NODE_ID', os.hostname()),
     logLevel: str('LOG_LEVEL', 'info'),
+    logPhoneNumbers: logPhoneNumbers === 'full' ? 'full' : 'masked',
     ycloud: {
       apiBaseUrl,
       apiKey: str('YCLOUD_API_KEY'),
@@ -389,6 +401,12 @@ export function loadConfig(env: Env = process.env): Config {
       timeoutMs: int('DATABASE_TIMEOUT_MS', 5000, 100, 60000),
       startupWaitMs: int('DATABASE_STARTUP_WAIT_S', 60, 0, 3600) * 1000,
       cdrRetryMs: int('CDR_RETRY_S', 120, 1, 3600) * 1000,
+    },
+    retention: {
+      webhookEventsDays: int('WEBHOOK_EVENTS_RETENTION_DAYS', 30, 0, 36500),
+      quarantineDays: int('QUARANTINE_RETENTION_DAYS', 30, 0, 36500),
+      cdrDays: int('CDR_RETENTION_DAYS', 0, 0, 36500),
+      permissionsDays: int('PERMISSIONS_RETENTION_DAYS', 90, 0, 36500),
     },
   };
   if (problems.length) throw new ConfigError(problems);
