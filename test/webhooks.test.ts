@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { QueryTypes } from 'sequelize';
 import { CallRecord, WebhookEventRecord } from '../src/cdr/models';
 import { signWebhook } from '../src/providers/ycloud/signature';
 import { deliverAndProcess, startStack, TestStack } from './harness/bridge';
@@ -78,6 +79,57 @@ describe('YCloud webhook endpoint', () => {
     const ev = stack.sim.event('whatsapp.message.updated', { whatsappMessage: { id: 'm1' } });
     assert.equal(await stack.sim.deliver(ev), 200);
     assert.ok(await WebhookEventRecord.findByPk(String(ev.id)));
+  });
+
+  const chatMessage = (i: number) => stack.sim.event('whatsapp.inbound_message.received', {
+    whatsappInboundMessage: {
+      id: `chat-${i}`, wamid: `wamid.chat${i}`, wabaId: 'waba-1', from: `+628130090${String(i).padStart(4, '0')}`, to: '+6283138205150',
+      customerProfile: { name: `Ms Private Person ${i}` }, sendTime: new Date().toISOString(),
+      type: 'text', text: { body: `my account number is 12345-${i}, please call me back about my medical results` },
+    },
+  });
+
+  it('a chat message the bridge does not act on is stored as its id and type only: no text, profile name or number', async () => {
+    const ev = chatMessage(1);
+    assert.equal(await deliverAndProcess(stack, ev), 200);
+    const row = await WebhookEventRecord.findByPk(String(ev.id));
+    assert.ok(row, 'stored (a redelivery is still recognised)');
+    assert.deepEqual(row.payload, { id: ev.id, type: 'whatsapp.inbound_message.received', redacted: true });
+    const text = JSON.stringify(row);
+    for (const s of ['medical', 'Private Person', '62813009', 'wamid.chat1']) assert.ok(!text.includes(s), `${s} stored: ${text}`);
+    assert.ok(row.processed_at, 'and marked processed');
+    assert.deepEqual(await stack.sim.deliver(ev), 200, 'a redelivery is answered');
+    assert.equal(await WebhookEventRecord.count({ where: { id: String(ev.id) } }), 1);
+  });
+
+  it('a call permission reply is stored in full (it is acted on, and replayed if the bridge stops first)', async () => {
+    const ev = stack.sim.event('whatsapp.inbound_message.received', {
+      whatsappInboundMessage: {
+        id: 'perm-1', wamid: 'wamid.perm1', from: '+6281361905199', to: '+6283138205150', sendTime: new Date().toISOString(),
+        type: 'interactive', interactive: { type: 'call_permission_reply', call_permission_reply: { response: 'accept', is_permanent: true } },
+      },
+    });
+    assert.equal(await deliverAndProcess(stack, ev), 200);
+    const row = await WebhookEventRecord.findByPk(String(ev.id));
+    assert.deepEqual(row?.payload, ev);
+  });
+
+  it('a flood of chat messages: every one stored redacted; print the bytes kept', async () => {
+    const n = 200;
+    const ids: string[] = [];
+    let bodyBytes = 0;
+    for (let i = 0; i < n; i++) {
+      const ev = chatMessage(1000 + i);
+      ids.push(String(ev.id));
+      bodyBytes += Buffer.byteLength(JSON.stringify(ev));
+      assert.equal(await stack.sim.deliver(ev), 200);
+    }
+    const [r] = await stack.bridge.cdr.sequelize.query<{ rows: string; bytes: string; leaked: string }>(
+      `SELECT count(*) AS rows, sum(pg_column_size(payload)) AS bytes, count(*) FILTER (WHERE payload::text LIKE '%medical%') AS leaked
+       FROM webhook_events WHERE id IN (:ids)`, { replacements: { ids }, type: QueryTypes.SELECT });
+    console.log(`      chat flood: ${n} messages, ${bodyBytes} bytes received, ${r!.rows} rows kept holding ${r!.bytes} bytes of payload (${Number(r!.leaked)} with message text)`);
+    assert.equal(Number(r!.rows), n);
+    assert.equal(Number(r!.leaked), 0, 'no message text stored');
   });
 
   it('keeps running after all of that: health answers', async () => {

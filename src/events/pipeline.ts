@@ -4,13 +4,14 @@ import { parseWebhookEvent, WebhookEvent } from '../providers/ycloud/events';
 import { TypedEmitter } from '../util/typed-emitter';
 import { BoundedMap } from './bounded-map';
 import { WebhookStoreBatcher } from './store-batcher';
+import { storedPayload } from './stored-payload';
 
 /** A verified, parsed webhook as it enters the pipeline. */
 export interface IncomingEvent {
   id: string;
   type: string;
   wacid: string | null;
-  /** The parsed JSON body, stored as it came. */
+  /** The parsed JSON body: stored as it came for events the bridge acts on, else redacted (see storedPayload). */
   payload: unknown;
   /** Null for event types the bridge stores but does not act on. */
   event: WebhookEvent | null;
@@ -61,7 +62,7 @@ export interface PipelineDeps {
 }
 
 export interface PipelineEvents {
-  /** An event has been acted on and marked processed (or failed and marked so). */
+  /** An event has been acted on and marked processed (or failed and marked so; or left unprocessed, ok false: see LeaveUnprocessed). */
   processed: [eventId: string, type: string, ok: boolean];
 }
 
@@ -102,7 +103,7 @@ export class EventPipeline extends TypedEmitter<PipelineEvents> {
       const known = await prior.then(() => true, () => false);
       if (known) return 'duplicate';
     }
-    const stored = this.batcher.store({ id: e.id, type: e.type, wacid: e.wacid, payload: e.payload, nodeId: this.d.nodeId });
+    const stored = this.batcher.store({ id: e.id, type: e.type, wacid: e.wacid, payload: storedPayload(e), nodeId: this.d.nodeId });
     this.seen.set(e.id, stored);
     // A failed write is forgotten here, so YCloud's redelivery is taken afresh.
     stored.catch(() => {
