@@ -17,6 +17,7 @@ import { createHttpApp, listen } from './http/server';
 import { webhookRoutes } from './http/webhooks';
 import { IngressGuard } from './http/ingress-guard';
 import { WebhookQuarantine } from './cdr/quarantine';
+import { RetentionSweeper } from './cdr/retention';
 import { adminRoutes } from './http/admin';
 import { apiAuth } from './http/auth';
 import { callsApiRoutes } from './http/calls-api';
@@ -88,6 +89,8 @@ export class Bridge {
   readonly webhookIngress: IngressGuard;
   /** Signed webhook events refused as never valid, kept as sent. */
   readonly webhookQuarantine: WebhookQuarantine;
+  /** Deletes rows past their retention (WEBHOOK_EVENTS_RETENTION_DAYS, CDR_RETENTION_DAYS ...). */
+  readonly retention: RetentionSweeper;
   private readonly dtmfLog: DtmfLogListener | null;
   /** SIGTERM seen: not ready, new calls refused, calls in progress allowed to finish. */
   private draining = false;
@@ -133,6 +136,7 @@ export class Bridge {
     this.gate = new OutboundGate(config.outbound, log, this.metrics);
     this.webhookIngress = new IngressGuard({ ...config.ycloud.webhookLimits, toleranceSeconds: config.ycloud.webhookToleranceSeconds });
     this.webhookQuarantine = new WebhookQuarantine(this.cdr.sequelize);
+    this.retention = new RetentionSweeper(this.cdr.sequelize, config.retention, log);
     this.inviteRate = new InviteRateLimiter(config.outbound.limits);
     this.metrics.trackCallsInProgress(() => this.calls.activeByDirection);
     this.setupSteps = new SetupSteps(this.marks, this.metrics);
@@ -224,6 +228,7 @@ export class Bridge {
     await this.nodes.start();
     // What a previous run of this node left behind: its open calls ended, its stored events replayed.
     this.replayed = (await this.takeOver(this.config.nodeId)).replayed;
+    this.retention.start();
     const app = createHttpApp(
       [metricsRoutes({ metrics: this.metrics, token: this.config.metrics.token, log: this.log }), webhookRoutes({
         secret: this.config.ycloud.webhookSecret,
@@ -324,6 +329,8 @@ export class Bridge {
       calls: Math.max(ycloud.timeoutMs, rtpengine.timeoutMs, pbx.requestTimeoutMs) + database.timeoutMs + 1000,
       http: 2000,
       recording: database.timeoutMs,
+      // The retention sweep's statement in flight.
+      retention: database.timeoutMs,
       // A heartbeat round in flight (two statements), then the clean-stop mark.
       cluster: 3 * database.timeoutMs,
       rtpengine: rtpengine.timeoutMs + 500,
@@ -353,6 +360,7 @@ export class Bridge {
     this.sip.stop();
     await step('cluster', Promise.all([this.nodes.stop(true), this.bus.stop(), this.events.flushMarks()]), bound.cluster);
     await step('recording retention', this.recorder?.stop() ?? Promise.resolve(), bound.recording);
+    await step('data retention', this.retention.stop(), bound.retention);
     await step('rtpengine', this.rtp.close(), bound.rtpengine);
     this.dtmfLog?.close();
     await step('Postgres', this.cdr.sequelize.close(), bound.postgres);
