@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import crypto from 'node:crypto';
 import { performance } from 'node:perf_hooks';
 import { QueryTypes, Sequelize } from 'sequelize';
-import { connectDatabase } from '../src/cdr/db';
+import { connectDatabase, migrate } from '../src/cdr/db';
 import { RetentionSweeper } from '../src/cdr/retention';
 import { CdrStore } from '../src/cdr/store';
 import { createLogger } from '../src/log';
@@ -22,14 +22,22 @@ describe('data retention sweep', function () {
   let db: Sequelize;
   const tag = crypto.randomBytes(4).toString('hex');
 
+  // The sweep works on whole tables: a database of its own, so the counts are this file's rows only.
+  let admin: Sequelize;
+  const dbName = `wasb_retention_${process.pid}_${tag}`;
   before(async () => {
-    db = connectDatabase(infra.databaseUrl, 10000);
+    admin = connectDatabase(infra.databaseUrl, 10000);
+    await admin.query(`CREATE DATABASE ${dbName}`);
+    const u = new URL(infra.databaseUrl);
+    u.pathname = `/${dbName}`;
+    db = connectDatabase(u.toString(), 10000);
+    await migrate(db);
     new CdrStore(db);
-    // The sweep works on whole tables: start from empty ones (this run's database).
-    await db.query('TRUNCATE webhook_events, webhook_quarantine, call_events, calls, call_permission_replies, call_permission_requests');
   });
   after(async () => {
-    await db.close();
+    await db?.close();
+    await admin.query(`DROP DATABASE IF EXISTS ${dbName} WITH (FORCE)`).catch(() => undefined);
+    await admin.close();
   });
 
   const q = (sql: string, replacements: Record<string, unknown> = {}) => db.query(sql, { replacements, type: QueryTypes.RAW });
