@@ -4,7 +4,7 @@ import { DtmfEvent } from '../media/dtmf-log';
 import { Logger } from '../log';
 import { EventContext, LeaveUnprocessed, storedEventContext } from '../events/pipeline';
 import { isTransientDbError } from '../cdr/write-safety';
-import { withTimeout } from '../sip/dialog-requests';
+import { TimeoutError, withTimeout } from '../sip/dialog-requests';
 import { BoundedMap } from '../events/bounded-map';
 import { CallingTerminate, wacidOf, WebhookEvent } from '../providers/ycloud/events';
 import { providerEndFields } from './cdr-fields';
@@ -319,7 +319,7 @@ export class CallDispatcher extends TypedEmitter<DispatcherEvents> implements Li
         return terminatedHere || history.terminated ? 'ended' : 'go';
       } catch (err) {
         const message = (err as Error).message;
-        const retry = isTransientDbError(err) || /no answer within/.test(message);
+        const retry = err instanceof TimeoutError || isTransientDbError(err);
         if (!retry || Date.now() + backoff >= deadline) {
           this.log.error({ err: message, wacid, attempts: attempt, forMs: Date.now() - started },
             'cannot check the connect against Postgres: rejecting the call at WhatsApp');
