@@ -1,13 +1,12 @@
 import fs from 'node:fs';
 import path from 'node:path';
-import { Readable } from 'node:stream';
 import Router from '@koa/router';
 import { Context, Next } from 'koa';
 import { LiveCall, LiveCalls } from '../calls/live';
 import { Logger } from '../log';
 import { ReportAdmission } from '../reports/admission';
 import { CALL_COLUMNS, REPORTING_COLUMNS, withoutRecordingPath } from '../reports/columns';
-import { ActiveExports } from '../reports/export-stream';
+import { ActiveExports, PagedCsvStream } from '../reports/export-stream';
 import { CallFilter, checkParams, ListRequest, parseCallId, parseListQuery, parseSummaryQuery, ReportInputError } from '../reports/filters';
 import { ReportStore } from '../reports/store';
 import { roleOf, tokenDigest } from './auth';
@@ -56,8 +55,8 @@ const AUDIO_TYPES: Record<string, string> = {
  * The CDR and reporting API under /api (the guard in auth.ts runs first and sets ctx.state.role):
  * calls with filters and keyset pages or as CSV, one call with its timeline, its recording, the calls in
  * progress (and hanging one up, admin only), and summary reports. Every route that queries Postgres
- * takes a place in `admission` first (429 when none is free) and keeps it until its answer has been
- * sent (a CSV export until its stream closes). A reporting token never sees recording_path.
+ * takes a place in `admission` first (429 when none is free) and keeps it until its answer is ready
+ * (a CSV export until its stream closes). A reporting token never sees recording_path.
  */
 export function callsApiRoutes(d: CallsApiDeps): Router {
   const router = new Router({ prefix: '/api' });
@@ -77,8 +76,10 @@ export function callsApiRoutes(d: CallsApiDeps): Router {
     try {
       await next();
     } finally {
+      // An export keeps its place until its stream closes (it queries as its client reads); a
+      // recording file streams without Postgres, so its place is free once the call was looked up.
       const body: unknown = ctx.body;
-      if (body instanceof Readable && !body.closed) body.once('close', place.release);
+      if (body instanceof PagedCsvStream && !body.closed) body.once('close', place.release);
       else place.release();
     }
   };
