@@ -179,6 +179,18 @@ function sendCsv(ctx: Context, req: ListRequest, d: CallsApiDeps, stalls: Refusa
     },
   });
   stream.once('close', () => d.log.info({ rows, ms: Date.now() - started, complete: stream.readableEnded, stalled: stream.stalled }, 'CSV export finished'));
+  // The last bytes sit in the response's buffer once the stream has ended: a client that reads none of
+  // them within the same bound loses its connection too.
+  stream.once('end', () => {
+    const res = ctx.res;
+    const timer = setTimeout(() => {
+      if (res.writableFinished) return;
+      stalls.warn({ ip: ctx.ip, rows, buffered: res.writableLength }, 'CSV export ended: its client did not read the last bytes within REPORTING_EXPORT_STALL_MS');
+      ctx.req.socket.destroy();
+    }, d.exportStallMs);
+    timer.unref();
+    res.once('close', () => clearTimeout(timer));
+  });
   d.exports?.add({ stream, response: ctx.res });
   ctx.type = 'text/csv; charset=utf-8';
   ctx.set('Content-Disposition', `attachment; filename="${csvName(req.filter)}"`);
