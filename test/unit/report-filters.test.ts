@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import crypto from 'node:crypto';
 import { once } from 'node:events';
+import { ConfigError, loadConfig } from '../../src/config';
 import { isApiPath, isPublicRoute, reportingMayUse, tokenRole } from '../../src/http/auth';
 import { firstAudioCodec, isCodecName } from '../../src/media/sdp';
 import { ReportAdmission } from '../../src/reports/admission';
@@ -314,5 +315,21 @@ describe('issue 17: a paged CSV stream', () => {
     await once(slow, 'end').finally(() => clearInterval(ticker));
     assert.equal(slow.stalled, false);
     assert.equal(bytes, 4 * small.length);
+  });
+});
+
+describe('issue 17: reporting settings', () => {
+  const env = {
+    DATABASE_URL: 'postgres://u@h/db', YCLOUD_API_KEY: 'k', YCLOUD_WEBHOOK_SECRET: 's', DRACHTIO_SECRET: 'cymru',
+    RTPENGINE_NG: '127.0.0.1:22222', PBX_TARGET: 'sip:pbx.example.com:5060', PUBLIC_IP: '203.0.113.7',
+  };
+  it('defaults: a pool of 3 with a 15 s statement bound, 6 requests at once and 3 per token, exports ended after 30 s unread', () => {
+    assert.deepEqual(loadConfig(env).reporting, { poolMax: 3, statementTimeoutMs: 15000, maxConcurrent: 6, maxConcurrentPerToken: 3, exportStallMs: 30000 });
+  });
+  it('refuses a per-token limit above the total, and values out of range, naming them', () => {
+    assert.throws(() => loadConfig({ ...env, REPORTING_MAX_CONCURRENT: '2', REPORTING_MAX_CONCURRENT_PER_TOKEN: '3' }), (e: Error) => e instanceof ConfigError && /REPORTING_MAX_CONCURRENT_PER_TOKEN must not exceed/.test(e.message));
+    for (const k of ['REPORTING_DB_POOL_MAX', 'REPORTING_STATEMENT_TIMEOUT_MS', 'REPORTING_MAX_CONCURRENT', 'REPORTING_EXPORT_STALL_MS']) {
+      assert.throws(() => loadConfig({ ...env, [k]: '0' }), (e: Error) => e instanceof ConfigError && e.message.includes(k), k);
+    }
   });
 });
