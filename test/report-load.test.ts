@@ -130,7 +130,7 @@ describe('reporting load cannot starve calls (issue 17)', function () {
       while (!stop) {
         maxCallsWaiting = Math.max(maxCallsWaiting, callsPool().waiting);
         const [row] = await watcher.query<{ reporting: number; age: number }>(
-          `SELECT (SELECT count(*)::int FROM pg_stat_activity WHERE application_name = 'wa-sip-bridge reporting' AND state = 'active') AS reporting,
+          `SELECT (SELECT count(*)::int FROM pg_stat_activity WHERE application_name = 'wa-sip-bridge reporting' AND state = 'active' AND datname = current_database()) AS reporting,
                   (SELECT extract(epoch FROM now() - heartbeat_at)::float8 FROM bridge_nodes WHERE node_id = $1) AS age`,
           { bind: [stack.bridge.config.nodeId], type: QueryTypes.SELECT },
         );
