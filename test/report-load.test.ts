@@ -17,7 +17,7 @@ import { infra } from './harness/infra';
  */
 const ADMIN = 'admin-token-report-load-0123456789';
 const TOKENS = ['reporting-load-token-a-0123456789', 'reporting-load-token-b-0123456789', 'reporting-load-token-c-0123456789'];
-const LIMITS = { REPORTING_MAX_CONCURRENT: '6', REPORTING_MAX_CONCURRENT_PER_TOKEN: '3', REPORTING_DB_POOL_MAX: '3', REPORTING_EXPORT_STALL_MS: '1500' };
+const LIMITS = { REPORTING_MAX_CONCURRENT: '6', REPORTING_MAX_CONCURRENT_PER_TOKEN: '3', REPORTING_DB_POOL_MAX: '3', REPORTING_EXPORT_STALL_MS: '3000' };
 /** 400 days no other test writes to. */
 const FROM = '2014-01-01T00:00:00Z';
 const TO = '2015-02-05T00:00:00Z';
