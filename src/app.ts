@@ -11,7 +11,7 @@ import { PermissionStore } from './calls/permissions';
 import { OutboundGate, outboundGuardWarning } from './sip/outbound-invites';
 import { InviteRateLimiter } from './sip/invite-limits';
 import { Marks } from './calls/marks';
-import { connectDatabase } from './cdr/db';
+import { connectDatabase, connectReportingDatabase } from './cdr/db';
 import { CdrStore } from './cdr/store';
 import { createHttpApp, listen } from './http/server';
 import { webhookRoutes } from './http/webhooks';
@@ -22,6 +22,8 @@ import { adminRoutes } from './http/admin';
 import { apiAuth } from './http/auth';
 import { callsApiRoutes } from './http/calls-api';
 import { ReportStore } from './reports/store';
+import { ReportAdmission } from './reports/admission';
+import { ActiveExports } from './reports/export-stream';
 import { Logger } from './log';
 import { Recorder } from './recording/recorder';
 import { RtpEngine } from './media/rtpengine';
@@ -39,7 +41,7 @@ import { EventPipeline } from './events/pipeline';
 import { ClusterBus, ClusterMessage } from './cluster/bus';
 import { NodeRegistry } from './cluster/nodes';
 import { OrphanRecovery } from './cluster/recovery';
-import { QueryTypes } from 'sequelize';
+import { QueryTypes, Sequelize } from 'sequelize';
 
 /** Retry-After (s) on the 503 that refuses an INVITE while MAX_CALLS_IN_PROGRESS calls are up. */
 const CAPACITY_RETRY_AFTER_S = 10;
@@ -60,6 +62,15 @@ export class Bridge {
   /** 'processed' (eventId) after each webhook event has been acted on. */
   readonly webhookEvents = new EventEmitter();
   readonly cdr: CdrStore;
+  /**
+   * The reporting API's own Postgres pool (REPORTING_DB_POOL_MAX): reports and CSV exports never take
+   * a connection from the pool calls, webhooks, CDR writes and heartbeats use.
+   */
+  readonly reportingDb: Sequelize;
+  /** Reporting requests at once, per token and in all (REPORTING_MAX_CONCURRENT*). */
+  readonly reportAdmission: ReportAdmission;
+  /** The CSV exports in progress. */
+  readonly reportExports = new ActiveExports();
   readonly sip: SipCore;
   readonly rtp: RtpEngine;
   readonly ycloud: YCloudClient;
@@ -98,6 +109,8 @@ export class Bridge {
 
   constructor(readonly config: Config, private readonly log: Logger, private readonly extras: BridgeExtras = {}) {
     this.cdr = new CdrStore(connectDatabase(config.databaseUrl, config.database.timeoutMs));
+    this.reportingDb = connectReportingDatabase(config.databaseUrl, config.reporting, config.reporting.statementTimeoutMs);
+    this.reportAdmission = new ReportAdmission({ total: config.reporting.maxConcurrent, perToken: config.reporting.maxConcurrentPerToken });
     this.sip = new SipCore(config.drachtio, log, this.metrics);
     this.rtp = new RtpEngine(config.rtpengine.ng, config.rtpengine.timeoutMs, log, this.metrics);
     this.plan = new MediaPlan({ interfaces: config.rtpengine.interfaces, pbxCodecs: config.pbx.codecs, pbxSrtp: config.pbx.srtp, codecPolicy: config.media.codecPolicy });
@@ -251,10 +264,13 @@ export class Bridge {
         ycloud: this.ycloud,
         log: this.log,
       }), callsApiRoutes({
-        reports: new ReportStore(this.cdr.sequelize, this.config.database.timeoutMs),
+        reports: new ReportStore(this.reportingDb, this.config.reporting.statementTimeoutMs),
         live: this.calls,
         mosThreshold: this.config.quality.mosThreshold,
         recordingDir: this.config.recording.outputDir,
+        admission: this.reportAdmission,
+        exportStallMs: this.config.reporting.exportStallMs,
+        exports: this.reportExports,
         log: this.log,
       }), ...(this.extras.routes?.(this) ?? [])],
       { ready: () => this.readiness() },
@@ -363,7 +379,7 @@ export class Bridge {
     await step('data retention', this.retention.stop(), bound.retention);
     await step('rtpengine', this.rtp.close(), bound.rtpengine);
     this.dtmfLog?.close();
-    await step('Postgres', this.cdr.sequelize.close(), bound.postgres);
+    await step('Postgres', Promise.all([this.cdr.sequelize.close(), this.reportingDb.close()]), bound.postgres);
     this.log.info('stopped');
   }
 }

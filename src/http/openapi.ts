@@ -164,13 +164,16 @@ const CALL_FIELDS: { [K in keyof CallRow]: Schema } = {
   packet_loss_pct: nnum('Packet loss of the worst leg, in percent.', { minimum: 0, maximum: 100 }),
   jitter_ms: nnum('Jitter of the worst leg, in milliseconds.', { minimum: 0 }),
   rtt_ms: nnum('Round-trip time of the worst leg, in milliseconds.', { minimum: 0 }),
-  recording_path: nstr("The recording's file on the bridge's host (RECORDING=all); fetch it with GET /api/calls/{id}/recording."),
+  recording_path: nstr("The recording's file on the bridge's host (RECORDING=all). Admin token only: absent for a reporting token, which fetches the file with GET /api/calls/{id}/recording."),
   recording_bytes: nint("The recording's size in bytes.", { minimum: 0 }),
   recording_seconds: nnum("The recording's length in seconds.", { minimum: 0 }),
   recording_deleted_at: ntime('When the retention sweep (RECORDING_RETENTION_DAYS) deleted the recording file.'),
   created_at: str('When the record was created.', { format: 'date-time' }),
   updated_at: str('When the record was last written.', { format: 'date-time' }),
 };
+
+/** The fields every token gets: all but recording_path, which a reporting token does not see. */
+const withoutAdminOnly = (fields: Record<string, Schema>): string[] => Object.keys(fields).filter((k) => k !== 'recording_path');
 
 const MEDIA_STATS: Schema = {
   type: ['object', 'null'],
@@ -326,11 +329,12 @@ export const openApiDocument: OpenApiDocument = {
             description: 'A page of calls (JSON), or every matching call (CSV, as an attachment calls_<from>_<to>.csv).',
             content: {
               'application/json': { schema: ref('CallPage') },
-              'text/csv': { schema: { type: 'string', description: 'RFC 4180 CSV (CRLF) with a header row: the Call fields, timestamps in ISO 8601 UTC, NULL as an empty field.' } },
+              'text/csv': { schema: { type: 'string', description: 'RFC 4180 CSV (CRLF) with a header row: the Call fields, timestamps in ISO 8601 UTC, NULL as an empty field; a text field starting with = + - @, a tab or a CR (but a plain number) has a single quote in front.' } },
             },
           },
           '400': resp('BadRequest'),
           ...authResponses(true),
+          '429': resp('TooManyReports'),
           '503': resp('DatabaseBusy'),
         },
       },
@@ -362,6 +366,7 @@ export const openApiDocument: OpenApiDocument = {
           '400': resp('BadRequest'),
           ...authResponses(true),
           '404': json('No such call (or, with no token configured, the API is off).', ref('Error')),
+          '429': resp('TooManyReports'),
           '503': resp('DatabaseBusy'),
         },
       },
@@ -399,6 +404,7 @@ export const openApiDocument: OpenApiDocument = {
           '400': resp('BadRequest'),
           ...authResponses(true),
           '404': json('No such call, the call was not recorded, or its file is gone (retention).', ref('Error')),
+          '429': resp('TooManyReports'),
           '503': resp('DatabaseBusy'),
         },
       },
@@ -422,6 +428,7 @@ export const openApiDocument: OpenApiDocument = {
           '200': json('One entry per group with calls (in time or name order) and the totals over the range.', ref('Summary')),
           '400': resp('BadRequest'),
           ...authResponses(true),
+          '429': resp('TooManyReports'),
           '503': resp('DatabaseBusy'),
         },
       },
@@ -591,6 +598,10 @@ export const openApiDocument: OpenApiDocument = {
       Unauthorized: json('Missing or wrong bearer token.', ref('Error'), { error: 'bad or missing bearer token' }),
       Forbidden: json('A reporting token on an operation that needs ADMIN_API_TOKEN.', ref('Error')),
       ApiDisabled: json('No ADMIN_API_TOKEN and no REPORTING_API_TOKENS configured: /api is off.', ref('Error')),
+      TooManyReports: {
+        ...json('Too many reporting requests in progress, for this token (REPORTING_MAX_CONCURRENT_PER_TOKEN) or in all (REPORTING_MAX_CONCURRENT): retry after Retry-After seconds.', ref('Error')),
+        headers: { 'Retry-After': { description: 'Seconds to wait before retrying.', schema: { type: 'integer' } } },
+      },
       DatabaseBusy: {
         ...json('Postgres did not answer in time: retry (after Retry-After seconds), or narrow the range.', ref('Error')),
         headers: { 'Retry-After': { description: 'Seconds to wait before retrying.', schema: { type: 'integer' } } },
@@ -598,8 +609,10 @@ export const openApiDocument: OpenApiDocument = {
     },
     schemas: {
       Error: errorSchema,
-      Call: objectOf(CALL_FIELDS, 'A call detail record as listed: the columns of the calls table but media_stats (the detail view has it). Decimals are numbers.'),
-      CallWithMediaStats: objectOf(CALL_DETAIL_FIELDS, 'A call detail record with every column of the calls table, media_stats included.'),
+      Call: objectOf(CALL_FIELDS, 'A call detail record as listed: the columns of the calls table but media_stats (the detail view has it). Decimals are numbers. recording_path only for the admin token.',
+        { required: withoutAdminOnly(CALL_FIELDS) }),
+      CallWithMediaStats: objectOf(CALL_DETAIL_FIELDS, 'A call detail record with every column of the calls table, media_stats included (recording_path only for the admin token).',
+        { required: withoutAdminOnly(CALL_DETAIL_FIELDS) }),
       CallEvent: objectOf(TIMELINE_FIELDS, "One entry of a call's timeline."),
       CallDetail: objectOf({
         call: ref('CallWithMediaStats'),

@@ -21,15 +21,33 @@ export function assertUsableAudioSdp(sdp: string): void {
   if (!lines.some((l) => l.startsWith('c=IN IP'))) throw new SdpError('SDP has no connection address');
 }
 
-/** The first codec offered or answered on the audio line, e.g. "opus/48000/2" or "PCMU/8000". */
+/**
+ * An rtpmap encoding as RFC 4566 has it: `name/rate[/channels]`, the name a token of letters, digits
+ * and - _ . (starting with a letter or digit), at most 32 characters in all (the CDR's column).
+ */
+const CODEC = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,15}\/\d{1,6}(?:\/\d{1,2})?$/;
+
+/** Whether `s` is a codec as firstAudioCodec returns it (name/rate[/channels]). */
+export function isCodecName(s: string): boolean {
+  return s.length <= 32 && CODEC.test(s);
+}
+
+/**
+ * The first codec offered or answered on the audio line, e.g. "opus/48000/2" or "PCMU/8000"; null
+ * when there is none, or when its rtpmap is not name/rate[/channels] (the codec is informational:
+ * the call goes on, the CDR leaves it empty rather than keep text such as `=HYPERLINK(...)`).
+ */
 export function firstAudioCodec(sdp: string): string | null {
   const lines = sdp.split(/\r?\n/);
   const audio = lines.find((l) => l.startsWith('m=audio '));
   if (!audio) return null;
   const pt = audio.split(' ')[3];
-  if (pt === undefined) return null;
+  if (pt === undefined || !/^\d{1,3}$/.test(pt)) return null;
   const rtpmap = lines.find((l) => l.startsWith(`a=rtpmap:${pt} `));
-  if (rtpmap) return rtpmap.slice(`a=rtpmap:${pt} `.length).trim();
+  if (rtpmap) {
+    const codec = rtpmap.slice(`a=rtpmap:${pt} `.length).trim();
+    return isCodecName(codec) ? codec : null;
+  }
   const statics: Record<string, string> = { '0': 'PCMU/8000', '8': 'PCMA/8000', '9': 'G722/8000' };
   return statics[pt] ?? pt;
 }

@@ -71,6 +71,20 @@ export const CALL_COLUMNS: readonly Column[] = [
   col('created_at', 'time'), col('updated_at', 'time'),
 ];
 
+/**
+ * What a reporting (read-only) token sees of a call: every column but recording_path, the file's
+ * place on the bridge's host (GET /api/calls/{id}/recording serves the file itself). The admin token
+ * sees every column.
+ */
+export type ReportingCallRow = Omit<CallRow, 'recording_path'>;
+export const REPORTING_COLUMNS: readonly Column[] = CALL_COLUMNS.filter((c) => c.name !== 'recording_path');
+
+/** A row without recording_path, for a reporting token. */
+export function withoutRecordingPath<T extends CallRow>(row: T): Omit<T, 'recording_path'> {
+  const { recording_path: _hidden, ...rest } = row;
+  return rest;
+}
+
 /** The SELECT list for CALL_COLUMNS. */
 export function selectList(columns: readonly Column[] = CALL_COLUMNS): string {
   return columns.map((c) => (c.kind === 'number' ? `"${c.name}"::float8 AS "${c.name}"` : `"${c.name}"`)).join(', ');

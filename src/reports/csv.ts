@@ -5,6 +5,20 @@ import { CALL_COLUMNS, CallRow, Column } from './columns';
  * CR or LF (quotes doubled inside). Timestamps are ISO 8601 UTC, empty fields are NULLs.
  */
 
+/** What a spreadsheet may take for the start of a formula (OWASP: CSV injection). */
+const FORMULA_START = /^[=+\-@\t\r]/;
+/** A plain signed number (an E.164 number, a negative value) is not a formula whatever its sign. */
+const PLAIN_NUMBER = /^[+-]?\d+(?:\.\d+)?$/;
+
+/**
+ * A text value as a spreadsheet must see it: one that starts with = + - @, a tab or a CR gets a
+ * single quote in front (OWASP's advice), so `=HYPERLINK(...)` in an agent's name or a codec is shown,
+ * never run. Plain numbers such as +6281361905133 are left as they are.
+ */
+export function neutraliseFormula(v: string): string {
+  return FORMULA_START.test(v) && !PLAIN_NUMBER.test(v) ? `'${v}` : v;
+}
+
 export function csvField(v: string): string {
   return /[",\r\n]/.test(v) ? `"${v.replace(/"/g, '""')}"` : v;
 }
@@ -24,14 +38,18 @@ export function csvHeader(columns: readonly Column[] = CALL_COLUMNS): string {
   return csvLine(columns.map((c) => c.name));
 }
 
-/** Rows as CSV lines (a plain loop: an export formats hundreds of thousands of rows). */
+/**
+ * Rows as CSV lines (a plain loop: an export formats hundreds of thousands of rows). Values of text
+ * columns go through neutraliseFormula.
+ */
 export function csvRows(rows: readonly CallRow[], columns: readonly Column[] = CALL_COLUMNS): string {
   let out = '';
   for (const r of rows) {
     for (let i = 0; i < columns.length; i++) {
       if (i > 0) out += ',';
-      const v = r[columns[i]!.name];
-      out += typeof v === 'string' ? csvField(v) : csvValue(v);
+      const c = columns[i]!;
+      const v = r[c.name];
+      out += typeof v === 'string' ? csvField(c.kind === 'text' ? neutraliseFormula(v) : v) : csvValue(v);
     }
     out += '\r\n';
   }

@@ -159,6 +159,17 @@ export function checkSummaryRange(fromMicros: number, toMicros: number): void {
   if (toMicros - fromMicros > SUMMARY_MAX_DAYS * 86400e6) throw new ReportInputError('to', `a summary covers at most ${SUMMARY_MAX_DAYS} days`);
 }
 
+/**
+ * 400 unless a bound resolved in a time zone is still within the years 1000 to 9999 in UTC: a local
+ * 9999-12-31T23:00 in a zone 12 hours behind UTC is in the year 10000, which Postgres cannot read back
+ * as ISO text.
+ */
+export function checkResolvedBound(micros: number, field: 'from' | 'to', tz: string): void {
+  if (!Number.isFinite(micros) || micros < EARLIEST_MICROS || micros >= LATEST_MICROS) {
+    throw new ReportInputError(field, `${field} in time zone ${tz} falls outside the years 1000 to 9999 in UTC`);
+  }
+}
+
 /** A syntactically plausible IANA zone name; whether Postgres knows it is the store's check. */
 export function parseTimeZoneName(tz: string): string {
   if (!/^[A-Za-z][A-Za-z0-9_+\-/]{0,63}$/.test(tz)) throw new ReportInputError('tz', `tz must be an IANA time zone such as Asia/Jakarta, got "${tz}"`);

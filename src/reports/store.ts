@@ -1,9 +1,9 @@
-import { Readable } from 'node:stream';
 import { QueryTypes, Sequelize } from 'sequelize';
-import { CallDetailRow, CallRow } from './columns';
+import { CALL_COLUMNS, CallDetailRow, CallRow, Column } from './columns';
+import { PagedCsvOptions, PagedCsvStream } from './export-stream';
 import { csvHeader, csvRows } from './csv';
 import {
-  CallFilter, checkSummaryRange, Cursor, encodeCursor, GroupBy, microsToIso, PageRequest, ReportInputError, SummaryRequest, TimeBound,
+  CallFilter, checkResolvedBound, checkSummaryRange, Cursor, encodeCursor, GroupBy, microsToIso, PageRequest, ReportInputError, SummaryRequest, TimeBound,
 } from './filters';
 import { BoundSql, callSql, listSql, ResolvedSummary, summarySettingsSql, summarySql, timelineSql } from './sql';
 
@@ -61,14 +61,22 @@ export interface SummaryReport {
   totals: SummaryFigures;
 }
 
-export interface ExportOptions {
-  /** Rows per query (keyset batches). */
+export interface ExportOptions extends PagedCsvOptions {
+  /** Rows per query (keyset batches); default EXPORT_BATCH_ROWS. */
   batchRows?: number;
+  /** The CSV's columns (a reporting token's leave out recording_path); default every column. */
+  columns?: readonly Column[];
   /** Told after each batch has been fetched (tests, logs). */
   onBatch?: (rows: number) => void;
   /** Told when the export stops early on a database error (the response is cut short). */
   onError?: (err: Error) => void;
 }
+
+/**
+ * Rows per export query: small, because a page is what an export holds while its client is slow
+ * (about 100 KB of CSV); each page is an index range scan that starts where the last one ended.
+ */
+export const EXPORT_BATCH_ROWS = 200;
 
 type RawPageRow = CallRow & { cursor_at: string };
 type RawSummaryRow = Omit<SummaryGroup, 'answer_rate'> & { total: boolean };
@@ -77,7 +85,10 @@ type RawSummaryRow = Omit<SummaryGroup, 'answer_rate'> & { total: boolean };
 export class ReportStore {
   private readonly knownZones = new Set<string>(['UTC']);
 
-  /** `timeoutMs`: the server-side bound on a summary's statement (DATABASE_TIMEOUT_MS). */
+  /**
+   * `db`: the reporting pool (src/cdr/db.ts connectReportingDatabase), not the calls' pool.
+   * `timeoutMs`: the server-side bound on a summary's statement (REPORTING_STATEMENT_TIMEOUT_MS).
+   */
   constructor(private readonly db: Sequelize, private readonly timeoutMs = 5000) {}
 
   private select<T extends object>(q: BoundSql): Promise<T[]> {
@@ -106,22 +117,20 @@ export class ReportStore {
 
   /**
    * Every call matching `filter` as CSV (header row first), fetched in keyset batches as the reader
-   * asks for more: memory holds one batch, and destroying the stream (a client gone) stops the queries.
+   * asks for more: memory holds one batch, a reader that stops reading for `stallMs` ends the export,
+   * and destroying the stream (a client gone) stops the queries.
    */
-  exportCsv(filter: CallFilter, o: ExportOptions = {}): Readable {
-    const batchRows = o.batchRows ?? 2000;
-    const self = this;
-    async function* chunks(): AsyncGenerator<Buffer> {
-      yield Buffer.from(csvHeader(), 'utf8');
-      let after: Cursor | null = null;
-      do {
-        const { rows, last } = await self.fetchPage(filter, after, batchRows);
-        o.onBatch?.(rows.length);
-        if (rows.length) yield Buffer.from(csvRows(rows), 'utf8');
-        after = last;
-      } while (after);
-    }
-    const stream = Readable.from(chunks(), { objectMode: false, highWaterMark: 64 * 1024 });
+  exportCsv(filter: CallFilter, o: ExportOptions = {}): PagedCsvStream {
+    const batchRows = o.batchRows ?? EXPORT_BATCH_ROWS;
+    const columns = o.columns ?? CALL_COLUMNS;
+    let after: Cursor | null = null;
+    const next = async () => {
+      const { rows, last } = await this.fetchPage(filter, after, batchRows);
+      o.onBatch?.(rows.length);
+      after = last;
+      return { text: rows.length ? csvRows(rows, columns) : '', done: !last };
+    };
+    const stream = new PagedCsvStream(csvHeader(columns), next, o);
     if (o.onError) stream.once('error', o.onError);
     return stream;
   }
@@ -169,6 +178,8 @@ export class ReportStore {
     });
     const f = Number(row!.f);
     const t = Number(row!.t);
+    checkResolvedBound(f, 'from', tz);
+    checkResolvedBound(t, 'to', tz);
     checkSummaryRange(f, t);
     return { from: microsToIso(f), to: microsToIso(t) };
   }

@@ -9,6 +9,7 @@ import { createLogger } from '../../src/log';
 import { CallFilter, Cursor, GroupBy, parseFilter, parseTime } from '../../src/reports/filters';
 import { BoundSql, listSql, summarySettingsSql, summarySql } from '../../src/reports/sql';
 import { ReportStore } from '../../src/reports/store';
+import { ReportAdmission } from '../../src/reports/admission';
 import { infra, startInfra, stopInfra } from '../harness/infra';
 
 /**
@@ -174,7 +175,7 @@ async function timeCsv(db: Sequelize, store: ReportStore, now: Date): Promise<vo
   const log = createLogger('warn');
   const app = createHttpApp([
     apiAuth({ adminToken: null, reportingTokens: [token], log }),
-    callsApiRoutes({ reports: store, live: { list: () => [], hangup: async () => false }, mosThreshold: MOS_THRESHOLD, recordingDir: '/nonexistent', log }),
+    callsApiRoutes({ reports: store, live: { list: () => [], hangup: async () => false }, mosThreshold: MOS_THRESHOLD, recordingDir: '/nonexistent', admission: new ReportAdmission({ total: 4, perToken: 4 }), exportStallMs: 30000, log }),
   ], { ready: async () => ({ ok: true, checks: {} }) }, log);
   const server: http.Server = await listen(app, 0, '127.0.0.1');
   const port = (server.address() as AddressInfo).port;

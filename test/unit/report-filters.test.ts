@@ -1,10 +1,15 @@
 import assert from 'node:assert/strict';
 import crypto from 'node:crypto';
+import { once } from 'node:events';
+import { ConfigError, loadConfig } from '../../src/config';
 import { isApiPath, isPublicRoute, reportingMayUse, tokenRole } from '../../src/http/auth';
-import { CALL_COLUMNS, CallRow } from '../../src/reports/columns';
-import { csvField, csvHeader, csvRows } from '../../src/reports/csv';
+import { firstAudioCodec, isCodecName } from '../../src/media/sdp';
+import { ReportAdmission } from '../../src/reports/admission';
+import { CALL_COLUMNS, CallRow, REPORTING_COLUMNS } from '../../src/reports/columns';
+import { csvField, csvHeader, csvRows, neutraliseFormula } from '../../src/reports/csv';
+import { CHUNK_BYTES, PagedCsvStream } from '../../src/reports/export-stream';
 import {
-  encodeCursor, LIMIT_DEFAULT, parseCallId, parseCursor, parseFilter, parseListQuery, parseSummaryQuery, parseTime, QueryParams, ReportInputError,
+  checkResolvedBound, encodeCursor, LIMIT_DEFAULT, parseCallId, parseCursor, parseFilter, parseListQuery, parseSummaryQuery, parseTime, QueryParams, ReportInputError,
 } from '../../src/reports/filters';
 import { listSql, summarySql } from '../../src/reports/sql';
 
@@ -209,5 +214,122 @@ describe('API auth rules', () => {
     assert.equal(tokenRole('r1-0123456789abcdef', null, [h('r1-0123456789abcdef')]), 'reporting');
     assert.equal(tokenRole('admin-0123456789abcdeF', h('admin-0123456789abcdef'), []), null);
     assert.equal(tokenRole('', null, []), null);
+  });
+});
+
+describe('issue 17: CSV formulas and codec names', () => {
+  it('a text cell starting with = + - @, a tab or a CR gets a single quote; plain numbers and other text stay', () => {
+    for (const [v, out] of [
+      ['=HYPERLINK("http://x","y")', `'=HYPERLINK("http://x","y")`], ['+cmd', "'+cmd"], ['-2+3+cmd|calc', "'-2+3+cmd|calc"], ['@SUM(A1)', "'@SUM(A1)"],
+      ['\t=1', "'\t=1"], ['\r=1', "'\r=1"], ['+6281361905133', '+6281361905133'], ['-12.5', '-12.5'], ['agent101', 'agent101'], ['a=b', 'a=b'], ['', ''],
+    ] as const) assert.equal(neutraliseFormula(v), out, JSON.stringify(v));
+  });
+  it('csvRows neutralises text columns only, then quotes as RFC 4180 says', () => {
+    const row = Object.fromEntries(CALL_COLUMNS.map((c) => [c.name, null])) as unknown as CallRow;
+    Object.assign(row, { id: 'x', agent: '=1+1', error: '\r=cmd', customer_number: '+15550100001', talk_seconds: -1 });
+    const line = csvRows([row], REPORTING_COLUMNS);
+    assert.ok(line.includes(",'=1+1,"));
+    assert.ok(line.includes(`,"'\r=cmd",`));
+    assert.ok(line.includes(',+15550100001,'));
+    assert.ok(line.includes(',-1,'));
+    assert.equal(line.split(',').length, REPORTING_COLUMNS.length);
+  });
+  it('firstAudioCodec takes name/rate[/channels] only; anything else in an rtpmap is left out', () => {
+    const sdp = (rtpmap: string) => `v=0\r\nc=IN IP4 1.2.3.4\r\nm=audio 4000 UDP/TLS/RTP/SAVPF 111\r\na=rtpmap:111 ${rtpmap}\r\n`;
+    for (const ok of ['opus/48000/2', 'PCMU/8000', 'G722/8000', 'telephone-event/8000', 'x-custom.v2/16000/1']) assert.equal(firstAudioCodec(sdp(ok)), ok, ok);
+    for (const bad of ['=HYPERLINK("http://x","y")/8000', '=1+1', '@SUM(1)/8000', '+opus/48000', 'opus', 'opus/48000/2/1', 'opus/abc', 'op us/8000', `${'a'.repeat(40)}/8000`]) {
+      assert.equal(firstAudioCodec(sdp(bad)), null, bad);
+      assert.equal(isCodecName(bad), false, bad);
+    }
+  });
+});
+
+describe('issue 17: far-future bounds resolved in a time zone', () => {
+  it('a bound outside the years 1000 to 9999 in UTC is a 400 naming it', () => {
+    const tenThousand = Date.UTC(10000, 0, 1) * 1000;
+    assert.match(refuses(() => checkResolvedBound(tenThousand, 'to', 'Etc/GMT+12'), 'to'), /Etc\/GMT\+12 falls outside the years 1000 to 9999/);
+    refuses(() => checkResolvedBound(tenThousand + 11 * 3600e6, 'to', 'Etc/GMT+12'), 'to');
+    refuses(() => checkResolvedBound(Date.UTC(1000, 0, 1) * 1000 - 1000, 'from', 'Pacific/Kiritimati'), 'from');
+    refuses(() => checkResolvedBound(NaN, 'from', 'UTC'), 'from');
+    checkResolvedBound(tenThousand - 1000, 'to', 'UTC');
+    checkResolvedBound(Date.UTC(1000, 0, 1) * 1000, 'from', 'UTC');
+  });
+});
+
+describe('issue 17: reporting admission', () => {
+  it('admits up to the per-token and total limits, refuses beyond (never queues), and frees a place once released', () => {
+    const a = new ReportAdmission({ total: 3, perToken: 2 });
+    const t1 = [a.admit('one'), a.admit('one')];
+    assert.ok(t1.every((x) => x.ok));
+    assert.deepEqual(a.admit('one'), { ok: false, limit: 'per_token', inUse: 2, max: 2 });
+    const t2 = a.admit('two');
+    assert.ok(t2.ok);
+    assert.deepEqual(a.admit('three'), { ok: false, limit: 'total', inUse: 3, max: 3 });
+    assert.equal(a.inUse(), 3);
+    if (t2.ok) {
+      t2.release();
+      t2.release(); // twice is once
+    }
+    assert.equal(a.inUse(), 2);
+    assert.equal(a.inUse('two'), 0);
+    assert.ok(a.admit('three').ok);
+    assert.deepEqual(a.refused, { per_token: 1, total: 1 });
+  });
+});
+
+describe('issue 17: a paged CSV stream', () => {
+  it('fetches a page only when its reader asks, in chunks of at most 16 KiB', async () => {
+    let pages = 0;
+    const page = 'x'.repeat(40 * 1024);
+    const s = new PagedCsvStream('h\r\n', async () => ({ text: page, done: ++pages === 3 }));
+    const sizes: number[] = [];
+    s.on('data', (c: Buffer) => sizes.push(c.length));
+    await once(s, 'end');
+    assert.equal(pages, 3);
+    assert.ok(sizes.every((n) => n <= CHUNK_BYTES), String(sizes));
+    assert.equal(sizes.reduce((a, b) => a + b, 0), 3 + 3 * page.length);
+  });
+  it('a reader that takes nothing is ended after stallMs, holding at most one page; a slow reader is not', async () => {
+    let pages = 0;
+    const page = 'y'.repeat(40 * 1024);
+    const stalled = new PagedCsvStream('', async () => (pages++, { text: page, done: false }), { stallMs: 100, onStall: () => undefined });
+    stalled.pause();
+    stalled.read(0); // starts the first fetch, then nobody reads
+    await once(stalled, 'close');
+    assert.equal(stalled.stalled, true);
+    assert.equal(pages, 1, 'no page fetched while the reader took nothing');
+
+    let n = 0;
+    const small = 'z'.repeat(10 * 1024);
+    const slow = new PagedCsvStream('', async () => ({ text: small, done: ++n === 4 }), { stallMs: 100 });
+    let bytes = 0;
+    slow.on('readable', () => {
+      // Takes one chunk every 60 ms: slower than the stream, faster than the stall bound.
+      const take = () => {
+        const c = slow.read(4096) as Buffer | null;
+        if (c) bytes += c.length;
+      };
+      take();
+    });
+    const ticker = setInterval(() => slow.emit('readable'), 60);
+    await once(slow, 'end').finally(() => clearInterval(ticker));
+    assert.equal(slow.stalled, false);
+    assert.equal(bytes, 4 * small.length);
+  });
+});
+
+describe('issue 17: reporting settings', () => {
+  const env = {
+    DATABASE_URL: 'postgres://u@h/db', YCLOUD_API_KEY: 'k', YCLOUD_WEBHOOK_SECRET: 's', DRACHTIO_SECRET: 'cymru',
+    RTPENGINE_NG: '127.0.0.1:22222', PBX_TARGET: 'sip:pbx.example.com:5060', PUBLIC_IP: '203.0.113.7',
+  };
+  it('defaults: a pool of 3 with a 15 s statement bound, 6 requests at once and 3 per token, exports ended after 30 s unread', () => {
+    assert.deepEqual(loadConfig(env).reporting, { poolMax: 3, statementTimeoutMs: 15000, maxConcurrent: 6, maxConcurrentPerToken: 3, exportStallMs: 30000 });
+  });
+  it('refuses a per-token limit above the total, and values out of range, naming them', () => {
+    assert.throws(() => loadConfig({ ...env, REPORTING_MAX_CONCURRENT: '2', REPORTING_MAX_CONCURRENT_PER_TOKEN: '3' }), (e: Error) => e instanceof ConfigError && /REPORTING_MAX_CONCURRENT_PER_TOKEN must not exceed/.test(e.message));
+    for (const k of ['REPORTING_DB_POOL_MAX', 'REPORTING_STATEMENT_TIMEOUT_MS', 'REPORTING_MAX_CONCURRENT', 'REPORTING_EXPORT_STALL_MS']) {
+      assert.throws(() => loadConfig({ ...env, [k]: '0' }), (e: Error) => e instanceof ConfigError && e.message.includes(k), k);
+    }
   });
 });
