@@ -524,8 +524,9 @@ export const openApiDocument: OpenApiDocument = {
       get: {
         operationId: 'getReadiness',
         summary: 'Readiness: Postgres, drachtio-server and an rtpengine answer, and the bridge is not draining',
+        description: 'Open: each check true or false. With the admin token, also `details` (rtpengine addresses, errors).',
         tags: ['operations'],
-        security: PUBLIC,
+        security: [{}, { adminToken: [] }],
         responses: {
           '200': json('Ready to take calls.', ref('Readiness')),
           '503': json('Not ready: the failing check is false.', ref('Readiness')),
@@ -684,21 +685,36 @@ export const openApiDocument: OpenApiDocument = {
         properties: { calling: { type: 'object', additionalProperties: true } },
         additionalProperties: true,
       },
-      Readiness: objectOf({
-        ok: { type: 'boolean' },
-        checks: {
-          type: 'object',
-          required: ['postgres', 'sip', 'rtpengine', 'draining', 'cluster'],
-          properties: {
-            postgres: { type: 'boolean' },
-            sip: { type: 'boolean', description: 'drachtio-server connected.' },
-            rtpengine: { type: 'object', additionalProperties: { type: 'boolean' }, description: 'Each rtpengine (host:port) and whether it answers pings.' },
-            draining: { type: 'boolean' },
-            cluster: { type: 'boolean', description: 'The LISTEN connection that carries messages between nodes is up (informational: not part of ok).' },
+      Readiness: {
+        type: 'object',
+        required: ['ok', 'checks'],
+        properties: {
+          ok: { type: 'boolean' },
+          checks: {
+            type: 'object',
+            required: ['postgres', 'sip', 'rtpengine', 'draining', 'cluster'],
+            properties: {
+              postgres: { type: 'boolean' },
+              sip: { type: 'boolean', description: 'drachtio-server connected.' },
+              rtpengine: { type: 'boolean', description: 'At least one rtpengine answers pings.' },
+              draining: { type: 'boolean' },
+              cluster: { type: 'boolean', description: 'The LISTEN connection that carries messages between nodes is up (informational: not part of ok).' },
+            },
+            additionalProperties: { type: 'boolean' },
           },
-          additionalProperties: true,
+          details: {
+            type: 'object',
+            description: 'Only with the admin token (Authorization: Bearer <ADMIN_API_TOKEN>): what is behind the checks.',
+            properties: {
+              rtpengine: { type: 'object', additionalProperties: { type: 'boolean' }, description: 'Each rtpengine (host:port) and whether it answers pings.' },
+              postgres: { type: ['string', 'null'], description: "Postgres's error, or null." },
+            },
+            additionalProperties: true,
+          },
         },
-      }, 'Each check by name.'),
+        additionalProperties: false,
+        description: 'Each check by name, true or false; the details (addresses, errors) with the admin token only.',
+      },
       WebhookEvent: {
         type: 'object',
         description: "A YCloud webhook event. Known types carry their payload under the key YCloud names (callingConnect, callingStatusUpdated, callingTerminate, whatsappInboundMessage).",
