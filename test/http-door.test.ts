@@ -54,20 +54,21 @@ describe('HTTP door: connections, refusal logs, readiness', function () {
     for (const sock of hog.sockets) sock.destroy();
   });
 
-  it('a flood of 2,400 refused requests (no token, no signature, control characters) gives a bounded number of log lines', async () => {
+  it('a flood of 2,500 refused requests (no token, no signature, control characters, no metrics token) gives a bounded number of log lines', async () => {
     const tap = new LogTap();
-    const s = stack = await startStack({ LOG_LEVEL: 'info', ADMIN_API_TOKEN: ADMIN }, { logStream: tap });
+    const s = stack = await startStack({ LOG_LEVEL: 'info', ADMIN_API_TOKEN: ADMIN, METRICS_TOKEN: 'metrics-token-0123456789' }, { logStream: tap });
     const base = `http://127.0.0.1:${s.bridge.httpPort}`;
     const kinds: Array<() => Promise<Response>> = [
       () => fetch(`${base}/api/calls`),
       () => fetch(`${base}/api/calls`, { headers: { Authorization: 'Bearer not-a-token-at-all' } }),
       () => fetch(`${base}/webhooks/ycloud`, { method: 'POST', body: '{}' }),
       () => fetch(`${base}/healthz?x=%01`),
+      () => fetch(`${base}/metrics`),
     ];
     const before = tap.lines().length;
     let sent = 0;
     const statuses = new Map<number, number>();
-    for (let batch = 0; batch < 48; batch++) {
+    for (let batch = 0; batch < 50; batch++) {
       await Promise.all(Array.from({ length: 50 }, async (_, i) => {
         const res = await kinds[(batch * 50 + i) % kinds.length]!();
         await res.arrayBuffer();
@@ -80,8 +81,8 @@ describe('HTTP door: connections, refusal logs, readiness', function () {
     const suppressed = warnings.reduce((n, l) => n + Number(l.suppressedBefore ?? 0), 0);
     console.log(`      (${sent} refused requests [${[...statuses].map(([k, v]) => `${k}: ${v}`).join(', ')}]: ${warnings.length} warning lines, ${lines.length} lines in all)`);
     assert.deepEqual([...statuses.keys()].sort(), [400, 401]);
-    // Three rate-limited sources (API auth, webhooks, query guard), 20 lines each per 10 s window.
-    assert.ok(warnings.length <= 3 * 20 * 2, `${warnings.length} warning lines`);
+    // Four rate-limited sources (API auth, webhooks, query guard, metrics), 20 lines each per 10 s window.
+    assert.ok(warnings.length <= 4 * 20 * 2, `${warnings.length} warning lines`);
     assert.ok(warnings.length >= 3, 'each kind of refusal is still logged');
     assert.ok(suppressed >= 0);
     assert.equal(lines.filter((l) => l.msg === 'HTTP connection error' && Number(l.level) >= 30).length, 0, 'connection errors only at debug');
