@@ -39,17 +39,17 @@ export const VERIFIED_SENDERS_MAX = 256;
 
 /** Why a webhook request was answered before its event was looked at. */
 export interface Refusal {
-  status: 400 | 401 | 408 | 413 | 429 | 503;
+  status: 400 | 401 | 408 | 413 | 503;
   /** The answer's `error`: says what was wrong, never what was expected (no secrets). */
   error: string;
   result: WebhookResult;
-  /** Seconds, on 429 and 503. */
+  /** Seconds, on 503. */
   retryAfterS?: number;
 }
 
 export type Received = { ok: true; raw: Buffer } | { ok: false; refusal: Refusal };
 
-/** One body being read: who sends it, since when, how much so far; `giveWay` ends it for a newcomer. */
+/** One body being read: who sends it, in which pool, since when, how much so far; `signal` aborts when it must make way. */
 export interface BodyRead {
   readonly client: string;
   readonly pool: 'verified' | 'open';
