@@ -13,13 +13,13 @@ import { InviteRateLimiter } from './sip/invite-limits';
 import { Marks } from './calls/marks';
 import { connectDatabase, connectReportingDatabase } from './cdr/db';
 import { CdrStore } from './cdr/store';
-import { createHttpApp, listen } from './http/server';
+import { createHttpApp, listen, ReadinessReport } from './http/server';
 import { webhookRoutes } from './http/webhooks';
 import { IngressGuard } from './http/ingress-guard';
 import { WebhookQuarantine } from './cdr/quarantine';
 import { RetentionSweeper } from './cdr/retention';
 import { adminRoutes } from './http/admin';
-import { apiAuth } from './http/auth';
+import { adminBearer, apiAuth } from './http/auth';
 import { callsApiRoutes } from './http/calls-api';
 import { ReportStore } from './reports/store';
 import { ReportAdmission } from './reports/admission';
@@ -275,25 +275,30 @@ export class Bridge {
       }), ...(this.extras.routes?.(this) ?? [])],
       { ready: () => this.readiness() },
       this.log,
-      { trustProxy: this.config.trustProxy },
+      { trustProxy: this.config.trustProxy, mayReadDetails: adminBearer(this.config.admin.token) },
     );
     this.httpApp = app;
-    this.server = await listen(app, this.config.httpPort, this.config.httpHost, { maxConnections: this.config.httpMaxConnections });
+    this.server = await listen(app, this.config.httpPort, this.config.httpHost, {
+      maxConnections: this.config.httpMaxConnections, maxConnectionsPerClient: this.config.httpMaxConnectionsPerClient, log: this.log,
+    });
     this.log.info({ host: this.config.httpHost ?? '*', port: this.httpPort }, 'HTTP listening');
     this.targets.start();
   }
 
   /**
    * Whether this bridge can take a call now: Postgres answers, drachtio-server is connected, an
-   * rtpengine answers pings, and it is not draining. Each check is named in the answer.
+   * rtpengine answers pings, and it is not draining. Each check is named in the answer (true/false);
+   * the details (each rtpengine's address, Postgres's error) are for the admin token only (/readyz).
    */
-  async readiness(): Promise<{ ok: boolean; checks: Record<string, unknown> }> {
-    const postgres = await withTimeout(this.cdr.sequelize.query('SELECT 1'), this.config.database.timeoutMs, 'Postgres did not answer')
-      .then(() => true, () => false);
-    const rtpengine = this.rtp.health();
+  async readiness(): Promise<ReadinessReport> {
+    const postgresError = await withTimeout(this.cdr.sequelize.query('SELECT 1'), this.config.database.timeoutMs, 'Postgres did not answer')
+      .then(() => null, (err: unknown) => (err as Error).message);
+    const postgres = postgresError === null;
+    const rtpengines = this.rtp.health();
+    const rtpengine = Object.values(rtpengines).some(Boolean);
     const sip = this.sip.ready;
-    const ok = postgres && sip && Object.values(rtpengine).some(Boolean) && !this.draining;
-    return { ok, checks: { postgres, sip, rtpengine, draining: this.draining, cluster: this.bus.listening } };
+    const ok = postgres && sip && rtpengine && !this.draining;
+    return { ok, checks: { postgres, sip, rtpengine, draining: this.draining, cluster: this.bus.listening }, details: { rtpengine: rtpengines, postgres: postgresError } };
   }
 
   /** Start-up waits (bounded) for a Postgres that is not up yet, e.g. starting beside the bridge. */

@@ -75,6 +75,24 @@ describe('YCloud webhook endpoint', () => {
     assert.equal(await WebhookEventRecord.findByPk(String(bad.id)), null);
   });
 
+  it('accepts a signed body that starts with a UTF-8 byte order mark (signed over the bytes as sent), and stores it', async () => {
+    const ev = statusEvent();
+    const raw = Buffer.concat([Buffer.from([0xef, 0xbb, 0xbf]), Buffer.from(JSON.stringify(ev))]);
+    const res = await fetch(stack.sim.webhookUrl, {
+      method: 'POST', body: raw,
+      headers: { 'YCloud-Signature': signWebhook(stack.sim.secret, raw), 'Content-Type': 'application/json' },
+    });
+    assert.equal(res.status, 200, await res.text());
+    assert.equal((await WebhookEventRecord.findByPk(String(ev.id)))?.type, 'whatsapp.call.status.updated');
+    assert.equal(await stack.bridge.webhookQuarantine.find(raw), null, 'not quarantined');
+    // The signature still covers the mark: signed without it, the same bytes are refused.
+    const forged = await fetch(stack.sim.webhookUrl, {
+      method: 'POST', body: raw,
+      headers: { 'YCloud-Signature': signWebhook(stack.sim.secret, raw.subarray(3)), 'Content-Type': 'application/json' },
+    });
+    assert.equal(forged.status, 401);
+  });
+
   it('accepts and stores event types it does not act on', async () => {
     const ev = stack.sim.event('whatsapp.message.updated', { whatsappMessage: { id: 'm1' } });
     assert.equal(await stack.sim.deliver(ev), 200);

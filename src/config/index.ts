@@ -17,6 +17,8 @@ export interface Config {
   trustProxy: number;
   /** HTTP_MAX_CONNECTIONS: open HTTP connections at most; more are closed as they arrive. */
   httpMaxConnections: number;
+  /** HTTP_MAX_CONNECTIONS_PER_CLIENT: open HTTP connections from one address (the socket's peer) at most. */
+  httpMaxConnectionsPerClient: number;
   nodeId: string;
   logLevel: string;
   /** LOG_PHONE_NUMBERS: masked (default: +6281****5133 in every log line) or full (debugging only). */
@@ -32,10 +34,14 @@ export interface Config {
     webhookLimits: {
       /** WEBHOOK_READ_TIMEOUT_MS: the whole body must arrive within this (else 408). */
       readTimeoutMs: number;
-      /** WEBHOOK_MAX_CONCURRENT_READS: bodies read at once in all (beyond: 503). */
+      /** WEBHOOK_MAX_CONCURRENT_READS: bodies read at once from senders not verified (beyond: the worst read makes way, 503). */
       maxConcurrentReads: number;
-      /** WEBHOOK_MAX_READS_PER_CLIENT: bodies read at once from one address (beyond: 429). */
+      /** WEBHOOK_MAX_READS_PER_CLIENT: of those, at once from one address (beyond: its worst read makes way). */
       maxReadsPerClient: number;
+      /** WEBHOOK_VERIFIED_READS: reads kept for addresses that recently sent a correctly signed webhook. */
+      verifiedReads: number;
+      /** WEBHOOK_MIN_BYTES_PER_S: after a body's first second, slower on average is cut (408); 0: no minimum. */
+      minBytesPerS: number;
     };
   };
   drachtio: { host: string; port: number; secret: string };
@@ -337,6 +343,7 @@ export function loadConfig(env: Env = process.env): Config {
     httpHost: httpHost || undefined,
     trustProxy: Math.max(0, trustProxy),
     httpMaxConnections: int('HTTP_MAX_CONNECTIONS', 1000, 10, 100000),
+    httpMaxConnectionsPerClient: int('HTTP_MAX_CONNECTIONS_PER_CLIENT', 100, 1, 100000),
     nodeId: str('NODE_ID', os.hostname()),
     logLevel: str('LOG_LEVEL', 'info'),
     logPhoneNumbers: logPhoneNumbers === 'full' ? 'full' : 'masked',
@@ -350,6 +357,8 @@ export function loadConfig(env: Env = process.env): Config {
         readTimeoutMs: int('WEBHOOK_READ_TIMEOUT_MS', 10000, 100, 60000),
         maxConcurrentReads: int('WEBHOOK_MAX_CONCURRENT_READS', 32, 1, 10000),
         maxReadsPerClient: int('WEBHOOK_MAX_READS_PER_CLIENT', 8, 1, 10000),
+        verifiedReads: int('WEBHOOK_VERIFIED_READS', 8, 0, 10000),
+        minBytesPerS: int('WEBHOOK_MIN_BYTES_PER_S', 4096, 0, 10_000_000),
       },
     },
     drachtio: {

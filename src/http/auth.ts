@@ -1,6 +1,7 @@
 import crypto from 'node:crypto';
 import { Context, Middleware, Next } from 'koa';
 import { Logger } from '../log';
+import { RefusalLog } from './ingress-guard';
 
 /** What a bearer token may do: everything under /api, or read calls and reports only. */
 export type ApiRole = 'admin' | 'reporting';
@@ -62,22 +63,33 @@ export function tokenRole(given: string, admin: Buffer | null, reporting: readon
 export function apiAuth(o: ApiAuthOptions): Middleware {
   const admin = o.adminToken ? tokenDigest(o.adminToken) : null;
   const reporting = o.reportingTokens.map(tokenDigest);
+  // Anyone can send requests without a token by the thousand: their log lines are rate-limited.
+  const refusals = new RefusalLog(o.log);
   return async (ctx: Context, next: Next) => {
     if (!isApiPath(ctx.path) || isPublicRoute(ctx.method, ctx.path)) return next();
     if (!admin && reporting.length === 0) return refuse(ctx, 404, 'admin API disabled: set ADMIN_API_TOKEN');
     const given = /^Bearer +(\S+) *$/i.exec(ctx.get('Authorization'))?.[1];
     const role = given ? tokenRole(given, admin, reporting) : null;
     if (!role) {
-      o.log.warn({ ip: ctx.ip, method: ctx.method, path: ctx.path, reason: given ? 'bad token' : 'no token' }, 'API request refused');
+      refusals.warn({ ip: ctx.ip, method: ctx.method, path: ctx.path, reason: given ? 'bad token' : 'no token' }, 'API request refused');
       ctx.set('WWW-Authenticate', given ? 'Bearer realm="wa-sip-bridge", error="invalid_token"' : 'Bearer realm="wa-sip-bridge"');
       return refuse(ctx, 401, given ? 'bad bearer token' : 'missing bearer token (Authorization: Bearer <token>)');
     }
     if (role === 'reporting' && !reportingMayUse(ctx.method, ctx.path)) {
-      o.log.warn({ ip: ctx.ip, method: ctx.method, path: ctx.path }, 'API request refused: reporting token on an admin route');
+      refusals.warn({ ip: ctx.ip, method: ctx.method, path: ctx.path }, 'API request refused: reporting token on an admin route');
       return refuse(ctx, 403, 'a reporting token may only read calls and reports (GET /api/calls..., /api/reports/...)');
     }
     ctx.state.role = role;
     return next();
+  };
+}
+
+/** Whether a request carries the admin token (ADMIN_API_TOKEN), compared in constant time; never with none set. */
+export function adminBearer(adminToken: string | null): (ctx: Context) => boolean {
+  const admin = adminToken ? tokenDigest(adminToken) : null;
+  return (ctx) => {
+    const given = /^Bearer +(\S+) *$/i.exec(ctx.get('Authorization'))?.[1];
+    return Boolean(admin && given && tokenRole(given, admin, []) === 'admin');
   };
 }
 

@@ -5,7 +5,7 @@ import { Context, Middleware, Next } from 'koa';
 import { Logger } from '../log';
 import { WebhookResult } from '../metrics/metrics';
 import { checkSignatureHeader } from '../providers/ycloud/signature';
-import { BodyAbortedError, BodyTimeoutError, BodyTooLargeError, readRawBody } from './raw-body';
+import { BodyAbortedError, BodyEvictedError, BodyTimeoutError, BodyTooLargeError, BodyTooSlowError, readRawBody } from './raw-body';
 
 /**
  * The largest webhook body read. A real call event is a few KiB: the connect event's SDP offer is
@@ -19,77 +19,191 @@ export const WEBHOOK_MAX_BODY_BYTES = 64 * 1024;
 export interface IngressLimits {
   /** Time to receive the whole body once the handler starts reading it (WEBHOOK_READ_TIMEOUT_MS). */
   readTimeoutMs: number;
-  /** Bodies read at once, all clients together (WEBHOOK_MAX_CONCURRENT_READS); beyond: 503. */
+  /** Bodies read at once for senders not (yet) verified, all together (WEBHOOK_MAX_CONCURRENT_READS). */
   maxConcurrentReads: number;
-  /** Bodies read at once from one client address (WEBHOOK_MAX_READS_PER_CLIENT); beyond: 429. */
+  /** Of those, at once from one client address (WEBHOOK_MAX_READS_PER_CLIENT). */
   maxReadsPerClient: number;
+  /** Reads kept for verified senders alone, besides the others (WEBHOOK_VERIFIED_READS). */
+  verifiedReads: number;
+  /** After the first second, a body arriving slower than this on average is cut (WEBHOOK_MIN_BYTES_PER_S; 0: no minimum). */
+  minBytesPerS: number;
   /** Accepted age of the signature's timestamp (YCLOUD_WEBHOOK_TOLERANCE_SECONDS). */
   toleranceSeconds: number;
 }
 
+/** Any rate is accepted during a read's first second; only then can it be cut for slowness or made to give way. */
+export const READ_GRACE_MS = 1000;
+/** How long an address stays a verified sender after its last correctly signed webhook, and how many are remembered. */
+export const VERIFIED_SENDER_TTL_MS = 60 * 60 * 1000;
+export const VERIFIED_SENDERS_MAX = 256;
+
 /** Why a webhook request was answered before its event was looked at. */
 export interface Refusal {
-  status: 400 | 401 | 408 | 413 | 429 | 503;
+  status: 400 | 401 | 408 | 413 | 503;
   /** The answer's `error`: says what was wrong, never what was expected (no secrets). */
   error: string;
   result: WebhookResult;
-  /** Seconds, on 429 and 503. */
+  /** Seconds, on 503. */
   retryAfterS?: number;
 }
 
 export type Received = { ok: true; raw: Buffer } | { ok: false; refusal: Refusal };
 
+/** One body being read: who sends it, in which pool, since when, how much so far; `signal` aborts when it must make way. */
+export interface BodyRead {
+  readonly client: string;
+  readonly pool: 'verified' | 'open';
+  readonly started: number;
+  bytes: number;
+  lastDataAt: number;
+  readonly signal: AbortSignal;
+  /** 'client' or 'total': the limit it was made to give way for (set when it was). */
+  evictedFor: 'client' | 'total' | null;
+}
+
+interface SlotRead extends BodyRead { readonly abort: AbortController }
+
 /**
- * Counts the bodies being read, in all and per client address, and refuses beyond the limits instead
- * of queueing. A client has an entry only while one of its reads is in progress, so the map never
- * holds more than `maxTotal` addresses whatever the clients send.
+ * The bodies being read, in two pools: one for verified senders only (addresses that recently
+ * delivered a correctly signed webhook), which no other request can take, and one open to all, with
+ * a share per client address. A pool (or a client's share) that is full does not refuse the newcomer:
+ * the read that is worst makes way for it, ended at once. Worst: among reads past their first second,
+ * the slowest on average; otherwise the one that has waited longest for data. A real webhook's body
+ * arrives with its headers and is read within a few milliseconds, so it is never the worst for long:
+ * stalled and trickling reads make way, and whoever holds them cannot keep the door shut.
+ * A client has an entry only while one of its reads is in progress.
  */
 export class ReadSlots {
-  private total = 0;
-  private readonly perClient = new Map<string, number>();
+  private readonly reads = new Set<SlotRead>();
+  private readonly openPerClient = new Map<string, number>();
+  private openCount = 0;
+  private verifiedCount = 0;
+  /** Reads ended to make way for a newcomer, since start (tests print it). */
+  evictions = 0;
 
-  constructor(private readonly maxTotal: number, private readonly maxPerClient: number) {}
+  constructor(private readonly maxOpen: number, private readonly maxPerClient: number, private readonly maxVerified = 0, private readonly now: () => number = () => performance.now()) {}
 
-  /** A release function, or which limit is reached. */
-  acquire(client: string): (() => void) | 'client' | 'total' {
-    const mine = this.perClient.get(client) ?? 0;
-    if (mine >= this.maxPerClient) return 'client';
-    if (this.total >= this.maxTotal) return 'total';
-    this.total++;
-    this.perClient.set(client, mine + 1);
-    let released = false;
-    return () => {
-      if (released) return;
-      released = true;
-      this.total--;
-      const n = (this.perClient.get(client) ?? 1) - 1;
-      if (n > 0) this.perClient.set(client, n);
-      else this.perClient.delete(client);
-    };
+  /** Takes a slot for a read from `client`, ending the worst read in its way if the slots are full. */
+  acquire(client: string, verified = false): { read: BodyRead; release: () => void } {
+    let pool: BodyRead['pool'] = 'open';
+    if (verified && this.verifiedCount < this.maxVerified) pool = 'verified';
+    else if (verified && this.maxVerified > 0 && this.openCount >= this.maxOpen) {
+      // Its own pool and the open one are both full: a slot of its own pool makes way.
+      this.evict([...this.reads].filter((r) => r.pool === 'verified'), 'total');
+      pool = 'verified';
+    } else {
+      if ((this.openPerClient.get(client) ?? 0) >= this.maxPerClient) {
+        this.evict([...this.reads].filter((r) => r.pool === 'open' && r.client === client), 'client');
+      }
+      if (this.openCount >= this.maxOpen) this.evict([...this.reads].filter((r) => r.pool === 'open'), 'total');
+    }
+    const t = this.now();
+    const abort = new AbortController();
+    const read: SlotRead = { client, pool, started: t, bytes: 0, lastDataAt: t, evictedFor: null, abort, signal: abort.signal };
+    this.add(read);
+    return { read, release: () => this.remove(read) };
+  }
+
+  /** Records progress on a read (its size so far). */
+  progress(read: BodyRead, bytes: number): void {
+    read.bytes = bytes;
+    read.lastDataAt = this.now();
   }
 
   get reading(): number {
-    return this.total;
+    return this.reads.size;
   }
 
   get clients(): number {
-    return this.perClient.size;
+    return new Set([...this.reads].map((r) => r.client)).size;
+  }
+
+  private evict(candidates: Array<SlotRead>, limit: 'client' | 'total'): void {
+    const worst = this.worst(candidates);
+    if (!worst) return;
+    this.remove(worst);
+    worst.evictedFor = limit;
+    this.evictions++;
+    worst.abort.abort();
+  }
+
+  private worst<T extends BodyRead>(candidates: T[]): T | null {
+    const t = this.now();
+    const past = candidates.filter((r) => t - r.started >= READ_GRACE_MS);
+    if (past.length) return past.reduce((a, b) => (b.bytes / (t - b.started) < a.bytes / (t - a.started) ? b : a));
+    return candidates.reduce<T | null>((a, b) => (!a || b.lastDataAt < a.lastDataAt ? b : a), null);
+  }
+
+  private add(read: SlotRead): void {
+    this.reads.add(read);
+    if (read.pool === 'verified') this.verifiedCount++;
+    else {
+      this.openCount++;
+      this.openPerClient.set(read.client, (this.openPerClient.get(read.client) ?? 0) + 1);
+    }
+  }
+
+  private remove(read: SlotRead): void {
+    if (!this.reads.delete(read)) return;
+    if (read.pool === 'verified') this.verifiedCount--;
+    else {
+      this.openCount--;
+      const n = (this.openPerClient.get(read.client) ?? 1) - 1;
+      if (n > 0) this.openPerClient.set(read.client, n);
+      else this.openPerClient.delete(read.client);
+    }
+  }
+}
+
+/**
+ * Addresses that delivered a correctly signed webhook within the last `ttlMs`: at most `max`, the
+ * longest unseen forgotten first. Only the secret's holder can add one.
+ */
+export class VerifiedSenders {
+  private readonly seen = new Map<string, number>();
+
+  constructor(private readonly max = VERIFIED_SENDERS_MAX, private readonly ttlMs = VERIFIED_SENDER_TTL_MS, private readonly now: () => number = Date.now) {}
+
+  add(address: string): void {
+    this.seen.delete(address);
+    this.seen.set(address, this.now());
+    if (this.seen.size > this.max) this.seen.delete(this.seen.keys().next().value as string);
+  }
+
+  has(address: string): boolean {
+    const at = this.seen.get(address);
+    if (at === undefined) return false;
+    if (this.now() - at < this.ttlMs) return true;
+    this.seen.delete(address);
+    return false;
+  }
+
+  get size(): number {
+    return this.seen.size;
   }
 }
 
 /**
  * The door of POST /webhooks/ycloud, before any event is looked at: a request without a plausible,
  * fresh signature header is refused before a byte of its body is read (401); a declared length over
- * the cap is refused unread (413); beyond the concurrent-read limits it is refused at once (429 per
- * client, 503 in all, with Retry-After); the body must arrive within the read timeout (408) and under
- * the cap (413). Whether the signature matches the body is the caller's check, once the body is read.
+ * the cap is refused unread (413); the body must arrive within the read timeout (408), after its first
+ * second at least at the minimum rate (408), and under the cap (413). When the read slots are full the
+ * worst read in the way is ended (503 with Retry-After) so that the newcomer is read (ReadSlots).
+ * Whether the signature matches the body is the caller's check, once the body is read; the caller
+ * then marks the address a verified sender (`verified`).
  */
 export class IngressGuard extends EventEmitter {
   readonly slots: ReadSlots;
+  readonly senders = new VerifiedSenders();
 
   constructor(private readonly limits: IngressLimits) {
     super();
-    this.slots = new ReadSlots(limits.maxConcurrentReads, limits.maxReadsPerClient);
+    this.slots = new ReadSlots(limits.maxConcurrentReads, limits.maxReadsPerClient, limits.verifiedReads);
+  }
+
+  /** A correctly signed webhook came from this address. */
+  verified(client: string): void {
+    this.senders.add(client);
   }
 
   async receive(req: IncomingMessage, signature: string | undefined, client: string): Promise<Received> {
@@ -99,16 +213,22 @@ export class IngressGuard extends EventEmitter {
     if (declared !== undefined && Number(declared) > WEBHOOK_MAX_BODY_BYTES) {
       return refuse(413, `body larger than ${WEBHOOK_MAX_BODY_BYTES} bytes`, 'malformed');
     }
-    const release = this.slots.acquire(client);
-    if (release === 'client') return refuse(429, 'too many webhook bodies in progress from this address', 'overloaded', 1);
-    if (release === 'total') return refuse(503, 'too many webhook bodies in progress', 'overloaded', 1);
+    const { read, release } = this.slots.acquire(client, this.senders.has(client));
     /** 'reading' (the number of bodies being read) on every change: tests await a count instead of sleeping. */
     this.emit('reading', this.slots.reading);
     try {
-      return { ok: true, raw: await readRawBody(req, WEBHOOK_MAX_BODY_BYTES, this.limits.readTimeoutMs) };
+      return { ok: true, raw: await readRawBody(req, WEBHOOK_MAX_BODY_BYTES, {
+        timeoutMs: this.limits.readTimeoutMs, minBytesPerS: this.limits.minBytesPerS, graceMs: READ_GRACE_MS,
+        signal: read.signal, onProgress: (n) => this.slots.progress(read, n),
+      }) };
     } catch (err) {
       if (err instanceof BodyTooLargeError) return refuse(413, `body larger than ${WEBHOOK_MAX_BODY_BYTES} bytes`, 'malformed');
       if (err instanceof BodyTimeoutError) return refuse(408, `body not received within ${this.limits.readTimeoutMs} ms`, 'timeout');
+      if (err instanceof BodyTooSlowError) return refuse(408, `body arrived slower than ${this.limits.minBytesPerS} bytes/s`, 'timeout');
+      if (err instanceof BodyEvictedError) {
+        const why = read.evictedFor === 'client' ? 'from this address' : 'in all';
+        return refuse(503, `too many webhook bodies in progress ${why}: this one, the slowest, made way for another`, 'overloaded', 1);
+      }
       if (err instanceof BodyAbortedError) return refuse(400, 'body incomplete', 'malformed');
       throw err;
     } finally {
@@ -147,13 +267,14 @@ export function hasUnsafeText(s: string): boolean {
  * takes a control character, so such a value would otherwise end in a database error.
  */
 export function queryTextGuard(log: Logger): Middleware {
+  const refusals = new RefusalLog(log);
   return async (ctx: Context, next: Next) => {
     if (!ctx.querystring) return next();
     for (const [name, v] of Object.entries(ctx.query)) {
       const values = Array.isArray(v) ? v : [v ?? ''];
       if (hasUnsafeText(name) || values.some(hasUnsafeText)) {
         const field = printable(name);
-        log.warn({ ip: ctx.ip, path: ctx.path, field }, 'request refused: control character in a query parameter');
+        refusals.warn({ ip: ctx.ip, path: ctx.path, field }, 'request refused: control character in a query parameter');
         ctx.status = 400;
         ctx.body = { error: `${field} holds a control character or an invalid character`, field };
         return;

@@ -3,6 +3,7 @@ import Router from '@koa/router';
 import { Logger } from '../log';
 import { Metrics } from '../metrics/metrics';
 import { tokenDigest as digest } from './auth';
+import { RefusalLog } from './ingress-guard';
 
 export interface MetricsRouteDeps {
   metrics: Metrics;
@@ -15,11 +16,13 @@ export interface MetricsRouteDeps {
 export function metricsRoutes(d: MetricsRouteDeps): Router {
   const router = new Router();
   const expected = d.token ? digest(d.token) : null;
+  // Anyone can send scrapes without the token by the thousand: their log lines are rate-limited.
+  const refusals = new RefusalLog(d.log);
   router.get('/metrics', async (ctx) => {
     if (expected) {
       const given = /^Bearer (.+)$/.exec(ctx.get('Authorization'))?.[1] ?? '';
       if (!crypto.timingSafeEqual(digest(given), expected)) {
-        d.log.warn({ ip: ctx.ip }, 'metrics scrape refused: bad token');
+        refusals.warn({ ip: ctx.ip }, 'metrics scrape refused: bad token');
         ctx.status = 401;
         ctx.set('WWW-Authenticate', 'Bearer realm="metrics"');
         ctx.body = { error: 'bad or missing bearer token' };

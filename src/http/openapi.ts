@@ -531,8 +531,9 @@ export const openApiDocument: OpenApiDocument = {
       get: {
         operationId: 'getReadiness',
         summary: 'Readiness: Postgres, drachtio-server and an rtpengine answer, and the bridge is not draining',
+        description: 'Open: each check true or false. With the admin token, also `details` (rtpengine addresses, errors).',
         tags: ['operations'],
-        security: PUBLIC,
+        security: [{}, { adminToken: [] }],
         responses: {
           '200': json('Ready to take calls.', ref('Readiness')),
           '503': json('Not ready: the failing check is false.', ref('Readiness')),
@@ -577,10 +578,9 @@ export const openApiDocument: OpenApiDocument = {
           '200': json('Stored (or a redelivery, ignored).', objectOf({ ok: { type: 'boolean', const: true }, duplicate: { type: 'boolean' } }, 'Acknowledged.')),
           '202': json('Signed but malformed or unstorable: kept in webhook_quarantine, not acted on (a 2xx, because YCloud redelivers any non-2xx).', objectOf({ ok: { type: 'boolean', const: false }, quarantined: { type: 'boolean', const: true }, error: { type: 'string' } }, 'Quarantined.')),
           '401': json('Missing, malformed, wrong or stale signature.', ref('Error')),
-          '408': json('The body did not arrive within WEBHOOK_READ_TIMEOUT_MS.', ref('Error')),
+          '408': json('The body did not arrive within WEBHOOK_READ_TIMEOUT_MS, or after its first second arrived slower than WEBHOOK_MIN_BYTES_PER_S.', ref('Error')),
           '413': json('Body larger than 64 KiB.', ref('Error')),
-          '429': json('Too many bodies being read from this address at once (Retry-After).', ref('Error')),
-          '503': json('The event could not be stored, or too many bodies are being read at once: YCloud retries.', ref('Error')),
+          '503': json('The event could not be stored, or this body, the slowest of too many being read at once, made way for another (Retry-After): YCloud retries.', ref('Error')),
         },
       },
     },
@@ -697,21 +697,36 @@ export const openApiDocument: OpenApiDocument = {
         properties: { calling: { type: 'object', additionalProperties: true } },
         additionalProperties: true,
       },
-      Readiness: objectOf({
-        ok: { type: 'boolean' },
-        checks: {
-          type: 'object',
-          required: ['postgres', 'sip', 'rtpengine', 'draining', 'cluster'],
-          properties: {
-            postgres: { type: 'boolean' },
-            sip: { type: 'boolean', description: 'drachtio-server connected.' },
-            rtpengine: { type: 'object', additionalProperties: { type: 'boolean' }, description: 'Each rtpengine (host:port) and whether it answers pings.' },
-            draining: { type: 'boolean' },
-            cluster: { type: 'boolean', description: 'The LISTEN connection that carries messages between nodes is up (informational: not part of ok).' },
+      Readiness: {
+        type: 'object',
+        required: ['ok', 'checks'],
+        properties: {
+          ok: { type: 'boolean' },
+          checks: {
+            type: 'object',
+            required: ['postgres', 'sip', 'rtpengine', 'draining', 'cluster'],
+            properties: {
+              postgres: { type: 'boolean' },
+              sip: { type: 'boolean', description: 'drachtio-server connected.' },
+              rtpengine: { type: 'boolean', description: 'At least one rtpengine answers pings.' },
+              draining: { type: 'boolean' },
+              cluster: { type: 'boolean', description: 'The LISTEN connection that carries messages between nodes is up (informational: not part of ok).' },
+            },
+            additionalProperties: { type: 'boolean' },
           },
-          additionalProperties: true,
+          details: {
+            type: 'object',
+            description: 'Only with the admin token (Authorization: Bearer <ADMIN_API_TOKEN>): what is behind the checks.',
+            properties: {
+              rtpengine: { type: 'object', additionalProperties: { type: 'boolean' }, description: 'Each rtpengine (host:port) and whether it answers pings.' },
+              postgres: { type: ['string', 'null'], description: "Postgres's error, or null." },
+            },
+            additionalProperties: true,
+          },
         },
-      }, 'Each check by name.'),
+        additionalProperties: false,
+        description: 'Each check by name, true or false; the details (addresses, errors) with the admin token only.',
+      },
       WebhookEvent: {
         type: 'object',
         description: "A YCloud webhook event. Known types carry their payload under the key YCloud names (callingConnect, callingStatusUpdated, callingTerminate, whatsappInboundMessage).",

@@ -1,18 +1,24 @@
 import http from 'node:http';
+import net from 'node:net';
 import Koa from 'koa';
 import Router from '@koa/router';
 import { Logger } from '../log';
-import { plainAddress, queryTextGuard } from './ingress-guard';
+import { plainAddress, queryTextGuard, RefusalLog } from './ingress-guard';
 import { openApiRoutes } from './openapi';
 
-/** What /readyz reports: ok, and each dependency's check by name. */
-export interface Readiness { ready: () => Promise<{ ok: boolean; checks: Record<string, unknown> }> }
+/**
+ * What /readyz reports: ok, each dependency's check by name (true/false, for anyone), and the details
+ * behind them (addresses, errors), only for `HttpAppOptions.mayReadDetails`.
+ */
+export interface ReadinessReport { ok: boolean; checks: Record<string, boolean>; details?: Record<string, unknown> }
+export interface Readiness { ready: () => Promise<ReadinessReport> }
 
 /**
  * `trustProxy`: how many reverse proxies in front append to X-Forwarded-For (TRUST_PROXY). 0: the header
  * is ignored and ctx.ip is the socket's peer, so a client cannot choose the address that is logged.
+ * `mayReadDetails`: whether this request may see /readyz's details (the admin token); default: nobody.
  */
-export interface HttpAppOptions { trustProxy?: number }
+export interface HttpAppOptions { trustProxy?: number; mayReadDetails?: (ctx: Koa.Context) => boolean }
 
 /** The Koa app: webhooks plus health/readiness for load balancers and orchestrators. */
 export function createHttpApp(routers: Array<Router | Koa.Middleware>, readiness: Readiness, log: Logger, opts: HttpAppOptions = {}): Koa {
@@ -37,7 +43,8 @@ export function createHttpApp(routers: Array<Router | Koa.Middleware>, readiness
   });
   app.use(queryTextGuard(log));
   // A connection that fails under a request (a client that went away mid-body) is logged, not printed to stderr.
-  app.on('error', (err: Error, ctx?: Koa.Context) => log.info({ err: err.message, path: ctx?.path ?? null, ip: ctx?.ip ?? null }, 'HTTP connection error'));
+  // Debug: any client can cause one at will (a reset mid-request), so at info they would be a flood.
+  app.on('error', (err: Error, ctx?: Koa.Context) => log.debug({ err: err.message, path: ctx?.path ?? null, ip: ctx?.ip ?? null }, 'HTTP connection error'));
   const health = new Router();
   health.get('/healthz', (ctx) => {
     ctx.body = { ok: true };
@@ -45,7 +52,9 @@ export function createHttpApp(routers: Array<Router | Koa.Middleware>, readiness
   health.get('/readyz', async (ctx) => {
     const r = await readiness.ready();
     ctx.status = r.ok ? 200 : 503;
-    ctx.body = r;
+    ctx.set('Cache-Control', 'no-store');
+    // Load balancers need the status only; which addresses are behind it is for the operator.
+    ctx.body = opts.mayReadDetails?.(ctx) ? r : { ok: r.ok, checks: r.checks };
   });
   // The OpenAPI document is public and mounted ahead of the /api routers (and their auth).
   // A plain middleware in the list (the /api guard) runs in its place, ahead of the routers after it.
@@ -71,8 +80,16 @@ export const HTTP_LIMITS = {
   checkIntervalMs: 1000,
 } as const;
 
-/** `maxConnections` (HTTP_MAX_CONNECTIONS): connections beyond it are closed as they arrive. */
-export function listen(app: Koa, port: number, host?: string, opts: { maxConnections?: number } = {}): Promise<http.Server> {
+export interface ListenOptions {
+  /** HTTP_MAX_CONNECTIONS: connections beyond it are closed as they arrive. */
+  maxConnections?: number;
+  /** HTTP_MAX_CONNECTIONS_PER_CLIENT: connections from one address (the socket's peer) beyond it are closed as they arrive. */
+  maxConnectionsPerClient?: number;
+  /** Where refused connections are logged (rate-limited). */
+  log?: Logger;
+}
+
+export function listen(app: Koa, port: number, host?: string, opts: ListenOptions = {}): Promise<http.Server> {
   return new Promise((resolve, reject) => {
     const server = http.createServer({
       headersTimeout: HTTP_LIMITS.headersTimeoutMs,
@@ -83,7 +100,33 @@ export function listen(app: Koa, port: number, host?: string, opts: { maxConnect
     server.maxRequestsPerSocket = HTTP_LIMITS.maxRequestsPerSocket;
     server.setTimeout(HTTP_LIMITS.socketIdleMs);
     if (opts.maxConnections) server.maxConnections = opts.maxConnections;
+    if (opts.maxConnectionsPerClient) capPerClient(server, opts.maxConnectionsPerClient, opts.log);
     server.once('error', reject);
     server.listen(port, host, () => resolve(server));
+  });
+}
+
+/**
+ * Closes a connection as it arrives when its address already has `max` open: one client holding
+ * connections (idle, or sending its headers slowly) cannot take the whole HTTP_MAX_CONNECTIONS from
+ * the others. Holds one counter per address with a connection open.
+ */
+export function capPerClient(server: http.Server, max: number, log?: Logger): void {
+  const open = new Map<string, number>();
+  const refusals = log ? new RefusalLog(log) : null;
+  server.on('connection', (socket: net.Socket) => {
+    const addr = plainAddress(socket.remoteAddress ?? '');
+    const n = open.get(addr) ?? 0;
+    if (n >= max) {
+      refusals?.warn({ ip: addr, open: n }, 'HTTP connection refused: too many open from this address');
+      socket.destroy();
+      return;
+    }
+    open.set(addr, n + 1);
+    socket.once('close', () => {
+      const left = (open.get(addr) ?? 1) - 1;
+      if (left > 0) open.set(addr, left);
+      else open.delete(addr);
+    });
   });
 }

@@ -52,7 +52,11 @@ export function webhookRoutes(d: WebhookDeps): Router {
       answerRefusal(ctx, { status: 401, error: sig.reason, result: sig.stale ? 'stale' : 'bad_signature' });
       return;
     }
-    const parsed = parseWebhookEvent(raw);
+    // Signed with the secret: this address is YCloud's (or the proxy's in front), and gets read slots others cannot take.
+    d.ingress.verified(ctx.ip);
+    // The signature covers the bytes as sent; a leading UTF-8 BOM is not JSON, so it is left out of what is parsed.
+    const body = withoutBom(raw);
+    const parsed = parseWebhookEvent(body);
     if (!parsed.ok) {
       // Signed, so from YCloud, and never valid: kept as sent (a redelivery counts again). YCloud retries
       // any non-2xx, so a kept event is answered 202 (received, not acted on): a 4xx would be redelivered
@@ -73,7 +77,7 @@ export function webhookRoutes(d: WebhookDeps): Router {
     if (wacid && parsed.type === 'whatsapp.call.connect') d.marks.mark(wacid, 'webhook_received', arrived);
     // Stored and processed together (see EventPipeline); the answer waits for the write only.
     const result = await d.ingest({
-      id: parsed.id, type: parsed.type, wacid, payload: JSON.parse(raw.toString('utf8')) as unknown, event: parsed.event, arrivedAt: arrived,
+      id: parsed.id, type: parsed.type, wacid, payload: JSON.parse(body.toString('utf8')) as unknown, event: parsed.event, arrivedAt: arrived,
     });
     if (result === 'store_failed') {
       // Not stored: let YCloud retry rather than lose it.
@@ -92,4 +96,9 @@ export function webhookRoutes(d: WebhookDeps): Router {
     }
   });
   return router;
+}
+
+/** The bytes without a leading UTF-8 byte order mark (EF BB BF), which some senders put before JSON. */
+export function withoutBom(raw: Buffer): Buffer {
+  return raw.length >= 3 && raw[0] === 0xef && raw[1] === 0xbb && raw[2] === 0xbf ? raw.subarray(3) : raw;
 }

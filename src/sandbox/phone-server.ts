@@ -2,10 +2,12 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { PassThrough } from 'node:stream';
 import Router from '@koa/router';
-import type { Context } from 'koa';
+import net, { Socket } from 'node:net';
+import type { Context, Next } from 'koa';
 import { CdrStore, CallFields } from '../cdr/store';
 import { Logger } from '../log';
 import { jsonBody } from '../http/json-body';
+import { printable, RefusalLog } from '../http/ingress-guard';
 import { newWacid, PermissionChoice, SimApiCall, SimCallState, SimOutboundCall, SimPermissionRequest, SimWebhook, YCloudSim } from './ycloud-simulator';
 
 /** One line of the page's live timeline. */
@@ -28,7 +30,23 @@ export interface PhoneServerOptions {
   phoneId: string;
   /** What answers the business's calls: "demo agent" or the PBX_TARGET. */
   pbx: string;
+  /** Bounds on the pages' event streams (defaults: SSE_LIMITS). */
+  streams?: Partial<StreamLimits>;
 }
+
+/** Bounds on the pages' event streams (SSE). */
+export interface StreamLimits {
+  /** Pages open at once; one more is answered 503. */
+  maxPages: number;
+  /** A comment line is sent to every page this often; a page's stream is checked then too. */
+  keepaliveMs: number;
+  /** A page that has let this much pile up unread (it stopped reading) is closed; the browser reconnects. */
+  maxBufferedBytes: number;
+  /** A stream is ended after this long; EventSource reconnects by itself and gets the recent timeline again. */
+  maxAgeMs: number;
+}
+
+export const SSE_LIMITS: StreamLimits = { maxPages: 20, keepaliveMs: 15_000, maxBufferedBytes: 1024 * 1024, maxAgeMs: 60 * 60 * 1000 };
 
 /** Where the page's files are: next to this module's source (dist/src/sandbox -> src/sandbox/public). */
 export function sandboxAsset(...parts: string[]): string {
@@ -43,7 +61,6 @@ const PAGE_FILES: Record<string, { file: string; type: string }> = {
 };
 /** Timeline entries a newly opened page is sent first (the calls so far). */
 const HISTORY = 300;
-const SSE_KEEPALIVE_MS = 15_000;
 /** A call's CDR row is read this long after its last write that set ended_at (the end's writes settle). */
 const CDR_SETTLE_MS = 300;
 const MAX_SDP = 16 * 1024;
@@ -56,7 +73,9 @@ class BadRequest extends Error {}
  * writes (each call's timeline events, the final row) and the demo agent.
  */
 export class PhoneServer {
-  private readonly clients = new Set<PassThrough>();
+  private readonly clients = new Map<PassThrough, { opened: number; socket: Socket }>();
+  private readonly limits: StreamLimits;
+  private readonly refusals: RefusalLog;
   private readonly history: string[] = [];
   private readonly outbound = new Map<string, SimOutboundCall>();
   /** Calls the page's user hung up or declined (their end is reported as the user's). */
@@ -68,6 +87,8 @@ export class PhoneServer {
 
   constructor(private readonly o: PhoneServerOptions) {
     const { sim, cdr } = o;
+    this.limits = { ...SSE_LIMITS, ...o.streams };
+    this.refusals = new RefusalLog(o.log);
     sim.on('webhook', (w: SimWebhook) => this.timeline({
       at: w.at, kind: 'webhook', wacid: w.wacid, detail: w.event,
       title: `${w.type}${statusOf(w.event)} → bridge answered ${w.status}`,
@@ -88,7 +109,7 @@ export class PhoneServer {
     sim.outboundScript = async (call) => this.ring(call);
     cdr.on('event', (callId, type, detail, at) => this.timeline({ at: at.getTime(), kind: 'sip', wacid: this.wacidOfCall.get(callId) ?? null, title: type, detail }));
     cdr.on('call', (callId, fields) => this.onCallWritten(callId, fields));
-    this.keepalive = setInterval(() => this.write(': keepalive\n\n'), SSE_KEEPALIVE_MS);
+    this.keepalive = setInterval(() => this.tick(), this.limits.keepaliveMs);
     this.keepalive.unref();
   }
 
@@ -107,6 +128,7 @@ export class PhoneServer {
 
   routes(): Router {
     const r = new Router();
+    r.use((ctx, next) => this.guard(ctx, next));
     for (const [route, { file, type }] of Object.entries(PAGE_FILES)) {
       r.get(route, async (ctx) => {
         ctx.type = type;
@@ -146,7 +168,7 @@ export class PhoneServer {
     this.closed = true;
     clearInterval(this.keepalive);
     for (const t of this.cdrTimers.values()) clearTimeout(t);
-    for (const c of this.clients) c.end();
+    for (const c of this.clients.keys()) c.end();
     this.clients.clear();
   }
 
@@ -228,7 +250,51 @@ export class PhoneServer {
     this.cdrTimers.set(callId, t);
   }
 
+  /**
+   * Every sandbox route: the page is served to, and acts for, a browser on this machine only. A Host
+   * that is not a loopback name is refused (421: a DNS-rebinding page would send its own name); an
+   * action must be a JSON POST from the page's own origin (403 cross-site or another Origin, 415 not
+   * JSON), so another site open in the same browser cannot place or answer calls.
+   */
+  private async guard(ctx: Context, next: Next): Promise<void> {
+    const host = ctx.get('Host');
+    if (!isLoopbackHost(host)) return this.refuse(ctx, 421, 'the sandbox answers only on a loopback address (127.0.0.1, localhost or [::1])');
+    if (ctx.method === 'POST') {
+      const site = ctx.get('Sec-Fetch-Site');
+      if (site && site !== 'same-origin' && site !== 'none') return this.refuse(ctx, 403, `the sandbox's actions come from its own page only (Sec-Fetch-Site: ${printable(site, 20)})`);
+      const origin = ctx.get('Origin');
+      if (origin && origin !== `${ctx.protocol}://${host}`) return this.refuse(ctx, 403, "the sandbox's actions come from its own page only (another Origin)");
+      if (!ctx.is('application/json')) return this.refuse(ctx, 415, 'the sandbox takes actions as JSON (Content-Type: application/json)');
+    }
+    return next();
+  }
+
+  private refuse(ctx: Context, status: number, error: string): void {
+    this.refusals.warn({ ip: ctx.ip, method: ctx.method, path: ctx.path, status, host: printable(ctx.get('Host'), 100), origin: printable(ctx.get('Origin'), 100) || null }, 'sandbox: request refused');
+    ctx.status = status;
+    ctx.body = { error };
+  }
+
+  /** The keepalive, and the end of streams that stopped reading or are past their age. */
+  private tick(): void {
+    const now = Date.now();
+    for (const [stream, c] of this.clients) {
+      const piled = stream.writableLength + c.socket.writableLength;
+      if (piled > this.limits.maxBufferedBytes || now - c.opened >= this.limits.maxAgeMs) {
+        if (piled > this.limits.maxBufferedBytes) this.o.log.info({ buffered: piled }, 'sandbox: a page stopped reading its event stream; closed');
+        this.clients.delete(stream);
+        stream.end();
+        c.socket.destroy();
+      }
+    }
+    this.write(': keepalive\n\n');
+  }
+
   private openStream(ctx: Context): void {
+    if (this.clients.size >= this.limits.maxPages) {
+      ctx.set('Retry-After', '5');
+      return this.refuse(ctx, 503, `at most ${this.limits.maxPages} sandbox pages at once`);
+    }
     const stream = new PassThrough();
     ctx.req.socket.setTimeout(0);
     ctx.req.socket.setNoDelay(true);
@@ -238,7 +304,7 @@ export class PhoneServer {
     const { o } = this;
     stream.write(sse('hello', { userNumber: o.userNumber, businessNumber: o.businessNumber, businessName: o.businessName, pbx: o.pbx }));
     for (const frame of this.history) stream.write(frame);
-    this.clients.add(stream);
+    this.clients.set(stream, { opened: Date.now(), socket: ctx.req.socket });
     const drop = () => this.clients.delete(stream);
     ctx.req.once('close', drop);
     stream.once('close', drop);
@@ -266,8 +332,17 @@ export class PhoneServer {
   }
 
   private write(frame: string): void {
-    for (const c of this.clients) c.write(frame);
+    for (const c of this.clients.keys()) c.write(frame);
   }
+}
+
+/** Whether a Host header names this machine: 127.x.x.x, localhost or [::1], with or without a port. */
+export function isLoopbackHost(host: string): boolean {
+  const m = /^(?:\[([^\]]+)\]|([^:]+))(?::\d{1,5})?$/.exec(host.trim().toLowerCase());
+  const name = m?.[1] ?? m?.[2];
+  if (!name) return false;
+  if (m?.[1] !== undefined) return name === '::1';
+  return name === 'localhost' || (net.isIPv4(name) && name.startsWith('127.'));
 }
 
 function sse(event: string, data: unknown): string {

@@ -5,6 +5,8 @@ import os from 'node:os';
 import path from 'node:path';
 import { XMLValidator } from 'fast-xml-parser';
 import YAML from 'yaml';
+import { loadConfig } from '../../src/config';
+import { WEBHOOK_MAX_BODY_BYTES } from '../../src/http/ingress-guard';
 
 /**
  * The files a deployment is made of: docker-compose.yml (and docker/compose.tls.yml), .env.example
@@ -30,11 +32,17 @@ const TEST_ENV: Env = {
   SIP_TLS_KEY: '/etc/ssl/test/privkey.pem',
 };
 
+/** The settings loadConfig requires, to read what compose gives the bridge. */
+const configEnv: Env = {
+  DATABASE_URL: 'postgres://u:p@127.0.0.1/db', YCLOUD_API_KEY: 'k', YCLOUD_WEBHOOK_SECRET: 's', DRACHTIO_SECRET: 'd',
+  RTPENGINE_NG: '127.0.0.1:22222', PBX_TARGET: 'sip:10.0.0.10:5060', PUBLIC_IP: '203.0.113.7',
+};
+
 /** The same with a PBX that reaches the bridge across the NAT (a hosted PBX). */
 const NAT_ENV: Env = { ...TEST_ENV, SIP_EXTERNAL_IP: '203.0.113.7', SIP_LOCAL_NET: '10.0.0.0/16' };
 
-/** The values docker-compose.yml itself gives the bridge (where it finds its neighbours). */
-const COMPUTED = ['DATABASE_URL', 'DRACHTIO_HOST', 'DRACHTIO_PORT', 'RTPENGINE_NG', 'RTPENGINE_DTMF_LOG', 'MEDIA_DIR'];
+/** The values docker-compose.yml itself gives the bridge (where it finds its neighbours, and whether Caddy is in front). */
+const COMPUTED = ['TRUST_PROXY', 'DATABASE_URL', 'DRACHTIO_HOST', 'DRACHTIO_PORT', 'RTPENGINE_NG', 'RTPENGINE_DTMF_LOG', 'MEDIA_DIR'];
 
 /** drachtio-server's command-line options (its src/controller.cpp, parseCmdArgs long_options). */
 const DRACHTIO_OPTIONS = new Set([
@@ -163,6 +171,33 @@ describe('deployment files', () => {
         ['sandbox-drachtio', ['sandbox']], ['sandbox-rtpengine', ['sandbox']], ['sandbox', ['sandbox']],
       ]);
       assert.ok(fs.existsSync(path.join(ROOT, 'docker/Caddyfile')), 'docker/Caddyfile exists');
+    });
+
+    it('with the HTTPS front (WEBHOOK_DOMAIN) the bridge believes Caddy\'s X-Forwarded-For (TRUST_PROXY=true), and not without it; .env wins', () => {
+      const trustProxy = (env: Env) => {
+        const r = interpolateTree(compose, env, 'docker-compose.yml') as { services: Record<string, Service> };
+        return envMap(r.services.bridge!.environment).TRUST_PROXY;
+      };
+      const front = { ...TEST_ENV, WEBHOOK_DOMAIN: 'wa.example.com' };
+      assert.equal(trustProxy(front), 'true');
+      assert.equal(loadConfig({ ...configEnv, TRUST_PROXY: trustProxy(front) }).trustProxy, 1);
+      assert.equal(trustProxy(TEST_ENV), '', 'no front: unset');
+      assert.equal(loadConfig({ ...configEnv, TRUST_PROXY: trustProxy(TEST_ENV) }).trustProxy, 0, 'unset means the socket peer is the client');
+      assert.equal(trustProxy({ ...front, TRUST_PROXY: '2' }), '2', 'a TRUST_PROXY in .env is kept');
+      assert.equal(trustProxy({ ...front, TRUST_PROXY: 'false' }), 'false');
+    });
+
+    it('docker/Caddyfile reads a webhook body in full (up to 64 KiB) before the bridge sees it, and bounds slow clients', () => {
+      const caddyfile = read('docker/Caddyfile').split('\n').filter((l) => !/^\s*#/.test(l)).join('\n');
+      const webhooks = block(caddyfile, /handle \/webhooks\/\* \{/);
+      const proxy = block(webhooks, /reverse_proxy .+\{$/m);
+      const buffers = /^\s*request_buffers\s+(\S+)\s*$/m.exec(proxy)?.[1];
+      assert.ok(buffers, 'reverse_proxy has request_buffers');
+      assert.ok(caddySize(buffers) >= WEBHOOK_MAX_BODY_BYTES, `request_buffers ${buffers} holds a whole webhook body (${WEBHOOK_MAX_BODY_BYTES} bytes)`);
+      const maxSize = /^\s*max_size\s+(\S+)\s*$/m.exec(block(webhooks, /request_body \{/))?.[1];
+      assert.ok(maxSize && caddySize(maxSize) <= caddySize(buffers), `request_body max_size ${maxSize} fits the buffer`);
+      const timeouts = block(block(caddyfile, /^\{/m), /timeouts \{/);
+      for (const t of ['read_header', 'read_body']) assert.match(timeouts, new RegExp(`^\\s*${t}\\s+\\d+s\\s*$`, 'm'), `servers timeouts ${t}`);
     });
 
     it('docker/compose.tls.yml adds a TLS contact (with its own --external-ip/--local-net only with SIP_EXTERNAL_IP) and read-only certificates', () => {
@@ -352,6 +387,30 @@ function parseEnvExample(text: string): Map<string, EnvLine> {
     }
   }
   return out;
+}
+
+/** The text inside the braces of the first block whose opening line matches `opening` (which ends with its "{"). */
+function block(text: string, opening: RegExp): string {
+  const m = opening.exec(text);
+  assert.ok(m, `a block ${opening}`);
+  let depth = 1;
+  let i = m.index + m[0].length;
+  const start = i;
+  for (; i < text.length && depth > 0; i++) {
+    if (text[i] === '{') depth++;
+    else if (text[i] === '}') depth--;
+  }
+  assert.equal(depth, 0, `block ${opening} is closed`);
+  return text.slice(start, i - 1);
+}
+
+/** A Caddyfile size (64KiB, 1MB, 65536) in bytes. */
+function caddySize(s: string): number {
+  const m = /^(\d+)\s*(B|KB|KiB|MB|MiB)?$/i.exec(s);
+  assert.ok(m, `a size: ${s}`);
+  const unit = (m[2] ?? 'B').toLowerCase();
+  const factor = { b: 1, kb: 1000, kib: 1024, mb: 1000_000, mib: 1024 * 1024 }[unit]!;
+  return Number(m[1]) * factor;
 }
 
 function envMap(environment: unknown): Record<string, string> {

@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import http from 'node:http';
 import Koa from 'koa';
 import { loadConfig } from '../../src/config';
-import { hasUnsafeText, plainAddress, printable, ReadSlots, RefusalLog, WEBHOOK_MAX_BODY_BYTES } from '../../src/http/ingress-guard';
+import { hasUnsafeText, plainAddress, printable, ReadSlots, RefusalLog, VerifiedSenders, WEBHOOK_MAX_BODY_BYTES } from '../../src/http/ingress-guard';
 import { Logger } from '../../src/log';
 import { HTTP_LIMITS, listen } from '../../src/http/server';
 import { checkStorable, MAX_DEPTH, MAX_SDP_CHARS, parseWebhookEvent } from '../../src/providers/ycloud/events';
@@ -99,26 +99,90 @@ describe('webhook event bounds', () => {
 });
 
 describe('concurrent body reads', () => {
-  it('refuses beyond the per-client and total limits, and holds an entry only while a read is in progress', () => {
-    const slots = new ReadSlots(3, 2);
+  /** A clock the test moves (ms). */
+  const clock = () => {
+    const c = { t: 0, now: () => c.t };
+    return c;
+  };
+
+  it('a full share makes its worst read give way (ended at once, told why), never holding more than the limits', () => {
+    const c = clock();
+    const slots = new ReadSlots(3, 2, 0, c.now);
     const a1 = slots.acquire('a');
+    c.t = 5;
     const a2 = slots.acquire('a');
-    assert.equal(typeof a1, 'function');
-    assert.equal(slots.acquire('a'), 'client');
+    c.t = 8;
+    slots.progress(a1.read, 100);
+    c.t = 10;
+    // a2 has waited for data longest (a1 just received some): a2 makes way.
+    const a3 = slots.acquire('a');
+    assert.equal(a2.read.signal.aborted, true);
+    assert.equal(a2.read.evictedFor, 'client');
+    assert.equal(a1.read.signal.aborted, false);
     const b1 = slots.acquire('b');
-    assert.equal(slots.acquire('c'), 'total');
     assert.equal(slots.reading, 3);
-    for (const r of [a1, a2, b1]) if (typeof r === 'function') r();
-    if (typeof a1 === 'function') a1(); // a second release changes nothing
+    // The total is full: the read that has waited longest for data (a1, since 8 ms) makes way.
+    const c1 = slots.acquire('c');
+    assert.equal(a1.read.evictedFor, 'total');
+    assert.equal(a3.read.signal.aborted, false);
+    assert.equal(slots.reading, 3);
+    assert.equal(slots.evictions, 2);
+    for (const r of [a1, a2, a3, b1, c1]) r.release();
+    a1.release(); // a second release changes nothing
     assert.equal(slots.reading, 0);
     assert.equal(slots.clients, 0);
   });
 
-  it('holds at most the total limit of client entries whatever the addresses', () => {
+  it('past the first second, the slowest on average makes way, not the newest', () => {
+    const c = clock();
+    const slots = new ReadSlots(2, 2, 0, c.now);
+    const fast = slots.acquire('a');
+    const slow = slots.acquire('a');
+    c.t = 1500;
+    slots.progress(fast.read, 6000);
+    slots.progress(slow.read, 10);
+    const fresh = slots.acquire('a');
+    assert.equal(slow.read.signal.aborted, true);
+    assert.equal(fast.read.signal.aborted, false);
+    for (const r of [fast, slow, fresh]) r.release();
+  });
+
+  it('reads of verified senders have their own slots, which other requests never take', () => {
+    const c = clock();
+    const slots = new ReadSlots(4, 4, 2, c.now);
+    const verified = [slots.acquire('ycloud', true), slots.acquire('ycloud', true)];
+    assert.deepEqual(verified.map((v) => v.read.pool), ['verified', 'verified']);
+    const attackers = Array.from({ length: 200 }, (_, i) => {
+      c.t = i;
+      return slots.acquire(`10.0.0.${i % 6}`);
+    });
+    assert.ok(verified.every((v) => !v.read.signal.aborted), 'no verified read was ended');
+    assert.equal(attackers.filter((a) => !a.read.signal.aborted).length, 4);
+    assert.equal(slots.reading, 6);
+    for (const r of [...verified, ...attackers]) r.release();
+    assert.equal(slots.reading, 0);
+  });
+
+  it('holds at most the total limit of reads and client entries whatever the addresses', () => {
     const slots = new ReadSlots(10, 1);
     const results = Array.from({ length: 10_000 }, (_, i) => slots.acquire(`10.0.${i >> 8}.${i & 255}`));
-    assert.equal(results.filter((r) => typeof r === 'function').length, 10);
+    assert.equal(results.filter((r) => !r.read.signal.aborted).length, 10);
+    assert.equal(slots.reading, 10);
     assert.equal(slots.clients, 10);
+  });
+
+  it('remembers verified senders for the TTL, at most so many, the longest unseen forgotten first', () => {
+    let t = 0;
+    const senders = new VerifiedSenders(2, 1000, () => t);
+    senders.add('a');
+    senders.add('b');
+    senders.add('a');
+    senders.add('c');
+    assert.equal(senders.has('b'), false, 'b was the longest unseen');
+    assert.equal(senders.has('a'), true);
+    t = 1000;
+    assert.equal(senders.has('a'), false, 'expired');
+    assert.ok(senders.size <= 2);
   });
 });
 
@@ -177,7 +241,10 @@ describe('HTTP server limits and settings', () => {
     assert.equal(loadConfig({ ...env, TRUST_PROXY: 'true' }).trustProxy, 1);
     assert.equal(loadConfig({ ...env, TRUST_PROXY: '2' }).trustProxy, 2);
     assert.throws(() => loadConfig({ ...env, TRUST_PROXY: 'yes' }), /TRUST_PROXY/);
-    assert.deepEqual(loadConfig(env).ycloud.webhookLimits, { readTimeoutMs: 10000, maxConcurrentReads: 32, maxReadsPerClient: 8 });
+    assert.deepEqual(loadConfig(env).ycloud.webhookLimits, { readTimeoutMs: 10000, maxConcurrentReads: 32, maxReadsPerClient: 8, verifiedReads: 8, minBytesPerS: 4096 });
     assert.throws(() => loadConfig({ ...env, WEBHOOK_MAX_CONCURRENT_READS: '0' }), /WEBHOOK_MAX_CONCURRENT_READS/);
+    assert.throws(() => loadConfig({ ...env, WEBHOOK_MIN_BYTES_PER_S: '-1' }), /WEBHOOK_MIN_BYTES_PER_S/);
+    assert.equal(loadConfig(env).httpMaxConnectionsPerClient, 100);
+    assert.throws(() => loadConfig({ ...env, HTTP_MAX_CONNECTIONS_PER_CLIENT: '0' }), /HTTP_MAX_CONNECTIONS_PER_CLIENT/);
   });
 });
