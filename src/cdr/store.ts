@@ -1,7 +1,7 @@
 import { InferAttributes, QueryTypes, Sequelize } from 'sequelize';
 import { Logger } from '../log';
 import { CallEvent, CallRecord, defineModels } from './models';
-import { clampToWidths, describeDbError, isTransientDbError, stringWidths } from './write-safety';
+import { clampToWidths, describeDbError, isPrimaryKeyTaken, isTransientDbError, stringWidths } from './write-safety';
 import { TypedEmitter } from '../util/typed-emitter';
 
 export type CallFields = Partial<Omit<InferAttributes<CallRecord>, 'id' | 'created_at' | 'updated_at'>>;
@@ -336,6 +336,8 @@ export class CallRecorder {
       await Promise.race([write, limit]);
       return 'ok';
     } catch (err) {
+      // A create retried after a timed-out attempt that did commit (it waited on a lock): done, not refused.
+      if (w.kind === 'create' && this.failures > 0 && isPrimaryKeyTaken(err, CallRecord.tableName)) return 'ok';
       const transient = err instanceof AttemptTimeout || isTransientDbError(err);
       const what = w.kind === 'event' ? `event ${w.type}` : w.kind;
       if (!transient) {

@@ -29,6 +29,17 @@ export function isTransientDbError(err: unknown): boolean {
   return TRANSIENT_MESSAGE.test(text);
 }
 
+/**
+ * Whether a failed INSERT says its row's primary key is taken (SQLSTATE 23505 on `<table>_pkey`). For a
+ * create retried after an attempt that timed out here, it means that attempt reached Postgres and
+ * committed after all (it was waiting on a lock): the row is there, the create is done.
+ */
+export function isPrimaryKeyTaken(err: unknown, table: string): boolean {
+  const e = err as { parent?: { code?: unknown; constraint?: unknown }; original?: { code?: unknown; constraint?: unknown } };
+  const pg = e?.parent ?? e?.original;
+  return pg?.code === '23505' && pg.constraint === `${table}_pkey`;
+}
+
 const widthsOf = new WeakMap<object, ReadonlyMap<string, number>>();
 
 /** Each string column's width (VARCHAR(n)) as the model defines it; TEXT and other types are absent. */

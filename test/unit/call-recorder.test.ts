@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { ConnectionRefusedError, DatabaseError, Sequelize } from 'sequelize';
+import { ConnectionRefusedError, DatabaseError, Sequelize, UniqueConstraintError } from 'sequelize';
 import { defineModels } from '../../src/cdr/models';
 import { CallFields, CallRecorder, CdrStore, CdrWrites, RecorderOptions } from '../../src/cdr/store';
 import { isTransientDbError } from '../../src/cdr/write-safety';
@@ -254,6 +254,31 @@ describe('CallRecorder', () => {
     assert.equal(store.attempts, 2);
     assert.deepEqual(store.written.map((w) => w.kind), ['create']);
     assert.equal(rec.lostWrites, 0);
+  });
+
+  it('takes a create whose retry finds its own row (the timed-out attempt committed after all) as written, not refused', async () => {
+    const store = new FakeStore();
+    const clock = new FakeClock();
+    // What Postgres answers the retry once the first INSERT, held behind a lock past attemptTimeoutMs, has committed.
+    const pkeyTaken = () => new UniqueConstraintError({ parent: Object.assign(new Error('duplicate key value violates unique constraint "calls_pkey"'), { code: '23505', constraint: 'calls_pkey', sql: '' }) as ConstructorParameters<typeof DatabaseError>[0] });
+    const hang = new Promise<void>(() => undefined);
+    store.failWith = (n) => {
+      store.hold = n === 1 ? hang : null;
+      return n === 2 ? pkeyTaken() : null;
+    };
+    const rec = recorder(store, clock, logCapture().log, { attemptTimeoutMs: 20 });
+    rec.create(start);
+    rec.update({ state: 'ended' });
+    await rec.flushed();
+    assert.equal(rec.lostWrites, 0, 'nothing lost: the row is there');
+    assert.deepEqual(store.written.map((w) => w.kind), ['update'], 'the update after it goes on');
+    // A first attempt refused for its key is a real refusal (another call's id), not a retry finding its own row.
+    const store2 = new FakeStore();
+    store2.failWith = (n) => (n === 1 ? pkeyTaken() : null);
+    const rec2 = recorder(store2, new FakeClock(), logCapture().log);
+    rec2.create(start);
+    await rec2.flushed();
+    assert.equal(rec2.lostWrites, 1);
   });
 
   it('tells passing database failures from refusals', () => {
