@@ -114,8 +114,9 @@ export class PbxSession extends TypedEmitter<PbxSessionEvents> {
   }
 
   /**
-   * Ends the PBX leg (BYE, bounded, with `reason` as its Reason header) and stops watching media. A dialog drachtio-server has lost (it
-   * restarted mid-call) gets its BYE from outside the dialog, and the timeline says so.
+   * Ends the PBX leg (BYE, bounded, with `reason` as its Reason header) and stops watching media. A
+   * dialog drachtio-server has lost (it restarted mid-call) gets its BYE from outside the dialog, and
+   * the timeline says so.
    */
   async hangup(reason?: string): Promise<void> {
     // The PBX hung up (its BYE closed the session): nothing to send, but the media watch must stop.
