@@ -70,6 +70,11 @@ export class PbxSession extends TypedEmitter<PbxSessionEvents> {
   private lostNoted = false;
   /** Requests refused in this call's dialogs so far (the first few go into the timeline). */
   private refusedInDialog = 0;
+  /**
+   * Dialogs drachtio-server has dropped although the bridge refused the BYE that named them:
+   * drachtio-server forgets a dialog on any BYE it receives, before the bridge answers it.
+   */
+  private readonly forgotten = new WeakSet<Srf.Dialog>();
   private readonly log: Logger;
 
   constructor(dialog: Srf.Dialog, private readonly media: CallMedia, private readonly o: PbxSessionOptions) {
@@ -127,7 +132,7 @@ export class PbxSession extends TypedEmitter<PbxSessionEvents> {
     this.closed = true;
     this.transferLeg?.cancelInvite('cancelled');
     const dialog = this.current;
-    if (!dialogLost(dialog)) {
+    if (!this.lost(dialog)) {
       await Promise.all([this.keepalive.stop(), this.lostWatch.stop(), byeWithin(dialog, this.o.requestTimeoutMs, reason ? { Reason: reason } : undefined)]);
       return;
     }
@@ -150,7 +155,7 @@ export class PbxSession extends TypedEmitter<PbxSessionEvents> {
    * whether it still has the call; when it says it has not, the call ends as if its BYE had arrived.
    */
   private async watchDialog(): Promise<void> {
-    if (this.closed || !dialogLost(this.current)) return;
+    if (this.closed || !this.lost(this.current)) return;
     this.noteLost();
     const state = await dialogStillUp(this.o.srf, this.current, this.o.requestTimeoutMs);
     if (state !== 'gone' || this.closed) return;
@@ -162,12 +167,12 @@ export class PbxSession extends TypedEmitter<PbxSessionEvents> {
   private noteLost(): void {
     if (this.lostNoted) return;
     this.lostNoted = true;
-    this.log.warn('drachtio-server lost the PBX dialog (it restarted or the connection dropped mid-call): the PBX\'s requests in it no longer reach the bridge');
+    this.log.warn('drachtio-server lost the PBX dialog (it restarted, the connection dropped mid-call, or a refused BYE made it drop the dialog): the PBX\'s requests in it no longer reach the bridge');
     this.emit('event', 'pbx_dialog_lost', null);
   }
 
   private attach(dialog: Srf.Dialog): void {
-    this.o.dialogGuard.protect(dialog, (r) => this.onRefusedInDialog(r));
+    this.o.dialogGuard.protect(dialog, (r) => this.onRefusedInDialog(dialog, r));
     dialog.on('destroy', () => {
       if (dialog === this.current) this.emitBye(); // not a leg a transfer has replaced
     });
@@ -177,9 +182,19 @@ export class PbxSession extends TypedEmitter<PbxSessionEvents> {
     dialog.on('info', (req, res) => this.onInfo(req, res));
   }
 
-  /** A request from someone who is not the dialog's peer was answered 403: the timeline says so (the first few). */
-  private onRefusedInDialog(r: RefusedInDialog): void {
+  /**
+   * A request from someone who is not the dialog's peer was answered 403: the timeline says so (the
+   * first few). After a BYE, drachtio-server no longer knows the dialog (it drops it on any BYE): the
+   * call goes on as for a dialog lost to a drachtio-server restart, the PBX asked whether it is still up.
+   */
+  private onRefusedInDialog(dialog: Srf.Dialog, r: RefusedInDialog): void {
     if (++this.refusedInDialog <= MAX_REFUSALS_IN_TIMELINE) this.emit('event', 'sip_request_refused', { method: r.method, source: r.source });
+    if (r.method === 'BYE') this.forgotten.add(dialog);
+  }
+
+  /** Whether drachtio-server can no longer act in `dialog` (restarted, reconnected, or a BYE made it drop it). */
+  private lost(dialog: Srf.Dialog): boolean {
+    return dialogLost(dialog) || this.forgotten.has(dialog);
   }
 
   /**
