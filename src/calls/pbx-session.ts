@@ -358,7 +358,8 @@ export class PbxSession extends TypedEmitter<PbxSessionEvents> {
         headers: { ...target.headers, ...(referredBy ? { 'Referred-By': referredBy } : {}) },
       });
       clearTimeout(noAnswer);
-      this.o.dialogGuard.protect(answer.dialog);
+      // Guarded at once (attach() does it again, a no-op): the checks below take a moment.
+      this.o.dialogGuard.protect(answer.dialog, (r) => this.onRefusedInDialog(answer.dialog, r));
       if (this.closed) {
         await byeWithin(answer.dialog, this.o.requestTimeoutMs);
         return;

@@ -33,7 +33,8 @@ export class InDialogGuard {
 
   /**
    * Puts the check in front of everything the dialog does with a request (before drachtio-srf answers
-   * a BYE itself). `onRefused`: also told of each refusal in this dialog (the call's timeline).
+   * a BYE itself). `onRefused`: also told of each refusal in this dialog (the call's timeline). Once
+   * per dialog: a second call changes nothing.
    */
   protect(dialog: Srf.Dialog, onRefused?: (r: RefusedInDialog) => void): void {
     const d = dialog as unknown as { handle: DialogHandler; __wasbGuarded?: true };
