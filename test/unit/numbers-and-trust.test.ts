@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { normalizeE164 } from '../../src/calls/permissions';
 import Srf from 'drachtio-srf';
+import { ConfigError, loadConfig } from '../../src/config';
 import { InDialogGuard, peerAddress, RefusedInDialog } from '../../src/sip/dialog-guard';
 import { parseReferTo } from '../../src/sip/refer';
 import { specialRange, targetHosts, TransferPolicy, TransferPolicyOptions } from '../../src/sip/transfer-policy';
@@ -128,6 +129,19 @@ describe('transfer targets (issue 17: REFER to arbitrary hosts and ports)', () =
     assert.match(await verdict(p, 'sip:200@127.0.0.1:9022'), /own ports/);
     assert.match(await verdict(p, 'sip:200@127.0.0.1'), /own ports/, 'port 5060 by default');
     assert.match(await verdict(p, 'sip:200@127.0.0.2:5070'), /loopback/, 'other loopback addresses are not the PBX');
+  });
+
+  it('TRANSFER_TARGET_PATTERN is anchored to the whole URI and checked at start', () => {
+    const env = {
+      DATABASE_URL: 'postgres://x@127.0.0.1/x', YCLOUD_API_KEY: 'k', YCLOUD_WEBHOOK_SECRET: 's', RTPENGINE_NG: '127.0.0.1:2223',
+      DRACHTIO_SECRET: 'x', PBX_TARGET: 'sip:10.0.0.5', PUBLIC_IP: '127.0.0.1', ALLOW_PRIVATE_PUBLIC_IP: 'true',
+    };
+    assert.equal(loadConfig(env).pbx.transferTargetPattern, null);
+    const p = loadConfig({ ...env, TRANSFER_TARGET_PATTERN: 'sip:[0-9]+@queue\\.example\\.org' }).pbx.transferTargetPattern;
+    assert.ok(p?.test('sip:300@QUEUE.example.org'));
+    assert.ok(!p?.test('sip:300@queue.example.org.evil.net'), 'anchored at the end');
+    assert.ok(!p?.test('x;sip:300@queue.example.org'), 'anchored at the start');
+    assert.throws(() => loadConfig({ ...env, TRANSFER_TARGET_PATTERN: '(' }), (err: unknown) => err instanceof ConfigError && /TRANSFER_TARGET_PATTERN/.test(err.message));
   });
 
   it('reads PBX_TARGET hosts and classifies special addresses', () => {
