@@ -15,7 +15,7 @@ import { connectDatabase, connectReportingDatabase } from './cdr/db';
 import { CdrStore } from './cdr/store';
 import { createHttpApp, listen, ReadinessReport } from './http/server';
 import { webhookRoutes } from './http/webhooks';
-import { IngressGuard } from './http/ingress-guard';
+import { IngressGuard, RefusalLog } from './http/ingress-guard';
 import { WebhookQuarantine } from './cdr/quarantine';
 import { RetentionSweeper } from './cdr/retention';
 import { adminRoutes } from './http/admin';
@@ -29,6 +29,8 @@ import { Recorder } from './recording/recorder';
 import { RtpEngine } from './media/rtpengine';
 import { YCloudClient } from './providers/ycloud/client';
 import { SipCore } from './sip/drachtio';
+import { sipPolicyFor } from './sip/sip-policy';
+import { SipPolicy } from './calls/bridged-call';
 import { answerOptions, PbxTargetMonitor } from './sip/options';
 import { writeSilenceWav } from './media/wav';
 import { DtmfLogListener } from './media/dtmf-log';
@@ -86,6 +88,8 @@ export class Bridge {
   readonly recovery: OrphanRecovery;
   readonly permissions: PermissionStore;
   private readonly gate: OutboundGate;
+  /** Who may act in calls' PBX dialogs, and where transfers may go. */
+  private readonly sipPolicy: SipPolicy;
   /** INVITE rate limits per source and overall (SIP_INVITE_RATE*, SIP_INVITE_BURST*). */
   private readonly inviteRate: InviteRateLimiter;
   private inviteRateWarned = 0;
@@ -120,10 +124,13 @@ export class Bridge {
     this.targets = new PbxTargetMonitor(this.sip.srf, config.pbx.targets, {
       intervalMs: config.pbx.optionsPingMs, timeoutMs: config.pbx.responseTimeoutMs, canPing: () => this.sip.ready,
     }, log);
+    // SIP refusals (untrusted INVITEs, outsiders' requests in calls) are logged at most 20 per 10 s.
+    const sipRefusals = new RefusalLog(log);
+    this.sipPolicy = sipPolicyFor(config, this.sip, () => this.httpPort, sipRefusals);
     this.calls = new CallDispatcher(
       {
         config, ycloud: this.ycloud, rtp: this.rtp, plan: this.plan, srf: this.sip.srf, cdr: this.cdr, log, marks: this.marks, metrics: this.metrics,
-        recorder: this.recorder, canDial: () => this.sip.ready, targets: () => this.targets.ordered(),
+        recorder: this.recorder, sipPolicy: this.sipPolicy, canDial: () => this.sip.ready, targets: () => this.targets.ordered(),
       },
       this.cdr,
       this.permissions,
@@ -146,7 +153,7 @@ export class Bridge {
       sipTimeoutMs: config.pbx.requestTimeoutMs, log,
     });
     this.nodes = new NodeRegistry(this.cdr.sequelize, { nodeId: config.nodeId, ...config.cluster }, log, (dead) => this.takeOver(dead).then(() => undefined));
-    this.gate = new OutboundGate(config.outbound, log, this.metrics);
+    this.gate = new OutboundGate(config.outbound, log, this.metrics, sipRefusals);
     this.webhookIngress = new IngressGuard({ ...config.ycloud.webhookLimits, toleranceSeconds: config.ycloud.webhookToleranceSeconds });
     this.webhookQuarantine = new WebhookQuarantine(this.cdr.sequelize);
     this.retention = new RetentionSweeper(this.cdr.sequelize, config.retention, log);
@@ -163,6 +170,8 @@ export class Bridge {
   /** An agent dials a WhatsApp user through the PBX. */
   private onInvite(req: Srf.SrfRequest, res: Srf.SrfResponse): void {
     const t = performance.now();
+    // Untrusted sources are refused first: only what may place calls is charged to the rate limits.
+    if (!this.gate.fromTrustedSource(req, res)) return;
     // A flood is answered before any other work, so calls in progress and other sources carry on.
     const rate = this.inviteRate.take(req.source_address);
     if (!rate.ok) {
@@ -190,7 +199,7 @@ export class Bridge {
     const call = new OutboundCall(
       {
         config: this.config, ycloud: this.ycloud, rtp: this.rtp, plan: this.plan, srf: this.sip.srf, cdr: this.cdr, permissions: this.permissions,
-        recorder: this.recorder,
+        recorder: this.recorder, sipPolicy: this.sipPolicy,
         log: this.log, marks: this.marks, metrics: this.metrics, bind: (wacid, c) => this.calls.bindOutbound(wacid, c),
       },
       req, res, admitted,

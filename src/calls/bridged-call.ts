@@ -6,7 +6,9 @@ import { HangupBy, Outcome } from '../cdr/models';
 import { CallFields, CallRecorder, CdrStore } from '../cdr/store';
 import { gatedWrites } from '../cdr/gated-writes';
 import { RecoveryInfo } from '../cluster/recovery';
+import { InDialogGuard } from '../sip/dialog-guard';
 import { dialogIds } from '../sip/out-of-dialog';
+import { TransferPolicy } from '../sip/transfer-policy';
 import { callLogger, Logger, setCallLogFields } from '../log';
 import { Metrics } from '../metrics/metrics';
 import { CallMedia } from '../media/call-media';
@@ -39,7 +41,12 @@ export interface CallDeps {
   marks: Marks;
   /** Counts each call's end by direction and outcome (wasb_calls_total); absent in unit tests. */
   metrics?: Metrics;
+  /** Who may act in the PBX dialogs, and where a REFER may send the bridge's INVITE. */
+  sipPolicy: SipPolicy;
 }
+
+/** The SIP rules every call's PBX session applies (one of each per bridge). */
+export interface SipPolicy { dialogs: InDialogGuard; transfers: TransferPolicy }
 
 export interface CallEvents {
   /** Both legs are down and the CDR is written. */
@@ -171,6 +178,8 @@ export abstract class BridgedCall extends TypedEmitter<CallEvents> {
       keepalive: { file: media.holdFile, pollMs: media.keepalivePollMs, quietPolls: Math.max(1, Math.ceil(media.keepaliveAfterMs / media.keepalivePollMs)) },
       dtmfMode: pbx.dtmfMode,
       transferRefusePattern: pbx.transferRefusePattern,
+      transfers: this.base.sipPolicy.transfers,
+      dialogGuard: this.base.sipPolicy.dialogs,
       noAnswerTimeoutMs: pbx.noAnswerTimeoutMs,
       responseTimeoutMs: pbx.responseTimeoutMs,
       requestTimeoutMs: pbx.requestTimeoutMs,
@@ -423,6 +432,8 @@ export interface EndOptions {
   refusal?: Refusal;
   /** How an INVITE toward the PBX failed (inbound calls). */
   sip?: SipFinal;
+  /** The Reason header of the BYE that ends an answered PBX leg (e.g. its SDP answer was unusable). */
+  byeReason?: string;
 }
 
 /** A SIP final answer with a Reason a PBX can show or route on (Q.850 cause + text). */

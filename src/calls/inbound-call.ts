@@ -273,11 +273,13 @@ export class InboundCall extends BridgedCall {
     const message = err instanceof Error ? err.message : String(err);
     const kind = err instanceof SdpError ? 'bad SDP' : err instanceof NotReadyError ? 'not ready' : err instanceof MediaError ? 'media' : err instanceof YCloudError ? 'YCloud' : 'internal';
     this.log.warn({ err, kind }, 'inbound call failed');
-    await this.end('failed', 'bridge', { error: `${kind}: ${message}` });
+    // The PBX answered with SDP the bridge cannot use (e.g. too many streams): its leg ends with 488's cause.
+    const byeReason = err instanceof SdpError && this.session ? 'SIP;cause=488;text="unusable SDP answer"' : undefined;
+    await this.end('failed', 'bridge', { error: `${kind}: ${message}`, ...(byeReason ? { byeReason } : {}) });
   }
 
   protected override async endPbxLeg(opts: EndOptions): Promise<SipFinal> {
-    if (this.session) await this.session.hangup();
+    if (this.session) await this.session.hangup(opts.byeReason);
     else this.leg?.cancelInvite('cancelled');
     return opts.sip ?? {};
   }

@@ -3,10 +3,12 @@ import { Logger } from '../log';
 import { CallMedia } from '../media/call-media';
 import { KeepaliveOptions, MediaKeepalive } from '../media/keepalive';
 import { assertUsableAudioSdp, isHoldOffer, SdpError } from '../media/sdp';
+import { InDialogGuard, RefusedInDialog } from '../sip/dialog-guard';
 import { byeOutsideDialog, dialogLost, dialogStillUp } from '../sip/lost-dialog';
-import { agentOf, failureOf, PbxLeg } from '../sip/pbx-leg';
+import { agentOf, failureOf, PbxLeg, PbxLegError } from '../sip/pbx-leg';
 import { byeWithin, localContact, reinviteWithin, requestInDialog, sessionTimerHeaders, withTimeout } from '../sip/dialog-requests';
 import { parseReferTo, ReferTarget } from '../sip/refer';
+import { TransferPolicy } from '../sip/transfer-policy';
 import { Periodic } from '../util/periodic';
 import { TypedEmitter } from '../util/typed-emitter';
 
@@ -21,6 +23,10 @@ export interface PbxSessionOptions {
   dtmfMode: 'rfc4733' | 'info';
   /** Transfer targets (the Refer-To user part) matching this are refused: no PSTN legs (Meta's terms). */
   transferRefusePattern: RegExp | null;
+  /** Where a REFER may send the new INVITE at all (the configured PBX, TRANSFER_TARGET_PATTERN). */
+  transfers: TransferPolicy;
+  /** Who may send requests in the PBX dialogs (the dialog's peer, SIP_TRUSTED_SOURCES). */
+  dialogGuard: InDialogGuard;
   noAnswerTimeoutMs: number;
   responseTimeoutMs: number;
   /** Bound on every request the session sends in the dialog (NOTIFY, INFO, BYE). */
@@ -62,6 +68,13 @@ export class PbxSession extends TypedEmitter<PbxSessionEvents> {
   /** Looks for the dialog being lost to a drachtio-server restart, then asks the PBX whether it is up. */
   private readonly lostWatch: Periodic;
   private lostNoted = false;
+  /** Requests refused in this call's dialogs so far (the first few go into the timeline). */
+  private refusedInDialog = 0;
+  /**
+   * Dialogs drachtio-server has dropped although the bridge refused the BYE that named them:
+   * drachtio-server forgets a dialog on any BYE it receives, before the bridge answers it.
+   */
+  private readonly forgotten = new WeakSet<Srf.Dialog>();
   private readonly log: Logger;
 
   constructor(dialog: Srf.Dialog, private readonly media: CallMedia, private readonly o: PbxSessionOptions) {
@@ -106,10 +119,11 @@ export class PbxSession extends TypedEmitter<PbxSessionEvents> {
   }
 
   /**
-   * Ends the PBX leg (BYE, bounded) and stops watching media. A dialog drachtio-server has lost (it
-   * restarted mid-call) gets its BYE from outside the dialog, and the timeline says so.
+   * Ends the PBX leg (BYE, bounded, with `reason` as its Reason header) and stops watching media. A
+   * dialog drachtio-server has lost (it restarted mid-call) gets its BYE from outside the dialog, and
+   * the timeline says so.
    */
-  async hangup(): Promise<void> {
+  async hangup(reason?: string): Promise<void> {
     // The PBX hung up (its BYE closed the session): nothing to send, but the media watch must stop.
     if (this.closed) {
       await Promise.all([this.keepalive.stop(), this.lostWatch.stop()]);
@@ -118,8 +132,8 @@ export class PbxSession extends TypedEmitter<PbxSessionEvents> {
     this.closed = true;
     this.transferLeg?.cancelInvite('cancelled');
     const dialog = this.current;
-    if (!dialogLost(dialog)) {
-      await Promise.all([this.keepalive.stop(), this.lostWatch.stop(), byeWithin(dialog, this.o.requestTimeoutMs)]);
+    if (!this.lost(dialog)) {
+      await Promise.all([this.keepalive.stop(), this.lostWatch.stop(), byeWithin(dialog, this.o.requestTimeoutMs, reason ? { Reason: reason } : undefined)]);
       return;
     }
     this.noteLost();
@@ -141,7 +155,7 @@ export class PbxSession extends TypedEmitter<PbxSessionEvents> {
    * whether it still has the call; when it says it has not, the call ends as if its BYE had arrived.
    */
   private async watchDialog(): Promise<void> {
-    if (this.closed || !dialogLost(this.current)) return;
+    if (this.closed || !this.lost(this.current)) return;
     this.noteLost();
     const state = await dialogStillUp(this.o.srf, this.current, this.o.requestTimeoutMs);
     if (state !== 'gone' || this.closed) return;
@@ -153,11 +167,12 @@ export class PbxSession extends TypedEmitter<PbxSessionEvents> {
   private noteLost(): void {
     if (this.lostNoted) return;
     this.lostNoted = true;
-    this.log.warn('drachtio-server lost the PBX dialog (it restarted or the connection dropped mid-call): the PBX\'s requests in it no longer reach the bridge');
+    this.log.warn('drachtio-server lost the PBX dialog (it restarted, the connection dropped mid-call, or a refused BYE made it drop the dialog): the PBX\'s requests in it no longer reach the bridge');
     this.emit('event', 'pbx_dialog_lost', null);
   }
 
   private attach(dialog: Srf.Dialog): void {
+    this.o.dialogGuard.protect(dialog, (r) => this.onRefusedInDialog(dialog, r));
     dialog.on('destroy', () => {
       if (dialog === this.current) this.emitBye(); // not a leg a transfer has replaced
     });
@@ -165,6 +180,21 @@ export class PbxSession extends TypedEmitter<PbxSessionEvents> {
     dialog.on('update', (req, res) => void this.onOffer(dialog, req, res, 'UPDATE'));
     dialog.on('refer', (req, res) => void this.onRefer(dialog, req, res));
     dialog.on('info', (req, res) => this.onInfo(req, res));
+  }
+
+  /**
+   * A request from someone who is not the dialog's peer was answered 403: the timeline says so (the
+   * first few). After a BYE, drachtio-server no longer knows the dialog (it drops it on any BYE): the
+   * call goes on as for a dialog lost to a drachtio-server restart, the PBX asked whether it is still up.
+   */
+  private onRefusedInDialog(dialog: Srf.Dialog, r: RefusedInDialog): void {
+    if (++this.refusedInDialog <= MAX_REFUSALS_IN_TIMELINE) this.emit('event', 'sip_request_refused', { method: r.method, source: r.source });
+    if (r.method === 'BYE') this.forgotten.add(dialog);
+  }
+
+  /** Whether drachtio-server can no longer act in `dialog` (restarted, reconnected, or a BYE made it drop it). */
+  private lost(dialog: Srf.Dialog): boolean {
+    return dialogLost(dialog) || this.forgotten.has(dialog);
   }
 
   /**
@@ -185,7 +215,14 @@ export class PbxSession extends TypedEmitter<PbxSessionEvents> {
       this.emit('event', 'pbx_reinvite', { offer: false });
       reply(dialog.local.sdp);
       const ack = await this.nextAck(dialog);
-      if (ack?.body) await this.applyPbxOffer(dialog, ack.body).catch((err: unknown) => this.log.warn({ err }, 'could not apply the SDP answer from an ACK'));
+      if (!ack?.body) return;
+      try {
+        assertUsableAudioSdp(ack.body);
+        await this.applyPbxOffer(dialog, ack.body);
+      } catch (err) {
+        this.log.warn({ err }, 'could not apply the SDP answer from an ACK');
+        this.emit('event', 'pbx_offer_refused', { method: 'ACK', message: (err as Error).message });
+      }
       return;
     }
     if (sameSession(sdp, this.lastPbxSdp)) {
@@ -229,6 +266,7 @@ export class PbxSession extends TypedEmitter<PbxSessionEvents> {
       const answer = await reinviteWithin(dialog, offer, this.o.requestTimeoutMs);
       dialog.local.sdp = offer;
       if (answer) {
+        assertUsableAudioSdp(answer);
         this.lastPbxSdp = answer;
         await this.media.repointPbx(answer, this.o.waSdp);
       }
@@ -282,6 +320,21 @@ export class PbxSession extends TypedEmitter<PbxSessionEvents> {
       res.send(403, 'Forbidden', { headers: { Warning: '399 wa-sip-bridge "transfers to this number are not allowed from WhatsApp calls"' } });
       return;
     }
+    // Held until the target is checked (a host name is resolved): a second REFER meanwhile gets 491.
+    const checked = this.o.transfers.check(target);
+    this.transfer = checked.then(() => undefined, () => undefined);
+    const verdict = await checked.catch((err: unknown) => ({ ok: false as const, reason: (err as Error).message }));
+    this.transfer = null;
+    if (!verdict.ok) {
+      this.log.warn({ target: target.uri, reason: verdict.reason }, 'REFER refused: the target is not an allowed transfer target');
+      this.emit('event', 'transfer_refused', { target: target.uri, reason: verdict.reason });
+      res.send(403, 'Forbidden', { headers: { Warning: '399 wa-sip-bridge "not an allowed transfer target"' } });
+      return;
+    }
+    if (this.closed || dialog !== this.current) {
+      res.send(481, 'Call/Transaction Does Not Exist', {});
+      return;
+    }
     res.send(202, 'Accepted', {});
     this.transfer = this.runTransfer(dialog, target, req.get('Referred-By') ?? null).finally(() => {
       this.transfer = null;
@@ -305,9 +358,18 @@ export class PbxSession extends TypedEmitter<PbxSessionEvents> {
         headers: { ...target.headers, ...(referredBy ? { 'Referred-By': referredBy } : {}) },
       });
       clearTimeout(noAnswer);
+      // Guarded at once (attach() does it again, a no-op): the checks below take a moment.
+      this.o.dialogGuard.protect(answer.dialog, (r) => this.onRefusedInDialog(answer.dialog, r));
       if (this.closed) {
         await byeWithin(answer.dialog, this.o.requestTimeoutMs);
         return;
+      }
+      try {
+        assertUsableAudioSdp(answer.sdp);
+      } catch {
+        // The old leg stays; the new one, whose SDP never reaches rtpengine, is released.
+        await byeWithin(answer.dialog, this.o.requestTimeoutMs, { Reason: 'SIP;cause=488;text="unusable SDP answer"' });
+        throw new PbxLegError({ kind: 'status', status: 488, reason: 'Not Acceptable Here', hadProvisional: true });
       }
       // The new leg's answer is the PBX side's new media: point rtpengine there.
       await this.media.repointPbx(answer.sdp, this.o.waSdp);
@@ -351,6 +413,9 @@ export class PbxSession extends TypedEmitter<PbxSessionEvents> {
     }
   }
 }
+
+/** How many requests refused in a call's dialogs are put in its timeline (a flood is only logged, rate-limited). */
+const MAX_REFUSALS_IN_TIMELINE = 5;
 
 /** A refresh carries the session's SDP unchanged (same o= session id and version, same body). */
 function sameSession(a: string, b: string): boolean {

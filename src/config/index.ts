@@ -81,6 +81,11 @@ export interface Config {
     dtmfMode: 'rfc4733' | 'info';
     /** REFER targets whose user part matches are refused (no PSTN legs on WhatsApp calls); null: none. */
     transferRefusePattern: RegExp | null;
+    /**
+     * TRANSFER_TARGET_PATTERN, anchored to the whole target URI: REFER targets allowed besides the
+     * configured PBX (PBX_TARGET's hosts, SIP_TRUSTED_SOURCES); null: only those.
+     */
+    transferTargetPattern: RegExp | null;
     /** The shortest session interval (RFC 4028 Min-SE) the bridge accepts. */
     minSessionExpiresS: number;
     /** How often each PBX target is pinged with OPTIONS; 0: never. */
@@ -271,6 +276,15 @@ export function loadConfig(env: Env = process.env): Config {
       problems.push(`TRANSFER_REFUSE_PATTERN is not a regular expression (got "${refuseRaw}")`);
     }
   }
+  const targetPatternRaw = str('TRANSFER_TARGET_PATTERN', '');
+  let transferTargetPattern: RegExp | null = null;
+  if (targetPatternRaw) {
+    try {
+      transferTargetPattern = new RegExp(`^(?:${targetPatternRaw})$`, 'i');
+    } catch {
+      problems.push(`TRANSFER_TARGET_PATTERN is not a regular expression (got "${targetPatternRaw}")`);
+    }
+  }
   const mediaDir = str('MEDIA_DIR', path.join(os.tmpdir(), 'wa-sip-bridge-media'));
   const holdFile = str('MEDIA_HOLD_FILE', '');
 
@@ -385,6 +399,7 @@ export function loadConfig(env: Env = process.env): Config {
       earlyMedia: earlyMedia === 'accept',
       dtmfMode: dtmfMode === 'info' ? 'info' : 'rfc4733',
       transferRefusePattern,
+      transferTargetPattern,
       minSessionExpiresS: int('SIP_MIN_SE_S', 90, 90, 86400),
       optionsPingMs: int('PBX_OPTIONS_PING_S', 30, 0, 3600) * 1000,
     },

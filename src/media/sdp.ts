@@ -7,12 +7,32 @@ export class SdpError extends Error {
   }
 }
 
-/** Throws SdpError unless the text is a session description with an audio stream we can relay. */
+/**
+ * The most media sections (m= lines) an SDP may carry, and of those the most audio ones: the bridge
+ * relays one audio stream, and every section makes rtpengine open ports (3 each, counting RTCP), so an
+ * SDP with 100 of them would hold 300. WhatsApp's webhook SDP is held to the same bounds.
+ */
+export const MAX_SDP_MEDIA = 4;
+export const MAX_SDP_AUDIO = 2;
+
+/** Throws SdpError when an SDP has more media (or audio) sections than MAX_SDP_MEDIA (MAX_SDP_AUDIO). */
+export function assertStreamCap(sdp: string): void {
+  const media = sdp.match(/^m=/gm)?.length ?? 0;
+  const audio = sdp.match(/^m=audio[ \t]/gm)?.length ?? 0;
+  if (media > MAX_SDP_MEDIA) throw new SdpError(`SDP has ${media} media sections; at most ${MAX_SDP_MEDIA}`);
+  if (audio > MAX_SDP_AUDIO) throw new SdpError(`SDP has ${audio} audio sections; at most ${MAX_SDP_AUDIO}`);
+}
+
+/**
+ * Throws SdpError unless the text is a session description with an audio stream we can relay, and at
+ * most MAX_SDP_MEDIA media sections: checked before any of it reaches rtpengine.
+ */
 export function assertUsableAudioSdp(sdp: string): void {
   if (sdp.length > 20000) throw new SdpError('SDP is too large');
   const lines = sdp.split(/\r?\n/).filter((l) => l.length > 0);
   if (lines[0] !== 'v=0') throw new SdpError('SDP does not start with v=0');
   for (const l of lines) if (!/^[a-z]=/.test(l)) throw new SdpError(`SDP line is malformed: "${l.slice(0, 40)}"`);
+  assertStreamCap(sdp);
   const audio = lines.find((l) => l.startsWith('m=audio '));
   if (!audio) throw new SdpError('SDP has no audio stream');
   const m = /^m=audio (\d+)(?:\/\d+)? (\S+)((?: \d+)+)$/.exec(audio);

@@ -12,6 +12,8 @@ const RECONNECT_MAX_DELAY_MS = 2000;
 export class SipCore {
   readonly srf = new Srf();
   private connected = false;
+  /** Where drachtio-server takes SIP (from its hello: "udp/10.0.0.5:5060,tcp/..."); empty until connected. */
+  private listening: Array<{ address: string; port: number }> = [];
 
   /** `metrics`: the connection's state and losses, and (through the Srf) every SIP request the bridge sends. */
   constructor(private readonly opts: DrachtioOptions, private readonly log: Logger, private readonly metrics?: Metrics) {
@@ -29,6 +31,7 @@ export class SipCore {
         return;
       }
       this.connected = true;
+      this.listening = sipEndpoints(hostPort);
       this.log.info({ hostPort }, 'connected to drachtio-server');
     });
     // drachtio-srf says 'close' when the connection drops (it never emits 'disconnect'), then retries.
@@ -48,6 +51,11 @@ export class SipCore {
 
   get ready(): boolean {
     return this.connected;
+  }
+
+  /** drachtio-server's SIP sockets as it last said (the bridge's own SIP ports: no transfer may target them). */
+  get sipEndpoints(): Array<{ address: string; port: number }> {
+    return this.listening;
   }
 
   /** Starts connecting (srf retries with backoff); resolves once connected or after `waitMs`. */
@@ -74,4 +82,10 @@ export class SipCore {
       // never connected: srf has no socket to close, but disconnect() has already stopped its retries
     }
   }
+}
+
+/** The addresses and ports in drachtio-server's hello ("udp/127.0.0.1:5060,tcp/[::1]:5060"). */
+export function sipEndpoints(hostPort: unknown): Array<{ address: string; port: number }> {
+  if (typeof hostPort !== 'string') return [];
+  return [...hostPort.matchAll(/(?:^|[,/])\[?([0-9A-Fa-f:.]+?)\]?:(\d{1,5})(?=$|[,;])/g)].map((m) => ({ address: m[1]!.toLowerCase(), port: Number(m[2]) }));
 }

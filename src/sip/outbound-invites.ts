@@ -3,6 +3,7 @@ import { Config } from '../config';
 import { Logger } from '../log';
 import { Metrics } from '../metrics/metrics';
 import { normalizeE164 } from '../calls/permissions';
+import { RefusalLog } from '../http/ingress-guard';
 import { DigestAuth, SourceAllowList } from './trust';
 
 export interface AcceptedInvite {
@@ -20,27 +21,39 @@ export interface AcceptedInvite {
 export class OutboundGate {
   private readonly allow: SourceAllowList;
   private readonly digest: DigestAuth | null;
+  /** Refusals are logged at most 20 per 10 s (a flood from many addresses is counted, not written out). */
+  private readonly refusals: RefusalLog;
 
-  constructor(private readonly cfg: Config['outbound'], private readonly log: Logger, private readonly metrics?: Metrics) {
+  constructor(private readonly cfg: Config['outbound'], private readonly log: Logger, private readonly metrics?: Metrics, refusals?: RefusalLog) {
     this.allow = new SourceAllowList(cfg.trustedSources);
     this.digest = cfg.auth ? new DigestAuth(cfg.auth) : null;
+    this.refusals = refusals ?? new RefusalLog(this.log);
   }
 
-  /** Answers the INVITE itself and returns null when it may not place a call; else what to dial. */
+  /**
+   * The first check on an INVITE, before it is charged to any rate limit: from a trusted address, or
+   * answered 403 here (so untrusted floods cannot use up the PBX's INVITE budget).
+   */
+  fromTrustedSource(req: Srf.SrfRequest, res: Srf.SrfResponse): boolean {
+    if (this.allow.allows(req.source_address)) return true;
+    this.refusals.warn({ source: req.source_address, agent: agentOf(req), dialled: maskedNumber(req.uri) }, 'INVITE refused: source address not trusted');
+    res.send(403, 'Forbidden', { headers: { Reason: 'SIP;cause=403;text="source not trusted"' } });
+    this.metrics?.inviteReceived('refused_untrusted');
+    return false;
+  }
+
+  /**
+   * Answers the INVITE itself and returns null when it may not place a call; else what to dial. The
+   * source has passed fromTrustedSource (and the rate limits).
+   */
   admit(req: Srf.SrfRequest, res: Srf.SrfResponse): AcceptedInvite | null {
     const source = req.source_address;
     const agent = agentOf(req);
-    if (!this.allow.allows(source)) {
-      this.log.warn({ source, agent, uri: req.uri }, 'INVITE refused: source address not trusted');
-      res.send(403, 'Forbidden', { headers: { Reason: 'SIP;cause=403;text="source not trusted"' } });
-      this.metrics?.inviteReceived('refused_untrusted');
-      return null;
-    }
     if (this.digest) {
       const verdict = this.digest.verify('INVITE', req.uri, req.get('Authorization') || undefined);
       if (verdict !== 'ok') {
         const quiet = verdict === 'missing' || verdict === 'stale';
-        if (!quiet) this.log.warn({ source, agent, uri: req.uri, verdict }, 'INVITE refused: digest credentials not accepted');
+        if (!quiet) this.refusals.warn({ source, agent, dialled: maskedNumber(req.uri), verdict }, 'INVITE refused: digest credentials not accepted');
         res.send(401, 'Unauthorized', { headers: { 'WWW-Authenticate': this.digest.challenge(verdict === 'stale') } });
         this.metrics?.inviteReceived(quiet ? 'challenged' : 'refused_auth');
         return null;
@@ -67,7 +80,7 @@ export class OutboundGate {
       return null;
     }
     if (!businessNumber) {
-      this.log.error({ source, header }, 'INVITE refused: no business number (header missing or invalid, WA_BUSINESS_NUMBER unset)');
+      this.log.error({ source, header: header ? maskedNumber(`tel:${header}`) : null }, 'INVITE refused: no business number (header missing or invalid, WA_BUSINESS_NUMBER unset)');
       res.send(503, 'Service Unavailable', { headers: { Reason: 'Q.850;cause=41;text="no business number to call from"' } });
       this.metrics?.inviteReceived('refused_no_business_number');
       return null;
@@ -102,6 +115,16 @@ export function dialledNumber(uri: string): string | null {
   } catch {
     return null; // a malformed %-escape
   }
+}
+
+/**
+ * The dialled number as a log line may show it: its last 4 digits only (`***0100`), so refusal logs
+ * do not collect the numbers people dial; null when the Request-URI names no number.
+ */
+export function maskedNumber(uri: string): string | null {
+  const digits = (dialledNumber(uri) ?? '').replace(/\D/g, '');
+  if (!digits) return null;
+  return digits.length <= 4 ? '***' : `***${digits.slice(-4)}`;
 }
 
 /**

@@ -1,7 +1,13 @@
 import assert from 'node:assert/strict';
+import Srf from 'drachtio-srf';
+import { loadConfig } from '../../src/config';
+import { Logger } from '../../src/log';
+import { assertUsableAudioSdp, MAX_SDP_MEDIA } from '../../src/media/sdp';
 import { InviteRateLimiter } from '../../src/sip/invite-limits';
-import { dialledNumber, outboundGuardWarning } from '../../src/sip/outbound-invites';
+import { dialledNumber, maskedNumber, OutboundGate, outboundGuardWarning } from '../../src/sip/outbound-invites';
 import { unsafeInviteField } from '../../src/sip/pbx-leg';
+import { parseReferTo } from '../../src/sip/refer';
+import { sipEndpoints } from '../../src/sip/drachtio';
 
 describe('INVITE rate limits', () => {
   let clock = 0;
@@ -65,5 +71,67 @@ describe('SIP input from outside', () => {
     assert.match(outboundGuardWarning({ trustedSources: ['10.0.0.0/24'], auth: null }) ?? '', /SECURITY: .*SIP_AUTH_USERNAME/);
     assert.equal(outboundGuardWarning({ trustedSources: ['10.0.0.0/24'], auth: { username: 'u', password: 'p', realm: 'r' } }), null);
     assert.equal(outboundGuardWarning({ trustedSources: [], auth: null }), null, 'no source may call out at all');
+  });
+});
+
+describe('untrusted INVITEs (issue 17: refusals logged unthrottled, with the dialled number)', () => {
+  const config = loadConfig({
+    DATABASE_URL: 'postgres://x@127.0.0.1/x', YCLOUD_API_KEY: 'k', YCLOUD_WEBHOOK_SECRET: 's', RTPENGINE_NG: '127.0.0.1:2223',
+    DRACHTIO_SECRET: 'x', PBX_TARGET: 'sip:127.0.0.1:5080', PUBLIC_IP: '127.0.0.1', ALLOW_PRIVATE_PUBLIC_IP: 'true', SIP_TRUSTED_SOURCES: '10.0.0.2',
+  });
+
+  it('masks the dialled number to its last 4 digits', () => {
+    assert.equal(maskedNumber('sip:+6281361905133@10.0.0.1'), '***5133');
+    assert.equal(maskedNumber('tel:+62%20813-6190-5133'), '***5133');
+    assert.equal(maskedNumber('sip:123@10.0.0.1'), '***');
+    assert.equal(maskedNumber('sip:10.0.0.1'), null);
+  });
+
+  it('refuses untrusted sources with 403 and logs at most 20 lines per 10 s, none with the number', () => {
+    const lines: Array<Record<string, unknown>> = [];
+    const log = { warn: (f: Record<string, unknown>) => void lines.push(f), error: () => undefined } as unknown as Logger;
+    const gate = new OutboundGate(config.outbound, log);
+    const sent: number[] = [];
+    const res = { send: (status: number) => void sent.push(status) } as unknown as Srf.SrfResponse;
+    const invite = (source: string) => ({
+      source_address: source, uri: 'sip:+6281361905133@127.0.0.1', getParsedHeader: () => ({ uri: 'sip:agent7@x' }), get: () => '',
+    }) as unknown as Srf.SrfRequest;
+    let admitted = 0;
+    for (let i = 0; i < 1000; i++) if (gate.fromTrustedSource(invite(`127.0.${1 + (i % 49)}.1`), res)) admitted++;
+    assert.equal(admitted, 0);
+    assert.equal(sent.length, 1000);
+    assert.ok(sent.every((x) => x === 403));
+    assert.equal(lines.length, 20, 'a flood from 49 addresses is 20 log lines');
+    assert.ok(!JSON.stringify(lines).includes('6281361905133'), 'no dialled number in the lines');
+    assert.equal(lines[0]!.dialled, '***5133');
+    assert.equal(gate.fromTrustedSource(invite('10.0.0.2'), res), true, 'the PBX passes');
+  });
+});
+
+describe('SDP from the PBX (issue 17: no stream cap)', () => {
+  const head = ['v=0', 'o=pbx 1 1 IN IP4 10.0.0.5', 's=-', 'c=IN IP4 10.0.0.5', 't=0 0'];
+  const sdp = (n: number, kind = 'audio') => [...head, ...Array.from({ length: n }, (_, i) => `m=${i === 0 ? 'audio' : kind} ${4000 + 2 * i} RTP/AVP 0`), ''].join('\r\n');
+
+  it('refuses more than MAX_SDP_MEDIA media sections or more than 2 audio ones, before rtpengine sees them', () => {
+    assert.doesNotThrow(() => assertUsableAudioSdp(sdp(1)));
+    assert.doesNotThrow(() => assertUsableAudioSdp(sdp(MAX_SDP_MEDIA, 'video')));
+    assert.throws(() => assertUsableAudioSdp(sdp(100)), /100 media sections; at most 4/);
+    assert.throws(() => assertUsableAudioSdp(sdp(MAX_SDP_MEDIA + 1, 'video')), /5 media sections/);
+    assert.throws(() => assertUsableAudioSdp(sdp(3)), /3 audio sections; at most 2/);
+  });
+});
+
+describe('Refer-To and drachtio-server\'s hello', () => {
+  it('parses the target\'s parts and refuses what would break or redirect the new INVITE', () => {
+    const t = parseReferTo('<sips:200@PBX.example.com:5071;transport=tls>');
+    assert.deepEqual(t && { scheme: t.scheme, host: t.host, port: t.port, params: t.params }, { scheme: 'sips', host: 'pbx.example.com', port: 5071, params: ';transport=tls' });
+    for (const bad of ['<sip:%E0%A4%A@10.0.0.5>', '<sip:a%0D%0AVia:x@10.0.0.5>', '<sip:200@10.0.0.5:99999>', '<sip:200@10.0.0.5:5060x>', '<sip:200@[::1]>']) {
+      assert.equal(parseReferTo(bad), null, bad);
+    }
+  });
+
+  it('reads drachtio-server\'s SIP sockets from its hello', () => {
+    assert.deepEqual(sipEndpoints('udp/127.0.0.1:5060,tcp/127.0.0.1:5061'), [{ address: '127.0.0.1', port: 5060 }, { address: '127.0.0.1', port: 5061 }]);
+    assert.deepEqual(sipEndpoints(undefined), []);
   });
 });

@@ -1,5 +1,6 @@
 import { TextDecoder } from 'node:util';
 import { z } from 'zod';
+import { MAX_SDP_AUDIO, MAX_SDP_MEDIA } from '../../media/sdp';
 
 /**
  * Webhook payloads from the YCloud reference, validated before anything acts on them. Every field is
@@ -10,9 +11,8 @@ const e164 = z.string().regex(/^\+?[1-9]\d{5,15}$/, 'not an E.164 number');
 
 /** The longest SDP accepted: a WhatsApp offer or answer is 1-3 KiB. */
 export const MAX_SDP_CHARS = 16 * 1024;
-/** m= sections in a connect SDP: WhatsApp sends one audio section; room for a data or video one. */
-export const MAX_SDP_MEDIA = 4;
-export const MAX_SDP_AUDIO = 2;
+/** m= sections in a connect SDP: WhatsApp sends one audio section; room for a data or video one (the PBX's SDP has the same cap). */
+export { MAX_SDP_AUDIO, MAX_SDP_MEDIA };
 /** Nesting of the whole event: a real one is 4 deep (an interactive inbound message). */
 export const MAX_DEPTH = 16;
 /** Any string in the event (the SDP has its own, equal bound), and any object key. */
