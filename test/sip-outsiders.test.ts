@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { CallRecord } from '../src/cdr/models';
 import { startStack, TestStack } from './harness/bridge';
 import { cannedWaUser } from './harness/canned-offer';
-import { FakeRtpengine } from './harness/fake-rtpengine';
+import { NgTap } from './harness/ng-tap';
 import { infra } from './harness/infra';
 import { grantPermanentPermission } from './harness/permissions';
 import { header, pbxSdp, RawSip, SipMessage, token } from './harness/raw-sip';
@@ -26,20 +26,20 @@ class LogLines {
 interface SeenDialog { callId: string; pbxSide: string; bridgeSide: string; bridgeUri: string; cseq: number }
 
 /** Media sections of every SDP rtpengine was given (the cap: none above 4). */
-function mostStreams(rtp: FakeRtpengine): number {
+function mostStreams(rtp: NgTap): number {
   return Math.max(0, ...rtp.seen.map((s) => s.sdp?.match(/^m=/gm)?.length ?? 0));
 }
 
 /**
  * Issue 17's SIP findings, attacked over raw UDP from other loopback addresses: an outsider acting in
  * a live call (BYE, re-INVITE, REFER), untrusted INVITE floods against the PBX's budget, and PBX SDP
- * with 100 media sections. The media side is a stand-in for rtpengine's control protocol that records
- * every command (these tests are about signalling, and about what never reaches rtpengine).
+ * with 100 media sections. The bridge reaches the real rtpengine through a tap that records every ng
+ * command (test/harness/ng-tap.ts), so a test can tell what never reached rtpengine.
  */
 describe('SIP attacks from outsiders and hostile SDP (issue 17)', function () {
   this.timeout(60000);
   let stack: TestStack | null = null;
-  let rtp: FakeRtpengine | null = null;
+  let rtp: NgTap | null = null;
   let timeline: Timeline | null = null;
   let sockets: RawSip[] = [];
 
@@ -63,8 +63,8 @@ describe('SIP attacks from outsiders and hostile SDP (issue 17)', function () {
     return s;
   }
 
-  async function bridge(env: Record<string, string>, logStream?: LogLines): Promise<{ s: TestStack; rtp: FakeRtpengine }> {
-    rtp = new FakeRtpengine();
+  async function bridge(env: Record<string, string>, logStream?: LogLines): Promise<{ s: TestStack; rtp: NgTap }> {
+    rtp = new NgTap(infra.rtpengineNg!);
     const ng = await rtp.start();
     stack = await startStack({ RTPENGINE_NG: `${ng.host}:${ng.port}`, RTPENGINE_DTMF_LOG: '', ...env }, logStream ? { logStream } : {});
     timeline = new Timeline(stack.bridge.cdr);
