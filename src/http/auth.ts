@@ -68,7 +68,7 @@ export function apiAuth(o: ApiAuthOptions): Middleware {
   return async (ctx: Context, next: Next) => {
     if (!isApiPath(ctx.path) || isPublicRoute(ctx.method, ctx.path)) return next();
     if (!admin && reporting.length === 0) return refuse(ctx, 404, 'admin API disabled: set ADMIN_API_TOKEN');
-    const given = /^Bearer +(\S+) *$/i.exec(ctx.get('Authorization'))?.[1];
+    const given = bearerToken(ctx);
     const role = given ? tokenRole(given, admin, reporting) : null;
     if (!role) {
       refusals.warn({ ip: ctx.ip, method: ctx.method, path: ctx.path, reason: given ? 'bad token' : 'no token' }, 'API request refused');
@@ -88,9 +88,14 @@ export function apiAuth(o: ApiAuthOptions): Middleware {
 export function adminBearer(adminToken: string | null): (ctx: Context) => boolean {
   const admin = adminToken ? tokenDigest(adminToken) : null;
   return (ctx) => {
-    const given = /^Bearer +(\S+) *$/i.exec(ctx.get('Authorization'))?.[1];
+    const given = bearerToken(ctx);
     return Boolean(admin && given && tokenRole(given, admin, []) === 'admin');
   };
+}
+
+/** The token of the request's `Authorization: Bearer <token>` header; undefined without one. */
+export function bearerToken(ctx: Context): string | undefined {
+  return /^Bearer +(\S+) *$/i.exec(ctx.get('Authorization'))?.[1];
 }
 
 /** The role the guard gave this request (undefined when the guard did not run). */

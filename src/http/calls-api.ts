@@ -9,7 +9,7 @@ import { CALL_COLUMNS, REPORTING_COLUMNS, withoutRecordingPath } from '../report
 import { ActiveExports, PagedCsvStream } from '../reports/export-stream';
 import { CallFilter, checkParams, ListRequest, parseCallId, parseListQuery, parseSummaryQuery, ReportInputError } from '../reports/filters';
 import { ReportStore } from '../reports/store';
-import { roleOf, tokenDigest } from './auth';
+import { bearerToken, roleOf, tokenDigest } from './auth';
 import { RefusalLog } from './ingress-guard';
 
 export interface CallsApiDeps {
@@ -65,7 +65,7 @@ export function callsApiRoutes(d: CallsApiDeps): Router {
 
   /** Admission for one request, keyed by its token's digest (the guard in auth.ts has checked the token). */
   const admit = async (ctx: Context, next: Next) => {
-    const bearer = /^Bearer +(\S+) *$/i.exec(ctx.get('Authorization'))?.[1] ?? '';
+    const bearer = bearerToken(ctx) ?? '';
     const place = d.admission.admit(tokenDigest(bearer).toString('hex'));
     if (!place.ok) {
       refusals.warn({ ip: ctx.ip, path: ctx.path, role: roleOf(ctx), limit: place.limit, max: place.max }, 'reporting request refused: too many at once (429)');

@@ -5,6 +5,7 @@ import { Context, Middleware, Next } from 'koa';
 import { Logger } from '../log';
 import { WebhookResult } from '../metrics/metrics';
 import { checkSignatureHeader } from '../providers/ycloud/signature';
+import { KeyCounts } from '../util/key-counts';
 import { BodyAbortedError, BodyEvictedError, BodyTimeoutError, BodyTooLargeError, BodyTooSlowError, readRawBody } from './raw-body';
 
 /**
@@ -75,7 +76,7 @@ interface SlotRead extends BodyRead { readonly abort: AbortController }
  */
 export class ReadSlots {
   private readonly reads = new Set<SlotRead>();
-  private readonly openPerClient = new Map<string, number>();
+  private readonly openPerClient = new KeyCounts();
   private openCount = 0;
   private verifiedCount = 0;
   /** Reads ended to make way for a newcomer, since start (tests print it). */
@@ -92,7 +93,7 @@ export class ReadSlots {
       this.evict([...this.reads].filter((r) => r.pool === 'verified'), 'total');
       pool = 'verified';
     } else {
-      if ((this.openPerClient.get(client) ?? 0) >= this.maxPerClient) {
+      if (this.openPerClient.get(client) >= this.maxPerClient) {
         this.evict([...this.reads].filter((r) => r.pool === 'open' && r.client === client), 'client');
       }
       if (this.openCount >= this.maxOpen) this.evict([...this.reads].filter((r) => r.pool === 'open'), 'total');
@@ -139,7 +140,7 @@ export class ReadSlots {
     if (read.pool === 'verified') this.verifiedCount++;
     else {
       this.openCount++;
-      this.openPerClient.set(read.client, (this.openPerClient.get(read.client) ?? 0) + 1);
+      this.openPerClient.add(read.client);
     }
   }
 
@@ -148,9 +149,7 @@ export class ReadSlots {
     if (read.pool === 'verified') this.verifiedCount--;
     else {
       this.openCount--;
-      const n = (this.openPerClient.get(read.client) ?? 1) - 1;
-      if (n > 0) this.openPerClient.set(read.client, n);
-      else this.openPerClient.delete(read.client);
+      this.openPerClient.remove(read.client);
     }
   }
 }

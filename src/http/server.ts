@@ -5,6 +5,7 @@ import Router from '@koa/router';
 import { Logger } from '../log';
 import { plainAddress, queryTextGuard, RefusalLog } from './ingress-guard';
 import { openApiRoutes } from './openapi';
+import { KeyCounts } from '../util/key-counts';
 
 /**
  * What /readyz reports: ok, each dependency's check by name (true/false, for anyone), and the details
@@ -112,21 +113,17 @@ export function listen(app: Koa, port: number, host?: string, opts: ListenOption
  * the others. Holds one counter per address with a connection open.
  */
 export function capPerClient(server: http.Server, max: number, log?: Logger): void {
-  const open = new Map<string, number>();
+  const open = new KeyCounts();
   const refusals = log ? new RefusalLog(log) : null;
   server.on('connection', (socket: net.Socket) => {
     const addr = plainAddress(socket.remoteAddress ?? '');
-    const n = open.get(addr) ?? 0;
+    const n = open.get(addr);
     if (n >= max) {
       refusals?.warn({ ip: addr, open: n }, 'HTTP connection refused: too many open from this address');
       socket.destroy();
       return;
     }
-    open.set(addr, n + 1);
-    socket.once('close', () => {
-      const left = (open.get(addr) ?? 1) - 1;
-      if (left > 0) open.set(addr, left);
-      else open.delete(addr);
-    });
+    open.add(addr);
+    socket.once('close', () => open.remove(addr));
   });
 }

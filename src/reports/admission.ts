@@ -1,3 +1,5 @@
+import { KeyCounts } from '../util/key-counts';
+
 /**
  * How many reporting requests run at once, per bearer token and in all. A request beyond either limit
  * is refused at once (429 + Retry-After), never queued: a reporting tool that opens many requests in
@@ -18,7 +20,7 @@ export interface Refused { ok: false; limit: 'per_token' | 'total'; inUse: numbe
 
 export class ReportAdmission {
   private total = 0;
-  private readonly perKey = new Map<string, number>();
+  private readonly perKey = new KeyCounts();
   /** Refusals since start, by limit (for the log and tests). */
   readonly refused = { per_token: 0, total: 0 };
 
@@ -26,12 +28,12 @@ export class ReportAdmission {
 
   /** Requests in progress: in all, or for one key. */
   inUse(key?: string): number {
-    return key === undefined ? this.total : this.perKey.get(key) ?? 0;
+    return key === undefined ? this.total : this.perKey.get(key);
   }
 
   /** Takes a place for `key` (a token's digest) when both limits allow it. */
   admit(key: string): Admitted | Refused {
-    const mine = this.perKey.get(key) ?? 0;
+    const mine = this.perKey.get(key);
     if (mine >= this.limits.perToken) {
       this.refused.per_token++;
       return { ok: false, limit: 'per_token', inUse: mine, max: this.limits.perToken };
@@ -41,7 +43,7 @@ export class ReportAdmission {
       return { ok: false, limit: 'total', inUse: this.total, max: this.limits.total };
     }
     this.total++;
-    this.perKey.set(key, mine + 1);
+    this.perKey.add(key);
     let released = false;
     return {
       ok: true,
@@ -49,9 +51,7 @@ export class ReportAdmission {
         if (released) return;
         released = true;
         this.total--;
-        const left = (this.perKey.get(key) ?? 1) - 1;
-        if (left > 0) this.perKey.set(key, left);
-        else this.perKey.delete(key);
+        this.perKey.remove(key);
       },
     };
   }
