@@ -2,14 +2,15 @@ import crypto from 'node:crypto';
 import dgram from 'node:dgram';
 import { EventEmitter } from 'node:events';
 import { AddressInfo } from 'node:net';
+import { parseSipMessage } from '../../src/sandbox/demo-agent/sip-message';
 
-/** A SIP message as read off the wire: start line, headers (names lower case, in order), body. */
+/** A SIP message as read off the wire (src/sandbox/demo-agent/sip-message.ts parses it), with its sender. */
 export interface SipMessage {
-  first: string;
   /** A request's method, or null for a response. */
   method: string | null;
   /** A response's status, or null for a request. */
   status: number | null;
+  /** Names lower case (compact forms expanded), in order. */
   headers: Array<[string, string]>;
   body: string;
   from: { address: string; port: number };
@@ -22,18 +23,15 @@ export function header(m: SipMessage, name: string): string {
 }
 
 export function parseSip(buf: Buffer, from: { address: string; port: number }): SipMessage | null {
-  const text = buf.toString('utf8');
-  const split = text.indexOf('\r\n\r\n');
-  if (split < 0) return null;
-  const [first, ...lines] = text.slice(0, split).split('\r\n');
-  if (!first) return null;
-  const headers: Array<[string, string]> = [];
-  for (const l of lines) {
-    const colon = l.indexOf(':');
-    if (colon > 0) headers.push([l.slice(0, colon).trim().toLowerCase(), l.slice(colon + 1).trim()]);
-  }
-  const status = /^SIP\/2\.0 (\d{3})/.exec(first);
-  return { first, method: status ? null : first.split(' ')[0]!, status: status ? Number(status[1]) : null, headers, body: text.slice(split + 4), from };
+  const m = parseSipMessage(buf);
+  if (!m) return null;
+  return {
+    method: m.kind === 'request' ? m.method : null,
+    status: m.kind === 'response' ? m.status : null,
+    headers: m.headers.map((h): [string, string] => [h.name, h.value]),
+    body: m.body,
+    from,
+  };
 }
 
 /** A tag or branch value. */
