@@ -112,6 +112,8 @@ describe('real phones: digits and hold', function () {
     const { s, wacid } = await callBaresip({ PBX_DTMF_MODE: 'info' });
     await user!.sendDigits('159#', 120, 80);
     assert.equal(await phone!.waitDigits(4, 10000), '159#');
+    // The SIP trace (stdout) can trail the digit events (ctrl_tcp): await the last INFO in it.
+    await phone!.waitSip((m) => m.dir === 'in' && m.status === null && m.method === 'INFO' && /Signal=#/.test(m.body), { what: 'the INFO for #' });
     const infos = phone!.sipRequests('INFO', 'in');
     assert.equal(infos.length, 4);
     assert.deepEqual(infos.map((m) => /Signal=(.)/.exec(m.body)?.[1]).join(''), '159#');

@@ -118,13 +118,15 @@ describe('Baresip test phone (real baresip on loopback)', function () {
     const [estA, estB] = await Promise.all([a.whenEstablished(), b.whenEstablished()]);
     assert.equal(estA.id, estB.id, 'one call, one id (the Call-ID) on both sides');
 
-    // The offer: loopback media, PCMU then PCMA, telephone-event.
-    const invite = b.sipRequests('INVITE', 'in')[0]!;
+    // The offer: loopback media, PCMU then PCMA, telephone-event. baresip's SIP trace (stdout) and its
+    // events (ctrl_tcp) are two streams, so the trace is awaited, not read as it happens to be.
+    const invite = await b.waitSip((m) => m.dir === 'in' && m.status === null && m.method === 'INVITE', { what: 'the INVITE at B' });
     assert.match(invite.body, /^c=IN IP4 127\.0\.0\.1\r$/m);
     assert.match(invite.body, /^m=audio \d+ RTP\/AVP 0 8 101\r$/m);
     assert.match(invite.body, /^a=rtpmap:101 telephone-event\/8000\r$/m);
     assert.equal(sdpDirection(invite.body), 'sendrecv');
-    assert.equal(a.sip.find((m) => m.status === 200 && m.method === 'INVITE')?.dir, 'in');
+    const ok = await a.waitSip((m) => m.status === 200 && m.method === 'INVITE', { what: "B's 200 at A" });
+    assert.equal(ok.dir, 'in');
 
     await a.sendDigits('159#');
     assert.equal(await b.waitDigits(4), '159#');
@@ -146,6 +148,8 @@ describe('Baresip test phone (real baresip on loopback)', function () {
     const [closedA, closedB] = await Promise.all([a.whenClosed(), b.whenClosed()]);
     assert.match(closedB.param ?? '', /reset by peer/i);
     assert.match(closedA.param ?? '', /reset by user/i);
+    await a.waitSip((m) => m.dir === 'out' && m.status === null && m.method === 'BYE', { what: 'the BYE from A' });
+    await b.waitSip((m) => m.dir === 'in' && m.status === null && m.method === 'BYE', { what: 'the BYE at B' });
     assert.equal(a.sipRequests('BYE', 'out').length, 1);
     assert.equal(b.sipRequests('BYE', 'in').length, 1);
 
@@ -171,6 +175,7 @@ describe('Baresip test phone (real baresip on loopback)', function () {
     await b.whenIncoming();
     await a.hangup(); // while it rings: CANCEL
     await Promise.all([a.whenClosed(), b.whenClosed()]);
+    await a.waitSip((m) => m.dir === 'out' && m.status === null && m.method === 'CANCEL', { what: 'the CANCEL from A' });
     assert.equal(a.sipRequests('CANCEL', 'out').length, 1);
     assert.equal(a.events.filter((e) => e.type === 'CALL_ESTABLISHED').length, 1);
   });
@@ -211,6 +216,7 @@ describe('Baresip test phone (real baresip on loopback)', function () {
     assert.equal(await b.waitDigits(4), '159#');
     await b.whenClosed();
     assert.equal(await sipp.done, 0, sipp.proc.output.slice(-1500));
+    await b.waitSip((m) => m.dir === 'out' && m.method === 'BYE' && m.status === 200, { what: "B's 200 to the BYE" });
     const infos = b.sipRequests('INFO', 'in');
     assert.equal(infos.length, 4);
     for (const i of infos) assert.equal(i.headers['content-type']?.[0], 'application/dtmf-relay');
