@@ -1,19 +1,20 @@
-import { EventEmitter } from 'node:events';
 import http from 'node:http';
 import { AddressInfo } from 'node:net';
 import { Config } from './config';
-import { performance } from 'node:perf_hooks';
-import Srf from 'drachtio-srf';
 import Router from '@koa/router';
-import { CallDispatcher } from './calls/dispatcher';
-import { OutboundCall } from './calls/outbound-call';
+import { AgentCalls } from './calls/agent-calls';
+import { CallDeps } from './calls/call-deps';
 import { PermissionStore } from './calls/permissions';
+import { WhatsAppProvider } from './calls/provider-port';
+import { CallRegistry } from './calls/registry';
+import { CallRouter } from './calls/router';
 import { OutboundGate, outboundGuardWarning } from './sip/outbound-invites';
 import { InviteRateLimiter } from './sip/invite-limits';
-import { Marks } from './calls/marks';
+import { Marks } from './metrics/marks';
+import { BridgeObserver } from './observer';
 import { connectDatabase, connectReportingDatabase } from './cdr/db';
 import { CdrStore } from './cdr/store';
-import { createHttpApp, listen, ReadinessReport } from './http/server';
+import { createHttpApp, listen, ReadinessReport, routeTable } from './http/server';
 import { webhookRoutes } from './http/webhooks';
 import { IngressGuard, RefusalLog } from './http/ingress-guard';
 import { WebhookQuarantine } from './cdr/quarantine';
@@ -28,9 +29,9 @@ import { Logger } from './log';
 import { Recorder } from './recording/recorder';
 import { RtpEngine } from './media/rtpengine';
 import { YCloudClient } from './providers/ycloud/client';
+import { YCloudWebhooks } from './providers/ycloud/webhook-source';
 import { SipCore } from './sip/drachtio';
-import { sipPolicyFor } from './sip/sip-policy';
-import { SipPolicy } from './calls/bridged-call';
+import { SipPolicy, sipPolicyFor } from './sip/sip-policy';
 import { answerOptions, PbxTargetMonitor } from './sip/options';
 import { writeSilenceWav } from './media/wav';
 import { DtmfLogListener } from './media/dtmf-log';
@@ -45,9 +46,6 @@ import { NodeRegistry } from './cluster/nodes';
 import { OrphanRecovery } from './cluster/recovery';
 import { QueryTypes, Sequelize } from 'sequelize';
 
-/** Retry-After (s) on the 503 that refuses an INVITE while MAX_CALLS_IN_PROGRESS calls are up. */
-const CAPACITY_RETRY_AFTER_S = 10;
-
 /** What a caller adds to the bridge: the sandbox mounts its phone page and the simulator's controls. */
 export interface BridgeExtras {
   /** Routers served after the bridge's own (the sandbox's /sandbox), made when the HTTP side starts. */
@@ -61,8 +59,8 @@ export class Bridge {
   readonly metrics = new Metrics();
   /** Turns the marks into wasb_call_setup_seconds. */
   private readonly setupSteps: SetupSteps;
-  /** 'processed' (eventId) after each webhook event has been acted on. */
-  readonly webhookEvents = new EventEmitter();
+  /** What happens in the bridge, for watchers (the sandbox, tests): calls ended, events processed, recordings made. */
+  readonly observer = new BridgeObserver();
   readonly cdr: CdrStore;
   /**
    * The reporting API's own Postgres pool (REPORTING_DB_POOL_MAX): reports and CSV exports never take
@@ -75,31 +73,33 @@ export class Bridge {
   readonly reportExports = new ActiveExports();
   readonly sip: SipCore;
   readonly rtp: RtpEngine;
-  readonly ycloud: YCloudClient;
-  readonly calls: CallDispatcher;
+  /** The WhatsApp side (YCloud's API): the actions the calls take. */
+  readonly provider: WhatsAppProvider;
+  /** YCloud's webhooks: their signature and event shapes. */
+  private readonly webhookSource: YCloudWebhooks;
+  /** The calls in progress on this node. */
+  readonly calls: CallRegistry;
+  /** Call events to their calls (a WhatsApp user's call starts there). */
+  private readonly router: CallRouter;
+  /** Agents' INVITEs to their calls (an agent's call starts there). */
+  private readonly agentCalls: AgentCalls;
   /** Webhook events from their durable write to their call, at least once (replayed after a crash). */
   readonly events: EventPipeline;
-  /** Settles once the events this node's previous run left unprocessed have been acted on (start-up does not wait). */
-  replayed: Promise<void> = Promise.resolve();
   /** Messages between nodes (Postgres LISTEN/NOTIFY). */
   readonly bus: ClusterBus;
   /** This node's heartbeat, and the detection of dead nodes whose calls it then ends. */
   readonly nodes: NodeRegistry;
   readonly recovery: OrphanRecovery;
   readonly permissions: PermissionStore;
-  private readonly gate: OutboundGate;
   /** Who may act in calls' PBX dialogs, and where transfers may go. */
   private readonly sipPolicy: SipPolicy;
-  /** INVITE rate limits per source and overall (SIP_INVITE_RATE*, SIP_INVITE_BURST*). */
-  private readonly inviteRate: InviteRateLimiter;
-  private inviteRateWarned = 0;
   readonly targets: PbxTargetMonitor;
   readonly plan: MediaPlan;
   /** RECORDING=all: turns each call's rtpengine recording into its audio file; null otherwise. */
   readonly recorder: Recorder | null;
   private server: http.Server | null = null;
-  /** The Koa app once started (test/openapi.test.ts walks its routers against the OpenAPI document). */
-  httpApp: ReturnType<typeof createHttpApp> | null = null;
+  /** What the HTTP side serves once started ("METHOD /path"), e.g. to check it against the OpenAPI document. */
+  httpRoutes: string[] = [];
   /** The webhook endpoint's door: signature header, size, time and concurrency limits on body reads. */
   readonly webhookIngress: IngressGuard;
   /** Signed webhook events refused as never valid, kept as sent. */
@@ -119,101 +119,64 @@ export class Bridge {
     this.rtp = new RtpEngine(config.rtpengine.ng, config.rtpengine.timeoutMs, log, this.metrics);
     this.plan = new MediaPlan({ interfaces: config.rtpengine.interfaces, pbxCodecs: config.pbx.codecs, pbxSrtp: config.pbx.srtp, codecPolicy: config.media.codecPolicy });
     this.recorder = config.recording.enabled ? new Recorder(config.recording, this.rtp, this.cdr, log) : null;
-    this.ycloud = new YCloudClient({ baseUrl: config.ycloud.apiBaseUrl, apiKey: config.ycloud.apiKey, timeoutMs: config.ycloud.timeoutMs }, this.metrics);
-    this.permissions = new PermissionStore(this.cdr.sequelize, this.ycloud, log, this.metrics);
+    this.recorder?.on('finished', (callId: string, file: string) => this.observer.tell('recording-finished', callId, file));
+    this.provider = new YCloudClient({ baseUrl: config.ycloud.apiBaseUrl, apiKey: config.ycloud.apiKey, timeoutMs: config.ycloud.timeoutMs }, this.metrics);
+    this.webhookSource = new YCloudWebhooks(config.ycloud.webhookSecret, config.ycloud.webhookToleranceSeconds);
+    this.permissions = new PermissionStore(this.cdr.sequelize, this.provider, log, this.metrics);
     this.targets = new PbxTargetMonitor(this.sip.srf, config.pbx.targets, {
       intervalMs: config.pbx.optionsPingMs, timeoutMs: config.pbx.responseTimeoutMs, canPing: () => this.sip.ready,
     }, log);
     // SIP refusals (untrusted INVITEs, outsiders' requests in calls) are logged at most 20 per 10 s.
     const sipRefusals = new RefusalLog(log);
     this.sipPolicy = sipPolicyFor(config, this.sip, () => this.httpPort, sipRefusals);
-    this.calls = new CallDispatcher(
-      {
-        config, ycloud: this.ycloud, rtp: this.rtp, plan: this.plan, srf: this.sip.srf, cdr: this.cdr, log, marks: this.marks, metrics: this.metrics,
-        recorder: this.recorder, sipPolicy: this.sipPolicy, canDial: () => this.sip.ready, targets: () => this.targets.ordered(),
-      },
-      this.cdr,
-      this.permissions,
-      log,
-    );
-    this.events = new EventPipeline({ cdr: this.cdr, nodeId: config.nodeId, log, handle: (e, ctx) => this.calls.handle(e, ctx) });
-    this.events.on('processed', (id, type, ok) => {
-      this.metrics.webhookEvent(type, ok ? 'processed' : 'error');
-      this.webhookEvents.emit('processed', id);
+    const callDeps: CallDeps = {
+      config, provider: this.provider, rtp: this.rtp, plan: this.plan, srf: this.sip.srf, cdr: this.cdr, log, marks: this.marks, metrics: this.metrics,
+      recorder: this.recorder, sipPolicy: this.sipPolicy, permissions: this.permissions, canDial: () => this.sip.ready, targets: () => this.targets.ordered(),
+    };
+    this.calls = new CallRegistry();
+    this.calls.on('call-ended', (key, id) => this.observer.tell('call-ended', key, id));
+    this.router = new CallRouter({ calls: this.calls, callDeps, cdr: this.cdr, permissions: this.permissions, metrics: this.metrics, log });
+    this.agentCalls = new AgentCalls({
+      config, calls: this.calls, callDeps, gate: new OutboundGate(config.outbound, log, this.metrics, sipRefusals),
+      rate: new InviteRateLimiter(config.outbound.limits), metrics: this.metrics, log,
+    });
+    this.events = new EventPipeline({
+      cdr: this.cdr, nodeId: config.nodeId, log, handle: (e, ctx) => this.router.handle(e, ctx), decode: (payload) => this.webhookSource.decodeStored(payload),
+    });
+    this.events.on('processed', (id, type, ok, actedOn) => {
+      if (actedOn) this.metrics.webhookEvent(type, ok ? 'processed' : 'error');
+      this.observer.tell('event-processed', id, type, ok);
     });
     this.bus = new ClusterBus(config.databaseUrl, config.nodeId,
       (channel, payload) => this.cdr.sequelize.query('SELECT pg_notify(:channel, :payload)', { replacements: { channel, payload }, type: QueryTypes.SELECT }),
       config.database.timeoutMs, log);
     this.bus.on('message', (m) => this.onClusterMessage(m));
-    const tell = (m: ClusterMessage) => void this.bus.send(m).catch((err: unknown) => log.warn({ err: (err as Error).message }, 'could not notify the other nodes'));
-    this.calls.on('unplaced', (eventId, wacid) => tell({ kind: 'event', from: config.nodeId, eventId, wacid }));
-    this.calls.on('claimed', (wacid) => tell({ kind: 'claimed', from: config.nodeId, wacid }));
+    const tell = (m: ClusterMessage) => void this.bus.send(m).catch((err: unknown) => log.warn({ err }, 'could not notify the other nodes'));
+    this.router.on('unplaced', (eventId, wacid) => tell({ kind: 'event', from: config.nodeId, eventId, wacid }));
+    this.router.on('claimed', (wacid) => tell({ kind: 'claimed', from: config.nodeId, wacid }));
     this.recovery = new OrphanRecovery({
-      cdr: this.cdr, ycloud: this.ycloud, rtp: this.rtp, srf: this.sip.srf, canSip: () => this.sip.ready, nodeId: config.nodeId,
+      cdr: this.cdr, provider: this.provider, rtp: this.rtp, srf: this.sip.srf, canSip: () => this.sip.ready, nodeId: config.nodeId,
       sipTimeoutMs: config.pbx.requestTimeoutMs, log,
     });
     this.nodes = new NodeRegistry(this.cdr.sequelize, { nodeId: config.nodeId, ...config.cluster }, log, (dead) => this.takeOver(dead).then(() => undefined));
-    this.gate = new OutboundGate(config.outbound, log, this.metrics, sipRefusals);
-    this.webhookIngress = new IngressGuard({ ...config.ycloud.webhookLimits, toleranceSeconds: config.ycloud.webhookToleranceSeconds });
+    this.webhookIngress = new IngressGuard(config.ycloud.webhookLimits);
+    this.webhookIngress.on('reading', (n: number) => this.observer.tell('webhook-reads', n));
     this.webhookQuarantine = new WebhookQuarantine(this.cdr.sequelize);
     this.retention = new RetentionSweeper(this.cdr.sequelize, config.retention, log);
-    this.inviteRate = new InviteRateLimiter(config.outbound.limits);
     this.metrics.trackCallsInProgress(() => this.calls.activeByDirection);
     this.setupSteps = new SetupSteps(this.marks, this.metrics);
-    this.calls.on('call-ended', (key: string) => this.setupSteps.drop(key));
-    this.sip.srf.invite((req, res) => this.onInvite(req, res));
+    this.calls.on('call-ended', (key) => this.setupSteps.drop(key));
+    this.sip.srf.invite((req, res) => this.agentCalls.onInvite(req, res));
     answerOptions(this.sip.srf, () => this.calls.accepts);
     this.dtmfLog = config.rtpengine.dtmfLog ? new DtmfLogListener(log) : null;
     this.dtmfLog?.on('digit', (ev) => this.calls.digit(ev));
   }
 
-  /** An agent dials a WhatsApp user through the PBX. */
-  private onInvite(req: Srf.SrfRequest, res: Srf.SrfResponse): void {
-    const t = performance.now();
-    // Untrusted sources are refused first: only what may place calls is charged to the rate limits.
-    if (!this.gate.fromTrustedSource(req, res)) return;
-    // A flood is answered before any other work, so calls in progress and other sources carry on.
-    const rate = this.inviteRate.take(req.source_address);
-    if (!rate.ok) {
-      res.send(503, 'Service Unavailable', { headers: { 'Retry-After': String(rate.retryAfterS), Reason: `SIP;cause=503;text="INVITE rate limit (${rate.limit})"` } });
-      this.metrics.inviteReceived('refused_rate_limited');
-      if (this.inviteRateWarned + 10_000 < Date.now()) {
-        this.inviteRateWarned = Date.now();
-        this.log.warn({ source: req.source_address, limit: rate.limit }, 'INVITEs over the rate limit are refused with 503 (logged at most every 10 s)');
-      }
-      return;
-    }
-    if (this.calls.active >= this.config.outbound.limits.maxCallsInProgress) {
-      res.send(503, 'Service Unavailable', { headers: { 'Retry-After': String(CAPACITY_RETRY_AFTER_S), Reason: 'SIP;cause=503;text="calls in progress at the limit"' } });
-      this.metrics.inviteReceived('refused_capacity');
-      return;
-    }
-    if (!this.calls.accepts) {
-      // Draining: the PBX tries another bridge now and this one again after Retry-After.
-      res.send(503, 'Service Unavailable', { headers: { 'Retry-After': String(this.config.shutdown.retryAfterS) } });
-      this.metrics.inviteReceived('refused_draining');
-      return;
-    }
-    const admitted = this.gate.admit(req, res);
-    if (!admitted) return;
-    const call = new OutboundCall(
-      {
-        config: this.config, ycloud: this.ycloud, rtp: this.rtp, plan: this.plan, srf: this.sip.srf, cdr: this.cdr, permissions: this.permissions,
-        recorder: this.recorder, sipPolicy: this.sipPolicy,
-        log: this.log, marks: this.marks, metrics: this.metrics, bind: (wacid, c) => this.calls.bindOutbound(wacid, c),
-      },
-      req, res, admitted,
-    );
-    this.marks.mark(call.id, 'invite_received', t);
-    this.calls.trackOutbound(call);
-    void call.run();
-  }
-
   /** Another node's message: process an event whose call is here, or send on what waits here for its call. */
   private onClusterMessage(m: ClusterMessage): void {
-    const fail = (err: unknown) => this.log.error({ err: (err as Error).message, from: m.from }, 'cluster message not handled');
-    if (m.kind === 'claimed') return this.calls.releaseBuffered(m.wacid);
-    void this.events.processStored(m.eventId, (e) => this.calls.owns(e)).catch(fail);
+    const fail = (err: unknown) => this.log.error({ err, from: m.from }, 'cluster message not handled');
+    if (m.kind === 'claimed') return this.router.releaseEarly(m.wacid);
+    void this.events.processStored(m.eventId, (e) => this.router.owns(e)).catch(fail);
   }
 
   /**
@@ -249,13 +212,11 @@ export class Bridge {
     await this.bus.start();
     await this.nodes.start();
     // What a previous run of this node left behind: its open calls ended, its stored events replayed.
-    this.replayed = (await this.takeOver(this.config.nodeId)).replayed;
+    void (await this.takeOver(this.config.nodeId)).replayed.then(() => this.observer.tell('replay-done'));
     this.retention.start();
     const app = createHttpApp(
       [metricsRoutes({ metrics: this.metrics, token: this.config.metrics.token, log: this.log }), webhookRoutes({
-        secret: this.config.ycloud.webhookSecret,
-        toleranceSeconds: this.config.ycloud.webhookToleranceSeconds,
-        cdr: this.cdr,
+        source: this.webhookSource,
         log: this.log,
         marks: this.marks,
         ingest: (e) => this.events.ingest(e),
@@ -270,7 +231,7 @@ export class Bridge {
         wabaId: this.config.admin.wabaId,
         defaultBusinessNumber: this.config.outbound.defaultBusinessNumber,
         permissions: this.permissions,
-        ycloud: this.ycloud,
+        provider: this.provider,
         log: this.log,
       }), callsApiRoutes({
         reports: new ReportStore(this.reportingDb, this.config.reporting.statementTimeoutMs),
@@ -286,7 +247,8 @@ export class Bridge {
       this.log,
       { trustProxy: this.config.trustProxy, mayReadDetails: adminBearer(this.config.admin.token) },
     );
-    this.httpApp = app;
+    this.httpRoutes = routeTable(app);
+    this.log.debug({ routes: this.httpRoutes }, 'HTTP routes');
     this.server = await listen(app, this.config.httpPort, this.config.httpHost, {
       maxConnections: this.config.httpMaxConnections, maxConnectionsPerClient: this.config.httpMaxConnectionsPerClient, log: this.log,
     });
@@ -319,7 +281,7 @@ export class Bridge {
         return;
       } catch (err) {
         if (Date.now() >= deadline) throw new Error(`Postgres unreachable: ${(err as Error).message}`);
-        this.log.warn({ err: (err as Error).message, attempt }, 'Postgres not reachable yet; retrying');
+        this.log.warn({ err, attempt }, 'Postgres not reachable yet; retrying');
         await new Promise((r) => setTimeout(r, Math.min(2000, 250 * attempt)));
       }
     }
@@ -377,7 +339,7 @@ export class Bridge {
     this.draining = true;
     const bound = this.stopBounds;
     const step = async (what: string, p: Promise<unknown>, ms: number) => {
-      await withTimeout(p, ms, `${what} did not finish within ${ms} ms`).catch((err: unknown) => this.log.warn({ err: (err as Error).message }, 'shutdown step cut short'));
+      await withTimeout(p, ms, `${what} did not finish within ${ms} ms`).catch((err: unknown) => this.log.warn({ err }, 'shutdown step cut short'));
     };
     await step('OPTIONS pings', this.targets.stop(), bound.pings);
     await step('ending calls', this.calls.shutdown(), bound.calls);

@@ -6,6 +6,7 @@ import { startStack, TestStack } from './harness/bridge';
 import { cannedWaUser } from './harness/canned-offer';
 import { infra } from './harness/infra';
 import { newWacid } from './harness/ycloud-sim';
+import { whenEnded } from './harness/watch';
 
 /**
  * Holds an ACCESS EXCLUSIVE lock on `calls` from a connection of the test's own: the admission check
@@ -72,7 +73,7 @@ describe('admission check against Postgres fails', function () {
     const rejectedAfterMs = Math.round(performance.now() - t0);
     assert.equal(stack.sim.requestsFor(wacid).some((r) => r.path === '/calls/preAccept'), false, 'never pre-accepted');
     await lock.release();
-    const id = await stack.bridge.calls.whenEnded(wacid);
+    const id = await whenEnded(stack.bridge, wacid);
     assert.equal(await processed, true);
     const row = await CallRecord.findByPk(id);
     assert.ok(row, 'a CDR row exists');

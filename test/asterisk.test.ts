@@ -11,6 +11,7 @@ import { Timeline, within } from './harness/timeline';
 import { grantPermanentPermission } from './harness/permissions';
 import { WaUser } from './harness/wa-user';
 import { SimOutboundCall } from './harness/ycloud-sim';
+import { whenEnded } from './harness/watch';
 
 const USER_TONE = 440;
 const CUSTOMER = '+6281361905133';
@@ -85,7 +86,7 @@ describe('a real Asterisk as the PBX (config/asterisk samples)', function () {
   }
 
   async function endedRow(s: TestStack, wacid: string): Promise<CallRecord> {
-    const row = await CallRecord.findByPk(await s.bridge.calls.whenEnded(wacid));
+    const row = await CallRecord.findByPk(await whenEnded(s.bridge, wacid));
     assert.ok(row);
     return row;
   }

@@ -17,6 +17,7 @@ import { createLogger } from '../src/log';
 import { WaUser } from './harness/wa-user';
 import { CANNED_WA_OFFER, cannedWaUser } from './harness/canned-offer';
 import { newWacid, YCloudSim } from './harness/ycloud-sim';
+import { watch, whenEnded } from './harness/watch';
 
 const USER_TONE = 440;
 const AGENT_TONE = 1000;
@@ -190,7 +191,7 @@ describe('durable events and crash recovery', function () {
       await db.close();
     }
     stack = await startStack({ NODE_ID: nodeId, RTPENGINE_DTMF_LOG: '' });
-    await stack.bridge.replayed;
+    await watch(stack.bridge).whenReplayed();
     const state = await stack.bridge.permissions.check(BUSINESS, customer);
     assert.equal(state.allowed, true, 'the permission reply was acted on at start-up');
     const [closed] = await cdrByWacid(oldWacid);
@@ -211,7 +212,7 @@ describe('durable events and crash recovery', function () {
       assert.equal(await stack.sim.deliver(terminateEvent(stack.sim, wacid)), 200);
       assert.equal(await stack.sim.deliver(connectEvent(stack.sim, wacid)), 200);
       const s = stack;
-      const id: string = await s.bridge.calls.whenEnded(wacid);
+      const id: string = await whenEnded(s.bridge, wacid);
       await s.bridge.calls.whenIdle();
       const row: CallRecord | null = await CallRecord.findByPk(id);
       assert.equal(row?.outcome, 'caller_hangup', `trial ${i}`);
@@ -226,12 +227,12 @@ describe('durable events and crash recovery', function () {
     const sim1 = stack.sim;
     const wacid = newWacid();
     await sim1.userCalls(cannedWaUser, { wacid });
-    await stack.bridge.calls.whenEnded(wacid); // PBX_TARGET unreachable: the call fails and is rejected
+    await whenEnded(stack.bridge, wacid); // PBX_TARGET unreachable: the call fails and is rejected
     assert.ok(sim1.requestsFor(wacid).some((r) => r.path === '/calls/preAccept'), 'the first connect was bridged');
     await stack.stop();
     stack = await startStack({ RTPENGINE_DTMF_LOG: '' });
     const again = connectEvent(stack.sim, wacid);
-    const processed = new Promise<void>((resolve) => stack!.bridge.webhookEvents.on('processed', (id: string) => id === again.id && resolve()));
+    const processed = watch(stack.bridge).whenProcessed(String(again.id));
     assert.equal(await stack.sim.deliver(again), 200);
     await processed;
     await stack.bridge.calls.whenIdle();
@@ -245,7 +246,7 @@ describe('durable events and crash recovery', function () {
     const ev = connectEvent(stack.sim, wacid);
     const statuses = await Promise.all([stack.sim.deliver(ev), stack.sim.deliver(ev), stack.sim.deliver(ev)]);
     assert.deepEqual(statuses, [200, 200, 200]);
-    await stack.bridge.calls.whenEnded(wacid);
+    await whenEnded(stack.bridge, wacid);
     await stack.bridge.calls.whenIdle();
     assert.equal(stack.sim.requestsFor(wacid).filter((r) => r.path === '/calls/preAccept').length, 1, 'one pre-accept');
     assert.equal((await cdrByWacid(wacid)).length, 1, 'one CDR');

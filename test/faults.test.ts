@@ -14,6 +14,7 @@ import { freePort } from './harness/processes';
 import { startSippUas } from './harness/sipp';
 import { TcpProxy } from './harness/tcp-proxy';
 import { WaUser } from './harness/wa-user';
+import { whenEnded } from './harness/watch';
 
 const USER_TONE = 440;
 const AGENT_TONE = 1000;
@@ -104,7 +105,7 @@ describe('infrastructure faults', function () {
       if (mode === 'refusing') await proxy.start(dbPort);
       else proxy.restore();
       const outageMs = Date.now() - cutAt;
-      const id = await s.bridge.calls.whenEnded(wacid);
+      const id = await whenEnded(s.bridge, wacid);
       await log.waitFor(/CDR writes go through again/);
 
       const row = await CallRecord.findByPk(id);
@@ -182,7 +183,7 @@ describe('infrastructure faults', function () {
 
       const t0 = performance.now();
       await s.sim.userHangsUp(wacid);
-      const id = await s.bridge.calls.whenEnded(wacid);
+      const id = await whenEnded(s.bridge, wacid);
       const ms = performance.now() - t0;
       assert.ok(ms < 2000 + 1000, `the teardown took ${Math.round(ms)} ms (BYE bound 2000 ms)`);
       const row = await CallRecord.findByPk(id);
@@ -216,7 +217,7 @@ describe('infrastructure faults', function () {
       await s.marks.waitFor(wacid, 'pbx_answered');
       // The agent hangs up 6 s after answering: by then drachtio-server has restarted.
       await restart(s);
-      const id = await s.bridge.calls.whenEnded(wacid);
+      const id = await whenEnded(s.bridge, wacid);
       assert.equal(await parts.sipp!.done, 0, `SIPp's BYE got 481 and it answered the bridge's OPTIONS with 481:\n${parts.sipp!.proc.output.slice(-1500)}`);
       assert.ok(await s.sim.waitForRequest('/calls/terminate', wacid), 'the WhatsApp leg was ended');
       const row = await CallRecord.findByPk(id);
@@ -234,7 +235,7 @@ describe('infrastructure faults', function () {
         try {
           const { wacid } = await s.sim.userCalls(early);
           assert.ok(await s.sim.waitForRequest('/calls/reject', wacid), 'WhatsApp told at once');
-          refusedId = await s.bridge.calls.whenEnded(wacid);
+          refusedId = await whenEnded(s.bridge, wacid);
         } finally {
           early.close();
         }
@@ -247,7 +248,7 @@ describe('infrastructure faults', function () {
       const { wacid } = await s.sim.userCalls(user);
       await user.heard.whenHeard(25);
       await parts.phone!.heard.whenHeard(25);
-      const row = await CallRecord.findByPk(await s.bridge.calls.whenEnded(wacid));
+      const row = await CallRecord.findByPk(await whenEnded(s.bridge, wacid));
       assert.equal(await parts.sipp!.done, 0);
       assert.equal(row?.outcome, 'answered');
       assert.equal(row?.hangup_by, 'pbx');
@@ -291,7 +292,7 @@ describe('infrastructure faults', function () {
       // The call on the dead rtpengine: its user hangs up; the teardown's commands time out, the CDR says so.
       const t0 = performance.now();
       await s.sim.userHangsUp(call1.wacid);
-      const row1 = await CallRecord.findByPk(await s.bridge.calls.whenEnded(call1.wacid));
+      const row1 = await CallRecord.findByPk(await whenEnded(s.bridge, call1.wacid));
       const ms = performance.now() - t0;
       assert.ok(ms < 2 * 500 + 2000, `ended ${Math.round(ms)} ms after the hang-up (two commands of 500 ms)`);
       assert.equal(row1?.state, 'ended');
@@ -307,7 +308,7 @@ describe('infrastructure faults', function () {
       await user2.heard.whenHeard(25);
       await parts.phone.heard.whenHeard(heardBefore + 25);
       await s.sim.userHangsUp(call2.wacid);
-      const row2 = await CallRecord.findByPk(await s.bridge.calls.whenEnded(call2.wacid));
+      const row2 = await CallRecord.findByPk(await whenEnded(s.bridge, call2.wacid));
       assert.equal(row2?.outcome, 'answered');
       assert.equal(row2?.error, null);
       assert.ok((row2?.media_stats as MediaStats | null)?.legs.whatsapp, 'statistics from the live rtpengine');
@@ -333,7 +334,7 @@ describe('infrastructure faults', function () {
       const { wacid } = await s.sim.userCalls(parts.user);
       assert.ok(await s.sim.waitForRequest('/calls/reject', wacid), 'the WhatsApp call is rejected');
       const ms = performance.now() - t0;
-      const id = await s.bridge.calls.whenEnded(wacid);
+      const id = await whenEnded(s.bridge, wacid);
       assert.equal(s.sim.requestsFor(wacid).some((r) => r.path === '/calls/accept'), false, 'never accepted');
       const row = await CallRecord.findByPk(id);
       assert.ok(row);

@@ -10,6 +10,7 @@ import { RtpPhone } from './harness/rtp-phone';
 import { startSippUas } from './harness/sipp';
 import { WaUser } from './harness/wa-user';
 import { newWacid } from './harness/ycloud-sim';
+import { whenEnded } from './harness/watch';
 
 /**
  * Hostile input at POST /webhooks/ycloud against a real bridge: requests without a plausible signature,
@@ -53,15 +54,15 @@ function upload(port: number, headers: Record<string, string>, opts: { from?: st
 
 /** Resolves once the bridge is reading exactly `n` webhook bodies. */
 function whenReading(stack: TestStack, n: number): Promise<void> {
-  const ingress = stack.bridge.webhookIngress;
-  if (ingress.slots.reading === n) return Promise.resolve();
+  if (stack.bridge.webhookIngress.slots.reading === n) return Promise.resolve();
+  const { observer } = stack.bridge;
   return new Promise((resolve) => {
     const on = (count: number) => {
       if (count !== n) return;
-      ingress.off('reading', on);
+      observer.off('webhook-reads', on);
       resolve();
     };
-    ingress.on('reading', on);
+    observer.on('webhook-reads', on);
   });
 }
 
@@ -310,7 +311,7 @@ describe('hostile webhooks: a call during a flood', function () {
         .then((a) => a.status, () => 0);
     });
     assert.equal(await s.sim.userHangsUp(wacid), 200);
-    const id = await s.bridge.calls.whenEnded(wacid);
+    const id = await whenEnded(s.bridge, wacid);
     assert.ok((await Promise.all(flood)).every((x) => x === 503 || x === 401 || x === 0));
     await abandon(s, held);
     assert.equal(await parts.sipp.done, 0, `SIPp saw the call through to BYE:\n${parts.sipp.proc.output.slice(-1500)}`);

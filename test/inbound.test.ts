@@ -8,6 +8,7 @@ import { startSippUas } from './harness/sipp';
 import { WaUser } from './harness/wa-user';
 import { callParts } from './harness/call-parts';
 import { parsePromText, sampleSum } from './harness/prom-text';
+import { whenEnded } from './harness/watch';
 
 const USER_TONE = 440; // what the WhatsApp user says
 const AGENT_TONE = 1000; // what the agent says
@@ -30,7 +31,7 @@ describe('inbound WhatsApp call to the PBX', function () {
   }
 
   async function cdr(s: TestStack, wacid: string): Promise<CallRecord> {
-    const id = await s.bridge.calls.whenEnded(wacid);
+    const id = await whenEnded(s.bridge, wacid);
     const row = await CallRecord.findByPk(id);
     assert.ok(row, 'CDR row exists');
     return row;

@@ -7,6 +7,7 @@ import { RtpPhone } from './harness/rtp-phone';
 import { runSippUac, startSippUas } from './harness/sipp';
 import { WaUser } from './harness/wa-user';
 import { callParts } from './harness/call-parts';
+import { whenEnded } from './harness/watch';
 
 const BUSINESS = '+6283138205150';
 const CUSTOMER = '+6281361905133';
@@ -193,7 +194,7 @@ describe('logs and metrics', function () {
       const before = sampleSum(await scrape(stack), 'wasb_calls_total', { direction: 'inbound', outcome: 'failed' });
       const user = { createOffer: async () => 'v=0\r\nthis is not sdp\r\n', applyAnswer: async () => undefined };
       const { wacid } = await stack.sim.userCalls(user);
-      const id = await stack.bridge.calls.whenEnded(wacid);
+      const id = await whenEnded(stack.bridge, wacid);
       await stack.sim.waitForRequest('/calls/reject', wacid);
       const s = await eventually(stack, (x) => assert.equal(sampleSum(x, 'wasb_ycloud_requests_total', { endpoint: 'reject', result: 'ok' }), 1));
       assert.equal(sampleSum(s, 'wasb_calls_total', { direction: 'inbound', outcome: 'failed' }), before + 1);
@@ -247,7 +248,7 @@ describe('logs and metrics', function () {
       const during = await scrape(s);
       assert.equal(sampleSum(during, 'wasb_calls_in_progress', { direction: 'inbound' }), 1, 'one inbound call in progress');
       await s.sim.userHangsUp(wacid);
-      const inboundId = await s.bridge.calls.whenEnded(wacid);
+      const inboundId = await whenEnded(s.bridge, wacid);
       assert.equal(await parts.sipp.done, 0, `SIPp saw the call through:\n${parts.sipp.proc.output.slice(-1500)}`);
       const inbound = (await CallRecord.findByPk(inboundId))!;
       assert.equal(inbound.outcome, 'answered');
@@ -277,7 +278,7 @@ describe('logs and metrics', function () {
       assert.equal(await parts.sipp.done, 0, `SIPp's call went through:\n${parts.sipp.proc.output.slice(-2000)}`);
       const invite = s.marks.marks.find((m) => m.name === 'invite_received');
       assert.ok(invite, 'the bridge took the agent\'s INVITE');
-      const outboundId = await s.bridge.calls.whenEnded(invite.wacid);
+      const outboundId = await whenEnded(s.bridge, invite.wacid);
       const outbound = (await CallRecord.findByPk(outboundId))!;
       assert.equal(outbound.outcome, 'answered');
       assert.ok(outboundDuring, 'scraped while the outbound call was up');

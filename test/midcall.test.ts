@@ -13,6 +13,7 @@ import { runSippUac, SippKeys, SippRun, startSippUas } from './harness/sipp';
 import { sineFrame, ToneDetector } from './harness/tone';
 import { Timeline, within } from './harness/timeline';
 import { WaUser } from './harness/wa-user';
+import { whenEnded } from './harness/watch';
 
 const USER_TONE = 440; // what the WhatsApp user says
 const AGENT_TONE = 1000; // what the first agent phone says
@@ -152,7 +153,7 @@ describe('mid-call requests from the PBX', function () {
   }
 
   async function endedRow(s: TestStack, wacid: string): Promise<CallRecord> {
-    const id = await within(s.bridge.calls.whenEnded(wacid), 20000, () => `call ${wacid} to end (timeline: ${timeline?.types().join(', ')})`);
+    const id = await within(whenEnded(s.bridge, wacid), 20000, () => `call ${wacid} to end (timeline: ${timeline?.types().join(', ')})`);
     const row = await CallRecord.findByPk(id);
     assert.ok(row, 'CDR row exists');
     return row;

@@ -16,6 +16,7 @@ import { SrfPbx } from './harness/srf-pbx';
 import { grantPermanentPermission } from './harness/permissions';
 import { WaUser } from './harness/wa-user';
 import { SimOutboundCall } from './harness/ycloud-sim';
+import { whenEnded } from './harness/watch';
 
 const USER_TONE = 440;
 const AGENT_TONE = 1000;
@@ -145,7 +146,7 @@ describe('media addresses behind 1:1 NAT', function () {
     assert.equal(phone.remoteAddress?.address, PBX_FACING);
 
     await stack.sim.userHangsUp(wacid);
-    const id = await stack.bridge.calls.whenEnded(wacid);
+    const id = await whenEnded(stack.bridge, wacid);
     assert.equal(await sipp.done, 0, `SIPp saw the call through:\n${sipp.proc.output.slice(-1500)}`);
     assert.deepEqual(mediaAddresses(firstSdpIn(trace, /INVITE sip:/)), [PBX_FACING], 'the INVITE to the PBX names only the private address');
     const row = await CallRecord.findByPk(id);
@@ -178,7 +179,7 @@ describe('media addresses behind 1:1 NAT', function () {
     assert.deepEqual(mediaAddresses(offer), [VM_PUBLIC], `the offer WhatsApp got names only the public address:\n${offer}`);
     assert.deepEqual(mediaAddresses(firstSdpIn(trace, /SIP\/2\.0 200 OK[\s\S]*CSeq: 1 INVITE/)), [PBX_FACING], 'the 200 OK to the PBX names only the private address');
     const invite = s.marks.marks.find((m) => m.name === 'invite_received')!;
-    const id = await s.bridge.calls.whenEnded(invite.wacid);
+    const id = await whenEnded(s.bridge, invite.wacid);
     assert.equal((await CallRecord.findByPk(id))?.outcome, 'answered');
     assert.ok(!(await eventTypes(s, id)).includes('media_address_mismatch'));
   });
@@ -193,7 +194,7 @@ describe('media addresses behind 1:1 NAT', function () {
     const { wacid } = await stack.sim.userCalls(user);
     await stack.sim.waitForRequest('/calls/preAccept', wacid);
     await stack.sim.userHangsUp(wacid);
-    const id = await stack.bridge.calls.whenEnded(wacid);
+    const id = await whenEnded(stack.bridge, wacid);
     const mismatch = (await stack.bridge.cdr.events(id)).find((e) => e.type === 'media_address_mismatch');
     assert.ok(mismatch, 'the timeline says WhatsApp got the wrong address');
     assert.deepEqual(mismatch.detail, { advertised: [VM_PUBLIC], publicIp: '127.0.0.99' });
@@ -263,7 +264,7 @@ describe('SIP addresses behind 1:1 NAT', function () {
     assert.equal(host(invite.contact), VM_PUBLIC, `Contact: ${invite.contact}`);
     // The agent hangs up: the PBX's BYE goes to the public address in the Contact, through the NAT.
     await pbx.hangup();
-    const row = await CallRecord.findByPk(await stack.bridge.calls.whenEnded(wacid));
+    const row = await CallRecord.findByPk(await whenEnded(stack.bridge, wacid));
     assert.equal(row?.hangup_by, 'pbx');
     assert.equal(row?.outcome, 'answered');
   });
@@ -279,7 +280,7 @@ describe('SIP addresses behind 1:1 NAT', function () {
       const { wacid } = await stack.sim.userCalls(user);
       await user.heard.whenHeard(25);
       await stack.sim.userHangsUp(wacid);
-      await stack.bridge.calls.whenEnded(wacid);
+      await whenEnded(stack.bridge, wacid);
       assert.equal(await sipp.done, 0, sipp.proc.output.slice(-1500));
       user.close();
       phone.stop();

@@ -9,6 +9,7 @@ import { Timeline, within } from './harness/timeline';
 import { grantPermanentPermission } from './harness/permissions';
 import { WaUser } from './harness/wa-user';
 import { callParts } from './harness/call-parts';
+import { whenEnded } from './harness/watch';
 
 const AGENT_TONE = 1000;
 const USER_TONE = 440;
@@ -50,7 +51,7 @@ describe('outbound call from an agent to a WhatsApp user', function () {
     // This stack saw exactly one INVITE: its mark carries the call's id.
     const invite = s.marks.marks.find((m) => m.name === 'invite_received');
     assert.ok(invite, 'the bridge took the INVITE');
-    const id = await s.bridge.calls.whenEnded(invite.wacid);
+    const id = await whenEnded(s.bridge, invite.wacid);
     const row = await CallRecord.findByPk(id);
     assert.ok(row, 'an outbound CDR exists');
     return row;

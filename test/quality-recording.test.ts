@@ -21,6 +21,7 @@ import { startSippUas } from './harness/sipp';
 import { callParts } from './harness/call-parts';
 import { sineFrame, toneShare } from './harness/tone';
 import { WaUser } from './harness/wa-user';
+import { whenEnded } from './harness/watch';
 
 const USER_TONE = 440;
 const AGENT_TONE = 1000;
@@ -76,7 +77,7 @@ describe('call quality and recording', function () {
     const rtcp = parts.phone!.rtcp!;
     assert.equal(reported.length, 2, `both parties' reports reached rtpengine (legs ${reported.join(',')}; the PBX phone got ${rtcp.srIn} sender reports and sent ${rtcp.rrOut} receiver reports, after ${Date.now() - started} ms)`);
     await s.sim.userHangsUp(wacid);
-    const row = (await CallRecord.findByPk(await s.bridge.calls.whenEnded(wacid)))!;
+    const row = (await CallRecord.findByPk(await whenEnded(s.bridge, wacid)))!;
     const q = (row.media_stats as MediaStats).quality;
     assert.ok(q.whatsapp, `the WhatsApp user's reports gave figures: ${JSON.stringify(row.media_stats)}`);
     assert.ok(q.pbx, `the PBX phone's reports gave figures: ${JSON.stringify(row.media_stats)}`);
@@ -114,9 +115,15 @@ describe('call quality and recording', function () {
     const gap = parts.phone!.heard.firstHeardAt! - heardAnnouncement.firstHeardAt!;
     assert.ok(gap > 700, `the agent heard the user only after the 1.5 s announcement (${gap.toFixed(0)} ms after the user heard it start)`);
     await new Promise((r) => setTimeout(r, 1000));
-    const finished = new Promise<string>((resolve) => s.bridge.recorder!.once('finished', (id: string) => resolve(id)));
+    const finished = new Promise<string>((resolve) => {
+      const on = (id: string) => {
+        s.bridge.observer.off('recording-finished', on);
+        resolve(id);
+      };
+      s.bridge.observer.on('recording-finished', on);
+    });
     await s.sim.userHangsUp(wacid);
-    const id = await s.bridge.calls.whenEnded(wacid);
+    const id = await whenEnded(s.bridge, wacid);
     assert.equal(await finished, id);
 
     const row = (await CallRecord.findByPk(id))!;
@@ -162,7 +169,7 @@ describe('call quality and recording', function () {
     await parts.user!.heard.whenHeard(25);
     await parts.phone!.heard.whenHeard(25);
     await s.sim.userHangsUp(wacid);
-    const id = await s.bridge.calls.whenEnded(wacid);
+    const id = await whenEnded(s.bridge, wacid);
     const row = (await CallRecord.findByPk(id))!;
     assert.equal(row.outcome, 'answered');
     const events = await s.bridge.cdr.events(id);

@@ -7,6 +7,7 @@ import { infra } from './harness/global-setup';
 import { RtpPhone } from './harness/rtp-phone';
 import { Timeline } from './harness/timeline';
 import { SippRun, startSippUas } from './harness/sipp';
+import { whenEnded } from './harness/watch';
 
 const USER_TONE = 440;
 const AGENT_TONE = 1000;
@@ -53,7 +54,7 @@ describe('real phones: digits and hold', function () {
   });
 
   async function endedRow(s: TestStack, wacid: string): Promise<CallRecord> {
-    const id = await s.bridge.calls.whenEnded(wacid);
+    const id = await whenEnded(s.bridge, wacid);
     const row = await CallRecord.findByPk(id);
     assert.ok(row);
     return row;

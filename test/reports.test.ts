@@ -21,6 +21,7 @@ import { RtpPhone } from './harness/rtp-phone';
 import { runSippUac, startSippUas } from './harness/sipp';
 import { WaUser } from './harness/wa-user';
 import { callParts } from './harness/call-parts';
+import { whenEnded } from './harness/watch';
 
 const ADMIN = 'admin-token-for-reports-0123456789';
 const READER = 'reporting-token-0123456789abcdef';
@@ -734,14 +735,14 @@ describe('CDR reporting API over real calls', function () {
     await parts.user!.heard.whenHeard(25);
     await parts.phone!.heard.whenHeard(25);
     await s.sim.userHangsUp(wacid);
-    ids.answered = await s.bridge.calls.whenEnded(wacid);
+    ids.answered = await whenEnded(s.bridge, wacid);
     assert.equal(await parts.sipp!.done, 0);
   });
 
   it('a missed inbound call: the PBX is busy', async () => {
     const s = await inboundSetUp('uas-busy.xml');
     const { wacid } = await s.sim.userCalls(parts.user!, { to: BUSINESS, from: CUSTOMER });
-    ids.busy = await s.bridge.calls.whenEnded(wacid);
+    ids.busy = await whenEnded(s.bridge, wacid);
   });
 
   it('the caller hangs up while the agent phone rings; the ringing call is listed live', async () => {
@@ -755,7 +756,7 @@ describe('CDR reporting API over real calls', function () {
     assert.equal(mine.customer_number, CUSTOMER);
     assert.equal(typeof mine.duration_seconds, 'number');
     await s.sim.userHangsUp(wacid);
-    ids.abandoned = await s.bridge.calls.whenEnded(wacid);
+    ids.abandoned = await whenEnded(s.bridge, wacid);
     assert.equal(await parts.sipp!.done, 0);
   });
 
@@ -769,7 +770,7 @@ describe('CDR reporting API over real calls', function () {
     const res = await api(s, `/api/calls/${id}/hangup`, 'POST', ADMIN);
     assert.equal(res.status, 200);
     assert.deepEqual(await res.json(), { ended: true });
-    ids.hungUp = await s.bridge.calls.whenEnded(wacid);
+    ids.hungUp = await whenEnded(s.bridge, wacid);
     assert.equal(ids.hungUp, id);
     assert.equal(await parts.sipp!.done, 0, 'the PBX got CANCEL');
     assert.equal((await api(s, `/api/calls/${id}/hangup`, 'POST', ADMIN)).status, 404, 'no longer in progress');
@@ -790,7 +791,7 @@ describe('CDR reporting API over real calls', function () {
     assert.equal(await parts.sipp.done, 0, parts.sipp.proc.output.slice(-1500));
     fs.rmSync(scenario, { force: true });
     const invite = s.marks.marks.find((m) => m.name === 'invite_received')!;
-    ids.outbound = await s.bridge.calls.whenEnded(invite.wacid);
+    ids.outbound = await whenEnded(s.bridge, invite.wacid);
   });
 
   describe('the API over those calls', () => {

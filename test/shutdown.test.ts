@@ -19,6 +19,7 @@ import { TcpProxy } from './harness/tcp-proxy';
 import { grantPermanentPermission } from './harness/permissions';
 import { WaUser } from './harness/wa-user';
 import { YCloudSim } from './harness/ycloud-sim';
+import { whenEnded } from './harness/watch';
 
 const CUSTOMER = '+6281361905133';
 const BUSINESS = '+6283138205150';
@@ -196,7 +197,7 @@ describe('shutdown and readiness', function () {
       await user.heard.whenHeard(10);
       await phone.heard.whenHeard(10);
       await sim!.userHangsUp(wacid);
-      const row = await CallRecord.findByPk(await s.bridge.calls.whenEnded(wacid));
+      const row = await CallRecord.findByPk(await whenEnded(s.bridge, wacid));
       assert.equal(row?.outcome, 'answered');
 
       const otherDown = wentDown(other);

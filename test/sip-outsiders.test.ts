@@ -7,6 +7,7 @@ import { infra } from './harness/infra';
 import { grantPermanentPermission } from './harness/permissions';
 import { header, pbxSdp, RawSip, SipMessage, token } from './harness/raw-sip';
 import { Timeline, until, within } from './harness/timeline';
+import { whenEnded } from './harness/watch';
 
 const BUSINESS = '+6283138205150';
 const PHONE_ID = '461269257068831';
@@ -123,7 +124,7 @@ describe('SIP attacks from outsiders and hostile SDP (issue 17)', function () {
   }
 
   async function endedRow(s: TestStack, wacid: string): Promise<CallRecord> {
-    const id = await within(s.bridge.calls.whenEnded(wacid), 20000, () => `call ${wacid} to end (timeline: ${timeline?.types().join(', ')})`);
+    const id = await within(whenEnded(s.bridge, wacid), 20000, () => `call ${wacid} to end (timeline: ${timeline?.types().join(', ')})`);
     const row = await CallRecord.findByPk(id);
     assert.ok(row);
     return row;

@@ -9,6 +9,7 @@ import { infra } from './harness/infra';
 import { grantPermanentPermission } from './harness/permissions';
 import { parsePromText } from './harness/prom-text';
 import { refusalScenario, runSippUac, SippRun } from './harness/sipp';
+import { whenEnded } from './harness/watch';
 
 const BUSINESS = '+6283138205150';
 const PHONE_ID = '461269257068831';
@@ -67,7 +68,7 @@ describe('SIP security of agents\' INVITEs', function () {
   async function nthCdr(s: TestStack, n: number): Promise<CallRecord> {
     const invite = s.marks.marks.filter((m) => m.name === 'invite_received')[n - 1];
     assert.ok(invite, `the bridge took INVITE #${n}`);
-    const row = await CallRecord.findByPk(await s.bridge.calls.whenEnded(invite.wacid));
+    const row = await CallRecord.findByPk(await whenEnded(s.bridge, invite.wacid));
     assert.ok(row);
     return row;
   }

@@ -13,6 +13,7 @@ import { RtpPhone } from './harness/rtp-phone';
 import { SrfPbx } from './harness/srf-pbx';
 import { grantPermanentPermission } from './harness/permissions';
 import { WaUser } from './harness/wa-user';
+import { whenEnded } from './harness/watch';
 
 const USER_TONE = 440;
 const AGENT_TONE = 1000;
@@ -86,7 +87,7 @@ describe('a PBX reached over SIP TLS, with SRTP (SDES) on its leg', function () 
     assert.deepEqual(mediaAddresses(invite.sdp), ['127.0.0.1']);
 
     await stack.sim.userHangsUp(wacid);
-    const id = await stack.bridge.calls.whenEnded(wacid);
+    const id = await whenEnded(stack.bridge, wacid);
     const row = await CallRecord.findByPk(id);
     assert.equal(row?.outcome, 'answered');
     assert.equal(row?.pbx_target, pbx.uri('tls'));
@@ -111,7 +112,7 @@ describe('a PBX reached over SIP TLS, with SRTP (SDES) on its leg', function () 
     await phone.heard.whenHeard(25);
     await pbx.hangup();
     const invite = s.marks.marks.find((m) => m.name === 'invite_received')!;
-    const row = await CallRecord.findByPk(await s.bridge.calls.whenEnded(invite.wacid));
+    const row = await CallRecord.findByPk(await whenEnded(s.bridge, invite.wacid));
     assert.equal(row?.outcome, 'answered');
     assert.equal(row?.hangup_by, 'pbx');
   });

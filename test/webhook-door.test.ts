@@ -9,6 +9,7 @@ import { RtpPhone } from './harness/rtp-phone';
 import { SippRun, startSippUas } from './harness/sipp';
 import { WaUser } from './harness/wa-user';
 import { newWacid } from './harness/ycloud-sim';
+import { whenEnded } from './harness/watch';
 
 /**
  * Issue 17, finding 1: slow webhook bodies sent without the secret must not shut the door. Attackers
@@ -122,7 +123,7 @@ async function callDuringAttack(stack: TestStack, setup: CallSetup): Promise<boo
   ]);
   if (!accepted) return false;
   await stack.sim.userHangsUp(wacid).catch(() => 0);
-  const id = await stack.bridge.calls.whenEnded(wacid);
+  const id = await whenEnded(stack.bridge, wacid);
   return (await CallRecord.findByPk(id))?.outcome === 'answered';
 }
 

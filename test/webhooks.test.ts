@@ -5,6 +5,7 @@ import { signWebhook } from '../src/providers/ycloud/signature';
 import { deliverAndProcess, startStack, TestStack } from './harness/bridge';
 import { cannedWaUser } from './harness/canned-offer';
 import { newWacid } from './harness/ycloud-sim';
+import { whenEnded } from './harness/watch';
 
 /** The webhook endpoint against a real bridge, database and YCloud simulator (no SIP needed). */
 describe('YCloud webhook endpoint', () => {
@@ -157,7 +158,7 @@ describe('YCloud webhook endpoint', () => {
 
   it('rejects a call with an unusable SDP offer on the WhatsApp side and records it', async function () {
     const user = { createOffer: async () => 'v=0\r\nthis is not sdp\r\n', applyAnswer: async () => undefined };
-    const ended = (w: string) => stack.bridge.calls.whenEnded(w);
+    const ended = (w: string) => whenEnded(stack.bridge, w);
     const { wacid, status } = await stack.sim.userCalls(user);
     assert.equal(status, 200);
     const id = await ended(wacid);
@@ -181,7 +182,7 @@ describe('YCloud webhook endpoint', () => {
     assert.equal(await deliverAndProcess(stack, terminate), 200);
     const user = cannedWaUser;
     await stack.sim.userCalls(user, { wacid });
-    const id = await stack.bridge.calls.whenEnded(wacid);
+    const id = await whenEnded(stack.bridge, wacid);
     const row = await CallRecord.findByPk(id);
     assert.equal(row?.outcome, 'caller_hangup');
     assert.equal(row?.hangup_by, 'whatsapp');

@@ -11,6 +11,7 @@ import { RtpPhone } from './harness/rtp-phone';
 import { refusalScenario, runSippUac, startSippUas } from './harness/sipp';
 import { WaUser } from './harness/wa-user';
 import { YCloudSim } from './harness/ycloud-sim';
+import { whenEnded } from './harness/watch';
 
 const CUSTOMER = '+6281361905133';
 const BUSINESS = '+6283138205150';
@@ -50,14 +51,14 @@ describe('YCloud client under faults', () => {
     const other = await headerRecorder();
     try {
       sim.failNext('/phoneNumbers/188234691048809/%2B6283138205150/settings', { status: 302, location: `${other.url}/v2/steal?x=1` });
-      const err = await client().getSettings('188234691048809', BUSINESS).then(() => null, (e: unknown) => e);
+      const err = await client().getCallingSettings('188234691048809', BUSINESS).then(() => null, (e: unknown) => e);
       assert.ok(err instanceof YCloudError, String(err));
       assert.equal(err.httpStatus, 302);
       assert.match(err.message, new RegExp(`302 redirecting to ${other.url.replace(/\./g, '\\.')};.*not followed.*YCLOUD_API_BASE_URL`));
       assert.doesNotMatch(err.message, /steal|x=1/, 'the Location\'s path and query are not repeated');
       // Same for a call request (POST), which is never retried either.
       sim.failNext('/calls/accept', { status: 307, location: `${other.url}/v2/whatsapp/calls/accept` });
-      await assert.rejects(client().accept({ ...REF, sdp: 'v=0' }), /307 redirecting/);
+      await assert.rejects(client().accept(REF, 'v=0'), /307 redirecting/);
       assert.equal(other.seen.length, 0, `the other host got ${other.seen.length} requests (headers: ${JSON.stringify(other.seen)})`);
     } finally {
       await other.close();
@@ -77,7 +78,7 @@ describe('YCloud client under faults', () => {
 
     const settingsPath = '/phoneNumbers/188234691048809/%2B6283138205150/settings';
     sim.failNext(settingsPath, { status: 502 });
-    assert.deepEqual(await client().getSettings('188234691048809', BUSINESS), { calling: { status: 'DISABLED', iconVisibility: 'DEFAULT' } });
+    assert.deepEqual(await client().getCallingSettings('188234691048809', BUSINESS), { calling: { status: 'DISABLED', iconVisibility: 'DEFAULT' } });
     assert.equal(sent(settingsPath), 2);
 
     // A 4xx is an answer, not a hiccup: not repeated.
@@ -94,17 +95,17 @@ describe('YCloud client under faults', () => {
 
   it('never repeats preAccept, accept or connect (no documented idempotency; a second connect is a second call)', async () => {
     sim.failNext('/calls/preAccept', { status: 503 });
-    await assert.rejects(client().preAccept({ ...REF, sdp: 'v=0' }), /503/);
+    await assert.rejects(client().preAccept(REF, 'v=0'), /503/);
     sim.failNext('/calls/accept', { status: 500 });
-    await assert.rejects(client().accept({ ...REF, sdp: 'v=0' }), /500/);
+    await assert.rejects(client().accept(REF, 'v=0'), /500/);
     sim.failNext('/calls/connect', { status: 503 });
-    await assert.rejects(client().connect({ from: BUSINESS, to: CUSTOMER, sdp: 'v=0' }), /503/);
+    await assert.rejects(client().connect({ from: BUSINESS, to: CUSTOMER, sdpOffer: 'v=0' }), /503/);
     assert.deepEqual([sent('/calls/preAccept'), sent('/calls/accept'), sent('/calls/connect')], [1, 1, 1]);
   });
 
   it('bounds every request, retries included, by the timeout; a timed-out terminate is not sent again', async () => {
     sim.delay('/calls/accept', 3000);
-    const accept = await client(300).accept({ ...REF, sdp: 'v=0' }).then(() => null, (e: unknown) => e);
+    const accept = await client(300).accept(REF, 'v=0').then(() => null, (e: unknown) => e);
     assert.ok(accept instanceof YCloudError && accept.timedOut, String(accept));
     assert.match(accept.message, /timed out after 300 ms/);
 
@@ -121,7 +122,7 @@ describe('calls when YCloud fails', function () {
   const parts = callParts();
 
   async function cdr(s: TestStack, key: string): Promise<CallRecord> {
-    const id = await s.bridge.calls.whenEnded(key);
+    const id = await whenEnded(s.bridge, key);
     const row = await CallRecord.findByPk(id);
     assert.ok(row, 'CDR row exists');
     return row;

@@ -1,54 +1,28 @@
 import crypto from 'node:crypto';
 import { setTimeout as delay } from 'node:timers/promises';
 import Srf from 'drachtio-srf';
-import { Config } from '../config';
 import { HangupBy, Outcome } from '../cdr/models';
-import { CallFields, CallRecorder, CdrStore } from '../cdr/store';
+import { CallFields, CallRecorder } from '../cdr/store';
 import { gatedWrites } from '../cdr/gated-writes';
 import { RecoveryInfo } from '../cluster/recovery';
-import { InDialogGuard } from '../sip/dialog-guard';
 import { dialogIds } from '../sip/out-of-dialog';
-import { TransferPolicy } from '../sip/transfer-policy';
 import { callLogger, Logger, setCallLogFields } from '../log';
-import { Metrics } from '../metrics/metrics';
 import { CallMedia } from '../media/call-media';
-import { MediaPlan } from '../media/profiles';
 import { mediaAddresses } from '../media/sdp';
 import { callQuality } from '../media/quality';
 import { MediaStats } from '../media/stats';
-import { Recorder } from '../recording/recorder';
-import { NgAddress, ngAddressText, RtpEngine } from '../media/rtpengine';
-import { YCloudClient } from '../providers/ycloud/client';
+import { ngAddressText } from '../media/rtpengine';
 import { TypedEmitter } from '../util/typed-emitter';
+import { CallDeps } from './call-deps';
 import { talkSeconds } from './cdr-fields';
 import { CallState, IN_CALL, Lifecycle } from './lifecycle';
+import { LegState, PbxLegState, WhatsAppLegState } from './legs';
 import { LiveCall } from './live';
-import { Marks } from './marks';
 import { PbxSession } from './pbx-session';
 
-/** What every call needs from the bridge. */
-export interface CallDeps {
-  config: Pick<Config, 'pbx' | 'nodeId' | 'media' | 'publicIp' | 'recording' | 'database'>;
-  ycloud: YCloudClient;
-  /** Records calls from their acceptance (RECORDING=all); null: calls are not recorded. */
-  recorder: Recorder | null;
-  rtp: RtpEngine;
-  /** The ng parameters of every offer and answer (interfaces, transport, codecs). */
-  plan: MediaPlan;
-  srf: Srf;
-  cdr: CdrStore;
-  log: Logger;
-  marks: Marks;
-  /** Counts each call's end by direction and outcome (wasb_calls_total); absent in unit tests. */
-  metrics?: Metrics;
-  /** Who may act in the PBX dialogs, and where a REFER may send the bridge's INVITE. */
-  sipPolicy: SipPolicy;
-}
-
-/** The SIP rules every call's PBX session applies (one of each per bridge). */
-export interface SipPolicy { dialogs: InDialogGuard; transfers: TransferPolicy }
-
 export interface CallEvents {
+  /** The provider named the call (an agent's call: calls/connect answered, or its first webhook). */
+  named: [wacid: string];
   /** Both legs are down and the CDR is written. */
   ended: [];
 }
@@ -69,14 +43,10 @@ export abstract class BridgedCall extends TypedEmitter<CallEvents> {
   readonly id = crypto.randomUUID();
   protected readonly rec: CallRecorder;
   protected log: Logger;
-  protected readonly waTag = `wa-${crypto.randomBytes(6).toString('hex')}`;
-  protected readonly pbxTag = `pbx-${crypto.randomBytes(6).toString('hex')}`;
   private readonly life = new Lifecycle();
   protected media: CallMedia | null = null;
   protected session: PbxSession | null = null;
   protected acceptedAt: Date | null = null;
-  /** The WhatsApp leg is over (terminate webhook seen, or ended by the bridge). */
-  protected waEnded = false;
   private readonly timers = new Set<NodeJS.Timeout>();
   private digits = { inject: false, durationFactor: 1, blocked: false, injected: [] as string[] };
   private ending: Promise<void> | null = null;
@@ -85,15 +55,24 @@ export abstract class BridgedCall extends TypedEmitter<CallEvents> {
   private discarded = false;
   private readonly recovery: RecoveryInfo = {};
 
-  /** `keep`: when given, the CDR is written only if it resolves true (else every write is dropped). */
-  protected constructor(protected readonly base: CallDeps, log: Logger, keep?: Promise<boolean>) {
+  /**
+   * `wa`, `pbx`: the legs' states (legs.ts), each starting where its direction starts.
+   * `keep`: when given, the CDR is written only if it resolves true (else every write is dropped).
+   */
+  protected constructor(
+    protected readonly base: CallDeps,
+    log: Logger,
+    protected readonly wa: LegState<WhatsAppLegState>,
+    protected readonly pbx: LegState<PbxLegState>,
+    keep?: Promise<boolean>,
+  ) {
     super();
     // Every line of the call carries callId, and wacid / sipCallId once known (setCallLogFields).
     this.log = callLogger(log, this.id);
     const { cdrRetryMs, timeoutMs } = base.config.database;
     // Each attempt is bounded by the pool's own waits (acquire, connect, query); the recorder's bound is a backstop.
     this.rec = new CallRecorder(keep ? gatedWrites(base.cdr, keep) : base.cdr, this.id, this.log, {
-      retryForMs: cdrRetryMs, attemptTimeoutMs: 3 * timeoutMs + 1000, onGiveUp: (n) => base.metrics?.cdrWritesDropped(n),
+      retryForMs: cdrRetryMs, attemptTimeoutMs: 3 * timeoutMs + 1000, onGiveUp: (n) => base.metrics.cdrWritesDropped(n),
     });
   }
 
@@ -101,7 +80,7 @@ export abstract class BridgedCall extends TypedEmitter<CallEvents> {
   protected discard(why: string): Promise<void> {
     this.log.info({ why }, 'connect dropped');
     this.discarded = true;
-    this.waEnded = true;
+    this.moveWa('ended');
     return this.end('failed', 'bridge', { error: why });
   }
 
@@ -128,11 +107,13 @@ export abstract class BridgedCall extends TypedEmitter<CallEvents> {
   /**
    * The one place a call changes state: checks the move against the lifecycle table, writes the CDR's
    * `state` (with `fields`) and appends the timeline event (`event`, default the state's name).
-   * Returns false, changing nothing, for a move the table does not allow.
+   * A move the table does not allow changes nothing, returns false, is counted
+   * (wasb_call_state_refused_total) and logged at error: a defect to report. Once the call has ended
+   * late news (a hold answered as the BYE crosses) is expected, and logged at info.
    */
   protected transition(to: CallState, fields: CallFields = {}, event: string | null = to, detail: object | null = null): boolean {
     if (!this.life.can(to)) {
-      this.log.debug({ from: this.life.state, to }, 'state change ignored');
+      this.refused('call', this.life.state, to, event);
       return false;
     }
     this.log.debug({ from: this.life.state, to }, 'call state');
@@ -140,6 +121,33 @@ export abstract class BridgedCall extends TypedEmitter<CallEvents> {
     this.rec.update({ state: to, ...fields });
     if (event) this.rec.event(event, detail);
     return true;
+  }
+
+  /** Moves the WhatsApp leg (legs.ts); a move its table forbids is refused like a call's. */
+  protected moveWa(to: WhatsAppLegState): boolean {
+    const from = this.wa.state;
+    if (this.wa.to(to)) return true;
+    this.refused('whatsapp_leg', from, to, null);
+    return false;
+  }
+
+  /** Moves the PBX leg (legs.ts); a move its table forbids is refused like a call's. */
+  protected movePbx(to: PbxLegState): boolean {
+    const from = this.pbx.state;
+    if (this.pbx.to(to)) return true;
+    this.refused('pbx_leg', from, to, null);
+    return false;
+  }
+
+  private refused(machine: 'call' | 'whatsapp_leg' | 'pbx_leg', from: string, to: string, event: string | null): void {
+    this.base.metrics.stateRefused(machine);
+    const late = this.life.state === 'ended';
+    this.log[late ? 'info' : 'error']({ machine, from, to, event }, late ? 'state change after the call ended: ignored' : 'state change refused: not in the table');
+  }
+
+  /** The WhatsApp leg is over: nothing more is sent to WhatsApp for it. */
+  protected get waEnded(): boolean {
+    return this.wa.is('ended');
   }
 
   protected inState(...states: CallState[]): boolean {
@@ -159,21 +167,22 @@ export abstract class BridgedCall extends TypedEmitter<CallEvents> {
     this.timers.add(t);
   }
 
-  protected allocateMedia(ng: NgAddress): CallMedia {
-    this.media = new CallMedia(this.base.rtp, this.base.plan, ng, this.id, this.waTag, this.pbxTag);
+  /** The call's media, on the rtpengine that has the fewest calls (see RtpEngine.pick). */
+  protected allocateMedia(): CallMedia {
+    const ng = this.base.rtp.pick();
+    this.media = new CallMedia(this.base.rtp, this.base.plan, ng, this.id);
     this.noteRecovery({ rtpengine: ngAddressText(ng) });
     return this.media;
   }
 
   /** The PBX leg is up: from now on a PbxSession answers whatever the PBX does in its dialog. */
-  protected openSession(dialog: Srf.Dialog, waSdp: string, callerNumber: string): PbxSession {
+  protected openSession(dialog: Srf.Dialog, callerNumber: string): PbxSession {
     const { pbx, media } = this.base.config;
     const sip = dialogIds(dialog);
     if (sip) this.noteRecovery({ sip });
     const session = new PbxSession(dialog, this.media!, {
       srf: this.base.srf,
       log: this.log,
-      waSdp,
       callerNumber,
       keepalive: { file: media.holdFile, pollMs: media.keepalivePollMs, quietPolls: Math.max(1, Math.ceil(media.keepaliveAfterMs / media.keepalivePollMs)) },
       dtmfMode: pbx.dtmfMode,
@@ -271,8 +280,7 @@ export abstract class BridgedCall extends TypedEmitter<CallEvents> {
    */
   protected async announce(file: string): Promise<void> {
     const media = this.media!;
-    const ids = { 'call-id': media.callId };
-    await this.base.rtp.blockMedia(media.ng, { ...ids, 'from-tag': this.waTag });
+    await media.holdBackWhatsApp();
     try {
       const ms = await media.playOnceToWhatsApp(file);
       this.rec.event('announcement_played', { file, durationMs: ms });
@@ -284,7 +292,7 @@ export abstract class BridgedCall extends TypedEmitter<CallEvents> {
       this.rec.event('announcement_failed', { file, message: (err as Error).message });
     }
     if (this.isEnding) return;
-    await Promise.all([this.waTag, this.pbxTag].map((tag) => this.base.rtp.unblockMedia(media.ng, { ...ids, 'from-tag': tag })));
+    await media.letBothThrough();
   }
 
   /**
@@ -292,7 +300,7 @@ export abstract class BridgedCall extends TypedEmitter<CallEvents> {
    * user, also to the PBX by SIP INFO where the PBX wants that.
    */
   onMediaDigit(sourceTag: string, d: Digit): void {
-    if (sourceTag !== this.waTag) {
+    if (sourceTag !== this.media?.waTag) {
       this.rec.event('dtmf', { digit: d.digit, durationMs: d.durationMs, from: 'pbx' });
       return;
     }
@@ -331,8 +339,11 @@ export abstract class BridgedCall extends TypedEmitter<CallEvents> {
   /** Ends the call from the bridge's side: shutdown, or an operator through the API (`reason`). */
   hangup(reason = 'bridge shutdown'): Promise<void> {
     if (!this.ending) this.log.info({ reason }, 'call ended by the bridge');
-    return this.end(this.acceptedAt ? 'answered' : 'failed', 'bridge', { error: reason });
+    return this.end(this.acceptedAt ? 'answered' : 'failed', 'bridge', { error: reason, refusal: this.refusalOnHangup });
   }
+
+  /** The SIP answer for a PBX leg still waiting for one when the bridge ends the call (an agent's INVITE). */
+  protected readonly refusalOnHangup: Refusal | undefined = undefined;
 
   /** The call as the live-calls view shows it: what its CDR says so far, and how long it has lasted. */
   toLive(now = Date.now()): LiveCall {
@@ -361,10 +372,10 @@ export abstract class BridgedCall extends TypedEmitter<CallEvents> {
 
   /** Ends the PBX leg as this call kind must (BYE, CANCEL, a final response); returns the SIP outcome. */
   protected abstract endPbxLeg(opts: EndOptions): Promise<SipFinal>;
-  /** Ends the WhatsApp leg (reject, terminate) unless it is already over. */
+  /** Ends the WhatsApp leg (reject, terminate) unless it is already over; the leg says 'ended' once nothing more will be sent. */
   protected abstract endWhatsAppLeg(wasAccepted: boolean): Promise<void>;
 
-  /** Runs a YCloud request that ends the WhatsApp leg; a failure is logged and recorded, never thrown. */
+  /** Runs a provider request that ends the WhatsApp leg; a failure is logged and recorded, never thrown. */
   protected async endWhatsAppWith(request: () => Promise<unknown>): Promise<void> {
     try {
       await request();
@@ -376,12 +387,13 @@ export abstract class BridgedCall extends TypedEmitter<CallEvents> {
 
   private async teardown(outcome: Outcome, hangupBy: HangupBy, opts: EndOptions): Promise<void> {
     const wasAccepted = this.acceptedAt !== null;
+    const waStillUp = !this.waEnded;
     this.life.to('ended');
     for (const t of this.timers) clearTimeout(t);
     this.timers.clear();
     const [sip, , released] = await Promise.all([
-      this.endPbxLeg(opts),
-      this.waEnded ? Promise.resolve() : this.endWhatsAppLeg(wasAccepted),
+      this.endPbxLeg(opts).finally(() => this.pbx.to('ended')),
+      waStillUp ? this.endWhatsAppLeg(wasAccepted) : Promise.resolve(),
       this.media ? this.releaseMedia(this.media) : Promise.resolve(null),
     ]);
     const mediaStats = released?.stats ?? null;
@@ -399,9 +411,9 @@ export abstract class BridgedCall extends TypedEmitter<CallEvents> {
       ...sip,
     });
     this.rec.event('ended', { outcome, hangupBy, error });
-    if (!this.discarded) this.base.metrics?.callEnded(this.rec.fields.direction ?? 'inbound', outcome);
+    if (!this.discarded) this.base.metrics.callEnded(this.rec.fields.direction ?? 'inbound', outcome);
     for (const [leg, q] of Object.entries(mediaStats?.quality ?? {})) {
-      if (leg === 'whatsapp' || leg === 'pbx') this.base.metrics?.observeQuality(leg, q.mos);
+      if (leg === 'whatsapp' || leg === 'pbx') this.base.metrics.observeQuality(leg, q.mos);
     }
     this.onEnded();
     await this.rec.flushed();

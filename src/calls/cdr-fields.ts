@@ -1,13 +1,13 @@
 import { CallFields } from '../cdr/store';
-import { CallingTerminate } from '../providers/ycloud/events';
+import { CallEnded } from './call-events';
 
-/** What YCloud's terminate webhook says about a call, as CDR columns. */
-export function providerEndFields(t: CallingTerminate): CallFields {
+/** What the provider says about a call's end, as CDR columns. */
+export function providerEndFields(t: CallEnded): CallFields {
   return {
-    provider_status: t.status ?? null,
-    provider_duration: t.duration ?? null,
-    provider_start_at: t.startTime ? new Date(t.startTime) : null,
-    provider_end_at: t.endTime ? new Date(t.endTime) : null,
+    provider_status: t.cause,
+    provider_duration: t.durationS,
+    provider_start_at: t.startedAt ? new Date(t.startedAt) : null,
+    provider_end_at: t.endedAt ? new Date(t.endedAt) : null,
   };
 }
 

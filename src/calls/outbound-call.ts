@@ -1,21 +1,14 @@
 import Srf from 'drachtio-srf';
-import { Config } from '../config';
 import { Outcome } from '../cdr/models';
 import { setCallLogFields } from '../log';
-import { assertUsableAudioSdp, firstAudioCodec, plainRtpSdp, SdpError } from '../media/sdp';
-import { YCloudError } from '../providers/ycloud/client';
-import { CallingConnect, CallingTerminate } from '../providers/ycloud/events';
+import { assertUsableAudioSdp, firstAudioCodec, SdpError } from '../media/sdp';
 import { byeWithin, sessionInterval, supportsTimer, withTimeout } from '../sip/dialog-requests';
-import { BridgedCall, CallDeps, EndOptions, Refusal, SipFinal } from './bridged-call';
+import { BridgedCall, EndOptions, Refusal, SipFinal } from './bridged-call';
+import { CallDeps } from './call-deps';
+import { CallAnswered, CallEnded, CallStatus } from './call-events';
 import { providerEndFields } from './cdr-fields';
-import { PermissionStore } from './permissions';
-
-export interface OutboundDeps extends CallDeps {
-  config: CallDeps['config'] & Pick<Config, 'outbound'>;
-  permissions: PermissionStore;
-  /** Called once YCloud has named the call, so webhooks can find it (and buffered ones replay). */
-  bind: (wacid: string, call: OutboundCall) => void;
-}
+import { pbxLeg, whatsAppLeg } from './legs';
+import { ProviderError } from './provider-port';
 
 export interface OutboundRequest {
   businessNumber: string;
@@ -36,8 +29,8 @@ const REFUSALS = {
   failed: { status: 503, reason: 'Service Unavailable', cause: 41, text: 'WhatsApp call could not be placed' },
 } satisfies Record<string, Refusal>;
 
-/** YCloud/Meta error codes on calls/connect mapped to what the agent's phone is told. */
-function refusalForConnectError(err: YCloudError): { refusal: Refusal; outcome: Outcome } {
+/** WhatsApp's error codes on connect (passed through by the provider) mapped to what the agent's phone is told. */
+function refusalForConnectError(err: ProviderError): { refusal: Refusal; outcome: Outcome } {
   switch (err.whatsappCode) {
     case 138006: return { refusal: REFUSALS.noPermission, outcome: 'rejected' };
     case 138001: return { refusal: REFUSALS.notOnWhatsApp, outcome: 'unreachable' };
@@ -54,19 +47,14 @@ function refusalForConnectError(err: YCloudError): { refusal: Refusal; outcome: 
 export class OutboundCall extends BridgedCall {
   wacid: string | null = null;
   private phoneId: string | null;
-  /** WhatsApp's SDP answer has come (and is being applied). */
-  private answerSeen = false;
-  private waSdp: string | null = null;
-  private pbxSdp: string | null = null;
-  private acceptedEarly = false;
-  private declined = false;
-  private rang = false;
-  private pbxCancelled = false;
+  /** WhatsApp's SDP answer: being applied, then applied with the PBX's answer made from it. */
+  private waAnswer: 'applying' | { pbxSdp: string } | null = null;
   /** The 200 OK to the PBX while it is being sent. */
   private answering: Promise<Srf.Dialog> | null = null;
+  protected override readonly refusalOnHangup = REFUSALS.failed;
 
-  constructor(private readonly deps: OutboundDeps, private readonly req: Srf.SrfRequest, private readonly res: Srf.SrfResponse, readonly call: OutboundRequest) {
-    super(deps, deps.log.child({ direction: 'outbound' }));
+  constructor(private readonly deps: CallDeps, private readonly req: Srf.SrfRequest, private readonly res: Srf.SrfResponse, readonly call: OutboundRequest) {
+    super(deps, deps.log.child({ direction: 'outbound' }), whatsAppLeg('placing'), pbxLeg('invited'));
     setCallLogFields(this.log, { sipCallId: req.get('Call-ID') });
     this.phoneId = call.phoneId;
     this.rec.create({
@@ -84,7 +72,6 @@ export class OutboundCall extends BridgedCall {
     this.rec.event('invite_received', { agent: call.agent, source: req.source_address });
     req.on('cancel', () => this.onPbxCancel());
   }
-
   /** Runs the call's set-up; never throws. */
   async run(): Promise<void> {
     const { permissions, config } = this.deps;
@@ -99,17 +86,13 @@ export class OutboundCall extends BridgedCall {
       const tooShort = sessionIntervalTooShort(this.req, config.pbx.minSessionExpiresS);
       if (tooShort) return await this.end('failed', 'bridge', { refusal: tooShort, error: 'session interval too small' });
       assertUsableAudioSdp(this.req.body);
-      const media = this.allocateMedia(this.deps.rtp.pick());
-      const offered = await this.deps.rtp.offer(media.ng, { 'call-id': this.id, 'from-tag': this.pbxTag, ...this.deps.plan.pbxOfferToWa(this.req.body) });
-      this.checkWhatsAppAddresses(String(offered.sdp ?? ''));
-      // No audio crosses in either direction before WhatsApp says ACCEPTED. The whole call is blocked,
-      // not just the PBX leg: WhatsApp's media can arrive before its SDP answer (ICE and DTLS complete
-      // first) and would otherwise reach the agent while the customer's phone still rings.
-      await this.deps.rtp.blockMedia(media.ng, { 'call-id': this.id });
+      // No audio crosses in either direction before WhatsApp says ACCEPTED (see CallMedia.offerFromPbx).
+      const waOffer = await this.allocateMedia().offerFromPbx(this.req.body);
+      this.checkWhatsAppAddresses(waOffer);
       if (this.isEnding) return;
       this.transition('connecting', {}, null);
       this.deps.marks.mark(this.id, 'connect_sent');
-      const { wacid } = await this.deps.ycloud.connect({ from: c.businessNumber, to: c.customerNumber, sdp: String(offered.sdp ?? '') });
+      const { wacid } = await this.deps.provider.connect({ from: c.businessNumber, to: c.customerNumber, sdpOffer: waOffer });
       this.rec.event('connect_sent', { wacid });
       if (wacid) this.bindWacid(wacid);
       if (this.isEnding) return;
@@ -118,105 +101,108 @@ export class OutboundCall extends BridgedCall {
         this.rec.event('ring_timeout', { afterMs: config.outbound.ringTimeoutMs });
         void this.end('no_answer', 'bridge', { refusal: REFUSALS.noAnswer });
       });
-      if (this.pbxCancelled) await this.end('caller_hangup', 'pbx');
+      if (this.pbx.is('cancelled')) await this.end('caller_hangup', 'pbx');
     } catch (err) {
       await this.fail(err);
     }
   }
 
-  /** Matches a connect webhook that arrived before calls/connect returned a wacid. */
-  matchesUnbound(connect: CallingConnect): boolean {
-    return this.wacid === null && !this.inState('ended') && connect.from === this.call.businessNumber && connect.to === this.call.customerNumber;
+  /** Matches an answer that arrived before calls/connect returned a wacid. */
+  matchesUnnamed(answer: CallAnswered): boolean {
+    return this.wacid === null && !this.inState('ended') && answer.from === this.call.businessNumber && answer.to === this.call.customerNumber;
   }
 
-  bindWacid(wacid: string): void {
+  /** The provider named the call: webhooks can find it by its wacid (and early ones replay). */
+  private bindWacid(wacid: string): void {
     if (this.wacid) return;
     this.wacid = wacid;
     setCallLogFields(this.log, { wacid });
     this.rec.update({ wacid });
-    this.deps.bind(wacid, this);
+    this.emit('named', wacid);
     // An agent who hung up while calls/connect was in flight: end the WhatsApp call now that it has a name.
     if (this.isEnding && !this.waEnded) void this.terminateWa();
   }
 
-  /** The connect webhook carries WhatsApp's SDP answer. */
-  async onConnect(c: CallingConnect): Promise<void> {
+  /** The user's answer (the connect webhook) carries WhatsApp's SDP answer. */
+  async onAnswer(c: CallAnswered): Promise<void> {
     // One answer per call: a repeat (another event id, or forwarded by another node) is ignored.
-    if (this.inState('ended') || this.pbxSdp || this.answerSeen) return;
-    this.answerSeen = true;
+    if (this.inState('ended') || this.waAnswer) return;
+    this.waAnswer = 'applying';
     this.bindWacid(c.wacid);
     this.phoneId ??= c.phoneId;
     this.rec.update({ phone_id: this.phoneId });
     try {
       if (c.sdpType !== 'answer') throw new SdpError(`a business-initiated call must be answered with SDP, got ${c.sdpType}`);
       assertUsableAudioSdp(c.sdp);
-      const ng = this.media!.ng;
-      const res = await this.deps.rtp.answer(ng, { 'call-id': this.id, 'from-tag': this.pbxTag, 'to-tag': this.waTag, sdp: c.sdp, ...this.deps.plan.waAnswerToPbx() });
-      this.waSdp = c.sdp;
-      this.pbxSdp = plainRtpSdp(String(res.sdp ?? ''));
-      this.rec.update({ wa_codec: firstAudioCodec(c.sdp), pbx_codec: firstAudioCodec(this.pbxSdp) });
+      const pbxSdp = await this.media!.answerFromWhatsApp(c.sdp);
+      this.waAnswer = { pbxSdp };
+      this.rec.update({ wa_codec: firstAudioCodec(c.sdp), pbx_codec: firstAudioCodec(pbxSdp) });
       this.rec.event('whatsapp_answer_sdp');
-      if (this.acceptedEarly) await this.answerPbx();
+      if (this.wa.is('accepted')) await this.answerPbx();
     } catch (err) {
       await this.fail(err);
     }
   }
 
-  /** RINGING, ACCEPTED or REJECTED from the status webhook. */
-  async onStatus(status: string, arrivedAt?: number): Promise<void> {
+  /** Ringing, accepted or rejected at the WhatsApp user's end (the status webhook). */
+  async onStatus(s: CallStatus, arrivedAt?: number): Promise<void> {
     if (this.inState('ended')) return;
-    this.rec.event('provider_status', { status });
-    if (status === 'RINGING' && !this.rang) {
-      this.rang = true;
+    this.rec.event('provider_status', { status: s.status });
+    if (s.progress === 'ringing' && this.wa.is('placing')) {
+      this.moveWa('ringing');
       if (this.transition('ringing', { pbx_ringing_at: new Date() }, null) && !this.res.finalResponseSent) this.res.send(180);
-    } else if (status === 'ACCEPTED') {
+    } else if (s.progress === 'accepted' && this.wa.is('placing', 'ringing', 'accepted')) {
+      this.moveWa('accepted');
       this.deps.marks.mark(this.id, 'wa_accepted', arrivedAt);
-      if (this.pbxSdp) await this.answerPbx();
-      else this.acceptedEarly = true; // the SDP answer is still on its way
-    } else if (status === 'REJECTED') {
-      this.declined = true;
+      // The SDP answer may still be on its way: it answers the PBX when it comes.
+      if (typeof this.waAnswer === 'object' && this.waAnswer) await this.answerPbx();
+    } else if (s.progress === 'rejected' && this.wa.is('placing', 'ringing')) {
+      this.moveWa('declined');
     }
   }
 
   /** WhatsApp ended the call (user hung up, declined, did not answer, or could not be reached). */
-  onTerminate(t: CallingTerminate): void {
+  onWhatsAppEnded(t: CallEnded): void {
     this.rec.update(providerEndFields(t));
     if (this.waEnded || this.inState('ended')) return;
-    this.waEnded = true;
-    this.rec.event('whatsapp_terminated', { status: t.status ?? null });
+    const wa = this.wa;
+    const rang = wa.reached('ringing');
+    const declined = wa.is('declined');
+    this.moveWa('ended');
+    this.rec.event('whatsapp_terminated', { status: t.cause });
     if (this.acceptedAt || this.answering) void this.end('answered', 'whatsapp');
-    else if (this.declined) void this.end('rejected', 'whatsapp', { refusal: REFUSALS.declined });
-    else if (this.rang) void this.end('no_answer', 'whatsapp', { refusal: REFUSALS.noAnswer });
+    else if (declined) void this.end('rejected', 'whatsapp', { refusal: REFUSALS.declined });
+    else if (rang) void this.end('no_answer', 'whatsapp', { refusal: REFUSALS.noAnswer });
     else void this.end('unreachable', 'whatsapp', { refusal: REFUSALS.unavailable });
   }
 
-  override hangup(): Promise<void> {
-    return this.end(this.acceptedAt ? 'answered' : 'failed', 'bridge', { refusal: REFUSALS.failed, error: 'bridge shutdown' });
-  }
-
   private async answerPbx(): Promise<void> {
-    if (this.answering || this.isEnding || this.res.finalResponseSent) return;
-    const ng = this.media!.ng;
+    if (this.answering || this.isEnding || this.res.finalResponseSent || typeof this.waAnswer !== 'object' || !this.waAnswer) return;
+    const media = this.media!;
+    const { pbxSdp } = this.waAnswer;
     const timers = sessionTimerAnswer(this.req, this.deps.config.pbx.minSessionExpiresS);
+    this.movePbx('answering');
     this.answering = (async () => {
-      await this.deps.rtp.unblockMedia(ng, { 'call-id': this.id, flags: ['all'] });
-      return this.deps.srf.createUAS(this.req, this.res, { localSdp: this.pbxSdp!, headers: timers });
+      await media.letAllThrough();
+      return this.deps.srf.createUAS(this.req, this.res, { localSdp: pbxSdp, headers: timers });
     })();
     let uas: Srf.Dialog;
     try {
       uas = await this.answering;
     } catch (err) {
       this.answering = null;
+      this.movePbx('invited');
       return this.fail(err);
     }
     this.deps.marks.mark(this.id, 'pbx_200_sent');
     if (this.isEnding) return; // the teardown under way waits for this dialog and ends it
-    this.openSession(uas, this.waSdp!, this.call.businessNumber);
+    this.movePbx('answered');
+    this.openSession(uas, this.call.businessNumber);
     this.markAccepted({ pbx_answered_at: new Date(), sip_final_code: 200, sip_final_reason: 'OK' });
   }
 
   private onPbxCancel(): void {
-    this.pbxCancelled = true;
+    this.movePbx('cancelled');
     this.rec.event('pbx_cancelled');
     // drachtio-server has already answered the INVITE with 487.
     void this.end('caller_hangup', 'pbx');
@@ -235,12 +221,12 @@ export class OutboundCall extends BridgedCall {
 
   private async fail(err: unknown): Promise<void> {
     const message = err instanceof Error ? err.message : String(err);
-    if (err instanceof YCloudError && this.inState('connecting') && !this.wacid) {
+    if (err instanceof ProviderError && this.inState('connecting') && !this.wacid) {
       const { refusal, outcome } = refusalForConnectError(err);
       if (err.whatsappCode === 138006) await this.requestPermissionIfConfigured();
-      return this.end(outcome, 'bridge', { refusal, error: `YCloud: ${message}` });
+      return this.end(outcome, 'bridge', { refusal, error: `${err.provider}: ${message}` });
     }
-    const kind = err instanceof SdpError ? 'bad SDP' : err instanceof YCloudError ? 'YCloud' : 'internal';
+    const kind = err instanceof SdpError ? 'bad SDP' : err instanceof ProviderError ? err.provider : 'internal';
     this.log.warn({ err, kind }, 'outbound call failed');
     await this.end('failed', 'bridge', { refusal: err instanceof SdpError ? REFUSALS.badSdp : REFUSALS.failed, error: `${kind}: ${message}` });
   }
@@ -257,7 +243,7 @@ export class OutboundCall extends BridgedCall {
       if (d) await byeWithin(d, timeout);
       return { sip_final_code: 200, sip_final_reason: 'OK' };
     }
-    if (this.pbxCancelled) return { sip_final_code: 487, sip_final_reason: 'Request Terminated' };
+    if (this.pbx.is('cancelled')) return { sip_final_code: 487, sip_final_reason: 'Request Terminated' };
     if (this.res.finalResponseSent) return {};
     const r = opts.refusal ?? REFUSALS.failed;
     this.res.send(r.status, r.reason, { headers: { Reason: `Q.850;cause=${r.cause};text="${r.text}"`, ...(r.status === 422 ? { 'Min-SE': String(this.deps.config.pbx.minSessionExpiresS) } : {}) } });
@@ -270,9 +256,9 @@ export class OutboundCall extends BridgedCall {
 
   private async terminateWa(): Promise<void> {
     if (this.waEnded || !this.wacid) return;
-    this.waEnded = true;
+    this.moveWa('ended');
     const wacid = this.wacid;
-    await this.endWhatsAppWith(() => this.deps.ycloud.terminate({ phoneId: this.phoneId ?? '', wacid }));
+    await this.endWhatsAppWith(() => this.deps.provider.terminate({ phoneId: this.phoneId ?? '', wacid }));
   }
 }
 

@@ -15,8 +15,6 @@ import { TypedEmitter } from '../util/typed-emitter';
 export interface PbxSessionOptions {
   srf: Srf;
   log: Logger;
-  /** WhatsApp's SDP as WhatsApp last gave it (fixed for the whole call). */
-  waSdp: string;
   /** The WhatsApp user's number: the From of a transferred leg. */
   callerNumber: string;
   keepalive: KeepaliveOptions;
@@ -98,10 +96,6 @@ export class PbxSession extends TypedEmitter<PbxSessionEvents> {
     void this.lostWatch.start();
   }
 
-  get dialog(): Srf.Dialog {
-    return this.current;
-  }
-
   get isHeld(): boolean {
     return this.held;
   }
@@ -140,13 +134,6 @@ export class PbxSession extends TypedEmitter<PbxSessionEvents> {
     const [, , bye] = await Promise.all([this.keepalive.stop(), this.lostWatch.stop(), byeOutsideDialog(this.o.srf, dialog, this.o.requestTimeoutMs)]);
     this.log.info({ bye }, 'BYE sent to the PBX outside the lost dialog');
     this.emit('event', 'pbx_bye_outside_dialog', { result: bye });
-  }
-
-  /** Stops watching media; the dialog is already gone (the PBX hung up). */
-  async stop(): Promise<void> {
-    this.closed = true;
-    this.transferLeg?.cancelInvite('cancelled');
-    await Promise.all([this.keepalive.stop(), this.lostWatch.stop()]);
   }
 
   /**
@@ -243,7 +230,7 @@ export class PbxSession extends TypedEmitter<PbxSessionEvents> {
 
   /** `answering`: the PBX takes the result as the answer to its offer (so rtpengine may change our port). */
   private async applyPbxOffer(dialog: Srf.Dialog, sdp: string, answering = false): Promise<string> {
-    const answer = await this.media.repointPbx(sdp, this.o.waSdp, { mayMovePort: answering });
+    const answer = await this.media.repointPbx(sdp, { mayMovePort: answering });
     dialog.local.sdp = answer;
     this.lastPbxSdp = sdp;
     const held = isHoldOffer(sdp);
@@ -262,13 +249,13 @@ export class PbxSession extends TypedEmitter<PbxSessionEvents> {
     this.renewing = true;
     const dialog = this.current;
     try {
-      const offer = await this.media.repointPbx(dialog.remote.sdp, this.o.waSdp, { mayMovePort: true });
+      const offer = await this.media.repointPbx(dialog.remote.sdp, { mayMovePort: true });
       const answer = await reinviteWithin(dialog, offer, this.o.requestTimeoutMs);
       dialog.local.sdp = offer;
       if (answer) {
         assertUsableAudioSdp(answer);
         this.lastPbxSdp = answer;
-        await this.media.repointPbx(answer, this.o.waSdp);
+        await this.media.repointPbx(answer);
       }
       this.emit('event', 'pbx_leg_renewed', null);
     } catch (err) {
@@ -372,7 +359,7 @@ export class PbxSession extends TypedEmitter<PbxSessionEvents> {
         throw new PbxLegError({ kind: 'status', status: 488, reason: 'Not Acceptable Here', hadProvisional: true });
       }
       // The new leg's answer is the PBX side's new media: point rtpengine there.
-      await this.media.repointPbx(answer.sdp, this.o.waSdp);
+      await this.media.repointPbx(answer.sdp);
       this.current = answer.dialog;
       this.lastPbxSdp = answer.sdp;
       this.attach(answer.dialog);

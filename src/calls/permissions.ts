@@ -1,34 +1,19 @@
 import { QueryTypes, Sequelize } from 'sequelize';
 import { Logger } from '../log';
 import { Metrics } from '../metrics/metrics';
-import { YCloudClient, YCloudError } from '../providers/ycloud/client';
-
-export interface PermissionReply {
-  businessNumber: string;
-  customerNumber: string;
-  response: 'accept' | 'reject';
-  isPermanent: boolean;
-  expiresAt: Date | null;
-  responseSource: string | null;
-  repliedAt: Date;
-  wamid: string | null;
-  eventId: string | null;
-}
+import { PermissionReply } from './call-events';
+import { PermissionRequestBody, ProviderError, WhatsAppProvider } from './provider-port';
 
 export type PermissionState =
   | { allowed: true; permanent: boolean; expiresAt: Date | null }
   | { allowed: false; reason: 'none' | 'rejected' | 'expired'; since: Date | null };
-
-export type PermissionRequestBody =
-  | { kind: 'interactive'; text: string }
-  | { kind: 'template'; name: string; language: string; components?: unknown[] };
 
 /** A temporary grant lasts 7 days when the reply does not say otherwise (Meta's documented default). */
 const DEFAULT_GRANT_MS = 7 * 24 * 3600 * 1000;
 
 /** Call permissions: every reply and request is kept; the latest reply decides, with expiry honoured. */
 export class PermissionStore {
-  constructor(private readonly db: Sequelize, private readonly ycloud: YCloudClient, private readonly log: Logger, private readonly metrics?: Metrics) {}
+  constructor(private readonly db: Sequelize, private readonly provider: WhatsAppProvider, private readonly log: Logger, private readonly metrics?: Metrics) {}
 
   async recordReply(r: PermissionReply): Promise<void> {
     const expiresAt = r.response === 'accept' && !r.isPermanent ? (r.expiresAt ?? new Date(r.repliedAt.getTime() + DEFAULT_GRANT_MS)) : r.expiresAt;
@@ -73,12 +58,11 @@ export class PermissionStore {
     let messageId: string | null = null;
     let error: string | null = null;
     try {
-      const res = await this.ycloud.sendPermissionRequest(businessNumber, customerNumber, body);
-      messageId = res.id;
+      ({ messageId } = await this.provider.requestPermission(businessNumber, customerNumber, body));
       this.metrics?.permissionRequest(trigger, 'sent');
     } catch (err) {
       error = (err as Error).message;
-      this.metrics?.permissionRequest(trigger, err instanceof YCloudError && err.httpStatus === 429 ? 'rate_limited' : 'failed');
+      this.metrics?.permissionRequest(trigger, err instanceof ProviderError && err.httpStatus === 429 ? 'rate_limited' : 'failed');
     }
     await this.db.query(
       `INSERT INTO call_permission_requests (business_number, customer_number, kind, trigger, message_id, error, sent_at)
@@ -99,52 +83,4 @@ export class PermissionStore {
       { replacements: { b: businessNumber, c: customerNumber }, type: QueryTypes.SELECT },
     );
   }
-}
-
-/** Reads a call_permission_reply out of an inbound-message webhook payload; null for any other message. */
-export function permissionReplyOf(msg: Record<string, unknown>, eventId: string | null): PermissionReply | { error: string } | null {
-  const interactive = msg.interactive as Record<string, unknown> | undefined;
-  if (!interactive || interactive.type !== 'call_permission_reply') return null;
-  const reply = interactive.call_permission_reply as Record<string, unknown> | undefined;
-  const from = typeof msg.from === 'string' ? normalizeE164(msg.from) : null;
-  const to = typeof msg.to === 'string' ? normalizeE164(msg.to) : null;
-  if (!reply || !from || !to) return { error: 'call_permission_reply without reply, from or to' };
-  if (reply.response !== 'accept' && reply.response !== 'reject') return { error: `unknown permission response "${String(reply.response)}"` };
-  const sendTime = typeof msg.sendTime === 'string' ? new Date(msg.sendTime) : new Date();
-  return {
-    businessNumber: to,
-    customerNumber: from,
-    response: reply.response,
-    isPermanent: reply.is_permanent === true || reply.is_permanent === 'true',
-    expiresAt: parseTimestamp(reply.expiration_timestamp),
-    responseSource: typeof reply.response_source === 'string' ? reply.response_source : null,
-    repliedAt: Number.isNaN(sendTime.getTime()) ? new Date() : sendTime,
-    wamid: typeof msg.wamid === 'string' ? msg.wamid : null,
-    eventId,
-  };
-}
-
-/** Unix seconds (number or numeric string), milliseconds, or an ISO date; null when absent or unreadable. */
-function parseTimestamp(v: unknown): Date | null {
-  if (v === undefined || v === null || v === '') return null;
-  if (typeof v === 'number' || (typeof v === 'string' && /^\d+$/.test(v))) {
-    const n = Number(v);
-    return new Date(n < 1e12 ? n * 1000 : n);
-  }
-  if (typeof v === 'string') {
-    const d = new Date(v);
-    return Number.isNaN(d.getTime()) ? null : d;
-  }
-  return null;
-}
-
-/**
- * Normalizes a dialled or reported number to E.164 ("+<digits>"): strips visual separators, "tel:",
- * and an international "00" prefix. Returns null when what is left is not a plausible number.
- */
-export function normalizeE164(raw: string): string | null {
-  let s = raw.trim().replace(/^tel:/i, '').replace(/[\s().-]/g, '');
-  if (s.startsWith('00')) s = `+${s.slice(2)}`;
-  if (!s.startsWith('+')) s = `+${s}`;
-  return /^\+[1-9]\d{6,14}$/.test(s) ? s : null;
 }

@@ -1,4 +1,4 @@
-import { normalizeE164 } from '../calls/permissions';
+import { normalizeE164 } from '../util/numbers';
 import { YCloudClient, YCloudError } from '../providers/ycloud/client';
 import { CallingSettingsChange, settingsBody, validateSettingsChange } from '../providers/ycloud/settings';
 
@@ -42,9 +42,9 @@ async function main(argv: string[]): Promise<number> {
   if (cmd === 'set') {
     const problems = validateSettingsChange(change);
     if (problems.length) return fail(problems.join('\n'));
-    await client.updateSettings(env.WA_WABA_ID!, phoneNumber, settingsBody(change as CallingSettingsChange));
+    await client.updateCallingSettings(env.WA_WABA_ID!, phoneNumber, settingsBody(change as CallingSettingsChange));
   }
-  const current = await client.getSettings(env.WA_WABA_ID!, phoneNumber);
+  const current = await client.getCallingSettings(env.WA_WABA_ID!, phoneNumber);
   console.log(JSON.stringify(current, null, 2));
   return 0;
 }

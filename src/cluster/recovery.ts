@@ -4,7 +4,7 @@ import { CdrStore, OpenCall } from '../cdr/store';
 import { Logger } from '../log';
 import { parseHostPort } from '../config';
 import { RtpEngine } from '../media/rtpengine';
-import { YCloudClient } from '../providers/ycloud/client';
+import { WhatsAppProvider } from '../calls/provider-port';
 import { byeInLostDialog, DialogIds } from '../sip/out-of-dialog';
 
 /** Kept in calls.recovery while a call is up: where its media lives and how to end its PBX leg. */
@@ -24,7 +24,7 @@ export function parseRecovery(v: unknown): RecoveryInfo {
 
 export interface RecoveryDeps {
   cdr: CdrStore;
-  ycloud: YCloudClient;
+  provider: WhatsAppProvider;
   rtp: RtpEngine;
   srf: Srf;
   /** False while drachtio-server is unreachable: the BYE is skipped (and said so in the timeline). */
@@ -74,7 +74,7 @@ export class OrphanRecovery {
   private endWhatsApp(c: OpenCall, accepted: boolean): Promise<unknown> {
     const ref = { phoneId: c.phoneId ?? '', wacid: c.wacid! };
     // An inbound call not yet accepted is rejected; anything else is terminated.
-    return c.direction === 'inbound' && !accepted ? this.d.ycloud.reject(ref) : this.d.ycloud.terminate(ref);
+    return c.direction === 'inbound' && !accepted ? this.d.provider.reject(ref) : this.d.provider.terminate(ref);
   }
 
   private async bye(s: DialogIds): Promise<void> {

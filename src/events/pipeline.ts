@@ -1,8 +1,8 @@
 import { CdrStore, StoredWebhook, WebhookCursor } from '../cdr/store';
 import { Logger } from '../log';
-import { parseWebhookEvent, WebhookEvent } from '../providers/ycloud/events';
+import { CallEvent } from '../calls/call-events';
 import { TypedEmitter } from '../util/typed-emitter';
-import { BoundedMap } from './bounded-map';
+import { BoundedMap } from '../util/bounded-map';
 import { WebhookStoreBatcher } from './store-batcher';
 import { storedPayload } from './stored-payload';
 
@@ -14,7 +14,7 @@ export interface IncomingEvent {
   /** The parsed JSON body: stored as it came for events the bridge acts on, else redacted (see storedPayload). */
   payload: unknown;
   /** Null for event types the bridge stores but does not act on. */
-  event: WebhookEvent | null;
+  event: CallEvent | null;
   /** performance.now() of the request's arrival (latency marks). */
   arrivedAt: number;
 }
@@ -36,6 +36,8 @@ export type IngestResult = 'stored' | 'duplicate' | 'store_failed';
 /** What processing an event is told about it. */
 export interface EventContext {
   eventId: string;
+  /** The provider's event type (metrics, logs). */
+  type: string;
   arrivedAt: number;
   /**
    * Settles once the event's durable write has: true when this delivery stored it first, false when
@@ -50,20 +52,25 @@ export interface EventContext {
 }
 
 /** The context of an event read back from webhook_events (replayed, offered by another node, buffered). */
-export function storedEventContext(eventId: string, receivedAt = new Date()): EventContext {
-  return { eventId, arrivedAt: performance.now(), stored: Promise.resolve(true), replay: true, receivedAt };
+export function storedEventContext(eventId: string, type: string, receivedAt = new Date()): EventContext {
+  return { eventId, type, arrivedAt: performance.now(), stored: Promise.resolve(true), replay: true, receivedAt };
 }
 
 export interface PipelineDeps {
   cdr: CdrStore;
   nodeId: string;
   log: Logger;
-  handle: (event: WebhookEvent, ctx: EventContext) => Promise<void>;
+  handle: (event: CallEvent, ctx: EventContext) => Promise<void>;
+  /** An event read back from webhook_events, in the calls' words (the provider's WebhookSource.decodeStored). */
+  decode: (payload: unknown) => CallEvent | null;
 }
 
 export interface PipelineEvents {
-  /** An event has been acted on and marked processed (or failed and marked so; or left unprocessed, ok false: see LeaveUnprocessed). */
-  processed: [eventId: string, type: string, ok: boolean];
+  /**
+   * An event has been acted on and marked processed (or failed and marked so; or left unprocessed, ok
+   * false: see LeaveUnprocessed). `actedOn` false: an event the calls do not act on, marked processed as stored.
+   */
+  processed: [eventId: string, type: string, ok: boolean, actedOn: boolean];
 }
 
 /**
@@ -110,12 +117,18 @@ export class EventPipeline extends TypedEmitter<PipelineEvents> {
       if (this.seen.get(e.id) === stored) this.seen.delete(e.id);
     });
     const verdict = stored.catch(() => false);
-    if (e.event && !prior) void this.execute(e.event, { eventId: e.id, arrivedAt: e.arrivedAt, stored: verdict, replay: false, receivedAt: new Date() });
-    else if (!e.event) void verdict.then((fresh) => (fresh ? this.mark(e.id) : undefined));
+    if (e.event && !prior) void this.execute(e.event, { eventId: e.id, type: e.type, arrivedAt: e.arrivedAt, stored: verdict, replay: false, receivedAt: new Date() });
+    else if (!e.event) {
+      void verdict.then(async (fresh) => {
+        if (!fresh) return;
+        await this.mark(e.id);
+        this.emit('processed', e.id, e.type, true, false);
+      });
+    }
     try {
       return (await stored) ? 'stored' : 'duplicate';
     } catch (err) {
-      this.d.log.error({ err: errorText(err), eventId: e.id }, 'webhook not stored; asking for a retry');
+      this.d.log.error({ err, eventId: e.id }, 'webhook not stored; asking for a retry');
       return 'store_failed';
     }
   }
@@ -138,43 +151,43 @@ export class EventPipeline extends TypedEmitter<PipelineEvents> {
   }
 
   /** Processes one stored event by id (another node asked this one, whose call it concerns). */
-  async processStored(eventId: string, owns: (e: WebhookEvent) => boolean): Promise<boolean> {
+  async processStored(eventId: string, owns: (e: CallEvent) => boolean): Promise<boolean> {
     const w = await this.d.cdr.webhook(eventId);
     if (!w) return false;
-    const parsed = parseStored(w);
+    const parsed = this.d.decode(w.payload);
     if (!parsed || !owns(parsed)) return false;
-    await this.execute(parsed, storedEventContext(eventId, w.receivedAt));
+    await this.execute(parsed, storedEventContext(eventId, w.type, w.receivedAt));
     return true;
   }
 
   private async runStored(w: StoredWebhook): Promise<void> {
-    const event = parseStored(w);
+    const event = this.d.decode(w.payload);
     if (!event) {
       await this.mark(w.id, 'replayed: not an event the bridge acts on');
       return;
     }
     this.seen.set(w.id, Promise.resolve(false));
-    await this.execute(event, storedEventContext(w.id, w.receivedAt));
+    await this.execute(event, storedEventContext(w.id, w.type, w.receivedAt));
   }
 
   /** Acts on the event, then marks it processed once its row exists; never throws. */
-  private async execute(event: WebhookEvent, ctx: EventContext): Promise<void> {
+  private async execute(event: CallEvent, ctx: EventContext): Promise<void> {
     let error: string | undefined;
     try {
       await this.d.handle(event, ctx);
     } catch (err) {
       error = errorText(err);
       if (err instanceof LeaveUnprocessed) {
-        this.d.log.error({ err: error, eventId: ctx.eventId, type: event.type }, 'webhook left unprocessed: it will be replayed');
-        this.emit('processed', ctx.eventId, event.type, false);
+        this.d.log.error({ err, eventId: ctx.eventId, type: ctx.type }, 'webhook left unprocessed: it will be replayed');
+        this.emit('processed', ctx.eventId, ctx.type, false, true);
         return;
       }
-      this.d.log.error({ err: error, eventId: ctx.eventId, type: event.type }, 'webhook processing failed');
+      this.d.log.error({ err, eventId: ctx.eventId, type: ctx.type }, 'webhook processing failed');
     }
     const stored = await ctx.stored;
     // Not stored by this delivery: a redelivery's row belongs to the first one, which marks it.
     if (stored || ctx.replay) await this.mark(ctx.eventId, error);
-    this.emit('processed', ctx.eventId, event.type, error === undefined);
+    this.emit('processed', ctx.eventId, ctx.type, error === undefined, true);
   }
 
   /** Writes the processed marks gathered so far (shutdown: before Postgres is closed). */
@@ -194,15 +207,10 @@ export class EventPipeline extends TypedEmitter<PipelineEvents> {
       const batch = this.marks.splice(0);
       this.markFlush = null;
       await this.d.cdr.markWebhooksProcessed(batch).catch((err: unknown) =>
-        this.d.log.error({ err: errorText(err), events: batch.length }, 'could not mark webhooks processed (they will be replayed)'));
+        this.d.log.error({ err, events: batch.length }, 'could not mark webhooks processed (they will be replayed)'));
     });
     return this.markFlush;
   }
-}
-
-function parseStored(w: StoredWebhook): WebhookEvent | null {
-  const parsed = parseWebhookEvent(Buffer.from(JSON.stringify(w.payload)));
-  return parsed.ok ? parsed.event : null;
 }
 
 function errorText(err: unknown): string {

@@ -1,5 +1,4 @@
-import { permissionReplyOf } from '../calls/permissions';
-import { WebhookEvent } from '../providers/ycloud/events';
+import { CallEvent } from '../calls/call-events';
 
 /** What webhook_events keeps of an event the bridge does not act on: enough to deduplicate a redelivery. */
 export interface RedactedPayload { id: string; type: string; redacted: true }
@@ -11,10 +10,8 @@ export interface RedactedPayload { id: string; type: string; redacted: true }
  * kept for events the bridge never needed. Connect SDPs lose their ICE password and SDES keys later,
  * once the call is set up (src/cdr/retention.ts).
  */
-export function storedPayload(e: { id: string; type: string; payload: unknown; event: WebhookEvent | null }): unknown {
-  if (!e.event) return redacted(e);
-  if (e.event.type === 'whatsapp.inbound_message.received' && permissionReplyOf(e.event.whatsappInboundMessage, e.id) === null) return redacted(e);
-  return e.payload;
+export function storedPayload(e: { id: string; type: string; payload: unknown; event: CallEvent | null }): unknown {
+  return e.event ? e.payload : redacted(e);
 }
 
 function redacted(e: { id: string; type: string }): RedactedPayload {

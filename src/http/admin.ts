@@ -1,8 +1,9 @@
 import Router from '@koa/router';
 import { Context, Next } from 'koa';
-import { normalizeE164, PermissionRequestBody, PermissionStore } from '../calls/permissions';
+import { PermissionStore } from '../calls/permissions';
+import { normalizeE164 } from '../util/numbers';
+import { PermissionRequestBody, ProviderError, WhatsAppProvider } from '../calls/provider-port';
 import { Logger } from '../log';
-import { YCloudClient, YCloudError } from '../providers/ycloud/client';
 import { CallingSettingsChange, settingsBody, validateSettingsChange } from '../providers/ycloud/settings';
 import { roleOf } from './auth';
 import { jsonBody } from './json-body';
@@ -11,7 +12,8 @@ export interface AdminDeps {
   wabaId: string | null;
   defaultBusinessNumber: string | null;
   permissions: PermissionStore;
-  ycloud: YCloudClient;
+  /** Where calling settings are read and written. */
+  provider: WhatsAppProvider;
   log: Logger;
 }
 
@@ -74,7 +76,7 @@ export function adminRoutes(d: AdminDeps): Router {
   router.get('/settings', async (ctx) => {
     const target = settingsTarget(ctx.query.phoneNumber);
     if (typeof target === 'string') return problem(ctx, 400, target);
-    await relay(ctx, () => d.ycloud.getSettings(target.wabaId, target.phoneNumber));
+    await relay(ctx, () => d.provider.getCallingSettings(target.wabaId, target.phoneNumber));
   });
 
   router.post('/settings', async (ctx) => {
@@ -85,7 +87,7 @@ export function adminRoutes(d: AdminDeps): Router {
     if (typeof target === 'string') return problem(ctx, 400, target);
     const problems = validateSettingsChange(change);
     if (problems.length) return problem(ctx, 400, problems.join('; '));
-    await relay(ctx, () => d.ycloud.updateSettings(target.wabaId, target.phoneNumber, settingsBody(change as CallingSettingsChange)));
+    await relay(ctx, () => d.provider.updateCallingSettings(target.wabaId, target.phoneNumber, settingsBody(change as CallingSettingsChange)));
   });
 
   function settingsTarget(phone: unknown): { wabaId: string; phoneNumber: string } | string {
@@ -98,9 +100,9 @@ export function adminRoutes(d: AdminDeps): Router {
     try {
       ctx.body = (await fn()) ?? { ok: true };
     } catch (err) {
-      const e = err as YCloudError;
-      ctx.status = e.httpStatus && e.httpStatus < 500 ? e.httpStatus : 502;
-      ctx.body = { error: e.message, code: e.code ?? null, whatsappCode: e.whatsappCode ?? null };
+      const e = err instanceof ProviderError ? err : null;
+      ctx.status = e?.httpStatus && e.httpStatus < 500 ? e.httpStatus : 502;
+      ctx.body = { error: (err as Error).message, code: e?.code ?? null, whatsappCode: e?.whatsappCode ?? null };
     }
   }
 

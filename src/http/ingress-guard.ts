@@ -4,7 +4,6 @@ import net from 'node:net';
 import { Context, Middleware, Next } from 'koa';
 import { Logger } from '../log';
 import { WebhookResult } from '../metrics/metrics';
-import { checkSignatureHeader } from '../providers/ycloud/signature';
 import { KeyCounts } from '../util/key-counts';
 import { BodyAbortedError, BodyEvictedError, BodyTimeoutError, BodyTooLargeError, BodyTooSlowError, readRawBody } from './raw-body';
 
@@ -28,9 +27,10 @@ export interface IngressLimits {
   verifiedReads: number;
   /** After the first second, a body arriving slower than this on average is cut (WEBHOOK_MIN_BYTES_PER_S; 0: no minimum). */
   minBytesPerS: number;
-  /** Accepted age of the signature's timestamp (YCLOUD_WEBHOOK_TOLERANCE_SECONDS). */
-  toleranceSeconds: number;
 }
+
+/** The provider's check of its signature header alone (present, well formed, fresh), made before any read. */
+export type HeaderCheck = { ok: true } | { ok: false; reason: string; stale?: true };
 
 /** Any rate is accepted during a read's first second; only then can it be cut for slowness or made to give way. */
 export const READ_GRACE_MS = 1000;
@@ -183,7 +183,7 @@ export class VerifiedSenders {
 }
 
 /**
- * The door of POST /webhooks/ycloud, before any event is looked at: a request without a plausible,
+ * The door of a provider's webhook endpoint (POST /webhooks/<provider>), before any event is looked at: a request without a plausible,
  * fresh signature header is refused before a byte of its body is read (401); a declared length over
  * the cap is refused unread (413); the body must arrive within the read timeout (408), after its first
  * second at least at the minimum rate (408), and under the cap (413). When the read slots are full the
@@ -205,8 +205,7 @@ export class IngressGuard extends EventEmitter {
     this.senders.add(client);
   }
 
-  async receive(req: IncomingMessage, signature: string | undefined, client: string): Promise<Received> {
-    const sig = checkSignatureHeader(signature, this.limits.toleranceSeconds);
+  async receive(req: IncomingMessage, sig: HeaderCheck, client: string): Promise<Received> {
     if (!sig.ok) return refuse(401, sig.reason, sig.stale ? 'stale' : 'bad_signature');
     const declared = req.headers['content-length'];
     if (declared !== undefined && Number(declared) > WEBHOOK_MAX_BODY_BYTES) {

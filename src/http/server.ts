@@ -22,6 +22,19 @@ export interface Readiness { ready: () => Promise<ReadinessReport> }
 export interface HttpAppOptions { trustProxy?: number; mayReadDetails?: (ctx: Koa.Context) => boolean }
 
 /** The Koa app: webhooks plus health/readiness for load balancers and orchestrators. */
+/** The routes an app serves, as "METHOD /path/{param}" (HEAD left out): logged at start-up, checked against the OpenAPI document. */
+export function routeTable(app: Koa): string[] {
+  const out = new Set<string>();
+  for (const mw of app.middleware as Array<Koa.Middleware & { router?: Router }>) {
+    for (const layer of mw.router?.stack ?? []) {
+      if (!layer.methods.length) continue; // router.use(): middleware, not a route
+      const p = String(layer.path).replace(/:([A-Za-z0-9_]+)(\([^)]*\))?/g, '{$1}');
+      for (const m of layer.methods) if (m !== 'HEAD') out.add(`${m} ${p}`);
+    }
+  }
+  return [...out].sort();
+}
+
 export function createHttpApp(routers: Array<Router | Koa.Middleware>, readiness: Readiness, log: Logger, opts: HttpAppOptions = {}): Koa {
   const app = new Koa();
   const hops = opts.trustProxy ?? 0;
@@ -32,7 +45,7 @@ export function createHttpApp(routers: Array<Router | Koa.Middleware>, readiness
     try {
       await next();
     } catch (err) {
-      log.error({ err: (err as Error).message, path: ctx.path }, 'unhandled HTTP error');
+      log.error({ err, path: ctx.path }, 'unhandled HTTP error');
       ctx.status = 500;
       ctx.body = { error: 'internal error' };
     }

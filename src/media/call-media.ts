@@ -1,28 +1,104 @@
+import crypto from 'node:crypto';
 import { MediaPlan } from './profiles';
 import { NgAddress, RtpEngine } from './rtpengine';
-import { answerDirectionFor, audioDirection, plainRtpSdp, withAudioDirection } from './sdp';
+import { answerDirectionFor, audioDirection, eventClockFor, plainRtpSdp, provisionalPbxAnswer, telephoneEvent8k, withAudioDirection } from './sdp';
 import { releaseMedia, summarizeMediaStats, MediaStats } from './stats';
 
 /**
- * One call's media on its rtpengine: the WhatsApp leg (`waTag`) and the PBX leg (`pbxTag`).
- * Everything the PBX changes mid-call is negotiated here on the PBX leg alone; the WhatsApp leg's
- * SDP (ports, ICE credentials, DTLS fingerprint) stays what WhatsApp accepted.
+ * One call's media on its rtpengine, from the first offer to the delete: the WhatsApp leg (`waTag`)
+ * and the PBX leg (`pbxTag`), under one rtpengine call-id (the bridge's call id). Each set-up step is
+ * a named method; the call classes say when, this class says which ng commands that takes.
+ * Everything the PBX changes mid-call is negotiated on the PBX leg alone; the WhatsApp leg's SDP
+ * (ports, ICE credentials, DTLS fingerprint) stays what WhatsApp accepted.
  */
 export class CallMedia {
+  readonly waTag = `wa-${crypto.randomBytes(6).toString('hex')}`;
   /** Every tag the PBX leg has had in rtpengine (see repointPbx); the last one is current. */
-  private readonly pbxTags: string[];
+  private readonly pbxTags = [`pbx-${crypto.randomBytes(6).toString('hex')}`];
   /** rtpengine has played a file to the WhatsApp user since the PBX leg last got a fresh tag. */
   private playedSinceFreshLeg = false;
+  /** WhatsApp's SDP as rtpengine was given it: the answer side of every PBX re-negotiation. */
+  private waSdp = '';
 
-  constructor(
-    private readonly rtp: RtpEngine,
-    private readonly plan: MediaPlan,
-    readonly ng: NgAddress,
-    readonly callId: string,
-    readonly waTag: string,
-    pbxTag: string,
-  ) {
-    this.pbxTags = [pbxTag];
+  /** `callId`: the bridge's call id, which is rtpengine's call-id too (its DTMF log names calls by it). */
+  constructor(private readonly rtp: RtpEngine, private readonly plan: MediaPlan, readonly ng: NgAddress, readonly callId: string) {}
+
+  /** WhatsApp's SDP as rtpengine holds it (see repointPbx). */
+  get whatsAppSdp(): string {
+    return this.waSdp;
+  }
+
+  // --- A WhatsApp user's call (inbound) ---
+
+  /**
+   * WhatsApp's offer: rtpengine takes it (its telephone-event clock relabelled 48 kHz, so rtpengine
+   * keeps and decodes the events: see sdp.ts) and makes the plain-RTP offer for the PBX; a provisional
+   * answer with the PBX's codecs gives WhatsApp its answer now (pre-accept), before any PBX answers.
+   * Nothing from the PBX leg reaches WhatsApp, and no WhatsApp digit reaches the PBX as RFC 4733
+   * events, until unblocked (the bridge sends digits itself, with their real length, from the DTMF log).
+   */
+  async offerFromWhatsApp(waOffer: string, pbxCodecs: string[]): Promise<{ pbxOffer: string; waAnswer: string }> {
+    this.waSdp = eventClockFor.toRtpengine(waOffer);
+    const base = { 'call-id': this.callId, 'from-tag': this.waTag };
+    const offered = await this.rtp.offer(this.ng, { ...base, sdp: this.waSdp, ...this.plan.waOfferToPbx() });
+    const pbxOffer = plainRtpSdp(String(offered.sdp ?? ''));
+    const provisional = provisionalPbxAnswer(pbxCodecs, telephoneEvent8k(pbxOffer)?.pt ?? null);
+    const answered = await this.rtp.answer(this.ng, { ...base, 'to-tag': this.pbxTag, sdp: provisional, ...this.plan.pbxAnswerToWa() });
+    await Promise.all([
+      this.rtp.blockMedia(this.ng, { 'call-id': this.callId, 'from-tag': this.pbxTag }),
+      this.blockDigitsFromWhatsApp(),
+    ]);
+    return { pbxOffer, waAnswer: eventClockFor.toWhatsApp(String(answered.sdp ?? '')) };
+  }
+
+  /** The PBX's answer (a 183's or the 200's) to the offer from WhatsApp: the answer for WhatsApp's accept. */
+  async answerFromPbx(pbxAnswer: string): Promise<string> {
+    const res = await this.rtp.answer(this.ng, {
+      'call-id': this.callId, 'from-tag': this.waTag, 'to-tag': this.pbxTag, sdp: pbxAnswer, ...this.plan.pbxAnswerToWa(),
+    });
+    return eventClockFor.toWhatsApp(String(res.sdp ?? ''));
+  }
+
+  /** The PBX's audio may reach WhatsApp (WhatsApp has accepted). */
+  async letPbxThrough(): Promise<void> {
+    await this.rtp.unblockMedia(this.ng, { 'call-id': this.callId, 'from-tag': this.pbxTag });
+  }
+
+  // --- An agent's call (outbound) ---
+
+  /**
+   * The agent's offer: rtpengine makes the WebRTC offer for WhatsApp. No audio crosses in either
+   * direction until `letAllThrough`: WhatsApp's media can arrive before its SDP answer (ICE and DTLS
+   * complete first) and would otherwise reach the agent while the customer's phone still rings.
+   */
+  async offerFromPbx(pbxOffer: string): Promise<string> {
+    const offered = await this.rtp.offer(this.ng, { 'call-id': this.callId, 'from-tag': this.pbxTag, ...this.plan.pbxOfferToWa(pbxOffer) });
+    await this.rtp.blockMedia(this.ng, { 'call-id': this.callId });
+    return String(offered.sdp ?? '');
+  }
+
+  /** WhatsApp's answer to the offer from the PBX: the plain-RTP answer for the agent's 200. */
+  async answerFromWhatsApp(waAnswer: string): Promise<string> {
+    const res = await this.rtp.answer(this.ng, { 'call-id': this.callId, 'from-tag': this.pbxTag, 'to-tag': this.waTag, sdp: waAnswer, ...this.plan.waAnswerToPbx() });
+    this.waSdp = waAnswer;
+    return plainRtpSdp(String(res.sdp ?? ''));
+  }
+
+  /** Audio both ways (the WhatsApp user accepted). */
+  async letAllThrough(): Promise<void> {
+    await this.rtp.unblockMedia(this.ng, { 'call-id': this.callId, flags: ['all'] });
+  }
+
+  // --- Either call, once both legs are up ---
+
+  /** Nothing the WhatsApp user says reaches the agent (while an announcement plays to them). */
+  async holdBackWhatsApp(): Promise<void> {
+    await this.rtp.blockMedia(this.ng, { 'call-id': this.callId, 'from-tag': this.waTag });
+  }
+
+  /** Both directions through (after an announcement). */
+  async letBothThrough(): Promise<void> {
+    await Promise.all([this.waTag, this.pbxTag].map((tag) => this.rtp.unblockMedia(this.ng, { 'call-id': this.callId, 'from-tag': tag })));
   }
 
   /** True when the PBX's audio must get a fresh stream toward WhatsApp at the next negotiation. */
@@ -39,7 +115,8 @@ export class CallMedia {
    * offer from the PBX leg and WhatsApp's unchanged SDP as the answer. Returns the answer for the PBX,
    * with the direction RFC 3264 requires (recvonly to a hold with sendonly, inactive to inactive).
    */
-  async repointPbx(pbxOffer: string, waSdp: string, opts: { mayMovePort: boolean } = { mayMovePort: false }): Promise<string> {
+  async repointPbx(pbxOffer: string, opts: { mayMovePort: boolean } = { mayMovePort: false }): Promise<string> {
+    const waSdp = this.waSdp;
     // After rtpengine has played a file to the WhatsApp user, that user's WebRTC stack stays bound to
     // the player's SSRC and ignores the PBX's stream when it returns on its old SSRC (seen with
     // libwebrtc). A fresh PBX-leg tag gives the PBX's audio a new SSRC toward WhatsApp; it also gives

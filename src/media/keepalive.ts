@@ -30,10 +30,6 @@ export class MediaKeepalive {
     private readonly warn: (what: string, err: unknown) => void,
   ) {}
 
-  get isPlaying(): boolean {
-    return this.playing;
-  }
-
   start(): void {
     if (this.timer || this.stopped) return;
     this.schedule();

@@ -95,6 +95,7 @@ export class Metrics {
   private readonly permissionReplies: Counter<'response'>;
   private readonly mos: Histogram<'leg'>;
   private readonly cdrDropped: Counter;
+  private readonly refusedMoves: Counter<'machine'>;
   private readonly recoveredCalls: Counter<'node'>;
 
   constructor(opts: { defaultMetrics?: boolean } = {}) {
@@ -161,6 +162,11 @@ export class Metrics {
     });
     this.cdrDropped = new Counter({
       name: 'wasb_cdr_writes_dropped_total', help: 'CDR writes given up after CDR_RETRY_S of retries while Postgres was unreachable.', registers,
+    });
+    this.refusedMoves = new Counter({
+      name: 'wasb_call_state_refused_total',
+      help: 'State changes a call asked for that its tables do not allow (machine: call, whatsapp_leg, pbx_leg): a defect to report, the call goes on.',
+      labelNames: ['machine'] as const, registers,
     });
     this.recoveredCalls = new Counter({
       name: 'wasb_calls_recovered_total', help: 'Calls ended after their node died (node: self after a restart, peer for another node).',
@@ -241,6 +247,11 @@ export class Metrics {
 
   cdrWritesDropped(n: number): void {
     safe(() => this.cdrDropped.inc(n));
+  }
+
+  /** A call, or one of its legs, was asked for a state change its table does not allow. */
+  stateRefused(machine: 'call' | 'whatsapp_leg' | 'pbx_leg'): void {
+    safe(() => this.refusedMoves.inc({ machine }));
   }
 
   callsRecovered(node: 'self' | 'peer', n: number): void {

@@ -1,4 +1,4 @@
-import { Mark, MarkName, Marks } from '../calls/marks';
+import { Mark, MarkName, Marks } from './marks';
 import { Metrics, SetupStep } from './metrics';
 
 /** Each set-up step: from one mark of a call to a later one. */

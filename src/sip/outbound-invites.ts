@@ -2,7 +2,7 @@ import Srf from 'drachtio-srf';
 import { Config } from '../config';
 import { Logger } from '../log';
 import { Metrics } from '../metrics/metrics';
-import { normalizeE164 } from '../calls/permissions';
+import { normalizeE164 } from '../util/numbers';
 import { RefusalLog } from '../http/ingress-guard';
 import { DigestAuth, SourceAllowList } from './trust';
 

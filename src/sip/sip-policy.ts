@@ -1,10 +1,12 @@
 import net from 'node:net';
-import { SipPolicy } from '../calls/bridged-call';
 import { Config } from '../config';
 import { RefusalLog } from '../http/ingress-guard';
 import { InDialogGuard } from './dialog-guard';
 import { SipCore } from './drachtio';
 import { targetHosts, TransferPolicy } from './transfer-policy';
+
+/** The SIP rules every call's PBX session applies (one of each per bridge). */
+export interface SipPolicy { dialogs: InDialogGuard; transfers: TransferPolicy }
 
 /**
  * The bridge's SIP rules for calls in progress, from its settings: requests in a PBX dialog only from

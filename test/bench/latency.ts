@@ -4,6 +4,7 @@ import { infra, startInfra, stopInfra } from '../harness/infra';
 import { RtpPhone } from '../harness/rtp-phone';
 import { runSippUac, startSippUas } from '../harness/sipp';
 import { WaUser } from '../harness/wa-user';
+import { whenEnded } from '../harness/watch';
 
 /**
  * Latency benchmark over real parts on loopback: N inbound calls, then N outbound calls, one after
@@ -89,7 +90,7 @@ async function benchInbound(calls: number, mode: Mode): Promise<{ toPreAccept: n
       toAccept.push(accept.t - answered.t);
       await stack.sim.waitForRequest('/calls/accept', wacid);
       await stack.sim.userHangsUp(wacid);
-      await stack.bridge.calls.whenEnded(wacid);
+      await whenEnded(stack.bridge, wacid);
       user.close();
     }
     await sipp.done;

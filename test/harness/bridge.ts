@@ -1,10 +1,11 @@
 import { Bridge } from '../../src/app';
-import { MarkLog } from '../../src/calls/marks';
+import { MarkLog } from './mark-log';
 import { Config, loadConfig } from '../../src/config';
 import { DestinationStream } from 'pino';
 import { createLogger } from '../../src/log';
 import { infra } from './infra';
 import { YCloudSim } from './ycloud-sim';
+import { watch } from './watch';
 
 let stackSeq = 0;
 
@@ -23,6 +24,7 @@ export async function startStack(env: Record<string, string> = {}, opts: StackOp
   const config: Config = loadConfig(bridgeEnv(sim, env));
   const bridge = new Bridge(config, createLogger(config.logLevel, {}, { destination: opts.logStream }));
   const marks = new MarkLog(bridge.marks);
+  watch(bridge);
   await bridge.start({ sipWaitMs: infra.drachtio ? 5000 : 0 });
   sim.webhookUrl = `http://127.0.0.1:${bridge.httpPort}/webhooks/ycloud`;
   return {
@@ -75,14 +77,7 @@ export function infraEnv(): Record<string, string> {
 
 /** Delivers a signed event and resolves once the bridge has acted on it (status 200 asserted by the caller). */
 export async function deliverAndProcess(stack: TestStack, event: Record<string, unknown>): Promise<number> {
-  const processed = new Promise<void>((resolve) => {
-    const on = (id: string) => {
-      if (id !== event.id) return;
-      stack.bridge.webhookEvents.off('processed', on);
-      resolve();
-    };
-    stack.bridge.webhookEvents.on('processed', on);
-  });
+  const processed = watch(stack.bridge).whenProcessed(String(event.id));
   const status = await stack.sim.deliver(event);
   if (status === 200) await processed;
   return status;

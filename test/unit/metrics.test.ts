@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import http from 'node:http';
 import { AddressInfo } from 'node:net';
-import { Marks } from '../../src/calls/marks';
+import { Marks } from '../../src/metrics/marks';
 import { RtpEngine } from '../../src/media/rtpengine';
 import { Metrics } from '../../src/metrics/metrics';
 import { SetupSteps } from '../../src/metrics/setup-steps';
@@ -159,12 +159,12 @@ describe('metrics', () => {
     const slow = new YCloudClient({ baseUrl: `http://127.0.0.1:${port}/slow`, apiKey: 'k', timeoutMs: 150 }, m);
     const dead = new YCloudClient({ baseUrl: `http://127.0.0.1:${await freePort('tcp')}`, apiKey: 'k', timeoutMs: 5000 }, m);
     try {
-      await ok.preAccept({ phoneId: 'p', wacid: 'w', sdp: 'v=0' });
-      await ok.accept({ phoneId: 'p', wacid: 'w', sdp: 'v=0' }).catch(() => undefined);
+      await ok.preAccept({ phoneId: 'p', wacid: 'w' }, 'v=0');
+      await ok.accept({ phoneId: 'p', wacid: 'w' }, 'v=0').catch(() => undefined);
       await ok.reject({ phoneId: 'p', wacid: 'w' }).catch(() => undefined);
-      await ok.getSettings('waba/1', '+62 8'); // ids in the URL, not in the labels
+      await ok.getCallingSettings('waba/1', '+62 8'); // ids in the URL, not in the labels
       await slow.terminate({ phoneId: 'p', wacid: 'w' }).catch(() => undefined);
-      await dead.connect({ from: '+1', to: '+2', sdp: 'v=0' }).catch(() => undefined);
+      await dead.connect({ from: '+1', to: '+2', sdpOffer: 'v=0' }).catch(() => undefined);
     } finally {
       server.closeAllConnections();
       server.close();

@@ -1,19 +1,21 @@
 import { performance } from 'node:perf_hooks';
+import { CallRef } from '../../calls/call-events';
+import { PermissionRequestBody, ProviderError, WhatsAppProvider } from '../../calls/provider-port';
 import { Metrics, YCloudEndpoint, YCloudResult } from '../../metrics/metrics';
 
-/** YCloud REST client for the calling endpoints: API key auth, timeouts, and typed errors. */
-export class YCloudError extends Error {
+/** A YCloud request that failed: the provider port's error, named for YCloud. */
+export class YCloudError extends ProviderError {
   constructor(
     message: string,
-    readonly httpStatus: number | null,
-    readonly code: string | null,
-    readonly requestId: string | null,
+    httpStatus: number | null,
+    code: string | null,
+    requestId: string | null,
     /** Meta's own error code (e.g. 138006), when YCloud passes it through. */
-    readonly whatsappCode: number | null,
+    whatsappCode: number | null,
     /** No HTTP answer: the request timed out (true) or the network failed (false). */
-    readonly timedOut = false,
+    timedOut = false,
   ) {
-    super(message);
+    super(message, 'YCloud', httpStatus, code, requestId, whatsappCode, timedOut);
     this.name = 'YCloudError';
   }
 }
@@ -24,57 +26,53 @@ export interface YCloudClientOptions {
   timeoutMs: number;
 }
 
-export interface SdpRequest { phoneId: string; wacid: string; sdp: string }
-export interface CallRef { phoneId: string; wacid: string }
+/** YCloud's REST API for calls (the provider port's YCloud adapter): API key auth, timeouts, typed errors. */
+export class YCloudClient implements WhatsAppProvider {
+  readonly name = 'YCloud';
 
-export class YCloudClient {
   /** `metrics`: each request is counted and timed by its endpoint's fixed name (never its URL). */
   constructor(private readonly opts: YCloudClientOptions, private readonly metrics?: Metrics) {}
 
-  preAccept(r: SdpRequest): Promise<unknown> {
-    return this.post('preAccept', '/whatsapp/calls/preAccept', { phoneId: r.phoneId, wacid: r.wacid, sdpType: 'answer', sdp: r.sdp });
+  async preAccept(call: CallRef, sdpAnswer: string): Promise<void> {
+    await this.post('preAccept', '/whatsapp/calls/preAccept', { phoneId: call.phoneId, wacid: call.wacid, sdpType: 'answer', sdp: sdpAnswer });
   }
 
-  accept(r: SdpRequest): Promise<unknown> {
-    return this.post('accept', '/whatsapp/calls/accept', { phoneId: r.phoneId, wacid: r.wacid, sdpType: 'answer', sdp: r.sdp });
+  async accept(call: CallRef, sdpAnswer: string): Promise<void> {
+    await this.post('accept', '/whatsapp/calls/accept', { phoneId: call.phoneId, wacid: call.wacid, sdpType: 'answer', sdp: sdpAnswer });
   }
 
   /** Retried within the timeout (see RETRY): rejecting a call twice rejects it once. */
-  reject(r: CallRef): Promise<unknown> {
-    return this.request('reject', 'POST', '/whatsapp/calls/reject', { phoneId: r.phoneId, wacid: r.wacid }, RETRY);
+  async reject(call: CallRef): Promise<void> {
+    await this.request('reject', 'POST', '/whatsapp/calls/reject', { phoneId: call.phoneId, wacid: call.wacid }, RETRY);
   }
 
   /** Retried within the timeout (see RETRY): ending a call twice ends it once. */
-  terminate(r: CallRef): Promise<unknown> {
-    return this.request('terminate', 'POST', '/whatsapp/calls/terminate', { phoneId: r.phoneId, wacid: r.wacid }, RETRY);
+  async terminate(call: CallRef): Promise<void> {
+    await this.request('terminate', 'POST', '/whatsapp/calls/terminate', { phoneId: call.phoneId, wacid: call.wacid }, RETRY);
   }
 
   /** Places a business-initiated call. The wacid comes back here when YCloud returns it, else in the connect webhook. */
-  async connect(r: { from: string; to: string; sdp: string }): Promise<{ wacid: string | null }> {
-    const res = await this.post('connect', '/whatsapp/calls/connect', { from: r.from, to: r.to, sdpType: 'offer', sdp: r.sdp });
+  async connect(call: { from: string; to: string; sdpOffer: string }): Promise<{ wacid: string | null }> {
+    const res = await this.post('connect', '/whatsapp/calls/connect', { from: call.from, to: call.to, sdpType: 'offer', sdp: call.sdpOffer });
     const wacid = isRecord(res) && typeof res.wacid === 'string' ? res.wacid : null;
     return { wacid };
   }
 
   /** A call-permission request, as a free-form interactive message or as a template that carries one. */
-  async sendPermissionRequest(
-    from: string,
-    to: string,
-    body: { kind: 'interactive'; text: string } | { kind: 'template'; name: string; language: string; components?: unknown[] },
-  ): Promise<{ id: string | null }> {
+  async requestPermission(from: string, to: string, body: PermissionRequestBody): Promise<{ messageId: string | null }> {
     const message = body.kind === 'interactive'
       ? { type: 'interactive', interactive: { type: 'call_permission_request', action: { name: 'call_permission_request' }, body: { text: body.text } } }
       : { type: 'template', template: { name: body.name, language: { code: body.language, policy: 'deterministic' }, components: body.components ?? [] } };
     const res = await this.post('send_message', '/whatsapp/messages/sendDirectly', { from, to, ...message });
-    return { id: isRecord(res) && typeof res.id === 'string' ? res.id : null };
+    return { messageId: isRecord(res) && typeof res.id === 'string' ? res.id : null };
   }
 
-  /** A read: retried within the timeout (see RETRY). */
-  getSettings(wabaId: string, phoneNumber: string): Promise<unknown> {
-    return this.request('settings_get', 'GET', `/whatsapp/phoneNumbers/${encodeURIComponent(wabaId)}/${encodeURIComponent(phoneNumber)}/settings`, undefined, RETRY);
+  /** A read: retried within the timeout (see RETRY). `account` is the WABA id. */
+  getCallingSettings(account: string, phoneNumber: string): Promise<unknown> {
+    return this.request('settings_get', 'GET', `/whatsapp/phoneNumbers/${encodeURIComponent(account)}/${encodeURIComponent(phoneNumber)}/settings`, undefined, RETRY);
   }
 
-  updateSettings(wabaId: string, phoneNumber: string, settings: Record<string, unknown>): Promise<unknown> {
+  updateCallingSettings(wabaId: string, phoneNumber: string, settings: Record<string, unknown>): Promise<unknown> {
     return this.request('settings_update', 'POST', `/whatsapp/phoneNumbers/${encodeURIComponent(wabaId)}/${encodeURIComponent(phoneNumber)}/settings`, settings);
   }
 

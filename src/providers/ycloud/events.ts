@@ -1,6 +1,8 @@
 import { TextDecoder } from 'node:util';
 import { z } from 'zod';
+import { CallEvent, CallProgress, PermissionReply } from '../../calls/call-events';
 import { MAX_SDP_AUDIO, MAX_SDP_MEDIA } from '../../media/sdp';
+import { normalizeE164 } from '../../util/numbers';
 
 /**
  * Webhook payloads from the YCloud reference, validated before anything acts on them. Every field is
@@ -93,7 +95,7 @@ export type WebhookEvent = z.infer<typeof webhookEventSchema>;
 export type AnyWebhookEvent = WebhookEvent | z.infer<typeof unknownEventSchema>;
 
 /** A malformed event names its `type` when it got as far as having one. */
-export type ParsedEvent = { ok: true; event: WebhookEvent | null; id: string; type: string } | { ok: false; reason: string; type?: string };
+export type ParsedEvent = { ok: true; event: WebhookEvent | null; id: string; type: string; json: unknown } | { ok: false; reason: string; type?: string };
 
 const utf8 = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true });
 
@@ -115,10 +117,10 @@ export function parseWebhookEvent(raw: Buffer): ParsedEvent {
   const unstorable = checkStorable(json);
   if (unstorable) return { ok: false, reason: unstorable, type: base.data.type };
   const known = webhookEventSchema.safeParse(json);
-  if (known.success) return { ok: true, event: known.data, id: known.data.id, type: known.data.type };
+  if (known.success) return { ok: true, event: known.data, id: known.data.id, type: known.data.type, json };
   const knownTypes: string[] = ['whatsapp.call.connect', 'whatsapp.call.status.updated', 'whatsapp.call.terminate', 'whatsapp.inbound_message.received'];
   if (knownTypes.includes(base.data.type)) return { ok: false, reason: describe(known.error), type: base.data.type };
-  return { ok: true, event: null, id: base.data.id, type: base.data.type };
+  return { ok: true, event: null, id: base.data.id, type: base.data.type, json };
 }
 
 /** NUL, or half of a UTF-16 surrogate pair without the other half. */
@@ -150,13 +152,71 @@ function describe(err: z.ZodError): string {
   return err.issues.map((i) => `${i.path.join('.') || '(root)'}: ${i.message}`).join('; ');
 }
 
-/** The wacid an event is about, for correlation and storage. */
-export function wacidOf(event: WebhookEvent | null): string | null {
-  if (!event) return null;
+/**
+ * A YCloud event in the bridge's own words (src/calls/call-events.ts); null for what the calls do not
+ * act on (chat messages other than permission replies).
+ */
+export function toCallEvent(event: WebhookEvent): CallEvent | null {
   switch (event.type) {
-    case 'whatsapp.call.connect': return event.callingConnect.wacid;
-    case 'whatsapp.call.status.updated': return event.callingStatusUpdated.wacid;
-    case 'whatsapp.call.terminate': return event.callingTerminate.wacid;
-    default: return null;
+    case 'whatsapp.call.connect': {
+      const c = event.callingConnect;
+      const common = { wacid: c.wacid, phoneId: c.phoneId, from: c.from, to: c.to, sdpType: c.sdpType, sdp: c.sdp };
+      return c.direction === 'USER_INITIATED' ? { kind: 'offered', ...common, dialTime: c.dialTime ?? null } : { kind: 'answered', ...common };
+    }
+    case 'whatsapp.call.status.updated': {
+      const s = event.callingStatusUpdated;
+      return { kind: 'status', wacid: s.wacid, status: s.status, progress: PROGRESS[s.status] ?? 'other' };
+    }
+    case 'whatsapp.call.terminate': {
+      const t = event.callingTerminate;
+      return {
+        kind: 'ended', wacid: t.wacid, phoneId: t.phoneId ?? null, cause: t.status ?? null, durationS: t.duration ?? null,
+        startedAt: t.startTime ?? null, endedAt: t.endTime ?? null,
+      };
+    }
+    case 'whatsapp.inbound_message.received': {
+      const reply = permissionReplyOf(event.whatsappInboundMessage, event.id);
+      return reply ? { kind: 'permission_reply', reply } : null;
+    }
   }
+}
+
+/** YCloud's call statuses (the status webhook) as the calls read them. */
+const PROGRESS: Partial<Record<string, CallProgress>> = { RINGING: 'ringing', ACCEPTED: 'accepted', REJECTED: 'rejected' };
+
+/** Reads a call_permission_reply out of an inbound-message webhook payload; null for any other message. */
+export function permissionReplyOf(msg: Record<string, unknown>, eventId: string | null): PermissionReply | { error: string } | null {
+  const interactive = msg.interactive as Record<string, unknown> | undefined;
+  if (!interactive || interactive.type !== 'call_permission_reply') return null;
+  const reply = interactive.call_permission_reply as Record<string, unknown> | undefined;
+  const from = typeof msg.from === 'string' ? normalizeE164(msg.from) : null;
+  const to = typeof msg.to === 'string' ? normalizeE164(msg.to) : null;
+  if (!reply || !from || !to) return { error: 'call_permission_reply without reply, from or to' };
+  if (reply.response !== 'accept' && reply.response !== 'reject') return { error: `unknown permission response "${String(reply.response)}"` };
+  const sendTime = typeof msg.sendTime === 'string' ? new Date(msg.sendTime) : new Date();
+  return {
+    businessNumber: to,
+    customerNumber: from,
+    response: reply.response,
+    isPermanent: reply.is_permanent === true || reply.is_permanent === 'true',
+    expiresAt: parseTimestamp(reply.expiration_timestamp),
+    responseSource: typeof reply.response_source === 'string' ? reply.response_source : null,
+    repliedAt: Number.isNaN(sendTime.getTime()) ? new Date() : sendTime,
+    wamid: typeof msg.wamid === 'string' ? msg.wamid : null,
+    eventId,
+  };
+}
+
+/** Unix seconds (number or numeric string), milliseconds, or an ISO date; null when absent or unreadable. */
+function parseTimestamp(v: unknown): Date | null {
+  if (v === undefined || v === null || v === '') return null;
+  if (typeof v === 'number' || (typeof v === 'string' && /^\d+$/.test(v))) {
+    const n = Number(v);
+    return new Date(n < 1e12 ? n * 1000 : n);
+  }
+  if (typeof v === 'string') {
+    const d = new Date(v);
+    return Number.isNaN(d.getTime()) ? null : d;
+  }
+  return null;
 }

@@ -1,18 +1,4 @@
-import { EventEmitter } from 'node:events';
-import { performance } from 'node:perf_hooks';
-
-/** Monotonic timing marks of a call's milestones, for the latency benchmark and debugging. */
-/** `wacid` is the WhatsApp call id for inbound calls, and the bridge's call id for outbound ones. */
-export interface Mark { wacid: string; name: MarkName; t: number }
-export type MarkName = 'webhook_received' | 'preaccept_sent' | 'pbx_ringing' | 'pbx_answered' | 'accept_sent' | 'ended'
-  | 'invite_received' | 'connect_sent' | 'wa_accepted' | 'pbx_200_sent';
-
-export class Marks extends EventEmitter {
-  mark(wacid: string, name: MarkName, t = performance.now()): void {
-    if (this.listenerCount('mark') === 0) return;
-    this.emit('mark', { wacid, name, t } satisfies Mark);
-  }
-}
+import { Mark, MarkName, Marks } from '../../src/metrics/marks';
 
 /** Keeps every mark from now on, so a test can wait for one that may already have happened. */
 export class MarkLog {

@@ -1,0 +1,231 @@
+import { CdrStore } from '../cdr/store';
+import { EventContext, LeaveUnprocessed, storedEventContext } from '../events/pipeline';
+import { Logger } from '../log';
+import { Metrics } from '../metrics/metrics';
+import { TypedEmitter } from '../util/typed-emitter';
+import { CallAnswered, CallEnded, CallEvent, CallOffered, CallStatus, PermissionReplied, wacidOf } from './call-events';
+import { providerEndFields } from './cdr-fields';
+import { CallDeps } from './call-deps';
+import { Admission, admitConnect } from './connect-admission';
+import { EarlyEvents } from './early-events';
+import { InboundCall } from './inbound-call';
+import { Lanes, nothing, started } from './lanes';
+import { PermissionStore } from './permissions';
+import { CallRegistry } from './registry';
+
+/** How long an agent's call that the provider placed may stay unclaimed by any node before it is ended. */
+const UNCLAIMED_CONNECT_MS = 15_000;
+/** A connect replayed after a restart that is older than this is not bridged: WhatsApp has given up ringing. */
+const REPLAY_CONNECT_MAX_AGE_MS = 30_000;
+
+export interface RouterEvents {
+  /** An event for a call this node does not have: the node that has it should process it. */
+  unplaced: [eventId: string, wacid: string];
+  /** This node has taken the call with this wacid (events waiting elsewhere belong here). */
+  claimed: [wacid: string];
+}
+
+export interface RouterDeps {
+  calls: CallRegistry;
+  /** What every call needs (a WhatsApp user's call is made here). */
+  callDeps: CallDeps;
+  cdr: CdrStore;
+  permissions: PermissionStore;
+  metrics: Metrics;
+  log: Logger;
+}
+
+/**
+ * Takes each call event to the call it concerns, by wacid: a WhatsApp user's offer starts an
+ * InboundCall; answers, statuses and ends go to the call in progress. Events for one wacid are routed
+ * in the order they came (Lanes); events that come before their call is known wait for it
+ * (EarlyEvents) and are offered to the other nodes. Resolves once the call's work is done.
+ */
+export class CallRouter extends TypedEmitter<RouterEvents> {
+  private readonly lanes = new Lanes();
+  private readonly early = new EarlyEvents();
+
+  constructor(private readonly d: RouterDeps) {
+    super();
+    d.calls.on('named', (wacid) => {
+      this.emit('claimed', wacid);
+      const waiting = this.early.take(wacid);
+      if (waiting.length === 0) return;
+      void (async () => {
+        for (const e of waiting) await this.handle(e.event, storedEventContext(e.id, e.type));
+      })().catch((err: unknown) => d.log.error({ err, wacid }, 'replaying early webhooks failed'));
+    });
+  }
+
+  /**
+   * Acts on one event. Events for one wacid are routed one after another, in the order they came (a
+   * terminate just before its connect is seen by that connect; a status update never overtakes the
+   * one delivered before it); only the routing waits in line, never the call's own work (a WhatsApp
+   * user's call being set up does not hold back its terminate).
+   */
+  handle(event: CallEvent, ctx: EventContext): Promise<void> {
+    return this.lanes.run(wacidOf(event), () => this.route(event, ctx));
+  }
+
+  /** Whether this node has the call an event concerns (another node asked it to process the event). */
+  owns(event: CallEvent): boolean {
+    const { calls } = this.d;
+    switch (event.kind) {
+      case 'answered': return calls.byWacid(event.wacid) !== undefined || calls.unnamedFor(event) !== undefined;
+      case 'offered': case 'ended': case 'status': return calls.byWacid(event.wacid) !== undefined;
+      default: return false;
+    }
+  }
+
+  /** Another node has taken the call with this wacid: what waits here for it goes there. */
+  releaseEarly(wacid: string): void {
+    for (const e of this.early.take(wacid)) this.emit('unplaced', e.id, wacid);
+  }
+
+  /** Routes an event to its call (or keeps it); resolves with the call's work, to be awaited after. */
+  private async route(event: CallEvent, ctx: EventContext): Promise<() => Promise<void>> {
+    switch (event.kind) {
+      case 'offered': return this.offered(event, ctx);
+      case 'answered': return this.answered(event, ctx);
+      case 'ended': return this.ended(event, ctx);
+      case 'status': return this.status(event, ctx);
+      case 'permission_reply': return this.permissionReply(event);
+    }
+  }
+
+  /** A WhatsApp user calls: a new InboundCall, admitted against Postgres while its media is set up. */
+  private offered(offer: CallOffered, ctx: EventContext): () => Promise<void> {
+    const { calls, cdr, log } = this.d;
+    if (calls.inboundCall(offer.wacid) || calls.endedLately(offer.wacid)) return nothing; // same call, another event id
+    const endedFirst = this.early.take(offer.wacid).some((e) => e.event.kind === 'ended');
+    const admission = admitConnect(cdr, offer.wacid, endedFirst, this.d.callDeps.config.database.timeoutMs, log);
+    const call = new InboundCall(this.d.callDeps, offer, admission);
+    calls.addInbound(call);
+    void admission.then((a) => a === 'go' && this.emit('claimed', offer.wacid));
+    if (endedFirst) {
+      log.info({ wacid: offer.wacid }, 'connect arrived after its terminate: not bridging');
+      call.onWhatsAppEnded({ kind: 'ended', wacid: offer.wacid, phoneId: offer.phoneId, cause: null, durationS: null, startedAt: null, endedAt: null });
+      return nothing;
+    }
+    if (!calls.accepts) return started(call.refuse('bridge is shutting down'));
+    const age = Date.now() - ctx.receivedAt.getTime();
+    if (ctx.replay && age > REPLAY_CONNECT_MAX_AGE_MS) {
+      return started(recorded(call, admission, call.refuse(`not processed before the bridge restarted, and ${Math.round(age / 1000)} s old: not bridged`)));
+    }
+    return started(recorded(call, admission, call.run()));
+  }
+
+  /** The WhatsApp user's answer to an agent's call. */
+  private answered(answer: CallAnswered, ctx: EventContext): () => Promise<void> {
+    const call = this.d.calls.outboundCall(answer.wacid) ?? this.d.calls.unnamedFor(answer);
+    if (call) return started(call.onAnswer(answer));
+    if (!ctx.replay) {
+      this.place(answer.wacid, ctx, answer);
+      this.endIfStillUnclaimed(answer, ctx.eventId);
+    }
+    return nothing;
+  }
+
+  private async ended(end: CallEnded, ctx: EventContext): Promise<() => Promise<void>> {
+    const { calls } = this.d;
+    const call = calls.byWacid(end.wacid);
+    if (call) {
+      call.onWhatsAppEnded(end);
+      return nothing;
+    }
+    if (await this.recordOnEndedCall(end)) return nothing;
+    // The provider may have named an agent's call here during the wait (a connect for this wacid
+    // cannot have come: it waits in this wacid's lane): it gets the end now.
+    const late = calls.outboundCall(end.wacid);
+    if (late) {
+      late.onWhatsAppEnded(end);
+      return nothing;
+    }
+    // Kept for the connect that may follow (it is then not bridged), and offered to the other nodes.
+    this.early.keep(end.wacid, { id: ctx.eventId, type: ctx.type, event: end });
+    if (!ctx.replay) this.offer(end.wacid, ctx);
+    return nothing;
+  }
+
+  private async status(s: CallStatus, ctx: EventContext): Promise<() => Promise<void>> {
+    const { calls, cdr } = this.d;
+    const out = calls.outboundCall(s.wacid);
+    if (out) return started(out.onStatus(s, ctx.arrivedAt));
+    const mine = calls.inboundCall(s.wacid)?.id;
+    const row = mine ? null : await cdr.findCallByWacid(s.wacid);
+    // The provider may have named an agent's call here during the wait.
+    const named = calls.outboundCall(s.wacid);
+    if (named) return started(named.onStatus(s, ctx.arrivedAt));
+    // An agent's call elsewhere is driven by its status events: they go to its node.
+    const id = mine ?? (row && (row.ended_at || row.direction === 'inbound') ? row.id : null);
+    if (id) await cdr.addEvent(id, 'provider_status', { status: s.status });
+    else if (!ctx.replay) this.place(s.wacid, ctx, s);
+    return nothing;
+  }
+
+  private async permissionReply({ reply }: PermissionReplied): Promise<() => Promise<void>> {
+    this.d.metrics.permissionReply('error' in reply ? 'other' : reply.response);
+    if ('error' in reply) throw new Error(reply.error);
+    await this.d.permissions.recordReply(reply);
+    this.d.log.info({ business: reply.businessNumber, customer: reply.customerNumber, response: reply.response, permanent: reply.isPermanent }, 'call permission reply recorded');
+    return nothing;
+  }
+
+  /**
+   * Stores the provider's final view of a call that has already ended (here or on another node); false
+   * if there is no such call, or it is still up on another node (which must hear of the end).
+   */
+  private async recordOnEndedCall(end: CallEnded): Promise<boolean> {
+    const { cdr } = this.d;
+    const row = await cdr.findCallByWacid(end.wacid);
+    if (!row || !row.ended_at) return false;
+    await cdr.updateCall(row.id, providerEndFields(end));
+    await cdr.addEvent(row.id, 'provider_terminate', { status: end.cause, duration: end.durationS });
+    return true;
+  }
+
+  /** An event for a call not known here: kept for a while (its call may appear) and offered to the other nodes. */
+  private place(wacid: string, ctx: EventContext, event: CallEvent): void {
+    this.early.keep(wacid, { id: ctx.eventId, type: ctx.type, event });
+    this.offer(wacid, ctx);
+  }
+
+  /**
+   * Offers an event to the other nodes once its row is written (they read it from webhook_events: an
+   * offer made before the write has committed would find nothing there).
+   */
+  private offer(wacid: string, ctx: EventContext): void {
+    void ctx.stored.then(() => this.emit('unplaced', ctx.eventId, wacid));
+  }
+
+  /**
+   * An agent's call that the provider placed but no node has (its calls/connect timed out here, or the
+   * node died): once nobody has claimed it for a while, it is ended at WhatsApp, so the customer's
+   * phone does not ring for nobody.
+   */
+  private endIfStillUnclaimed(answer: CallAnswered, eventId: string): void {
+    const { wacid, phoneId } = answer;
+    const t = setTimeout(() => {
+      if (!this.early.holds(wacid, eventId)) return; // its call took it
+      this.early.drop(wacid, eventId);
+      void (async () => {
+        if (await this.d.cdr.findCallByWacid(wacid)) return; // a node has it (named before this came)
+        this.d.log.warn({ wacid }, 'a call the provider placed for an agent matches no call in progress: ending it at WhatsApp');
+        await this.d.callDeps.provider.terminate({ phoneId, wacid });
+      })().catch((err: unknown) => this.d.log.error({ err, wacid }, 'could not end an unclaimed call at WhatsApp'));
+    }, UNCLAIMED_CONNECT_MS);
+    t.unref();
+  }
+}
+
+/**
+ * A call turned away because its admission could not be checked must leave a CDR saying so: if even
+ * that write is lost, the event is left unprocessed (replayed after a restart or by a survivor).
+ */
+async function recorded(call: InboundCall, admission: Promise<Admission>, work: Promise<void>): Promise<void> {
+  await work;
+  const a = await admission;
+  if (typeof a === 'object' && call.lostCdrWrites > 0) {
+    throw new LeaveUnprocessed(`the call was rejected (${a.unchecked}) but its CDR could not be written either`);
+  }
+}

@@ -1,0 +1,31 @@
+import { CallEvent } from '../../calls/call-events';
+import { ParsedWebhook, SignatureCheck, WebhookSource } from '../../events/webhook-source';
+import { parseWebhookEvent, toCallEvent } from './events';
+import { checkSignatureHeader, verifyWebhookSignature } from './signature';
+
+/** YCloud's webhooks: `YCloud-Signature` (HMAC-SHA256 over "<t>.<body>"), one event per POST. */
+export class YCloudWebhooks implements WebhookSource {
+  readonly provider = 'ycloud';
+  readonly signatureHeader = 'YCloud-Signature';
+
+  constructor(private readonly secret: string, private readonly toleranceSeconds: number) {}
+
+  checkHeader(header: string | undefined): SignatureCheck {
+    return checkSignatureHeader(header, this.toleranceSeconds);
+  }
+
+  verify(header: string | undefined, raw: Buffer): SignatureCheck {
+    return verifyWebhookSignature(this.secret, header, raw, this.toleranceSeconds);
+  }
+
+  parse(body: Buffer): ParsedWebhook {
+    const parsed = parseWebhookEvent(body);
+    if (!parsed.ok) return parsed;
+    return { ok: true, deliveries: [{ id: parsed.id, type: parsed.type, payload: parsed.json, event: parsed.event ? toCallEvent(parsed.event) : null }] };
+  }
+
+  decodeStored(payload: unknown): CallEvent | null {
+    const parsed = parseWebhookEvent(Buffer.from(JSON.stringify(payload)));
+    return parsed.ok && parsed.event ? toCallEvent(parsed.event) : null;
+  }
+}
