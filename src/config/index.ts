@@ -1,7 +1,7 @@
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
-import { CODEC_POLICIES, CodecPolicy } from '../media/profiles';
+import { CODEC_POLICIES, CodecPolicy } from './codec-policy';
 
 /** Everything the bridge reads from its environment, validated once at start-up. */
 export interface Config {
@@ -101,7 +101,7 @@ export interface Config {
     keepalivePollMs: number;
     /** How long the PBX may send nothing before the file starts (WhatsApp gives up after 20-30 s). */
     keepaliveAfterMs: number;
-    /** MEDIA_CODEC_POLICY: what the bridge offers WhatsApp on agents' calls, opus only or G.711 ahead of opus (see media/profiles.ts). */
+    /** MEDIA_CODEC_POLICY: what the bridge offers WhatsApp on agents' calls, opus only or G.711 ahead of opus (see codec-policy.ts). */
     codecPolicy: CodecPolicy;
   };
   /** Agent -> WhatsApp calls (INVITEs from the PBX). */
