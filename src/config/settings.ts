@@ -260,11 +260,11 @@ export const SETTINGS = {
   }),
 
   // rtpengine and drachtio-server -----------------------------------------------------------------
-  DRACHTIO_HOST: setting({ default: '127.0.0.1', parse: text, doc: 'drachtio-server\'s admin connection: its address' }),
-  DRACHTIO_PORT: setting({ default: '9022', parse: integer(1, 65535), doc: 'drachtio-server\'s admin port' }),
+  DRACHTIO_HOST: setting({ default: '127.0.0.1', parse: text, doc: 'the address of drachtio-server\'s admin connection' }),
+  DRACHTIO_PORT: setting({ default: '9022', parse: integer(1, 65535), doc: 'the port of drachtio-server\'s admin connection' }),
   DRACHTIO_SECRET: setting({
     required: true, secret: true, parse: text,
-    doc: 'shared secret of drachtio-server\'s admin connection (no spaces; generate one: `openssl rand -hex 24`)',
+    doc: 'the shared secret of drachtio-server\'s admin connection (no spaces; generate one: `openssl rand -hex 24`)',
   }),
   RTPENGINE_NG: setting({
     required: true,
@@ -277,16 +277,16 @@ export const SETTINGS = {
   }),
   RTPENGINE_WA_INTERFACE: setting({
     default: 'wa', parse: interfaceName,
-    doc: 'rtpengine\'s logical interface facing WhatsApp (`--interface=wa/LOCAL!PUBLIC_IP`), named in every offer and answer',
+    doc: 'the name of rtpengine\'s logical interface facing WhatsApp (`--interface=wa/LOCAL!PUBLIC_IP`), named in every offer and answer',
   }),
   RTPENGINE_PBX_INTERFACE: setting({
     default: 'pbx', parse: interfaceName,
-    doc: 'rtpengine\'s logical interface facing the PBX (`--interface=pbx/PRIVATE`)',
+    doc: 'the name of rtpengine\'s logical interface facing the PBX (`--interface=pbx/PRIVATE`)',
   }),
-  RTPENGINE_TIMEOUT_MS: setting({ default: '2000', parse: integer(50, 30000), doc: 'bound on each ng command' }),
+  RTPENGINE_TIMEOUT_MS: setting({ default: '2000', parse: integer(50, 30000), doc: 'bound on each ng command to rtpengine' }),
   RTPENGINE_PING_S: setting({
     default: '5', parse: integer(1, 300),
-    doc: 'ng ping interval per rtpengine, in seconds; one that does not answer gets no new calls until it does',
+    doc: 'how often (s) each rtpengine is pinged over ng; one that does not answer gets no new calls until it does',
   }),
 
   // Shutdown, database, retention, logs, cluster --------------------------------------------------
@@ -301,7 +301,7 @@ export const SETTINGS = {
   DATABASE_URL: setting({
     required: true, secret: true,
     parse: textWhere((v) => /^postgres(ql)?:\/\//.test(v), () => 'must be a postgres:// URL'),
-    doc: '`postgres://user:pass@host:5432/db`',
+    doc: 'the database: `postgres://user:pass@host:5432/db`',
   }),
   DATABASE_TIMEOUT_MS: setting({ default: '5000', parse: integer(100, 60000), doc: 'bound on each Postgres connection and statement' }),
   DATABASE_STARTUP_WAIT_S: setting({
@@ -332,8 +332,8 @@ export const SETTINGS = {
   }),
   LOG_LEVEL: setting({
     default: 'info', parse: oneOf(LOG_LEVELS),
-    doc: 'pino level; `debug` adds each call\'s state changes. Every line about a call carries `callId`, `wacid` and `sipCallId`, and no '
-      + 'secret setting is ever logged',
+    doc: `the log level, one of ${LOG_LEVELS.map((l) => `\`${l}\``).join(', ')}; \`debug\` adds each call's state changes. Every line about a call `
+      + 'carries `callId`, `wacid` and `sipCallId`, and no secret setting is ever logged',
   }),
   LOG_PHONE_NUMBERS: setting({
     default: 'masked', parse: oneOf(['masked', 'full']),
@@ -416,7 +416,7 @@ export const SETTINGS = {
   }),
   RECORDING_SPOOL_DIR: setting({
     default: '/var/spool/rtpengine', parse: text,
-    doc: 'rtpengine\'s `--recording-dir` (the recording daemon\'s `--spool-dir`), shared with the bridge',
+    doc: 'the folder rtpengine records into: its `--recording-dir` (the recording daemon\'s `--spool-dir`), shared with the bridge',
   }),
   RECORDING_DIR: setting({
     default: '/var/lib/rtpengine-recording', parse: text,
