@@ -27,6 +27,7 @@ const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'
 
 const interfaceName = textWhere((v) => INTERFACE_NAME.test(v), (v) => `must be an rtpengine interface name (letters, digits, _ . -) (got "${v}")`);
 const apiToken = textWhere((v) => v.length >= MIN_TOKEN_LENGTH, () => `must be at least ${MIN_TOKEN_LENGTH} characters`);
+/** "Unset: none" for a text setting (its value is then `string | null`). */
 const none = null as string | null;
 
 export const SETTINGS = {
