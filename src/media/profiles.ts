@@ -1,5 +1,8 @@
 import { NgParams } from 'rtpengine-client';
+import { CodecPolicy } from '../config/codec-policy';
 import { hasSdesKeys, withoutDtls } from './sdp';
+
+export type { CodecPolicy } from '../config/codec-policy';
 
 /** rtpengine ng flags for each direction of the bridge (see DESIGN.md, verified with rtpengine 10.5). */
 
@@ -13,20 +16,6 @@ export interface MediaPlanOptions {
   /** What the bridge offers WhatsApp on an agent's call (see CodecPolicy); default 'transcode'. */
   codecPolicy?: CodecPolicy;
 }
-
-/**
- * Which codec the bridge offers WhatsApp on an agent's call. `transcode` (default): opus only, transcoded
- * to the PBX's codecs, as WhatsApp offered nothing else until 2026. `prefer-g711`: the PBX's G.711 codecs
- * as they are, ahead of a transcoded opus, so a WhatsApp that answers PCMU or PCMA (Meta added G.711 to
- * its calling SDP in 2026) costs rtpengine no transcoding at all; opus stays there for one that does not.
- * A WhatsApp user's own offer needs no policy: when it carries G.711 the PBX takes, rtpengine 10.5 already
- * passes it through with the flags of waOfferToPbx (opus masked, the PBX's codecs "transcoded" only where
- * missing), which the load test measures (docs/load.md). Pass-through takes rtpengine's opus encoder (most
- * of its CPU per call) out of the call, at the cost of opus's resilience on the internet leg (no in-band
- * FEC, no bandwidth adaptation, 64 kbit/s).
- */
-export type CodecPolicy = 'transcode' | 'prefer-g711';
-export const CODEC_POLICIES: readonly CodecPolicy[] = ['transcode', 'prefer-g711'];
 
 const G711 = ['PCMU', 'PCMA'];
 

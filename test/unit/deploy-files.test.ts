@@ -6,6 +6,7 @@ import path from 'node:path';
 import { XMLValidator } from 'fast-xml-parser';
 import YAML from 'yaml';
 import { loadConfig } from '../../src/config';
+import { SETTINGS, SettingName } from '../../src/config/settings';
 import { WEBHOOK_MAX_BODY_BYTES } from '../../src/http/ingress-guard';
 
 /**
@@ -56,8 +57,7 @@ const DRACHTIO_OPTIONS = new Set([
 ]);
 
 describe('deployment files', () => {
-  const configSource = read('src/config/index.ts');
-  const settings = settingsReadBy(configSource);
+  const settings = settingsOfTheBridge();
   const composeRaw = read('docker-compose.yml');
   const tlsRaw = read('docker/compose.tls.yml');
   const envExample = parseEnvExample(read('.env.example'));
@@ -102,8 +102,8 @@ describe('deployment files', () => {
     });
 
     it('starts rtpengine with a WhatsApp-side interface advertising PUBLIC_IP and a PBX-side one, named as the bridge names them', () => {
-      const waName = defaultOf(configSource, 'RTPENGINE_WA_INTERFACE');
-      const pbxName = defaultOf(configSource, 'RTPENGINE_PBX_INTERFACE');
+      const waName = defaultOf('RTPENGINE_WA_INTERFACE');
+      const pbxName = defaultOf('RTPENGINE_PBX_INTERFACE');
       assert.deepEqual(interfacesOf(resolved.services.rtpengine!), [`${waName}/10.0.0.5!203.0.113.7`, `${pbxName}/10.0.0.5`]);
       const other = interpolateTree(compose, { ...TEST_ENV, PBX_FACING_IP: '192.168.50.2', RTPENGINE_WA_INTERFACE: 'ext', RTPENGINE_PBX_INTERFACE: 'int' }, 'docker-compose.yml') as typeof resolved;
       assert.deepEqual(interfacesOf(other.services.rtpengine!), ['ext/10.0.0.5!203.0.113.7', 'int/192.168.50.2'],
@@ -154,7 +154,7 @@ describe('deployment files', () => {
     });
 
     it('lets the bridge drain longer than SHUTDOWN_DRAIN_S before docker kills it', () => {
-      const drainS = Number(defaultOf(configSource, 'SHUTDOWN_DRAIN_S'));
+      const drainS = Number(defaultOf('SHUTDOWN_DRAIN_S'));
       const grace = durationS(String(resolved.services.bridge!.stop_grace_period ?? '10s'));
       assert.ok(grace > drainS + 30, `stop_grace_period ${grace} s exceeds SHUTDOWN_DRAIN_S ${drainS} s plus the teardown`);
     });
@@ -227,7 +227,7 @@ describe('deployment files', () => {
 
   describe('.env.example', () => {
     it('names every setting the bridge reads', () => {
-      assert.ok(settings.all.size > 40, `found ${settings.all.size} settings in src/config/index.ts (the parse still works)`);
+      assert.ok(settings.all.size > 40, `found ${settings.all.size} settings in src/config/settings.ts`);
       const missing = [...settings.all].filter((k) => !envExample.has(k));
       assert.deepEqual(missing, [], `settings the bridge reads that .env.example does not mention: ${missing.join(', ')}`);
     });
@@ -349,22 +349,17 @@ function parseYaml(text: string, name: string): Record<string, unknown> {
   return value as Record<string, unknown>;
 }
 
-/** Every setting src/config/index.ts reads: str('X'...), int('X'...), env.X; required: str('X') without fallback. */
-function settingsReadBy(source: string): { all: Set<string>; required: Set<string> } {
-  const all = new Set<string>();
-  for (const m of source.matchAll(/\b(?:str|int)\(\s*'([A-Z][A-Z0-9_]*)'/g)) all.add(m[1]!);
-  for (const m of source.matchAll(/\benv\.([A-Z][A-Z0-9_]*)/g)) all.add(m[1]!);
-  for (const m of source.matchAll(/\benv\[\s*'([A-Z][A-Z0-9_]*)'\s*\]/g)) all.add(m[1]!);
-  const required = new Set<string>();
-  for (const m of source.matchAll(/\bstr\(\s*'([A-Z][A-Z0-9_]*)'\s*\)/g)) required.add(m[1]!);
-  return { all, required };
+/** Every setting the bridge reads (src/config/settings.ts); required: those without a default. */
+function settingsOfTheBridge(): { all: Set<string>; required: Set<string> } {
+  const names = Object.keys(SETTINGS) as SettingName[];
+  return { all: new Set(names), required: new Set(names.filter((n) => SETTINGS[n].fallback.kind === 'required')) };
 }
 
-/** The default src/config/index.ts gives a setting (its second argument). */
-function defaultOf(source: string, key: string): string {
-  const m = new RegExp(`\\b(?:str|int)\\(\\s*'${key}'\\s*,\\s*(?:'([^']*)'|(\\d+))`).exec(source);
-  assert.ok(m, `src/config/index.ts gives ${key} a default`);
-  return (m[1] ?? m[2])!;
+/** The default src/config/settings.ts gives a setting, as written. */
+function defaultOf(name: SettingName): string {
+  const f = SETTINGS[name].fallback;
+  assert.ok(f.kind === 'default', `src/config/settings.ts gives ${name} a default`);
+  return f.written;
 }
 
 interface EnvLine { value: string; commented: boolean; comment: string }
