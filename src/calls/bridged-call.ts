@@ -4,7 +4,6 @@ import Srf from 'drachtio-srf';
 import { HangupBy, Outcome } from '../cdr/models';
 import { CallFields, CallRecorder } from '../cdr/store';
 import { gatedWrites } from '../cdr/gated-writes';
-import { RecoveryInfo } from '../cluster/recovery';
 import { dialogIds } from '../sip/out-of-dialog';
 import { callLogger, Logger, setCallLogFields } from '../log';
 import { CallMedia } from '../media/call-media';
@@ -18,6 +17,7 @@ import { talkSeconds } from './cdr-fields';
 import { CallState, IN_CALL, Lifecycle } from './lifecycle';
 import { LegState, PbxLegState, WhatsAppLegState } from './legs';
 import { LiveCall } from './live';
+import { RecoveryInfo } from './recovery-info';
 import { PbxSession } from './pbx-session';
 
 export interface CallEvents {

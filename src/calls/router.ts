@@ -1,5 +1,5 @@
 import { CdrStore } from '../cdr/store';
-import { EventContext, LeaveUnprocessed, storedEventContext } from '../events/pipeline';
+import { EventContext, LeaveUnprocessed, storedEventContext } from './event-context';
 import { Logger } from '../log';
 import { Metrics } from '../metrics/metrics';
 import { TypedEmitter } from '../util/typed-emitter';

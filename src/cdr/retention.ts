@@ -159,7 +159,7 @@ export class RetentionSweeper {
       } catch (err) {
         const e = describeDbError(err);
         report.error = `${e.code}: ${e.message}`;
-        this.log.warn({ task: t.name, err: e.message, code: e.code }, 'retention sweep batch failed: trying again next round');
+        this.log.warn({ task: t.name, err: e, code: e.code }, 'retention sweep batch failed: trying again next round');
         break;
       }
       report.batches++;

@@ -80,7 +80,7 @@ export class ClusterBus extends TypedEmitter<ClusterBusEvents> {
       await c.query(`LISTEN ${CHANNEL}`);
     } catch (err) {
       c.end().catch(() => undefined);
-      this.log.warn({ err: (err as Error).message }, 'cluster bus: cannot LISTEN on Postgres; retrying');
+      this.log.warn({ err }, 'cluster bus: cannot LISTEN on Postgres; retrying');
       this.scheduleRetry();
       return false;
     }

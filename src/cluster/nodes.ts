@@ -54,10 +54,10 @@ export class NodeRegistry {
       );
       for (const { node_id } of dead) {
         this.log.warn({ node: node_id }, 'bridge node stopped beating: taking over its calls and events');
-        await this.onDead(node_id).catch((err: unknown) => this.log.error({ err: (err as Error).message, node: node_id }, 'taking over a dead node failed'));
+        await this.onDead(node_id).catch((err: unknown) => this.log.error({ err, node: node_id }, 'taking over a dead node failed'));
       }
     } catch (err) {
-      this.log.warn({ err: (err as Error).message }, 'node heartbeat failed (Postgres unreachable?)');
+      this.log.warn({ err }, 'node heartbeat failed (Postgres unreachable?)');
     }
   }
 }

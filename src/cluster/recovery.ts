@@ -6,21 +6,7 @@ import { parseHostPort } from '../config';
 import { RtpEngine } from '../media/rtpengine';
 import { WhatsAppProvider } from '../calls/provider-port';
 import { byeInLostDialog, DialogIds } from '../sip/out-of-dialog';
-
-/** Kept in calls.recovery while a call is up: where its media lives and how to end its PBX leg. */
-export interface RecoveryInfo { rtpengine?: string; sip?: DialogIds }
-
-export function parseRecovery(v: unknown): RecoveryInfo {
-  if (!v || typeof v !== 'object') return {};
-  const r = v as Record<string, unknown>;
-  const out: RecoveryInfo = {};
-  if (typeof r.rtpengine === 'string') out.rtpengine = r.rtpengine;
-  const s = r.sip as Record<string, unknown> | undefined;
-  if (s && ['callId', 'uri', 'from', 'to'].every((k) => typeof s[k] === 'string')) {
-    out.sip = { callId: String(s.callId), uri: String(s.uri), from: String(s.from), to: String(s.to) };
-  }
-  return out;
-}
+import { parseRecovery } from '../calls/recovery-info';
 
 export interface RecoveryDeps {
   cdr: CdrStore;
@@ -50,7 +36,7 @@ export class OrphanRecovery {
     if (open.length === 0) return 0;
     this.d.log.warn({ node: nodeId, calls: open.length, reason }, 'ending calls left open by a node that is gone');
     const results = await Promise.all(open.map((c) => this.endCall(c, reason).then(() => true, (err: unknown) => {
-      this.d.log.error({ err: (err as Error).message, callId: c.id }, 'could not end an orphaned call');
+      this.d.log.error({ err, callId: c.id }, 'could not end an orphaned call');
       return false;
     })));
     return results.filter(Boolean).length;

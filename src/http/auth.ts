@@ -1,7 +1,7 @@
 import crypto from 'node:crypto';
 import { Context, Middleware, Next } from 'koa';
 import { Logger } from '../log';
-import { RefusalLog } from './ingress-guard';
+import { RefusalLog } from '../refusal-log';
 
 /** What a bearer token may do: everything under /api, or read calls and reports only. */
 export type ApiRole = 'admin' | 'reporting';

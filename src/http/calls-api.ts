@@ -10,7 +10,7 @@ import { ActiveExports, PagedCsvStream } from '../reports/export-stream';
 import { CallFilter, checkParams, ListRequest, parseCallId, parseListQuery, parseSummaryQuery, ReportInputError } from '../reports/filters';
 import { ReportStore } from '../reports/store';
 import { bearerToken, roleOf, tokenDigest } from './auth';
-import { RefusalLog } from './ingress-guard';
+import { RefusalLog } from '../refusal-log';
 
 export interface CallsApiDeps {
   reports: ReportStore;
@@ -90,7 +90,7 @@ export function callsApiRoutes(d: CallsApiDeps): Router {
     } catch (err) {
       if (err instanceof ReportInputError) return problem(ctx, 400, err.message, err.field);
       if (!isDatabaseTimeout(err)) throw err;
-      d.log.warn({ err: (err as Error).message, path: ctx.path }, 'reporting query: Postgres did not answer in time');
+      d.log.warn({ err, path: ctx.path }, 'reporting query: Postgres did not answer in time');
       ctx.set('Retry-After', '5');
       problem(ctx, 503, 'the database did not answer in time; retry, or narrow the range');
     }

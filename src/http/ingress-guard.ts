@@ -1,6 +1,6 @@
+import { RefusalLog } from '../refusal-log';
 import { EventEmitter } from 'node:events';
 import { IncomingMessage } from 'node:http';
-import net from 'node:net';
 import { Context, Middleware, Next } from 'koa';
 import { Logger } from '../log';
 import { WebhookResult } from '../metrics/metrics';
@@ -287,36 +287,4 @@ export function printable(s: string, max = 100): string {
   return s.slice(0, max).replace(new RegExp(UNSAFE_TEXT.source, 'g'), '\ufffd');
 }
 
-/** An IPv4 client seen through a dual-stack socket (::ffff:192.0.2.1) as its IPv4 address, one spelling per client. */
-export function plainAddress(ip: string): string {
-  return ip.startsWith('::ffff:') && net.isIPv4(ip.slice(7)) ? ip.slice(7) : ip;
-}
 
-/**
- * Logs refusals at most `perWindow` times per window, then counts the rest and says how many were left
- * out with the next line logged: a flood of forged requests cannot turn into a flood of log lines.
- * Holds two counters, whatever is refused.
- */
-export class RefusalLog {
-  private windowStart = 0;
-  private logged = 0;
-  private suppressed = 0;
-
-  constructor(private readonly log: Logger, private readonly perWindow = 20, private readonly windowMs = 10_000, private readonly now: () => number = Date.now) {}
-
-  warn(fields: Record<string, unknown>, msg: string): void {
-    const t = this.now();
-    if (t - this.windowStart >= this.windowMs) {
-      this.windowStart = t;
-      this.logged = 0;
-    }
-    if (this.logged >= this.perWindow) {
-      this.suppressed++;
-      return;
-    }
-    this.logged++;
-    const left = this.suppressed;
-    this.suppressed = 0;
-    this.log.warn(left ? { ...fields, suppressedBefore: left } : fields, msg);
-  }
-}

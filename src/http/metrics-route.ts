@@ -3,7 +3,7 @@ import Router from '@koa/router';
 import { Logger } from '../log';
 import { Metrics } from '../metrics/metrics';
 import { tokenDigest as digest } from './auth';
-import { RefusalLog } from './ingress-guard';
+import { RefusalLog } from '../refusal-log';
 
 export interface MetricsRouteDeps {
   metrics: Metrics;

@@ -3,7 +3,9 @@ import net from 'node:net';
 import Koa from 'koa';
 import Router from '@koa/router';
 import { Logger } from '../log';
-import { plainAddress, queryTextGuard, RefusalLog } from './ingress-guard';
+import { queryTextGuard } from './ingress-guard';
+import { plainAddress } from '../util/addresses';
+import { RefusalLog } from '../refusal-log';
 import { openApiRoutes } from './openapi';
 import { KeyCounts } from '../util/key-counts';
 

@@ -7,7 +7,8 @@ import { IncomingEvent, IngestResult } from '../events/pipeline';
 import { WebhookSource } from '../events/webhook-source';
 import { wacidOf } from '../calls/call-events';
 import { WebhookQuarantine } from '../cdr/quarantine';
-import { answerRefusal, IngressGuard, printable, RefusalLog } from './ingress-guard';
+import { answerRefusal, IngressGuard, printable } from './ingress-guard';
+import { RefusalLog } from '../refusal-log';
 
 export interface WebhookDeps {
   /** The provider whose webhooks this endpoint takes: its signature and its event shapes. */

@@ -104,7 +104,7 @@ export class Recorder extends EventEmitter {
       await this.cdr.addEvent(callId, 'recorded', { path: file.path, bytes: file.bytes, seconds: file.seconds });
       log.info({ ...file }, 'call recording written');
     } catch (err) {
-      log.error({ err: (err as Error).message }, 'call recording failed');
+      log.error({ err }, 'call recording failed');
       await this.cdr.addEvent(callId, 'recording_failed', { message: (err as Error).message }).catch(() => undefined);
     }
     this.emit('finished', callId, file);

@@ -1,7 +1,7 @@
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { findProgram, freePort, ManagedProcess } from '../util/processes';
+import { findProgram, freePort, ManagedProcess } from './processes';
 
 /** Where the drachtio binary is: $DRACHTIO_BIN, or `drachtio` on PATH; null when absent. */
 export function findDrachtio(): string | null {
@@ -65,17 +65,3 @@ ${tls}
   return { adminPort, sipHost, sipPort, tlsPort, secret, proc, dir };
 }
 
-/**
- * Starts a stopped drachtio-server again on the same ports with the same configuration, as a restart
- * (a crash and its supervisor, an upgrade) would: it comes back knowing none of the dialogs it had.
- */
-export async function relaunchDrachtio(server: DrachtioServer, bin = findDrachtio()): Promise<void> {
-  if (!bin) throw new Error('drachtio-server not found');
-  if (server.proc.child.exitCode === null && server.proc.child.signalCode === null) throw new Error('drachtio-server is still running: stop it first');
-  const proc = new ManagedProcess('drachtio', bin, ['-f', path.join(server.dir, 'drachtio.conf.xml')]);
-  await proc.waitFor(/Starting sofia event loop/, 15000).catch(async (err: Error) => {
-    await proc.stop();
-    throw err;
-  });
-  server.proc = proc;
-}

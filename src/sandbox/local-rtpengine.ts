@@ -1,4 +1,4 @@
-import { freePort, ManagedProcess } from '../util/processes';
+import { freePort, ManagedProcess } from './processes';
 
 /** A private rtpengine on loopback: its own ng port and media port range, userspace only. */
 export interface RtpengineOptions {

@@ -1,7 +1,7 @@
 import crypto from 'node:crypto';
 import { connectDatabase, migrate } from '../cdr/db';
 import { Logger } from '../log';
-import { findProgram } from '../util/processes';
+import { findProgram } from './processes';
 import { findDrachtio, startDrachtio, DrachtioServer } from './local-drachtio';
 import { RtpengineInstance, startRtpengine } from './local-rtpengine';
 

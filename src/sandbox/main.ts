@@ -26,7 +26,7 @@ async function main(): Promise<void> {
     stopping = true;
     setTimeout(() => process.exit(code || 1), STOP_BOUND_MS).unref();
     void (async () => {
-      await sandbox?.stop().catch((err: unknown) => log.warn({ err: (err as Error).message }, 'sandbox stop failed'));
+      await sandbox?.stop().catch((err: unknown) => log.warn({ err }, 'sandbox stop failed'));
       await services?.stop();
       process.exit(code);
     })();

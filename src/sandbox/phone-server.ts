@@ -7,7 +7,8 @@ import type { Context, Next } from 'koa';
 import { CdrStore, CallFields } from '../cdr/store';
 import { Logger } from '../log';
 import { jsonBody } from '../http/json-body';
-import { printable, RefusalLog } from '../http/ingress-guard';
+import { printable } from '../http/ingress-guard';
+import { RefusalLog } from '../refusal-log';
 import { newWacid, PermissionChoice, SimApiCall, SimCallState, SimOutboundCall, SimPermissionRequest, SimWebhook, YCloudSim } from './ycloud-simulator';
 
 /** One line of the page's live timeline. */
@@ -323,7 +324,7 @@ export class PhoneServer {
       const bad = err instanceof BadRequest;
       ctx.status = bad ? 400 : 502;
       ctx.body = { error: (err as Error).message };
-      this.o.log.warn({ err: (err as Error).message, path: ctx.path }, 'sandbox: phone action failed');
+      this.o.log.warn({ err, path: ctx.path }, 'sandbox: phone action failed');
     }
   }
 

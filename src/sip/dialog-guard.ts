@@ -1,6 +1,6 @@
 import net from 'node:net';
 import Srf from 'drachtio-srf';
-import { plainAddress } from '../http/ingress-guard';
+import { plainAddress } from '../util/addresses';
 import { SourceAllowList } from './trust';
 
 /** A request in a dialog that came from neither the dialog's peer nor a trusted source. */

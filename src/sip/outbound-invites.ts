@@ -3,7 +3,7 @@ import { Config } from '../config';
 import { Logger } from '../log';
 import { Metrics } from '../metrics/metrics';
 import { normalizeE164 } from '../util/numbers';
-import { RefusalLog } from '../http/ingress-guard';
+import { RefusalLog } from '../refusal-log';
 import { DigestAuth, SourceAllowList } from './trust';
 
 export interface AcceptedInvite {

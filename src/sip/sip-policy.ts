@@ -1,6 +1,6 @@
 import net from 'node:net';
 import { Config } from '../config';
-import { RefusalLog } from '../http/ingress-guard';
+import { RefusalLog } from '../refusal-log';
 import { InDialogGuard } from './dialog-guard';
 import { SipCore } from './drachtio';
 import { targetHosts, TransferPolicy } from './transfer-policy';

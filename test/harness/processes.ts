@@ -1,2 +1,2 @@
 // Child processes and free ports: shared with the sandbox, which starts its own rtpengine and drachtio-server.
-export * from '../../src/util/processes';
+export * from '../../src/sandbox/processes';

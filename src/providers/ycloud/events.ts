@@ -88,11 +88,7 @@ export const webhookEventSchema = z.discriminatedUnion('type', [
 /** Any other event type is accepted (so YCloud stops retrying) and stored, but not acted on. */
 export const unknownEventSchema = z.object({ ...envelope, type: z.string().regex(/^[A-Za-z0-9._-]{1,100}$/, 'a type is 1-100 of A-Z a-z 0-9 . _ -') });
 
-export type CallingConnect = z.infer<typeof callingConnectSchema>;
-export type CallingStatusUpdated = z.infer<typeof callingStatusSchema>;
-export type CallingTerminate = z.infer<typeof callingTerminateSchema>;
 export type WebhookEvent = z.infer<typeof webhookEventSchema>;
-export type AnyWebhookEvent = WebhookEvent | z.infer<typeof unknownEventSchema>;
 
 /** A malformed event names its `type` when it got as far as having one. */
 export type ParsedEvent = { ok: true; event: WebhookEvent | null; id: string; type: string; json: unknown } | { ok: false; reason: string; type?: string };

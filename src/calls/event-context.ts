@@ -1,0 +1,34 @@
+/** What processing an event is told about it. */
+export interface EventContext {
+  eventId: string;
+  /** The provider's event type (metrics, logs). */
+  type: string;
+  arrivedAt: number;
+  /**
+   * Settles once the event's durable write has: true when this delivery stored it first, false when
+   * it was stored before (a redelivery, another node, before a restart) or could not be stored. What
+   * needs the row (the processed mark, an offer to another node) waits for it; the call does not.
+   */
+  stored: Promise<boolean>;
+  /** Replayed from Postgres (at start-up, for a dead node, or on another node's request). */
+  replay: boolean;
+  /** When it was first received (replays: how old it is). */
+  receivedAt: Date;
+}
+
+/** The context of an event read back from webhook_events (replayed, offered by another node, buffered). */
+export function storedEventContext(eventId: string, type: string, receivedAt = new Date()): EventContext {
+  return { eventId, type, arrivedAt: performance.now(), stored: Promise.resolve(true), replay: true, receivedAt };
+}
+
+/**
+ * Thrown by processing when an event was acted on in part and what it left must not be lost (a call
+ * rejected whose CDR could not be written): the event is not marked processed, so it is replayed
+ * after a restart or by a survivor.
+ */
+export class LeaveUnprocessed extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'LeaveUnprocessed';
+  }
+}

@@ -1,0 +1,16 @@
+import { DialogIds } from '../sip/out-of-dialog';
+
+/** Kept in calls.recovery while a call is up: where its media lives and how to end its PBX leg. */
+export interface RecoveryInfo { rtpengine?: string; sip?: DialogIds }
+
+export function parseRecovery(v: unknown): RecoveryInfo {
+  if (!v || typeof v !== 'object') return {};
+  const r = v as Record<string, unknown>;
+  const out: RecoveryInfo = {};
+  if (typeof r.rtpengine === 'string') out.rtpengine = r.rtpengine;
+  const s = r.sip as Record<string, unknown> | undefined;
+  if (s && ['callId', 'uri', 'from', 'to'].every((k) => typeof s[k] === 'string')) {
+    out.sip = { callId: String(s.callId), uri: String(s.uri), from: String(s.from), to: String(s.to) };
+  }
+  return out;
+}
