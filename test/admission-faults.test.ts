@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { performance } from 'node:perf_hooks';
 import { QueryTypes, Sequelize, Transaction } from 'sequelize';
-import { CallRecord, WebhookEventRecord } from '../src/cdr/models';
+import { rows } from './harness/db-rows';
 import { startStack, TestStack } from './harness/bridge';
 import { cannedWaUser } from './harness/canned-offer';
 import { infra } from './harness/infra';
@@ -74,13 +74,13 @@ describe('admission check against Postgres fails', function () {
     await lock.release();
     const id = await stack.bridge.calls.whenEnded(wacid);
     assert.equal(await processed, true);
-    const row = await CallRecord.findByPk(id);
+    const row = await rows().CallRecord.findByPk(id);
     assert.ok(row, 'a CDR row exists');
     assert.equal(row.outcome, 'failed');
     assert.equal(row.hangup_by, 'bridge');
     assert.match(row.error ?? '', /admission check failed/);
     assert.ok(row.ended_at);
-    const ev = await WebhookEventRecord.findByPk(eventId);
+    const ev = await rows().WebhookEventRecord.findByPk(eventId);
     assert.ok(ev?.processed_at, 'the event is marked processed once the CDR is written');
     console.log(`      admission check unanswerable: call rejected at YCloud ${rejectedAfterMs} ms after the connect (DATABASE_TIMEOUT_MS=300), CDR error: ${row.error}`);
   });
@@ -96,10 +96,10 @@ describe('admission check against Postgres fails', function () {
     await stack.sim.waitForRequest('/calls/reject', wacid);
     assert.equal(await processed, false, 'processing reports a failure');
     await lock.release();
-    const ev = await WebhookEventRecord.findByPk(eventId);
+    const ev = await rows().WebhookEventRecord.findByPk(eventId);
     assert.ok(ev, 'the event is stored');
     assert.equal(ev.processed_at, null, 'not marked processed: start-up (or a survivor) replays it');
-    assert.equal(await CallRecord.count({ where: { wacid } }), 0, 'no CDR could be written');
+    assert.equal(await rows().CallRecord.count({ where: { wacid } }), 0, 'no CDR could be written');
     const replay = await stack.bridge.cdr.unprocessedWebhooks(stack.bridge.config.nodeId);
     assert.ok(replay.some((w) => w.id === eventId), 'the replay query finds it');
   });

@@ -4,7 +4,6 @@ import { performance } from 'node:perf_hooks';
 import { QueryTypes, Sequelize } from 'sequelize';
 import { connectDatabase, migrate } from '../src/cdr/db';
 import { RetentionSweeper } from '../src/cdr/retention';
-import { CdrStore } from '../src/cdr/store';
 import { createLogger } from '../src/log';
 import { CANNED_WA_OFFER } from './harness/canned-offer';
 import { infra } from './harness/infra';
@@ -32,7 +31,6 @@ describe('data retention sweep', function () {
     u.pathname = `/${dbName}`;
     db = connectDatabase(u.toString(), 10000);
     await migrate(db);
-    new CdrStore(db);
   });
   after(async () => {
     await db?.close();

@@ -1,10 +1,10 @@
-import { InferAttributes, QueryTypes, Sequelize } from 'sequelize';
+import { QueryTypes, Sequelize } from 'sequelize';
 import { Logger } from '../log';
-import { CallEvent, CallRecord, defineModels } from './models';
-import { clampToWidths, describeDbError, isPrimaryKeyTaken, isTransientDbError, stringWidths } from './write-safety';
+import { CallEvent, CallFields, CallRecord, CdrModels, defineModels, CALL_WIDTHS, EVENT_WIDTHS, NewCall } from './models';
+import { clampToWidths, describeDbError, isPrimaryKeyTaken, isTransientDbError } from './write-safety';
 import { TypedEmitter } from '../util/typed-emitter';
 
-export type CallFields = Partial<Omit<InferAttributes<CallRecord>, 'id' | 'created_at' | 'updated_at'>>;
+export type { CallFields } from './models';
 
 /** The writes a call's recorder makes (a CdrStore, or a gate in front of one). */
 export type CdrWrites = Pick<CdrStore, 'createCall' | 'updateCall' | 'addEvent'>;
@@ -31,11 +31,17 @@ export interface CdrWritten {
   event: [callId: string, type: string, detail: object | null, at: Date];
 }
 
-/** Postgres access for CDRs, their timelines and raw webhook events. */
+/**
+ * Postgres access for CDRs, their timelines and raw webhook events, through models bound to this
+ * store's Sequelize alone (two stores in one process, on one database or two, each keep their own).
+ */
 export class CdrStore extends TypedEmitter<CdrWritten> {
+  /** This store's models (reads in tests and tools; writes go through the methods). */
+  readonly models: CdrModels;
+
   constructor(readonly sequelize: Sequelize) {
     super();
-    defineModels(sequelize);
+    this.models = defineModels(sequelize);
   }
 
   /**
@@ -95,7 +101,7 @@ export class CdrStore extends TypedEmitter<CdrWritten> {
 
   /** Calls a node left open (it crashed or was killed), with what ending them needs. */
   async openCalls(nodeId: string): Promise<OpenCall[]> {
-    const rows = await CallRecord.findAll({ where: { node_id: nodeId, ended_at: null } });
+    const rows = await this.models.CallRecord.findAll({ where: { node_id: nodeId, ended_at: null } });
     return rows.map((r) => ({ id: r.id, direction: r.direction, wacid: r.wacid, phoneId: r.phone_id, acceptedAt: r.accepted_at, recovery: r.recovery }));
   }
 
@@ -109,31 +115,31 @@ export class CdrStore extends TypedEmitter<CdrWritten> {
     );
   }
 
-  async createCall(id: string, fields: CallFields & Pick<CallRecord, 'direction' | 'state' | 'offered_at'>): Promise<void> {
-    await CallRecord.create({ id, wacid: null, ...fields });
+  async createCall(id: string, fields: NewCall): Promise<void> {
+    await this.models.CallRecord.create({ id, wacid: null, ...fields });
     this.emit('call', id, fields);
   }
 
   async updateCall(id: string, fields: CallFields): Promise<void> {
-    await CallRecord.update(fields, { where: { id } });
+    await this.models.CallRecord.update(fields, { where: { id } });
     this.emit('call', id, fields);
   }
 
   async addEvent(callId: string, type: string, detail: object | null, at = new Date()): Promise<void> {
-    await CallEvent.create({ call_id: callId, at, type, detail });
+    await this.models.CallEvent.create({ call_id: callId, at, type, detail });
     this.emit('event', callId, type, detail, at);
   }
 
   findCall(id: string): Promise<CallRecord | null> {
-    return CallRecord.findByPk(id);
+    return this.models.CallRecord.findByPk(id);
   }
 
   findCallByWacid(wacid: string): Promise<CallRecord | null> {
-    return CallRecord.findOne({ where: { wacid } });
+    return this.models.CallRecord.findOne({ where: { wacid } });
   }
 
   events(callId: string): Promise<CallEvent[]> {
-    return CallEvent.findAll({ where: { call_id: callId }, order: [['at', 'ASC'], ['id', 'ASC']] });
+    return this.models.CallEvent.findAll({ where: { call_id: callId }, order: [['at', 'ASC'], ['id', 'ASC']] });
   }
 
 }
@@ -227,19 +233,19 @@ export class CallRecorder {
   }
 
   create(fields: Parameters<CdrStore['createCall']>[1]): void {
-    const clamped = this.clamp(fields, CallRecord);
+    const clamped = this.clamp(fields, CALL_WIDTHS);
     Object.assign(this.known, clamped);
     this.enqueue({ kind: 'create', fields: clamped });
   }
 
   update(fields: CallFields): void {
-    const clamped = this.clamp(fields, CallRecord);
+    const clamped = this.clamp(fields, CALL_WIDTHS);
     Object.assign(this.known, clamped);
     this.enqueue({ kind: 'update', fields: clamped });
   }
 
   event(type: string, detail: object | null = null): void {
-    const { type: fitted } = this.clamp({ type }, CallEvent);
+    const { type: fitted } = this.clamp({ type }, EVENT_WIDTHS);
     this.enqueue({ kind: 'event', type: fitted, detail, at: new Date() });
   }
 
@@ -251,8 +257,8 @@ export class CallRecorder {
     while (this.running) await this.running;
   }
 
-  private clamp<T extends object>(fields: T, model: typeof CallRecord | typeof CallEvent): T {
-    const r = clampToWidths(fields, stringWidths(model));
+  private clamp<T extends object>(fields: T, widths: ReadonlyMap<string, number>): T {
+    const r = clampToWidths(fields, widths);
     for (const c of r.clamped) this.log.warn({ callId: this.callId, ...c }, `CDR ${c.field} is longer than its column: cut to ${c.max} characters`);
     return r.fields;
   }
@@ -337,7 +343,7 @@ export class CallRecorder {
       return 'ok';
     } catch (err) {
       // A create retried after a timed-out attempt that did commit (it waited on a lock): done, not refused.
-      if (w.kind === 'create' && this.failures > 0 && isPrimaryKeyTaken(err, CallRecord.tableName)) return 'ok';
+      if (w.kind === 'create' && this.failures > 0 && isPrimaryKeyTaken(err, 'calls')) return 'ok';
       const transient = err instanceof AttemptTimeout || isTransientDbError(err);
       const what = w.kind === 'event' ? `event ${w.type}` : w.kind;
       if (!transient) {

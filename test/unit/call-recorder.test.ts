@@ -1,6 +1,5 @@
 import assert from 'node:assert/strict';
-import { ConnectionRefusedError, DatabaseError, Sequelize, UniqueConstraintError } from 'sequelize';
-import { defineModels } from '../../src/cdr/models';
+import { ConnectionRefusedError, DatabaseError, UniqueConstraintError } from 'sequelize';
 import { CallFields, CallRecorder, CdrStore, CdrWrites, RecorderOptions } from '../../src/cdr/store';
 import { isTransientDbError } from '../../src/cdr/write-safety';
 import { createLogger } from '../../src/log';
@@ -77,11 +76,6 @@ function recorder(store: FakeStore, clock: FakeClock, log: ReturnType<typeof cre
 const start = { direction: 'inbound' as const, state: 'offered', offered_at: new Date(0), customer_number: PHONE };
 
 describe('CallRecorder', () => {
-  before(() => {
-    // The column widths come from the model definitions; defining them needs no connection.
-    defineModels(new Sequelize('postgres://nobody@127.0.0.1:1/none', { logging: false }));
-  });
-
   it('retries writes while Postgres is unreachable, backing off, and writes them all in order once it answers', async () => {
     const store = new FakeStore();
     const clock = new FakeClock();
