@@ -11,7 +11,8 @@ import { PermissionStore } from './calls/permissions';
 import { OutboundGate, outboundGuardWarning } from './sip/outbound-invites';
 import { InviteRateLimiter } from './sip/invite-limits';
 import { Marks } from './calls/marks';
-import { connectDatabase, connectReportingDatabase } from './cdr/db';
+import { connectReportingDatabase } from './cdr/db';
+import { Database } from './cdr/database';
 import { CdrStore } from './cdr/store';
 import { createHttpApp, listen, ReadinessReport } from './http/server';
 import { webhookRoutes } from './http/webhooks';
@@ -43,7 +44,7 @@ import { EventPipeline } from './events/pipeline';
 import { ClusterBus, ClusterMessage } from './cluster/bus';
 import { NodeRegistry } from './cluster/nodes';
 import { OrphanRecovery } from './cluster/recovery';
-import { QueryTypes, Sequelize } from 'sequelize';
+import { Sequelize } from 'sequelize';
 
 /** Retry-After (s) on the 503 that refuses an INVITE while MAX_CALLS_IN_PROGRESS calls are up. */
 const CAPACITY_RETRY_AFTER_S = 10;
@@ -63,6 +64,8 @@ export class Bridge {
   private readonly setupSteps: SetupSteps;
   /** 'processed' (eventId) after each webhook event has been acted on. */
   readonly webhookEvents = new EventEmitter();
+  /** The calls' Postgres pool, as the data-access objects each component gets (see src/cdr/database.ts). */
+  readonly db: Database;
   readonly cdr: CdrStore;
   /**
    * The reporting API's own Postgres pool (REPORTING_DB_POOL_MAX): reports and CSV exports never take
@@ -112,7 +115,8 @@ export class Bridge {
   private stopping: Promise<void> | null = null;
 
   constructor(readonly config: Config, private readonly log: Logger, private readonly extras: BridgeExtras = {}) {
-    this.cdr = new CdrStore(connectDatabase(config.databaseUrl, config.database.timeoutMs));
+    this.db = Database.connect(config.databaseUrl, config.database.timeoutMs);
+    this.cdr = this.db.cdr;
     this.reportingDb = connectReportingDatabase(config.databaseUrl, config.reporting, config.reporting.statementTimeoutMs);
     this.reportAdmission = new ReportAdmission({ total: config.reporting.maxConcurrent, perToken: config.reporting.maxConcurrentPerToken });
     this.sip = new SipCore(config.drachtio, log, this.metrics);
@@ -120,7 +124,7 @@ export class Bridge {
     this.plan = new MediaPlan({ interfaces: config.rtpengine.interfaces, pbxCodecs: config.pbx.codecs, pbxSrtp: config.pbx.srtp, codecPolicy: config.media.codecPolicy });
     this.recorder = config.recording.enabled ? new Recorder(config.recording, this.rtp, this.cdr, log) : null;
     this.ycloud = new YCloudClient({ baseUrl: config.ycloud.apiBaseUrl, apiKey: config.ycloud.apiKey, timeoutMs: config.ycloud.timeoutMs }, this.metrics);
-    this.permissions = new PermissionStore(this.cdr.sequelize, this.ycloud, log, this.metrics);
+    this.permissions = new PermissionStore(this.db.permissions, this.ycloud, log, this.metrics);
     this.targets = new PbxTargetMonitor(this.sip.srf, config.pbx.targets, {
       intervalMs: config.pbx.optionsPingMs, timeoutMs: config.pbx.responseTimeoutMs, canPing: () => this.sip.ready,
     }, log);
@@ -136,13 +140,13 @@ export class Bridge {
       this.permissions,
       log,
     );
-    this.events = new EventPipeline({ cdr: this.cdr, nodeId: config.nodeId, log, handle: (e, ctx) => this.calls.handle(e, ctx) });
+    this.events = new EventPipeline({ webhookEvents: this.db.webhookEvents, nodeId: config.nodeId, log, handle: (e, ctx) => this.calls.handle(e, ctx) });
     this.events.on('processed', (id, type, ok) => {
       this.metrics.webhookEvent(type, ok ? 'processed' : 'error');
       this.webhookEvents.emit('processed', id);
     });
     this.bus = new ClusterBus(config.databaseUrl, config.nodeId,
-      (channel, payload) => this.cdr.sequelize.query('SELECT pg_notify(:channel, :payload)', { replacements: { channel, payload }, type: QueryTypes.SELECT }),
+      (channel, payload) => this.db.notify(channel, payload),
       config.database.timeoutMs, log);
     this.bus.on('message', (m) => this.onClusterMessage(m));
     const tell = (m: ClusterMessage) => void this.bus.send(m).catch((err: unknown) => log.warn({ err: (err as Error).message }, 'could not notify the other nodes'));
@@ -152,11 +156,11 @@ export class Bridge {
       cdr: this.cdr, ycloud: this.ycloud, rtp: this.rtp, srf: this.sip.srf, canSip: () => this.sip.ready, nodeId: config.nodeId,
       sipTimeoutMs: config.pbx.requestTimeoutMs, log,
     });
-    this.nodes = new NodeRegistry(this.cdr.sequelize, { nodeId: config.nodeId, ...config.cluster }, log, (dead) => this.takeOver(dead).then(() => undefined));
+    this.nodes = new NodeRegistry(this.db.nodes, { nodeId: config.nodeId, ...config.cluster }, log, (dead) => this.takeOver(dead).then(() => undefined));
     this.gate = new OutboundGate(config.outbound, log, this.metrics, sipRefusals);
     this.webhookIngress = new IngressGuard({ ...config.ycloud.webhookLimits, toleranceSeconds: config.ycloud.webhookToleranceSeconds });
-    this.webhookQuarantine = new WebhookQuarantine(this.cdr.sequelize);
-    this.retention = new RetentionSweeper(this.cdr.sequelize, config.retention, log);
+    this.webhookQuarantine = this.db.quarantine;
+    this.retention = new RetentionSweeper(this.db.retention, config.retention, log);
     this.inviteRate = new InviteRateLimiter(config.outbound.limits);
     this.metrics.trackCallsInProgress(() => this.calls.activeByDirection);
     this.setupSteps = new SetupSteps(this.marks, this.metrics);
@@ -300,7 +304,7 @@ export class Bridge {
    * the details (each rtpengine's address, Postgres's error) are for the admin token only (/readyz).
    */
   async readiness(): Promise<ReadinessReport> {
-    const postgresError = await withTimeout(this.cdr.sequelize.query('SELECT 1'), this.config.database.timeoutMs, 'Postgres did not answer')
+    const postgresError = await withTimeout(this.db.ping(), this.config.database.timeoutMs, 'Postgres did not answer')
       .then(() => null, (err: unknown) => (err as Error).message);
     const postgres = postgresError === null;
     const rtpengines = this.rtp.health();
@@ -315,7 +319,7 @@ export class Bridge {
     const deadline = Date.now() + this.config.database.startupWaitMs;
     for (let attempt = 1; ; attempt++) {
       try {
-        await this.cdr.sequelize.authenticate();
+        await this.db.authenticate();
         return;
       } catch (err) {
         if (Date.now() >= deadline) throw new Error(`Postgres unreachable: ${(err as Error).message}`);
@@ -393,7 +397,7 @@ export class Bridge {
     await step('data retention', this.retention.stop(), bound.retention);
     await step('rtpengine', this.rtp.close(), bound.rtpengine);
     this.dtmfLog?.close();
-    await step('Postgres', Promise.all([this.cdr.sequelize.close(), this.reportingDb.close()]), bound.postgres);
+    await step('Postgres', Promise.all([this.db.close(), this.reportingDb.close()]), bound.postgres);
     this.log.info('stopped');
   }
 }

@@ -100,7 +100,7 @@ describe('admission check against Postgres fails', function () {
     assert.ok(ev, 'the event is stored');
     assert.equal(ev.processed_at, null, 'not marked processed: start-up (or a survivor) replays it');
     assert.equal(await rows().CallRecord.count({ where: { wacid } }), 0, 'no CDR could be written');
-    const replay = await stack.bridge.cdr.unprocessedWebhooks(stack.bridge.config.nodeId);
+    const replay = await stack.bridge.db.webhookEvents.unprocessedWebhooks(stack.bridge.config.nodeId);
     assert.ok(replay.some((w) => w.id === eventId), 'the replay query finds it');
   });
 });

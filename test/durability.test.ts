@@ -3,6 +3,7 @@ import { QueryTypes } from 'sequelize';
 import { CallRecord } from '../src/cdr/models';
 import { rows, testDb } from './harness/db-rows';
 import { connectDatabase } from '../src/cdr/db';
+import { PermissionRecords } from '../src/cdr/permission-records';
 import { RtpEngine } from '../src/media/rtpengine';
 import { bridgeEnv, startStack, TestStack } from './harness/bridge';
 import { BridgeProcess } from './harness/bridge-process';
@@ -130,7 +131,7 @@ describe('durable events and crash recovery', function () {
     const db = connectDatabase(infra.databaseUrl);
     after(() => db.close());
     const customer = '+6281361905133';
-    await grantPermanentPermission(new PermissionStore(db, new YCloudClient({ baseUrl: 'http://127.0.0.1:9', apiKey: 'unused', timeoutMs: 100 }), createLogger('silent')), BUSINESS, customer);
+    await grantPermanentPermission(new PermissionStore(new PermissionRecords(db), new YCloudClient({ baseUrl: 'http://127.0.0.1:9', apiKey: 'unused', timeoutMs: 100 }), createLogger('silent')), BUSINESS, customer);
     sim = new YCloudSim('test-api-key', 'test-webhook-secret');
     await sim.start();
     const env = { NODE_ID: `crash-out-${Date.now()}`, SIP_TRUSTED_SOURCES: '127.0.0.0/8', WA_BUSINESS_NUMBER: BUSINESS, WA_PHONE_ID: '461269257068831' };

@@ -1,4 +1,4 @@
-import { CdrWrites } from './store';
+import { CdrWrites } from './call-recorder';
 
 /**
  * A call's CDR writes held until `keep` settles: then made in order if it is true, all dropped if not
