@@ -13,6 +13,7 @@ import { InviteRateLimiter } from './sip/invite-limits';
 import { Marks } from './calls/marks';
 import { connectReportingDatabase } from './cdr/db';
 import { Database } from './cdr/database';
+import { CdrSpill } from './cdr/cdr-spill';
 import { CdrStore } from './cdr/store';
 import { createHttpApp, listen, ReadinessReport } from './http/server';
 import { webhookRoutes } from './http/webhooks';
@@ -67,6 +68,8 @@ export class Bridge {
   /** The calls' Postgres pool, as the data-access objects each component gets (see src/cdr/database.ts). */
   readonly db: Database;
   readonly cdr: CdrStore;
+  /** CDR writes that could not reach Postgres, kept in CDR_SPILL_DIR and replayed at the next start. */
+  readonly cdrSpill: CdrSpill;
   /**
    * The reporting API's own Postgres pool (REPORTING_DB_POOL_MAX): reports and CSV exports never take
    * a connection from the pool calls, webhooks, CDR writes and heartbeats use.
@@ -115,7 +118,10 @@ export class Bridge {
   private stopping: Promise<void> | null = null;
 
   constructor(readonly config: Config, private readonly log: Logger, private readonly extras: BridgeExtras = {}) {
-    this.db = Database.connect(config.databaseUrl, config.database.timeoutMs);
+    this.cdrSpill = new CdrSpill({
+      dir: config.database.cdrSpillDir, nodeId: config.nodeId, attemptTimeoutMs: 3 * config.database.timeoutMs + 1000, onLost: (n) => this.metrics.cdrWritesDropped(n),
+    }, log);
+    this.db = Database.connect(config.databaseUrl, config.database.timeoutMs, { spill: this.cdrSpill });
     this.cdr = this.db.cdr;
     this.reportingDb = connectReportingDatabase(config.databaseUrl, config.reporting, config.reporting.statementTimeoutMs);
     this.reportAdmission = new ReportAdmission({ total: config.reporting.maxConcurrent, perToken: config.reporting.maxConcurrentPerToken });
@@ -240,6 +246,8 @@ export class Bridge {
 
   async start(opts: { sipWaitMs?: number } = {}): Promise<void> {
     await this.waitForDatabase();
+    // CDR writes a previous run could not make, before its open calls are recovered (they may end them).
+    await this.cdrSpill.replay(this.cdr).catch((err: unknown) => this.log.error({ err, file: this.cdrSpill.file }, 'CDR spill file not replayed: kept for the next start'));
     await this.rtp.startPinging(this.config.rtpengine.pingMs);
     for (const [at, alive] of Object.entries(this.rtp.health())) if (!alive) this.log.error({ rtpengine: at }, 'rtpengine does not answer ng pings: no calls go to it until it does');
     if (this.config.media.holdIsSilence) await writeSilenceWav(this.config.media.holdFile);
@@ -368,6 +376,8 @@ export class Bridge {
       // A heartbeat round in flight (two statements), then the clean-stop mark.
       cluster: 3 * database.timeoutMs,
       rtpengine: rtpengine.timeoutMs + 500,
+      // Appending the CDR writes still queued to the spill file.
+      spill: 2000,
       postgres: database.timeoutMs,
     };
   }
@@ -397,6 +407,8 @@ export class Bridge {
     await step('data retention', this.retention.stop(), bound.retention);
     await step('rtpengine', this.rtp.close(), bound.rtpengine);
     this.dtmfLog?.close();
+    this.cdrSpill.spillPending('the bridge stopped before Postgres took them');
+    await step('CDR spill', this.cdrSpill.flushed(), bound.spill);
     await step('Postgres', Promise.all([this.db.close(), this.reportingDb.close()]), bound.postgres);
     this.log.info('stopped');
   }

@@ -2,11 +2,16 @@ import { Logger } from '../log';
 import { CALL_WIDTHS, CallFields, EVENT_WIDTHS, NewCall } from './models';
 import { clampToWidths, describeDbError, isPrimaryKeyTaken, isTransientDbError } from './write-safety';
 
-/** The writes a call's recorder makes (a CdrStore, or a gate in front of one). */
+/**
+ * The writes a call's recorder makes (a CdrStore, or a gate in front of one), and where they go when
+ * they cannot be made (the spill file replayed at the next start), when there is such a place.
+ */
 export interface CdrWrites {
   createCall(id: string, fields: NewCall): Promise<void>;
   updateCall(id: string, fields: CallFields): Promise<void>;
   addEvent(callId: string, type: string, detail: object | null, at?: Date): Promise<void>;
+  /** Null or absent: writes given up are lost (counted). */
+  readonly spill?: CdrSpillSink | null;
 }
 
 /** One write of a call's record, in the order it was made. */
@@ -14,6 +19,23 @@ export type CdrWrite =
   | { kind: 'create'; fields: NewCall }
   | { kind: 'update'; fields: CallFields }
   | { kind: 'event'; type: string; detail: object | null; at: Date };
+
+/** A recorder whose queued writes can be handed over (the spill takes them at shutdown). */
+export interface SpillableRecorder {
+  readonly callId: string;
+  /** Hands every write still queued to the spill; the recorder's later writes go there too. */
+  spillQueued(why: string): void;
+}
+
+/** Where writes that could not reach Postgres are kept, in order, for the next start (see CdrSpill). */
+export interface CdrSpillSink {
+  /** Appends these writes of one call, in order; never throws (a failure is logged with what it lost). */
+  append(callId: string, writes: readonly CdrWrite[], why: string): void;
+  /** A recorder has writes queued (it is asked to hand them over at shutdown)... */
+  track(r: SpillableRecorder): void;
+  /** ...or has none left. */
+  untrack(r: SpillableRecorder): void;
+}
 
 /** How a CallRecorder retries; the bridge takes these from its settings (CDR_RETRY_S, DATABASE_TIMEOUT_MS). */
 export interface RecorderOptions {
@@ -65,8 +87,10 @@ class AttemptTimeout extends Error {
  * Writes one call's record in order without holding up signalling. Writes queue behind each other;
  * one that fails because Postgres is unreachable or slow is retried (backing off) until it succeeds
  * or `retryForMs` has passed since the failures began, so an outage of a few seconds or minutes
- * loses nothing. Past that the queued writes are given up loudly; later writes get one try each until
- * Postgres answers again. A write Postgres refuses for what it says is logged and skipped. Strings
+ * loses nothing. Past that the queued writes go to the store's spill file (replayed into Postgres at the
+ * next start), and so do the call's later writes, so its record stays in order; with no spill they are
+ * given up loudly, and later writes get one try each until Postgres answers again. At shutdown the
+ * spill takes what is still queued (spillQueued). A write Postgres refuses for what it says is logged and skipped. Strings
  * longer than their columns are cut to fit (and logged) rather than costing the whole write. Log lines
  * carry an error's message and code only, never its SQL or parameters (phone numbers).
  */
@@ -82,6 +106,9 @@ export class CallRecorder {
   private givenUp = false;
   private dropped = 0;
   private warnedFull = false;
+  /** Set once this call's writes have gone to the spill: every later one follows them there, in order. */
+  private spilledTo: CdrSpillSink | null = null;
+  private spilled = 0;
   private readonly opts: RecorderOptions;
 
   constructor(private readonly store: CdrWrites, readonly callId: string, private readonly log: Logger, opts: Partial<RecorderOptions> = {}) {
@@ -93,9 +120,12 @@ export class CallRecorder {
     return this.known;
   }
 
-  /** Writes given up or refused so far (0 when the whole record reached Postgres). */
+  /**
+   * Writes that did not reach Postgres so far: given up, refused, or spilled to file for the next
+   * start to write (0 when the whole record reached Postgres).
+   */
   get lostWrites(): number {
-    return this.dropped;
+    return this.dropped + this.spilled;
   }
 
   create(fields: NewCall): void {
@@ -116,7 +146,7 @@ export class CallRecorder {
   }
 
   /**
-   * Resolves once every write queued so far has been written, refused or given up: within
+   * Resolves once every write queued so far has been written, refused, given up or spilled: within
    * `retryForMs` plus one attempt and one backoff, however long Postgres stays away.
    */
   async flushed(): Promise<void> {
@@ -129,7 +159,26 @@ export class CallRecorder {
     return r.fields;
   }
 
+  /** Hands every queued write to the store's spill (see CdrSpillSink); the later ones follow. */
+  spillQueued(why: string): void {
+    const sink = this.store.spill;
+    if (!sink) return;
+    const writes = this.queue.splice(0);
+    sink.untrack(this);
+    if (!this.spilledTo) {
+      this.log.warn({ callId: this.callId, writes: writes.length, why },
+        'CDR writes spilled to file (replayed into Postgres at the next start); the rest of this call\'s record follows them there');
+    }
+    this.spilledTo = sink;
+    this.spilled += writes.length;
+    if (writes.length > 0) sink.append(this.callId, writes, why);
+  }
+
   private enqueue(w: CdrWrite): void {
+    if (this.spilledTo) {
+      this.spilled++;
+      return this.spilledTo.append(this.callId, [w], 'follows the writes spilled before it');
+    }
     const q = this.queue;
     const mergeable = (i: number) => i >= 0 && q[i]!.kind === 'update' && !(i === 0 && this.headBusy);
     if (w.kind === 'update') {
@@ -149,6 +198,7 @@ export class CallRecorder {
       return;
     }
     q.push(w);
+    this.store.spill?.track(this);
     this.kick();
   }
 
@@ -160,6 +210,7 @@ export class CallRecorder {
     this.running = started.then(() => this.drain()).finally(() => {
       this.running = null;
       if (this.queue.length > 0) this.kick();
+      else this.store.spill?.untrack(this);
     });
   }
 
@@ -169,6 +220,8 @@ export class CallRecorder {
       this.headBusy = true;
       const result = await this.attempt(w);
       this.headBusy = false;
+      // Spilled while this write was in flight: the spill has it too (replaying it again is harmless).
+      if (this.spilledTo) return;
       if (result === 'ok') {
         this.queue.shift();
         if (this.failingSince !== null) this.log.info({ callId: this.callId, failedAttempts: this.failures }, 'CDR writes go through again');
@@ -182,10 +235,16 @@ export class CallRecorder {
         this.drop(1);
         continue;
       }
+      // A gated store offers its spill once its verdict is in: writes queued before it are handed over too.
+      this.store.spill?.track(this);
       const now = this.opts.now();
       this.failingSince ??= now;
       this.failures++;
       if (this.givenUp || now - this.failingSince >= this.opts.retryForMs) {
+        if (this.store.spill) {
+          this.spillQueued(`Postgres unreachable for ${now - this.failingSince} ms (past the retry limit)`);
+          return;
+        }
         const n = this.queue.splice(0).length;
         this.drop(n);
         this.givenUp = true;

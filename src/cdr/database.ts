@@ -1,4 +1,5 @@
 import { QueryTypes, Sequelize } from 'sequelize';
+import { CdrSpillSink } from './call-recorder';
 import { connectDatabase } from './db';
 import { NodeRecords } from './node-records';
 import { PermissionRecords } from './permission-records';
@@ -6,6 +7,11 @@ import { WebhookQuarantine } from './quarantine';
 import { RetentionRecords } from './retention-records';
 import { CdrStore } from './store';
 import { WebhookEvents } from './webhook-events';
+
+export interface DatabaseOptions {
+  /** Where calls' CDR writes go when Postgres stays away (see CdrSpill); none: they are given up. */
+  spill?: CdrSpillSink | null;
+}
 
 /**
  * The pool calls, webhooks, CDR writes and heartbeats use, and the data-access objects on it: each
@@ -26,9 +32,9 @@ export class Database {
   /** The retention sweep's statements. */
   readonly retention: RetentionRecords;
 
-  constructor(private readonly sequelize: Sequelize) {
+  constructor(private readonly sequelize: Sequelize, o: DatabaseOptions = {}) {
     this.webhookEvents = new WebhookEvents(sequelize);
-    this.cdr = new CdrStore(sequelize, { webhookEvents: this.webhookEvents });
+    this.cdr = new CdrStore(sequelize, { webhookEvents: this.webhookEvents, spill: o.spill ?? null });
     this.permissions = new PermissionRecords(sequelize);
     this.quarantine = new WebhookQuarantine(sequelize);
     this.nodes = new NodeRecords(sequelize);
@@ -36,8 +42,8 @@ export class Database {
   }
 
   /** A pool whose every wait is bounded by `timeoutMs` (see connectDatabase). */
-  static connect(url: string, timeoutMs: number): Database {
-    return new Database(connectDatabase(url, timeoutMs));
+  static connect(url: string, timeoutMs: number, o: DatabaseOptions = {}): Database {
+    return new Database(connectDatabase(url, timeoutMs), o);
   }
 
   /** Opens a connection and checks it (start-up waits for Postgres with this). */

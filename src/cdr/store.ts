@@ -1,5 +1,6 @@
 import { QueryTypes, Sequelize } from 'sequelize';
 import { CdrModels, CallEvent, CallFields, CallRecord, defineModels, NewCall } from './models';
+import { CdrSpillSink } from './call-recorder';
 import { WebhookEvents } from './webhook-events';
 import { TypedEmitter } from '../util/typed-emitter';
 
@@ -25,6 +26,8 @@ export interface CdrWritten {
 export interface CdrStoreOptions {
   /** The webhook events on the same pool (wacidHistory asks them); default: its own on `sequelize`. */
   webhookEvents?: WebhookEvents;
+  /** Where calls' CDR writes go when Postgres stays away (CDR_SPILL_DIR); none: they are given up. */
+  spill?: CdrSpillSink | null;
 }
 
 /**
@@ -34,12 +37,14 @@ export interface CdrStoreOptions {
 export class CdrStore extends TypedEmitter<CdrWritten> {
   /** This store's models (reads in tests and tools; writes go through the methods). */
   readonly models: CdrModels;
+  readonly spill: CdrSpillSink | null;
   private readonly webhookEvents: WebhookEvents;
 
   constructor(private readonly sequelize: Sequelize, o: CdrStoreOptions = {}) {
     super();
     this.models = defineModels(sequelize);
     this.webhookEvents = o.webhookEvents ?? new WebhookEvents(sequelize);
+    this.spill = o.spill ?? null;
   }
 
   /**
@@ -88,6 +93,20 @@ export class CdrStore extends TypedEmitter<CdrWritten> {
   async addEvent(callId: string, type: string, detail: object | null, at = new Date()): Promise<void> {
     await this.models.CallEvent.create({ call_id: callId, at, type, detail });
     this.emit('event', callId, type, detail, at);
+  }
+
+  /** addEvent, unless the call has an event of this type at this very time already (a replayed write); true when added. */
+  async addEventOnce(callId: string, type: string, detail: object | null, at: Date): Promise<boolean> {
+    const [rows] = await this.sequelize.query(
+      `INSERT INTO call_events (call_id, at, type, detail)
+       SELECT :callId, :at, :type, CAST(:detail AS jsonb)
+       WHERE NOT EXISTS (SELECT 1 FROM call_events WHERE call_id = :callId AND type = :type AND at = :at)
+       RETURNING id`,
+      { replacements: { callId, at, type, detail: detail === null ? null : JSON.stringify(detail) }, type: QueryTypes.RAW },
+    );
+    const added = Array.isArray(rows) && rows.length > 0;
+    if (added) this.emit('event', callId, type, detail, at);
+    return added;
   }
 
   findCall(id: string): Promise<CallRecord | null> {

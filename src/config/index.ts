@@ -174,6 +174,8 @@ export interface Config {
     startupWaitMs: number;
     /** How long a call's CDR writes are retried while Postgres is unreachable before they are given up. */
     cdrRetryMs: number;
+    /** Where CDR writes given up (or still queued at shutdown) are kept for the next start to replay (CDR_SPILL_DIR). */
+    cdrSpillDir: string;
   };
   /**
    * How many days rows are kept before the retention sweep deletes them (0: kept for ever); see
@@ -449,6 +451,7 @@ export function loadConfig(env: Env = process.env): Config {
       timeoutMs: int('DATABASE_TIMEOUT_MS', 5000, 100, 60000),
       startupWaitMs: int('DATABASE_STARTUP_WAIT_S', 60, 0, 3600) * 1000,
       cdrRetryMs: int('CDR_RETRY_S', 120, 1, 3600) * 1000,
+      cdrSpillDir: str('CDR_SPILL_DIR', path.join(os.tmpdir(), 'wa-sip-bridge-cdr-spill')),
     },
     retention: {
       webhookEventsDays: int('WEBHOOK_EVENTS_RETENTION_DAYS', 30, 0, 36500),
