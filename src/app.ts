@@ -12,7 +12,9 @@ import { OutboundGate, outboundGuardWarning } from './sip/outbound-invites';
 import { InviteRateLimiter } from './sip/invite-limits';
 import { Marks } from './metrics/marks';
 import { BridgeObserver } from './observer';
-import { connectDatabase, connectReportingDatabase } from './cdr/db';
+import { connectReportingDatabase } from './cdr/db';
+import { Database } from './cdr/database';
+import { CdrSpill } from './cdr/cdr-spill';
 import { CdrStore } from './cdr/store';
 import { createHttpApp, listen, ReadinessReport, routeTable } from './http/server';
 import { webhookRoutes } from './http/webhooks';
@@ -45,7 +47,7 @@ import { EventPipeline } from './events/pipeline';
 import { ClusterBus, ClusterMessage } from './cluster/bus';
 import { NodeRegistry } from './cluster/nodes';
 import { OrphanRecovery } from './cluster/recovery';
-import { QueryTypes, Sequelize } from 'sequelize';
+import { Sequelize } from 'sequelize';
 
 /** What a caller adds to the bridge: the sandbox mounts its phone page and the simulator's controls. */
 export interface BridgeExtras {
@@ -62,7 +64,11 @@ export class Bridge {
   private readonly setupSteps: SetupSteps;
   /** What happens in the bridge, for watchers (the sandbox, tests): calls ended, events processed, recordings made. */
   readonly observer = new BridgeObserver();
+  /** The calls' Postgres pool, as the data-access objects each component gets (see src/cdr/database.ts). */
+  readonly db: Database;
   readonly cdr: CdrStore;
+  /** CDR writes that could not reach Postgres, kept in CDR_SPILL_DIR and replayed at the next start. */
+  readonly cdrSpill: CdrSpill;
   /**
    * The reporting API's own Postgres pool (REPORTING_DB_POOL_MAX): reports and CSV exports never take
    * a connection from the pool calls, webhooks, CDR writes and heartbeats use.
@@ -113,7 +119,11 @@ export class Bridge {
   private stopping: Promise<void> | null = null;
 
   constructor(readonly config: Config, private readonly log: Logger, private readonly extras: BridgeExtras = {}) {
-    this.cdr = new CdrStore(connectDatabase(config.databaseUrl, config.database.timeoutMs));
+    this.cdrSpill = new CdrSpill({
+      dir: config.database.cdrSpillDir, nodeId: config.nodeId, attemptTimeoutMs: 3 * config.database.timeoutMs + 1000, onLost: (n) => this.metrics.cdrWritesDropped(n),
+    }, log);
+    this.db = Database.connect(config.databaseUrl, config.database.timeoutMs, { spill: this.cdrSpill });
+    this.cdr = this.db.cdr;
     this.reportingDb = connectReportingDatabase(config.databaseUrl, config.reporting, config.reporting.statementTimeoutMs);
     this.reportAdmission = new ReportAdmission({ total: config.reporting.maxConcurrent, perToken: config.reporting.maxConcurrentPerToken });
     this.sip = new SipCore(config.drachtio, log, this.metrics);
@@ -123,7 +133,7 @@ export class Bridge {
     this.recorder?.on('finished', (callId: string, file: string) => this.observer.tell('recording-finished', callId, file));
     this.provider = new YCloudClient({ baseUrl: config.ycloud.apiBaseUrl, apiKey: config.ycloud.apiKey, timeoutMs: config.ycloud.timeoutMs }, this.metrics);
     this.webhookSource = new YCloudWebhooks(config.ycloud.webhookSecret, config.ycloud.webhookToleranceSeconds);
-    this.permissions = new PermissionStore(this.cdr.sequelize, this.provider, log, this.metrics);
+    this.permissions = new PermissionStore(this.db.permissions, this.provider, log, this.metrics);
     this.targets = new PbxTargetMonitor(this.sip.srf, config.pbx.targets, {
       intervalMs: config.pbx.optionsPingMs, timeoutMs: config.pbx.responseTimeoutMs, canPing: () => this.sip.ready,
     }, log);
@@ -142,14 +152,14 @@ export class Bridge {
       rate: new InviteRateLimiter(config.outbound.limits), metrics: this.metrics, log,
     });
     this.events = new EventPipeline({
-      cdr: this.cdr, nodeId: config.nodeId, log, handle: (e, ctx) => this.router.handle(e, ctx), decode: (payload) => this.webhookSource.decodeStored(payload),
+      webhookEvents: this.db.webhookEvents, nodeId: config.nodeId, log, handle: (e, ctx) => this.router.handle(e, ctx), decode: (payload) => this.webhookSource.decodeStored(payload),
     });
     this.events.on('processed', (id, type, ok, actedOn) => {
       if (actedOn) this.metrics.webhookEvent(type, ok ? 'processed' : 'error');
       this.observer.tell('event-processed', id, type, ok);
     });
     this.bus = new ClusterBus(config.databaseUrl, config.nodeId,
-      (channel, payload) => this.cdr.sequelize.query('SELECT pg_notify(:channel, :payload)', { replacements: { channel, payload }, type: QueryTypes.SELECT }),
+      (channel, payload) => this.db.notify(channel, payload),
       config.database.timeoutMs, log);
     this.bus.on('message', (m) => this.onClusterMessage(m));
     const tell = (m: ClusterMessage) => void this.bus.send(m).catch((err: unknown) => log.warn({ err }, 'could not notify the other nodes'));
@@ -159,11 +169,11 @@ export class Bridge {
       cdr: this.cdr, provider: this.provider, rtp: this.rtp, srf: this.sip.srf, canSip: () => this.sip.ready, nodeId: config.nodeId,
       sipTimeoutMs: config.pbx.requestTimeoutMs, log,
     });
-    this.nodes = new NodeRegistry(this.cdr.sequelize, { nodeId: config.nodeId, ...config.cluster }, log, (dead) => this.takeOver(dead).then(() => undefined));
+    this.nodes = new NodeRegistry(this.db.nodes, { nodeId: config.nodeId, ...config.cluster }, log, (dead) => this.takeOver(dead).then(() => undefined));
     this.webhookIngress = new IngressGuard(config.ycloud.webhookLimits);
     this.webhookIngress.on('reading', (n: number) => this.observer.tell('webhook-reads', n));
-    this.webhookQuarantine = new WebhookQuarantine(this.cdr.sequelize);
-    this.retention = new RetentionSweeper(this.cdr.sequelize, config.retention, log);
+    this.webhookQuarantine = this.db.quarantine;
+    this.retention = new RetentionSweeper(this.db.retention, config.retention, log);
     this.metrics.trackCallsInProgress(() => this.calls.activeByDirection);
     this.setupSteps = new SetupSteps(this.marks, this.metrics);
     this.calls.on('call-ended', (key) => this.setupSteps.drop(key));
@@ -200,6 +210,8 @@ export class Bridge {
 
   async start(opts: { sipWaitMs?: number } = {}): Promise<void> {
     await this.waitForDatabase();
+    // CDR writes a previous run could not make, before its open calls are recovered (they may end them).
+    await this.cdrSpill.replay(this.cdr).catch((err: unknown) => this.log.error({ err, file: this.cdrSpill.file }, 'CDR spill file not replayed: kept for the next start'));
     await this.rtp.startPinging(this.config.rtpengine.pingMs);
     for (const [at, alive] of Object.entries(this.rtp.health())) if (!alive) this.log.error({ rtpengine: at }, 'rtpengine does not answer ng pings: no calls go to it until it does');
     if (this.config.media.holdIsSilence) await writeSilenceWav(this.config.media.holdFile);
@@ -263,7 +275,7 @@ export class Bridge {
    * the details (each rtpengine's address, Postgres's error) are for the admin token only (/readyz).
    */
   async readiness(): Promise<ReadinessReport> {
-    const postgresError = await withTimeout(this.cdr.sequelize.query('SELECT 1'), this.config.database.timeoutMs, 'Postgres did not answer')
+    const postgresError = await withTimeout(this.db.ping(), this.config.database.timeoutMs, 'Postgres did not answer')
       .then(() => null, (err: unknown) => (err as Error).message);
     const postgres = postgresError === null;
     const rtpengines = this.rtp.health();
@@ -278,7 +290,7 @@ export class Bridge {
     const deadline = Date.now() + this.config.database.startupWaitMs;
     for (let attempt = 1; ; attempt++) {
       try {
-        await this.cdr.sequelize.authenticate();
+        await this.db.authenticate();
         return;
       } catch (err) {
         if (Date.now() >= deadline) throw new Error(`Postgres unreachable: ${(err as Error).message}`);
@@ -327,6 +339,8 @@ export class Bridge {
       // A heartbeat round in flight (two statements), then the clean-stop mark.
       cluster: 3 * database.timeoutMs,
       rtpengine: rtpengine.timeoutMs + 500,
+      // Appending the CDR writes still queued to the spill file.
+      spill: 2000,
       postgres: database.timeoutMs,
     };
   }
@@ -356,7 +370,9 @@ export class Bridge {
     await step('data retention', this.retention.stop(), bound.retention);
     await step('rtpengine', this.rtp.close(), bound.rtpengine);
     this.dtmfLog?.close();
-    await step('Postgres', Promise.all([this.cdr.sequelize.close(), this.reportingDb.close()]), bound.postgres);
+    this.cdrSpill.spillPending('the bridge stopped before Postgres took them');
+    await step('CDR spill', this.cdrSpill.flushed(), bound.spill);
+    await step('Postgres', Promise.all([this.db.close(), this.reportingDb.close()]), bound.postgres);
     this.log.info('stopped');
   }
 }

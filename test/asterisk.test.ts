@@ -3,6 +3,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { XMLValidator } from 'fast-xml-parser';
 import { CallRecord } from '../src/cdr/models';
+import { rows } from './harness/db-rows';
 import { Asterisk, AsteriskOptions, ASTERISK_SAMPLE_DIR, findAsterisk, renderAsteriskSample, SAMPLE_USERNAMES, SampleValues } from './harness/asterisk';
 import { startStack, TestStack } from './harness/bridge';
 import { BrowserHandle, BrowserWaUser } from './harness/browser-wa-user';
@@ -86,7 +87,7 @@ describe('a real Asterisk as the PBX (config/asterisk samples)', function () {
   }
 
   async function endedRow(s: TestStack, wacid: string): Promise<CallRecord> {
-    const row = await CallRecord.findByPk(await whenEnded(s.bridge, wacid));
+    const row = await rows().CallRecord.findByPk(await whenEnded(s.bridge, wacid));
     assert.ok(row);
     return row;
   }

@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { Bridge } from '../src/app';
-import { CallEvent, CallRecord } from '../src/cdr/models';
+import { CallRecord } from '../src/cdr/models';
+import { rows } from './harness/db-rows';
 import { loadConfig } from '../src/config';
 import { createLogger } from '../src/log';
 import { bridgeEnv } from './harness/bridge';
@@ -89,7 +90,7 @@ describe('several bridge nodes', function () {
 
   async function cdr(wacid: string): Promise<CallRecord> {
     for (;;) {
-      const row = await CallRecord.findOne({ where: { wacid } });
+      const row = await rows().CallRecord.findOne({ where: { wacid } });
       if (row?.ended_at) return row;
       await new Promise((r) => setTimeout(r, 100)); // polled: the node that ends it may be another process
     }
@@ -137,7 +138,7 @@ describe('several bridge nodes', function () {
     assert.equal(await sipp.done, 0, `the agent's call went through:\n${sipp.proc.output.slice(-1000)}`);
     const connect = sim.requests.find((r) => r.path === '/calls/connect');
     assert.ok(connect);
-    const wacid = (await CallRecord.findOne({ where: { direction: 'outbound', customer_number: CUSTOMER }, order: [['offered_at', 'DESC']] }))!.wacid!;
+    const wacid = (await rows().CallRecord.findOne({ where: { direction: 'outbound', customer_number: CUSTOMER }, order: [['offered_at', 'DESC']] }))!.wacid!;
     const row = await cdr(wacid);
     assert.equal(row.outcome, 'answered');
     assert.ok(balancer.hits.every((n) => n > 0), `webhooks landed on both nodes: ${balancer.hits.join('/')}`);
@@ -164,7 +165,7 @@ describe('several bridge nodes', function () {
     const row = await cdr(wacid);
     assert.equal(row.hangup_by, 'bridge');
     assert.match(row.error ?? '', /bridge node .* stopped while the call was in progress/);
-    const recovered = await CallEvent.findOne({ where: { call_id: row.id, type: 'recovered' } });
+    const recovered = await rows().CallEvent.findOne({ where: { call_id: row.id, type: 'recovered' } });
     assert.equal((recovered?.detail as { by?: string } | undefined)?.by, survivor.config.nodeId);
   });
 });

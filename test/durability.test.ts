@@ -1,8 +1,9 @@
 import assert from 'node:assert/strict';
 import { QueryTypes } from 'sequelize';
-import { CallEvent, CallRecord } from '../src/cdr/models';
+import { CallRecord } from '../src/cdr/models';
+import { rows, testDb } from './harness/db-rows';
 import { connectDatabase } from '../src/cdr/db';
-import { CdrStore } from '../src/cdr/store';
+import { PermissionRecords } from '../src/cdr/permission-records';
 import { RtpEngine } from '../src/media/rtpengine';
 import { bridgeEnv, startStack, TestStack } from './harness/bridge';
 import { BridgeProcess } from './harness/bridge-process';
@@ -40,7 +41,7 @@ function terminateEvent(sim: YCloudSim, wacid: string): Record<string, unknown> 
 }
 
 async function cdrByWacid(wacid: string): Promise<CallRecord[]> {
-  return CallRecord.findAll({ where: { wacid } });
+  return rows().CallRecord.findAll({ where: { wacid } });
 }
 
 /**
@@ -80,10 +81,7 @@ describe('durable events and crash recovery', function () {
   }
 
   it('killed mid-call (SIGKILL): at restart the call is ended at YCloud and on the PBX, its rtpengine session deleted, its CDR closed with the reason', async () => {
-    // The bridge runs in child processes here: this process reads Postgres through models of its own.
-    const db = connectDatabase(infra.databaseUrl);
-    new CdrStore(db);
-    after(() => db.close());
+    // The bridge runs in child processes here: this process reads Postgres through models of its own (rows()).
     sim = new YCloudSim('test-api-key', 'test-webhook-secret');
     await sim.start();
     const phone = new RtpPhone(AGENT_TONE, USER_TONE);
@@ -124,7 +122,7 @@ describe('durable events and crash recovery', function () {
     assert.equal(closed.hangup_by, 'bridge');
     assert.match(closed.error ?? '', /stopped while the call was in progress/);
     assert.ok(Number(closed.talk_seconds) > 0);
-    const events = await CallEvent.findAll({ where: { call_id: closed.id } });
+    const events = await rows().CallEvent.findAll({ where: { call_id: closed.id } });
     const recovered = events.find((e) => e.type === 'recovered');
     assert.ok(recovered, 'timeline says the call was recovered');
     assert.deepEqual(Object.keys((recovered.detail as { actions: object }).actions).sort(), ['pbx', 'rtpengine', 'whatsapp']);
@@ -132,10 +130,9 @@ describe('durable events and crash recovery', function () {
 
   it("an agent's call, killed mid-call: at restart it is terminated at YCloud, the agent's phone gets a BYE, the CDR is closed", async () => {
     const db = connectDatabase(infra.databaseUrl);
-    new CdrStore(db);
     after(() => db.close());
     const customer = '+6281361905133';
-    await grantPermanentPermission(new PermissionStore(db, new YCloudClient({ baseUrl: 'http://127.0.0.1:9', apiKey: 'unused', timeoutMs: 100 }), createLogger('silent')), BUSINESS, customer);
+    await grantPermanentPermission(new PermissionStore(new PermissionRecords(db), new YCloudClient({ baseUrl: 'http://127.0.0.1:9', apiKey: 'unused', timeoutMs: 100 }), createLogger('silent')), BUSINESS, customer);
     sim = new YCloudSim('test-api-key', 'test-webhook-secret');
     await sim.start();
     const env = { NODE_ID: `crash-out-${Date.now()}`, SIP_TRUSTED_SOURCES: '127.0.0.0/8', WA_BUSINESS_NUMBER: BUSINESS, WA_PHONE_ID: '461269257068831' };
@@ -150,7 +147,7 @@ describe('durable events and crash recovery', function () {
     sipps.push(agent);
     await user.heard.whenHeard(10);
     await phone.heard.whenHeard(10);
-    const open = await CallRecord.findOne({ where: { node_id: env.NODE_ID } });
+    const open = await rows().CallRecord.findOne({ where: { node_id: env.NODE_ID } });
     assert.ok(open?.wacid && !open.ended_at, 'the call is up');
     await first.signal('SIGKILL');
     proc = null;
@@ -199,9 +196,9 @@ describe('durable events and crash recovery', function () {
     assert.equal(closed.outcome, 'failed');
     assert.match(closed.error ?? '', /not processed before the bridge restarted/);
     assert.deepEqual(stack.sim.requestsFor(oldWacid).map((r) => r.path), ['/calls/reject'], 'WhatsApp was told: rejected, never pre-accepted');
-    const rows = await stack.bridge.cdr.sequelize.query<{ n: string }>(
+    const pending = await testDb().query<{ n: string }>(
       'SELECT count(*) AS n FROM webhook_events WHERE node_id = :node AND processed_at IS NULL', { replacements: { node: nodeId }, type: QueryTypes.SELECT });
-    assert.equal(Number(rows[0]!.n), 0, 'every stored event is marked processed');
+    assert.equal(Number(pending[0]!.n), 0, 'every stored event is marked processed');
   });
 
   it('a terminate just before its connect: never bridged (8 of 8 trials), CDR caller_hangup', async () => {
@@ -214,7 +211,7 @@ describe('durable events and crash recovery', function () {
       const s = stack;
       const id: string = await whenEnded(s.bridge, wacid);
       await s.bridge.calls.whenIdle();
-      const row: CallRecord | null = await CallRecord.findByPk(id);
+      const row: CallRecord | null = await rows().CallRecord.findByPk(id);
       assert.equal(row?.outcome, 'caller_hangup', `trial ${i}`);
       assert.deepEqual(stack.sim.requestsFor(wacid), [], `trial ${i}: nothing sent to YCloud`);
       const timeline = (await stack.bridge.cdr.events(id)).map((e) => e.type);

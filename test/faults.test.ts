@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import dgram from 'node:dgram';
 import { performance } from 'node:perf_hooks';
 import { CallRecord } from '../src/cdr/models';
+import { rows } from './harness/db-rows';
 import { MediaStats } from '../src/media/stats';
 import { startStack, TestStack } from './harness/bridge';
 import { callParts } from './harness/call-parts';
@@ -108,7 +109,7 @@ describe('infrastructure faults', function () {
       const id = await whenEnded(s.bridge, wacid);
       await log.waitFor(/CDR writes go through again/);
 
-      const row = await CallRecord.findByPk(id);
+      const row = await rows().CallRecord.findByPk(id);
       assert.ok(row, 'CDR row exists');
       assert.equal(row.state, 'ended');
       assert.equal(row.outcome, 'answered');
@@ -186,7 +187,7 @@ describe('infrastructure faults', function () {
       const id = await whenEnded(s.bridge, wacid);
       const ms = performance.now() - t0;
       assert.ok(ms < 2000 + 1000, `the teardown took ${Math.round(ms)} ms (BYE bound 2000 ms)`);
-      const row = await CallRecord.findByPk(id);
+      const row = await rows().CallRecord.findByPk(id);
       assert.ok(row);
       assert.equal(row.state, 'ended');
       assert.equal(row.outcome, 'answered');
@@ -220,7 +221,7 @@ describe('infrastructure faults', function () {
       const id = await whenEnded(s.bridge, wacid);
       assert.equal(await parts.sipp!.done, 0, `SIPp's BYE got 481 and it answered the bridge's OPTIONS with 481:\n${parts.sipp!.proc.output.slice(-1500)}`);
       assert.ok(await s.sim.waitForRequest('/calls/terminate', wacid), 'the WhatsApp leg was ended');
-      const row = await CallRecord.findByPk(id);
+      const row = await rows().CallRecord.findByPk(id);
       assert.equal(row?.outcome, 'answered');
       assert.equal(row?.hangup_by, 'pbx');
       assert.ok(Number(row?.talk_seconds) > 2, `talk time ${row?.talk_seconds}`);
@@ -240,7 +241,7 @@ describe('infrastructure faults', function () {
           early.close();
         }
       });
-      const refused = await CallRecord.findByPk(refusedId);
+      const refused = await rows().CallRecord.findByPk(refusedId);
       assert.equal(refused?.outcome, 'failed');
       assert.match(refused?.error ?? '', /not ready: .*drachtio-server/);
 
@@ -248,7 +249,7 @@ describe('infrastructure faults', function () {
       const { wacid } = await s.sim.userCalls(user);
       await user.heard.whenHeard(25);
       await parts.phone!.heard.whenHeard(25);
-      const row = await CallRecord.findByPk(await whenEnded(s.bridge, wacid));
+      const row = await rows().CallRecord.findByPk(await whenEnded(s.bridge, wacid));
       assert.equal(await parts.sipp!.done, 0);
       assert.equal(row?.outcome, 'answered');
       assert.equal(row?.hangup_by, 'pbx');
@@ -292,7 +293,7 @@ describe('infrastructure faults', function () {
       // The call on the dead rtpengine: its user hangs up; the teardown's commands time out, the CDR says so.
       const t0 = performance.now();
       await s.sim.userHangsUp(call1.wacid);
-      const row1 = await CallRecord.findByPk(await whenEnded(s.bridge, call1.wacid));
+      const row1 = await rows().CallRecord.findByPk(await whenEnded(s.bridge, call1.wacid));
       const ms = performance.now() - t0;
       assert.ok(ms < 2 * 500 + 2000, `ended ${Math.round(ms)} ms after the hang-up (two commands of 500 ms)`);
       assert.equal(row1?.state, 'ended');
@@ -308,7 +309,7 @@ describe('infrastructure faults', function () {
       await user2.heard.whenHeard(25);
       await parts.phone.heard.whenHeard(heardBefore + 25);
       await s.sim.userHangsUp(call2.wacid);
-      const row2 = await CallRecord.findByPk(await whenEnded(s.bridge, call2.wacid));
+      const row2 = await rows().CallRecord.findByPk(await whenEnded(s.bridge, call2.wacid));
       assert.equal(row2?.outcome, 'answered');
       assert.equal(row2?.error, null);
       assert.ok((row2?.media_stats as MediaStats | null)?.legs.whatsapp, 'statistics from the live rtpengine');
@@ -336,7 +337,7 @@ describe('infrastructure faults', function () {
       const ms = performance.now() - t0;
       const id = await whenEnded(s.bridge, wacid);
       assert.equal(s.sim.requestsFor(wacid).some((r) => r.path === '/calls/accept'), false, 'never accepted');
-      const row = await CallRecord.findByPk(id);
+      const row = await rows().CallRecord.findByPk(id);
       assert.ok(row);
       assert.equal(row.accepted_at, null);
       assert.equal(row.talk_seconds, null);

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import crypto from 'node:crypto';
-import { CallRecord } from '../src/cdr/models';
+import { rows } from './harness/db-rows';
 import { openApiDocument, Operation, Parameter, Ref } from '../src/http/openapi';
 import { startStack, TestStack } from './harness/bridge';
 
@@ -105,7 +105,7 @@ describe('hostile API filters', function () {
     });
   });
   after(async () => {
-    await CallRecord.destroy({ where: { id: callId } });
+    await rows().CallRecord.destroy({ where: { id: callId } });
     await stack?.stop();
   });
 
@@ -174,7 +174,7 @@ describe('hostile API filters', function () {
         assert.deepEqual((r.body as { calls: unknown[] }).calls, [], `${f}=${v} matches nothing`);
       }
     }
-    assert.ok(await CallRecord.findByPk(callId), 'the calls table and its row are intact');
+    assert.ok(await rows().CallRecord.findByPk(callId), 'the calls table and its row are intact');
   });
 
   it('a NUL or control character in any parameter is refused naming it (Postgres would refuse it as text)', async () => {

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import crypto from 'node:crypto';
 import http from 'node:http';
-import { CallRecord, WebhookEventRecord } from '../src/cdr/models';
+import { rows } from './harness/db-rows';
 import { WEBHOOK_MAX_BODY_BYTES } from '../src/http/ingress-guard';
 import { signWebhook } from '../src/providers/ycloud/signature';
 import { deliverAndProcess, startStack, TestStack } from './harness/bridge';
@@ -187,7 +187,7 @@ describe('hostile webhooks: the door', function () {
     const statuses = await Promise.all(flood);
     assert.ok(statuses.every((s) => s === 503 || s === 401 || s === 0), `forged requests: ${[...new Set(statuses)].join(', ')}`);
     assert.ok(statuses.filter((s) => s === 401).length > 0, 'forged bodies were read and refused');
-    assert.equal(await WebhookEventRecord.count({ where: { id: String(ev.id) } }), 1);
+    assert.equal(await rows().WebhookEventRecord.count({ where: { id: String(ev.id) } }), 1);
     await abandon(stack, held);
   });
 });
@@ -249,8 +249,8 @@ describe('hostile webhooks: signed events that can never be valid', function () 
   });
 
   it('nothing of it reached webhook_events or the calls', async () => {
-    assert.equal(await WebhookEventRecord.count({ where: { wacid: 'wacid.x\r\nX-Injected: yes' } }), 0);
-    assert.equal(await CallRecord.count({ where: { customer_number: '+6281361905133>;tag=x' } }), 0);
+    assert.equal(await rows().WebhookEventRecord.count({ where: { wacid: 'wacid.x\r\nX-Injected: yes' } }), 0);
+    assert.equal(await rows().CallRecord.count({ where: { customer_number: '+6281361905133>;tag=x' } }), 0);
   });
 });
 
@@ -315,7 +315,7 @@ describe('hostile webhooks: a call during a flood', function () {
     assert.ok((await Promise.all(flood)).every((x) => x === 503 || x === 401 || x === 0));
     await abandon(s, held);
     assert.equal(await parts.sipp.done, 0, `SIPp saw the call through to BYE:\n${parts.sipp.proc.output.slice(-1500)}`);
-    const row = await CallRecord.findByPk(id);
+    const row = await rows().CallRecord.findByPk(id);
     assert.equal(row?.outcome, 'answered');
     assert.equal(row?.hangup_by, 'whatsapp');
   });

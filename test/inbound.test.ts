@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { CallRecord } from '../src/cdr/models';
+import { rows } from './harness/db-rows';
 import { MediaStats } from '../src/media/stats';
 import { startStack, TestStack } from './harness/bridge';
 import { freePort } from './harness/processes';
@@ -32,7 +33,7 @@ describe('inbound WhatsApp call to the PBX', function () {
 
   async function cdr(s: TestStack, wacid: string): Promise<CallRecord> {
     const id = await whenEnded(s.bridge, wacid);
-    const row = await CallRecord.findByPk(id);
+    const row = await rows().CallRecord.findByPk(id);
     assert.ok(row, 'CDR row exists');
     return row;
   }

@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { CallRecord } from '../src/cdr/models';
+import { rows } from './harness/db-rows';
 import { deliverAndProcess, startStack, TestStack } from './harness/bridge';
 import { infra } from './harness/infra';
 import { parsePromText, Sample, sampleSum } from './harness/prom-text';
@@ -250,7 +250,7 @@ describe('logs and metrics', function () {
       await s.sim.userHangsUp(wacid);
       const inboundId = await whenEnded(s.bridge, wacid);
       assert.equal(await parts.sipp.done, 0, `SIPp saw the call through:\n${parts.sipp.proc.output.slice(-1500)}`);
-      const inbound = (await CallRecord.findByPk(inboundId))!;
+      const inbound = (await rows().CallRecord.findByPk(inboundId))!;
       assert.equal(inbound.outcome, 'answered');
       parts.user.close();
       parts.phone.stop();
@@ -279,7 +279,7 @@ describe('logs and metrics', function () {
       const invite = s.marks.marks.find((m) => m.name === 'invite_received');
       assert.ok(invite, 'the bridge took the agent\'s INVITE');
       const outboundId = await whenEnded(s.bridge, invite.wacid);
-      const outbound = (await CallRecord.findByPk(outboundId))!;
+      const outbound = (await rows().CallRecord.findByPk(outboundId))!;
       assert.equal(outbound.outcome, 'answered');
       assert.ok(outboundDuring, 'scraped while the outbound call was up');
       assert.equal(sampleSum(outboundDuring!, 'wasb_calls_in_progress', { direction: 'outbound' }), 1, 'one outbound call in progress');

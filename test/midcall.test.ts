@@ -4,6 +4,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { CallRecord } from '../src/cdr/models';
+import { rows } from './harness/db-rows';
 import { wavFile } from '../src/media/wav';
 import { startStack, TestStack } from './harness/bridge';
 import { infra } from './harness/global-setup';
@@ -154,7 +155,7 @@ describe('mid-call requests from the PBX', function () {
 
   async function endedRow(s: TestStack, wacid: string): Promise<CallRecord> {
     const id = await within(whenEnded(s.bridge, wacid), 20000, () => `call ${wacid} to end (timeline: ${timeline?.types().join(', ')})`);
-    const row = await CallRecord.findByPk(id);
+    const row = await rows().CallRecord.findByPk(id);
     assert.ok(row, 'CDR row exists');
     return row;
   }
@@ -547,7 +548,7 @@ describe('mid-call requests from the PBX', function () {
       assert.ok(user!.heard.firstHeardAt! < answered.t, 'the user heard the PBX before the 200');
 
       await timeline!.waitFor('accepted');
-      const live = await CallRecord.findOne({ where: { wacid } });
+      const live = await rows().CallRecord.findOne({ where: { wacid } });
       assert.equal(live?.state, 'accepted');
       assert.ok(live?.early_media_at);
       await hearsMore(user!.heard, 25, 'the user hears the agent after the 200');

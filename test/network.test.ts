@@ -3,7 +3,7 @@ import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { CallRecord } from '../src/cdr/models';
+import { rows } from './harness/db-rows';
 import { mediaAddresses } from '../src/media/sdp';
 import { startStack, TestStack } from './harness/bridge';
 import { infra } from './harness/infra';
@@ -149,7 +149,7 @@ describe('media addresses behind 1:1 NAT', function () {
     const id = await whenEnded(stack.bridge, wacid);
     assert.equal(await sipp.done, 0, `SIPp saw the call through:\n${sipp.proc.output.slice(-1500)}`);
     assert.deepEqual(mediaAddresses(firstSdpIn(trace, /INVITE sip:/)), [PBX_FACING], 'the INVITE to the PBX names only the private address');
-    const row = await CallRecord.findByPk(id);
+    const row = await rows().CallRecord.findByPk(id);
     assert.equal(row?.outcome, 'answered');
     assert.ok(!(await eventTypes(stack, id)).includes('media_address_mismatch'));
   });
@@ -180,7 +180,7 @@ describe('media addresses behind 1:1 NAT', function () {
     assert.deepEqual(mediaAddresses(firstSdpIn(trace, /SIP\/2\.0 200 OK[\s\S]*CSeq: 1 INVITE/)), [PBX_FACING], 'the 200 OK to the PBX names only the private address');
     const invite = s.marks.marks.find((m) => m.name === 'invite_received')!;
     const id = await whenEnded(s.bridge, invite.wacid);
-    assert.equal((await CallRecord.findByPk(id))?.outcome, 'answered');
+    assert.equal((await rows().CallRecord.findByPk(id))?.outcome, 'answered');
     assert.ok(!(await eventTypes(s, id)).includes('media_address_mismatch'));
   });
 
@@ -264,7 +264,7 @@ describe('SIP addresses behind 1:1 NAT', function () {
     assert.equal(host(invite.contact), VM_PUBLIC, `Contact: ${invite.contact}`);
     // The agent hangs up: the PBX's BYE goes to the public address in the Contact, through the NAT.
     await pbx.hangup();
-    const row = await CallRecord.findByPk(await whenEnded(stack.bridge, wacid));
+    const row = await rows().CallRecord.findByPk(await whenEnded(stack.bridge, wacid));
     assert.equal(row?.hangup_by, 'pbx');
     assert.equal(row?.outcome, 'answered');
   });

@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { CallRecord } from '../src/cdr/models';
+import { rows } from './harness/db-rows';
 import { MediaStats } from '../src/media/stats';
 import { startStack, TestStack } from './harness/bridge';
 import { infra } from './harness/infra';
@@ -52,7 +53,7 @@ describe('outbound call from an agent to a WhatsApp user', function () {
     const invite = s.marks.marks.find((m) => m.name === 'invite_received');
     assert.ok(invite, 'the bridge took the INVITE');
     const id = await whenEnded(s.bridge, invite.wacid);
-    const row = await CallRecord.findByPk(id);
+    const row = await rows().CallRecord.findByPk(id);
     assert.ok(row, 'an outbound CDR exists');
     return row;
   }

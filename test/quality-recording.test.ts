@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { CallRecord } from '../src/cdr/models';
+import { rows, testDb } from './harness/db-rows';
 import crypto from 'node:crypto';
 import { connectDatabase } from '../src/cdr/db';
 import { CdrStore } from '../src/cdr/store';
@@ -77,7 +77,7 @@ describe('call quality and recording', function () {
     const rtcp = parts.phone!.rtcp!;
     assert.equal(reported.length, 2, `both parties' reports reached rtpengine (legs ${reported.join(',')}; the PBX phone got ${rtcp.srIn} sender reports and sent ${rtcp.rrOut} receiver reports, after ${Date.now() - started} ms)`);
     await s.sim.userHangsUp(wacid);
-    const row = (await CallRecord.findByPk(await whenEnded(s.bridge, wacid)))!;
+    const row = (await rows().CallRecord.findByPk(await whenEnded(s.bridge, wacid)))!;
     const q = (row.media_stats as MediaStats).quality;
     assert.ok(q.whatsapp, `the WhatsApp user's reports gave figures: ${JSON.stringify(row.media_stats)}`);
     assert.ok(q.pbx, `the PBX phone's reports gave figures: ${JSON.stringify(row.media_stats)}`);
@@ -126,7 +126,7 @@ describe('call quality and recording', function () {
     const id = await whenEnded(s.bridge, wacid);
     assert.equal(await finished, id);
 
-    const row = (await CallRecord.findByPk(id))!;
+    const row = (await rows().CallRecord.findByPk(id))!;
     assert.equal(row.recording_path, path.join(out, `${id}.wav`));
     const wav = fs.readFileSync(row.recording_path!);
     assert.equal(Number(row.recording_bytes), wav.length);
@@ -157,10 +157,10 @@ describe('call quality and recording', function () {
     assert.deepEqual(fs.readdirSync(path.join(spool, 'pcaps')), [], 'the spool pcap was removed once converted');
 
     // Retention: the same call, 31 days older, is swept.
-    await s.bridge.cdr.sequelize.query(`UPDATE calls SET offered_at = now() - interval '31 days' WHERE id = :id`, { replacements: { id } });
+    await testDb().query(`UPDATE calls SET offered_at = now() - interval '31 days' WHERE id = :id`, { replacements: { id } });
     assert.equal(await s.bridge.recorder!.sweep(), 1);
     assert.equal(fs.existsSync(row.recording_path!), false);
-    const swept = (await CallRecord.findByPk(id))!;
+    const swept = (await rows().CallRecord.findByPk(id))!;
     assert.ok(swept.recording_deleted_at);
   });
 
@@ -170,7 +170,7 @@ describe('call quality and recording', function () {
     await parts.phone!.heard.whenHeard(25);
     await s.sim.userHangsUp(wacid);
     const id = await whenEnded(s.bridge, wacid);
-    const row = (await CallRecord.findByPk(id))!;
+    const row = (await rows().CallRecord.findByPk(id))!;
     assert.equal(row.outcome, 'answered');
     const events = await s.bridge.cdr.events(id);
     const failed = events.find((e) => e.type === 'announcement_failed');
@@ -195,7 +195,7 @@ describe('recording with the recording daemon (RECORDING_METHOD=proc), the bridg
       const file = await finishing;
       assert.deepEqual(file, { path: path.join(dir, `${id}.wav`), bytes: 64044, seconds: 2 });
       assert.equal(fs.existsSync(path.join(dir, `${id}-mix.wav`)), false);
-      const row = (await CallRecord.findByPk(id))!;
+      const row = (await rows().CallRecord.findByPk(id))!;
       assert.equal(row.recording_path, file!.path);
       assert.equal(Number(row.recording_seconds), 2);
       assert.deepEqual((await cdr.events(id)).map((e) => e.type), ['recorded']);

@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { CallRecord } from '../src/cdr/models';
+import { rows } from './harness/db-rows';
 import { Baresip } from './harness/baresip';
 import { startStack, TestStack } from './harness/bridge';
 import { BrowserHandle, BrowserWaUser } from './harness/browser-wa-user';
@@ -55,7 +56,7 @@ describe('real phones: digits and hold', function () {
 
   async function endedRow(s: TestStack, wacid: string): Promise<CallRecord> {
     const id = await whenEnded(s.bridge, wacid);
-    const row = await CallRecord.findByPk(id);
+    const row = await rows().CallRecord.findByPk(id);
     assert.ok(row);
     return row;
   }

@@ -97,8 +97,7 @@ describe('reporting load cannot starve calls (issue 17)', function () {
 
   /** The calls' pool as sequelize-pool counts it: connections open and requests waiting for one. */
   function callsPool(): { size: number; waiting: number } {
-    const pool = (stack.bridge.cdr.sequelize.connectionManager as unknown as { pool: { size: number; waiting: number } }).pool;
-    return { size: pool.size, waiting: pool.waiting };
+    return stack.bridge.db.poolUse;
   }
 
   it(`${SUMMARIES} concurrent 400-day hourly summaries: webhooks and CDR writes do not wait behind them; beyond the limits 429 + Retry-After`, async () => {

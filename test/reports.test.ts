@@ -280,7 +280,7 @@ describe('CDR reporting API', function () {
     });
 
     it('fetches in keyset batches that join up, and stops querying when the reader goes away', async () => {
-      const reports = new ReportStore(stack.bridge.cdr.sequelize);
+      const reports = new ReportStore(stack.bridge.reportingDb);
       const filter = parseFilter({ from: A_FROM, to: A_TO }, MOS_THRESHOLD);
       let batches = 0;
       const full = reports.exportCsv(filter, { batchRows: 100, onBatch: () => batches++ });

@@ -4,7 +4,7 @@ import { performance } from 'node:perf_hooks';
 import { QueryTypes, Sequelize } from 'sequelize';
 import { connectDatabase, migrate } from '../src/cdr/db';
 import { RetentionSweeper } from '../src/cdr/retention';
-import { CdrStore } from '../src/cdr/store';
+import { RetentionRecords } from '../src/cdr/retention-records';
 import { createLogger } from '../src/log';
 import { CANNED_WA_OFFER } from './harness/canned-offer';
 import { infra } from './harness/infra';
@@ -32,7 +32,6 @@ describe('data retention sweep', function () {
     u.pathname = `/${dbName}`;
     db = connectDatabase(u.toString(), 10000);
     await migrate(db);
-    new CdrStore(db);
   });
   after(async () => {
     await db?.close();
@@ -93,7 +92,7 @@ describe('data retention sweep', function () {
     await q(`INSERT INTO call_permission_requests (business_number, customer_number, kind, trigger, sent_at)
              SELECT '+15550000000', :c, 'interactive', 'api', now() - make_interval(days => a) FROM unnest(ARRAY[200, 100, 1]) a`, { c: c('0001') });
 
-    const sweeper = new RetentionSweeper(db, RETENTION, log, { batchSize: 500, pauseMs: 10 });
+    const sweeper = new RetentionSweeper(new RetentionRecords(db), RETENTION, log, { batchSize: 500, pauseMs: 10 });
     const t0 = performance.now();
     const reports = await sweeper.sweep();
     const ms = Math.round(performance.now() - t0);
@@ -125,7 +124,7 @@ describe('data retention sweep', function () {
   it('CDR_RETENTION_DAYS=0 keeps every call; other settings at 0 keep their table', async () => {
     const old = await call(4000);
     await events('keep', 3, 4000, true);
-    const reports = await new RetentionSweeper(db, { webhookEventsDays: 0, quarantineDays: 0, cdrDays: 0, permissionsDays: 0 }, log).sweep();
+    const reports = await new RetentionSweeper(new RetentionRecords(db), { webhookEventsDays: 0, quarantineDays: 0, cdrDays: 0, permissionsDays: 0 }, log).sweep();
     assert.deepEqual(reports.map((r) => r.task), ['connect SDP secrets'], 'only the SDP scrub runs');
     assert.equal(await count('calls WHERE id = :old', { old }), 1);
     assert.equal(await count('webhook_events WHERE id LIKE :p', { p: `${tag}-keep-%` }), 3);
@@ -138,7 +137,7 @@ describe('data retention sweep', function () {
              (:a, 'whatsapp.call.connect', now() - interval '1 hour', now() - interval '1 hour', :p::jsonb),
              (:b, 'whatsapp.call.connect', now() - interval '1 hour', NULL, :p::jsonb),
              (:c, 'whatsapp.call.connect', now(), now(), :p::jsonb)`, { a: `${tag}-sdp-old`, b: `${tag}-sdp-open`, c: `${tag}-sdp-new`, p: JSON.stringify(payload) });
-    const reports = await new RetentionSweeper(db, RETENTION, log).sweep();
+    const reports = await new RetentionSweeper(new RetentionRecords(db), RETENTION, log).sweep();
     assert.equal(reports.find((r) => r.task === 'connect SDP secrets')!.rows, 1);
     const sdpOf = async (id: string) => (await db.query<{ sdp: string }>(
       `SELECT payload #>> '{callingConnect,sdp}' AS sdp FROM webhook_events WHERE id = :id`, { replacements: { id }, type: QueryTypes.SELECT }))[0]!.sdp;
@@ -153,8 +152,8 @@ describe('data retention sweep', function () {
 
   it('two sweepers at once (two nodes) share the work without errors; stop() ends a round between batches', async () => {
     await events('pair', 3000, 40, true);
-    const a = new RetentionSweeper(db, RETENTION, log, { batchSize: 200, pauseMs: 5 });
-    const b = new RetentionSweeper(db, RETENTION, log, { batchSize: 200, pauseMs: 5 });
+    const a = new RetentionSweeper(new RetentionRecords(db), RETENTION, log, { batchSize: 200, pauseMs: 5 });
+    const b = new RetentionSweeper(new RetentionRecords(db), RETENTION, log, { batchSize: 200, pauseMs: 5 });
     const [ra, rb] = await Promise.all([a.sweep(), b.sweep()]);
     const of = (r: typeof ra) => r.find((t) => t.task === 'webhook_events')!;
     assert.equal(of(ra).error, undefined);
@@ -163,7 +162,7 @@ describe('data retention sweep', function () {
     console.log(`      two sweepers: ${of(ra).rows} + ${of(rb).rows} rows in ${of(ra).batches} + ${of(rb).batches} batches`);
 
     await events('stop', 3000, 40, true);
-    const c = new RetentionSweeper(db, RETENTION, log, { batchSize: 100, pauseMs: 50 });
+    const c = new RetentionSweeper(new RetentionRecords(db), RETENTION, log, { batchSize: 100, pauseMs: 50 });
     const round = c.sweep();
     await new Promise((resolve) => setTimeout(resolve, 120));
     await c.stop();

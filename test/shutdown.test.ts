@@ -1,10 +1,11 @@
 import assert from 'node:assert/strict';
 import { performance } from 'node:perf_hooks';
 import { CallRecord } from '../src/cdr/models';
+import { rows } from './harness/db-rows';
 import { Op } from 'sequelize';
 import { connectDatabase } from '../src/cdr/db';
-import { CdrStore } from '../src/cdr/store';
 import { PermissionStore } from '../src/calls/permissions';
+import { PermissionRecords } from '../src/cdr/permission-records';
 import { createLogger } from '../src/log';
 import { YCloudClient } from '../src/providers/ycloud/client';
 import { bridgeEnv, startStack, TestStack } from './harness/bridge';
@@ -36,7 +37,7 @@ async function readyz(port: number): Promise<{ status: number; body: { ok: boole
 
 async function grantPermission(): Promise<void> {
   const db = connectDatabase(infra.databaseUrl);
-  const store = new PermissionStore(db, new YCloudClient({ baseUrl: 'http://127.0.0.1:9', apiKey: 'unused', timeoutMs: 100 }), createLogger('silent'));
+  const store = new PermissionStore(new PermissionRecords(db), new YCloudClient({ baseUrl: 'http://127.0.0.1:9', apiKey: 'unused', timeoutMs: 100 }), createLogger('silent'));
   await grantPermanentPermission(store, BUSINESS, CUSTOMER);
   await db.close();
 }
@@ -146,15 +147,9 @@ describe('shutdown and readiness', function () {
     }
   }
 
-  /** The CDRs the bridge process wrote, read through a store of the test's own. */
-  async function cdrsOf(since: Date): Promise<CallRecord[]> {
-    const db = connectDatabase(infra.databaseUrl);
-    new CdrStore(db);
-    try {
-      return await CallRecord.findAll({ where: { offered_at: { [Op.gte]: since } }, order: [['offered_at', 'ASC']] });
-    } finally {
-      await db.close();
-    }
+  /** The CDRs the bridge process wrote, read through models of the test's own. */
+  function cdrsOf(since: Date): Promise<CallRecord[]> {
+    return rows().CallRecord.findAll({ where: { offered_at: { [Op.gte]: since } }, order: [['offered_at', 'ASC']] });
   }
 
   it('readiness names Postgres, drachtio-server and every rtpengine; a dead rtpengine gets no new calls; each dependency gone turns it false', async () => {
@@ -197,7 +192,7 @@ describe('shutdown and readiness', function () {
       await user.heard.whenHeard(10);
       await phone.heard.whenHeard(10);
       await sim!.userHangsUp(wacid);
-      const row = await CallRecord.findByPk(await whenEnded(s.bridge, wacid));
+      const row = await rows().CallRecord.findByPk(await whenEnded(s.bridge, wacid));
       assert.equal(row?.outcome, 'answered');
 
       const otherDown = wentDown(other);

@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { CallRecord } from '../src/cdr/models';
+import { rows } from './harness/db-rows';
 import { startStack, TestStack } from './harness/bridge';
 import { cannedWaUser } from './harness/canned-offer';
 import { NgTap } from './harness/ng-tap';
@@ -125,7 +126,7 @@ describe('SIP attacks from outsiders and hostile SDP (issue 17)', function () {
 
   async function endedRow(s: TestStack, wacid: string): Promise<CallRecord> {
     const id = await within(whenEnded(s.bridge, wacid), 20000, () => `call ${wacid} to end (timeline: ${timeline?.types().join(', ')})`);
-    const row = await CallRecord.findByPk(id);
+    const row = await rows().CallRecord.findByPk(id);
     assert.ok(row);
     return row;
   }
@@ -313,7 +314,7 @@ describe('SIP attacks from outsiders and hostile SDP (issue 17)', function () {
       console.log(`      agent's INVITE with 100 m-lines answered ${res?.status ?? 'nothing in 10 s'}; rtpengine offers: ${rtp.commands('offer').length}, most m-lines given: ${mostStreams(rtp)}`);
       assert.equal(res?.status, 488);
       assert.equal(rtp.commands('offer').length, 0);
-      const row = await until('the CDR of the refused call', () => CallRecord.findOne({ where: { customer_number: customer, state: 'ended' } }), 10000);
+      const row = await until('the CDR of the refused call', () => rows().CallRecord.findOne({ where: { customer_number: customer, state: 'ended' } }), 10000);
       assert.equal(row.outcome, 'failed');
       assert.equal(row.sip_final_code, 488);
       assert.match(row.error ?? '', /100 media sections/);

@@ -3,6 +3,7 @@ import fs from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { CallRecord } from '../src/cdr/models';
+import { rows } from './harness/db-rows';
 import { startStack, TestStack } from './harness/bridge';
 import { callParts } from './harness/call-parts';
 import { infra } from './harness/infra';
@@ -68,7 +69,7 @@ describe('SIP security of agents\' INVITEs', function () {
   async function nthCdr(s: TestStack, n: number): Promise<CallRecord> {
     const invite = s.marks.marks.filter((m) => m.name === 'invite_received')[n - 1];
     assert.ok(invite, `the bridge took INVITE #${n}`);
-    const row = await CallRecord.findByPk(await whenEnded(s.bridge, invite.wacid));
+    const row = await rows().CallRecord.findByPk(await whenEnded(s.bridge, invite.wacid));
     assert.ok(row);
     return row;
   }

@@ -3,7 +3,7 @@ import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { CallRecord } from '../src/cdr/models';
+import { rows } from './harness/db-rows';
 import { mediaAddresses } from '../src/media/sdp';
 import { startStack, TestStack } from './harness/bridge';
 import { DrachtioServer, findDrachtio, startDrachtio } from './harness/drachtio';
@@ -88,7 +88,7 @@ describe('a PBX reached over SIP TLS, with SRTP (SDES) on its leg', function () 
 
     await stack.sim.userHangsUp(wacid);
     const id = await whenEnded(stack.bridge, wacid);
-    const row = await CallRecord.findByPk(id);
+    const row = await rows().CallRecord.findByPk(id);
     assert.equal(row?.outcome, 'answered');
     assert.equal(row?.pbx_target, pbx.uri('tls'));
   });
@@ -112,7 +112,7 @@ describe('a PBX reached over SIP TLS, with SRTP (SDES) on its leg', function () 
     await phone.heard.whenHeard(25);
     await pbx.hangup();
     const invite = s.marks.marks.find((m) => m.name === 'invite_received')!;
-    const row = await CallRecord.findByPk(await whenEnded(s.bridge, invite.wacid));
+    const row = await rows().CallRecord.findByPk(await whenEnded(s.bridge, invite.wacid));
     assert.equal(row?.outcome, 'answered');
     assert.equal(row?.hangup_by, 'pbx');
   });

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import net from 'node:net';
 import { performance } from 'node:perf_hooks';
-import { CallRecord } from '../src/cdr/models';
+import { rows } from './harness/db-rows';
 import { signWebhook } from '../src/providers/ycloud/signature';
 import { startStack, TestStack } from './harness/bridge';
 import { infra } from './harness/infra';
@@ -124,7 +124,7 @@ async function callDuringAttack(stack: TestStack, setup: CallSetup): Promise<boo
   if (!accepted) return false;
   await stack.sim.userHangsUp(wacid).catch(() => 0);
   const id = await whenEnded(stack.bridge, wacid);
-  return (await CallRecord.findByPk(id))?.outcome === 'answered';
+  return (await rows().CallRecord.findByPk(id))?.outcome === 'answered';
 }
 
 function report(label: string, deliveries: Delivery[], attack: Attack, stack: TestStack, call: boolean | null): void {

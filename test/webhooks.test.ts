@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { QueryTypes } from 'sequelize';
-import { CallRecord, WebhookEventRecord } from '../src/cdr/models';
+import { rows, testDb } from './harness/db-rows';
 import { signWebhook } from '../src/providers/ycloud/signature';
 import { deliverAndProcess, startStack, TestStack } from './harness/bridge';
 import { cannedWaUser } from './harness/canned-offer';
@@ -22,7 +22,7 @@ describe('YCloud webhook endpoint', () => {
   it('accepts a correctly signed event and stores it once', async () => {
     const ev = statusEvent();
     assert.equal(await stack.sim.deliver(ev), 200);
-    const row = await WebhookEventRecord.findByPk(String(ev.id));
+    const row = await rows().WebhookEventRecord.findByPk(String(ev.id));
     assert.ok(row, 'event stored');
     assert.equal(row.type, 'whatsapp.call.status.updated');
     assert.equal(row.wacid, 'wacid.x');
@@ -38,26 +38,26 @@ describe('YCloud webhook endpoint', () => {
     });
     assert.equal(res.status, 200);
     assert.deepEqual(await res.json(), { ok: true, duplicate: true });
-    assert.equal(await WebhookEventRecord.count({ where: { id: String(ev.id) } }), 1);
+    assert.equal(await rows().WebhookEventRecord.count({ where: { id: String(ev.id) } }), 1);
   });
 
   it('refuses a forged signature with 401 and stores nothing', async () => {
     const ev = statusEvent();
     assert.equal(await stack.sim.deliver(ev, { secret: 'not-the-secret' }), 401);
-    assert.equal(await WebhookEventRecord.findByPk(String(ev.id)), null);
+    assert.equal(await rows().WebhookEventRecord.findByPk(String(ev.id)), null);
   });
 
   it('refuses a missing or garbled signature header with 401', async () => {
     const ev = statusEvent();
     assert.equal(await stack.sim.deliver(ev, { signature: null }), 401);
     assert.equal(await stack.sim.deliver(ev, { signature: 't=abc,s=zz' }), 401);
-    assert.equal(await WebhookEventRecord.findByPk(String(ev.id)), null);
+    assert.equal(await rows().WebhookEventRecord.findByPk(String(ev.id)), null);
   });
 
   it('refuses a stale signature (replay) with 401', async () => {
     const ev = statusEvent();
     assert.equal(await stack.sim.deliver(ev, { timestamp: Math.floor(Date.now() / 1000) - 3600 }), 401);
-    assert.equal(await WebhookEventRecord.findByPk(String(ev.id)), null);
+    assert.equal(await rows().WebhookEventRecord.findByPk(String(ev.id)), null);
   });
 
   it('refuses a body altered after signing with 401', async () => {
@@ -73,7 +73,7 @@ describe('YCloud webhook endpoint', () => {
     assert.equal(await stack.sim.deliver({ type: 'whatsapp.call.connect' }), 202);
     const bad = stack.sim.event('whatsapp.call.connect', { callingConnect: { wacid: 'w', from: 'nobody', sdp: 'x' } });
     assert.equal(await stack.sim.deliver(bad), 202);
-    assert.equal(await WebhookEventRecord.findByPk(String(bad.id)), null);
+    assert.equal(await rows().WebhookEventRecord.findByPk(String(bad.id)), null);
   });
 
   it('accepts a signed body that starts with a UTF-8 byte order mark (signed over the bytes as sent), and stores it', async () => {
@@ -84,7 +84,7 @@ describe('YCloud webhook endpoint', () => {
       headers: { 'YCloud-Signature': signWebhook(stack.sim.secret, raw), 'Content-Type': 'application/json' },
     });
     assert.equal(res.status, 200, await res.text());
-    assert.equal((await WebhookEventRecord.findByPk(String(ev.id)))?.type, 'whatsapp.call.status.updated');
+    assert.equal((await rows().WebhookEventRecord.findByPk(String(ev.id)))?.type, 'whatsapp.call.status.updated');
     assert.equal(await stack.bridge.webhookQuarantine.find(raw), null, 'not quarantined');
     // The signature still covers the mark: signed without it, the same bytes are refused.
     const forged = await fetch(stack.sim.webhookUrl, {
@@ -97,7 +97,7 @@ describe('YCloud webhook endpoint', () => {
   it('accepts and stores event types it does not act on', async () => {
     const ev = stack.sim.event('whatsapp.message.updated', { whatsappMessage: { id: 'm1' } });
     assert.equal(await stack.sim.deliver(ev), 200);
-    assert.ok(await WebhookEventRecord.findByPk(String(ev.id)));
+    assert.ok(await rows().WebhookEventRecord.findByPk(String(ev.id)));
   });
 
   const chatMessage = (i: number) => stack.sim.event('whatsapp.inbound_message.received', {
@@ -111,14 +111,14 @@ describe('YCloud webhook endpoint', () => {
   it('a chat message the bridge does not act on is stored as its id and type only: no text, profile name or number', async () => {
     const ev = chatMessage(1);
     assert.equal(await deliverAndProcess(stack, ev), 200);
-    const row = await WebhookEventRecord.findByPk(String(ev.id));
+    const row = await rows().WebhookEventRecord.findByPk(String(ev.id));
     assert.ok(row, 'stored (a redelivery is still recognised)');
     assert.deepEqual(row.payload, { id: ev.id, type: 'whatsapp.inbound_message.received', redacted: true });
     const text = JSON.stringify(row);
     for (const s of ['medical', 'Private Person', '62813009', 'wamid.chat1']) assert.ok(!text.includes(s), `${s} stored: ${text}`);
     assert.ok(row.processed_at, 'and marked processed');
     assert.deepEqual(await stack.sim.deliver(ev), 200, 'a redelivery is answered');
-    assert.equal(await WebhookEventRecord.count({ where: { id: String(ev.id) } }), 1);
+    assert.equal(await rows().WebhookEventRecord.count({ where: { id: String(ev.id) } }), 1);
   });
 
   it('a call permission reply is stored in full (it is acted on, and replayed if the bridge stops first)', async () => {
@@ -129,7 +129,7 @@ describe('YCloud webhook endpoint', () => {
       },
     });
     assert.equal(await deliverAndProcess(stack, ev), 200);
-    const row = await WebhookEventRecord.findByPk(String(ev.id));
+    const row = await rows().WebhookEventRecord.findByPk(String(ev.id));
     assert.deepEqual(row?.payload, ev);
   });
 
@@ -143,7 +143,7 @@ describe('YCloud webhook endpoint', () => {
       bodyBytes += Buffer.byteLength(JSON.stringify(ev));
       assert.equal(await stack.sim.deliver(ev), 200);
     }
-    const [r] = await stack.bridge.cdr.sequelize.query<{ rows: string; bytes: string; leaked: string }>(
+    const [r] = await testDb().query<{ rows: string; bytes: string; leaked: string }>(
       `SELECT count(*) AS rows, sum(pg_column_size(payload)) AS bytes, count(*) FILTER (WHERE payload::text LIKE '%medical%') AS leaked
        FROM webhook_events WHERE id IN (:ids)`, { replacements: { ids }, type: QueryTypes.SELECT });
     console.log(`      chat flood: ${n} messages, ${bodyBytes} bytes received, ${r!.rows} rows kept holding ${r!.bytes} bytes of payload (${Number(r!.leaked)} with message text)`);
@@ -165,7 +165,7 @@ describe('YCloud webhook endpoint', () => {
     const reject = await stack.sim.waitForRequest('/calls/reject', wacid);
     assert.ok(reject);
     assert.equal(stack.sim.requestsFor(wacid).some((r) => r.path === '/calls/preAccept'), false);
-    const row = await CallRecord.findByPk(id);
+    const row = await rows().CallRecord.findByPk(id);
     assert.ok(row);
     assert.equal(row.outcome, 'failed');
     assert.equal(row.hangup_by, 'bridge');
@@ -183,7 +183,7 @@ describe('YCloud webhook endpoint', () => {
     const user = cannedWaUser;
     await stack.sim.userCalls(user, { wacid });
     const id = await whenEnded(stack.bridge, wacid);
-    const row = await CallRecord.findByPk(id);
+    const row = await rows().CallRecord.findByPk(id);
     assert.equal(row?.outcome, 'caller_hangup');
     assert.equal(row?.hangup_by, 'whatsapp');
     assert.deepEqual(stack.sim.requestsFor(wacid), [], 'nothing was sent to YCloud for it');

@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import http from 'node:http';
 import { AddressInfo } from 'node:net';
 import { CallRecord } from '../src/cdr/models';
+import { rows } from './harness/db-rows';
 import { YCloudClient, YCloudError } from '../src/providers/ycloud/client';
 import { startStack, TestStack } from './harness/bridge';
 import { callParts } from './harness/call-parts';
@@ -123,7 +124,7 @@ describe('calls when YCloud fails', function () {
 
   async function cdr(s: TestStack, key: string): Promise<CallRecord> {
     const id = await whenEnded(s.bridge, key);
-    const row = await CallRecord.findByPk(id);
+    const row = await rows().CallRecord.findByPk(id);
     assert.ok(row, 'CDR row exists');
     return row;
   }

@@ -1,4 +1,4 @@
-import { QueryTypes, Sequelize } from 'sequelize';
+import { PermissionRecords } from '../cdr/permission-records';
 import { Logger } from '../log';
 import { Metrics } from '../metrics/metrics';
 import { PermissionReply } from './call-events';
@@ -13,30 +13,15 @@ const DEFAULT_GRANT_MS = 7 * 24 * 3600 * 1000;
 
 /** Call permissions: every reply and request is kept; the latest reply decides, with expiry honoured. */
 export class PermissionStore {
-  constructor(private readonly db: Sequelize, private readonly provider: WhatsAppProvider, private readonly log: Logger, private readonly metrics?: Metrics) {}
+  constructor(private readonly db: PermissionRecords, private readonly provider: WhatsAppProvider, private readonly log: Logger, private readonly metrics?: Metrics) {}
 
   async recordReply(r: PermissionReply): Promise<void> {
     const expiresAt = r.response === 'accept' && !r.isPermanent ? (r.expiresAt ?? new Date(r.repliedAt.getTime() + DEFAULT_GRANT_MS)) : r.expiresAt;
-    await this.db.query(
-      `INSERT INTO call_permission_replies
-         (business_number, customer_number, response, is_permanent, expires_at, response_source, replied_at, wamid, event_id, created_at)
-       VALUES (:b, :c, :response, :perm, :exp, :src, :at, :wamid, :eventId, now())`,
-      {
-        replacements: {
-          b: r.businessNumber, c: r.customerNumber, response: r.response, perm: r.isPermanent, exp: expiresAt,
-          src: r.responseSource, at: r.repliedAt, wamid: r.wamid, eventId: r.eventId,
-        },
-      },
-    );
+    await this.db.addReply({ ...r, expiresAt });
   }
 
   async check(businessNumber: string, customerNumber: string, now = new Date()): Promise<PermissionState> {
-    const rows = await this.db.query<{ response: string; is_permanent: boolean; expires_at: Date | null; replied_at: Date }>(
-      `SELECT response, is_permanent, expires_at, replied_at FROM call_permission_replies
-       WHERE business_number = :b AND customer_number = :c ORDER BY replied_at DESC, id DESC LIMIT 1`,
-      { replacements: { b: businessNumber, c: customerNumber }, type: QueryTypes.SELECT },
-    );
-    const last = rows[0];
+    const last = await this.db.latestReply(businessNumber, customerNumber);
     if (!last) return { allowed: false, reason: 'none', since: null };
     if (last.response !== 'accept') return { allowed: false, reason: 'rejected', since: last.replied_at };
     if (!last.is_permanent && last.expires_at && last.expires_at <= now) return { allowed: false, reason: 'expired', since: last.expires_at };
@@ -44,13 +29,7 @@ export class PermissionStore {
   }
 
   async list(filter: { businessNumber?: string; customerNumber?: string; limit?: number }): Promise<unknown[]> {
-    return this.db.query(
-      `SELECT business_number, customer_number, response, is_permanent, expires_at, response_source, replied_at, wamid
-       FROM call_permission_replies
-       WHERE (:b::text IS NULL OR business_number = :b) AND (:c::text IS NULL OR customer_number = :c)
-       ORDER BY replied_at DESC, id DESC LIMIT :limit`,
-      { replacements: { b: filter.businessNumber ?? null, c: filter.customerNumber ?? null, limit: filter.limit ?? 100 }, type: QueryTypes.SELECT },
-    );
+    return this.db.listReplies(filter);
   }
 
   /** Sends a call-permission request through messages/sendDirectly and records it (sent or failed). */
@@ -64,11 +43,7 @@ export class PermissionStore {
       error = (err as Error).message;
       this.metrics?.permissionRequest(trigger, err instanceof ProviderError && err.httpStatus === 429 ? 'rate_limited' : 'failed');
     }
-    await this.db.query(
-      `INSERT INTO call_permission_requests (business_number, customer_number, kind, trigger, message_id, error, sent_at)
-       VALUES (:b, :c, :kind, :trigger, :mid, :error, now())`,
-      { replacements: { b: businessNumber, c: customerNumber, kind: body.kind, trigger, mid: messageId, error } },
-    );
+    await this.db.addRequest({ businessNumber, customerNumber, kind: body.kind, trigger, messageId, error });
     if (error) {
       this.log.warn({ businessNumber, customerNumber, error }, 'call permission request failed');
       throw new Error(error);
@@ -77,10 +52,6 @@ export class PermissionStore {
   }
 
   async requests(businessNumber: string, customerNumber: string): Promise<Array<{ kind: string; trigger: string; message_id: string | null; error: string | null; sent_at: Date }>> {
-    return this.db.query(
-      `SELECT kind, trigger, message_id, error, sent_at FROM call_permission_requests
-       WHERE business_number = :b AND customer_number = :c ORDER BY sent_at DESC, id DESC`,
-      { replacements: { b: businessNumber, c: customerNumber }, type: QueryTypes.SELECT },
-    );
+    return this.db.listRequests(businessNumber, customerNumber);
   }
 }

@@ -1,11 +1,17 @@
-import { CreationOptional, DataTypes, InferAttributes, InferCreationAttributes, Model, Sequelize } from 'sequelize';
+import { CreationOptional, DataTypes, InferAttributes, InferCreationAttributes, Model, ModelAttributes, Sequelize } from 'sequelize';
+import { stringWidths } from './write-safety';
 
 export type Direction = 'inbound' | 'outbound';
 export type Outcome =
   | 'answered' | 'busy' | 'no_answer' | 'rejected' | 'unreachable' | 'caller_hangup' | 'failed';
 export type HangupBy = 'whatsapp' | 'pbx' | 'bridge';
 
-export class CallRecord extends Model<InferAttributes<CallRecord>, InferCreationAttributes<CallRecord>> {
+/*
+ * The models' attributes. The classes are not exported as values: each CdrStore binds subclasses of its
+ * own to its own Sequelize (defineModels), so two stores (two bridges) in one process never share one.
+ * `CallRecord` and the others are exported as types: a row as read back.
+ */
+class CallRecordModel extends Model<InferAttributes<CallRecordModel>, InferCreationAttributes<CallRecordModel>> {
   declare id: string;
   declare direction: Direction;
   declare wacid: string | null;
@@ -51,7 +57,7 @@ export class CallRecord extends Model<InferAttributes<CallRecord>, InferCreation
   declare updated_at: CreationOptional<Date>;
 }
 
-export class CallEvent extends Model<InferAttributes<CallEvent>, InferCreationAttributes<CallEvent>> {
+class CallEventModel extends Model<InferAttributes<CallEventModel>, InferCreationAttributes<CallEventModel>> {
   declare id: CreationOptional<string>;
   declare call_id: string;
   declare at: Date;
@@ -59,7 +65,7 @@ export class CallEvent extends Model<InferAttributes<CallEvent>, InferCreationAt
   declare detail: object | null;
 }
 
-export class WebhookEventRecord extends Model<InferAttributes<WebhookEventRecord>, InferCreationAttributes<WebhookEventRecord>> {
+class WebhookEventModel extends Model<InferAttributes<WebhookEventModel>, InferCreationAttributes<WebhookEventModel>> {
   declare id: string;
   declare type: string;
   declare wacid: string | null;
@@ -70,77 +76,103 @@ export class WebhookEventRecord extends Model<InferAttributes<WebhookEventRecord
 }
 
 const str = (n: number) => ({ type: DataTypes.STRING(n) });
-// Fresh objects each time: Sequelize writes into attribute definitions.
 const date = () => ({ type: DataTypes.DATE });
 
-export function defineModels(sequelize: Sequelize): void {
-  CallRecord.init(
-    {
-      id: { type: DataTypes.UUID, primaryKey: true },
-      direction: { type: DataTypes.STRING(8), allowNull: false },
-      wacid: str(255),
-      phone_id: str(64),
-      business_number: str(32),
-      customer_number: str(32),
-      sip_call_id: str(255),
-      pbx_target: str(255),
-      agent: str(255),
-      state: { type: DataTypes.STRING(24), allowNull: false },
-      outcome: str(24),
-      hangup_by: str(16),
-      sip_final_code: { type: DataTypes.INTEGER },
-      sip_final_reason: str(255),
-      error: { type: DataTypes.TEXT },
-      offered_at: { type: DataTypes.DATE, allowNull: false },
-      pre_accepted_at: date(),
-      pbx_ringing_at: date(),
-      pbx_answered_at: date(),
-      accepted_at: date(),
-      early_media_at: date(),
-      ended_at: date(),
-      talk_seconds: { type: DataTypes.DECIMAL(10, 3) },
-      provider_duration: { type: DataTypes.INTEGER },
-      provider_status: str(24),
-      provider_start_at: date(),
-      provider_end_at: date(),
-      wa_codec: str(32),
-      pbx_codec: str(32),
-      media_stats: { type: DataTypes.JSONB },
-      node_id: str(128),
-      recovery: { type: DataTypes.JSONB },
-      mos: { type: DataTypes.DECIMAL(3, 2) },
-      packet_loss_pct: { type: DataTypes.DECIMAL(5, 2) },
-      jitter_ms: { type: DataTypes.DECIMAL(8, 2) },
-      rtt_ms: { type: DataTypes.DECIMAL(8, 2) },
-      recording_path: str(1024),
-      recording_bytes: { type: DataTypes.BIGINT },
-      recording_seconds: { type: DataTypes.DECIMAL(10, 3) },
-      recording_deleted_at: date(),
-      created_at: date(),
-      updated_at: date(),
-    },
-    { sequelize, tableName: 'calls', underscored: true, timestamps: true, createdAt: 'created_at', updatedAt: 'updated_at' },
-  );
-  CallEvent.init(
-    {
-      id: { type: DataTypes.BIGINT, autoIncrement: true, primaryKey: true },
-      call_id: { type: DataTypes.UUID, allowNull: false },
-      at: { type: DataTypes.DATE, allowNull: false },
-      type: { type: DataTypes.STRING(48), allowNull: false },
-      detail: { type: DataTypes.JSONB },
-    },
-    { sequelize, tableName: 'call_events', timestamps: false },
-  );
-  WebhookEventRecord.init(
-    {
-      id: { type: DataTypes.STRING(200), primaryKey: true },
-      type: { type: DataTypes.STRING(100), allowNull: false },
-      wacid: str(255),
-      received_at: { type: DataTypes.DATE, allowNull: false },
-      processed_at: date(),
-      error: { type: DataTypes.TEXT },
-      payload: { type: DataTypes.JSONB, allowNull: false },
-    },
-    { sequelize, tableName: 'webhook_events', timestamps: false },
-  );
+export type CallRecord = CallRecordModel;
+export type CallEvent = CallEventModel;
+export type WebhookEventRecord = WebhookEventModel;
+
+/** A call row's fields as written (all but the key and the timestamps Sequelize keeps). */
+export type CallFields = Partial<Omit<InferAttributes<CallRecord>, 'id' | 'created_at' | 'updated_at'>>;
+
+/** What creating a call row needs. */
+export type NewCall = CallFields & Pick<CallRecord, 'direction' | 'state' | 'offered_at'>;
+
+/** The models of one Sequelize instance (one CdrStore). */
+export interface CdrModels {
+  CallRecord: typeof CallRecordModel;
+  CallEvent: typeof CallEventModel;
+  WebhookEventRecord: typeof WebhookEventModel;
 }
+
+// Fresh definitions each time: Sequelize writes into attribute definitions.
+const callColumns = (): ModelAttributes<CallRecordModel> => ({
+  id: { type: DataTypes.UUID, primaryKey: true },
+  direction: { type: DataTypes.STRING(8), allowNull: false },
+  wacid: str(255),
+  phone_id: str(64),
+  business_number: str(32),
+  customer_number: str(32),
+  sip_call_id: str(255),
+  pbx_target: str(255),
+  agent: str(255),
+  state: { type: DataTypes.STRING(24), allowNull: false },
+  outcome: str(24),
+  hangup_by: str(16),
+  sip_final_code: { type: DataTypes.INTEGER },
+  sip_final_reason: str(255),
+  error: { type: DataTypes.TEXT },
+  offered_at: { type: DataTypes.DATE, allowNull: false },
+  pre_accepted_at: date(),
+  pbx_ringing_at: date(),
+  pbx_answered_at: date(),
+  accepted_at: date(),
+  early_media_at: date(),
+  ended_at: date(),
+  talk_seconds: { type: DataTypes.DECIMAL(10, 3) },
+  provider_duration: { type: DataTypes.INTEGER },
+  provider_status: str(24),
+  provider_start_at: date(),
+  provider_end_at: date(),
+  wa_codec: str(32),
+  pbx_codec: str(32),
+  media_stats: { type: DataTypes.JSONB },
+  node_id: str(128),
+  recovery: { type: DataTypes.JSONB },
+  mos: { type: DataTypes.DECIMAL(3, 2) },
+  packet_loss_pct: { type: DataTypes.DECIMAL(5, 2) },
+  jitter_ms: { type: DataTypes.DECIMAL(8, 2) },
+  rtt_ms: { type: DataTypes.DECIMAL(8, 2) },
+  recording_path: str(1024),
+  recording_bytes: { type: DataTypes.BIGINT },
+  recording_seconds: { type: DataTypes.DECIMAL(10, 3) },
+  recording_deleted_at: date(),
+  created_at: date(),
+  updated_at: date(),
+});
+
+const eventColumns = (): ModelAttributes<CallEventModel> => ({
+  id: { type: DataTypes.BIGINT, autoIncrement: true, primaryKey: true },
+  call_id: { type: DataTypes.UUID, allowNull: false },
+  at: { type: DataTypes.DATE, allowNull: false },
+  type: { type: DataTypes.STRING(48), allowNull: false },
+  detail: { type: DataTypes.JSONB },
+});
+
+const webhookColumns = (): ModelAttributes<WebhookEventModel> => ({
+  id: { type: DataTypes.STRING(200), primaryKey: true },
+  type: { type: DataTypes.STRING(100), allowNull: false },
+  wacid: str(255),
+  received_at: { type: DataTypes.DATE, allowNull: false },
+  processed_at: date(),
+  error: { type: DataTypes.TEXT },
+  payload: { type: DataTypes.JSONB, allowNull: false },
+});
+
+/**
+ * Model classes bound to `sequelize` alone: subclasses made for this call, so binding a second
+ * Sequelize (a second store, a second bridge in one process) leaves the first one's untouched.
+ */
+export function defineModels(sequelize: Sequelize): CdrModels {
+  class CallRecord extends CallRecordModel {}
+  class CallEvent extends CallEventModel {}
+  class WebhookEventRecord extends WebhookEventModel {}
+  CallRecord.init(callColumns(), { sequelize, modelName: 'CallRecord', tableName: 'calls', underscored: true, timestamps: true, createdAt: 'created_at', updatedAt: 'updated_at' });
+  CallEvent.init(eventColumns(), { sequelize, modelName: 'CallEvent', tableName: 'call_events', timestamps: false });
+  WebhookEventRecord.init(webhookColumns(), { sequelize, modelName: 'WebhookEventRecord', tableName: 'webhook_events', timestamps: false });
+  return { CallRecord, CallEvent, WebhookEventRecord };
+}
+
+/** Each string column's width (VARCHAR(n)), read from the definitions: no Sequelize instance needed. */
+export const CALL_WIDTHS = stringWidths(callColumns());
+export const EVENT_WIDTHS = stringWidths(eventColumns());

@@ -1,7 +1,7 @@
-import { QueryTypes, Sequelize } from 'sequelize';
 import { Config } from '../config';
 import { Logger } from '../log';
 import { Periodic } from '../util/periodic';
+import { RetentionRecords, RetentionTask } from './retention-records';
 import { describeDbError } from './write-safety';
 
 /** How the sweep paces itself. */
@@ -21,88 +21,6 @@ export const DEFAULT_SWEEP: SweepOptions = { batchSize: 500, pauseMs: 200, inter
 /** What one task of a round did. */
 export interface TaskReport { task: string; rows: number; batches: number; ms: number; error?: string }
 
-interface Task {
-  name: string;
-  /** One batch: a statement touching at most :limit rows, with :cutoff (a timestamp) bound. */
-  sql: string;
-  /** The cutoff, or null when the task is off (0 days). */
-  cutoff: (now: number) => Date | null;
-}
-
-const DAY_MS = 24 * 3600 * 1000;
-const daysAgo = (days: number) => (now: number): Date | null => (days > 0 ? new Date(now - days * DAY_MS) : null);
-
-/** Same customer and business: a later reply (by time, then id) than r. */
-const NEWER_REPLY = `EXISTS (SELECT 1 FROM call_permission_replies n
-  WHERE n.business_number = r.business_number AND n.customer_number = r.customer_number
-    AND (n.replied_at > r.replied_at OR (n.replied_at = r.replied_at AND n.id > r.id)))`;
-
-/**
- * One batch of each task: rows picked by ctid with FOR UPDATE SKIP LOCKED, so sweepers on several
- * nodes take different rows and never wait on each other (running on all of them is harmless). Rows
- * still in use are never picked: unprocessed events, calls not ended, a call whose recording file is
- * still on disk (the recording sweep needs its row), the permission reply in force for a customer.
- */
-function tasks(r: Config['retention'], sdpScrubAfterMs: number): Task[] {
-  return [
-    {
-      // Not a deletion: ICE passwords and SDES keys are of no use once a call is set up.
-      name: 'connect SDP secrets',
-      sql: `UPDATE webhook_events SET payload = jsonb_set(payload, '{callingConnect,sdp}', to_jsonb(
-              regexp_replace(regexp_replace(payload #>> '{callingConnect,sdp}',
-                'a=ice-pwd:[^\\r\\n]*', 'a=ice-pwd:[Redacted]', 'g'), 'inline:[^\\s|]+', 'inline:[Redacted]', 'g')))
-            WHERE ctid IN (SELECT ctid FROM webhook_events
-              WHERE type = 'whatsapp.call.connect' AND processed_at < :cutoff
-                AND (payload #>> '{callingConnect,sdp}') ~ 'a=ice-pwd:[^[]|inline:[^[]'
-              LIMIT :limit FOR UPDATE SKIP LOCKED)`,
-      cutoff: (now) => new Date(now - sdpScrubAfterMs),
-    },
-    {
-      name: 'webhook_events',
-      sql: `DELETE FROM webhook_events WHERE ctid IN (SELECT ctid FROM webhook_events
-              WHERE received_at < :cutoff AND processed_at IS NOT NULL LIMIT :limit FOR UPDATE SKIP LOCKED)`,
-      cutoff: daysAgo(r.webhookEventsDays),
-    },
-    {
-      name: 'webhook_quarantine',
-      sql: `DELETE FROM webhook_quarantine WHERE ctid IN (SELECT ctid FROM webhook_quarantine
-              WHERE last_received_at < :cutoff LIMIT :limit FOR UPDATE SKIP LOCKED)`,
-      cutoff: daysAgo(r.quarantineDays),
-    },
-    {
-      // call_events go with their call (ON DELETE CASCADE).
-      name: 'calls',
-      sql: `DELETE FROM calls WHERE ctid IN (SELECT ctid FROM calls
-              WHERE ended_at < :cutoff AND (recording_path IS NULL OR recording_deleted_at IS NOT NULL)
-              LIMIT :limit FOR UPDATE SKIP LOCKED)`,
-      cutoff: daysAgo(r.cdrDays),
-    },
-    {
-      // A reply a later one has replaced: the decision stays with the later one.
-      name: 'permission replies replaced',
-      sql: `DELETE FROM call_permission_replies WHERE ctid IN (SELECT r.ctid FROM call_permission_replies r
-              WHERE r.replied_at < :cutoff AND ${NEWER_REPLY} LIMIT :limit FOR UPDATE OF r SKIP LOCKED)`,
-      cutoff: daysAgo(r.permissionsDays),
-    },
-    {
-      // A customer's only reply, a temporary grant expired long ago: "no permission" either way.
-      name: 'permission replies expired',
-      sql: `DELETE FROM call_permission_replies WHERE ctid IN (SELECT r.ctid FROM call_permission_replies r
-              WHERE r.replied_at < :cutoff AND r.response = 'accept' AND NOT r.is_permanent AND r.expires_at < :cutoff
-                AND NOT EXISTS (SELECT 1 FROM call_permission_replies o
-                  WHERE o.business_number = r.business_number AND o.customer_number = r.customer_number AND o.id <> r.id)
-              LIMIT :limit FOR UPDATE OF r SKIP LOCKED)`,
-      cutoff: daysAgo(r.permissionsDays),
-    },
-    {
-      name: 'permission requests',
-      sql: `DELETE FROM call_permission_requests WHERE ctid IN (SELECT ctid FROM call_permission_requests
-              WHERE sent_at < :cutoff LIMIT :limit FOR UPDATE SKIP LOCKED)`,
-      cutoff: daysAgo(r.permissionsDays),
-    },
-  ];
-}
-
 /**
  * Deletes what the bridge keeps past its retention (see docs/data-retention.md), in small batches
  * with a pause between them; each statement is bounded by the pool's statement timeout
@@ -115,7 +33,7 @@ export class RetentionSweeper {
   private stopped = false;
   private wake: (() => void) | null = null;
 
-  constructor(private readonly db: Sequelize, private readonly retention: Config['retention'], private readonly log: Logger, opts: Partial<SweepOptions> = {}) {
+  constructor(private readonly records: RetentionRecords, private readonly retention: Config['retention'], private readonly log: Logger, opts: Partial<SweepOptions> = {}) {
     this.opts = { ...DEFAULT_SWEEP, ...opts };
     this.periodic = new Periodic(async () => {
       await this.sweep();
@@ -138,7 +56,7 @@ export class RetentionSweeper {
   /** One round over every table; resolves with what each task did. */
   async sweep(now = Date.now()): Promise<TaskReport[]> {
     const reports: TaskReport[] = [];
-    for (const t of tasks(this.retention, this.opts.sdpScrubAfterMs)) {
+    for (const t of this.records.tasks(this.retention, this.opts.sdpScrubAfterMs)) {
       if (this.stopped) break;
       const cutoff = t.cutoff(now);
       if (!cutoff) continue;
@@ -149,13 +67,13 @@ export class RetentionSweeper {
     return reports;
   }
 
-  private async run(t: Task, cutoff: Date): Promise<TaskReport> {
+  private async run(t: RetentionTask, cutoff: Date): Promise<TaskReport> {
     const started = Date.now();
     const report: TaskReport = { task: t.name, rows: 0, batches: 0, ms: 0 };
     while (!this.stopped) {
       let n: number;
       try {
-        n = await this.batch(t.sql, cutoff);
+        n = await t.batch(cutoff, this.opts.batchSize);
       } catch (err) {
         const e = describeDbError(err);
         report.error = `${e.code}: ${e.message}`;
@@ -169,11 +87,6 @@ export class RetentionSweeper {
     }
     report.ms = Date.now() - started;
     return report;
-  }
-
-  private async batch(sql: string, cutoff: Date): Promise<number> {
-    const [, meta] = await this.db.query(sql, { replacements: { cutoff, limit: this.opts.batchSize }, type: QueryTypes.RAW });
-    return (meta as { rowCount?: number } | undefined)?.rowCount ?? 0;
   }
 
   private pause(): Promise<void> {

@@ -1,22 +1,14 @@
-import { InferAttributes, QueryTypes, Sequelize } from 'sequelize';
-import { Logger } from '../log';
-import { CallEvent, CallRecord, defineModels } from './models';
-import { clampToWidths, describeDbError, isPrimaryKeyTaken, isTransientDbError, stringWidths } from './write-safety';
+import { QueryTypes, Sequelize } from 'sequelize';
+import { CdrModels, CallEvent, CallFields, CallRecord, defineModels, NewCall } from './models';
+import { CdrSpillSink } from './call-recorder';
+import { WebhookEvents } from './webhook-events';
 import { TypedEmitter } from '../util/typed-emitter';
 
-export type CallFields = Partial<Omit<InferAttributes<CallRecord>, 'id' | 'created_at' | 'updated_at'>>;
-
-/** The writes a call's recorder makes (a CdrStore, or a gate in front of one). */
-export type CdrWrites = Pick<CdrStore, 'createCall' | 'updateCall' | 'addEvent'>;
-
-/** A webhook event as it is stored. */
-export interface WebhookRow { id: string; type: string; wacid: string | null; payload: unknown; nodeId: string | null }
-
-/** A stored webhook event as replay reads it back. */
-export interface StoredWebhook { id: string; type: string; wacid: string | null; receivedAt: Date; payload: unknown; cursor: WebhookCursor }
-
-/** Where a walk over stored events stands: received_at as Postgres writes it (microseconds), and the id. */
-export interface WebhookCursor { at: string; id: string }
+// What src/calls and others have always imported from here.
+export { CallRecorder, DEFAULT_RECORDER_OPTIONS } from './call-recorder';
+export type { CdrWrites, RecorderOptions } from './call-recorder';
+export type { CallFields } from './models';
+export type { StoredWebhook, WebhookCursor, WebhookRow } from './webhook-events';
 
 /** An open call of some node, with what ending it needs. */
 export interface OpenCall {
@@ -31,53 +23,28 @@ export interface CdrWritten {
   event: [callId: string, type: string, detail: object | null, at: Date];
 }
 
-/** Postgres access for CDRs, their timelines and raw webhook events. */
+export interface CdrStoreOptions {
+  /** The webhook events on the same pool (wacidHistory asks them); default: its own on `sequelize`. */
+  webhookEvents?: WebhookEvents;
+  /** Where calls' CDR writes go when Postgres stays away (CDR_SPILL_DIR); none: they are given up. */
+  spill?: CdrSpillSink | null;
+}
+
+/**
+ * Postgres access for CDRs and their timelines, through models bound to this store's Sequelize
+ * alone (two stores in one process, on one database or two, each keep their own).
+ */
 export class CdrStore extends TypedEmitter<CdrWritten> {
-  constructor(readonly sequelize: Sequelize) {
+  /** This store's models (reads in tests and tools; writes go through the methods). */
+  readonly models: CdrModels;
+  readonly spill: CdrSpillSink | null;
+  private readonly webhookEvents: WebhookEvents;
+
+  constructor(private readonly sequelize: Sequelize, o: CdrStoreOptions = {}) {
     super();
-    defineModels(sequelize);
-  }
-
-  /**
-   * Stores several webhook events in one statement (one commit); returns the ids stored now (the
-   * others were recorded before: redeliveries).
-   */
-  async recordWebhooks(rows: WebhookRow[]): Promise<Set<string>> {
-    if (rows.length === 0) return new Set();
-    const stored = await this.sequelize.query<{ id: string }>(
-      `INSERT INTO webhook_events (id, type, wacid, received_at, payload, node_id)
-       SELECT r.id, r.type, r.wacid, now(), r.payload::jsonb, r.node_id
-       FROM unnest(ARRAY[:ids]::text[], ARRAY[:types]::text[], ARRAY[:wacids]::text[], ARRAY[:payloads]::text[], ARRAY[:nodes]::text[])
-         AS r(id, type, wacid, payload, node_id)
-       ON CONFLICT (id) DO NOTHING RETURNING id`,
-      {
-        replacements: {
-          ids: rows.map((r) => r.id), types: rows.map((r) => r.type), wacids: rows.map((r) => r.wacid),
-          payloads: rows.map((r) => JSON.stringify(r.payload)), nodes: rows.map((r) => r.nodeId),
-        },
-        type: QueryTypes.SELECT,
-      },
-    );
-    return new Set(stored.map((r) => r.id));
-  }
-
-  /** Events a node stored but never marked processed, oldest first (replayed at start-up or by a survivor). */
-  unprocessedWebhooks(nodeId: string, limit = 1000, after: WebhookCursor | null = null): Promise<StoredWebhook[]> {
-    const from = after ? 'AND (received_at, id) > (:at::timestamptz, :id)' : '';
-    return this.webhooks(`processed_at IS NULL AND node_id = :nodeId ${from} ORDER BY received_at, id LIMIT :limit`, { nodeId, limit, ...after });
-  }
-
-  /** One stored event (another node asked this one to process it). */
-  async webhook(id: string): Promise<StoredWebhook | null> {
-    return (await this.webhooks('id = :id', { id }))[0] ?? null;
-  }
-
-  private async webhooks(where: string, replacements: Record<string, unknown>): Promise<StoredWebhook[]> {
-    const rows = await this.sequelize.query<{ id: string; type: string; wacid: string | null; received_at: Date; at: string; payload: unknown }>(
-      `SELECT id, type, wacid, received_at, received_at::text AS at, payload FROM webhook_events WHERE ${where}`,
-      { replacements, type: QueryTypes.SELECT },
-    );
-    return rows.map((r) => ({ id: r.id, type: r.type, wacid: r.wacid, receivedAt: new Date(r.received_at), payload: r.payload, cursor: { at: r.at, id: r.id } }));
+    this.models = defineModels(sequelize);
+    this.webhookEvents = o.webhookEvents ?? new WebhookEvents(sequelize);
+    this.spill = o.spill ?? null;
   }
 
   /**
@@ -85,283 +52,88 @@ export class CdrStore extends TypedEmitter<CdrWritten> {
    * has it (bridged before a restart, or by another node) and whether its terminate was stored.
    */
   async wacidHistory(wacid: string): Promise<{ call: boolean; terminated: boolean }> {
-    const rows = await this.sequelize.query<{ call: boolean; terminated: boolean }>(
-      `SELECT EXISTS (SELECT 1 FROM calls WHERE wacid = :wacid) AS call,
-              EXISTS (SELECT 1 FROM webhook_events WHERE wacid = :wacid AND type = 'whatsapp.call.terminate') AS terminated`,
-      { replacements: { wacid }, type: QueryTypes.SELECT },
-    );
-    return { call: rows[0]?.call === true, terminated: rows[0]?.terminated === true };
+    const [call, terminated] = await Promise.all([
+      this.sequelize.query<{ call: boolean }>('SELECT EXISTS (SELECT 1 FROM calls WHERE wacid = :wacid) AS call', { replacements: { wacid }, type: QueryTypes.SELECT })
+        .then((rows) => rows[0]?.call === true),
+      this.webhookEvents.terminateStored(wacid),
+    ]);
+    return { call, terminated };
   }
 
   /** Calls a node left open (it crashed or was killed), with what ending them needs. */
   async openCalls(nodeId: string): Promise<OpenCall[]> {
-    const rows = await CallRecord.findAll({ where: { node_id: nodeId, ended_at: null } });
+    const rows = await this.models.CallRecord.findAll({ where: { node_id: nodeId, ended_at: null } });
     return rows.map((r) => ({ id: r.id, direction: r.direction, wacid: r.wacid, phoneId: r.phone_id, acceptedAt: r.accepted_at, recovery: r.recovery }));
   }
 
-  /** Marks several events processed in one statement (each with its error, or none). */
-  async markWebhooksProcessed(marks: Array<{ id: string; error: string | null }>): Promise<void> {
-    if (marks.length === 0) return;
+  /**
+   * Closes the CDR of a call its node left open (see src/cluster/recovery.ts), unless it was closed
+   * meanwhile: ended now by the bridge, answered if it had been accepted (talk time up to now), else failed.
+   */
+  async closeOrphan(id: string, accepted: boolean, reason: string): Promise<void> {
     await this.sequelize.query(
-      `UPDATE webhook_events AS w SET processed_at = now(), error = m.error
-       FROM unnest(ARRAY[:ids]::text[], ARRAY[:errors]::text[]) AS m(id, error) WHERE w.id = m.id`,
-      { replacements: { ids: marks.map((m) => m.id), errors: marks.map((m) => m.error) }, type: QueryTypes.UPDATE },
+      `UPDATE calls SET state = 'ended', outcome = :outcome, hangup_by = 'bridge', ended_at = now(), updated_at = now(),
+         talk_seconds = CASE WHEN accepted_at IS NULL THEN NULL ELSE round(extract(epoch FROM now() - accepted_at)::numeric, 3) END,
+         error = :error
+       WHERE id = :id AND ended_at IS NULL`,
+      { replacements: { id, outcome: accepted ? 'answered' : 'failed', error: reason }, type: QueryTypes.UPDATE },
     );
   }
 
-  async createCall(id: string, fields: CallFields & Pick<CallRecord, 'direction' | 'state' | 'offered_at'>): Promise<void> {
-    await CallRecord.create({ id, wacid: null, ...fields });
+  async createCall(id: string, fields: NewCall): Promise<void> {
+    await this.models.CallRecord.create({ id, wacid: null, ...fields });
     this.emit('call', id, fields);
   }
 
   async updateCall(id: string, fields: CallFields): Promise<void> {
-    await CallRecord.update(fields, { where: { id } });
+    await this.models.CallRecord.update(fields, { where: { id } });
     this.emit('call', id, fields);
   }
 
   async addEvent(callId: string, type: string, detail: object | null, at = new Date()): Promise<void> {
-    await CallEvent.create({ call_id: callId, at, type, detail });
+    await this.models.CallEvent.create({ call_id: callId, at, type, detail });
     this.emit('event', callId, type, detail, at);
   }
 
+  /** addEvent, unless the call has an event of this type at this very time already (a replayed write); true when added. */
+  async addEventOnce(callId: string, type: string, detail: object | null, at: Date): Promise<boolean> {
+    const [rows] = await this.sequelize.query(
+      `INSERT INTO call_events (call_id, at, type, detail)
+       SELECT :callId, :at, :type, CAST(:detail AS jsonb)
+       WHERE NOT EXISTS (SELECT 1 FROM call_events WHERE call_id = :callId AND type = :type AND at = :at)
+       RETURNING id`,
+      { replacements: { callId, at, type, detail: detail === null ? null : JSON.stringify(detail) }, type: QueryTypes.RAW },
+    );
+    const added = Array.isArray(rows) && rows.length > 0;
+    if (added) this.emit('event', callId, type, detail, at);
+    return added;
+  }
+
   findCall(id: string): Promise<CallRecord | null> {
-    return CallRecord.findByPk(id);
+    return this.models.CallRecord.findByPk(id);
   }
 
   findCallByWacid(wacid: string): Promise<CallRecord | null> {
-    return CallRecord.findOne({ where: { wacid } });
+    return this.models.CallRecord.findOne({ where: { wacid } });
   }
 
   events(callId: string): Promise<CallEvent[]> {
-    return CallEvent.findAll({ where: { call_id: callId }, order: [['at', 'ASC'], ['id', 'ASC']] });
+    return this.models.CallEvent.findAll({ where: { call_id: callId }, order: [['at', 'ASC'], ['id', 'ASC']] });
   }
 
-}
-
-/** How a CallRecorder retries; the bridge takes these from its settings (CDR_RETRY_S, DATABASE_TIMEOUT_MS). */
-export interface RecorderOptions {
-  /** How long writes that fail for a passing reason (Postgres unreachable, slow) are retried before the queued ones are given up. */
-  retryForMs: number;
-  /** Bound on one attempt, besides the database's own timeouts (a write whose attempt is cut is retried). */
-  attemptTimeoutMs: number;
-  /** Wait before the first retry; doubled after each failure, up to `maxBackoffMs`. */
-  firstBackoffMs: number;
-  maxBackoffMs: number;
-  /**
-   * How long the first of a batch of writes waits before it starts (0: the next turn). Not inline: a
-   * set-up step's own requests (ng commands, the SIP answer, YCloud) go out and come back before any
-   * CDR statement competes with them for the CPU, and the updates of one step merge into one statement.
-   */
-  startDelayMs: number;
-  /** Most writes held for one call: past it, timeline events are dropped (counted) and field updates merged. */
-  maxQueued: number;
-  /** The clock and the wait between attempts (tests replace them). */
-  now: () => number;
-  sleep: (ms: number) => Promise<void>;
-  /** Told how many writes were given up, each time some are (a metric). */
-  onGiveUp?: (writes: number) => void;
-}
-
-export const DEFAULT_RECORDER_OPTIONS: RecorderOptions = {
-  retryForMs: 120000,
-  attemptTimeoutMs: 15000,
-  firstBackoffMs: 250,
-  maxBackoffMs: 5000,
-  maxQueued: 500,
-  // Set-up steps take 2-10 ms each on loopback.
-  startDelayMs: 20,
-  now: () => Date.now(),
-  sleep: (ms) => new Promise((resolve) => setTimeout(resolve, ms)),
-};
-
-type CdrWrite =
-  | { kind: 'create'; fields: Parameters<CdrStore['createCall']>[1] }
-  | { kind: 'update'; fields: CallFields }
-  | { kind: 'event'; type: string; detail: object | null; at: Date };
-
-/** What one attempt came to. */
-type Attempt = 'ok' | 'transient' | 'refused';
-
-class AttemptTimeout extends Error {
-  constructor(ms: number) {
-    super(`CDR write took longer than ${ms} ms`);
-    this.name = 'AttemptTimeout';
-  }
-}
-
-/**
- * Writes one call's record in order without holding up signalling. Writes queue behind each other;
- * one that fails because Postgres is unreachable or slow is retried (backing off) until it succeeds
- * or `retryForMs` has passed since the failures began, so an outage of a few seconds or minutes
- * loses nothing. Past that the queued writes are given up loudly; later writes get one try each until
- * Postgres answers again. A write Postgres refuses for what it says is logged and skipped. Strings
- * longer than their columns are cut to fit (and logged) rather than costing the whole write. Log lines
- * carry an error's message and code only, never its SQL or parameters (phone numbers).
- */
-export class CallRecorder {
-  private readonly known: CallFields = {};
-  private readonly queue: CdrWrite[] = [];
-  /** The head of the queue is being written (it must not be merged into). */
-  private headBusy = false;
-  private running: Promise<void> | null = null;
-  private failingSince: number | null = null;
-  private failures = 0;
-  /** The retry budget was spent: writes get one try each until one succeeds. */
-  private givenUp = false;
-  private dropped = 0;
-  private warnedFull = false;
-  private readonly opts: RecorderOptions;
-
-  constructor(private readonly store: CdrWrites, readonly callId: string, private readonly log: Logger, opts: Partial<RecorderOptions> = {}) {
-    this.opts = { ...DEFAULT_RECORDER_OPTIONS, ...opts };
+  /** Calls with a recording file still on disk, offered more than `days` ago, oldest first (the recording retention). */
+  async expiredRecordings(days: number, limit: number): Promise<Array<{ id: string; recording_path: string }>> {
+    return this.sequelize.query<{ id: string; recording_path: string }>(
+      `SELECT id, recording_path FROM calls
+        WHERE recording_path IS NOT NULL AND recording_deleted_at IS NULL AND offered_at < now() - make_interval(days => :days)
+        ORDER BY offered_at LIMIT :limit`,
+      { replacements: { days, limit }, type: QueryTypes.SELECT },
+    );
   }
 
-  /** The CDR as written so far (what the live-calls view shows), without waiting for Postgres. */
-  get fields(): Readonly<CallFields> {
-    return this.known;
-  }
-
-  /** Writes given up or refused so far (0 when the whole record reached Postgres). */
-  get lostWrites(): number {
-    return this.dropped;
-  }
-
-  create(fields: Parameters<CdrStore['createCall']>[1]): void {
-    const clamped = this.clamp(fields, CallRecord);
-    Object.assign(this.known, clamped);
-    this.enqueue({ kind: 'create', fields: clamped });
-  }
-
-  update(fields: CallFields): void {
-    const clamped = this.clamp(fields, CallRecord);
-    Object.assign(this.known, clamped);
-    this.enqueue({ kind: 'update', fields: clamped });
-  }
-
-  event(type: string, detail: object | null = null): void {
-    const { type: fitted } = this.clamp({ type }, CallEvent);
-    this.enqueue({ kind: 'event', type: fitted, detail, at: new Date() });
-  }
-
-  /**
-   * Resolves once every write queued so far has been written, refused or given up: within
-   * `retryForMs` plus one attempt and one backoff, however long Postgres stays away.
-   */
-  async flushed(): Promise<void> {
-    while (this.running) await this.running;
-  }
-
-  private clamp<T extends object>(fields: T, model: typeof CallRecord | typeof CallEvent): T {
-    const r = clampToWidths(fields, stringWidths(model));
-    for (const c of r.clamped) this.log.warn({ callId: this.callId, ...c }, `CDR ${c.field} is longer than its column: cut to ${c.max} characters`);
-    return r.fields;
-  }
-
-  private enqueue(w: CdrWrite): void {
-    const q = this.queue;
-    const mergeable = (i: number) => i >= 0 && q[i]!.kind === 'update' && !(i === 0 && this.headBusy);
-    if (w.kind === 'update') {
-      // Updates touch one row: a later one may join an earlier queued one without changing the result.
-      const last = q.length - 1;
-      let into = mergeable(last) ? last : -1;
-      if (into < 0 && q.length >= this.opts.maxQueued) for (let i = last; i >= 0 && into < 0; i--) if (mergeable(i)) into = i;
-      if (into >= 0) {
-        const target = q[into] as { fields: CallFields };
-        target.fields = { ...target.fields, ...w.fields };
-        return this.kick();
-      }
-    } else if (w.kind === 'event' && q.length >= this.opts.maxQueued) {
-      this.drop(1);
-      if (!this.warnedFull) this.log.error({ callId: this.callId, queued: q.length }, 'CDR writes are backing up: timeline events dropped');
-      this.warnedFull = true;
-      return;
-    }
-    q.push(w);
-    this.kick();
-  }
-
-  private kick(): void {
-    if (this.running) return;
-    // See startDelayMs.
-    const delay = this.opts.startDelayMs;
-    const started = new Promise<void>((resolve) => (delay > 0 ? setTimeout(resolve, delay) : setImmediate(resolve)));
-    this.running = started.then(() => this.drain()).finally(() => {
-      this.running = null;
-      if (this.queue.length > 0) this.kick();
-    });
-  }
-
-  private async drain(): Promise<void> {
-    while (this.queue.length > 0) {
-      const w = this.queue[0]!;
-      this.headBusy = true;
-      const result = await this.attempt(w);
-      this.headBusy = false;
-      if (result === 'ok') {
-        this.queue.shift();
-        if (this.failingSince !== null) this.log.info({ callId: this.callId, failedAttempts: this.failures }, 'CDR writes go through again');
-        this.failingSince = null;
-        this.failures = 0;
-        this.givenUp = false;
-        continue;
-      }
-      if (result === 'refused') {
-        this.queue.shift();
-        this.drop(1);
-        continue;
-      }
-      const now = this.opts.now();
-      this.failingSince ??= now;
-      this.failures++;
-      if (this.givenUp || now - this.failingSince >= this.opts.retryForMs) {
-        const n = this.queue.splice(0).length;
-        this.drop(n);
-        this.givenUp = true;
-        this.log.error({ callId: this.callId, writes: n, failingForMs: now - this.failingSince },
-          'CDR writes given up: Postgres stayed unreachable past the retry limit; this call\'s record is incomplete');
-        continue;
-      }
-      await this.opts.sleep(Math.min(this.opts.maxBackoffMs, this.opts.firstBackoffMs * 2 ** (this.failures - 1)));
-    }
-  }
-
-  private async attempt(w: CdrWrite): Promise<Attempt> {
-    let timer: NodeJS.Timeout | undefined;
-    const limit = new Promise<never>((_, reject) => {
-      timer = setTimeout(() => reject(new AttemptTimeout(this.opts.attemptTimeoutMs)), this.opts.attemptTimeoutMs);
-    });
-    const write = Promise.resolve().then(() => this.write(w));
-    write.catch(() => undefined);
-    try {
-      await Promise.race([write, limit]);
-      return 'ok';
-    } catch (err) {
-      // A create retried after a timed-out attempt that did commit (it waited on a lock): done, not refused.
-      if (w.kind === 'create' && this.failures > 0 && isPrimaryKeyTaken(err, CallRecord.tableName)) return 'ok';
-      const transient = err instanceof AttemptTimeout || isTransientDbError(err);
-      const what = w.kind === 'event' ? `event ${w.type}` : w.kind;
-      if (!transient) {
-        this.log.error({ callId: this.callId, err: describeDbError(err) }, `CDR ${what} refused by Postgres: skipped`);
-      } else if (this.failures === 0) {
-        this.log.warn({ callId: this.callId, err: describeDbError(err) }, `CDR ${what} failed; retrying until Postgres answers`);
-      }
-      return transient ? 'transient' : 'refused';
-    } finally {
-      clearTimeout(timer);
-    }
-  }
-
-  private write(w: CdrWrite): Promise<void> {
-    switch (w.kind) {
-      case 'create': return this.store.createCall(this.callId, w.fields);
-      case 'update': return this.store.updateCall(this.callId, w.fields);
-      case 'event': return this.store.addEvent(this.callId, w.type, w.detail, w.at);
-    }
-  }
-
-  private drop(n: number): void {
-    if (n === 0) return;
-    this.dropped += n;
-    this.opts.onGiveUp?.(n);
+  /** Notes that these calls' recording files were deleted. */
+  async markRecordingsDeleted(ids: string[]): Promise<void> {
+    if (ids.length === 0) return;
+    await this.sequelize.query('UPDATE calls SET recording_deleted_at = now() WHERE id IN (:ids)', { replacements: { ids }, type: QueryTypes.UPDATE });
   }
 }

@@ -1,4 +1,4 @@
-import { ConnectionError, Model, ModelStatic, TimeoutError } from 'sequelize';
+import { ConnectionError, TimeoutError } from 'sequelize';
 
 /**
  * What a failed CDR write may say in a log line: the message and a code. Sequelize's errors carry
@@ -40,25 +40,14 @@ export function isPrimaryKeyTaken(err: unknown, table: string): boolean {
   return pg?.code === '23505' && pg.constraint === `${table}_pkey`;
 }
 
-const widthsOf = new WeakMap<object, ReadonlyMap<string, number>>();
-
-/** Each string column's width (VARCHAR(n)) as the model defines it; TEXT and other types are absent. */
-export function stringWidths(model: ModelStatic<Model>): ReadonlyMap<string, number> {
-  const known = widthsOf.get(model);
-  if (known) return known;
+/** Each string column's width (VARCHAR(n)) in a model's attribute definitions; TEXT and other types are absent. */
+export function stringWidths(attrs: Record<string, unknown>): ReadonlyMap<string, number> {
   const widths = new Map<string, number>();
-  let attrs: Record<string, { type?: unknown }>;
-  try {
-    attrs = model.getAttributes();
-  } catch {
-    return widths; // not initialised (no CdrStore yet): nothing to clamp against
-  }
   for (const [name, attr] of Object.entries(attrs)) {
-    const type = attr.type as { key?: unknown; options?: { length?: unknown }; _length?: unknown } | undefined;
+    const type = (attr as { type?: unknown } | null)?.type as { key?: unknown; options?: { length?: unknown }; _length?: unknown } | undefined;
     const length = type?.options?.length ?? type?._length;
     if (type?.key === 'STRING' && typeof length === 'number' && length > 0) widths.set(name, length);
   }
-  if (widths.size > 0) widthsOf.set(model, widths);
   return widths;
 }
 

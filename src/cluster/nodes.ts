@@ -1,4 +1,4 @@
-import { QueryTypes, Sequelize } from 'sequelize';
+import { NodeRecords } from '../cdr/node-records';
 import { Logger } from '../log';
 import { Periodic } from '../util/periodic';
 
@@ -17,7 +17,7 @@ export class NodeRegistry {
   private readonly beats: Periodic;
 
   constructor(
-    private readonly sequelize: Sequelize,
+    private readonly records: NodeRecords,
     private readonly o: NodeRegistryOptions,
     private readonly log: Logger,
     /** Called once per dead node this node has claimed. */
@@ -28,11 +28,7 @@ export class NodeRegistry {
 
   /** Registers this node (a restart clears an earlier claim on it) and starts beating. */
   async start(): Promise<void> {
-    await this.sequelize.query(
-      `INSERT INTO bridge_nodes (node_id, started_at, heartbeat_at) VALUES (:id, now(), now())
-       ON CONFLICT (node_id) DO UPDATE SET started_at = now(), heartbeat_at = now(), stopped_at = NULL, reaped_by = NULL, reaped_at = NULL`,
-      { replacements: { id: this.o.nodeId }, type: QueryTypes.INSERT },
-    );
+    await this.records.register(this.o.nodeId);
     void this.beats.start();
   }
 
@@ -40,19 +36,14 @@ export class NodeRegistry {
   async stop(clean: boolean): Promise<void> {
     await this.beats.stop();
     if (!clean) return;
-    await this.sequelize.query('UPDATE bridge_nodes SET stopped_at = now() WHERE node_id = :id', { replacements: { id: this.o.nodeId }, type: QueryTypes.UPDATE });
+    await this.records.markStopped(this.o.nodeId);
   }
 
   private async beat(): Promise<void> {
     try {
-      await this.sequelize.query('UPDATE bridge_nodes SET heartbeat_at = now() WHERE node_id = :id', { replacements: { id: this.o.nodeId }, type: QueryTypes.UPDATE });
-      const dead = await this.sequelize.query<{ node_id: string }>(
-        `UPDATE bridge_nodes SET reaped_by = :id, reaped_at = now()
-         WHERE node_id <> :id AND reaped_by IS NULL AND stopped_at IS NULL AND heartbeat_at < now() - make_interval(secs => :s)
-         RETURNING node_id`,
-        { replacements: { id: this.o.nodeId, s: this.o.deadAfterMs / 1000 }, type: QueryTypes.SELECT },
-      );
-      for (const { node_id } of dead) {
+      await this.records.heartbeat(this.o.nodeId);
+      const dead = await this.records.claimDead(this.o.nodeId, this.o.deadAfterMs);
+      for (const node_id of dead) {
         this.log.warn({ node: node_id }, 'bridge node stopped beating: taking over its calls and events');
         await this.onDead(node_id).catch((err: unknown) => this.log.error({ err, node: node_id }, 'taking over a dead node failed'));
       }

@@ -1,5 +1,4 @@
 import Srf from 'drachtio-srf';
-import { QueryTypes, Sequelize } from 'sequelize';
 import { CdrStore, OpenCall } from '../cdr/store';
 import { Logger } from '../log';
 import { parseHostPort } from '../config';
@@ -9,7 +8,8 @@ import { byeInLostDialog, DialogIds } from '../sip/out-of-dialog';
 import { parseRecovery } from '../calls/recovery-info';
 
 export interface RecoveryDeps {
-  cdr: CdrStore;
+  /** The CDR statements recovery makes. */
+  cdr: Pick<CdrStore, 'openCalls' | 'closeOrphan' | 'addEvent'>;
   provider: WhatsAppProvider;
   rtp: RtpEngine;
   srf: Srf;
@@ -52,7 +52,7 @@ export class OrphanRecovery {
       r.sip ? note('pbx')(this.bye(r.sip)) : Promise.resolve(),
       r.rtpengine ? note('rtpengine')(this.deleteMedia(r.rtpengine, c.id)) : Promise.resolve(),
     ]);
-    await this.closeCdr(c, accepted, reason);
+    await this.d.cdr.closeOrphan(c.id, accepted, reason);
     await this.d.cdr.addEvent(c.id, 'recovered', { reason, by: this.d.nodeId, actions: done });
     this.d.log.info({ callId: c.id, wacid: c.wacid, actions: done }, 'orphaned call ended');
   }
@@ -74,16 +74,5 @@ export class OrphanRecovery {
     const ng = parseHostPort(at);
     if (!ng) return Promise.reject(new Error(`bad rtpengine address ${at}`));
     return this.d.rtp.delete(ng, { 'call-id': callId });
-  }
-
-  private async closeCdr(c: OpenCall, accepted: boolean, reason: string): Promise<void> {
-    const sequelize: Sequelize = this.d.cdr.sequelize;
-    await sequelize.query(
-      `UPDATE calls SET state = 'ended', outcome = :outcome, hangup_by = 'bridge', ended_at = now(), updated_at = now(),
-         talk_seconds = CASE WHEN accepted_at IS NULL THEN NULL ELSE round(extract(epoch FROM now() - accepted_at)::numeric, 3) END,
-         error = :error
-       WHERE id = :id AND ended_at IS NULL`,
-      { replacements: { id: c.id, outcome: accepted ? 'answered' : 'failed', error: reason }, type: QueryTypes.UPDATE },
-    );
   }
 }

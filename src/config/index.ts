@@ -195,6 +195,7 @@ function configFrom(v: SettingValues) {
       timeoutMs: v.DATABASE_TIMEOUT_MS,
       startupWaitMs: v.DATABASE_STARTUP_WAIT_S * 1000,
       cdrRetryMs: v.CDR_RETRY_S * 1000,
+      cdrSpillDir: v.CDR_SPILL_DIR,
     },
     /** How many days rows are kept before the retention sweep deletes them (0: kept for ever); see docs/data-retention.md. */
     retention: {

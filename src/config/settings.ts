@@ -311,8 +311,13 @@ export const SETTINGS = {
   }),
   CDR_RETRY_S: setting({
     default: '120', parse: integer(1, 3600),
-    doc: 'how long (s) a call\'s CDR writes are retried, in order, while Postgres is unreachable (then given up, logged and counted in '
-      + '`wasb_cdr_writes_dropped_total`)',
+    doc: 'how long (s) a call\'s CDR writes are retried, in order, while Postgres is unreachable (then spilled to `CDR_SPILL_DIR`)',
+  }),
+  CDR_SPILL_DIR: setting({
+    hostDefault: () => path.join(os.tmpdir(), 'wa-sip-bridge-cdr-spill'), shown: '`$TMPDIR/wa-sip-bridge-cdr-spill`', parse: text,
+    doc: 'where CDR writes that could not reach Postgres (past `CDR_RETRY_S`, or still queued at shutdown) are kept as JSON lines, per node; '
+      + 'the next start replays them into Postgres and removes the file. Holds phone numbers (mode 600): put it on persistent storage. '
+      + 'Only writes this file could not take are lost (logged, counted in `wasb_cdr_writes_dropped_total`)',
   }),
   WEBHOOK_EVENTS_RETENTION_DAYS: setting({
     default: '30', parse: integer(0, 36500),

@@ -1,4 +1,4 @@
-import { CdrStore, StoredWebhook, WebhookCursor } from '../cdr/store';
+import { StoredWebhook, WebhookCursor, WebhookEvents } from '../cdr/webhook-events';
 import { Logger } from '../log';
 import { CallEvent } from '../calls/call-events';
 import { EventContext, LeaveUnprocessed, storedEventContext } from '../calls/event-context';
@@ -23,7 +23,8 @@ export interface IncomingEvent {
 export type IngestResult = 'stored' | 'duplicate' | 'store_failed';
 
 export interface PipelineDeps {
-  cdr: CdrStore;
+  /** Where the events are stored and marked. */
+  webhookEvents: WebhookEvents;
   nodeId: string;
   log: Logger;
   handle: (event: CallEvent, ctx: EventContext) => Promise<void>;
@@ -66,7 +67,7 @@ export class EventPipeline extends TypedEmitter<PipelineEvents> {
 
   constructor(private readonly d: PipelineDeps) {
     super();
-    this.batcher = new WebhookStoreBatcher(d.cdr, STORE_BATCH_MS);
+    this.batcher = new WebhookStoreBatcher(d.webhookEvents, STORE_BATCH_MS);
   }
 
   /** Stores and starts processing a delivery; resolves once it is stored (or known, or not storable now). */
@@ -107,7 +108,7 @@ export class EventPipeline extends TypedEmitter<PipelineEvents> {
     const started: Array<Promise<void>> = [];
     let after: WebhookCursor | null = null;
     for (;;) {
-      const batch = await this.d.cdr.unprocessedWebhooks(nodeId, 200, after);
+      const batch = await this.d.webhookEvents.unprocessedWebhooks(nodeId, 200, after);
       if (batch.length === 0) return { events: started.length, done: Promise.all(started).then(() => undefined) };
       // Started in order, not awaited: events for one call keep their order in its lane, and a
       // replayed call that rings for 25 s does not hold up start-up (nor the events after it).
@@ -118,7 +119,7 @@ export class EventPipeline extends TypedEmitter<PipelineEvents> {
 
   /** Processes one stored event by id (another node asked this one, whose call it concerns). */
   async processStored(eventId: string, owns: (e: CallEvent) => boolean): Promise<boolean> {
-    const w = await this.d.cdr.webhook(eventId);
+    const w = await this.d.webhookEvents.webhook(eventId);
     if (!w) return false;
     const parsed = this.d.decode(w.payload);
     if (!parsed || !owns(parsed)) return false;
@@ -172,7 +173,7 @@ export class EventPipeline extends TypedEmitter<PipelineEvents> {
     this.markFlush ??= new Promise<void>((resolve) => setTimeout(resolve, MARK_BATCH_MS)).then(async () => {
       const batch = this.marks.splice(0);
       this.markFlush = null;
-      await this.d.cdr.markWebhooksProcessed(batch).catch((err: unknown) =>
+      await this.d.webhookEvents.markWebhooksProcessed(batch).catch((err: unknown) =>
         this.d.log.error({ err, events: batch.length }, 'could not mark webhooks processed (they will be replayed)'));
     });
     return this.markFlush;

@@ -1,4 +1,4 @@
-import { CdrStore, WebhookRow } from '../cdr/store';
+import { WebhookEvents, WebhookRow } from '../cdr/webhook-events';
 
 interface Pending { row: WebhookRow; resolve: (fresh: boolean) => void; reject: (err: unknown) => void }
 
@@ -12,7 +12,7 @@ export class WebhookStoreBatcher {
   private pending: Pending[] = [];
   private timer: NodeJS.Timeout | null = null;
 
-  constructor(private readonly cdr: CdrStore, private readonly windowMs: number, private readonly maxRows = 100) {}
+  constructor(private readonly events: WebhookEvents, private readonly windowMs: number, private readonly maxRows = 100) {}
 
   /** Resolves true when this call stored the event, false when it was stored before. */
   store(row: WebhookRow): Promise<boolean> {
@@ -32,11 +32,11 @@ export class WebhookStoreBatcher {
 
   private async write(batch: Pending[]): Promise<void> {
     try {
-      const fresh = await this.cdr.recordWebhooks(batch.map((p) => p.row));
+      const fresh = await this.events.recordWebhooks(batch.map((p) => p.row));
       for (const p of batch) p.resolve(fresh.has(p.row.id));
     } catch (err) {
       if (batch.length === 1) return batch[0]!.reject(err);
-      await Promise.all(batch.map((p) => this.cdr.recordWebhooks([p.row]).then((fresh) => p.resolve(fresh.has(p.row.id)), p.reject)));
+      await Promise.all(batch.map((p) => this.events.recordWebhooks([p.row]).then((fresh) => p.resolve(fresh.has(p.row.id)), p.reject)));
     }
   }
 }

@@ -161,7 +161,7 @@ export class Metrics {
       name: 'wasb_drachtio_disconnects_total', help: 'Times the connection to drachtio-server was lost.', registers,
     });
     this.cdrDropped = new Counter({
-      name: 'wasb_cdr_writes_dropped_total', help: 'CDR writes given up after CDR_RETRY_S of retries while Postgres was unreachable.', registers,
+      name: 'wasb_cdr_writes_dropped_total', help: 'CDR writes lost: refused by Postgres, dropped from a full queue, or given up and not taken by the spill file (CDR_SPILL_DIR).', registers,
     });
     this.refusedMoves = new Counter({
       name: 'wasb_call_state_refused_total',

@@ -2,7 +2,6 @@ import { EventEmitter } from 'node:events';
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import { Worker } from 'node:worker_threads';
-import { QueryTypes } from 'sequelize';
 import { CdrStore } from '../cdr/store';
 import { Config } from '../config';
 import { Logger } from '../log';
@@ -12,6 +11,9 @@ import { MixdownResult } from './mixdown';
 import { parseRecordingMeta } from './recording-meta';
 
 export interface RecordingFile { path: string; bytes: number; seconds: number }
+
+/** The CDR statements the recorder makes: a call's recording result, and the retention of the files. */
+export type RecordingRecords = Pick<CdrStore, 'updateCall' | 'addEvent' | 'expiredRecordings' | 'markRecordingsDeleted'>;
 
 /** How long a finished call's files may take to appear (rtpengine's metadata; the recording daemon's WAV). */
 const APPEAR_MS = 30_000;
@@ -45,7 +47,7 @@ export class Recorder extends EventEmitter {
    */
   private readonly sdps = new Map<string, string[]>();
 
-  constructor(private readonly cfg: Config['recording'], private readonly rtp: RtpEngine, private readonly cdr: CdrStore, private readonly log: Logger) {
+  constructor(private readonly cfg: Config['recording'], private readonly rtp: RtpEngine, private readonly cdr: RecordingRecords, private readonly log: Logger) {
     super();
     this.retention = cfg.retentionDays > 0 ? new Periodic(async () => { await this.sweep(); }, 60 * 60 * 1000) : null;
     rtp.on('sdp', (callId, _to, sdp) => {
@@ -154,15 +156,10 @@ export class Recorder extends EventEmitter {
   async sweep(): Promise<number> {
     let deleted = 0;
     for (;;) {
-      const rows = await this.cdr.sequelize.query<{ id: string; recording_path: string }>(
-        `SELECT id, recording_path FROM calls
-          WHERE recording_path IS NOT NULL AND recording_deleted_at IS NULL AND offered_at < now() - make_interval(days => :days)
-          ORDER BY offered_at LIMIT 500`,
-        { replacements: { days: this.cfg.retentionDays }, type: QueryTypes.SELECT },
-      );
+      const rows = await this.cdr.expiredRecordings(this.cfg.retentionDays, 500);
       if (rows.length === 0) break;
       for (const r of rows) await fs.rm(r.recording_path, { force: true });
-      await this.cdr.sequelize.query(`UPDATE calls SET recording_deleted_at = now() WHERE id IN (:ids)`, { replacements: { ids: rows.map((r) => r.id) } });
+      await this.cdr.markRecordingsDeleted(rows.map((r) => r.id));
       deleted += rows.length;
       if (rows.length < 500) break;
     }

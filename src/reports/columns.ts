@@ -76,7 +76,6 @@ export const CALL_COLUMNS: readonly Column[] = [
  * place on the bridge's host (GET /api/calls/{id}/recording serves the file itself). The admin token
  * sees every column.
  */
-type ReportingCallRow = Omit<CallRow, 'recording_path'>;
 export const REPORTING_COLUMNS: readonly Column[] = CALL_COLUMNS.filter((c) => c.name !== 'recording_path');
 
 /** A row without recording_path, for a reporting token. */

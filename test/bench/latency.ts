@@ -54,9 +54,10 @@ const RING_MS = 300;
 
 /** Turns a bridge into the minimal one: events and CDRs are not written (Postgres is not touched per call). */
 function makeMinimal(bridge: Bridge): void {
+  const events = bridge.db.webhookEvents;
+  events.recordWebhooks = async (rows) => new Set(rows.map((r) => r.id));
+  events.markWebhooksProcessed = async () => undefined;
   const cdr = bridge.cdr;
-  cdr.recordWebhooks = async (rows) => new Set(rows.map((r) => r.id));
-  cdr.markWebhooksProcessed = async () => undefined;
   cdr.wacidHistory = async () => ({ call: false, terminated: false });
   cdr.createCall = async () => undefined;
   cdr.updateCall = async () => undefined;

@@ -1,3 +1,4 @@
+import path from 'node:path';
 import { Bridge } from '../../src/app';
 import { MarkLog } from './mark-log';
 import { Config, loadConfig } from '../../src/config';
@@ -64,6 +65,8 @@ export function infraEnv(): Record<string, string> {
     RTPENGINE_NG: `${infra.rtpengineNg!.host}:${infra.rtpengineNg!.port}`,
     RTPENGINE_DTMF_LOG: `${infra.rtpengineDtmfLog!.host}:${infra.rtpengineDtmfLog!.port}`,
     MEDIA_DIR: infra.mediaDir,
+    // The run's own: CDR writes spilled by one test's bridge are never replayed by another run's.
+    CDR_SPILL_DIR: path.join(infra.mediaDir, 'cdr-spill'),
     PBX_TARGET: 'sip:127.0.0.1:9',
     // Loopback stands in for the public address (the NAT test gives WhatsApp another one).
     PUBLIC_IP: '127.0.0.1',

@@ -1,3 +1,4 @@
+import { closeRows } from './db-rows';
 import { infra, startInfra, stopInfra } from './infra';
 
 export { infra };
@@ -11,6 +12,7 @@ export const mochaHooks = {
   },
   async afterAll(this: Mocha.Context): Promise<void> {
     this.timeout(30000);
+    await closeRows();
     await stopInfra();
   },
 };

@@ -4,6 +4,7 @@ import path from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { PermissionStore } from '../../src/calls/permissions';
 import { connectDatabase } from '../../src/cdr/db';
+import { PermissionRecords } from '../../src/cdr/permission-records';
 import { createLogger } from '../../src/log';
 import { RtpEngine } from '../../src/media/rtpengine';
 import { YCloudClient } from '../../src/providers/ycloud/client';
@@ -142,7 +143,7 @@ async function run(o: LoadOptions, owned: Array<{ stop(): Promise<void> }>, dir:
 
 async function grantPermissions(numbers: string[]): Promise<void> {
   const db = connectDatabase(infra.databaseUrl);
-  const store = new PermissionStore(db, new YCloudClient({ baseUrl: 'http://127.0.0.1:9', apiKey: 'unused', timeoutMs: 100 }), createLogger('silent'));
+  const store = new PermissionStore(new PermissionRecords(db), new YCloudClient({ baseUrl: 'http://127.0.0.1:9', apiKey: 'unused', timeoutMs: 100 }), createLogger('silent'));
   for (let i = 0; i < numbers.length; i += 20) await Promise.all(numbers.slice(i, i + 20).map((n) => grantPermanentPermission(store, BUSINESS, n)));
   await db.close();
 }

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
-import { ConnectionRefusedError, DatabaseError, Sequelize, UniqueConstraintError } from 'sequelize';
-import { defineModels } from '../../src/cdr/models';
+import { ConnectionRefusedError, DatabaseError, UniqueConstraintError } from 'sequelize';
+import { CdrSpillSink, CdrWrite, SpillableRecorder } from '../../src/cdr/call-recorder';
 import { CallFields, CallRecorder, CdrStore, CdrWrites, RecorderOptions } from '../../src/cdr/store';
 import { isTransientDbError } from '../../src/cdr/write-safety';
 import { createLogger } from '../../src/log';
@@ -19,9 +19,13 @@ class FakeStore implements CdrWrites {
   failWith: (attempt: number) => Error | null = () => null;
   /** While set, every write waits for it. */
   hold: Promise<void> | null = null;
+  /** Told when an attempt starts. */
+  onAttempt: (() => void) | null = null;
+  spill: CdrSpillSink | null = null;
 
   private async run(w: Written): Promise<void> {
     const err = this.failWith(++this.attempts);
+    this.onAttempt?.();
     if (this.hold) await this.hold;
     if (err) throw err;
     this.written.push(w);
@@ -35,6 +39,25 @@ class FakeStore implements CdrWrites {
   }
   addEvent(_id: string, type: string, _detail: object | null, at = new Date()): Promise<void> {
     return this.run({ kind: 'event', type, at });
+  }
+}
+
+/** A spill that keeps what it is handed, in order. */
+class FakeSpill implements CdrSpillSink {
+  readonly lines: Array<{ callId: string; write: CdrWrite; why: string }> = [];
+  readonly live = new Set<SpillableRecorder>();
+  append(callId: string, writes: readonly CdrWrite[], why: string): void {
+    for (const write of writes) this.lines.push({ callId, write, why });
+  }
+  track(r: SpillableRecorder): void {
+    this.live.add(r);
+  }
+  untrack(r: SpillableRecorder): void {
+    this.live.delete(r);
+  }
+  /** What was spilled, as "create offered", "event ended", "update ended". */
+  get written(): string[] {
+    return this.lines.map(({ write: w }) => (w.kind === 'event' ? `event ${w.type}` : `${w.kind} ${w.fields.state}`));
   }
 }
 
@@ -77,11 +100,6 @@ function recorder(store: FakeStore, clock: FakeClock, log: ReturnType<typeof cre
 const start = { direction: 'inbound' as const, state: 'offered', offered_at: new Date(0), customer_number: PHONE };
 
 describe('CallRecorder', () => {
-  before(() => {
-    // The column widths come from the model definitions; defining them needs no connection.
-    defineModels(new Sequelize('postgres://nobody@127.0.0.1:1/none', { logging: false }));
-  });
-
   it('retries writes while Postgres is unreachable, backing off, and writes them all in order once it answers', async () => {
     const store = new FakeStore();
     const clock = new FakeClock();
@@ -187,6 +205,59 @@ describe('CallRecorder', () => {
     rec.event('back');
     await rec.flushed();
     assert.deepEqual(store.written.map((w) => (w.kind === 'event' ? w.type : w.kind)), ['back']);
+  });
+
+  it('past the retry limit, with a spill, hands the queued writes to it in order and sends the later ones after them (none lost, none tried)', async () => {
+    const store = new FakeStore();
+    const spill = (store.spill = new FakeSpill());
+    const clock = new FakeClock();
+    const cap = logCapture();
+    store.failWith = () => refused();
+    const given: number[] = [];
+    const rec = recorder(store, clock, cap.log, { retryForMs: 10000, onGiveUp: (n) => given.push(n) });
+    rec.create(start);
+    rec.event('offered');
+    rec.update({ state: 'pre_accepted' });
+    await rec.flushed();
+    assert.deepEqual(spill.written, ['create offered', 'event offered', 'update pre_accepted']);
+    assert.ok(spill.lines.every((l) => l.callId === 'call-1' && /past the retry limit/.test(l.why)), JSON.stringify(spill.lines));
+    assert.deepEqual(given, [], 'nothing counted as dropped: it is all in the spill');
+    assert.equal(rec.lostWrites, 3, 'yet none of it reached Postgres');
+    assert.equal(spill.live.size, 0, 'nothing left queued');
+    assert.ok(cap.lines().some((l) => l.level === 40 && /spilled to file/.test(String(l.msg)) && l.callId === 'call-1' && l.writes === 3));
+
+    // Postgres back or not, the rest of the call follows what was spilled (so the replay keeps the order).
+    store.failWith = () => null;
+    const attempts = store.attempts;
+    rec.update({ state: 'ended' });
+    rec.event('ended');
+    await rec.flushed();
+    assert.deepEqual(spill.written, ['create offered', 'event offered', 'update pre_accepted', 'update ended', 'event ended']);
+    assert.equal(store.attempts, attempts, 'no write tried against Postgres after the spill');
+    assert.deepEqual(store.written, []);
+    assert.equal(rec.lostWrites, 5);
+  });
+
+  it('at shutdown, hands every queued write to the spill, the one in flight too, and writes nothing more itself', async () => {
+    const store = new FakeStore();
+    const spill = (store.spill = new FakeSpill());
+    let release!: () => void;
+    store.hold = new Promise((r) => (release = r));
+    const attempted = new Promise<void>((r) => (store.onAttempt = r));
+    const rec = recorder(store, new FakeClock(), logCapture().log);
+    rec.create(start);
+    rec.event('offered');
+    await attempted;
+    assert.deepEqual([...spill.live], [rec], 'a recorder with writes queued is known to the spill');
+    for (const r of [...spill.live]) r.spillQueued('the bridge stopped');
+    assert.deepEqual(spill.written, ['create offered', 'event offered']);
+    assert.equal(spill.live.size, 0);
+    release();
+    rec.event('late');
+    await rec.flushed();
+    assert.deepEqual(store.written.map((w) => w.kind), ['create'], 'only the write that was in flight reached the store (the replay takes it as done)');
+    assert.equal(store.attempts, 1);
+    assert.deepEqual(spill.written, ['create offered', 'event offered', 'event late']);
   });
 
   it('holds a bounded queue: past the limit field updates merge (the last value wins) and timeline events are dropped, counted', async () => {

@@ -43,7 +43,7 @@ const configEnv: Env = {
 const NAT_ENV: Env = { ...TEST_ENV, SIP_EXTERNAL_IP: '203.0.113.7', SIP_LOCAL_NET: '10.0.0.0/16' };
 
 /** The values docker-compose.yml itself gives the bridge (where it finds its neighbours, and whether Caddy is in front). */
-const COMPUTED = ['TRUST_PROXY', 'DATABASE_URL', 'DRACHTIO_HOST', 'DRACHTIO_PORT', 'RTPENGINE_NG', 'RTPENGINE_DTMF_LOG', 'MEDIA_DIR'];
+const COMPUTED = ['TRUST_PROXY', 'DATABASE_URL', 'DRACHTIO_HOST', 'DRACHTIO_PORT', 'RTPENGINE_NG', 'RTPENGINE_DTMF_LOG', 'MEDIA_DIR', 'CDR_SPILL_DIR'];
 
 /** drachtio-server's command-line options (its src/controller.cpp, parseCmdArgs long_options). */
 const DRACHTIO_OPTIONS = new Set([

@@ -1,0 +1,107 @@
+import { QueryTypes, Sequelize } from 'sequelize';
+import { Config } from '../config';
+
+/** One kind of row the sweep deletes (or scrubs), batch by batch. */
+export interface RetentionTask {
+  name: string;
+  /** The cutoff, or null when the task is off (0 days). */
+  cutoff: (now: number) => Date | null;
+  /** One batch: at most `limit` rows older than `cutoff`; resolves with how many it touched. */
+  batch: (cutoff: Date, limit: number) => Promise<number>;
+}
+
+interface TaskStatement {
+  name: string;
+  /** One batch: a statement touching at most :limit rows, with :cutoff (a timestamp) bound. */
+  sql: string;
+  cutoff: (now: number) => Date | null;
+}
+
+const DAY_MS = 24 * 3600 * 1000;
+const daysAgo = (days: number) => (now: number): Date | null => (days > 0 ? new Date(now - days * DAY_MS) : null);
+
+/** Same customer and business: a later reply (by time, then id) than r. */
+const NEWER_REPLY = `EXISTS (SELECT 1 FROM call_permission_replies n
+  WHERE n.business_number = r.business_number AND n.customer_number = r.customer_number
+    AND (n.replied_at > r.replied_at OR (n.replied_at = r.replied_at AND n.id > r.id)))`;
+
+/**
+ * One batch of each task: rows picked by ctid with FOR UPDATE SKIP LOCKED, so sweepers on several
+ * nodes take different rows and never wait on each other (running on all of them is harmless). Rows
+ * still in use are never picked: unprocessed events, calls not ended, a call whose recording file is
+ * still on disk (the recording sweep needs its row), the permission reply in force for a customer.
+ */
+function statements(r: Config['retention'], sdpScrubAfterMs: number): TaskStatement[] {
+  return [
+    {
+      // Not a deletion: ICE passwords and SDES keys are of no use once a call is set up.
+      name: 'connect SDP secrets',
+      sql: `UPDATE webhook_events SET payload = jsonb_set(payload, '{callingConnect,sdp}', to_jsonb(
+              regexp_replace(regexp_replace(payload #>> '{callingConnect,sdp}',
+                'a=ice-pwd:[^\\r\\n]*', 'a=ice-pwd:[Redacted]', 'g'), 'inline:[^\\s|]+', 'inline:[Redacted]', 'g')))
+            WHERE ctid IN (SELECT ctid FROM webhook_events
+              WHERE type = 'whatsapp.call.connect' AND processed_at < :cutoff
+                AND (payload #>> '{callingConnect,sdp}') ~ 'a=ice-pwd:[^[]|inline:[^[]'
+              LIMIT :limit FOR UPDATE SKIP LOCKED)`,
+      cutoff: (now) => new Date(now - sdpScrubAfterMs),
+    },
+    {
+      name: 'webhook_events',
+      sql: `DELETE FROM webhook_events WHERE ctid IN (SELECT ctid FROM webhook_events
+              WHERE received_at < :cutoff AND processed_at IS NOT NULL LIMIT :limit FOR UPDATE SKIP LOCKED)`,
+      cutoff: daysAgo(r.webhookEventsDays),
+    },
+    {
+      name: 'webhook_quarantine',
+      sql: `DELETE FROM webhook_quarantine WHERE ctid IN (SELECT ctid FROM webhook_quarantine
+              WHERE last_received_at < :cutoff LIMIT :limit FOR UPDATE SKIP LOCKED)`,
+      cutoff: daysAgo(r.quarantineDays),
+    },
+    {
+      // call_events go with their call (ON DELETE CASCADE).
+      name: 'calls',
+      sql: `DELETE FROM calls WHERE ctid IN (SELECT ctid FROM calls
+              WHERE ended_at < :cutoff AND (recording_path IS NULL OR recording_deleted_at IS NOT NULL)
+              LIMIT :limit FOR UPDATE SKIP LOCKED)`,
+      cutoff: daysAgo(r.cdrDays),
+    },
+    {
+      // A reply a later one has replaced: the decision stays with the later one.
+      name: 'permission replies replaced',
+      sql: `DELETE FROM call_permission_replies WHERE ctid IN (SELECT r.ctid FROM call_permission_replies r
+              WHERE r.replied_at < :cutoff AND ${NEWER_REPLY} LIMIT :limit FOR UPDATE OF r SKIP LOCKED)`,
+      cutoff: daysAgo(r.permissionsDays),
+    },
+    {
+      // A customer's only reply, a temporary grant expired long ago: "no permission" either way.
+      name: 'permission replies expired',
+      sql: `DELETE FROM call_permission_replies WHERE ctid IN (SELECT r.ctid FROM call_permission_replies r
+              WHERE r.replied_at < :cutoff AND r.response = 'accept' AND NOT r.is_permanent AND r.expires_at < :cutoff
+                AND NOT EXISTS (SELECT 1 FROM call_permission_replies o
+                  WHERE o.business_number = r.business_number AND o.customer_number = r.customer_number AND o.id <> r.id)
+              LIMIT :limit FOR UPDATE OF r SKIP LOCKED)`,
+      cutoff: daysAgo(r.permissionsDays),
+    },
+    {
+      name: 'permission requests',
+      sql: `DELETE FROM call_permission_requests WHERE ctid IN (SELECT ctid FROM call_permission_requests
+              WHERE sent_at < :cutoff LIMIT :limit FOR UPDATE SKIP LOCKED)`,
+      cutoff: daysAgo(r.permissionsDays),
+    },
+  ];
+}
+
+/** The statements of the retention sweep (see RetentionSweeper, which paces them). */
+export class RetentionRecords {
+  constructor(private readonly sequelize: Sequelize) {}
+
+  /** Every task, in the order a round runs them. */
+  tasks(r: Config['retention'], sdpScrubAfterMs: number): RetentionTask[] {
+    return statements(r, sdpScrubAfterMs).map((t) => ({ name: t.name, cutoff: t.cutoff, batch: (cutoff, limit) => this.batch(t.sql, cutoff, limit) }));
+  }
+
+  private async batch(sql: string, cutoff: Date, limit: number): Promise<number> {
+    const [, meta] = await this.sequelize.query(sql, { replacements: { cutoff, limit }, type: QueryTypes.RAW });
+    return (meta as { rowCount?: number } | undefined)?.rowCount ?? 0;
+  }
+}
