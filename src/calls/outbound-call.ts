@@ -148,9 +148,10 @@ export class OutboundCall extends BridgedCall {
   async onStatus(s: CallStatus, arrivedAt?: number): Promise<void> {
     if (this.inState('ended')) return;
     this.rec.event('provider_status', { status: s.status });
-    if (s.progress === 'ringing' && this.wa.is('placing')) {
-      this.moveWa('ringing');
-      if (this.transition('ringing', { pbx_ringing_at: new Date() }, null) && !this.res.finalResponseSent) this.res.send(180);
+    if (s.progress === 'ringing') {
+      if (this.wa.is('placing')) this.moveWa('ringing');
+      // A RINGING overtaken by its ACCEPTED still rings the agent's phone until the 200 goes out.
+      if (this.inState('connecting') && this.transition('ringing', { pbx_ringing_at: new Date() }, null) && !this.res.finalResponseSent) this.res.send(180);
     } else if (s.progress === 'accepted' && this.wa.is('placing', 'ringing', 'accepted')) {
       this.moveWa('accepted');
       this.deps.marks.mark(this.id, 'wa_accepted', arrivedAt);
@@ -166,7 +167,7 @@ export class OutboundCall extends BridgedCall {
     this.rec.update(providerEndFields(t));
     if (this.waEnded || this.inState('ended')) return;
     const wa = this.wa;
-    const rang = wa.reached('ringing');
+    const rang = wa.reached('ringing') || wa.reached('accepted');
     const declined = wa.is('declined');
     this.moveWa('ended');
     this.rec.event('whatsapp_terminated', { status: t.cause });
