@@ -208,9 +208,16 @@ export class CallDispatcher extends TypedEmitter<DispatcherEvents> implements Li
       case 'whatsapp.inbound_message.received': {
         const reply = permissionReplyOf(event.whatsappInboundMessage, event.id);
         if (!reply) return done;
-        this.deps.metrics?.permissionReply('error' in reply ? 'other' : reply.response);
-        if ('error' in reply) throw new Error(reply.error);
-        await this.permissions.recordReply(reply);
+        if ('error' in reply) {
+          this.deps.metrics?.permissionReply('other');
+          throw new Error(reply.error);
+        }
+        // Counted once per event: a redelivery acted on again (after a restart) finds its row there.
+        if (!(await this.permissions.recordReply(reply))) {
+          this.log.info({ eventId: event.id, customer: reply.customerNumber }, 'call permission reply already recorded');
+          return done;
+        }
+        this.deps.metrics?.permissionReply(reply.response);
         this.log.info({ business: reply.businessNumber, customer: reply.customerNumber, response: reply.response, permanent: reply.isPermanent }, 'call permission reply recorded');
         return done;
       }

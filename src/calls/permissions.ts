@@ -30,19 +30,26 @@ const DEFAULT_GRANT_MS = 7 * 24 * 3600 * 1000;
 export class PermissionStore {
   constructor(private readonly db: Sequelize, private readonly ycloud: YCloudClient, private readonly log: Logger, private readonly metrics?: Metrics) {}
 
-  async recordReply(r: PermissionReply): Promise<void> {
+  /**
+   * Records a reply once per webhook event: false when its event was recorded before (a redelivery
+   * acted on again, e.g. after a restart; see the unique index on event_id), true when stored now.
+   */
+  async recordReply(r: PermissionReply): Promise<boolean> {
     const expiresAt = r.response === 'accept' && !r.isPermanent ? (r.expiresAt ?? new Date(r.repliedAt.getTime() + DEFAULT_GRANT_MS)) : r.expiresAt;
-    await this.db.query(
+    const stored = await this.db.query<{ id: string }>(
       `INSERT INTO call_permission_replies
          (business_number, customer_number, response, is_permanent, expires_at, response_source, replied_at, wamid, event_id, created_at)
-       VALUES (:b, :c, :response, :perm, :exp, :src, :at, :wamid, :eventId, now())`,
+       VALUES (:b, :c, :response, :perm, :exp, :src, :at, :wamid, :eventId, now())
+       ON CONFLICT (event_id) DO NOTHING RETURNING id`,
       {
         replacements: {
           b: r.businessNumber, c: r.customerNumber, response: r.response, perm: r.isPermanent, exp: expiresAt,
           src: r.responseSource, at: r.repliedAt, wamid: r.wamid, eventId: r.eventId,
         },
+        type: QueryTypes.SELECT,
       },
     );
+    return stored.length > 0;
   }
 
   async check(businessNumber: string, customerNumber: string, now = new Date()): Promise<PermissionState> {
