@@ -7,6 +7,7 @@ import { RtpPhone, RtpPhoneOptions } from './harness/rtp-phone';
 import { refusalScenario, runSippUac, SippRun } from './harness/sipp';
 import { Timeline, within } from './harness/timeline';
 import { grantPermanentPermission } from './harness/permissions';
+import { assertTalkTime } from './harness/talk-time';
 import { WaUser } from './harness/wa-user';
 import { callParts } from './harness/call-parts';
 
@@ -88,6 +89,8 @@ describe('outbound call from an agent to a WhatsApp user', function () {
     assert.equal(row.sip_final_code, 200);
     assert.ok(row.pbx_ringing_at && row.accepted_at && row.ended_at);
     assert.ok(Number(row.talk_seconds) > 1);
+    // The WhatsApp user picks up 400 ms after RINGING (answeredBy): that is not talk.
+    assertTalkTime(row, 0.4);
     assert.equal(row.wa_codec, 'opus/48000/2');
     const stats = row.media_stats as MediaStats;
     assert.ok(stats.legs.whatsapp!.packets > 25 && stats.legs.pbx!.packets > 25, JSON.stringify(stats));
