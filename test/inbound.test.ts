@@ -49,6 +49,10 @@ describe('inbound WhatsApp call to the PBX', function () {
     assert.equal(status, 200);
 
     const preAccept = await s.sim.waitForRequest('/calls/preAccept', wacid);
+    // WhatsApp offers a=setup:actpass; the answer must take the DTLS client role (RFC 5763 s5), or
+    // WhatsApp waits for a handshake nobody starts and the call has no audio (caught here, not by a timeout).
+    const waAnswer = String(preAccept.body.sdp ?? '');
+    assert.deepEqual(waAnswer.match(/^a=setup:.*$/gm)?.map((l) => l.trim()), ['a=setup:active'], `the pre-accept answer's DTLS role:\n${waAnswer}`);
     const answered = await s.marks.waitFor(wacid, 'pbx_answered');
     const accept = await s.sim.waitForRequest('/calls/accept', wacid);
     assert.ok(preAccept.at < answered.t, 'pre-accept was sent before the PBX answered');

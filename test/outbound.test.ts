@@ -157,7 +157,15 @@ describe('outbound call from an agent to a WhatsApp user', function () {
   it('no permission on record: 403 with a Reason, no WhatsApp call, a permission request sent', async () => {
     const s = await setUp({ PERMISSION_AUTO_REQUEST: 'interactive', PERMISSION_REQUEST_TEXT: 'May we call you?' });
     const stranger = '+6281300000001'; // no reply from this customer is on record (the database is shared by the run)
+    // The refusal comes before anything is asked of YCloud: a call placed instead fails the test at
+    // once (the simulator's user never answers it, so waiting for the 403 would end only in a timeout).
+    const placed = new Promise<never>((_, reject) => s.sim.on('request', (r: { path: string; body: Record<string, unknown> }) => {
+      if (r.path === '/calls/connect') reject(new Error(`a WhatsApp call was placed to ${String(r.body.to)} without permission (no 403)`));
+    }));
     await dial(await refusalScenario(403, 'permission'), stranger);
+    // SIPp checks the 403 and its Reason (ereg check_it 'permission'): exit 0 only if both came.
+    const code = await within(Promise.race([parts.sipp!.done, placed]), 10000, () => `the 403 (SIPp so far:\n${parts.sipp!.proc.output.slice(-1500)})`);
+    assert.equal(code, 0, `SIPp got the 403 with a Reason naming the permission:\n${parts.sipp!.proc.output.slice(-1500)}`);
     const row = await outboundCdr(s);
     assert.equal(s.sim.requests.some((r) => r.path === '/calls/connect'), false);
     const sent = s.sim.requests.find((r) => r.path === '/messages/sendDirectly');
