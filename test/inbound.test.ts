@@ -10,6 +10,7 @@ import { WaUser } from './harness/wa-user';
 import { callParts } from './harness/call-parts';
 import { parsePromText, sampleSum } from './harness/prom-text';
 import { whenEnded } from './harness/watch';
+import { assertTalkTime } from './harness/talk-time';
 
 const USER_TONE = 440; // what the WhatsApp user says
 const AGENT_TONE = 1000; // what the agent says
@@ -50,6 +51,10 @@ describe('inbound WhatsApp call to the PBX', function () {
     assert.equal(status, 200);
 
     const preAccept = await s.sim.waitForRequest('/calls/preAccept', wacid);
+    // WhatsApp offers a=setup:actpass; the answer must take the DTLS client role (RFC 5763 s5), or
+    // WhatsApp waits for a handshake nobody starts and the call has no audio (caught here, not by a timeout).
+    const waAnswer = String(preAccept.body.sdp ?? '');
+    assert.deepEqual(waAnswer.match(/^a=setup:.*$/gm)?.map((l) => l.trim()), ['a=setup:active'], `the pre-accept answer's DTLS role:\n${waAnswer}`);
     const answered = await s.marks.waitFor(wacid, 'pbx_answered');
     const accept = await s.sim.waitForRequest('/calls/accept', wacid);
     assert.ok(preAccept.at < answered.t, 'pre-accept was sent before the PBX answered');
@@ -80,6 +85,8 @@ describe('inbound WhatsApp call to the PBX', function () {
     assert.ok(row.pbx_answered_at! <= row.accepted_at!);
     assert.ok(row.accepted_at! <= row.ended_at!);
     assert.ok(Number(row.talk_seconds) > 0.5, `talk time ${row.talk_seconds}`);
+    // The PBX rings 300 ms (uas-answer.xml) and accept's 200 is held 400 ms: neither is talk.
+    assertTalkTime(row, 0.7);
     const stats = row.media_stats as MediaStats;
     assert.ok(stats.legs.whatsapp!.packets > 25, `WhatsApp leg packets ${stats.legs.whatsapp!.packets}`);
     assert.ok(stats.legs.pbx!.packets > 25, `PBX leg packets ${stats.legs.pbx!.packets}`);

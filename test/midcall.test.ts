@@ -12,7 +12,7 @@ import { freePort } from './harness/processes';
 import { RtpPhone, RtpPhoneOptions } from './harness/rtp-phone';
 import { runSippUac, SippKeys, SippRun, startSippUas } from './harness/sipp';
 import { sineFrame, ToneDetector } from './harness/tone';
-import { Timeline, within } from './harness/timeline';
+import { Timeline, until, within } from './harness/timeline';
 import { WaUser } from './harness/wa-user';
 import { whenEnded } from './harness/watch';
 
@@ -158,6 +158,19 @@ describe('mid-call requests from the PBX', function () {
     const row = await rows().CallRecord.findByPk(id);
     assert.ok(row, 'CDR row exists');
     return row;
+  }
+
+  /** Where the bridge's INVITE asks the PBX to send media (its SDP's c= and m=audio), read from a SIPp trace. */
+  async function invitedMedia(trace: string): Promise<{ address: string; port: number }> {
+    return until('the INVITE in the SIPp trace', async () => {
+      const text = fs.existsSync(trace) ? fs.readFileSync(trace, 'utf8') : '';
+      const at = text.indexOf('INVITE sip:');
+      if (at < 0) return null;
+      const invite = text.slice(at);
+      const c = /^c=IN IP4 (\S+)/m.exec(invite);
+      const m = /^m=audio (\d+) /m.exec(invite);
+      return c && m ? { address: c[1]!, port: Number(m[1]) } : null;
+    }, 5000, async () => (fs.existsSync(trace) ? fs.readFileSync(trace, 'utf8').slice(-2000) : '(no trace)'));
   }
 
   async function storedTimeline(s: TestStack, row: CallRecord): Promise<string[]> {
@@ -562,16 +575,24 @@ describe('mid-call requests from the PBX', function () {
       inOrder(await storedTimeline(s, row), 'pbx_progress', 'early_media_accepted', 'pbx_answered', 'accepted', 'ended');
     });
 
-    it('default (PBX_EARLY_MEDIA unset): a 183 with SDP does not accept; accept only after the 200', async () => {
+    it('default (PBX_EARLY_MEDIA unset): a 183 with SDP does not accept, and its early audio is not heard; accept only after the 200', async () => {
       const a = await phone(AGENT_TONE);
       const sipp = await pbx('uas-early-media.xml', a.port);
       const s = await startBridge({ PBX_TARGET: sipp.uri });
       const wacid = await userCalls(s);
+      // From the 183 on, the PBX plays its early audio (ringback, an announcement) where the INVITE's
+      // SDP says, 1.5 s before its 200: only the bridge's media block keeps it from the user.
+      await timeline!.waitFor('pbx_progress');
+      const invited = await invitedMedia(sipps[0]!.trace);
+      a.retarget(invited.port, invited.address);
+      const sentBefore = a.packetsOut;
       const answered = await within(s.marks.waitFor(wacid, 'pbx_answered'), 10000, () => 'the 200');
+      const early = a.packetsOut - sentBefore;
+      assert.ok(early >= 25, `the PBX sent ${early} packets of early audio before its 200`);
       const accept = await s.sim.waitForRequest('/calls/accept', wacid);
       assert.ok(accept.at > answered.t, 'accept was sent after the 200');
       await hearsMore(user!.heard, 50, 'the user hears the agent');
-      assert.ok(user!.heard.firstHeardAt! > answered.t, 'nothing heard before the 200');
+      assert.ok(user!.heard.firstHeardAt! > answered.t, `nothing heard before the 200 (the first sound ${(answered.t - user!.heard.firstHeardAt!).toFixed(0)} ms before it)`);
 
       await s.sim.userHangsUp(wacid);
       const row = await endedRow(s, wacid);

@@ -8,6 +8,7 @@ import { RtpPhone, RtpPhoneOptions } from './harness/rtp-phone';
 import { refusalScenario, runSippUac, SippRun } from './harness/sipp';
 import { Timeline, within } from './harness/timeline';
 import { grantPermanentPermission } from './harness/permissions';
+import { assertTalkTime } from './harness/talk-time';
 import { WaUser } from './harness/wa-user';
 import { callParts } from './harness/call-parts';
 import { whenEnded } from './harness/watch';
@@ -90,6 +91,8 @@ describe('outbound call from an agent to a WhatsApp user', function () {
     assert.equal(row.sip_final_code, 200);
     assert.ok(row.pbx_ringing_at && row.accepted_at && row.ended_at);
     assert.ok(Number(row.talk_seconds) > 1);
+    // The WhatsApp user picks up 400 ms after RINGING (answeredBy): that is not talk.
+    assertTalkTime(row, 0.4);
     assert.equal(row.wa_codec, 'opus/48000/2');
     const stats = row.media_stats as MediaStats;
     assert.ok(stats.legs.whatsapp!.packets > 25 && stats.legs.pbx!.packets > 25, JSON.stringify(stats));
@@ -156,7 +159,15 @@ describe('outbound call from an agent to a WhatsApp user', function () {
   it('no permission on record: 403 with a Reason, no WhatsApp call, a permission request sent', async () => {
     const s = await setUp({ PERMISSION_AUTO_REQUEST: 'interactive', PERMISSION_REQUEST_TEXT: 'May we call you?' });
     const stranger = '+6281300000001'; // no reply from this customer is on record (the database is shared by the run)
+    // The refusal comes before anything is asked of YCloud: a call placed instead fails the test at
+    // once (the simulator's user never answers it, so waiting for the 403 would end only in a timeout).
+    const placed = new Promise<never>((_, reject) => s.sim.on('request', (r: { path: string; body: Record<string, unknown> }) => {
+      if (r.path === '/calls/connect') reject(new Error(`a WhatsApp call was placed to ${String(r.body.to)} without permission (no 403)`));
+    }));
     await dial(await refusalScenario(403, 'permission'), stranger);
+    // SIPp checks the 403 and its Reason (ereg check_it 'permission'): exit 0 only if both came.
+    const code = await within(Promise.race([parts.sipp!.done, placed]), 10000, () => `the 403 (SIPp so far:\n${parts.sipp!.proc.output.slice(-1500)})`);
+    assert.equal(code, 0, `SIPp got the 403 with a Reason naming the permission:\n${parts.sipp!.proc.output.slice(-1500)}`);
     const row = await outboundCdr(s);
     assert.equal(s.sim.requests.some((r) => r.path === '/calls/connect'), false);
     const sent = s.sim.requests.find((r) => r.path === '/messages/sendDirectly');

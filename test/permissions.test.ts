@@ -2,7 +2,12 @@ import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import path from 'node:path';
 import { promisify } from 'node:util';
+import { QueryTypes } from 'sequelize';
+import { signWebhook } from '../src/providers/ycloud/signature';
 import { deliverAndProcess, startStack, TestStack } from './harness/bridge';
+import { parsePromText, sampleSum } from './harness/prom-text';
+import { watch } from './harness/watch';
+import { testDb } from './harness/db-rows';
 
 const BUSINESS = '+6283138205150';
 const TOKEN = 'admin-test-token-0123456789';
@@ -79,6 +84,21 @@ describe('call permissions and calling settings', () => {
     assert.deepEqual(body.replies.map((r) => r.response), ['reject', 'accept'], 'every reply is kept');
   });
 
+  it('a permission reply delivered twice (same event id) is recorded once and counted once', async () => {
+    const c = customer();
+    const accepts = async () => sampleSum(parsePromText(await stack.bridge.metrics.registry.metrics()), 'wasb_permission_replies_total', { response: 'accept' });
+    const before = await accepts();
+    const ev = permissionReplyEvent(stack, c);
+    assert.equal(await deliverAndProcess(stack, ev), 200);
+    assert.deepEqual(await redeliver(stack, ev), { ok: true, duplicate: true });
+    // What the redelivery would have started is under way before its 200; a later reply, acted on, follows it.
+    assert.equal(await deliverAndProcess(stack, permissionReplyEvent(stack, customer())), 200);
+    assert.equal(await replyRows(stack, String(ev.id)), 1, 'one row for the event');
+    assert.equal(await accepts() - before, 2, 'the metric counted the reply once (and the later one)');
+    const listed = (await (await api(`/permissions?customer=${encodeURIComponent(c)}`)).json()) as { replies: unknown[] };
+    assert.equal(listed.replies.length, 1, JSON.stringify(listed));
+  });
+
   it('a customer who never replied has no permission', async () => {
     const state = await check(customer());
     assert.equal(!state.allowed && state.reason, 'none');
@@ -139,5 +159,67 @@ describe('call permissions and calling settings', () => {
       assert.match(err.stderr, /status must be one of ENABLED, DISABLED/);
       return true;
     });
+  });
+});
+
+/** A call_permission_reply (a permanent accept) from `customer`, as YCloud sends it. */
+function permissionReplyEvent(stack: TestStack, customer: string): Record<string, unknown> {
+  return stack.sim.event('whatsapp.inbound_message.received', {
+    whatsappInboundMessage: {
+      id: `m-${customer}`, wamid: `wamid.${customer}`, wabaId: '188234691048809', from: customer, to: BUSINESS, sendTime: new Date().toISOString(),
+      type: 'interactive', interactive: { type: 'call_permission_reply', call_permission_reply: { response: 'accept', is_permanent: true } },
+    },
+  });
+}
+
+/** Delivers `ev` again, signed afresh as YCloud's redelivery is; resolves with the bridge's JSON answer (asserted 200). */
+async function redeliver(stack: TestStack, ev: Record<string, unknown>): Promise<unknown> {
+  const body = JSON.stringify(ev);
+  const res = await fetch(stack.sim.webhookUrl, {
+    method: 'POST', body, headers: { 'YCloud-Signature': signWebhook(stack.sim.secret, body), 'Content-Type': 'application/json' },
+  });
+  assert.equal(res.status, 200);
+  return res.json();
+}
+
+async function replyRows(_stack: TestStack, eventId: string): Promise<number> {
+  const rows = await testDb().query<{ n: string }>(
+    'SELECT count(*) AS n FROM call_permission_replies WHERE event_id = :eventId', { replacements: { eventId }, type: QueryTypes.SELECT });
+  return Number(rows[0]!.n);
+}
+
+/**
+ * A redelivery after a restart: the new process has no memory of the event (its first-seen check is
+ * empty) while webhook_events holds it. It is answered as a duplicate and must not be recorded again.
+ */
+describe('a permission reply redelivered after a restart', () => {
+  let stack: TestStack | null = null;
+  afterEach(async () => {
+    await stack?.stop();
+    stack = null;
+  });
+
+  it('is answered {duplicate:true}, listed once by the API and not counted again', async () => {
+    const env = { ADMIN_API_TOKEN: TOKEN, WA_BUSINESS_NUMBER: BUSINESS, NODE_ID: `perm-restart-${process.pid}` };
+    const customer = '+6281300077001';
+    stack = await startStack(env);
+    const ev = permissionReplyEvent(stack, customer);
+    assert.equal(await deliverAndProcess(stack, ev), 200);
+    assert.equal(await replyRows(stack, String(ev.id)), 1);
+    await stack.stop();
+
+    stack = await startStack(env);
+    await watch(stack.bridge).whenReplayed();
+    const accepts = async () => sampleSum(parsePromText(await stack!.bridge.metrics.registry.metrics()), 'wasb_permission_replies_total', { response: 'accept' });
+    assert.equal(await accepts(), 0, 'nothing counted by the new process yet');
+    assert.deepEqual(await redeliver(stack, ev), { ok: true, duplicate: true });
+    // What the redelivery started is under way before its 200; a later reply, acted on, follows it.
+    assert.equal(await deliverAndProcess(stack, permissionReplyEvent(stack, '+6281300077002')), 200);
+    assert.equal(await replyRows(stack, String(ev.id)), 1, 'one row for the event');
+    assert.equal(await accepts(), 1, 'only the later reply counted by the new process');
+    const res = await fetch(`http://127.0.0.1:${stack.bridge.httpPort}/api/permissions?customer=${encodeURIComponent(customer)}`, { headers: { Authorization: `Bearer ${TOKEN}` } });
+    assert.equal(res.status, 200);
+    const listed = (await res.json()) as { replies: unknown[] };
+    assert.equal(listed.replies.length, 1, JSON.stringify(listed));
   });
 });

@@ -110,6 +110,30 @@ describe('real phones: digits and hold', function () {
     assert.equal(await sipp.done, 0, sipp.proc.output.slice(-1500));
   });
 
+  it('a long press (600 ms) reaches the PBX as about 600 ms and is timed so in the timeline (rtpengine reads it 6 times too short)', async () => {
+    // A short digit cannot tell: 120 ms read as 20 ms is raised to rtpengine's 100 ms floor. 600 ms read
+    // as 100 ms and not scaled back reaches the PBX as 100 ms.
+    rtp = new RtpPhone(AGENT_TONE, USER_TONE, { dtmfPayloadTypes: DYNAMIC_PTS });
+    const rtpPort = await rtp.start();
+    sipp = await startSippUas('uas-answer-dtmf.xml', { rtpPort });
+    stack = await startStack({ PBX_TARGET: sipp.uri });
+    user = new BrowserWaUser(handle!, USER_TONE, { listenHz: AGENT_TONE });
+    const { wacid } = await stack.sim.userCalls(user);
+    await user.waitHeard(25, 10000);
+    await user.sendDigits('5', 600, 80);
+    const got = await rtp.waitDigits(1, 10000);
+    assert.deepEqual(got.map((d) => d.digit), ['5']);
+    // The end packet's duration, in 20 ms steps of 8 kHz ticks: within a few packets of the press.
+    assert.ok(got[0]!.durationMs >= 500 && got[0]!.durationMs <= 700, `the PBX got a ${got[0]!.durationMs} ms digit (pressed 600 ms)`);
+    await stack.sim.userHangsUp(wacid);
+    const row = await endedRow(stack, wacid);
+    const digits = (await timeline(stack, row.id)).filter((e) => e.type === 'dtmf' && e.detail?.from === 'whatsapp');
+    assert.equal(digits.length, 1, JSON.stringify(digits));
+    const ms = digits[0]!.detail?.durationMs;
+    assert.ok(typeof ms === 'number' && ms >= 500 && ms <= 700, `the timeline says the digit lasted ${String(ms)} ms (pressed 600 ms)`);
+    assert.equal(await sipp.done, 0, sipp.proc.output.slice(-1500));
+  });
+
   it('PBX_DTMF_MODE=info: the digits reach the agent phone as SIP INFO (application/dtmf-relay), not in the media', async () => {
     const { s, wacid } = await callBaresip({ PBX_DTMF_MODE: 'info' });
     await user!.sendDigits('159#', 120, 80);

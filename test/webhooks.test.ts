@@ -47,6 +47,23 @@ describe('YCloud webhook endpoint', () => {
     assert.equal(await rows().WebhookEventRecord.findByPk(String(ev.id)), null);
   });
 
+  it('refuses a valid signature with one hex digit changed (last, middle, second) with 401 and stores nothing', async () => {
+    const ev = statusEvent();
+    const body = JSON.stringify(ev);
+    const valid = signWebhook(stack.sim.secret, body);
+    const at = valid.indexOf('s=') + 2;
+    for (const i of [63, 32, 1]) {
+      const p = at + i;
+      const forged = `${valid.slice(0, p)}${valid[p] === 'a' ? 'b' : 'a'}${valid.slice(p + 1)}`;
+      assert.equal(forged.length, valid.length);
+      assert.equal(await stack.sim.deliver(null, { raw: body, signature: forged }), 401, `digit ${i} changed`);
+    }
+    assert.equal(await rows().WebhookEventRecord.findByPk(String(ev.id)), null);
+    // The unaltered signature still gets the same event in: the refusals were the digit, not the body.
+    assert.equal(await stack.sim.deliver(null, { raw: body, signature: valid }), 200);
+    assert.ok(await rows().WebhookEventRecord.findByPk(String(ev.id)));
+  });
+
   it('refuses a missing or garbled signature header with 401', async () => {
     const ev = statusEvent();
     assert.equal(await stack.sim.deliver(ev, { signature: null }), 401);

@@ -15,9 +15,13 @@ const DEFAULT_GRANT_MS = 7 * 24 * 3600 * 1000;
 export class PermissionStore {
   constructor(private readonly db: PermissionRecords, private readonly provider: WhatsAppProvider, private readonly log: Logger, private readonly metrics?: Metrics) {}
 
-  async recordReply(r: PermissionReply): Promise<void> {
+  /**
+   * Records a reply once per webhook event: false when its event was recorded before (a redelivery
+   * acted on again, e.g. after a restart; see the unique index on event_id), true when stored now.
+   */
+  async recordReply(r: PermissionReply): Promise<boolean> {
     const expiresAt = r.response === 'accept' && !r.isPermanent ? (r.expiresAt ?? new Date(r.repliedAt.getTime() + DEFAULT_GRANT_MS)) : r.expiresAt;
-    await this.db.addReply({ ...r, expiresAt });
+    return this.db.addReply({ ...r, expiresAt });
   }
 
   async check(businessNumber: string, customerNumber: string, now = new Date()): Promise<PermissionState> {

@@ -164,9 +164,16 @@ export class CallRouter extends TypedEmitter<RouterEvents> {
   }
 
   private async permissionReply({ reply }: PermissionReplied): Promise<() => Promise<void>> {
-    this.d.metrics.permissionReply('error' in reply ? 'other' : reply.response);
-    if ('error' in reply) throw new Error(reply.error);
-    await this.d.permissions.recordReply(reply);
+    if ('error' in reply) {
+      this.d.metrics.permissionReply('other');
+      throw new Error(reply.error);
+    }
+    // Counted once per event: a redelivery acted on again (after a restart) finds its row there.
+    if (!(await this.d.permissions.recordReply(reply))) {
+      this.d.log.info({ eventId: reply.eventId, customer: reply.customerNumber }, 'call permission reply already recorded');
+      return nothing;
+    }
+    this.d.metrics.permissionReply(reply.response);
     this.d.log.info({ business: reply.businessNumber, customer: reply.customerNumber, response: reply.response, permanent: reply.isPermanent }, 'call permission reply recorded');
     return nothing;
   }

@@ -39,18 +39,22 @@ export interface ListedRequest { kind: string; trigger: string; message_id: stri
 export class PermissionRecords {
   constructor(private readonly sequelize: Sequelize) {}
 
-  async addReply(r: PermissionReplyRow): Promise<void> {
-    await this.sequelize.query(
+  /** Stores a reply once per webhook event (unique event_id): false when that event's reply is there already. */
+  async addReply(r: PermissionReplyRow): Promise<boolean> {
+    const stored = await this.sequelize.query<{ id: string }>(
       `INSERT INTO call_permission_replies
          (business_number, customer_number, response, is_permanent, expires_at, response_source, replied_at, wamid, event_id, created_at)
-       VALUES (:b, :c, :response, :perm, :exp, :src, :at, :wamid, :eventId, now())`,
+       VALUES (:b, :c, :response, :perm, :exp, :src, :at, :wamid, :eventId, now())
+       ON CONFLICT (event_id) DO NOTHING RETURNING id`,
       {
         replacements: {
           b: r.businessNumber, c: r.customerNumber, response: r.response, perm: r.isPermanent, exp: r.expiresAt,
           src: r.responseSource, at: r.repliedAt, wamid: r.wamid, eventId: r.eventId,
         },
+        type: QueryTypes.SELECT,
       },
     );
+    return stored.length > 0;
   }
 
   async latestReply(businessNumber: string, customerNumber: string): Promise<LatestReply | null> {

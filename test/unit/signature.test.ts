@@ -23,6 +23,26 @@ describe('YCloud webhook signature', () => {
     assert.equal(verifyWebhookSignature(secret, 'garbage', body, 300, now).ok, false);
   });
 
+  it('refuses a valid signature with one late hex digit changed: every byte is compared, not a prefix', () => {
+    const header = signWebhook(secret, body, now);
+    const hex = header.slice(header.indexOf('s=') + 2);
+    assert.deepEqual(verifyWebhookSignature(secret, header, body, 300, now), { ok: true });
+    // A hex digit flipped to another one: same length, same first byte, one nibble apart.
+    const flip = (i: number) => `t=${now},s=${hex.slice(0, i)}${hex[i] === '0' ? '1' : '0'}${hex.slice(i + 1)}`;
+    for (const i of [63, 62, 32, 33, 2, 1]) {
+      const forged = flip(i);
+      assert.equal(forged.length, header.length);
+      assert.deepEqual(verifyWebhookSignature(secret, forged, body, 300, now), { ok: false, reason: 'signature mismatch' }, `digit ${i} changed`);
+    }
+    // The first byte kept, all the rest another HMAC's: refused.
+    const other = signWebhook('other', body, now);
+    const otherHex = other.slice(other.indexOf('s=') + 2);
+    const sameFirstByte = `t=${now},s=${hex.slice(0, 2)}${otherHex.slice(2)}`;
+    assert.deepEqual(verifyWebhookSignature(secret, sameFirstByte, body, 300, now), { ok: false, reason: 'signature mismatch' });
+    // Upper-case hex of the valid signature is the same bytes: accepted.
+    assert.deepEqual(verifyWebhookSignature(secret, `t=${now},s=${hex.toUpperCase()}`, body, 300, now), { ok: true });
+  });
+
   it('checks the header alone (before any body is read): present, well formed, short, fresh', () => {
     const header = signWebhook(secret, body, now);
     const h = checkSignatureHeader(header, 300, now + 10);
