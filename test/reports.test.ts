@@ -22,6 +22,9 @@ import { runSippUac, startSippUas } from './harness/sipp';
 import { WaUser } from './harness/wa-user';
 import { callParts } from './harness/call-parts';
 import { whenEnded } from './harness/watch';
+import { LogTap } from './harness/log-tap';
+import { Timeline, within } from './harness/timeline';
+import { rows } from './harness/db-rows';
 
 const ADMIN = 'admin-token-for-reports-0123456789';
 const READER = 'reporting-token-0123456789abcdef';
@@ -774,6 +777,35 @@ describe('CDR reporting API over real calls', function () {
     assert.equal(ids.hungUp, id);
     assert.equal(await parts.sipp!.done, 0, 'the PBX got CANCEL');
     assert.equal((await api(s, `/api/calls/${id}/hangup`, 'POST', ADMIN)).status, 404, 'no longer in progress');
+  });
+
+  it('an operator hangs up an agent\'s call while WhatsApp rings: the agent gets 503, the CDR and the log say the operator ended it', async () => {
+    parts.phone = new RtpPhone(1000, 440);
+    const rtpPort = await parts.phone.start();
+    parts.user = new WaUser(440, 1000);
+    const tap = new LogTap();
+    const s = (parts.stack = await startStack({ SIP_TRUSTED_SOURCES: '127.0.0.0/8', WA_BUSINESS_NUMBER: BUSINESS, ...tokens, LOG_LEVEL: 'info' }, { logStream: tap }));
+    const timeline = new Timeline(s.bridge.cdr);
+    await grantPermanentPermission(s.bridge.permissions, BUSINESS, CUSTOMER);
+    const user = parts.user;
+    s.sim.outboundScript = (call) => s.sim.rings(call, user); // rings, never answered
+    parts.sipp = await runSippUac('uac-call-refused-503.xml', { target: `127.0.0.1:${infra.drachtio!.sipPort}`, number: CUSTOMER, rtpPort });
+    const id = (await within(s.marks.waitFor(null, 'invite_received'), 10000, () => 'the INVITE taken')).wacid; // an agent's call: its bridge id
+    await within(timeline.waitFor('provider_status'), 10000, () => 'RINGING from WhatsApp');
+    const live = (await (await api(s, '/api/calls/live', 'GET', ADMIN)).json()) as { calls: Array<{ id: string; state: string }> };
+    assert.equal(live.calls.find((c) => c.id === id)?.state, 'ringing', JSON.stringify(live));
+    const res = await api(s, `/api/calls/${id}/hangup`, 'POST', ADMIN);
+    assert.equal(res.status, 200);
+    assert.equal(await whenEnded(s.bridge, id), id);
+    assert.equal(await parts.sipp.done, 0, parts.sipp.proc.output.slice(-1500));
+    const row = await rows().CallRecord.findByPk(id);
+    assert.equal(row?.outcome, 'failed');
+    assert.equal(row?.hangup_by, 'bridge');
+    assert.equal(row?.error, 'ended by an operator');
+    assert.equal(row?.sip_final_code, 503);
+    const line = await tap.waitFor(/call ended by the bridge/, 5000);
+    assert.equal(line.reason, 'ended by an operator');
+    assert.equal(line.callId, id);
   });
 
   it('an answered outbound call from an agent', async () => {

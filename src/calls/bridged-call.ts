@@ -176,7 +176,7 @@ export abstract class BridgedCall extends TypedEmitter<CallEvents> {
   }
 
   /** The PBX leg is up: from now on a PbxSession answers whatever the PBX does in its dialog. */
-  protected openSession(dialog: Srf.Dialog, callerNumber: string): PbxSession {
+  protected openSession(dialog: Srf.Dialog, callerNumber: string): void {
     const { pbx, media } = this.base.config;
     const sip = dialogIds(dialog);
     if (sip) this.noteRecovery({ sip });
@@ -214,7 +214,6 @@ export abstract class BridgedCall extends TypedEmitter<CallEvents> {
       this.digits.blocked = true;
       this.media!.blockDigitsFromWhatsApp().catch((err: unknown) => this.log.warn({ err }, 'could not block RFC 4733 digits toward the PBX'));
     }
-    return session;
   }
 
   /**

@@ -18,7 +18,7 @@ export interface WebhookDeps {
   /** Stores a verified event and starts acting on it (src/events/pipeline.ts). */
   ingest: (e: IncomingEvent) => Promise<IngestResult>;
   /** Counts every request by event type and result (wasb_webhook_events_total). */
-  metrics?: Metrics;
+  metrics: Metrics;
   /** The signature header, size, time and concurrency checks before and while the body is read. */
   ingress: IngressGuard;
   /** Where signed events refused as never valid are kept (their answer is 4xx, so YCloud stops). */
@@ -42,7 +42,7 @@ export function webhookRoutes(d: WebhookDeps): Router {
     const got = await d.ingress.receive(ctx.req, source.checkHeader(header), ctx.ip);
     if (!got.ok) {
       refusals.warn({ ip: ctx.ip, status: got.refusal.status, reason: got.refusal.error, endpoint }, 'webhook refused');
-      d.metrics?.webhookEvent('unknown', got.refusal.result);
+      d.metrics.webhookEvent('unknown', got.refusal.result);
       answerRefusal(ctx, got.refusal);
       return;
     }
@@ -50,7 +50,7 @@ export function webhookRoutes(d: WebhookDeps): Router {
     const sig = source.verify(header, raw);
     if (!sig.ok) {
       refusals.warn({ ip: ctx.ip, reason: sig.reason, endpoint }, 'webhook refused: bad signature');
-      d.metrics?.webhookEvent('unknown', sig.stale ? 'stale' : 'bad_signature');
+      d.metrics.webhookEvent('unknown', sig.stale ? 'stale' : 'bad_signature');
       answerRefusal(ctx, { status: 401, error: sig.reason, result: sig.stale ? 'stale' : 'bad_signature' });
       return;
     }
@@ -68,7 +68,7 @@ export function webhookRoutes(d: WebhookDeps): Router {
         return false;
       });
       d.log.warn({ ip: ctx.ip, reason: printable(parsed.reason, 500), type: parsed.type ?? null, bytes: raw.length, quarantined: kept }, 'webhook refused: malformed');
-      d.metrics?.webhookEvent(parsed.type ?? 'unknown', kept ? 'malformed' : 'store_failed');
+      d.metrics.webhookEvent(parsed.type ?? 'unknown', kept ? 'malformed' : 'store_failed');
       ctx.status = kept ? 202 : 503;
       ctx.body = kept
         ? { ok: false, quarantined: true, error: `malformed event: ${printable(parsed.reason, 500)}` }
@@ -83,7 +83,7 @@ export function webhookRoutes(d: WebhookDeps): Router {
     }));
     if (results.includes('store_failed')) {
       // Not stored: let the provider retry rather than lose it (what was stored is a duplicate then).
-      for (const [i, r] of results.entries()) if (r === 'store_failed') d.metrics?.webhookEvent(parsed.deliveries[i]!.type, 'store_failed');
+      for (const [i, r] of results.entries()) if (r === 'store_failed') d.metrics.webhookEvent(parsed.deliveries[i]!.type, 'store_failed');
       ctx.status = 503;
       ctx.body = { error: 'temporarily unable to store the event' };
       return;
@@ -94,9 +94,9 @@ export function webhookRoutes(d: WebhookDeps): Router {
     for (const [i, e] of parsed.deliveries.entries()) {
       if (results[i] === 'duplicate') {
         d.log.info({ eventId: e.id, type: e.type }, 'duplicate webhook ignored');
-        d.metrics?.webhookEvent(e.type, 'duplicate');
+        d.metrics.webhookEvent(e.type, 'duplicate');
       } else if (!e.event) {
-        d.metrics?.webhookEvent(e.type, 'ignored');
+        d.metrics.webhookEvent(e.type, 'ignored');
       }
     }
   });
