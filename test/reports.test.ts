@@ -789,7 +789,11 @@ describe('CDR reporting API over real calls', function () {
     await grantPermanentPermission(s.bridge.permissions, BUSINESS, CUSTOMER);
     const user = parts.user;
     s.sim.outboundScript = (call) => s.sim.rings(call, user); // rings, never answered
-    parts.sipp = await runSippUac('uac-call-refused-503.xml', { target: `127.0.0.1:${infra.drachtio!.sipPort}`, number: CUSTOMER, rtpPort });
+    // The agent's phone names this test's business number (the stock scenario names the default one).
+    const scenario = path.join(os.tmpdir(), `wasb-uac-call-refused-${process.pid}.xml`);
+    const stock = fs.readFileSync(path.join(__dirname, '..', '..', 'test', 'sipp', 'uac-call-refused-503.xml'), 'utf8');
+    fs.writeFileSync(scenario, stock.replace(/X-WhatsApp-Business-Number: \S+/, `X-WhatsApp-Business-Number: ${BUSINESS}`));
+    parts.sipp = await runSippUac(scenario, { target: `127.0.0.1:${infra.drachtio!.sipPort}`, number: CUSTOMER, rtpPort });
     const id = (await within(s.marks.waitFor(null, 'invite_received'), 10000, () => 'the INVITE taken')).wacid; // an agent's call: its bridge id
     await within(timeline.waitFor('provider_status'), 10000, () => 'RINGING from WhatsApp');
     const live = (await (await api(s, '/api/calls/live', 'GET', ADMIN)).json()) as { calls: Array<{ id: string; state: string }> };
@@ -798,6 +802,7 @@ describe('CDR reporting API over real calls', function () {
     assert.equal(res.status, 200);
     assert.equal(await whenEnded(s.bridge, id), id);
     assert.equal(await parts.sipp.done, 0, parts.sipp.proc.output.slice(-1500));
+    fs.rmSync(scenario, { force: true });
     const row = await rows().CallRecord.findByPk(id);
     assert.equal(row?.outcome, 'failed');
     assert.equal(row?.hangup_by, 'bridge');
