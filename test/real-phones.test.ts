@@ -88,14 +88,19 @@ describe('real phones: digits and hold', function () {
     assert.equal(phone!.digitsReceived.length, ALL_DIGITS.length, 'each digit once');
   });
 
+  /** A WhatsApp user (Chromium) connected to a SIPp PBX whose media is an RtpPhone decoding every dynamic payload type as events. */
+  async function dtmfCall() {
+    const phone = (rtp = new RtpPhone(AGENT_TONE, USER_TONE, { dtmfPayloadTypes: DYNAMIC_PTS }));
+    const pbx = (sipp = await startSippUas('uas-answer-dtmf.xml', { rtpPort: await phone.start() }));
+    const s = (stack = await startStack({ PBX_TARGET: pbx.uri }));
+    const u = (user = new BrowserWaUser(handle!, USER_TONE, { listenHz: AGENT_TONE }));
+    const { wacid } = await s.sim.userCalls(u);
+    await u.waitHeard(25, 10000);
+    return { wacid, rtp: phone, sipp: pbx, stack: s, user: u };
+  }
+
   it('digits arrive as RFC 4733 on the payload type the PBX negotiated, with their duration', async () => {
-    rtp = new RtpPhone(AGENT_TONE, USER_TONE, { dtmfPayloadTypes: DYNAMIC_PTS });
-    const rtpPort = await rtp.start();
-    sipp = await startSippUas('uas-answer-dtmf.xml', { rtpPort });
-    stack = await startStack({ PBX_TARGET: sipp.uri });
-    user = new BrowserWaUser(handle!, USER_TONE, { listenHz: AGENT_TONE });
-    const { wacid } = await stack.sim.userCalls(user);
-    await user.waitHeard(25, 10000);
+    const { wacid, rtp, sipp, stack, user } = await dtmfCall();
     await user.sendDigits(ALL_DIGITS, 120, 80);
     const got = await rtp.waitDigits(ALL_DIGITS.length, 10000);
     assert.equal(got.map((d) => d.digit).join(''), ALL_DIGITS);
@@ -113,13 +118,7 @@ describe('real phones: digits and hold', function () {
   it('a long press (600 ms) reaches the PBX as about 600 ms and is timed so in the timeline (rtpengine reads it 6 times too short)', async () => {
     // A short digit cannot tell: 120 ms read as 20 ms is raised to rtpengine's 100 ms floor. 600 ms read
     // as 100 ms and not scaled back reaches the PBX as 100 ms.
-    rtp = new RtpPhone(AGENT_TONE, USER_TONE, { dtmfPayloadTypes: DYNAMIC_PTS });
-    const rtpPort = await rtp.start();
-    sipp = await startSippUas('uas-answer-dtmf.xml', { rtpPort });
-    stack = await startStack({ PBX_TARGET: sipp.uri });
-    user = new BrowserWaUser(handle!, USER_TONE, { listenHz: AGENT_TONE });
-    const { wacid } = await stack.sim.userCalls(user);
-    await user.waitHeard(25, 10000);
+    const { wacid, rtp, sipp, stack, user } = await dtmfCall();
     await user.sendDigits('5', 600, 80);
     const got = await rtp.waitDigits(1, 10000);
     assert.deepEqual(got.map((d) => d.digit), ['5']);

@@ -1,3 +1,5 @@
+import { PermissionReplyRow } from '../cdr/permission-records';
+
 /**
  * What a WhatsApp provider tells the bridge, in the bridge's own words. A provider adapter (today
  * src/providers/ycloud) verifies and parses its webhooks into these; nothing under src/calls knows a
@@ -63,18 +65,8 @@ export interface CallEnded {
   endedAt: number | null;
 }
 
-/** A WhatsApp user's answer to a call-permission request. */
-export interface PermissionReply {
-  businessNumber: string;
-  customerNumber: string;
-  response: 'accept' | 'reject';
-  isPermanent: boolean;
-  expiresAt: Date | null;
-  responseSource: string | null;
-  repliedAt: Date;
-  wamid: string | null;
-  eventId: string | null;
-}
+/** A WhatsApp user's answer to a call-permission request (stored as it comes; PermissionStore works out its expiry). */
+export type PermissionReply = PermissionReplyRow;
 
 export interface PermissionReplied {
   kind: 'permission_reply';
