@@ -2,6 +2,7 @@ import { QueryTypes, Sequelize } from 'sequelize';
 import { Logger } from '../log';
 import { Metrics } from '../metrics/metrics';
 import { YCloudClient, YCloudError } from '../providers/ycloud/client';
+import { normalizeE164 } from '../util/numbers';
 
 export interface PermissionReply {
   businessNumber: string;
@@ -136,15 +137,4 @@ function parseTimestamp(v: unknown): Date | null {
     return Number.isNaN(d.getTime()) ? null : d;
   }
   return null;
-}
-
-/**
- * Normalizes a dialled or reported number to E.164 ("+<digits>"): strips visual separators, "tel:",
- * and an international "00" prefix. Returns null when what is left is not a plausible number.
- */
-export function normalizeE164(raw: string): string | null {
-  let s = raw.trim().replace(/^tel:/i, '').replace(/[\s().-]/g, '');
-  if (s.startsWith('00')) s = `+${s.slice(2)}`;
-  if (!s.startsWith('+')) s = `+${s}`;
-  return /^\+[1-9]\d{6,14}$/.test(s) ? s : null;
 }

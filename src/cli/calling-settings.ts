@@ -1,4 +1,4 @@
-import { normalizeE164 } from '../calls/permissions';
+import { normalizeE164 } from '../util/numbers';
 import { YCloudClient, YCloudError } from '../providers/ycloud/client';
 import { CallingSettingsChange, settingsBody, validateSettingsChange } from '../providers/ycloud/settings';
 

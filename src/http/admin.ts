@@ -1,6 +1,7 @@
 import Router from '@koa/router';
 import { Context, Next } from 'koa';
-import { normalizeE164, PermissionRequestBody, PermissionStore } from '../calls/permissions';
+import { PermissionRequestBody, PermissionStore } from '../calls/permissions';
+import { normalizeE164 } from '../util/numbers';
 import { Logger } from '../log';
 import { YCloudClient, YCloudError } from '../providers/ycloud/client';
 import { CallingSettingsChange, settingsBody, validateSettingsChange } from '../providers/ycloud/settings';

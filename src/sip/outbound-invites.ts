@@ -2,8 +2,8 @@ import Srf from 'drachtio-srf';
 import { Config } from '../config';
 import { Logger } from '../log';
 import { Metrics } from '../metrics/metrics';
-import { normalizeE164 } from '../calls/permissions';
 import { RefusalLog } from '../http/ingress-guard';
+import { normalizeE164 } from '../util/numbers';
 import { DigestAuth, SourceAllowList } from './trust';
 
 export interface AcceptedInvite {

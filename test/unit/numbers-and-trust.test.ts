@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { normalizeE164 } from '../../src/calls/permissions';
+import { normalizeE164 } from '../../src/util/numbers';
 import Srf from 'drachtio-srf';
 import { ConfigError, loadConfig } from '../../src/config';
 import { InDialogGuard, peerAddress, RefusedInDialog } from '../../src/sip/dialog-guard';
