@@ -29,8 +29,7 @@ import { Recorder } from './recording/recorder';
 import { RtpEngine } from './media/rtpengine';
 import { YCloudClient } from './providers/ycloud/client';
 import { SipCore } from './sip/drachtio';
-import { sipPolicyFor } from './sip/sip-policy';
-import { SipPolicy } from './calls/bridged-call';
+import { SipPolicy, sipPolicyFor } from './sip/sip-policy';
 import { answerOptions, PbxTargetMonitor } from './sip/options';
 import { writeSilenceWav } from './media/wav';
 import { DtmfLogListener } from './media/dtmf-log';
@@ -123,7 +122,7 @@ export class Bridge {
     this.permissions = new PermissionStore(this.cdr.sequelize, this.ycloud, log, this.metrics);
     this.targets = new PbxTargetMonitor(this.sip.srf, config.pbx.targets, {
       intervalMs: config.pbx.optionsPingMs, timeoutMs: config.pbx.responseTimeoutMs, canPing: () => this.sip.ready,
-    }, log);
+    }, log, this.metrics);
     // SIP refusals (untrusted INVITEs, outsiders' requests in calls) are logged at most 20 per 10 s.
     const sipRefusals = new RefusalLog(log);
     this.sipPolicy = sipPolicyFor(config, this.sip, () => this.httpPort, sipRefusals);

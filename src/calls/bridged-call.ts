@@ -6,9 +6,8 @@ import { HangupBy, Outcome } from '../cdr/models';
 import { CallFields, CallRecorder, CdrStore } from '../cdr/store';
 import { gatedWrites } from '../cdr/gated-writes';
 import { RecoveryInfo } from '../cluster/recovery';
-import { InDialogGuard } from '../sip/dialog-guard';
 import { dialogIds } from '../sip/out-of-dialog';
-import { TransferPolicy } from '../sip/transfer-policy';
+import { SipPolicy } from '../sip/sip-policy';
 import { callLogger, Logger, setCallLogFields } from '../log';
 import { Metrics } from '../metrics/metrics';
 import { CallMedia } from '../media/call-media';
@@ -39,14 +38,11 @@ export interface CallDeps {
   cdr: CdrStore;
   log: Logger;
   marks: Marks;
-  /** Counts each call's end by direction and outcome (wasb_calls_total); absent in unit tests. */
-  metrics?: Metrics;
-  /** Who may act in the PBX dialogs, and where a REFER may send the bridge's INVITE. */
+  /** Counts each call's end by direction and outcome (wasb_calls_total), and the SIP requests its legs send. */
+  metrics: Metrics;
+  /** Who may act in the PBX dialogs, where a REFER may send the bridge's INVITE, the lost-dialog probe. */
   sipPolicy: SipPolicy;
 }
-
-/** The SIP rules every call's PBX session applies (one of each per bridge). */
-export interface SipPolicy { dialogs: InDialogGuard; transfers: TransferPolicy }
 
 export interface CallEvents {
   /** Both legs are down and the CDR is written. */
@@ -172,6 +168,8 @@ export abstract class BridgedCall extends TypedEmitter<CallEvents> {
     if (sip) this.noteRecovery({ sip });
     const session = new PbxSession(dialog, this.media!, {
       srf: this.base.srf,
+      metrics: this.base.metrics,
+      lostDialogs: this.base.sipPolicy.lostDialogs,
       log: this.log,
       waSdp,
       callerNumber,

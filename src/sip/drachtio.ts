@@ -1,7 +1,7 @@
 import Srf from 'drachtio-srf';
 import { Logger } from '../log';
 import { Metrics } from '../metrics/metrics';
-import { attachSipMetrics } from '../metrics/sip';
+import { LostDialogProbe } from './lost-dialog';
 
 export interface DrachtioOptions { host: string; port: number; secret: string }
 
@@ -11,16 +11,15 @@ const RECONNECT_MAX_DELAY_MS = 2000;
 /** Connects drachtio-srf to drachtio-server and tracks whether SIP is usable right now. */
 export class SipCore {
   readonly srf = new Srf();
+  /** Asks about and ends the PBX dialogs drachtio-server has lost (this bridge's, on this Srf). */
+  readonly lostDialogs = new LostDialogProbe(this.srf);
   private connected = false;
   /** Where drachtio-server takes SIP (from its hello: "udp/10.0.0.5:5060,tcp/..."); empty until connected. */
   private listening: Array<{ address: string; port: number }> = [];
 
-  /** `metrics`: the connection's state and losses, and (through the Srf) every SIP request the bridge sends. */
-  constructor(private readonly opts: DrachtioOptions, private readonly log: Logger, private readonly metrics?: Metrics) {
-    if (metrics) {
-      attachSipMetrics(this.srf, metrics);
-      metrics.trackDrachtio(() => this.connected);
-    }
+  /** `metrics`: the connection's state and losses. */
+  constructor(private readonly opts: DrachtioOptions, private readonly log: Logger, private readonly metrics: Metrics) {
+    metrics.trackDrachtio(() => this.connected);
     this.srf.on('connect', (err: Error | null, hostPort: string) => {
       if (err) {
         // drachtio-srf reports a refused secret here and nowhere else.
@@ -38,12 +37,12 @@ export class SipCore {
     (this.srf as unknown as NodeJS.EventEmitter).on('close', () => {
       if (this.connected) {
         this.log.warn('lost drachtio-server; refusing new calls until it is back');
-        this.metrics?.drachtioDisconnected();
+        this.metrics.drachtioDisconnected();
       }
       this.connected = false;
     });
     this.srf.on('error', (err: Error) => {
-      if (this.connected) this.metrics?.drachtioDisconnected();
+      if (this.connected) this.metrics.drachtioDisconnected();
       this.connected = false;
       this.log.warn({ err: err.message }, 'drachtio-server connection error (srf retries by itself)');
     });

@@ -1,10 +1,16 @@
 import net from 'node:net';
-import { SipPolicy } from '../calls/bridged-call';
 import { Config } from '../config';
 import { RefusalLog } from '../http/ingress-guard';
 import { InDialogGuard } from './dialog-guard';
 import { SipCore } from './drachtio';
+import { LostDialogProbe } from './lost-dialog';
 import { targetHosts, TransferPolicy } from './transfer-policy';
+
+/**
+ * What every call's PBX session applies from the bridge's SIP side (one of each per bridge): who may act
+ * in its dialogs, where a REFER may send the bridge's INVITE, and the probe for dialogs drachtio-server lost.
+ */
+export interface SipPolicy { dialogs: InDialogGuard; transfers: TransferPolicy; lostDialogs: LostDialogProbe }
 
 /**
  * The bridge's SIP rules for calls in progress, from its settings: requests in a PBX dialog only from
@@ -30,5 +36,5 @@ export function sipPolicyFor(config: Config, sip: SipCore, httpPort: () => numbe
       ...(config.rtpengine.dtmfLog ? [config.rtpengine.dtmfLog.port] : []),
     ].filter((p) => p > 0),
   });
-  return { dialogs, transfers };
+  return { dialogs, transfers, lostDialogs: sip.lostDialogs };
 }
