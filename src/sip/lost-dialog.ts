@@ -1,4 +1,5 @@
 import Srf from 'drachtio-srf';
+import { Logger } from '../log';
 import { TimeoutError } from './dialog-requests';
 import { byeInLostDialog, DialogIds, dialogIds, requestInLostDialog } from './out-of-dialog';
 
@@ -17,7 +18,8 @@ export class LostDialogProbe {
   /** Dialogs asked about so far (forgotten with the dialog). */
   private readonly probed = new WeakMap<Srf.Dialog, Probed>();
 
-  constructor(private readonly srf: Srf) {}
+  /** `canSend`: whether the Srf has a drachtio-server connection to send on now (SipCore.ready). */
+  constructor(private readonly srf: Srf, private readonly canSend: () => boolean, private readonly log: Logger) {}
 
   /**
    * Whether drachtio-server can no longer send in this dialog: the connection the dialog was made on
@@ -33,9 +35,11 @@ export class LostDialogProbe {
    * Asks the PBX whether a lost dialog is still up: drachtio-server answers the PBX's BYE in a dialog it
    * does not know with 481 and tells nobody, so the bridge asks instead, with an OPTIONS carrying the
    * dialog's identifiers (RFC 3261 12.2.1: a PBX answers 481 for a dialog it has ended), each one with
-   * a higher CSeq. 'gone' only on that 481; any other answer or none is not proof of anything.
+   * a higher CSeq. 'gone' only on that 481; any other answer or none is not proof of anything, and
+   * nothing is asked while drachtio-server is away (the next round asks).
    */
   async stillUp(dialog: Srf.Dialog, timeoutMs: number): Promise<'up' | 'gone' | 'unknown'> {
+    if (!this.canSend()) return 'unknown';
     let p = this.probed.get(dialog);
     if (!p) {
       const ids = dialogIds(dialog);
@@ -44,7 +48,10 @@ export class LostDialogProbe {
     }
     return requestInLostDialog(this.srf, p.ids, 'OPTIONS', ++p.cseq, timeoutMs).then(
       (status) => (status === 481 ? 'gone' : status < 300 ? 'up' : 'unknown'),
-      () => 'unknown' as const,
+      (err: unknown) => {
+        if (!(err instanceof TimeoutError)) this.log.warn({ err, sipCallId: p.ids.callId }, 'could not ask the PBX whether a lost dialog is still up');
+        return 'unknown' as const;
+      },
     );
   }
 
@@ -64,6 +71,7 @@ export class LostDialogProbe {
       // the dead connection throws: the dialog is removed from drachtio-srf's table either way
     }
     if (!ids) return 'not sent: the dialog has no identifiers';
+    if (!this.canSend()) return 'not sent: drachtio-server unreachable';
     return byeInLostDialog(this.srf, ids, timeoutMs).then(
       (status) => `answered ${status}`,
       (err: unknown) => (err instanceof TimeoutError ? 'unanswered' : `not sent: ${(err as Error).message}`),

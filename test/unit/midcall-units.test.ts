@@ -4,6 +4,7 @@ import Srf from 'drachtio-srf';
 import { IllegalTransition, Lifecycle, TRANSITIONS } from '../../src/calls/lifecycle';
 import { parseDtmfLog } from '../../src/media/dtmf-log';
 import { answerDirectionFor, audioDirection, eventClockFor, isHoldOffer, plainRtpSdp, withAudioDirection } from '../../src/media/sdp';
+import { createLogger } from '../../src/log';
 import { LostDialogProbe } from '../../src/sip/lost-dialog';
 import { dialogIds, lostDialogRequest, recordRoute, routeRequest } from '../../src/sip/out-of-dialog';
 import { parseReferTo } from '../../src/sip/refer';
@@ -166,8 +167,8 @@ describe('dialogs drachtio-server lost: the route set and the requests sent outs
   it('sends the probe and the BYE through the dialog\'s proxies, each probe with a higher CSeq, and nothing shared between bridges', async () => {
     const a = recordingSrf(() => 200);
     const b = recordingSrf(() => 481);
-    const probeA = new LostDialogProbe(a.srf);
-    const probeB = new LostDialogProbe(b.srf); // a second bridge in the same process
+    const probeA = new LostDialogProbe(a.srf, () => true, createLogger('silent'));
+    const probeB = new LostDialogProbe(b.srf, () => true, createLogger('silent')); // a second bridge in the same process
     const dialog = pbxDialog('uac', { recordRoute: [...proxies].reverse() });
     assert.equal(await probeA.stillUp(dialog, 1000), 'up');
     assert.equal(await probeA.stillUp(dialog, 1000), 'up');
@@ -183,5 +184,14 @@ describe('dialogs drachtio-server lost: the route set and the requests sent outs
       assert.equal(r.headers.From, '<sip:+15550001@bridge.example.com>;tag=b1');
       assert.equal(r.headers.To, '<sip:100@pbx.example.com>;tag=p9');
     }
+  });
+
+  it('sends nothing while drachtio-server is away, and says so for the BYE', async () => {
+    const { srf, sent } = recordingSrf(() => 200);
+    const probe = new LostDialogProbe(srf, () => false, createLogger('silent'));
+    const dialog = pbxDialog('uas');
+    assert.equal(await probe.stillUp(dialog, 1000), 'unknown');
+    assert.equal(await probe.bye(dialog, 1000), 'not sent: drachtio-server unreachable');
+    assert.deepEqual(sent, []);
   });
 });
