@@ -136,7 +136,7 @@ export class Bridge {
     this.permissions = new PermissionStore(this.db.permissions, this.provider, log, this.metrics);
     this.targets = new PbxTargetMonitor(this.sip.srf, config.pbx.targets, {
       intervalMs: config.pbx.optionsPingMs, timeoutMs: config.pbx.responseTimeoutMs, canPing: () => this.sip.ready,
-    }, log);
+    }, log, this.metrics);
     // SIP refusals (untrusted INVITEs, outsiders' requests in calls) are logged at most 20 per 10 s.
     const sipRefusals = new RefusalLog(log);
     this.sipPolicy = sipPolicyFor(config, this.sip, () => this.httpPort, sipRefusals);

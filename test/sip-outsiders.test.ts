@@ -15,6 +15,8 @@ const PHONE_ID = '461269257068831';
 /** The PBX, and an outsider who sees the plain SIP: different loopback addresses. */
 const PBX_ADDR = '127.0.0.1';
 const OUTSIDER_ADDR = '127.0.0.66';
+/** A proxy in front of the PBX that Record-Routes its calls (the PBX's Contact is elsewhere). */
+const PROXY_ADDR = '127.0.0.77';
 
 /** The bridge's log lines, as a pino destination. */
 class LogLines {
@@ -209,6 +211,55 @@ describe('SIP attacks from outsiders and hostile SDP (issue 17)', function () {
     assert.equal(row.hangup_by, 'pbx');
     const types = (await s.bridge.cdr.events(row.id)).map((e) => e.type);
     assert.ok(types.includes('sip_request_refused') && types.includes('pbx_dialog_gone'), types.join(', '));
+  });
+
+  it('a dialog drachtio-server dropped is asked about and ended through the proxy its Record-Route names, not at the PBX\'s Contact', async () => {
+    const pbx = await socket(PBX_ADDR);
+    const proxy = await socket(PROXY_ADDR);
+    const { s } = await bridge({ PBX_TARGET: `sip:${PBX_ADDR}:${pbx.port}`, SIP_REQUEST_TIMEOUT_MS: '1000' });
+    const { wacid, status } = await s.sim.userCalls(cannedWaUser);
+    assert.equal(status, 200);
+    // The PBX answers with a proxy in the route set: every later request in the dialog goes to the proxy.
+    const invite = await pbx.nextRequest((m) => m.method === 'INVITE', 10000, 'the bridge\'s INVITE');
+    const toTag = token('pbx');
+    const contact = `sip:agent301@${PBX_ADDR}:${pbx.port}`;
+    const recordRoute = `<sip:${PROXY_ADDR}:${proxy.port};lr>`;
+    const acked = proxy.nextRequest((m) => m.method === 'ACK', 5000, 'the ACK, through the proxy');
+    pbx.respond(invite, '200 OK', { toTag, contact: `<${contact}>`, headers: [`Record-Route: ${recordRoute}`], sdp: pbxSdp(PBX_ADDR, 40100) });
+    await acked;
+    // The proxy answers for the PBX, which still has the call.
+    proxy.on('request', (m: SipMessage) => {
+      if (m.method === 'OPTIONS' || m.method === 'BYE') proxy.respond(m, '200 OK');
+    });
+    await timeline!.waitFor('accepted');
+    const dialog: SeenDialog = {
+      callId: header(invite, 'call-id'), pbxSide: `${header(invite, 'to')};tag=${toTag}`, bridgeSide: header(invite, 'from'),
+      bridgeUri: /<([^>]+)>/.exec(header(invite, 'contact'))![1]!, cseq: 100,
+    };
+
+    // An outsider's BYE makes drachtio-server drop the dialog: from then on the bridge sends outside it.
+    const outsider = await socket(OUTSIDER_ADDR);
+    assert.equal(await inDialog(outsider, dialog, 'BYE').then((r) => r.status, () => null), 403);
+    await timeline!.waitFor('pbx_dialog_lost', 1, 10000);
+    const probe = await proxy.nextRequest((m) => m.method === 'OPTIONS', 10000, 'the bridge\'s OPTIONS about the call, at the proxy');
+    const bye = proxy.nextRequest((m) => m.method === 'BYE', 10000, 'the bridge\'s BYE, at the proxy');
+    await s.sim.userHangsUp(wacid);
+    const row = await endedRow(s, wacid);
+    const sent = { probe, bye: await bye };
+    const atPbx = pbx.received.filter((m) => m.method && m.method !== 'INVITE').map((m) => m.method);
+    console.log(`      the bridge's requests outside the lost dialog went to the proxy: ${Object.entries(sent).map(([k, m]) => `${k} ${m.method} ${m.uri} Route ${header(m, 'route')}`).join('; ')}; at the PBX's Contact: ${atPbx.join(', ') || 'nothing'}`);
+    // Sent to the proxy (the first route, a loose router) with the PBX's Contact as Request-URI. The
+    // bridge asks for the route set in Route too, but drachtio-server drops a Route header set by an
+    // application (its makeTags treats Route as a dialog-level header): the proxy routes on the Request-URI.
+    for (const m of Object.values(sent)) {
+      assert.equal(m.uri, contact, `${m.method}: Request-URI is the remote target`);
+      assert.equal(header(m, 'call-id'), dialog.callId);
+      assert.match(header(m, 'to'), new RegExp(`;tag=${toTag}`));
+    }
+    assert.deepEqual(atPbx, [], 'nothing went straight to the PBX\'s Contact');
+    assert.equal(row.hangup_by, 'whatsapp');
+    const events = await s.bridge.cdr.events(row.id);
+    assert.deepEqual(events.find((e) => e.type === 'pbx_bye_outside_dialog')?.detail, { result: 'answered 200' });
   });
 
   it('untrusted INVITE floods from 49 addresses do not use up the trusted PBX\'s budget; refusals are logged bounded, numbers masked', async function () {

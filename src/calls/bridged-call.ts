@@ -182,6 +182,8 @@ export abstract class BridgedCall extends TypedEmitter<CallEvents> {
     if (sip) this.noteRecovery({ sip });
     const session = new PbxSession(dialog, this.media!, {
       srf: this.base.srf,
+      metrics: this.base.metrics,
+      lostDialogs: this.base.sipPolicy.lostDialogs,
       log: this.log,
       callerNumber,
       keepalive: { file: media.holdFile, pollMs: media.keepalivePollMs, quietPolls: Math.max(1, Math.ceil(media.keepaliveAfterMs / media.keepalivePollMs)) },

@@ -128,7 +128,7 @@ export class InboundCall extends BridgedCall {
 
     for (let i = 0; i < targets.length; i++) {
       const target = requestUri(targets[i]!, this.connect.to);
-      const leg = (this.leg = new PbxLeg(srf));
+      const leg = (this.leg = new PbxLeg(srf, this.deps.metrics));
       if (this.waEnded) return this.end('caller_hangup', 'whatsapp');
       this.movePbx('inviting');
       leg.on('progress', (status: number, sdp: string | null) => this.onProgress(status, sdp));

@@ -241,7 +241,7 @@ export class OutboundCall extends BridgedCall {
     if (this.answering) {
       // The 200 OK is on its way (WhatsApp may hang up at that very moment): BYE the new dialog.
       const d = await withTimeout(this.answering, timeout, '200 OK not sent').catch(() => null);
-      if (d) await byeWithin(d, timeout);
+      if (d) await byeWithin(d, timeout, this.deps.metrics);
       return { sip_final_code: 200, sip_final_reason: 'OK' };
     }
     if (this.pbx.is('cancelled')) return { sip_final_code: 487, sip_final_reason: 'Request Terminated' };

@@ -4,7 +4,8 @@ import { CallMedia } from '../media/call-media';
 import { KeepaliveOptions, MediaKeepalive } from '../media/keepalive';
 import { assertUsableAudioSdp, isHoldOffer, SdpError } from '../media/sdp';
 import { InDialogGuard, RefusedInDialog } from '../sip/dialog-guard';
-import { byeOutsideDialog, dialogLost, dialogStillUp } from '../sip/lost-dialog';
+import { LostDialogProbe } from '../sip/lost-dialog';
+import { SipMetrics } from '../metrics/sip';
 import { agentOf, failureOf, PbxLeg, PbxLegError } from '../sip/pbx-leg';
 import { byeWithin, localContact, reinviteWithin, requestInDialog, sessionTimerHeaders, withTimeout } from '../sip/dialog-requests';
 import { parseReferTo, ReferTarget } from '../sip/refer';
@@ -14,6 +15,10 @@ import { TypedEmitter } from '../util/typed-emitter';
 
 export interface PbxSessionOptions {
   srf: Srf;
+  /** Where the requests the session sends are counted. */
+  metrics: SipMetrics;
+  /** Asks about and ends a dialog drachtio-server has lost (the bridge's one probe). */
+  lostDialogs: LostDialogProbe;
   log: Logger;
   /** The WhatsApp user's number: the From of a transferred leg. */
   callerNumber: string;
@@ -109,7 +114,7 @@ export class PbxSession extends TypedEmitter<PbxSessionEvents> {
   async sendDigitInfo(digit: string, durationMs: number): Promise<void> {
     if (this.o.dtmfMode !== 'info' || this.closed) return;
     const body = `Signal=${digit}\r\nDuration=${Math.max(40, Math.round(durationMs))}\r\n`;
-    await requestInDialog(this.current, { method: 'INFO', headers: { 'Content-Type': 'application/dtmf-relay' }, body }, this.o.requestTimeoutMs);
+    await requestInDialog(this.current, { method: 'INFO', headers: { 'Content-Type': 'application/dtmf-relay' }, body }, this.o.requestTimeoutMs, this.o.metrics);
   }
 
   /**
@@ -127,11 +132,11 @@ export class PbxSession extends TypedEmitter<PbxSessionEvents> {
     this.transferLeg?.cancelInvite('cancelled');
     const dialog = this.current;
     if (!this.lost(dialog)) {
-      await Promise.all([this.keepalive.stop(), this.lostWatch.stop(), byeWithin(dialog, this.o.requestTimeoutMs, reason ? { Reason: reason } : undefined)]);
+      await Promise.all([this.keepalive.stop(), this.lostWatch.stop(), byeWithin(dialog, this.o.requestTimeoutMs, this.o.metrics, reason ? { Reason: reason } : undefined)]);
       return;
     }
     this.noteLost();
-    const [, , bye] = await Promise.all([this.keepalive.stop(), this.lostWatch.stop(), byeOutsideDialog(this.o.srf, dialog, this.o.requestTimeoutMs)]);
+    const [, , bye] = await Promise.all([this.keepalive.stop(), this.lostWatch.stop(), this.o.lostDialogs.bye(dialog, this.o.requestTimeoutMs)]);
     this.log.info({ bye }, 'BYE sent to the PBX outside the lost dialog');
     this.emit('event', 'pbx_bye_outside_dialog', { result: bye });
   }
@@ -144,7 +149,7 @@ export class PbxSession extends TypedEmitter<PbxSessionEvents> {
   private async watchDialog(): Promise<void> {
     if (this.closed || !this.lost(this.current)) return;
     this.noteLost();
-    const state = await dialogStillUp(this.o.srf, this.current, this.o.requestTimeoutMs);
+    const state = await this.o.lostDialogs.stillUp(this.current, this.o.requestTimeoutMs);
     if (state !== 'gone' || this.closed) return;
     this.log.info('the PBX no longer has the call (481 for the lost dialog): ending it as hung up by the PBX');
     this.emit('event', 'pbx_dialog_gone', null);
@@ -181,7 +186,7 @@ export class PbxSession extends TypedEmitter<PbxSessionEvents> {
 
   /** Whether drachtio-server can no longer act in `dialog` (restarted, reconnected, or a BYE made it drop it). */
   private lost(dialog: Srf.Dialog): boolean {
-    return dialogLost(dialog) || this.forgotten.has(dialog);
+    return this.o.lostDialogs.lost(dialog) || this.forgotten.has(dialog);
   }
 
   /**
@@ -250,7 +255,7 @@ export class PbxSession extends TypedEmitter<PbxSessionEvents> {
     const dialog = this.current;
     try {
       const offer = await this.media.repointPbx(dialog.remote.sdp, { mayMovePort: true });
-      const answer = await reinviteWithin(dialog, offer, this.o.requestTimeoutMs);
+      const answer = await reinviteWithin(dialog, offer, this.o.requestTimeoutMs, this.o.metrics);
       dialog.local.sdp = offer;
       if (answer) {
         assertUsableAudioSdp(answer);
@@ -332,7 +337,7 @@ export class PbxSession extends TypedEmitter<PbxSessionEvents> {
   private async runTransfer(old: Srf.Dialog, target: ReferTarget, referredBy: string | null): Promise<void> {
     this.emit('transferring', target.uri);
     await this.notifyRefer(old, '100 Trying', false);
-    const leg = (this.transferLeg = new PbxLeg(this.o.srf));
+    const leg = (this.transferLeg = new PbxLeg(this.o.srf, this.o.metrics));
     const noAnswer = setTimeout(() => leg.cancelInvite('cancelled'), this.o.noAnswerTimeoutMs);
     try {
       const answer = await leg.invite({
@@ -348,14 +353,14 @@ export class PbxSession extends TypedEmitter<PbxSessionEvents> {
       // Guarded at once (attach() does it again, a no-op): the checks below take a moment.
       this.o.dialogGuard.protect(answer.dialog, (r) => this.onRefusedInDialog(answer.dialog, r));
       if (this.closed) {
-        await byeWithin(answer.dialog, this.o.requestTimeoutMs);
+        await byeWithin(answer.dialog, this.o.requestTimeoutMs, this.o.metrics);
         return;
       }
       try {
         assertUsableAudioSdp(answer.sdp);
       } catch {
         // The old leg stays; the new one, whose SDP never reaches rtpengine, is released.
-        await byeWithin(answer.dialog, this.o.requestTimeoutMs, { Reason: 'SIP;cause=488;text="unusable SDP answer"' });
+        await byeWithin(answer.dialog, this.o.requestTimeoutMs, this.o.metrics, { Reason: 'SIP;cause=488;text="unusable SDP answer"' });
         throw new PbxLegError({ kind: 'status', status: 488, reason: 'Not Acceptable Here', hadProvisional: true });
       }
       // The new leg's answer is the PBX side's new media: point rtpengine there.
@@ -366,7 +371,7 @@ export class PbxSession extends TypedEmitter<PbxSessionEvents> {
       this.held = false;
       this.emit('transferred', { ok: true, target: target.uri, agent: agentOf(answer.dialog), sipCallId: leg.sipCallId ?? '' });
       await this.notifyRefer(old, '200 OK', true);
-      await byeWithin(old, this.o.requestTimeoutMs);
+      await byeWithin(old, this.o.requestTimeoutMs, this.o.metrics);
     } catch (err) {
       clearTimeout(noAnswer);
       const f = failureOf(err);
@@ -394,7 +399,7 @@ export class PbxSession extends TypedEmitter<PbxSessionEvents> {
           'Content-Type': 'message/sipfrag;version=2.0',
         },
         body: `SIP/2.0 ${status}\r\n`,
-      }, this.o.requestTimeoutMs);
+      }, this.o.requestTimeoutMs, this.o.metrics);
     } catch (err) {
       this.log.info({ err, status }, 'NOTIFY for a transfer not answered');
     }

@@ -10,7 +10,9 @@ export function parseRecovery(v: unknown): RecoveryInfo {
   if (typeof r.rtpengine === 'string') out.rtpengine = r.rtpengine;
   const s = r.sip as Record<string, unknown> | undefined;
   if (s && ['callId', 'uri', 'from', 'to'].every((k) => typeof s[k] === 'string')) {
-    out.sip = { callId: String(s.callId), uri: String(s.uri), from: String(s.from), to: String(s.to) };
+    // A row written before the route set was kept has none: its BYE goes to the remote target as before.
+    const route = Array.isArray(s.route) ? s.route.filter((r): r is string => typeof r === 'string') : [];
+    out.sip = { callId: String(s.callId), uri: String(s.uri), from: String(s.from), to: String(s.to), route };
   }
   return out;
 }

@@ -1,15 +1,15 @@
 import Srf from 'drachtio-srf';
 import { SipMethod, SIP_METHODS } from '../metrics/metrics';
-import { sipResultOf, sipTimer } from '../metrics/sip';
+import { SipMetrics, sipResultOf, sipTimer } from '../metrics/sip';
 
 /** A request sent inside a dialog; drachtio-srf's own typings describe this poorly. */
 export interface InDialogRequest { method: string; headers?: Record<string, string>; body?: string }
 
-/** Sends a request in a dialog and resolves with the response, or rejects after `timeoutMs`. */
-export function requestInDialog(dialog: Srf.Dialog, req: InDialogRequest, timeoutMs: number): Promise<Srf.SrfResponse> {
+/** Sends a request in a dialog and resolves with the response, or rejects after `timeoutMs`; counted in `metrics`. */
+export function requestInDialog(dialog: Srf.Dialog, req: InDialogRequest, timeoutMs: number, metrics: SipMetrics): Promise<Srf.SrfResponse> {
   const send = dialog.request as unknown as (o: InDialogRequest) => Promise<Srf.SrfResponse>;
   const method = req.method.toUpperCase() === 'INVITE' ? 'reINVITE' : req.method.toUpperCase();
-  const done = (SIP_METHODS as readonly string[]).includes(method) ? sipTimer(dialog, method as SipMethod) : () => undefined;
+  const done = (SIP_METHODS as readonly string[]).includes(method) ? sipTimer(metrics, method as SipMethod) : () => undefined;
   return withTimeout(send.call(dialog, req), timeoutMs, `${req.method} got no response within ${timeoutMs} ms`).then(
     (res) => {
       done(sipResultOf(res?.status));
@@ -23,8 +23,8 @@ export function requestInDialog(dialog: Srf.Dialog, req: InDialogRequest, timeou
 }
 
 /** Sends a re-INVITE with `sdp` and resolves with the answer SDP, or rejects (non-2xx, or nothing within `timeoutMs`). */
-export function reinviteWithin(dialog: Srf.Dialog, sdp: string, timeoutMs: number): Promise<string> {
-  const done = sipTimer(dialog, 'reINVITE');
+export function reinviteWithin(dialog: Srf.Dialog, sdp: string, timeoutMs: number, metrics: SipMetrics): Promise<string> {
+  const done = sipTimer(metrics, 'reINVITE');
   return withTimeout(dialog.modify(sdp), timeoutMs, 're-INVITE unanswered').then(
     (answer) => {
       done('2xx');
@@ -39,10 +39,10 @@ export function reinviteWithin(dialog: Srf.Dialog, sdp: string, timeoutMs: numbe
 }
 
 /** Sends BYE and resolves once it is answered, or after `timeoutMs` (the dialog is gone either way). */
-export function byeWithin(dialog: Srf.Dialog, timeoutMs: number, headers?: Record<string, string>): Promise<void> {
+export function byeWithin(dialog: Srf.Dialog, timeoutMs: number, metrics: SipMetrics, headers?: Record<string, string>): Promise<void> {
   dialog.removeAllListeners('destroy');
   // drachtio-srf tells that the BYE was answered, not with what: the result is `answered`.
-  const done = sipTimer(dialog, 'BYE');
+  const done = sipTimer(metrics, 'BYE');
   const bye = new Promise<void>((resolve) => dialog.destroy(headers ? { headers } : undefined, (err: unknown) => {
     done(err ? 'error' : 'answered');
     resolve();

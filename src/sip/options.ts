@@ -1,7 +1,7 @@
 import Srf from 'drachtio-srf';
 import { Logger } from '../log';
 import { Periodic } from '../util/periodic';
-import { sipResultOf, sipTimer } from '../metrics/sip';
+import { SipMetrics, sipResultOf, sipTimer } from '../metrics/sip';
 import { withTimeout } from './dialog-requests';
 
 /** What the bridge speaks, for OPTIONS answers and the PBX's trunk monitors. */
@@ -39,6 +39,8 @@ export class PbxTargetMonitor {
     private readonly targets: string[],
     private readonly opts: { intervalMs: number; timeoutMs: number; canPing: () => boolean },
     private readonly log: Logger,
+    /** Where the pings are counted. */
+    private readonly metrics: SipMetrics,
   ) {
     for (const t of targets) this.health.set(t, 'unknown');
     this.pinger = new Periodic(() => this.pingAll(), opts.intervalMs);
@@ -75,7 +77,7 @@ export class PbxTargetMonitor {
   }
 
   private ping(target: string): Promise<boolean> {
-    const done = sipTimer(this.srf, 'OPTIONS');
+    const done = sipTimer(this.metrics, 'OPTIONS');
     const answered = new Promise<boolean>((resolve) => {
       try {
         const send = this.srf.request as unknown as OutOfDialogRequest;

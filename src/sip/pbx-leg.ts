@@ -1,7 +1,7 @@
 import { EventEmitter } from 'node:events';
 import Srf from 'drachtio-srf';
 import { SipResult } from '../metrics/metrics';
-import { sipResultOf, sipTimer } from '../metrics/sip';
+import { SipMetrics, sipResultOf, sipTimer } from '../metrics/sip';
 
 export interface PbxInviteOptions {
   target: string;
@@ -69,7 +69,8 @@ export class PbxLeg extends EventEmitter {
   /** Records the INVITE under way in the SIP metrics (once). */
   private inviteDone: ((result: SipResult) => void) | null = null;
 
-  constructor(private readonly srf: Srf) {
+  /** `metrics`: where the INVITE and its CANCEL are counted. */
+  constructor(private readonly srf: Srf, private readonly metrics: SipMetrics) {
     super();
   }
 
@@ -120,7 +121,7 @@ export class PbxLeg extends EventEmitter {
 
   private async send(o: PbxInviteOptions): Promise<PbxAnswer> {
     const from = `<sip:${o.fromNumber}@${o.fromHost}>`;
-    const done = (this.inviteDone = sipTimer(this.srf, 'INVITE'));
+    const done = (this.inviteDone = sipTimer(this.metrics, 'INVITE'));
     try {
       const dialog = await this.srf.createUAC(
         o.target,
@@ -175,7 +176,7 @@ export class PbxLeg extends EventEmitter {
 
   /** CANCEL goes out (drachtio-srf reports that it was sent, not its response). */
   private sendCancel(req: Srf.SrfRequest): void {
-    const done = sipTimer(this.srf, 'CANCEL');
+    const done = sipTimer(this.metrics, 'CANCEL');
     req.cancel((err: unknown) => done(err ? 'error' : 'sent', false));
   }
 

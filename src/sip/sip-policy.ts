@@ -3,10 +3,14 @@ import { Config } from '../config';
 import { RefusalLog } from '../refusal-log';
 import { InDialogGuard } from './dialog-guard';
 import { SipCore } from './drachtio';
+import { LostDialogProbe } from './lost-dialog';
 import { targetHosts, TransferPolicy } from './transfer-policy';
 
-/** The SIP rules every call's PBX session applies (one of each per bridge). */
-export interface SipPolicy { dialogs: InDialogGuard; transfers: TransferPolicy }
+/**
+ * What every call's PBX session applies from the bridge's SIP side (one of each per bridge): who may act
+ * in its dialogs, where a REFER may send the bridge's INVITE, and the probe for dialogs drachtio-server lost.
+ */
+export interface SipPolicy { dialogs: InDialogGuard; transfers: TransferPolicy; lostDialogs: LostDialogProbe }
 
 /**
  * The bridge's SIP rules for calls in progress, from its settings: requests in a PBX dialog only from
@@ -32,5 +36,5 @@ export function sipPolicyFor(config: Config, sip: SipCore, httpPort: () => numbe
       ...(config.rtpengine.dtmfLog ? [config.rtpengine.dtmfLog.port] : []),
     ].filter((p) => p > 0),
   });
-  return { dialogs, transfers };
+  return { dialogs, transfers, lostDialogs: sip.lostDialogs };
 }

@@ -8,6 +8,8 @@ import { parseSipMessage } from '../../src/sandbox/demo-agent/sip-message';
 export interface SipMessage {
   /** A request's method, or null for a response. */
   method: string | null;
+  /** A request's Request-URI, or null for a response. */
+  uri: string | null;
   /** A response's status, or null for a request. */
   status: number | null;
   /** Names lower case (compact forms expanded), in order. */
@@ -27,6 +29,7 @@ export function parseSip(buf: Buffer, from: { address: string; port: number }): 
   if (!m) return null;
   return {
     method: m.kind === 'request' ? m.method : null,
+    uri: m.kind === 'request' ? m.uri : null,
     status: m.kind === 'response' ? m.status : null,
     headers: m.headers.map((h): [string, string] => [h.name, h.value]),
     body: m.body,

@@ -5,7 +5,7 @@ import { Marks } from '../../src/metrics/marks';
 import { RtpEngine } from '../../src/media/rtpengine';
 import { Metrics } from '../../src/metrics/metrics';
 import { SetupSteps } from '../../src/metrics/setup-steps';
-import { attachSipMetrics, sipMetricsOf, sipResultOf, sipTimer } from '../../src/metrics/sip';
+import { sipResultOf, sipTimer } from '../../src/metrics/sip';
 import { YCloudClient } from '../../src/providers/ycloud/client';
 import { freePort } from '../harness/processes';
 import { parsePromText, sampleSum } from '../harness/prom-text';
@@ -123,25 +123,25 @@ describe('metrics', () => {
     assert.equal(steps.size, 0);
   });
 
-  it('SIP request results: final response classes, once per request, through the Srf or a dialog', async () => {
+  it('SIP request results: final response classes, once per request, each in the metrics it was given', async () => {
     const m = new Metrics({ defaultMetrics: false });
-    const srf = {};
-    const dialog = { srf };
-    attachSipMetrics(srf, m);
-    assert.equal(sipMetricsOf(dialog), m);
-    assert.equal(sipMetricsOf({}), undefined);
+    const other = new Metrics({ defaultMetrics: false }); // a second bridge in the same process
     assert.deepEqual([200, 302, 486, 503, 603, 100, undefined].map(sipResultOf), ['2xx', '3xx', '4xx', '5xx', '6xx', 'error', 'error']);
-    const done = sipTimer(dialog, 'BYE');
+    const done = sipTimer(m, 'BYE');
     done('answered');
     done('timeout');
-    sipTimer(srf, 'CANCEL')('sent', false);
-    sipTimer({}, 'INFO')('2xx'); // an Srf without metrics: nothing, no error
+    sipTimer(m, 'CANCEL')('sent', false);
+    sipTimer(other, 'INFO')('2xx');
     const s = await samples(m);
     assert.equal(sampleSum(s, 'wasb_sip_requests_total', { method: 'BYE' }), 1);
     assert.equal(sampleSum(s, 'wasb_sip_requests_total', { method: 'BYE', result: 'answered' }), 1);
     assert.equal(sampleSum(s, 'wasb_sip_request_seconds_count', { method: 'BYE' }), 1);
     assert.equal(sampleSum(s, 'wasb_sip_requests_total', { method: 'CANCEL', result: 'sent' }), 1);
     assert.equal(sampleSum(s, 'wasb_sip_request_seconds_count', { method: 'CANCEL' }), 0, 'no response time is known for CANCEL');
+    assert.equal(sampleSum(s, 'wasb_sip_requests_total', { method: 'INFO' }), 0, 'the other bridge\'s request is not counted here');
+    const o = await samples(other);
+    assert.equal(sampleSum(o, 'wasb_sip_requests_total', { method: 'INFO', result: '2xx' }), 1);
+    assert.equal(sampleSum(o, 'wasb_sip_requests_total', { method: 'BYE' }), 0);
   });
 
   it('YCloud requests by endpoint and result, never by URL', async () => {

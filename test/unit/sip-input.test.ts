@@ -1,4 +1,7 @@
 import assert from 'node:assert/strict';
+import net from 'node:net';
+import { once } from 'node:events';
+import { setTimeout as delay } from 'node:timers/promises';
 import Srf from 'drachtio-srf';
 import { loadConfig } from '../../src/config';
 import { Logger } from '../../src/log';
@@ -8,6 +11,7 @@ import { dialledNumber, maskedNumber, OutboundGate, outboundGuardWarning } from 
 import { unsafeInviteField } from '../../src/sip/pbx-leg';
 import { parseReferTo } from '../../src/sip/refer';
 import { sipEndpoints } from '../../src/sip/drachtio';
+import { srfCanSend, srfStop } from '../../src/sip/srf-connection';
 
 describe('INVITE rate limits', () => {
   let clock = 0;
@@ -133,5 +137,98 @@ describe('Refer-To and drachtio-server\'s hello', () => {
   it('reads drachtio-server\'s SIP sockets from its hello', () => {
     assert.deepEqual(sipEndpoints('udp/127.0.0.1:5060,tcp/127.0.0.1:5061'), [{ address: '127.0.0.1', port: 5060 }, { address: '127.0.0.1', port: 5061 }]);
     assert.deepEqual(sipEndpoints(undefined), []);
+  });
+});
+
+/**
+ * Just enough of drachtio-server's admin protocol ("<length>#<id>|<type>|...") for drachtio-srf to
+ * connect: every `authenticate` is accepted. Counts the connections it took.
+ */
+class FakeDrachtio {
+  private server: net.Server | null = null;
+  readonly sockets = new Set<net.Socket>();
+  accepted = 0;
+
+  async listen(port = 0): Promise<number> {
+    this.server = net.createServer((socket) => {
+      this.accepted++;
+      this.sockets.add(socket);
+      socket.on('close', () => this.sockets.delete(socket));
+      socket.on('error', () => undefined);
+      let buf = '';
+      socket.on('data', (d) => {
+        buf += d.toString();
+        for (let i = buf.indexOf('#'); i > 0; i = buf.indexOf('#')) {
+          const n = Number(buf.slice(0, i));
+          if (buf.length < i + 1 + n) return;
+          const [id, type] = buf.slice(i + 1, i + 1 + n).split('|');
+          buf = buf.slice(i + 1 + n);
+          const reply = `${id}|response|${id}|OK|udp/127.0.0.1:5060|v0.9.10`;
+          if (type === 'authenticate') socket.write(`${Buffer.byteLength(reply)}#${reply}`);
+        }
+      });
+    });
+    this.server.listen(port, '127.0.0.1');
+    await once(this.server, 'listening');
+    return (this.server.address() as net.AddressInfo).port;
+  }
+
+  /** Drops every connection and stops listening (drachtio-server stopped). */
+  async close(): Promise<void> {
+    for (const s of this.sockets) s.destroy();
+    await new Promise((resolve) => this.server?.close(resolve));
+  }
+}
+
+function srfOn(port: number): Srf {
+  const srf = new Srf();
+  srf.on('error', () => undefined); // connection refused while nothing listens: srf retries
+  srf.connect({ host: '127.0.0.1', port, secret: 's', reconnect: { retryMaxDelay: 50 } } as Parameters<Srf['connect']>[0]);
+  return srf;
+}
+
+describe('drachtio-srf\'s connection (src/sip/srf-connection.ts)', () => {
+  const srfs: Srf[] = [];
+  const servers: FakeDrachtio[] = [];
+  afterEach(async () => {
+    for (const srf of srfs.splice(0)) srfStop(srf);
+    for (const s of servers.splice(0)) await s.close();
+  });
+
+  it('can send only while it has an authenticated connection, whatever its events said', async () => {
+    const server = new FakeDrachtio();
+    servers.push(server);
+    const port = await server.listen();
+    const srf = new Srf();
+    assert.equal(srfCanSend(srf), false, 'never connected');
+    srfs.push(srfOn(port));
+    const connected = srfs[0]!;
+    await once(connected as unknown as NodeJS.EventEmitter, 'connect');
+    assert.equal(srfCanSend(connected), true);
+    const closed = once(connected as unknown as NodeJS.EventEmitter, 'close');
+    for (const s of server.sockets) s.destroy();
+    await closed;
+    assert.equal(srfCanSend(connected), false, 'drachtio-server gone: nothing to send on');
+  });
+
+  it('a stopped Srf stops reconnecting even while drachtio-server is away (Srf#disconnect alone does not)', async () => {
+    // A port nothing listens on yet: both Srfs retry every 50 ms.
+    const probe = new FakeDrachtio();
+    const port = await probe.listen();
+    await probe.close();
+    const stopped = srfOn(port);
+    const control = srfOn(port);
+    srfs.push(stopped, control);
+    await new Promise((resolve) => (stopped as unknown as NodeJS.EventEmitter).once('reconnecting', resolve));
+    assert.throws(() => stopped.disconnect(), 'drachtio-srf\'s own disconnect() throws with no socket (and keeps retrying)');
+    srfStop(stopped);
+    const server = new FakeDrachtio();
+    servers.push(server);
+    await server.listen(port);
+    await new Promise((resolve) => (control as unknown as NodeJS.EventEmitter).once('connect', resolve));
+    // The stopped one would have come back within a retry delay (50 ms): give it ten.
+    await delay(500);
+    assert.equal(server.accepted, 1, 'only the Srf still running connected');
+    assert.equal(srfCanSend(stopped), false);
   });
 });
