@@ -779,40 +779,6 @@ describe('CDR reporting API over real calls', function () {
     assert.equal((await api(s, `/api/calls/${id}/hangup`, 'POST', ADMIN)).status, 404, 'no longer in progress');
   });
 
-  it('an operator hangs up an agent\'s call while WhatsApp rings: the agent gets 503, the CDR and the log say the operator ended it', async () => {
-    parts.phone = new RtpPhone(1000, 440);
-    const rtpPort = await parts.phone.start();
-    parts.user = new WaUser(440, 1000);
-    const tap = new LogTap();
-    const s = (parts.stack = await startStack({ SIP_TRUSTED_SOURCES: '127.0.0.0/8', WA_BUSINESS_NUMBER: BUSINESS, ...tokens, LOG_LEVEL: 'info' }, { logStream: tap }));
-    const timeline = new Timeline(s.bridge.cdr);
-    await grantPermanentPermission(s.bridge.permissions, BUSINESS, CUSTOMER);
-    const user = parts.user;
-    s.sim.outboundScript = (call) => s.sim.rings(call, user); // rings, never answered
-    // The agent's phone names this test's business number (the stock scenario names the default one).
-    const scenario = path.join(os.tmpdir(), `wasb-uac-call-refused-${process.pid}.xml`);
-    const stock = fs.readFileSync(path.join(__dirname, '..', '..', 'test', 'sipp', 'uac-call-refused-503.xml'), 'utf8');
-    fs.writeFileSync(scenario, stock.replace(/X-WhatsApp-Business-Number: \S+/, `X-WhatsApp-Business-Number: ${BUSINESS}`));
-    parts.sipp = await runSippUac(scenario, { target: `127.0.0.1:${infra.drachtio!.sipPort}`, number: CUSTOMER, rtpPort });
-    const id = (await within(s.marks.waitFor(null, 'invite_received'), 10000, () => 'the INVITE taken')).wacid; // an agent's call: its bridge id
-    await within(timeline.waitFor('provider_status'), 10000, () => 'RINGING from WhatsApp');
-    const live = (await (await api(s, '/api/calls/live', 'GET', ADMIN)).json()) as { calls: Array<{ id: string; state: string }> };
-    assert.equal(live.calls.find((c) => c.id === id)?.state, 'ringing', JSON.stringify(live));
-    const res = await api(s, `/api/calls/${id}/hangup`, 'POST', ADMIN);
-    assert.equal(res.status, 200);
-    assert.equal(await whenEnded(s.bridge, id), id);
-    assert.equal(await parts.sipp.done, 0, parts.sipp.proc.output.slice(-1500));
-    fs.rmSync(scenario, { force: true });
-    const row = await rows().CallRecord.findByPk(id);
-    assert.equal(row?.outcome, 'failed');
-    assert.equal(row?.hangup_by, 'bridge');
-    assert.equal(row?.error, 'ended by an operator');
-    assert.equal(row?.sip_final_code, 503);
-    const line = await tap.waitFor(/call ended by the bridge/, 5000);
-    assert.equal(line.reason, 'ended by an operator');
-    assert.equal(line.callId, id);
-  });
-
   it('an answered outbound call from an agent', async () => {
     parts.phone = new RtpPhone(1000, 440);
     const rtpPort = await parts.phone.start();
@@ -904,5 +870,50 @@ describe('CDR reporting API over real calls', function () {
       assert.ok(Math.abs(g.talk_seconds_total - talk) < 0.002, `${g.talk_seconds_total} vs ${talk}`);
       assert.ok(g.wait_seconds_avg! > 0 && g.wait_seconds_p90! >= g.wait_seconds_avg! - 1e-9);
     });
+  });
+});
+
+/** Ends an agent's call from the API while WhatsApp rings (its own calls: the block above counts its five). */
+describe('an operator ends an agent\'s call (real call)', function () {
+  this.timeout(90000);
+  const BUSINESS = '+6283100000902';
+  const CUSTOMER = '+6281300000902';
+  const parts2 = callParts();
+  const tokens = { ADMIN_API_TOKEN: ADMIN, REPORTING_API_TOKENS: READER };
+  const api = (s: TestStack, p: string, method = 'GET', token = READER) =>
+    fetch(`http://127.0.0.1:${s.bridge.httpPort}${p}`, { method, headers: { Authorization: `Bearer ${token}` } });
+
+  it('an operator hangs up an agent\'s call while WhatsApp rings: the agent gets 503, the CDR and the log say the operator ended it', async () => {
+    parts2.phone = new RtpPhone(1000, 440);
+    const rtpPort = await parts2.phone.start();
+    parts2.user = new WaUser(440, 1000);
+    const tap = new LogTap();
+    const s = (parts2.stack = await startStack({ SIP_TRUSTED_SOURCES: '127.0.0.0/8', WA_BUSINESS_NUMBER: BUSINESS, ...tokens, LOG_LEVEL: 'info' }, { logStream: tap }));
+    const timeline = new Timeline(s.bridge.cdr);
+    await grantPermanentPermission(s.bridge.permissions, BUSINESS, CUSTOMER);
+    const user = parts2.user;
+    s.sim.outboundScript = (call) => s.sim.rings(call, user); // rings, never answered
+    // The agent's phone names this test's business number (the stock scenario names the default one).
+    const scenario = path.join(os.tmpdir(), `wasb-uac-call-refused-${process.pid}.xml`);
+    const stock = fs.readFileSync(path.join(__dirname, '..', '..', 'test', 'sipp', 'uac-call-refused-503.xml'), 'utf8');
+    fs.writeFileSync(scenario, stock.replace(/X-WhatsApp-Business-Number: \S+/, `X-WhatsApp-Business-Number: ${BUSINESS}`));
+    parts2.sipp = await runSippUac(scenario, { target: `127.0.0.1:${infra.drachtio!.sipPort}`, number: CUSTOMER, rtpPort });
+    const id = (await within(s.marks.waitFor(null, 'invite_received'), 10000, () => 'the INVITE taken')).wacid; // an agent's call: its bridge id
+    await within(timeline.waitFor('provider_status'), 10000, () => 'RINGING from WhatsApp');
+    const live = (await (await api(s, '/api/calls/live', 'GET', ADMIN)).json()) as { calls: Array<{ id: string; state: string }> };
+    assert.equal(live.calls.find((c) => c.id === id)?.state, 'ringing', JSON.stringify(live));
+    const res = await api(s, `/api/calls/${id}/hangup`, 'POST', ADMIN);
+    assert.equal(res.status, 200);
+    assert.equal(await whenEnded(s.bridge, id), id);
+    assert.equal(await parts2.sipp.done, 0, parts2.sipp.proc.output.slice(-1500));
+    fs.rmSync(scenario, { force: true });
+    const row = await rows().CallRecord.findByPk(id);
+    assert.equal(row?.outcome, 'failed');
+    assert.equal(row?.hangup_by, 'bridge');
+    assert.equal(row?.error, 'ended by an operator');
+    assert.equal(row?.sip_final_code, 503);
+    const line = await tap.waitFor(/call ended by the bridge/, 5000);
+    assert.equal(line.reason, 'ended by an operator');
+    assert.equal(line.callId, id);
   });
 });
