@@ -10,7 +10,7 @@ import { RtpPhone } from './harness/rtp-phone';
 import { startSippUas } from './harness/sipp';
 import { WaUser } from './harness/wa-user';
 import { newWacid } from './harness/ycloud-sim';
-import { whenEnded } from './harness/watch';
+import { nextObserved, whenEnded } from './harness/watch';
 
 /**
  * Hostile input at POST /webhooks/ycloud against a real bridge: requests without a plausible signature,
@@ -55,15 +55,7 @@ function upload(port: number, headers: Record<string, string>, opts: { from?: st
 /** Resolves once the bridge is reading exactly `n` webhook bodies. */
 function whenReading(stack: TestStack, n: number): Promise<void> {
   if (stack.bridge.webhookIngress.slots.reading === n) return Promise.resolve();
-  const { observer } = stack.bridge;
-  return new Promise((resolve) => {
-    const on = (count: number) => {
-      if (count !== n) return;
-      observer.off('webhook-reads', on);
-      resolve();
-    };
-    observer.on('webhook-reads', on);
-  });
+  return nextObserved(stack.bridge, 'webhook-reads', (count) => count === n).then(() => undefined);
 }
 
 /** `n` stalled uploads from `from`, each with a fresh well-formed (forged) signature; resolves once all are being read. */

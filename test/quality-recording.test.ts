@@ -21,7 +21,7 @@ import { startSippUas } from './harness/sipp';
 import { callParts } from './harness/call-parts';
 import { sineFrame, toneShare } from './harness/tone';
 import { WaUser } from './harness/wa-user';
-import { whenEnded } from './harness/watch';
+import { nextObserved, whenEnded } from './harness/watch';
 
 const USER_TONE = 440;
 const AGENT_TONE = 1000;
@@ -115,13 +115,7 @@ describe('call quality and recording', function () {
     const gap = parts.phone!.heard.firstHeardAt! - heardAnnouncement.firstHeardAt!;
     assert.ok(gap > 700, `the agent heard the user only after the 1.5 s announcement (${gap.toFixed(0)} ms after the user heard it start)`);
     await new Promise((r) => setTimeout(r, 1000));
-    const finished = new Promise<string>((resolve) => {
-      const on = (id: string) => {
-        s.bridge.observer.off('recording-finished', on);
-        resolve(id);
-      };
-      s.bridge.observer.on('recording-finished', on);
-    });
+    const finished = nextObserved(s.bridge, 'recording-finished').then(([id]) => id);
     await s.sim.userHangsUp(wacid);
     const id = await whenEnded(s.bridge, wacid);
     assert.equal(await finished, id);

@@ -9,6 +9,7 @@ import { grantPermanentPermission } from './harness/permissions';
 import { header, pbxSdp, RawSip, SipMessage, token } from './harness/raw-sip';
 import { Timeline, until, within } from './harness/timeline';
 import { whenEnded } from './harness/watch';
+import { LogTap } from './harness/log-tap';
 
 const BUSINESS = '+6283138205150';
 const PHONE_ID = '461269257068831';
@@ -17,14 +18,6 @@ const PBX_ADDR = '127.0.0.1';
 const OUTSIDER_ADDR = '127.0.0.66';
 /** A proxy in front of the PBX that Record-Routes its calls (the PBX's Contact is elsewhere). */
 const PROXY_ADDR = '127.0.0.77';
-
-/** The bridge's log lines, as a pino destination. */
-class LogLines {
-  readonly lines: Array<Record<string, unknown>> = [];
-  write(chunk: string): void {
-    for (const raw of chunk.split('\n').filter(Boolean)) this.lines.push(JSON.parse(raw) as Record<string, unknown>);
-  }
-}
 
 /** A call's PBX dialog as anyone on the path sees it: ids, addresses, where in-dialog requests go. */
 interface SeenDialog { callId: string; pbxSide: string; bridgeSide: string; bridgeUri: string; cseq: number }
@@ -67,7 +60,7 @@ describe('SIP attacks from outsiders and hostile SDP (issue 17)', function () {
     return s;
   }
 
-  async function bridge(env: Record<string, string>, logStream?: LogLines): Promise<{ s: TestStack; rtp: NgTap }> {
+  async function bridge(env: Record<string, string>, logStream?: LogTap): Promise<{ s: TestStack; rtp: NgTap }> {
     rtp = new NgTap(infra.rtpengineNg!);
     const ng = await rtp.start();
     stack = await startStack({ RTPENGINE_NG: `${ng.host}:${ng.port}`, RTPENGINE_DTMF_LOG: '', ...env }, logStream ? { logStream } : {});
@@ -264,7 +257,7 @@ describe('SIP attacks from outsiders and hostile SDP (issue 17)', function () {
 
   it('untrusted INVITE floods from 49 addresses do not use up the trusted PBX\'s budget; refusals are logged bounded, numbers masked', async function () {
     this.timeout(90000);
-    const log = new LogLines();
+    const log = new LogTap();
     const { s } = await bridge({
       SIP_TRUSTED_SOURCES: '127.0.0.2', WA_BUSINESS_NUMBER: BUSINESS, WA_PHONE_ID: PHONE_ID, LOG_LEVEL: 'info',
       SIP_INVITE_RATE: '20', SIP_INVITE_BURST: '20', SIP_INVITE_RATE_PER_SOURCE: '8', SIP_INVITE_BURST_PER_SOURCE: '8',
@@ -304,14 +297,14 @@ describe('SIP attacks from outsiders and hostile SDP (issue 17)', function () {
     const floodAnswers = (await Promise.all(floods)).flat();
     const count = (rs: Array<SipMessage | null>, status: number | null) => rs.filter((r) => (r?.status ?? null) === status).length;
     const pbxAdmitted = pbxAnswers.filter((r) => r?.status === 403 && /permission/i.test(header(r, 'reason'))).length;
-    const refusalLines = log.lines.filter((l) => /INVITE refused|over the rate limit/.test(String(l.msg)));
+    const refusalLines = log.lines().filter((l) => /INVITE refused|over the rate limit/.test(String(l.msg)));
     console.log(`      PBX INVITEs: ${pbxAnswers.length} sent, ${pbxAdmitted} admitted (403 no permission), ${count(pbxAnswers, 503)} refused 503, ${count(pbxAnswers, null)} unanswered; `
       + `untrusted: ${floodAnswers.length} sent, ${count(floodAnswers, 403)} got 403, ${count(floodAnswers, 503)} got 503, ${count(floodAnswers, null)} unanswered; `
-      + `refusal log lines: ${refusalLines.length}; lines with the full dialled number: ${log.lines.filter((l) => JSON.stringify(l).includes(dialled.slice(1))).length}`);
+      + `refusal log lines: ${refusalLines.length}; lines with the full dialled number: ${log.lines().filter((l) => JSON.stringify(l).includes(dialled.slice(1))).length}`);
     assert.equal(pbxAdmitted, 19, 'every INVITE of the PBX was admitted');
     assert.equal(count(floodAnswers, 503), 0, 'untrusted INVITEs are refused before any rate limit');
     assert.ok(refusalLines.length <= 25, `refusal log lines bounded: ${refusalLines.length}`);
-    assert.equal(log.lines.filter((l) => JSON.stringify(l).includes(dialled.slice(1))).length, 0, 'no log line carries the dialled number');
+    assert.equal(log.lines().filter((l) => JSON.stringify(l).includes(dialled.slice(1))).length, 0, 'no log line carries the dialled number');
     assert.ok(refusalLines.some((l) => l.dialled === '***9999'), 'refusals name the number by its last 4 digits');
     assert.equal(s.sim.requests.filter((r) => r.path === '/calls/connect').length, 0);
   });

@@ -11,17 +11,10 @@ import { grantPermanentPermission } from './harness/permissions';
 import { parsePromText } from './harness/prom-text';
 import { refusalScenario, runSippUac, SippRun } from './harness/sipp';
 import { whenEnded } from './harness/watch';
+import { LogTap } from './harness/log-tap';
 
 const BUSINESS = '+6283138205150';
 const PHONE_ID = '461269257068831';
-
-/** The bridge's log lines, as a pino destination. */
-class LogLines {
-  readonly lines: Array<Record<string, unknown>> = [];
-  write(chunk: string): void {
-    for (const raw of chunk.split('\n').filter(Boolean)) this.lines.push(JSON.parse(raw) as Record<string, unknown>);
-  }
-}
 
 describe('start-up warning about the guard on agents\' calls out', () => {
   for (const [what, env, warned] of [
@@ -30,12 +23,12 @@ describe('start-up warning about the guard on agents\' calls out', () => {
     ['no address at all (no calls out)', {}, false],
   ] as const) {
     it(`${warned ? 'warns loudly' : 'says nothing'} when ${what} guards them`, async () => {
-      const log = new LogLines();
+      const log = new LogTap();
       const s = await startStack({ ...env, LOG_LEVEL: 'info' }, { logStream: log });
       await s.stop();
-      const line = log.lines.find((l) => /^SECURITY: calls to WhatsApp are guarded only by SIP_TRUSTED_SOURCES/.test(String(l.msg)));
+      const line = log.lines().find((l) => /^SECURITY: calls to WhatsApp are guarded only by SIP_TRUSTED_SOURCES/.test(String(l.msg)));
       if (!warned) return assert.equal(line, undefined);
-      assert.ok(line, `a warning was logged:\n${log.lines.map((l) => l.msg).join('\n')}`);
+      assert.ok(line, `a warning was logged:\n${log.lines().map((l) => l.msg).join('\n')}`);
       assert.equal(line.level, 40, 'at warn level');
       assert.match(String(line.msg), /SIP_AUTH_USERNAME and SIP_AUTH_PASSWORD/);
       assert.deepEqual(line.trustedSources, ['127.0.0.0/8']);

@@ -65,6 +65,11 @@ export interface CallEnded {
   endedAt: number | null;
 }
 
+/** A call known to have ended at WhatsApp before its offer was acted on (nothing more said of it). */
+export function endedBeforeOffer(call: CallRef): CallEnded {
+  return { kind: 'ended', wacid: call.wacid, phoneId: call.phoneId, cause: null, durationS: null, startedAt: null, endedAt: null };
+}
+
 /** A WhatsApp user's answer to a call-permission request (stored as it comes; PermissionStore works out its expiry). */
 export type PermissionReply = PermissionReplyRow;
 

@@ -5,7 +5,7 @@ import { assertUsableAudioSdp, firstAudioCodec, RELABELLED_EVENT_DURATION_FACTOR
 import { failureOf, PbxAnswer, PbxFailure, PbxLeg } from '../sip/pbx-leg';
 import { BridgedCall, EndOptions, SipFinal } from './bridged-call';
 import { CallDeps } from './call-deps';
-import { CallEnded, CallOffered, CallRef } from './call-events';
+import { CallEnded, CallOffered, CallRef, endedBeforeOffer } from './call-events';
 import { providerEndFields } from './cdr-fields';
 import { Admission } from './connect-admission';
 import { pbxLeg, whatsAppLeg } from './legs';
@@ -76,7 +76,7 @@ export class InboundCall extends BridgedCall {
   private async admitted(): Promise<boolean> {
     const a = await this.admission;
     if (a === 'duplicate') await this.discard('a repeated connect for a call already taken');
-    else if (a === 'ended') this.onWhatsAppEnded({ kind: 'ended', wacid: this.ref.wacid, phoneId: this.ref.phoneId, cause: null, durationS: null, startedAt: null, endedAt: null });
+    else if (a === 'ended') this.onWhatsAppEnded(endedBeforeOffer(this.ref));
     else if (typeof a === 'object') await this.end('failed', 'bridge', { error: a.unchecked });
     return a === 'go';
   }

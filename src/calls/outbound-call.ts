@@ -72,6 +72,7 @@ export class OutboundCall extends BridgedCall {
     this.rec.event('invite_received', { agent: call.agent, source: req.source_address });
     req.on('cancel', () => this.onPbxCancel());
   }
+
   /** Runs the call's set-up; never throws. */
   async run(): Promise<void> {
     const { permissions, config } = this.deps;

@@ -9,8 +9,6 @@ import { OutboundCall } from './outbound-call';
 export interface RegistryEvents {
   /** A call has ended and its CDR is written: `key` is its wacid (inbound) or bridge id (outbound). */
   'call-ended': [key: string, callId: string];
-  /** This node has taken the call with this wacid (events waiting elsewhere belong here). */
-  claimed: [wacid: string];
   /** The provider named an agent's call: its early events can now reach it. */
   named: [wacid: string, call: OutboundCall];
 }
@@ -51,7 +49,6 @@ export class CallRegistry extends TypedEmitter<RegistryEvents> implements LiveCa
     call.once('named', (wacid) => {
       this.unnamed.delete(call);
       this.outbound.set(wacid, call);
-      this.emit('claimed', wacid);
       this.emit('named', wacid, call);
     });
     call.once('ended', () => {

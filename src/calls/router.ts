@@ -3,7 +3,7 @@ import { EventContext, LeaveUnprocessed, storedEventContext } from './event-cont
 import { Logger } from '../log';
 import { Metrics } from '../metrics/metrics';
 import { TypedEmitter } from '../util/typed-emitter';
-import { CallAnswered, CallEnded, CallEvent, CallOffered, CallStatus, PermissionReplied, wacidOf } from './call-events';
+import { CallAnswered, CallEnded, CallEvent, CallOffered, CallStatus, endedBeforeOffer, PermissionReplied, wacidOf } from './call-events';
 import { providerEndFields } from './cdr-fields';
 import { CallDeps } from './call-deps';
 import { Admission, admitConnect } from './connect-admission';
@@ -104,7 +104,7 @@ export class CallRouter extends TypedEmitter<RouterEvents> {
     void admission.then((a) => a === 'go' && this.emit('claimed', offer.wacid));
     if (endedFirst) {
       log.info({ wacid: offer.wacid }, 'connect arrived after its terminate: not bridging');
-      call.onWhatsAppEnded({ kind: 'ended', wacid: offer.wacid, phoneId: offer.phoneId, cause: null, durationS: null, startedAt: null, endedAt: null });
+      call.onWhatsAppEnded(endedBeforeOffer(offer));
       return nothing;
     }
     if (!calls.accepts) return started(call.refuse('bridge is shutting down'));

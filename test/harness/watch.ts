@@ -1,4 +1,5 @@
 import { Bridge } from '../../src/app';
+import { Observations } from '../../src/observer';
 
 /**
  * What tests wait for, read from the bridge's observer (src/observer.ts) from the moment the bridge
@@ -32,14 +33,7 @@ class Watched {
 
   /** Events processed from now on, by id. */
   whenProcessed(eventId: string): Promise<void> {
-    return new Promise((resolve) => {
-      const on = (id: string) => {
-        if (id !== eventId) return;
-        this.bridge.observer.off('event-processed', on);
-        resolve();
-      };
-      this.bridge.observer.on('event-processed', on);
-    });
+    return nextObserved(this.bridge, 'event-processed', (id) => id === eventId).then(() => undefined);
   }
 
   private until<T>(get: () => T | null): Promise<T> {
@@ -79,4 +73,18 @@ export function watch(bridge: Bridge): Watched {
 /** Resolves with the CDR id once the call with this key has ended (the bridge must be watched from its start). */
 export function whenEnded(bridge: Bridge, key: string): Promise<string> {
   return watch(bridge).whenEnded(key);
+}
+
+/** The next observation of `event` (from now on) that passes `test`, with its arguments. */
+export function nextObserved<K extends keyof Observations & string>(
+  bridge: Bridge, event: K, test: (...args: Observations[K]) => boolean = () => true,
+): Promise<Observations[K]> {
+  return new Promise((resolve) => {
+    const on = (...args: Observations[K]) => {
+      if (!test(...args)) return;
+      bridge.observer.off(event, on);
+      resolve(args);
+    };
+    bridge.observer.on(event, on);
+  });
 }
