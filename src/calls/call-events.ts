@@ -20,15 +20,45 @@ export interface CarriedSdp {
   sdp: string;
 }
 
+/**
+ * Who a WhatsApp user is, as far as the provider says. Since 2026 a user may hide their number: then
+ * only a business-scoped user id (BSUID, e.g. `US.13491208655302741918`) and a profile name or
+ * username are known. The bridge addresses a user by their "address": the E.164 number when known,
+ * else the BSUID (both are valid SIP user parts, and both can be dialled back).
+ */
+export interface WhatsAppUser {
+  /** E.164, when the provider gives it. */
+  number: string | null;
+  /** The business-scoped user id (BSUID), when the provider gives it. */
+  userId: string | null;
+  /** The WhatsApp profile name (the SIP display name toward the PBX). */
+  profileName: string | null;
+  /** The user's WhatsApp username (without @), when they have one. */
+  username: string | null;
+}
+
+/** A BSUID: two-letter country code, a period, up to 128 letters and digits (or `CC.ENT.digits`). */
+export const BSUID = /^[A-Z]{2}\.(ENT\.)?[A-Za-z0-9]{1,128}$/;
+
+/** The user's address: their E.164 number, else their BSUID. */
+export function userAddress(u: Pick<WhatsAppUser, 'number' | 'userId'>): string | null {
+  return u.number ?? u.userId;
+}
+
 /** A WhatsApp user calls the business: their offer. */
 export interface CallOffered extends CallRef, CarriedSdp {
   kind: 'offered';
-  /** The WhatsApp user's number (E.164). */
+  /** The WhatsApp user's address: E.164 number, or the BSUID when no number is known (see WhatsAppUser). */
   from: string;
   /** The business number (E.164). */
   to: string;
   /** When the user dialled (ms since the epoch), when the provider says. */
   dialTime: number | null;
+  /** The caller as far as known (number, BSUID, profile name, username). */
+  user: WhatsAppUser;
+  /** Which call button (CTA) or deep link the user called from, when the provider says (Meta). */
+  ctaPayload: string | null;
+  deeplinkPayload: string | null;
 }
 
 /** The WhatsApp user's phone took the business's call: their answer to the bridge's offer. */
@@ -36,8 +66,10 @@ export interface CallAnswered extends CallRef, CarriedSdp {
   kind: 'answered';
   /** The business number (E.164). */
   from: string;
-  /** The WhatsApp user's number (E.164). */
+  /** The WhatsApp user's address (E.164 number, else BSUID). */
   to: string;
+  /** What the bridge gave the provider with the connect (Meta's biz_opaque_callback_data), echoed back. */
+  context: string | null;
 }
 
 /** Where a business-initiated call stands at the WhatsApp user's end. */
@@ -46,6 +78,8 @@ export type CallProgress = 'ringing' | 'accepted' | 'rejected' | 'other';
 export interface CallStatus {
   kind: 'status';
   wacid: string;
+  /** The business number's id at the provider, when the event names it. */
+  phoneId: string | null;
   progress: CallProgress;
   /** The provider's own word for it (kept in the timeline). */
   status: string;
@@ -79,11 +113,43 @@ export interface PermissionReplied {
   reply: PermissionReply | { error: string };
 }
 
+/**
+ * A file WhatsApp made of a call, ready to download for a short while (Meta: per-call recording and
+ * transcription, a voicemail left after a missed call). The adapter's fetchMedia brings it in.
+ */
+export interface CallMediaAvailable {
+  kind: 'media_available';
+  wacid: string;
+  phoneId: string | null;
+  media: 'recording' | 'transcription' | 'voicemail';
+  /** The provider's media id (fetchMedia's argument). */
+  mediaId: string;
+  /** A direct download URL when the event carries one (short-lived). */
+  url: string | null;
+  mimeType: string | null;
+  sha256: string | null;
+}
+
+/** Something about the business account or a number (Meta: account_update, account_settings_update). */
+export interface AccountNotice {
+  kind: 'account_notice';
+  /** The number it is about, when it names one. */
+  phoneId: string | null;
+  /** The provider's field (account_update, account_settings_update). */
+  field: string;
+  /** The provider's event (ACCOUNT_VIOLATION, ACCOUNT_RESTRICTION, ...) or "settings_changed". */
+  event: string;
+  /** How serious: a restriction stops calls; a warning does not yet. */
+  severity: 'restriction' | 'warning' | 'info';
+  /** The provider's own words, kept as sent (bounded). */
+  detail: unknown;
+}
+
 /** Every event the calls act on. */
-export type CallEvent = CallOffered | CallAnswered | CallStatus | CallEnded | PermissionReplied;
+export type CallEvent = CallOffered | CallAnswered | CallStatus | CallEnded | PermissionReplied | CallMediaAvailable | AccountNotice;
 
 /** The call an event is about (its lane and its node), or null for events about no call. */
 export function wacidOf(event: CallEvent | null): string | null {
-  if (!event || event.kind === 'permission_reply') return null;
+  if (!event || event.kind === 'permission_reply' || event.kind === 'account_notice') return null;
   return event.wacid;
 }

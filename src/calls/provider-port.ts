@@ -15,13 +15,59 @@ export interface WhatsAppProvider {
   reject(call: CallRef): Promise<void>;
   /** Ends an accepted call (or a business-initiated one). Safe to repeat. */
   terminate(call: CallRef): Promise<void>;
-  /** Places a business-initiated call with the bridge's offer; the wacid when the answer carries it (else the next webhook does). Sent once. */
-  connect(call: { from: string; to: string; sdpOffer: string }): Promise<{ wacid: string | null }>;
-  /** Asks a WhatsApp user for permission to call them; the message id when the provider gives one. */
-  requestPermission(from: string, to: string, body: PermissionRequestBody): Promise<{ messageId: string | null }>;
+  /**
+   * Places a business-initiated call with the bridge's offer; the wacid when the answer carries it (else
+   * the next webhook does). Sent once. `to` is the user's address: E.164, or a BSUID (Meta's `recipient`;
+   * an adapter that cannot call a BSUID throws a ProviderError with httpStatus 400).
+   */
+  connect(call: ConnectRequest): Promise<{ wacid: string | null }>;
+  /** Asks a WhatsApp user (E.164 or BSUID) for permission to call them; the message id when the provider gives one. */
+  requestPermission(from: BusinessLine, to: string, body: PermissionRequestBody): Promise<{ messageId: string | null }>;
+  /**
+   * The provider's own view of the permission to call a user (Meta: GET /call_permissions), read before
+   * an agent's call so the agent gets the precise refusal without spending a request; null when the
+   * provider has no such read (YCloud). Safe to repeat.
+   */
+  permissionState(from: BusinessLine, to: string): Promise<RemotePermission | null>;
+  /** A call's recording, transcription or voicemail, downloaded (bounded in time and size). Safe to repeat. */
+  fetchMedia(from: BusinessLine, media: { mediaId: string; url: string | null }): Promise<{ body: Buffer; mimeType: string }>;
   /** The number's calling settings as the provider returns them. Safe to repeat. */
-  getCallingSettings(account: string, phoneNumber: string): Promise<unknown>;
-  updateCallingSettings(account: string, phoneNumber: string, settings: Record<string, unknown>): Promise<unknown>;
+  getCallingSettings(line: BusinessLine): Promise<unknown>;
+  updateCallingSettings(line: BusinessLine, settings: Record<string, unknown>): Promise<unknown>;
+}
+
+/** A business number as the provider's requests name it: YCloud by E.164 and WABA id, Meta by phone number id. */
+export interface BusinessLine {
+  /** E.164. */
+  number: string;
+  /** The phone number id at the provider (null: not configured, and no webhook named it yet). */
+  phoneId: string | null;
+  /** The WhatsApp Business Account id (YCloud's settings need it). */
+  wabaId: string | null;
+}
+
+export interface ConnectRequest {
+  from: BusinessLine;
+  /** The user's address: E.164 (`+...`) or a BSUID. */
+  to: string;
+  sdpOffer: string;
+  /**
+   * Echoed back by the provider in the call's webhooks, when it can (Meta's biz_opaque_callback_data,
+   * at most 512 characters): the bridge's call id, and the agent's X-WhatsApp-Context.
+   */
+  context: string | null;
+}
+
+/** The provider's view of a call permission (Meta's GET /call_permissions). */
+export interface RemotePermission {
+  status: 'no_permission' | 'temporary' | 'permanent';
+  /** When a temporary permission ends. */
+  expiresAt: Date | null;
+  /** Whether a call may be started now (start_call), and a permission request sent now. */
+  canCall: boolean | null;
+  canRequest: boolean | null;
+  /** The tightest request quota: used of allowed, in which period, until when. */
+  requestQuota: { used: number; allowed: number; period: string; resetsAt: Date | null } | null;
 }
 
 export type PermissionRequestBody =

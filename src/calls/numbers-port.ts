@@ -1,0 +1,43 @@
+import { MediaPlan } from '../media/profiles';
+import { BusinessLine, WhatsAppProvider } from './provider-port';
+
+/**
+ * One business number as the calls use it: who carries it (provider account and adapter), how the
+ * provider names it, and where its calls go on the PBX. Made by src/numbers from NUMBERS_FILE (or, for a
+ * single-number deployment, from the environment); the calls never read a provider's settings.
+ */
+export interface NumberRoute {
+  /** The number's name in the numbers file ("sales", "support-de"); "default" for the environment's one. */
+  name: string;
+  /** How the provider's requests name the number. */
+  line: BusinessLine;
+  /** The provider account's name: also its webhook path, POST /webhooks/<providerName>. */
+  providerName: string;
+  /** The provider's kind, as CDRs and metrics name it: "ycloud", "meta". */
+  providerKind: string;
+  provider: WhatsAppProvider;
+  pbx: {
+    /** The SIP URIs a WhatsApp user's call to this number is offered to, in order (failover). */
+    targets: string[];
+    /** The Request-URI user toward the PBX (a queue's extension); null: the business number. */
+    requestUser: string | null;
+  };
+  /** The rtpengine parameters of this number's calls (its PBX codecs and codec policy). */
+  plan: MediaPlan;
+  /** Whether this number's calls are recorded (needs RECORDING=all on the bridge). */
+  recording: boolean;
+}
+
+/** The business numbers this bridge serves (reloaded on SIGHUP: a call keeps the route it started with). */
+export interface NumberDirectory {
+  /**
+   * The number a provider's webhook names by its phone number id (or, failing that, by its E.164
+   * number); else the provider's catch-all number when one is set; else null (the call is refused).
+   */
+  forWebhook(providerName: string, phoneId: string, e164: string | null): NumberRoute | null;
+  /** The number with this E.164, on any provider. */
+  byNumber(e164: string): NumberRoute | null;
+  /** The number agents call from when their INVITE names none (X-WhatsApp-Business-Number). */
+  agentDefault(): NumberRoute | null;
+  all(): NumberRoute[];
+}
