@@ -5,7 +5,6 @@ import Router from '@koa/router';
 import { AgentCalls } from './calls/agent-calls';
 import { CallDeps } from './calls/call-deps';
 import { PermissionStore } from './calls/permissions';
-import { WhatsAppProvider } from './calls/provider-port';
 import { CallRegistry } from './calls/registry';
 import { CallRouter } from './calls/router';
 import { OutboundGate, outboundGuardWarning } from './sip/outbound-invites';
@@ -31,8 +30,8 @@ import { ActiveExports } from './reports/export-stream';
 import { Logger } from './log';
 import { Recorder } from './recording/recorder';
 import { RtpEngine } from './media/rtpengine';
-import { YCloudClient } from './providers/ycloud/client';
-import { YCloudWebhooks } from './providers/ycloud/webhook-source';
+import { Numbers } from './numbers/directory';
+import { MediaFetcher } from './recording/media-fetcher';
 import { SipCore } from './sip/drachtio';
 import { SipPolicy, sipPolicyFor } from './sip/sip-policy';
 import { answerOptions, PbxTargetMonitor } from './sip/options';
@@ -80,10 +79,11 @@ export class Bridge {
   readonly reportExports = new ActiveExports();
   readonly sip: SipCore;
   readonly rtp: RtpEngine;
-  /** The WhatsApp side (YCloud's API): the actions the calls take. */
-  readonly provider: WhatsAppProvider;
-  /** YCloud's webhooks: their signature and event shapes. */
-  private readonly webhookSource: YCloudWebhooks;
+  /**
+   * The business numbers and their provider accounts (YCloud, Meta): each number's provider adapter,
+   * webhook source and PBX route. From NUMBERS_FILE (reloaded on SIGHUP) or the environment's one number.
+   */
+  readonly numbers: Numbers;
   /** The calls in progress on this node. */
   readonly calls: CallRegistry;
   /** Call events to their calls (a WhatsApp user's call starts there). */
@@ -104,6 +104,8 @@ export class Bridge {
   readonly plan: MediaPlan;
   /** RECORDING=all: turns each call's rtpengine recording into its audio file; null otherwise. */
   readonly recorder: Recorder | null;
+  /** RECORDING=all: brings in the recordings, transcripts and voicemails the provider makes of calls; null otherwise. */
+  readonly mediaFetcher: MediaFetcher | null;
   private server: http.Server | null = null;
   /** What the HTTP side serves once started ("METHOD /path"), e.g. to check it against the OpenAPI document. */
   httpRoutes: string[] = [];
@@ -131,28 +133,34 @@ export class Bridge {
     this.plan = new MediaPlan({ interfaces: config.rtpengine.interfaces, pbxCodecs: config.pbx.codecs, pbxSrtp: config.pbx.srtp, codecPolicy: config.media.codecPolicy });
     this.recorder = config.recording.enabled ? new Recorder(config.recording, this.rtp, this.cdr, log) : null;
     this.recorder?.on('finished', (callId: string, file: string) => this.observer.tell('recording-finished', callId, file));
-    this.provider = new YCloudClient({ baseUrl: config.ycloud.apiBaseUrl, apiKey: config.ycloud.apiKey, timeoutMs: config.ycloud.timeoutMs }, this.metrics);
-    this.webhookSource = new YCloudWebhooks(config.ycloud.webhookSecret, config.ycloud.webhookToleranceSeconds);
-    this.permissions = new PermissionStore(this.db.permissions, this.provider, log, this.metrics);
-    this.targets = new PbxTargetMonitor(this.sip.srf, config.pbx.targets, {
+    this.numbers = Numbers.load(config, { metrics: this.metrics, log, plan: this.plan });
+    this.permissions = new PermissionStore(this.db.permissions, log, this.metrics);
+    this.targets = new PbxTargetMonitor(this.sip.srf, this.numbers.pbxTargets(), {
       intervalMs: config.pbx.optionsPingMs, timeoutMs: config.pbx.responseTimeoutMs, canPing: () => this.sip.ready,
     }, log, this.metrics);
     // SIP refusals (untrusted INVITEs, outsiders' requests in calls) are logged at most 20 per 10 s.
     const sipRefusals = new RefusalLog(log);
     this.sipPolicy = sipPolicyFor(config, this.sip, () => this.httpPort, sipRefusals);
     const callDeps: CallDeps = {
-      config, provider: this.provider, rtp: this.rtp, plan: this.plan, srf: this.sip.srf, cdr: this.cdr, log, marks: this.marks, metrics: this.metrics,
-      recorder: this.recorder, sipPolicy: this.sipPolicy, permissions: this.permissions, canDial: () => this.sip.ready, targets: () => this.targets.ordered(),
+      config, numbers: this.numbers, rtp: this.rtp, plan: this.plan, srf: this.sip.srf, cdr: this.cdr, log, marks: this.marks, metrics: this.metrics,
+      recorder: this.recorder, sipPolicy: this.sipPolicy, permissions: this.permissions, canDial: () => this.sip.ready, orderTargets: (t) => this.targets.orderOf(t),
     };
     this.calls = new CallRegistry();
     this.calls.on('call-ended', (key, id) => this.observer.tell('call-ended', key, id));
-    this.router = new CallRouter({ calls: this.calls, callDeps, cdr: this.cdr, permissions: this.permissions, metrics: this.metrics, log });
+    this.mediaFetcher = config.recording.enabled ? new MediaFetcher({ media: this.db.media, dir: config.recording.outputDir, log }) : null;
+    this.router = new CallRouter({
+      calls: this.calls, callDeps, cdr: this.cdr, permissions: this.permissions, media: this.mediaFetcher, notices: this.db.notices, metrics: this.metrics, log,
+    });
     this.agentCalls = new AgentCalls({
-      config, calls: this.calls, callDeps, gate: new OutboundGate(config.outbound, log, this.metrics, sipRefusals),
+      config, calls: this.calls, callDeps,
+      gate: new OutboundGate(config.outbound, log, this.metrics, sipRefusals, () => {
+        const n = this.numbers.agentDefault();
+        return n ? { number: n.line.number, phoneId: n.line.phoneId } : null;
+      }),
       rate: new InviteRateLimiter(config.outbound.limits), metrics: this.metrics, log,
     });
     this.events = new EventPipeline({
-      webhookEvents: this.db.webhookEvents, nodeId: config.nodeId, log, handle: (e, ctx) => this.router.handle(e, ctx), decode: (payload) => this.webhookSource.decodeStored(payload),
+      webhookEvents: this.db.webhookEvents, nodeId: config.nodeId, log, handle: (e, ctx) => this.router.handle(e, ctx), decode: (account, payload) => this.numbers.source(account)?.decodeStored(payload) ?? null,
     });
     this.events.on('processed', (id, type, ok, actedOn) => {
       if (actedOn) this.metrics.webhookEvent(type, ok ? 'processed' : 'error');
@@ -166,7 +174,7 @@ export class Bridge {
     this.router.on('unplaced', (eventId, wacid) => tell({ kind: 'event', from: config.nodeId, eventId, wacid }));
     this.router.on('claimed', (wacid) => tell({ kind: 'claimed', from: config.nodeId, wacid }));
     this.recovery = new OrphanRecovery({
-      cdr: this.cdr, provider: this.provider, rtp: this.rtp, srf: this.sip.srf, canSip: () => this.sip.ready, nodeId: config.nodeId,
+      cdr: this.cdr, provider: (account) => this.numbers.account(account ?? this.numbers.defaultAccount()), rtp: this.rtp, srf: this.sip.srf, canSip: () => this.sip.ready, nodeId: config.nodeId,
       sipTimeoutMs: config.pbx.requestTimeoutMs, log,
     });
     this.nodes = new NodeRegistry(this.db.nodes, { nodeId: config.nodeId, ...config.cluster }, log, (dead) => this.takeOver(dead).then(() => undefined));
@@ -204,6 +212,16 @@ export class Bridge {
     return { calls, events, replayed: done };
   }
 
+  /**
+   * SIGHUP: reads NUMBERS_FILE again. A file that fails its checks changes nothing (every problem is
+   * logged and returned); calls in progress keep the route they started with.
+   */
+  reloadNumbers(): { ok: true; numbers: number } | { ok: false; problems: string[] } {
+    const r = this.numbers.reload();
+    if (r.ok) this.targets.setTargets(this.numbers.pbxTargets());
+    return r;
+  }
+
   get httpPort(): number {
     return (this.server?.address() as AddressInfo | null)?.port ?? 0;
   }
@@ -229,7 +247,7 @@ export class Bridge {
     this.retention.start();
     const app = createHttpApp(
       [metricsRoutes({ metrics: this.metrics, token: this.config.metrics.token, log: this.log }), webhookRoutes({
-        source: this.webhookSource,
+        source: (account) => this.numbers.source(account),
         log: this.log,
         marks: this.marks,
         ingest: (e) => this.events.ingest(e),
@@ -241,10 +259,8 @@ export class Bridge {
         reportingTokens: this.config.admin.reportingTokens,
         log: this.log,
       }), adminRoutes({
-        wabaId: this.config.admin.wabaId,
-        defaultBusinessNumber: this.config.outbound.defaultBusinessNumber,
         permissions: this.permissions,
-        provider: this.provider,
+        numbers: this.numbers,
         log: this.log,
       }), callsApiRoutes({
         reports: new ReportStore(this.reportingDb, this.config.reporting.statementTimeoutMs),
@@ -328,10 +344,10 @@ export class Bridge {
    * own timeout, then writes the CDR.
    */
   private get stopBounds() {
-    const { ycloud, rtpengine, pbx, database } = this.config;
+    const { rtpengine, pbx, database } = this.config;
     return {
       pings: pbx.responseTimeoutMs + 500,
-      calls: Math.max(ycloud.timeoutMs, rtpengine.timeoutMs, pbx.requestTimeoutMs) + database.timeoutMs + 1000,
+      calls: Math.max(this.numbers.maxTimeoutMs(), rtpengine.timeoutMs, pbx.requestTimeoutMs) + database.timeoutMs + 1000,
       http: 2000,
       recording: database.timeoutMs,
       // The retention sweep's statement in flight.

@@ -45,6 +45,12 @@ async function main(): Promise<void> {
   };
   process.on('SIGTERM', () => stop('SIGTERM'));
   process.on('SIGINT', () => stop('SIGINT'));
+  // SIGHUP: the numbers file again (a bad file changes nothing; its problems are logged).
+  process.on('SIGHUP', () => {
+    const r = bridge.reloadNumbers();
+    if (r.ok) log.info({ numbers: r.numbers }, 'numbers reloaded (SIGHUP)');
+    else log.error({ problems: r.problems }, 'numbers file refused on SIGHUP: the numbers in use are kept');
+  });
   await bridge.start();
 }
 

@@ -7,7 +7,6 @@ import { connectDatabase } from '../src/cdr/db';
 import { PermissionStore } from '../src/calls/permissions';
 import { PermissionRecords } from '../src/cdr/permission-records';
 import { createLogger } from '../src/log';
-import { YCloudClient } from '../src/providers/ycloud/client';
 import { bridgeEnv, startStack, TestStack } from './harness/bridge';
 import { BridgeProcess } from './harness/bridge-process';
 import { DrachtioServer, findDrachtio, startDrachtio } from './harness/drachtio';
@@ -37,7 +36,7 @@ async function readyz(port: number): Promise<{ status: number; body: { ok: boole
 
 async function grantPermission(): Promise<void> {
   const db = connectDatabase(infra.databaseUrl);
-  const store = new PermissionStore(new PermissionRecords(db), new YCloudClient({ baseUrl: 'http://127.0.0.1:9', apiKey: 'unused', timeoutMs: 100 }), createLogger('silent'));
+  const store = new PermissionStore(new PermissionRecords(db), createLogger('silent'));
   await grantPermanentPermission(store, BUSINESS, CUSTOMER);
   await db.close();
 }

@@ -19,6 +19,8 @@ import { LegState, PbxLegState, WhatsAppLegState } from './legs';
 import { LiveCall } from './live';
 import { RecoveryInfo } from './recovery-info';
 import { PbxSession } from './pbx-session';
+import { NumberRoute } from './numbers-port';
+import { MediaPlan } from '../media/profiles';
 
 export interface CallEvents {
   /** The provider named the call (an agent's call: calls/connect answered, or its first webhook). */
@@ -65,6 +67,8 @@ export abstract class BridgedCall extends TypedEmitter<CallEvents> {
     protected readonly wa: LegState<WhatsAppLegState>,
     protected readonly pbx: LegState<PbxLegState>,
     keep?: Promise<boolean>,
+    /** The business number's route, when known at the start (an agent's call finds it in run()). */
+    protected route: NumberRoute | null = null,
   ) {
     super();
     // Every line of the call carries callId, and wacid / sipCallId once known (setCallLogFields).
@@ -167,16 +171,26 @@ export abstract class BridgedCall extends TypedEmitter<CallEvents> {
     this.timers.add(t);
   }
 
+  /** The rtpengine parameters of this call: its number's (codecs, policy), else the bridge's. */
+  protected get plan(): MediaPlan {
+    return this.route?.plan ?? this.base.plan;
+  }
+
+  /** The codecs this call's PBX leg may use. */
+  protected get pbxCodecs(): string[] {
+    return this.plan.pbxCodecs;
+  }
+
   /** The call's media, on the rtpengine that has the fewest calls (see RtpEngine.pick). */
   protected allocateMedia(): CallMedia {
     const ng = this.base.rtp.pick();
-    this.media = new CallMedia(this.base.rtp, this.base.plan, ng, this.id);
+    this.media = new CallMedia(this.base.rtp, this.plan, ng, this.id);
     this.noteRecovery({ rtpengine: ngAddressText(ng) });
     return this.media;
   }
 
   /** The PBX leg is up: from now on a PbxSession answers whatever the PBX does in its dialog. */
-  protected openSession(dialog: Srf.Dialog, callerNumber: string): void {
+  protected openSession(dialog: Srf.Dialog, callerNumber: string, callerName: string | null): void {
     const { pbx, media } = this.base.config;
     const sip = dialogIds(dialog);
     if (sip) this.noteRecovery({ sip });
@@ -186,6 +200,7 @@ export abstract class BridgedCall extends TypedEmitter<CallEvents> {
       lostDialogs: this.base.sipPolicy.lostDialogs,
       log: this.log,
       callerNumber,
+      callerName,
       keepalive: { file: media.holdFile, pollMs: media.keepalivePollMs, quietPolls: Math.max(1, Math.ceil(media.keepaliveAfterMs / media.keepalivePollMs)) },
       dtmfMode: pbx.dtmfMode,
       transferRefusePattern: pbx.transferRefusePattern,
@@ -244,7 +259,7 @@ export abstract class BridgedCall extends TypedEmitter<CallEvents> {
 
   private startRecording(): void {
     const { recorder } = this.base;
-    if (!recorder || !this.media || this.recording) return;
+    if (!recorder || !this.media || this.recording || this.route?.recording === false) return;
     const ng = this.media.ng;
     this.recording = recorder.begin(ng, this.id).then(() => {
       this.rec.event('recording_started');

@@ -9,17 +9,17 @@ import { Metrics } from '../metrics/metrics';
 import { Recorder } from '../recording/recorder';
 import { SipPolicy } from '../sip/sip-policy';
 import { PermissionStore } from './permissions';
-import { WhatsAppProvider } from './provider-port';
+import { NumberDirectory } from './numbers-port';
 
 /** What every call needs from the bridge, either direction: one object, made once per bridge. */
 export interface CallDeps {
   config: Pick<Config, 'pbx' | 'nodeId' | 'media' | 'publicIp' | 'recording' | 'database' | 'outbound'>;
-  /** The WhatsApp side: pre-accept, accept, reject, terminate, connect, permission requests. */
-  provider: WhatsAppProvider;
+  /** The business numbers: each one's provider (pre-accept, accept, connect, ...) and PBX route. */
+  numbers: NumberDirectory;
   /** Records calls from their acceptance (RECORDING=all); null: calls are not recorded. */
   recorder: Recorder | null;
   rtp: RtpEngine;
-  /** The ng parameters of every offer and answer (interfaces, transport, codecs). */
+  /** The ng parameters of a call no number's route names (interfaces, transport, the bridge's PBX codecs). */
   plan: MediaPlan;
   srf: Srf;
   cdr: CdrStore;
@@ -31,6 +31,6 @@ export interface CallDeps {
   permissions: PermissionStore;
   /** False while drachtio-server is unreachable: new calls are refused rather than left hanging. */
   canDial: () => boolean;
-  /** PBX targets in the order to try them now (targets that fail OPTIONS pings go last). */
-  targets: () => string[];
+  /** A route's PBX targets in the order to try them now (targets that fail OPTIONS pings go last). */
+  orderTargets: (targets: string[]) => string[];
 }

@@ -1,5 +1,16 @@
 import { CallFields } from '../cdr/store';
-import { CallEnded } from './call-events';
+import { CallEnded, WhatsAppUser } from './call-events';
+import { NumberRoute } from './numbers-port';
+
+/** Which configured number and provider account carried a call (null: no number on this bridge had it). */
+export function routeFields(route: NumberRoute | null): CallFields {
+  return route ? { provider: route.providerName, provider_kind: route.providerKind, number_name: route.name } : {};
+}
+
+/** Who the WhatsApp user is beyond their address: BSUID, profile name, username. */
+export function userFields(u: WhatsAppUser): CallFields {
+  return { user_id: u.userId, profile_name: u.profileName, username: u.username };
+}
 
 /** What the provider says about a call's end, as CDR columns. */
 export function providerEndFields(t: CallEnded): CallFields {

@@ -7,7 +7,7 @@ const KEEP_MS = 2 * 60 * 1000;
 const MAX_WACIDS = 10_000;
 const MAX_PER_WACID = 20;
 
-export interface EarlyEvent { id: string; type: string; event: CallEvent }
+export interface EarlyEvent { id: string; type: string; provider: string; event: CallEvent }
 
 /**
  * Events that came before their call is known here (a terminate overtaking its connect; a status

@@ -1,6 +1,8 @@
 /** What processing an event is told about it. */
 export interface EventContext {
   eventId: string;
+  /** The provider account the event came from (its webhook path, POST /webhooks/<provider>). */
+  provider: string;
   /** The provider's event type (metrics, logs). */
   type: string;
   arrivedAt: number;
@@ -17,8 +19,8 @@ export interface EventContext {
 }
 
 /** The context of an event read back from webhook_events (replayed, offered by another node, buffered). */
-export function storedEventContext(eventId: string, type: string, receivedAt = new Date()): EventContext {
-  return { eventId, type, arrivedAt: performance.now(), stored: Promise.resolve(true), replay: true, receivedAt };
+export function storedEventContext(eventId: string, type: string, provider: string, receivedAt = new Date()): EventContext {
+  return { eventId, type, provider, arrivedAt: performance.now(), stored: Promise.resolve(true), replay: true, receivedAt };
 }
 
 /**

@@ -6,11 +6,13 @@ import { failureOf, PbxAnswer, PbxFailure, PbxLeg } from '../sip/pbx-leg';
 import { BridgedCall, EndOptions, SipFinal } from './bridged-call';
 import { CallDeps } from './call-deps';
 import { CallEnded, CallOffered, CallRef, endedBeforeOffer } from './call-events';
-import { providerEndFields } from './cdr-fields';
+import { providerEndFields, routeFields, userFields } from './cdr-fields';
 import { Admission } from './connect-admission';
 import { pbxLeg, whatsAppLeg } from './legs';
 import { outcomeOfPbxFailure, shouldFailover } from './outcome';
-import { ProviderError } from './provider-port';
+import { ProviderError, WhatsAppProvider } from './provider-port';
+import { NumberRoute } from './numbers-port';
+import { safeHeaderValue } from '../sip/pbx-leg';
 
 export class NotReadyError extends Error {
   constructor(message: string) {
@@ -33,9 +35,19 @@ export class InboundCall extends BridgedCall {
   /** How the provider names this call in every request about it. */
   readonly ref: CallRef;
 
-  constructor(private readonly deps: CallDeps, readonly connect: CallOffered, private readonly admission: Promise<Admission> = Promise.resolve('go')) {
+  /**
+   * `route`: the business number called (its PBX route, codecs, recording), null when no number on
+   * this bridge has the phone id (the call is refused); `provider`: the account the offer came from.
+   */
+  constructor(
+    private readonly deps: CallDeps,
+    readonly connect: CallOffered,
+    override readonly route: NumberRoute | null,
+    private readonly provider: WhatsAppProvider,
+    private readonly admission: Promise<Admission> = Promise.resolve('go'),
+  ) {
     // Its CDR is written only once the connect is known to be this call's first (see Admission).
-    super(deps, deps.log, whatsAppLeg('offered'), pbxLeg('idle'), admission.then((a) => a !== 'duplicate'));
+    super(deps, deps.log, whatsAppLeg('offered'), pbxLeg('idle'), admission.then((a) => a !== 'duplicate'), route);
     this.ref = { phoneId: connect.phoneId, wacid: connect.wacid };
     setCallLogFields(this.log, { wacid: connect.wacid });
     // The row exists before anything else is queued for it, so no later write can miss it.
@@ -45,6 +57,10 @@ export class InboundCall extends BridgedCall {
       phone_id: connect.phoneId,
       business_number: connect.to,
       customer_number: connect.from,
+      ...routeFields(route),
+      ...userFields(connect.user),
+      cta_payload: connect.ctaPayload,
+      deeplink_payload: connect.deeplinkPayload,
       state: 'offered',
       offered_at: new Date(),
       node_id: deps.config.nodeId,
@@ -104,13 +120,13 @@ export class InboundCall extends BridgedCall {
     // Nothing from the PBX leg reaches the WhatsApp user before accept has returned 200. And rtpengine
     // would pass on the caller's digits with a sixth of their length: the bridge sends each one itself,
     // with its real length (RFC 4733) or by INFO, from rtpengine's DTMF log.
-    const { pbxOffer, waAnswer } = await this.allocateMedia().offerFromWhatsApp(c.sdp, this.deps.config.pbx.codecs);
+    const { pbxOffer, waAnswer } = await this.allocateMedia().offerFromWhatsApp(c.sdp, this.pbxCodecs);
     this.pbxOffer = pbxOffer;
     this.checkWhatsAppAddresses(waAnswer);
     this.relayDigits({ inject: this.deps.config.pbx.dtmfMode === 'rfc4733', durationFactor: RELABELLED_EVENT_DURATION_FACTOR });
     if (!(await this.admitted()) || this.isEnding || this.waEnded) return;
     this.deps.marks.mark(c.wacid, 'preaccept_sent');
-    await this.deps.provider.preAccept(this.ref, waAnswer);
+    await this.provider.preAccept(this.ref, waAnswer);
     if (this.isEnding) return;
     this.moveWa('pre_accepted');
     this.transition('pre_accepted', { pre_accepted_at: new Date(), wa_codec: firstAudioCodec(c.sdp) });
@@ -118,7 +134,8 @@ export class InboundCall extends BridgedCall {
 
   private async dialPbx(): Promise<void> {
     const { config, srf } = this.deps;
-    const targets = this.deps.targets();
+    const route = this.route!;
+    const targets = this.deps.orderTargets(route.pbx.targets);
     this.timer(config.pbx.noAnswerTimeoutMs, () => {
       if (this.inCall || this.inState('answered', 'early_media')) return;
       this.movePbx('no_answer');
@@ -127,7 +144,7 @@ export class InboundCall extends BridgedCall {
     });
 
     for (let i = 0; i < targets.length; i++) {
-      const target = requestUri(targets[i]!, this.connect.to);
+      const target = requestUri(targets[i]!, route.pbx.requestUser ?? this.connect.to);
       const leg = (this.leg = new PbxLeg(srf, this.deps.metrics));
       if (this.waEnded) return this.end('caller_hangup', 'whatsapp');
       this.movePbx('inviting');
@@ -141,6 +158,7 @@ export class InboundCall extends BridgedCall {
           target,
           fromNumber: this.connect.from,
           fromHost: hostOf(target),
+          displayName: this.connect.user.profileName ?? this.connect.user.username,
           sdp: this.pbxOffer,
           responseTimeoutMs: config.pbx.responseTimeoutMs,
           auth: config.pbx.auth,
@@ -150,6 +168,7 @@ export class InboundCall extends BridgedCall {
             'X-WhatsApp-Phone-Id': this.connect.phoneId,
             'X-WhatsApp-Caller': this.connect.from,
             'X-Bridge-Call-Id': this.id,
+            ...whatsAppUserHeaders(this.connect, route),
           },
         });
       } catch (err) {
@@ -202,7 +221,7 @@ export class InboundCall extends BridgedCall {
     const c = this.connect;
     this.deps.marks.mark(c.wacid, 'pbx_answered');
     this.movePbx('answered');
-    this.openSession(answer.dialog, c.from);
+    this.openSession(answer.dialog, c.from, c.user.profileName ?? c.user.username);
     this.transition('answered', {
       pbx_answered_at: new Date(), agent: answer.agent, sip_call_id: leg.sipCallId,
       sip_final_code: 200, sip_final_reason: 'OK', pbx_codec: firstAudioCodec(answer.sdp),
@@ -254,7 +273,7 @@ export class InboundCall extends BridgedCall {
   }
 
   protected override async endWhatsAppLeg(wasAccepted: boolean): Promise<void> {
-    const { provider } = this.deps;
+    const { provider } = this;
     const ref = this.ref;
     if (wasAccepted) await this.endWhatsAppWith(() => provider.terminate(ref));
     else if (!this.wa.is('accept_unknown')) await this.endWhatsAppWith(() => provider.reject(ref));
@@ -273,7 +292,7 @@ export class InboundCall extends BridgedCall {
   private async acceptWhatsApp(sdp: string): Promise<void> {
     this.moveWa('accepting');
     try {
-      await this.deps.provider.accept(this.ref, sdp);
+      await this.provider.accept(this.ref, sdp);
       this.moveWa('accepted');
     } catch (err) {
       this.moveWa(err instanceof ProviderError && err.unanswered ? 'accept_unknown' : 'pre_accepted');
@@ -284,6 +303,25 @@ export class InboundCall extends BridgedCall {
   protected override onEnded(): void {
     this.deps.marks.mark(this.connect.wacid, 'ended');
   }
+}
+
+/**
+ * What the PBX may route or show on besides the numbers: who the caller is when WhatsApp hides their
+ * number (X-WhatsApp-User-Id, the BSUID; the From user is then the BSUID too), their profile name and
+ * username, the call button or link they called from, and which configured number and provider took
+ * the call. A value that is not safe in a SIP header is left out (logged by nobody: it is optional).
+ */
+function whatsAppUserHeaders(c: CallOffered, route: NumberRoute): Record<string, string> {
+  const h: Record<string, string | null> = {
+    'X-WhatsApp-User-Id': c.user.userId,
+    'X-WhatsApp-Profile-Name': c.user.profileName,
+    'X-WhatsApp-Username': c.user.username,
+    'X-WhatsApp-Cta-Payload': c.ctaPayload,
+    'X-WhatsApp-Deeplink-Payload': c.deeplinkPayload,
+    'X-WhatsApp-Number-Name': route.name,
+    'X-WhatsApp-Provider': route.providerName,
+  };
+  return Object.fromEntries(Object.entries(h).filter((e): e is [string, string] => typeof e[1] === 'string' && safeHeaderValue(e[1])));
 }
 
 function sipOf(f: PbxFailure): SipFinal {

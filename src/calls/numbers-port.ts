@@ -40,4 +40,6 @@ export interface NumberDirectory {
   /** The number agents call from when their INVITE names none (X-WhatsApp-Business-Number). */
   agentDefault(): NumberRoute | null;
   all(): NumberRoute[];
+  /** A provider account's adapter by its name (an event's account, a CDR's `provider`); null when unknown. */
+  account(name: string): WhatsAppProvider | null;
 }

@@ -6,15 +6,20 @@ import { byeWithin, sessionInterval, supportsTimer, withTimeout } from '../sip/d
 import { BridgedCall, EndOptions, Refusal, SipFinal } from './bridged-call';
 import { CallDeps } from './call-deps';
 import { CallAnswered, CallEnded, CallStatus } from './call-events';
-import { providerEndFields } from './cdr-fields';
+import { providerEndFields, routeFields } from './cdr-fields';
 import { pbxLeg, whatsAppLeg } from './legs';
-import { ProviderError } from './provider-port';
+import { BusinessLine, ProviderError } from './provider-port';
+import { NumberRoute } from './numbers-port';
+import { BSUID } from './call-events';
 
 export interface OutboundRequest {
   businessNumber: string;
+  /** The WhatsApp user's address: E.164, or the BSUID a caller without a number was known by. */
   customerNumber: string;
   agent: string | null;
   phoneId: string | null;
+  /** The agent's X-WhatsApp-Context, when the INVITE gave one. */
+  context: string | null;
 }
 
 
@@ -25,6 +30,7 @@ const REFUSALS = {
   unavailable: { status: 480, reason: 'Temporarily Unavailable', cause: 20, text: 'WhatsApp user unavailable' },
   notOnWhatsApp: { status: 404, reason: 'Not Found', cause: 1, text: 'number cannot take WhatsApp calls' },
   limited: { status: 486, reason: 'Busy Here', cause: 17, text: 'WhatsApp call limit reached' },
+  unknownNumber: { status: 404, reason: 'Not Found', cause: 1, text: 'business number not served by this bridge' },
   badSdp: { status: 488, reason: 'Not Acceptable Here', cause: 65, text: 'unusable SDP offer' },
   failed: { status: 503, reason: 'Service Unavailable', cause: 41, text: 'WhatsApp call could not be placed' },
 } satisfies Record<string, Refusal>;
@@ -54,15 +60,19 @@ export class OutboundCall extends BridgedCall {
   protected override readonly refusalOnHangup = REFUSALS.failed;
 
   constructor(private readonly deps: CallDeps, private readonly req: Srf.SrfRequest, private readonly res: Srf.SrfResponse, readonly call: OutboundRequest) {
-    super(deps, deps.log.child({ direction: 'outbound' }), whatsAppLeg('placing'), pbxLeg('invited'));
+    const route = deps.numbers.byNumber(call.businessNumber);
+    super(deps, deps.log.child({ direction: 'outbound' }), whatsAppLeg('placing'), pbxLeg('invited'), undefined, route);
     setCallLogFields(this.log, { sipCallId: req.get('Call-ID') });
-    this.phoneId = call.phoneId;
+    this.phoneId = call.phoneId ?? route?.line.phoneId ?? null;
     this.rec.create({
       direction: 'outbound',
       wacid: null,
-      phone_id: call.phoneId,
+      phone_id: this.phoneId,
       business_number: call.businessNumber,
       customer_number: call.customerNumber,
+      ...routeFields(route),
+      user_id: BSUID.test(call.customerNumber) ? call.customerNumber : null,
+      context: call.context,
       agent: call.agent,
       sip_call_id: req.get('Call-ID'),
       state: 'offered',
@@ -78,11 +88,16 @@ export class OutboundCall extends BridgedCall {
     const { permissions, config } = this.deps;
     const c = this.call;
     try {
-      const perm = await permissions.check(c.businessNumber, c.customerNumber);
+      const route = this.route;
+      if (!route) {
+        return await this.end('failed', 'bridge', { refusal: REFUSALS.unknownNumber, error: `business number ${c.businessNumber} is not served by this bridge` });
+      }
+      const perm = await permissions.checkBeforeCall(this.lineOf(route), route.provider, c.customerNumber);
       if (!perm.allowed) {
-        this.rec.event('no_permission', { reason: perm.reason });
-        await this.requestPermissionIfConfigured();
-        return await this.end('rejected', 'bridge', { refusal: REFUSALS.noPermission, error: `no call permission (${perm.reason})` });
+        this.rec.event('no_permission', { reason: perm.reason, ...(perm.detail ? { detail: perm.detail } : {}) });
+        if (perm.canRequest !== false) await this.requestPermissionIfConfigured();
+        const refusal = perm.detail ? { ...REFUSALS.noPermission, text: `${REFUSALS.noPermission.text}: ${perm.detail}` } : REFUSALS.noPermission;
+        return await this.end('rejected', 'bridge', { refusal, error: `no call permission (${perm.reason}${perm.detail ? `: ${perm.detail}` : ''})` });
       }
       const tooShort = sessionIntervalTooShort(this.req, config.pbx.minSessionExpiresS);
       if (tooShort) return await this.end('failed', 'bridge', { refusal: tooShort, error: 'session interval too small' });
@@ -93,7 +108,7 @@ export class OutboundCall extends BridgedCall {
       if (this.isEnding) return;
       this.transition('connecting', {}, null);
       this.deps.marks.mark(this.id, 'connect_sent');
-      const { wacid } = await this.deps.provider.connect({ from: c.businessNumber, to: c.customerNumber, sdpOffer: waOffer });
+      const { wacid } = await route.provider.connect({ from: this.lineOf(route), to: c.customerNumber, sdpOffer: waOffer, context: callbackContext(this.id, c.context) });
       this.rec.event('connect_sent', { wacid });
       if (wacid) this.bindWacid(wacid);
       if (this.isEnding) return;
@@ -110,7 +125,16 @@ export class OutboundCall extends BridgedCall {
 
   /** Matches an answer that arrived before calls/connect returned a wacid. */
   matchesUnnamed(answer: CallAnswered): boolean {
-    return this.wacid === null && !this.inState('ended') && answer.from === this.call.businessNumber && answer.to === this.call.customerNumber;
+    if (this.wacid !== null || this.inState('ended')) return false;
+    // The provider echoes the context the connect gave it (Meta): it names this call exactly.
+    const echoed = answer.context ? callIdOfContext(answer.context) : null;
+    if (echoed) return echoed === this.id;
+    return answer.from === this.call.businessNumber && answer.to === this.call.customerNumber;
+  }
+
+  /** How the provider names the business number: the route's line, with the phone id this call knows. */
+  private lineOf(route: NumberRoute): BusinessLine {
+    return { ...route.line, number: this.call.businessNumber, phoneId: this.phoneId ?? route.line.phoneId };
   }
 
   /** The provider named the call: webhooks can find it by its wacid (and early ones replay). */
@@ -199,7 +223,7 @@ export class OutboundCall extends BridgedCall {
     this.deps.marks.mark(this.id, 'pbx_200_sent');
     if (this.isEnding) return; // the teardown under way waits for this dialog and ends it
     this.movePbx('answered');
-    this.openSession(uas, this.call.businessNumber);
+    this.openSession(uas, this.call.businessNumber, null);
     this.markAccepted({ pbx_answered_at: new Date(), sip_final_code: 200, sip_final_reason: 'OK' });
   }
 
@@ -212,9 +236,10 @@ export class OutboundCall extends BridgedCall {
 
   private async requestPermissionIfConfigured(): Promise<void> {
     const auto = this.deps.config.outbound.autoPermissionRequest;
-    if (!auto) return;
+    const route = this.route;
+    if (!auto || !route) return;
     try {
-      await this.deps.permissions.request(this.call.businessNumber, this.call.customerNumber, { kind: 'interactive', text: auto.text }, 'auto');
+      await this.deps.permissions.request({ line: this.lineOf(route), provider: route.provider }, this.call.customerNumber, { kind: 'interactive', text: auto.text }, 'auto');
       this.rec.event('permission_requested');
     } catch (err) {
       this.rec.event('permission_request_failed', { message: (err as Error).message });
@@ -260,7 +285,34 @@ export class OutboundCall extends BridgedCall {
     if (this.waEnded || !this.wacid) return;
     this.moveWa('ended');
     const wacid = this.wacid;
-    await this.endWhatsAppWith(() => this.deps.provider.terminate({ phoneId: this.phoneId ?? '', wacid }));
+    const provider = this.route!.provider;
+    await this.endWhatsAppWith(() => provider.terminate({ phoneId: this.phoneId ?? '', wacid }));
+  }
+}
+
+/**
+ * What the connect gives the provider to echo back in the call's webhooks (Meta's
+ * biz_opaque_callback_data, at most 512 characters): the bridge's call id and the agent's context.
+ */
+export function callbackContext(callId: string, context: string | null): string {
+  let ctx = context;
+  for (;;) {
+    const s = JSON.stringify(ctx === null ? { call: callId } : { call: callId, context: ctx });
+    if (s.length <= MAX_CALLBACK_CONTEXT || ctx === null) return s;
+    ctx = ctx.slice(0, Math.max(0, ctx.length - Math.ceil((s.length - MAX_CALLBACK_CONTEXT) / 2)));
+  }
+}
+
+/** Meta's limit on biz_opaque_callback_data. */
+const MAX_CALLBACK_CONTEXT = 512;
+
+/** The bridge's call id in an echoed context (null: not one the bridge made). */
+export function callIdOfContext(echoed: string): string | null {
+  try {
+    const v: unknown = JSON.parse(echoed);
+    return typeof v === 'object' && v !== null && typeof (v as { call?: unknown }).call === 'string' ? (v as { call: string }).call : null;
+  } catch {
+    return null;
   }
 }
 

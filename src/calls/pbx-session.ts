@@ -22,6 +22,8 @@ export interface PbxSessionOptions {
   log: Logger;
   /** The WhatsApp user's number: the From of a transferred leg. */
   callerNumber: string;
+  /** The caller's display name (the WhatsApp profile name) on INVITEs the bridge sends for a transfer. */
+  callerName: string | null;
   keepalive: KeepaliveOptions;
   dtmfMode: 'rfc4733' | 'info';
   /** Transfer targets (the Refer-To user part) matching this are refused: no PSTN legs (Meta's terms). */
@@ -344,6 +346,7 @@ export class PbxSession extends TypedEmitter<PbxSessionEvents> {
         target: target.uri,
         fromNumber: this.o.callerNumber,
         fromHost: target.host,
+        displayName: this.o.callerName,
         sdp: old.local.sdp,
         responseTimeoutMs: this.o.responseTimeoutMs,
         auth: this.o.auth,

@@ -1,4 +1,5 @@
 import { CallRef } from './call-events';
+import { CallingSettingsChange } from './calling-settings';
 
 /**
  * What the calls ask of a WhatsApp provider (the port; src/providers/ycloud is one adapter). Each
@@ -33,7 +34,8 @@ export interface WhatsAppProvider {
   fetchMedia(from: BusinessLine, media: { mediaId: string; url: string | null }): Promise<{ body: Buffer; mimeType: string }>;
   /** The number's calling settings as the provider returns them. Safe to repeat. */
   getCallingSettings(line: BusinessLine): Promise<unknown>;
-  updateCallingSettings(line: BusinessLine, settings: Record<string, unknown>): Promise<unknown>;
+  /** Applies a settings change (each adapter writes it in its API's shape). */
+  updateCallingSettings(line: BusinessLine, change: CallingSettingsChange): Promise<unknown>;
 }
 
 /** A business number as the provider's requests name it: YCloud by E.164 and WABA id, Meta by phone number id. */

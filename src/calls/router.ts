@@ -3,7 +3,9 @@ import { EventContext, LeaveUnprocessed, storedEventContext } from './event-cont
 import { Logger } from '../log';
 import { Metrics } from '../metrics/metrics';
 import { TypedEmitter } from '../util/typed-emitter';
-import { CallAnswered, CallEnded, CallEvent, CallOffered, CallStatus, endedBeforeOffer, PermissionReplied, wacidOf } from './call-events';
+import { AccountNotice, CallAnswered, CallEnded, CallEvent, CallMediaAvailable, CallOffered, CallStatus, endedBeforeOffer, PermissionReplied, wacidOf } from './call-events';
+import { WhatsAppProvider } from './provider-port';
+import { AccountNoticeSink, MediaSink } from './media-sink';
 import { providerEndFields } from './cdr-fields';
 import { CallDeps } from './call-deps';
 import { Admission, admitConnect } from './connect-admission';
@@ -31,6 +33,10 @@ export interface RouterDeps {
   callDeps: CallDeps;
   cdr: CdrStore;
   permissions: PermissionStore;
+  /** Fetches the recordings, transcripts and voicemails the provider makes of calls; null: not kept. */
+  media: MediaSink | null;
+  /** Where account notices are kept (per number, for the admin API). */
+  notices: AccountNoticeSink;
   metrics: Metrics;
   log: Logger;
 }
@@ -52,7 +58,7 @@ export class CallRouter extends TypedEmitter<RouterEvents> {
       const waiting = this.early.take(wacid);
       if (waiting.length === 0) return;
       void (async () => {
-        for (const e of waiting) await this.handle(e.event, storedEventContext(e.id, e.type));
+        for (const e of waiting) await this.handle(e.event, storedEventContext(e.id, e.type, e.provider));
       })().catch((err: unknown) => d.log.error({ err, wacid }, 'replaying early webhooks failed'));
     });
   }
@@ -90,6 +96,8 @@ export class CallRouter extends TypedEmitter<RouterEvents> {
       case 'ended': return this.ended(event, ctx);
       case 'status': return this.status(event, ctx);
       case 'permission_reply': return this.permissionReply(event);
+      case 'media_available': return this.mediaAvailable(event, ctx);
+      case 'account_notice': return this.accountNotice(event, ctx);
     }
   }
 
@@ -99,7 +107,8 @@ export class CallRouter extends TypedEmitter<RouterEvents> {
     if (calls.inboundCall(offer.wacid) || calls.endedLately(offer.wacid)) return nothing; // same call, another event id
     const endedFirst = this.early.take(offer.wacid).some((e) => e.event.kind === 'ended');
     const admission = admitConnect(cdr, offer.wacid, endedFirst, this.d.callDeps.config.database.timeoutMs, log);
-    const call = new InboundCall(this.d.callDeps, offer, admission);
+    const { numbers } = this.d.callDeps;
+    const call = new InboundCall(this.d.callDeps, offer, numbers.forWebhook(ctx.provider, offer.phoneId, offer.to), this.accountProvider(ctx), admission);
     calls.addInbound(call);
     void admission.then((a) => a === 'go' && this.emit('claimed', offer.wacid));
     if (endedFirst) {
@@ -108,6 +117,7 @@ export class CallRouter extends TypedEmitter<RouterEvents> {
       return nothing;
     }
     if (!calls.accepts) return started(call.refuse('bridge is shutting down'));
+    if (!call.route) return started(recorded(call, admission, call.refuse(`no business number on this bridge has phone id ${offer.phoneId} (${offer.to}) at provider ${ctx.provider}`)));
     const age = Date.now() - ctx.receivedAt.getTime();
     if (ctx.replay && age > REPLAY_CONNECT_MAX_AGE_MS) {
       return started(recorded(call, admission, call.refuse(`not processed before the bridge restarted, and ${Math.round(age / 1000)} s old: not bridged`)));
@@ -121,7 +131,7 @@ export class CallRouter extends TypedEmitter<RouterEvents> {
     if (call) return started(call.onAnswer(answer));
     if (!ctx.replay) {
       this.place(answer.wacid, ctx, answer);
-      this.endIfStillUnclaimed(answer, ctx.eventId);
+      this.endIfStillUnclaimed(answer, ctx);
     }
     return nothing;
   }
@@ -142,7 +152,7 @@ export class CallRouter extends TypedEmitter<RouterEvents> {
       return nothing;
     }
     // Kept for the connect that may follow (it is then not bridged), and offered to the other nodes.
-    this.early.keep(end.wacid, { id: ctx.eventId, type: ctx.type, event: end });
+    this.early.keep(end.wacid, { id: ctx.eventId, type: ctx.type, provider: ctx.provider, event: end });
     if (!ctx.replay) this.offer(end.wacid, ctx);
     return nothing;
   }
@@ -178,6 +188,35 @@ export class CallRouter extends TypedEmitter<RouterEvents> {
     return nothing;
   }
 
+  /** The adapter of the provider account an event came from. */
+  private accountProvider(ctx: EventContext): WhatsAppProvider {
+    const p = this.d.callDeps.numbers.account(ctx.provider);
+    if (!p) throw new Error(`no provider account "${ctx.provider}" on this bridge (removed from the numbers file?)`);
+    return p;
+  }
+
+  /** A recording, transcription or voicemail WhatsApp made of a call: fetched while its link lasts. */
+  private async mediaAvailable(m: CallMediaAvailable, ctx: EventContext): Promise<() => Promise<void>> {
+    const fetcher = this.d.media;
+    if (!fetcher) {
+      this.d.log.info({ wacid: m.wacid, media: m.media }, 'call media offered by the provider, but recording is off: not fetched');
+      return nothing;
+    }
+    const route = m.phoneId ? this.d.callDeps.numbers.forWebhook(ctx.provider, m.phoneId, null) : null;
+    const provider = route?.provider ?? this.accountProvider(ctx);
+    const line = route?.line ?? { number: '', phoneId: m.phoneId, wabaId: null };
+    return started(fetcher.fetch(m, provider, line));
+  }
+
+  /** Calling restricted, quality warnings, settings changed: recorded per number and counted. */
+  private async accountNotice(n: AccountNotice, ctx: EventContext): Promise<() => Promise<void>> {
+    this.d.metrics.accountNotice(ctx.provider, n.severity, n.event);
+    const log = n.severity === 'info' ? this.d.log.info.bind(this.d.log) : this.d.log.warn.bind(this.d.log);
+    log({ provider: ctx.provider, phoneId: n.phoneId, field: n.field, event: n.event }, `provider account notice: ${n.event}`);
+    await this.d.notices.add({ eventId: ctx.eventId, provider: ctx.provider, phoneId: n.phoneId, field: n.field, event: n.event, severity: n.severity, detail: n.detail });
+    return nothing;
+  }
+
   /**
    * Stores the provider's final view of a call that has already ended (here or on another node); false
    * if there is no such call, or it is still up on another node (which must hear of the end).
@@ -193,7 +232,7 @@ export class CallRouter extends TypedEmitter<RouterEvents> {
 
   /** An event for a call not known here: kept for a while (its call may appear) and offered to the other nodes. */
   private place(wacid: string, ctx: EventContext, event: CallEvent): void {
-    this.early.keep(wacid, { id: ctx.eventId, type: ctx.type, event });
+    this.early.keep(wacid, { id: ctx.eventId, type: ctx.type, provider: ctx.provider, event });
     this.offer(wacid, ctx);
   }
 
@@ -210,7 +249,8 @@ export class CallRouter extends TypedEmitter<RouterEvents> {
    * node died): once nobody has claimed it for a while, it is ended at WhatsApp, so the customer's
    * phone does not ring for nobody.
    */
-  private endIfStillUnclaimed(answer: CallAnswered, eventId: string): void {
+  private endIfStillUnclaimed(answer: CallAnswered, ctx: EventContext): void {
+    const { eventId } = ctx;
     const { wacid, phoneId } = answer;
     const t = setTimeout(() => {
       if (!this.early.holds(wacid, eventId)) return; // its call took it
@@ -218,7 +258,7 @@ export class CallRouter extends TypedEmitter<RouterEvents> {
       void (async () => {
         if (await this.d.cdr.findCallByWacid(wacid)) return; // a node has it (named before this came)
         this.d.log.warn({ wacid }, 'a call the provider placed for an agent matches no call in progress: ending it at WhatsApp');
-        await this.d.callDeps.provider.terminate({ phoneId, wacid });
+        await this.accountProvider(ctx).terminate({ phoneId, wacid });
       })().catch((err: unknown) => this.d.log.error({ err, wacid }, 'could not end an unclaimed call at WhatsApp'));
     }, UNCLAIMED_CONNECT_MS);
     t.unref();

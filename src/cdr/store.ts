@@ -13,6 +13,8 @@ export type { StoredWebhook, WebhookCursor, WebhookRow } from './webhook-events'
 /** An open call of some node, with what ending it needs. */
 export interface OpenCall {
   id: string; direction: string; wacid: string | null; phoneId: string | null; acceptedAt: Date | null; recovery: unknown;
+  /** The provider account that carried the call (null: written before issue 19, the env's provider). */
+  provider: string | null;
 }
 
 /** What a CdrStore has written, as it is written (the sandbox's live timeline listens). */
@@ -63,7 +65,7 @@ export class CdrStore extends TypedEmitter<CdrWritten> {
   /** Calls a node left open (it crashed or was killed), with what ending them needs. */
   async openCalls(nodeId: string): Promise<OpenCall[]> {
     const rows = await this.models.CallRecord.findAll({ where: { node_id: nodeId, ended_at: null } });
-    return rows.map((r) => ({ id: r.id, direction: r.direction, wacid: r.wacid, phoneId: r.phone_id, acceptedAt: r.accepted_at, recovery: r.recovery }));
+    return rows.map((r) => ({ id: r.id, direction: r.direction, wacid: r.wacid, phoneId: r.phone_id, acceptedAt: r.accepted_at, recovery: r.recovery, provider: r.provider ?? null }));
   }
 
   /**

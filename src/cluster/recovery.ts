@@ -10,7 +10,8 @@ import { parseRecovery } from '../calls/recovery-info';
 export interface RecoveryDeps {
   /** The CDR statements recovery makes. */
   cdr: Pick<CdrStore, 'openCalls' | 'closeOrphan' | 'addEvent'>;
-  provider: WhatsAppProvider;
+  /** A provider account's adapter by name (a CDR's `provider`; null: the bridge's default account). */
+  provider: (account: string | null) => WhatsAppProvider | null;
   rtp: RtpEngine;
   srf: Srf;
   /** False while drachtio-server is unreachable: the BYE is skipped (and said so in the timeline). */
@@ -59,8 +60,10 @@ export class OrphanRecovery {
 
   private endWhatsApp(c: OpenCall, accepted: boolean): Promise<unknown> {
     const ref = { phoneId: c.phoneId ?? '', wacid: c.wacid! };
+    const provider = this.d.provider(c.provider);
+    if (!provider) return Promise.reject(new Error(`no provider account "${c.provider}" on this bridge to end the call with`));
     // An inbound call not yet accepted is rejected; anything else is terminated.
-    return c.direction === 'inbound' && !accepted ? this.d.provider.reject(ref) : this.d.provider.terminate(ref);
+    return c.direction === 'inbound' && !accepted ? provider.reject(ref) : provider.terminate(ref);
   }
 
   private async bye(s: DialogIds): Promise<void> {

@@ -10,6 +10,8 @@ import { storedPayload } from './stored-payload';
 /** A verified, parsed webhook as it enters the pipeline. */
 export interface IncomingEvent {
   id: string;
+  /** The provider account whose webhook it came in (its WebhookSource decodes the stored row). */
+  provider: string;
   type: string;
   wacid: string | null;
   /** The parsed JSON body: stored as it came for events the bridge acts on, else redacted (see storedPayload). */
@@ -28,8 +30,8 @@ export interface PipelineDeps {
   nodeId: string;
   log: Logger;
   handle: (event: CallEvent, ctx: EventContext) => Promise<void>;
-  /** An event read back from webhook_events, in the calls' words (the provider's WebhookSource.decodeStored). */
-  decode: (payload: unknown) => CallEvent | null;
+  /** An event read back from webhook_events, in the calls' words (its provider account's WebhookSource.decodeStored). */
+  decode: (provider: string, payload: unknown) => CallEvent | null;
 }
 
 export interface PipelineEvents {
@@ -77,14 +79,14 @@ export class EventPipeline extends TypedEmitter<PipelineEvents> {
       const known = await prior.then(() => true, () => false);
       if (known) return 'duplicate';
     }
-    const stored = this.batcher.store({ id: e.id, type: e.type, wacid: e.wacid, payload: storedPayload(e), nodeId: this.d.nodeId });
+    const stored = this.batcher.store({ id: e.id, type: e.type, provider: e.provider, wacid: e.wacid, payload: storedPayload(e), nodeId: this.d.nodeId });
     this.seen.set(e.id, stored);
     // A failed write is forgotten here, so YCloud's redelivery is taken afresh.
     stored.catch(() => {
       if (this.seen.get(e.id) === stored) this.seen.delete(e.id);
     });
     const verdict = stored.catch(() => false);
-    if (e.event && !prior) void this.execute(e.event, { eventId: e.id, type: e.type, arrivedAt: e.arrivedAt, stored: verdict, replay: false, receivedAt: new Date() });
+    if (e.event && !prior) void this.execute(e.event, { eventId: e.id, type: e.type, provider: e.provider, arrivedAt: e.arrivedAt, stored: verdict, replay: false, receivedAt: new Date() });
     else if (!e.event) {
       void verdict.then(async (fresh) => {
         if (!fresh) return;
@@ -121,20 +123,20 @@ export class EventPipeline extends TypedEmitter<PipelineEvents> {
   async processStored(eventId: string, owns: (e: CallEvent) => boolean): Promise<boolean> {
     const w = await this.d.webhookEvents.webhook(eventId);
     if (!w) return false;
-    const parsed = this.d.decode(w.payload);
+    const parsed = this.d.decode(w.provider, w.payload);
     if (!parsed || !owns(parsed)) return false;
-    await this.execute(parsed, storedEventContext(eventId, w.type, w.receivedAt));
+    await this.execute(parsed, storedEventContext(eventId, w.type, w.provider, w.receivedAt));
     return true;
   }
 
   private async runStored(w: StoredWebhook): Promise<void> {
-    const event = this.d.decode(w.payload);
+    const event = this.d.decode(w.provider, w.payload);
     if (!event) {
       await this.mark(w.id, 'replayed: not an event the bridge acts on');
       return;
     }
     this.seen.set(w.id, Promise.resolve(false));
-    await this.execute(event, storedEventContext(w.id, w.type, w.receivedAt));
+    await this.execute(event, storedEventContext(w.id, w.type, w.provider, w.receivedAt));
   }
 
   /** Acts on the event, then marks it processed once its row exists; never throws. */

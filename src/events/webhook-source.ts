@@ -12,8 +12,16 @@ export interface Delivery {
   event: CallEvent | null;
 }
 
-/** A body that failed parsing names its `type` when it got as far as having one. */
-export type ParsedWebhook = { ok: true; deliveries: Delivery[] } | { ok: false; reason: string; type?: string };
+/**
+ * A body that failed parsing names its `type` when it got as far as having one. A batch (Meta's
+ * envelope) may be taken in part: `rejected` are the parts that can never be valid (quarantined).
+ */
+export type ParsedWebhook =
+  | { ok: true; deliveries: Delivery[]; rejected?: RejectedPart[] }
+  | { ok: false; reason: string; type?: string };
+
+/** One part of a batch refused as never valid, kept as sent. */
+export interface RejectedPart { reason: string; type?: string; payload: unknown }
 
 export type SignatureCheck = { ok: true } | { ok: false; reason: string; stale?: true };
 
@@ -35,4 +43,6 @@ export interface WebhookSource {
   parse(body: Buffer): ParsedWebhook;
   /** An event read back from webhook_events (replay after a restart, another node's offer). */
   decodeStored(payload: unknown): CallEvent | null;
+  /** The provider's subscription check (Meta: GET with hub.verify_token and hub.challenge); absent: none. */
+  verifyChallenge?(query: Record<string, string | undefined>): { status: number; body: string };
 }

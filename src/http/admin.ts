@@ -2,18 +2,18 @@ import Router from '@koa/router';
 import { Context, Next } from 'koa';
 import { PermissionStore } from '../calls/permissions';
 import { normalizeE164 } from '../util/numbers';
-import { PermissionRequestBody, ProviderError, WhatsAppProvider } from '../calls/provider-port';
+import { PermissionRequestBody, ProviderError } from '../calls/provider-port';
+import { NumberDirectory, NumberRoute } from '../calls/numbers-port';
+import { BSUID } from '../calls/call-events';
+import { CallingSettingsChange, validateSettingsChange } from '../calls/calling-settings';
 import { Logger } from '../log';
-import { CallingSettingsChange, settingsBody, validateSettingsChange } from '../providers/ycloud/settings';
 import { roleOf } from './auth';
 import { jsonBody } from './json-body';
 
 export interface AdminDeps {
-  wabaId: string | null;
-  defaultBusinessNumber: string | null;
   permissions: PermissionStore;
-  /** Where calling settings are read and written. */
-  provider: WhatsAppProvider;
+  /** The business numbers: each one's provider (permission requests, calling settings). */
+  numbers: NumberDirectory;
   log: Logger;
 }
 
@@ -33,21 +33,27 @@ export function adminRoutes(d: AdminDeps): Router {
     await next();
   });
 
-  const business = (v: unknown): string | null => (typeof v === 'string' ? normalizeE164(v) : d.defaultBusinessNumber);
+  const business = (v: unknown): string | null => (typeof v === 'string' ? normalizeE164(v) : (d.numbers.agentDefault()?.line.number ?? null));
+  /** The number's route (provider, line) for an E.164 business number, or why there is none. */
+  const routeOf = (e164: string): NumberRoute | string => d.numbers.byNumber(e164) ?? `business number ${e164} is not served by this bridge (NUMBERS_FILE or WA_BUSINESS_NUMBER)`;
+  /** A user's address: E.164, or a BSUID. */
+  const userOf = (v: unknown): string | null => (typeof v !== 'string' ? null : BSUID.test(v) ? v : normalizeE164(v));
 
   router.post('/permission-requests', async (ctx) => {
     const body = await jsonBody(ctx);
     if (!body) return;
-    const to = typeof body.to === 'string' ? normalizeE164(body.to) : null;
+    const to = userOf(body.to);
     const from = business(body.from);
     const request = permissionRequestOf(body);
     if (!to || !from || typeof request === 'string') {
       ctx.status = 400;
-      ctx.body = { error: !to ? '"to" must be an E.164 number' : !from ? '"from" must be an E.164 number (or set WA_BUSINESS_NUMBER)' : request };
+      ctx.body = { error: !to ? '"to" must be an E.164 number or a BSUID' : !from ? '"from" must be an E.164 number (or set WA_BUSINESS_NUMBER)' : request };
       return;
     }
+    const route = routeOf(from);
+    if (typeof route === 'string') return problem(ctx, 404, route);
     try {
-      const { messageId } = await d.permissions.request(from, to, request as PermissionRequestBody, 'api');
+      const { messageId } = await d.permissions.request(route, to, request as PermissionRequestBody, 'api');
       ctx.status = 202;
       ctx.body = { sent: true, messageId };
     } catch (err) {
@@ -58,16 +64,16 @@ export function adminRoutes(d: AdminDeps): Router {
 
   router.get('/permissions', async (ctx) => {
     const b = typeof ctx.query.business === 'string' ? normalizeE164(ctx.query.business) ?? undefined : undefined;
-    const c = typeof ctx.query.customer === 'string' ? normalizeE164(ctx.query.customer) ?? undefined : undefined;
+    const c = userOf(ctx.query.customer) ?? undefined;
     ctx.body = { replies: await d.permissions.list({ businessNumber: b, customerNumber: c }) };
   });
 
   router.get('/permissions/check', async (ctx) => {
-    const c = typeof ctx.query.customer === 'string' ? normalizeE164(ctx.query.customer) : null;
+    const c = userOf(ctx.query.customer);
     const b = business(ctx.query.business);
     if (!c || !b) {
       ctx.status = 400;
-      ctx.body = { error: 'customer (and business, unless WA_BUSINESS_NUMBER is set) must be E.164 numbers' };
+      ctx.body = { error: 'customer (E.164 or BSUID) and business (unless a default number is set) must be given' };
       return;
     }
     ctx.body = await d.permissions.check(b, c);
@@ -76,7 +82,7 @@ export function adminRoutes(d: AdminDeps): Router {
   router.get('/settings', async (ctx) => {
     const target = settingsTarget(ctx.query.phoneNumber);
     if (typeof target === 'string') return problem(ctx, 400, target);
-    await relay(ctx, () => d.provider.getCallingSettings(target.wabaId, target.phoneNumber));
+    await relay(ctx, () => target.provider.getCallingSettings(target.line));
   });
 
   router.post('/settings', async (ctx) => {
@@ -87,13 +93,18 @@ export function adminRoutes(d: AdminDeps): Router {
     if (typeof target === 'string') return problem(ctx, 400, target);
     const problems = validateSettingsChange(change);
     if (problems.length) return problem(ctx, 400, problems.join('; '));
-    await relay(ctx, () => d.provider.updateCallingSettings(target.wabaId, target.phoneNumber, settingsBody(change as CallingSettingsChange)));
+    await relay(ctx, () => target.provider.updateCallingSettings(target.line, change as CallingSettingsChange));
   });
 
-  function settingsTarget(phone: unknown): { wabaId: string; phoneNumber: string } | string {
-    if (!d.wabaId) return 'WA_WABA_ID is not configured';
+  /** The number whose settings are read or changed: its provider asks by WABA id (YCloud) or phone number id (Meta). */
+  function settingsTarget(phone: unknown): NumberRoute | string {
     const phoneNumber = business(phone);
-    return phoneNumber ? { wabaId: d.wabaId, phoneNumber } : 'phoneNumber must be E.164 (or set WA_BUSINESS_NUMBER)';
+    if (!phoneNumber) return 'phoneNumber must be E.164 (or set a default business number)';
+    const route = routeOf(phoneNumber);
+    if (typeof route === 'string') return route;
+    if (route.providerKind === 'ycloud' && !route.line.wabaId) return `the WABA id of ${phoneNumber} is not configured (WA_WABA_ID or wabaId in NUMBERS_FILE)`;
+    if (route.providerKind === 'meta' && !route.line.phoneId) return `the phone number id of ${phoneNumber} is not configured (WA_PHONE_ID or phoneId in NUMBERS_FILE)`;
+    return { ...route, line: { ...route.line, number: phoneNumber } };
   }
 
   async function relay(ctx: Context, fn: () => Promise<unknown>): Promise<void> {

@@ -11,8 +11,11 @@ import { answerRefusal, IngressGuard, printable } from './ingress-guard';
 import { RefusalLog } from '../refusal-log';
 
 export interface WebhookDeps {
-  /** The provider whose webhooks this endpoint takes: its signature and its event shapes. */
-  source: WebhookSource;
+  /**
+   * The webhook source of a provider account by name (POST /webhooks/<name>): its signature and its
+   * event shapes; null for a name no account has. Read per request, so a reload of the numbers applies.
+   */
+  source: (account: string) => WebhookSource | null;
   log: Logger;
   marks: Marks;
   /** Stores a verified event and starts acting on it (src/events/pipeline.ts). */
@@ -34,9 +37,31 @@ export function webhookRoutes(d: WebhookDeps): Router {
   const router = new Router();
   // Unsigned, forged and over-limit requests can come in floods: their log lines are rate-limited.
   const refusals = new RefusalLog(d.log);
-  const { source } = d;
-  router.post(`/webhooks/${source.provider}`, async (ctx) => {
+  // Meta's subscription check: GET ?hub.mode=subscribe&hub.verify_token=...&hub.challenge=... (403 on a wrong token).
+  router.get('/webhooks/:account', (ctx) => {
+    const source = d.source(ctx.params.account ?? '');
+    if (!source?.verifyChallenge) {
+      ctx.status = 404;
+      ctx.body = { error: 'no webhook verification here' };
+      return;
+    }
+    const query: Record<string, string | undefined> = {};
+    for (const [k, v] of Object.entries(ctx.query)) query[k] = typeof v === 'string' ? v : undefined;
+    const answer = source.verifyChallenge(query);
+    if (answer.status !== 200) refusals.warn({ ip: ctx.ip, account: source.provider }, 'webhook verification refused: wrong verify token');
+    else d.log.info({ account: source.provider }, 'webhook subscription verified');
+    ctx.status = answer.status;
+    ctx.type = 'text/plain';
+    ctx.body = answer.body;
+  });
+  router.post('/webhooks/:account', async (ctx) => {
     const arrived = performance.now();
+    const source = d.source(ctx.params.account ?? '');
+    if (!source) {
+      ctx.status = 404;
+      ctx.body = { error: 'no provider account of that name' };
+      return;
+    }
     const endpoint = printable(ctx.get('X-Webhook-Endpoint-ID')) || null;
     const header = ctx.get(source.signatureHeader) || undefined;
     const got = await d.ingress.receive(ctx.req, source.checkHeader(header), ctx.ip);
@@ -75,11 +100,19 @@ export function webhookRoutes(d: WebhookDeps): Router {
         : { error: 'temporarily unable to store the event' };
       return;
     }
+    // A batch (Meta's envelope) may hold a change that can never be valid beside good ones: that one is
+    // kept in quarantine, the others are processed.
+    for (const r of parsed.rejected ?? []) {
+      await d.quarantine.keep(Buffer.from(JSON.stringify(r.payload)), r.reason, ctx.ip).catch((err: unknown) =>
+        d.log.error({ err, reason: r.reason }, 'refused part of a webhook not quarantined'));
+      d.log.warn({ ip: ctx.ip, reason: printable(r.reason, 500), account: source.provider }, 'part of a webhook refused: malformed (quarantined)');
+      d.metrics.webhookEvent(r.type ?? 'unknown', 'malformed');
+    }
     // Each event is stored and processed on its own (see EventPipeline); the answer waits for the writes only.
     const results = await Promise.all(parsed.deliveries.map((e) => {
       const wacid = wacidOf(e.event);
       if (wacid && (e.event?.kind === 'offered' || e.event?.kind === 'answered')) d.marks.mark(wacid, 'webhook_received', arrived);
-      return d.ingest({ ...e, wacid, arrivedAt: arrived });
+      return d.ingest({ ...e, provider: source.provider, wacid, arrivedAt: arrived });
     }));
     if (results.includes('store_failed')) {
       // Not stored: let the provider retry rather than lose it (what was stored is a duplicate then).

@@ -35,6 +35,16 @@ export class MediaPlan {
     this.toWa = [o.interfaces.pbx, o.interfaces.whatsapp];
   }
 
+  /** The codecs the PBX leg may use, in order of preference. */
+  get pbxCodecs(): string[] {
+    return this.o.pbxCodecs;
+  }
+
+  /** The same plan with another number's PBX codecs and codec policy (interfaces and SRTP are the bridge's). */
+  withCodecs(pbxCodecs: string[], codecPolicy: CodecPolicy | undefined): MediaPlan {
+    return new MediaPlan({ ...this.o, pbxCodecs, codecPolicy });
+  }
+
   /**
    * WhatsApp offer (WebRTC, opus) -> plain RTP (or SDES-SRTP) toward the PBX, transcoding to its codecs
    * (a codec WhatsApp offered itself is passed through by rtpengine, not transcoded).

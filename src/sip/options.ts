@@ -36,7 +36,7 @@ export class PbxTargetMonitor {
 
   constructor(
     private readonly srf: Srf,
-    private readonly targets: string[],
+    private targets: string[],
     private readonly opts: { intervalMs: number; timeoutMs: number; canPing: () => boolean },
     private readonly log: Logger,
     /** Where the pings are counted. */
@@ -48,7 +48,19 @@ export class PbxTargetMonitor {
 
   /** Targets in the order to try them now. */
   ordered(): string[] {
-    return [...this.targets.filter((t) => this.health.get(t) !== 'down'), ...this.targets.filter((t) => this.health.get(t) === 'down')];
+    return this.orderOf(this.targets);
+  }
+
+  /** One route's targets in the order to try them now (a target not pinged here keeps its place). */
+  orderOf(targets: string[]): string[] {
+    return [...targets.filter((t) => this.health.get(t) !== 'down'), ...targets.filter((t) => this.health.get(t) === 'down')];
+  }
+
+  /** The targets to ping from now on (every number's route, after a reload); health is kept for those that stay. */
+  setTargets(targets: string[]): void {
+    this.targets = [...new Set(targets)];
+    for (const t of [...this.health.keys()]) if (!this.targets.includes(t)) this.health.delete(t);
+    for (const t of this.targets) if (!this.health.has(t)) this.health.set(t, 'unknown');
   }
 
   status(): Record<string, Health> {

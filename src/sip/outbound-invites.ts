@@ -11,6 +11,8 @@ export interface AcceptedInvite {
   customerNumber: string;
   agent: string | null;
   phoneId: string | null;
+  /** The agent's X-WhatsApp-Context (a CRM ticket, a campaign): echoed back by the provider, kept in the CDR. */
+  context: string | null;
 }
 
 /**
@@ -24,7 +26,17 @@ export class OutboundGate {
   /** Refusals are logged at most 20 per 10 s (a flood from many addresses is counted, not written out). */
   private readonly refusals: RefusalLog;
 
-  constructor(private readonly cfg: Config['outbound'], private readonly log: Logger, private readonly metrics?: Metrics, refusals?: RefusalLog) {
+  /**
+   * `agentDefault`: the business number (and its phone id) agents call from when the INVITE names none
+   * (the numbers file's agentDefault, or WA_BUSINESS_NUMBER); read at each INVITE, so a reload applies.
+   */
+  constructor(
+    cfg: Config['outbound'],
+    private readonly log: Logger,
+    private readonly metrics?: Metrics,
+    refusals?: RefusalLog,
+    private readonly agentDefault: () => { number: string; phoneId: string | null } | null = () => (cfg.defaultBusinessNumber ? { number: cfg.defaultBusinessNumber, phoneId: cfg.defaultPhoneId } : null),
+  ) {
     this.allow = new SourceAllowList(cfg.trustedSources);
     this.digest = cfg.auth ? new DigestAuth(cfg.auth) : null;
     this.refusals = refusals ?? new RefusalLog(this.log);
@@ -60,19 +72,22 @@ export class OutboundGate {
       }
     }
     const dialled = dialledNumber(req.uri);
-    if (dialled === null || !/^[+\d\s().-]+$/.test(dialled)) {
+    // A WhatsApp user known only by BSUID (their calls reach the PBX From that user part) is dialled back by it.
+    const bsuid = dialled !== null && BSUID_USER.test(dialled) ? dialled : null;
+    if (!bsuid && (dialled === null || !/^[+\d\s().-]+$/.test(dialled))) {
       res.send(404, 'Not Found', { headers: { Reason: 'Q.850;cause=1;text="not a phone number"' } });
       this.metrics?.inviteReceived('refused_not_a_number');
       return null;
     }
-    const customerNumber = normalizeE164(dialled);
+    const customerNumber = bsuid ?? normalizeE164(dialled!);
     if (!customerNumber) {
       res.send(484, 'Address Incomplete', { headers: { Reason: 'Q.850;cause=28;text="not a complete E.164 number"' } });
       this.metrics?.inviteReceived('refused_incomplete_number');
       return null;
     }
     const header = req.get('X-WhatsApp-Business-Number');
-    const businessNumber = header ? normalizeE164(header) : this.cfg.defaultBusinessNumber;
+    const fallback = this.agentDefault();
+    const businessNumber = header ? normalizeE164(header) : (fallback?.number ?? null);
     const phoneIdHeader = req.get('X-WhatsApp-Phone-Id');
     if (phoneIdHeader && !PHONE_ID.test(phoneIdHeader)) {
       res.send(400, 'Bad Request', { headers: { Reason: 'SIP;cause=400;text="X-WhatsApp-Phone-Id is not a phone number id"' } });
@@ -85,16 +100,31 @@ export class OutboundGate {
       this.metrics?.inviteReceived('refused_no_business_number');
       return null;
     }
+    const contextHeader = req.get('X-WhatsApp-Context') || null;
+    if (contextHeader !== null && !CONTEXT.test(contextHeader)) {
+      res.send(400, 'Bad Request', { headers: { Reason: `SIP;cause=400;text="X-WhatsApp-Context must be at most ${MAX_CONTEXT_CHARS} printable characters"` } });
+      this.metrics?.inviteReceived('refused_malformed');
+      return null;
+    }
     this.metrics?.inviteReceived('accepted');
     return {
       businessNumber,
       customerNumber,
       agent,
-      phoneId: phoneIdHeader || (businessNumber === this.cfg.defaultBusinessNumber ? this.cfg.defaultPhoneId : null),
+      context: contextHeader,
+      phoneId: phoneIdHeader || (businessNumber === fallback?.number ? fallback.phoneId : null),
     };
   }
 }
 
+/** A BSUID as a SIP user part (see call-events' BSUID). */
+const BSUID_USER = /^[A-Z]{2}\.(ENT\.)?[A-Za-z0-9]{1,128}$/;
+/**
+ * What an agent's INVITE may pass to the provider in X-WhatsApp-Context (echoed in Meta's webhooks
+ * and kept in the CDR): printable, bounded so that it fits biz_opaque_callback_data (512) with the call id.
+ */
+export const MAX_CONTEXT_CHARS = 400;
+const CONTEXT = new RegExp(`^[^\\x00-\\x1f\\x7f]{1,${MAX_CONTEXT_CHARS}}$`);
 /** A WhatsApp phone number id: digits (YCloud's are 15). */
 const PHONE_ID = /^\d{1,32}$/;
 /** What the CDR, logs and metrics take as an agent's name (the From URI's user part). */

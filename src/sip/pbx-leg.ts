@@ -5,8 +5,11 @@ import { SipMetrics, sipResultOf, sipTimer } from '../metrics/sip';
 
 export interface PbxInviteOptions {
   target: string;
+  /** The caller's address: E.164, or a BSUID when WhatsApp gave no number (both dialable back through the bridge). */
   fromNumber: string;
   fromHost: string;
+  /** The From's display name (the WhatsApp profile name); null: none. */
+  displayName: string | null;
   sdp: string;
   headers: Record<string, string>;
   /** No SIP response at all within this time: give up (target unreachable). */
@@ -120,7 +123,7 @@ export class PbxLeg extends EventEmitter {
   }
 
   private async send(o: PbxInviteOptions): Promise<PbxAnswer> {
-    const from = `<sip:${o.fromNumber}@${o.fromHost}>`;
+    const from = `${o.displayName ? `${quotedDisplayName(o.displayName)} ` : ''}<sip:${o.fromNumber}@${o.fromHost}>`;
     const done = (this.inviteDone = sipTimer(this.metrics, 'INVITE'));
     try {
       const dialog = await this.srf.createUAC(
@@ -200,8 +203,14 @@ export class PbxLeg extends EventEmitter {
   }
 }
 
-/** The caller's number in the From header: E.164 digits, with or without the plus. */
-const FROM_NUMBER = /^\+?[1-9]\d{5,15}$/;
+/** The caller in the From header: E.164 digits, with or without the plus, or a BSUID (CC.alnum, CC.ENT.digits). */
+const FROM_NUMBER = /^\+?[1-9]\d{5,15}$|^[A-Z]{2}\.(ENT\.)?[A-Za-z0-9]{1,128}$/;
+
+/** A display name as a SIP quoted-string: controls dropped, `"` and `\` escaped, at most 64 characters. */
+export function quotedDisplayName(name: string): string {
+  const clean = [...name.replace(/[\x00-\x1f\x7f]/g, ' ').trim()].slice(0, 64).join('');
+  return `"${clean.replace(/["\\]/g, (c) => `\\${c}`)}"`;
+}
 /** A host name or IPv4 address (what hostOf() takes from a configured PBX target). */
 const FROM_HOST = /^[A-Za-z0-9._-]{1,253}$|^\[[0-9A-Fa-f:.]+\]$/;
 /** A header name (RFC 3261 token) and a value without CR, LF or other control characters. */
@@ -212,8 +221,13 @@ const HEADER_VALUE = /^[^\x00-\x08\x0a-\x1f\x7f]*$/;
  * What in an INVITE built from outside input (the webhook's numbers and ids) would break or inject
  * SIP: a From that is no plain number, a header with CR/LF or control characters; null when all is safe.
  */
+/** Whether a value can go into a SIP header as it is (no CR, LF or other controls; at most 1024 characters). */
+export function safeHeaderValue(v: string): boolean {
+  return HEADER_VALUE.test(v) && v.length <= 1024;
+}
+
 export function unsafeInviteField(o: Pick<PbxInviteOptions, 'fromNumber' | 'fromHost' | 'headers'>): string | null {
-  if (!FROM_NUMBER.test(o.fromNumber)) return `a caller number that is not E.164 (${JSON.stringify(o.fromNumber.slice(0, 40))})`;
+  if (!FROM_NUMBER.test(o.fromNumber)) return `a caller that is neither an E.164 number nor a BSUID (${JSON.stringify(o.fromNumber.slice(0, 40))})`;
   if (!FROM_HOST.test(o.fromHost)) return `a From host that is not a host name (${JSON.stringify(o.fromHost.slice(0, 60))})`;
   for (const [name, value] of Object.entries(o.headers)) {
     if (!HEADER_NAME.test(name) || !HEADER_VALUE.test(value) || value.length > 1024) return `an unsafe ${JSON.stringify(name.slice(0, 40))} header`;

@@ -7,7 +7,6 @@ import { connectDatabase } from '../../src/cdr/db';
 import { PermissionRecords } from '../../src/cdr/permission-records';
 import { createLogger } from '../../src/log';
 import { RtpEngine } from '../../src/media/rtpengine';
-import { YCloudClient } from '../../src/providers/ycloud/client';
 import { bridgeEnv } from '../harness/bridge';
 import { BridgeProcess } from '../harness/bridge-process';
 import { infra, startInfra, stopInfra } from '../harness/infra';
@@ -143,7 +142,7 @@ async function run(o: LoadOptions, owned: Array<{ stop(): Promise<void> }>, dir:
 
 async function grantPermissions(numbers: string[]): Promise<void> {
   const db = connectDatabase(infra.databaseUrl);
-  const store = new PermissionStore(new PermissionRecords(db), new YCloudClient({ baseUrl: 'http://127.0.0.1:9', apiKey: 'unused', timeoutMs: 100 }), createLogger('silent'));
+  const store = new PermissionStore(new PermissionRecords(db), createLogger('silent'));
   for (let i = 0; i < numbers.length; i += 20) await Promise.all(numbers.slice(i, i + 20).map((n) => grantPermanentPermission(store, BUSINESS, n)));
   await db.close();
 }

@@ -8,7 +8,7 @@ import { Logger } from '../../src/log';
 import { assertUsableAudioSdp, MAX_SDP_MEDIA } from '../../src/media/sdp';
 import { InviteRateLimiter } from '../../src/sip/invite-limits';
 import { dialledNumber, maskedNumber, OutboundGate, outboundGuardWarning } from '../../src/sip/outbound-invites';
-import { unsafeInviteField } from '../../src/sip/pbx-leg';
+import { quotedDisplayName, unsafeInviteField } from '../../src/sip/pbx-leg';
 import { parseReferTo } from '../../src/sip/refer';
 import { sipEndpoints } from '../../src/sip/drachtio';
 import { srfCanSend, srfStop } from '../../src/sip/srf-connection';
@@ -63,12 +63,23 @@ describe('SIP input from outside', () => {
   it('sends no INVITE whose From or headers carry anything but a number and plain values', () => {
     const ok = { fromNumber: '+6281361905133', fromHost: 'pbx.example.com', headers: { 'X-WhatsApp-Call-Id': 'wacid.HBgN' } };
     assert.equal(unsafeInviteField(ok), null);
-    assert.match(unsafeInviteField({ ...ok, fromNumber: '+62813>;tag=x' }) ?? '', /not E\.164/);
-    assert.match(unsafeInviteField({ ...ok, fromNumber: '"Evil" <sip:1@x>' }) ?? '', /not E\.164/);
+    assert.match(unsafeInviteField({ ...ok, fromNumber: '+62813>;tag=x' }) ?? '', /neither an E\.164 number nor a BSUID/);
+    assert.match(unsafeInviteField({ ...ok, fromNumber: '"Evil" <sip:1@x>' }) ?? '', /neither an E\.164 number nor a BSUID/);
     assert.match(unsafeInviteField({ ...ok, headers: { 'X-WhatsApp-Call-Id': 'wacid.x\r\nX-Injected: 1' } }) ?? '', /unsafe "X-WhatsApp-Call-Id"/);
     assert.match(unsafeInviteField({ ...ok, headers: { 'X-WhatsApp-Phone-Id': '1\n2' } }) ?? '', /unsafe/);
     assert.match(unsafeInviteField({ ...ok, headers: { 'Bad Name': 'x' } }) ?? '', /unsafe/);
     assert.match(unsafeInviteField({ ...ok, fromHost: 'x>\r\nVia: y' }) ?? '', /From host/);
+    // A caller known only by BSUID is a safe From user; a BSUID-like value with SIP syntax in it is not.
+    assert.equal(unsafeInviteField({ ...ok, fromNumber: 'US.13491208655302741918' }), null);
+    assert.equal(unsafeInviteField({ ...ok, fromNumber: 'US.ENT.11815799212886844830' }), null);
+    assert.match(unsafeInviteField({ ...ok, fromNumber: 'US.1349@evil' }) ?? '', /nor a BSUID/);
+  });
+
+  it('puts a WhatsApp profile name in the From as a quoted string that cannot break out of it', () => {
+    assert.equal(quotedDisplayName('Ana María'), '"Ana María"');
+    assert.equal(quotedDisplayName('Evil" <sip:x@y>\r\nVia: z'), '"Evil\\" <sip:x@y>  Via: z"');
+    assert.equal(quotedDisplayName('back\\slash'), '"back\\\\slash"');
+    assert.equal([...quotedDisplayName('x'.repeat(200))].length, 66);
   });
 
   it('warns when only source addresses guard agents\' calls out', () => {

@@ -1,4 +1,7 @@
-/** The calling part of a phone number's settings, as YCloud's settings endpoint takes it. */
+/**
+ * A change to the calling part of a number's settings, in the bridge's words (the admin API and the
+ * settings command take it); each provider adapter writes it in its own API's shape.
+ */
 export interface CallingSettingsChange {
   status?: 'ENABLED' | 'DISABLED';
   iconVisibility?: 'DEFAULT' | 'DISABLE_ALL';
@@ -26,8 +29,4 @@ export function validateSettingsChange(c: Record<string, unknown>): string[] {
   }
   if (Object.keys(c).length === 0) problems.push('nothing to change');
   return problems;
-}
-
-export function settingsBody(c: CallingSettingsChange): Record<string, unknown> {
-  return { calling: { ...c } };
 }

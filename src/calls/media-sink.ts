@@ -1,0 +1,23 @@
+import { CallMediaAvailable } from './call-events';
+import { BusinessLine, WhatsAppProvider } from './provider-port';
+
+/** Brings a file the provider made of a call (recording, transcript, voicemail) into the bridge's store; never throws. */
+export interface MediaSink {
+  fetch(media: CallMediaAvailable, provider: WhatsAppProvider, line: BusinessLine): Promise<void>;
+}
+
+/** An account notice as kept (once per webhook event). */
+export interface AccountNoticeRow {
+  eventId: string;
+  provider: string;
+  phoneId: string | null;
+  field: string;
+  event: string;
+  severity: 'restriction' | 'warning' | 'info';
+  detail: unknown;
+}
+
+/** Where account notices are kept: the admin API shows the latest per number. */
+export interface AccountNoticeSink {
+  add(n: AccountNoticeRow): Promise<void>;
+}
