@@ -83,6 +83,7 @@ export class Metrics {
   private readonly callsTotal: Counter<'direction' | 'outcome'>;
   private readonly setup: Histogram<'step'>;
   private readonly ycloudTotal: Counter<'endpoint' | 'result'>;
+  private readonly accountNotices: Counter<'provider' | 'severity' | 'event'>;
   private readonly ycloudSeconds: Histogram<'endpoint'>;
   private readonly ngTotal: Counter<'command' | 'result'>;
   private readonly ngSeconds: Histogram<'command'>;
@@ -178,6 +179,12 @@ export class Metrics {
         + 'and result (processed, ignored, duplicate, bad_signature, stale, malformed, store_failed, error, overloaded, timeout).',
       labelNames: ['type', 'result'] as const, registers,
     });
+    this.accountNotices = new Counter({
+      name: 'wasb_account_notices_total',
+      help: 'Notices about a provider account or number (Meta account_update, account_settings_update), by provider account, '
+        + 'severity (restriction: calling restricted or the call button hidden; warning: quality or pickup-rate violations; info: settings changed) and event.',
+      labelNames: ['provider', 'severity', 'event'] as const, registers,
+    });
     this.permissionRequests = new Counter({
       name: 'wasb_permission_requests_total', help: 'Call-permission requests sent to customers, by source (api, auto) and result (sent, failed, rate_limited).',
       labelNames: ['source', 'result'] as const, registers,
@@ -265,6 +272,11 @@ export class Metrics {
 
   permissionRequest(source: PermissionSource, result: PermissionResult): void {
     safe(() => this.permissionRequests.inc({ source, result }));
+  }
+
+  /** A provider's notice about an account or number (the event name is bounded: it is a label). */
+  accountNotice(provider: string, severity: 'restriction' | 'warning' | 'info', event: string): void {
+    safe(() => this.accountNotices.inc({ provider: provider.slice(0, 32), severity, event: /^[A-Za-z_]{1,40}$/.test(event) ? event : 'other' }));
   }
 
   permissionReply(response: string): void {
