@@ -144,7 +144,7 @@ export class PhoneServer {
       const user = {
         createOffer: async () => sdp,
         applyAnswer: async (answer: string) => {
-          const stage = this.o.sim.requestsFor(wacid).at(-1)?.path === '/calls/accept' ? 'accept' : 'preAccept';
+          const stage = this.o.sim.requestsFor(wacid).at(-1)?.op === 'accept' ? 'accept' : 'preAccept';
           this.send('answer', { wacid, sdp: answer, stage });
         },
       };
