@@ -445,7 +445,7 @@ export class ProviderSim extends EventEmitter {
     const method = req.method ?? 'GET';
     const op = this.wire.parse(method, path, url.searchParams, body);
     const record: SimRequest = { method, path, op: this.wire.opOf(op), wacid: 'wacid' in op && typeof op.wacid === 'string' ? op.wacid : null, body, at: performance.now() };
-    res.once('finish', () => this.emit('api', { method, path, body, status: res.statusCode, response: answered.get(res) ?? null, at: Date.now() } satisfies SimApiCall));
+    res.once('finish', () => this.emit('api', { method, path, wacid: record.wacid, body, status: res.statusCode, response: answered.get(res) ?? null, at: Date.now() } satisfies SimApiCall));
     this.requests.push(record);
     this.emit('request', record);
     if (!this.wire.authorized(req.headers)) {

@@ -31,7 +31,7 @@ export type SimOp =
 /** An API request as received: `path` is the face's own (YCloud: "/calls/accept"; Meta: "/<phoneId>/calls"). */
 export interface SimRequest { method: string; path: string; op: SimOp; wacid: string | null; body: Record<string, unknown>; at: number }
 /** An API call as answered: what the sandbox's timeline shows. */
-export interface SimApiCall { method: string; path: string; body: Record<string, unknown>; status: number; response: unknown; at: number }
+export interface SimApiCall { method: string; path: string; wacid: string | null; body: Record<string, unknown>; status: number; response: unknown; at: number }
 /** A webhook POST as delivered, with the bridge's HTTP status (`type`: YCloud's event type; Meta: "calls:connect, statuses:RINGING"). */
 export interface SimWebhook { type: string; wacid: string | null; event: unknown; status: number; at: number }
 /** A call permission request the business sent (interactive call_permission_request, or a template carrying one). */
