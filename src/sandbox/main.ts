@@ -12,6 +12,9 @@ const STOP_BOUND_MS = 20_000;
  */
 async function main(): Promise<void> {
   const env = process.env;
+  // `--provider meta`: the simulator speaks Meta's Graph API and the bridge runs with WA_PROVIDER=meta.
+  const flag = process.argv.indexOf('--provider');
+  if (flag >= 0) env.WA_PROVIDER = process.argv[flag + 1] ?? '';
   const refused = sandboxEnvProblems(env);
   if (refused.length) {
     console.error(`wa-sip-bridge sandbox refuses to start:\n${refused.map((p) => `  - ${p}`).join('\n')}`);
@@ -52,7 +55,7 @@ async function main(): Promise<void> {
     '',
     '  wa-sip-bridge sandbox is ready',
     `  Browser phone:   ${sandbox.url}   (the WhatsApp user ${s.userNumber})`,
-    `  Business:        ${s.businessName} ${s.businessNumber}`,
+    `  Business:        ${s.businessName} ${s.businessNumber} (simulated ${sandbox.sim.face === 'meta' ? 'Meta Cloud API' : 'YCloud'})`,
     `  Calls go to:     ${sandbox.demo ? `the built-in demo agent (${sandbox.demo.uri}); set PBX_TARGET for your PBX` : env.PBX_TARGET}`,
     `  Agents call in:  INVITE sip:${s.userNumber}@${sip.replace(/^sip:/, '')} from ${env.SIP_TRUSTED_SOURCES?.trim() || '127.0.0.1'}`,
     '  Stop with Ctrl-C.',

@@ -9,7 +9,7 @@ import { Logger } from '../log';
 import { jsonBody } from '../http/json-body';
 import { printable } from '../http/ingress-guard';
 import { RefusalLog } from '../refusal-log';
-import { newWacid, PermissionChoice, SimApiCall, SimCallState, SimOutboundCall, SimPermissionRequest, SimWebhook, YCloudSim } from './ycloud-simulator';
+import { newWacid, PermissionChoice, SimApiCall, SimCallState, SimOutboundCall, SimPermissionRequest, SimWebhook, ProviderSim } from './ycloud-simulator';
 
 /** One line of the page's live timeline. */
 export interface TimelineEntry {
@@ -21,7 +21,7 @@ export interface TimelineEntry {
 }
 
 export interface PhoneServerOptions {
-  sim: YCloudSim;
+  sim: ProviderSim;
   cdr: CdrStore;
   log: Logger;
   /** The WhatsApp user the page plays, and the business it calls. */
@@ -95,7 +95,7 @@ export class PhoneServer {
       title: `${w.type}${statusOf(w.event)} → bridge answered ${w.status}`,
     }));
     sim.on('api', (c: SimApiCall) => this.timeline({
-      at: c.at, kind: 'api', wacid: typeof c.body.wacid === 'string' ? c.body.wacid : null, detail: { request: c.body, response: c.response },
+      at: c.at, kind: 'api', wacid: c.wacid, detail: { request: c.body, response: c.response },
       title: `${c.method} ${c.path} ← ${c.status}`,
     }));
     sim.on('permission-request', (r: SimPermissionRequest) => this.send('permission-request', { id: r.id, business: r.business, businessName: o.businessName, text: r.text }));
@@ -144,7 +144,7 @@ export class PhoneServer {
       const user = {
         createOffer: async () => sdp,
         applyAnswer: async (answer: string) => {
-          const stage = this.o.sim.requestsFor(wacid).at(-1)?.path === '/calls/accept' ? 'accept' : 'preAccept';
+          const stage = this.o.sim.requestsFor(wacid).at(-1)?.op === 'accept' ? 'accept' : 'preAccept';
           this.send('answer', { wacid, sdp: answer, stage });
         },
       };

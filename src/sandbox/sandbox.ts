@@ -4,7 +4,7 @@ import { loadConfig } from '../config';
 import { Logger } from '../log';
 import { DemoAgent } from './demo-agent';
 import { PhoneServer } from './phone-server';
-import { YCloudSim } from './ycloud-simulator';
+import { ProviderSim } from './ycloud-simulator';
 
 type Env = Record<string, string | undefined>;
 
@@ -25,6 +25,15 @@ export function sandboxEnvProblems(env: Env): string[] {
   if (env.YCLOUD_API_BASE_URL?.trim()) {
     problems.push('YCLOUD_API_BASE_URL is set: in the sandbox the bridge talks only to the built-in YCloud simulator (unset it)');
   }
+  const token = env.META_ACCESS_TOKEN?.trim();
+  if (token && !token.startsWith(SANDBOX_KEY_PREFIX)) {
+    problems.push('META_ACCESS_TOKEN holds a Meta access token: the sandbox runs its own simulated Meta Graph API and refuses to start beside a real token (unset it)');
+  }
+  if (env.META_API_BASE_URL?.trim()) {
+    problems.push('META_API_BASE_URL is set: in the sandbox the bridge talks only to the built-in Meta simulator (unset it)');
+  }
+  const provider = env.WA_PROVIDER?.trim();
+  if (provider && provider !== 'ycloud' && provider !== 'meta') problems.push(`WA_PROVIDER (--provider) must be ycloud or meta, not ${JSON.stringify(provider)}`);
   return problems;
 }
 
@@ -47,7 +56,7 @@ export function sandboxSettings(env: Env): SandboxSettings {
 
 export interface Sandbox {
   bridge: Bridge;
-  sim: YCloudSim;
+  sim: ProviderSim;
   phone: PhoneServer;
   /** The built-in demo agent when no PBX_TARGET was given; null otherwise. */
   demo: DemoAgent | null;
@@ -72,7 +81,14 @@ export async function startSandbox(env: Env, log: Logger): Promise<Sandbox> {
   const problems = sandboxEnvProblems(env);
   if (problems.length) throw new SandboxConfigError(problems);
   const s = sandboxSettings(env);
-  const sim = new YCloudSim(`${SANDBOX_KEY_PREFIX}${crypto.randomBytes(12).toString('hex')}`, crypto.randomBytes(24).toString('hex'));
+  // The simulator speaks YCloud's wire format, or Meta's Graph API with WA_PROVIDER=meta (`--provider meta`).
+  const face = env.WA_PROVIDER?.trim() === 'meta' ? 'meta' : 'ycloud';
+  const wabaId = env.WA_WABA_ID?.trim() || '100000000000002';
+  const sim = new ProviderSim({
+    face, apiKey: `${SANDBOX_KEY_PREFIX}${crypto.randomBytes(12).toString('hex')}`, secret: crypto.randomBytes(24).toString('hex'),
+    verifyToken: crypto.randomBytes(12).toString('hex'),
+  });
+  sim.addLine({ phoneId: s.phoneId, number: s.businessNumber, wabaId });
   // A business must have the customer's permission before calling, as on WhatsApp: the page grants it.
   sim.enforcePermissions = true;
   let demo: DemoAgent | null = null;
@@ -106,9 +122,9 @@ export async function startSandbox(env: Env, log: Logger): Promise<Sandbox> {
       ...env,
       WA_BUSINESS_NUMBER: s.businessNumber,
       PBX_TARGET: pbxTarget || demo!.uri,
-      YCLOUD_API_BASE_URL: sim.baseUrl,
-      YCLOUD_API_KEY: sim.apiKey,
-      YCLOUD_WEBHOOK_SECRET: sim.secret,
+      ...(face === 'meta'
+        ? { WA_PROVIDER: 'meta', WA_WABA_ID: wabaId, META_API_BASE_URL: sim.baseUrl, META_ACCESS_TOKEN: sim.apiKey, META_APP_SECRET: sim.secret, META_VERIFY_TOKEN: sim.verifyToken }
+        : { YCLOUD_API_BASE_URL: sim.baseUrl, YCLOUD_API_KEY: sim.apiKey, YCLOUD_WEBHOOK_SECRET: sim.secret }),
     });
     const b = new Bridge(config, log, {
       routes: (started) => {
@@ -122,7 +138,7 @@ export async function startSandbox(env: Env, log: Logger): Promise<Sandbox> {
     // WhatsApp remembers a grant across restarts: so does the simulator, from what the bridge recorded.
     const granted = await b.permissions.check(s.businessNumber, s.userNumber);
     if (granted.allowed) sim.grant(s.userNumber, granted.expiresAt?.getTime() ?? null);
-    sim.webhookUrl = `http://127.0.0.1:${b.httpPort}/webhooks/ycloud`;
+    sim.webhookUrl = `http://127.0.0.1:${b.httpPort}/webhooks/${face}`;
     const host = config.httpHost && config.httpHost !== '0.0.0.0' && config.httpHost !== '::' ? config.httpHost : '127.0.0.1';
     return { bridge: b, sim, phone: phone!, demo, url: `http://${host.includes(':') ? `[${host}]` : host}:${b.httpPort}/sandbox`, stop: stopAll };
   } catch (err) {
