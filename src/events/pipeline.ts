@@ -18,6 +18,8 @@ export interface IncomingEvent {
   event: CallEvent | null;
   /** performance.now() of the request's arrival (latency marks). */
   arrivedAt: number;
+  /** The provider account whose webhook source decoded it (stored with it); default "ycloud". */
+  provider?: string;
 }
 
 export type IngestResult = 'stored' | 'duplicate' | 'store_failed';
@@ -77,7 +79,7 @@ export class EventPipeline extends TypedEmitter<PipelineEvents> {
       const known = await prior.then(() => true, () => false);
       if (known) return 'duplicate';
     }
-    const stored = this.batcher.store({ id: e.id, type: e.type, wacid: e.wacid, payload: storedPayload(e), nodeId: this.d.nodeId });
+    const stored = this.batcher.store({ id: e.id, type: e.type, wacid: e.wacid, payload: storedPayload(e), nodeId: this.d.nodeId, provider: e.provider ?? 'ycloud' });
     this.seen.set(e.id, stored);
     // A failed write is forgotten here, so YCloud's redelivery is taken afresh.
     stored.catch(() => {
