@@ -77,11 +77,11 @@ export async function up({ context: qi }: { context: QueryInterface }): Promise<
 }
 
 export async function down({ context: qi }: { context: QueryInterface }): Promise<void> {
+  // First: it fails (and nothing is changed) while a BSUID longer than 32 characters is stored, as narrowing would lose it.
+  for (const [table, column] of ADDRESS_COLUMNS) await qi.sequelize.query(`ALTER TABLE ${table} ALTER COLUMN ${column} TYPE VARCHAR(32)`);
   await qi.dropTable('account_notices');
   await qi.dropTable('call_media');
   await qi.removeColumn('webhook_events', 'provider');
   for (const [name] of CALL_INDEXES) await qi.sequelize.query(`DROP INDEX IF EXISTS ${name}`);
   for (const [column] of CALL_COLUMNS) await qi.removeColumn('calls', column);
-  // Fails (and changes nothing) while a BSUID longer than 32 characters is stored: narrowing would lose it.
-  for (const [table, column] of ADDRESS_COLUMNS) await qi.sequelize.query(`ALTER TABLE ${table} ALTER COLUMN ${column} TYPE VARCHAR(32)`);
 }
