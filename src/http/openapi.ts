@@ -443,7 +443,7 @@ export const openApiDocument: OpenApiDocument = {
     },
 
     '/api/calls/{id}/media/{mediaId}': {
-      parameters: [param('CallId'), { name: 'mediaId', in: 'path', required: true, description: "The file's id in the call's media list (GET /api/calls/{id}).", schema: { type: 'integer', minimum: 1 } }],
+      parameters: [param('CallId'), { name: 'mediaId', in: 'path', required: true, description: "The file's id in the call's media list (GET /api/calls/{id}).", schema: { type: 'integer', minimum: 1 }, example: 1 }],
       get: {
         operationId: 'getCallMedia',
         summary: "A file WhatsApp made of the call: its recording, transcription or voicemail",
