@@ -181,6 +181,7 @@ describe('OpenAPI document', () => {
     let base: string;
     let callId: string;
     let recordingDir: string;
+    let mediaId: number;
     const { compile } = schemaValidator(doc);
 
     before(async () => {
@@ -211,6 +212,12 @@ describe('OpenAPI document', () => {
       fs.writeFileSync(wav, silentWav(8000));
       await stack.bridge.cdr.updateCall(callId, { recording_path: wav, recording_bytes: String(fs.statSync(wav).size), recording_seconds: '1.000' });
       await stack.bridge.cdr.addEvent(callId, 'ended', { by: 'pbx' }, new Date(offered.getTime() + 65000));
+      // A transcription WhatsApp made of the call, fetched into RECORDING_DIR (as MediaFetcher stores it).
+      const text = path.join(recordingDir, 'transcription.txt');
+      fs.writeFileSync(text, 'Hello, I am calling about my order.');
+      const media = await stack.bridge.db.media.add({ wacid: `wacid.openapi.${callId}`, provider: 'meta', kind: 'transcription', mediaId: 'm-1', mimeType: 'text/plain', sha256: null });
+      await stack.bridge.db.media.stored(media.id, { path: text, bytes: fs.statSync(text).size, mimeType: null, attempts: 1 });
+      mediaId = media.id;
     });
     after(async () => {
       await stack?.stop();
@@ -280,7 +287,7 @@ describe('OpenAPI document', () => {
     it('answers every GET (admin token) with a documented status and a body that matches its schema', async () => {
       const statuses: string[] = [];
       for (const o of gets()) {
-        const r = await check(o, urlOf(o, { id: callId }), admin);
+        const r = await check(o, urlOf(o, { id: callId, mediaId: String(mediaId) }), admin);
         statuses.push(`${o.path} ${r.status}`);
         if (!o.path.startsWith('/readyz')) assert.ok(r.status < 300, `GET ${o.path} succeeds with the admin token (${r.status})`);
       }

@@ -481,6 +481,104 @@ describe('CDR reporting API', function () {
     });
   });
 
+  describe('issue 19: providers, numbers, users known by BSUID, call media', () => {
+    const Y = 'from=2019-08-01T00:00:00Z&to=2019-08-02T00:00:00Z';
+    const at = (h: number) => new Date(Date.UTC(2019, 7, 1, h));
+    const bsuid = `US.${'7'.repeat(40)}`;
+    const ids = { meta: crypto.randomUUID(), ycloud: crypto.randomUUID(), eu: crypto.randomUUID(), other: crypto.randomUUID() };
+    before(async () => {
+      await write([
+        {
+          id: ids.meta, direction: 'inbound', state: 'ended', offered_at: at(1), outcome: 'answered', provider: 'meta', provider_kind: 'meta', number_name: 'sales',
+          customer_number: bsuid, user_id: bsuid, profile_name: 'Ana Silva 100%', username: 'Ana_S', cta_payload: 'spring-campaign', deeplink_payload: 'dl-1',
+          context: 'ticket=42', wacid: `wacid.r19.${ids.meta}`,
+        },
+        { id: ids.ycloud, direction: 'inbound', state: 'ended', offered_at: at(2), provider: 'ycloud', provider_kind: 'ycloud', number_name: 'support', customer_number: '+15550700001', profile_name: 'Bob' },
+        { id: ids.eu, direction: 'outbound', state: 'ended', offered_at: at(3), provider: 'meta-eu', provider_kind: 'meta', number_name: 'sales', user_id: 'DE.ENT.xyz', username: 'ana_s', profile_name: 'ANA 100% real' },
+        { id: ids.other, direction: 'inbound', state: 'ended', offered_at: at(4), provider: 'meta', profile_name: 'Anna 1000', cta_payload: 'other' },
+      ]);
+    });
+
+    const cases: Array<[string, string[]]> = [
+      [`user_id=${bsuid}`, [ids.meta]],
+      [`customer=${bsuid}`, [ids.meta]],
+      ['username=%40ANA_s', [ids.eu, ids.meta]],
+      [`profile_name=${encodeURIComponent('a 100%')}`, [ids.eu, ids.meta]],
+      ['profile_name=ana', [ids.eu, ids.meta]],
+      ['provider=meta', [ids.other, ids.meta]],
+      ['number_name=sales', [ids.eu, ids.meta]],
+      ['number_name=sales&provider=meta-eu', [ids.eu]],
+      ['cta_payload=spring-campaign', [ids.meta]],
+    ];
+    for (const [q, expected] of cases) {
+      it(`filter ${decodeURIComponent(q)}`, async () => {
+        assert.deepEqual((await listAll(`${Y}&${q}`)).map((c) => c.id), expected);
+      });
+    }
+
+    it('the new fields are in the list, the detail view and the CSV', async () => {
+      const [listed] = await listAll(`${Y}&user_id=${bsuid}`) as unknown as Array<Record<string, unknown>>;
+      const want = {
+        provider: 'meta', provider_kind: 'meta', number_name: 'sales', user_id: bsuid, customer_number: bsuid, profile_name: 'Ana Silva 100%', username: 'Ana_S',
+        cta_payload: 'spring-campaign', deeplink_payload: 'dl-1', context: 'ticket=42',
+      };
+      for (const [k, v] of Object.entries(want)) assert.equal(listed![k], v, k);
+      const one = await json<{ call: Record<string, unknown>; media: unknown[] }>(`/api/calls/${ids.meta}`);
+      for (const [k, v] of Object.entries(want)) assert.equal(one.call[k], v, k);
+      assert.deepEqual(one.media, []);
+      const [header, ...data] = parseCsv(await (await api(`/api/calls?${Y}&user_id=${bsuid}&format=csv`)).text());
+      assert.equal(data.length, 1);
+      for (const [k, v] of Object.entries(want)) assert.equal(data[0]![header!.indexOf(k)], v, k);
+    });
+
+    it("lists the call's media files and serves each with its type; 404 for another call's, a failed or a deleted one", async () => {
+      const media = stack.bridge.db.media;
+      const body = crypto.randomBytes(3000);
+      const file = path.join(recordingDir, 'media-r19.ogg');
+      fs.writeFileSync(file, body);
+      const wacid = `wacid.r19.${ids.meta}`;
+      const rec = await media.add({ wacid, provider: 'meta', kind: 'recording', mediaId: 'm-rec', mimeType: 'audio/ogg; codecs=opus', sha256: null });
+      await media.stored(rec.id, { path: file, bytes: 3000, mimeType: null, attempts: 1 });
+      const html = path.join(recordingDir, 'media-r19.html');
+      fs.writeFileSync(html, '<script>alert(1)</script>');
+      const odd = await media.add({ wacid, provider: 'meta', kind: 'transcription', mediaId: 'm-tr', mimeType: 'text/html', sha256: null });
+      await media.stored(odd.id, { path: html, bytes: 25, mimeType: null, attempts: 1 });
+      const failed = await media.add({ wacid, provider: 'meta', kind: 'voicemail', mediaId: 'm-vm', mimeType: 'audio/ogg', sha256: null });
+      await media.failed(failed.id, 'media download: HTTP 404', 3);
+      const elsewhere = await media.add({ wacid: `wacid.r19.${ids.ycloud}`, provider: 'meta', kind: 'recording', mediaId: 'm-x', mimeType: 'audio/ogg', sha256: null });
+      await media.stored(elsewhere.id, { path: file, bytes: 3000, mimeType: null, attempts: 1 });
+
+      const one = await json<{ media: Array<{ id: number; kind: string; url: string | null; error: string | null; bytes: number | null }> }>(`/api/calls/${ids.meta}`);
+      assert.deepEqual(one.media.map((m) => [m.id, m.kind, m.url, m.error]), [
+        [rec.id, 'recording', `/api/calls/${ids.meta}/media/${rec.id}`, null],
+        [odd.id, 'transcription', `/api/calls/${ids.meta}/media/${odd.id}`, null],
+        [failed.id, 'voicemail', null, 'media download: HTTP 404'],
+      ]);
+      assert.equal(one.media[0]!.bytes, 3000);
+
+      const res = await api(`/api/calls/${ids.meta}/media/${rec.id}`);
+      assert.equal(res.status, 200);
+      assert.equal(res.headers.get('content-type'), 'audio/ogg');
+      assert.equal(res.headers.get('content-length'), '3000');
+      assert.equal(res.headers.get('x-content-type-options'), 'nosniff');
+      assert.deepEqual(Buffer.from(await res.arrayBuffer()), body);
+      const served = await api(`/api/calls/${ids.meta}/media/${odd.id}`);
+      assert.equal(served.headers.get('content-type'), 'application/octet-stream', 'HTML is never served as HTML');
+      await served.arrayBuffer();
+
+      for (const p of [`/api/calls/${ids.meta}/media/${failed.id}`, `/api/calls/${ids.meta}/media/${elsewhere.id}`, `/api/calls/${crypto.randomUUID()}/media/${rec.id}`]) {
+        assert.equal((await api(p)).status, 404, p);
+      }
+      const bad = await api(`/api/calls/${ids.meta}/media/abc`);
+      assert.equal(bad.status, 400);
+      assert.equal(((await bad.json()) as { field: string }).field, 'mediaId');
+      await media.markDeleted([rec.id]);
+      const gone = await api(`/api/calls/${ids.meta}/media/${rec.id}`);
+      assert.equal(gone.status, 404);
+      assert.match(((await gone.json()) as { error: string }).error, /deleted at .* \(retention\)/);
+    });
+  });
+
   describe('issue 17: what a reporting token sees, formulas in CSV, far-future ranges', () => {
     const X_FROM = '2019-07-01T00:00:00Z';
     const X = `from=${X_FROM}&to=2019-07-02T00:00:00Z`;

@@ -1,6 +1,8 @@
 import { QueryTypes, Sequelize } from 'sequelize';
+import { AccountNotices } from './account-notices';
 import { CdrSpillSink } from './call-recorder';
 import { connectDatabase } from './db';
+import { MediaRecords } from './media-records';
 import { NodeRecords } from './node-records';
 import { PermissionRecords } from './permission-records';
 import { WebhookQuarantine } from './quarantine';
@@ -31,6 +33,10 @@ export class Database {
   readonly nodes: NodeRecords;
   /** The retention sweep's statements. */
   readonly retention: RetentionRecords;
+  /** The files WhatsApp made of calls (recordings, transcriptions, voicemails), fetched into RECORDING_DIR. */
+  readonly media: MediaRecords;
+  /** Notices about the business account and its numbers (account_update, account_settings_update). */
+  readonly notices: AccountNotices;
 
   constructor(private readonly sequelize: Sequelize, o: DatabaseOptions = {}) {
     this.webhookEvents = new WebhookEvents(sequelize);
@@ -39,6 +45,8 @@ export class Database {
     this.quarantine = new WebhookQuarantine(sequelize);
     this.nodes = new NodeRecords(sequelize);
     this.retention = new RetentionRecords(sequelize);
+    this.media = new MediaRecords(sequelize);
+    this.notices = new AccountNotices(sequelize);
   }
 
   /** A pool whose every wait is bounded by `timeoutMs` (see connectDatabase). */

@@ -5,6 +5,8 @@ export type Direction = 'inbound' | 'outbound';
 export type Outcome =
   | 'answered' | 'busy' | 'no_answer' | 'rejected' | 'unreachable' | 'caller_hangup' | 'failed';
 export type HangupBy = 'whatsapp' | 'pbx' | 'bridge';
+/** What kind of provider API a call went through (the provider account's kind). */
+export type ProviderKind = 'ycloud' | 'meta';
 
 /*
  * The models' attributes. The classes are not exported as values: each CdrStore binds subclasses of its
@@ -53,6 +55,20 @@ class CallRecordModel extends Model<InferAttributes<CallRecordModel>, InferCreat
   declare recording_bytes: CreationOptional<string | null>;
   declare recording_seconds: CreationOptional<string | null>;
   declare recording_deleted_at: CreationOptional<Date | null>;
+  /** The provider account the call went through (its webhook path name: "ycloud", "meta", "meta-eu"). */
+  declare provider: CreationOptional<string | null>;
+  declare provider_kind: CreationOptional<ProviderKind | null>;
+  /** The business number's name in NUMBERS_FILE (or the single number's name). */
+  declare number_name: CreationOptional<string | null>;
+  /** The WhatsApp user's business-scoped user id (BSUID), profile name and username, when known. */
+  declare user_id: CreationOptional<string | null>;
+  declare profile_name: CreationOptional<string | null>;
+  declare username: CreationOptional<string | null>;
+  /** Which call button or deep link the user called from (Meta's cta_payload, deeplink_payload). */
+  declare cta_payload: CreationOptional<string | null>;
+  declare deeplink_payload: CreationOptional<string | null>;
+  /** The agent's X-WhatsApp-Context, as the provider echoed it back (Meta's biz_opaque_callback_data). */
+  declare context: CreationOptional<string | null>;
   declare created_at: CreationOptional<Date>;
   declare updated_at: CreationOptional<Date>;
 }
@@ -73,6 +89,8 @@ class WebhookEventModel extends Model<InferAttributes<WebhookEventModel>, InferC
   declare processed_at: CreationOptional<Date | null>;
   declare error: CreationOptional<string | null>;
   declare payload: object;
+  /** The provider account whose webhook source decodes this event. */
+  declare provider: CreationOptional<string>;
 }
 
 const str = (n: number) => ({ type: DataTypes.STRING(n) });
@@ -102,7 +120,8 @@ const callColumns = (): ModelAttributes<CallRecordModel> => ({
   wacid: str(255),
   phone_id: str(64),
   business_number: str(32),
-  customer_number: str(32),
+  // The user's address: E.164, or the BSUID when no number is known.
+  customer_number: str(160),
   sip_call_id: str(255),
   pbx_target: str(255),
   agent: str(255),
@@ -137,6 +156,15 @@ const callColumns = (): ModelAttributes<CallRecordModel> => ({
   recording_bytes: { type: DataTypes.BIGINT },
   recording_seconds: { type: DataTypes.DECIMAL(10, 3) },
   recording_deleted_at: date(),
+  provider: str(64),
+  provider_kind: str(16),
+  number_name: str(64),
+  user_id: str(160),
+  profile_name: str(255),
+  username: str(100),
+  cta_payload: str(512),
+  deeplink_payload: str(512),
+  context: str(512),
   created_at: date(),
   updated_at: date(),
 });
@@ -157,6 +185,7 @@ const webhookColumns = (): ModelAttributes<WebhookEventModel> => ({
   processed_at: date(),
   error: { type: DataTypes.TEXT },
   payload: { type: DataTypes.JSONB, allowNull: false },
+  provider: { type: DataTypes.STRING(64), allowNull: false, defaultValue: 'ycloud' },
 });
 
 /**

@@ -60,9 +60,25 @@ function statements(r: Config['retention'], sdpScrubAfterMs: number): TaskStatem
     {
       // call_events go with their call (ON DELETE CASCADE).
       name: 'calls',
-      sql: `DELETE FROM calls WHERE ctid IN (SELECT ctid FROM calls
+      // call_media rows go with their call too, once their files are gone (the media sweep's, as recordings).
+      sql: `DELETE FROM calls WHERE ctid IN (SELECT ctid FROM calls c
               WHERE ended_at < :cutoff AND (recording_path IS NULL OR recording_deleted_at IS NOT NULL)
+                AND NOT EXISTS (SELECT 1 FROM call_media m WHERE m.call_id = c.id AND m.path IS NOT NULL AND m.deleted_at IS NULL)
+              LIMIT :limit FOR UPDATE OF c SKIP LOCKED)`,
+      cutoff: daysAgo(r.cdrDays),
+    },
+    {
+      // Files never linked to a CDR (the call's record was lost), with nothing left on disk.
+      name: 'call_media unlinked',
+      sql: `DELETE FROM call_media WHERE ctid IN (SELECT ctid FROM call_media
+              WHERE call_id IS NULL AND received_at < :cutoff AND (path IS NULL OR deleted_at IS NOT NULL)
               LIMIT :limit FOR UPDATE SKIP LOCKED)`,
+      cutoff: daysAgo(r.cdrDays),
+    },
+    {
+      name: 'account_notices',
+      sql: `DELETE FROM account_notices WHERE ctid IN (SELECT ctid FROM account_notices
+              WHERE received_at < :cutoff LIMIT :limit FOR UPDATE SKIP LOCKED)`,
       cutoff: daysAgo(r.cdrDays),
     },
     {

@@ -1,10 +1,15 @@
 import { QueryTypes, Sequelize } from 'sequelize';
 
-/** A webhook event as it is stored. */
-export interface WebhookRow { id: string; type: string; wacid: string | null; payload: unknown; nodeId: string | null }
+/**
+ * A webhook event as it is stored. `provider`: the provider account (its webhook path name, e.g.
+ * "ycloud", "meta-eu") whose webhook source decodes the payload when it is read back.
+ */
+export interface WebhookRow { id: string; type: string; wacid: string | null; payload: unknown; nodeId: string | null; provider: string }
 
-/** A stored webhook event as replay reads it back. */
-export interface StoredWebhook { id: string; type: string; wacid: string | null; receivedAt: Date; payload: unknown; cursor: WebhookCursor }
+/** A stored webhook event as replay reads it back (decoded by `provider`'s webhook source). */
+export interface StoredWebhook {
+  id: string; type: string; wacid: string | null; receivedAt: Date; payload: unknown; provider: string; cursor: WebhookCursor;
+}
 
 /** Where a walk over stored events stands: received_at as Postgres writes it (microseconds), and the id. */
 export interface WebhookCursor { at: string; id: string }
@@ -20,15 +25,16 @@ export class WebhookEvents {
   async recordWebhooks(rows: WebhookRow[]): Promise<Set<string>> {
     if (rows.length === 0) return new Set();
     const stored = await this.sequelize.query<{ id: string }>(
-      `INSERT INTO webhook_events (id, type, wacid, received_at, payload, node_id)
-       SELECT r.id, r.type, r.wacid, now(), r.payload::jsonb, r.node_id
-       FROM unnest(ARRAY[:ids]::text[], ARRAY[:types]::text[], ARRAY[:wacids]::text[], ARRAY[:payloads]::text[], ARRAY[:nodes]::text[])
-         AS r(id, type, wacid, payload, node_id)
+      `INSERT INTO webhook_events (id, type, wacid, received_at, payload, node_id, provider)
+       SELECT r.id, r.type, r.wacid, now(), r.payload::jsonb, r.node_id, r.provider
+       FROM unnest(ARRAY[:ids]::text[], ARRAY[:types]::text[], ARRAY[:wacids]::text[], ARRAY[:payloads]::text[], ARRAY[:nodes]::text[], ARRAY[:providers]::text[])
+         AS r(id, type, wacid, payload, node_id, provider)
        ON CONFLICT (id) DO NOTHING RETURNING id`,
       {
         replacements: {
           ids: rows.map((r) => r.id), types: rows.map((r) => r.type), wacids: rows.map((r) => r.wacid),
           payloads: rows.map((r) => JSON.stringify(r.payload)), nodes: rows.map((r) => r.nodeId),
+          providers: rows.map((r) => r.provider),
         },
         type: QueryTypes.SELECT,
       },
@@ -67,10 +73,12 @@ export class WebhookEvents {
   }
 
   private async webhooks(where: string, replacements: Record<string, unknown>): Promise<StoredWebhook[]> {
-    const rows = await this.sequelize.query<{ id: string; type: string; wacid: string | null; received_at: Date; at: string; payload: unknown }>(
-      `SELECT id, type, wacid, received_at, received_at::text AS at, payload FROM webhook_events WHERE ${where}`,
+    const rows = await this.sequelize.query<{ id: string; type: string; wacid: string | null; received_at: Date; at: string; payload: unknown; provider: string }>(
+      `SELECT id, type, wacid, received_at, received_at::text AS at, payload, provider FROM webhook_events WHERE ${where}`,
       { replacements, type: QueryTypes.SELECT },
     );
-    return rows.map((r) => ({ id: r.id, type: r.type, wacid: r.wacid, receivedAt: new Date(r.received_at), payload: r.payload, cursor: { at: r.at, id: r.id } }));
+    return rows.map((r) => ({
+      id: r.id, type: r.type, wacid: r.wacid, receivedAt: new Date(r.received_at), payload: r.payload, provider: r.provider, cursor: { at: r.at, id: r.id },
+    }));
   }
 }

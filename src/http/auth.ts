@@ -17,11 +17,12 @@ export interface ApiAuthOptions {
 /** Routers match paths case-insensitively and with or without a trailing slash: so does this. */
 const UNDER_API = /^\/api(?:\/|$)/i;
 const PUBLIC: readonly RegExp[] = [/^\/api\/openapi\.json\/?$/i];
-/** What a reporting token may GET: calls, one call, its recording, live calls, and reports. */
+/** What a reporting token may GET: calls, one call, its recording and media files, live calls, and reports. */
 const REPORTING: readonly RegExp[] = [
   /^\/api\/calls\/?$/i,
   /^\/api\/calls\/[^/]+\/?$/i,
   /^\/api\/calls\/[^/]+\/recording\/?$/i,
+  /^\/api\/calls\/[^/]+\/media\/[^/]+\/?$/i,
   /^\/api\/reports\/[^/]+\/?$/i,
 ];
 const READ = new Set(['GET', 'HEAD']);

@@ -53,7 +53,8 @@ const AUDIO_TYPES: Record<string, string> = {
 
 /**
  * The CDR and reporting API under /api (the guard in auth.ts runs first and sets ctx.state.role):
- * calls with filters and keyset pages or as CSV, one call with its timeline, its recording, the calls in
+ * calls with filters and keyset pages or as CSV, one call with its timeline and media files, its recording
+ * and those files (recordings, transcriptions, voicemails WhatsApp made of it), the calls in
  * progress (and hanging one up, admin only), and summary reports. Every route that queries Postgres
  * takes a place in `admission` first (429 when none is free) and keeps it until its answer is ready
  * (a CSV export until its stream closes). A reporting token never sees recording_path.
@@ -130,11 +131,26 @@ export function callsApiRoutes(d: CallsApiDeps): Router {
     const id = parseCallId(ctx.params.id!);
     const detail = await d.reports.getCall(id);
     if (!detail) return problem(ctx, 404, 'no call with this id');
-    const file = await recordingFile(detail.call.recording_path, detail.call.recording_deleted_at, d.recordingDir);
+    const file = await storedFile(detail.call.recording_path, detail.call.recording_deleted_at, d.recordingDir, 'the recording');
     if (typeof file === 'string') return problem(ctx, 404, file);
     ctx.type = AUDIO_TYPES[path.extname(file.path).toLowerCase()] ?? 'application/octet-stream';
     ctx.length = file.size;
     ctx.set('Content-Disposition', `inline; filename="${id}${path.extname(file.path)}"`);
+    ctx.body = fs.createReadStream(file.path);
+  });
+
+  router.get('/calls/:id/media/:mediaId', admit, async (ctx) => {
+    checkParams(ctx.query, []);
+    const id = parseCallId(ctx.params.id!);
+    const mediaId = parseMediaId(ctx.params.mediaId!);
+    const media = await d.reports.getMediaFile(id, mediaId);
+    if (!media) return problem(ctx, 404, 'no such file of this call');
+    const file = await storedFile(media.path, media.deleted_at, d.recordingDir, `the ${media.kind}`);
+    if (typeof file === 'string') return problem(ctx, 404, file);
+    ctx.type = servedType(media.mime_type);
+    ctx.length = file.size;
+    ctx.set('X-Content-Type-Options', 'nosniff');
+    ctx.set('Content-Disposition', `inline; filename="${id}-${media.kind}-${media.id}${path.extname(file.path)}"`);
     ctx.body = fs.createReadStream(file.path);
   });
 
@@ -204,20 +220,35 @@ function csvName(f: CallFilter): string {
 }
 
 /**
- * The recording file of a call, or why there is none. Only files inside RECORDING_DIR are served, so a
- * path in the CDR can never expose another file.
+ * A stored file of a call (its recording, or a file WhatsApp made of it), or why there is none. Only
+ * files inside RECORDING_DIR are served, so a path in the database can never expose another file.
  */
-async function recordingFile(recordingPath: string | null, deletedAt: Date | null, dir: string): Promise<{ path: string; size: number } | string> {
-  if (!recordingPath) return 'this call has no recording';
-  if (deletedAt) return `the recording was deleted at ${deletedAt.toISOString()} (retention)`;
+async function storedFile(filePath: string | null, deletedAt: Date | null, dir: string, what: string): Promise<{ path: string; size: number } | string> {
+  if (!filePath) return what === 'the recording' ? 'this call has no recording' : `${what} was not fetched`;
+  if (deletedAt) return `${what} was deleted at ${deletedAt.toISOString()} (retention)`;
   try {
-    const [real, root] = await Promise.all([fs.promises.realpath(recordingPath), fs.promises.realpath(dir)]);
-    if (!real.startsWith(root + path.sep)) return 'the recording is not in RECORDING_DIR';
+    const [real, root] = await Promise.all([fs.promises.realpath(filePath), fs.promises.realpath(dir)]);
+    if (!real.startsWith(root + path.sep)) return `${what} is not in RECORDING_DIR`;
     const st = await fs.promises.stat(real);
-    return st.isFile() ? { path: real, size: st.size } : 'the recording file is gone';
+    return st.isFile() ? { path: real, size: st.size } : `${what} file is gone`;
   } catch {
-    return 'the recording file is gone';
+    return `${what} file is gone`;
   }
+}
+
+/** A file's id in the media list of a call (GET /api/calls/{id}). */
+function parseMediaId(v: string): number {
+  if (!/^[1-9]\d{0,14}$/.test(v)) throw new ReportInputError('mediaId', `mediaId must be the id of one of the call's media files (a positive integer), got "${v.slice(0, 40)}"`);
+  return Number(v);
+}
+
+/**
+ * The Content-Type a stored file is served with: its type as the provider gave it when that is audio,
+ * plain text or JSON (a transcription); anything else (HTML, say) as a download of bytes.
+ */
+function servedType(mime: string | null): string {
+  const base = (mime ?? '').split(';')[0]!.trim().toLowerCase();
+  return /^audio\/[a-z0-9.+-]{1,60}$/.test(base) || base === 'text/plain' || base === 'application/json' ? base : 'application/octet-stream';
 }
 
 /** Postgres did not answer in time (a statement or a pool wait): a 503, not a 500. */

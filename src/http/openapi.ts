@@ -3,7 +3,7 @@ import type { InferAttributes } from 'sequelize';
 import type { CallState } from '../calls/lifecycle';
 import type { CallRecord, Direction, HangupBy, Outcome } from '../cdr/models';
 import type { CallDetailRow, CallRow } from '../reports/columns';
-import type { CallDetail, SummaryFigures, SummaryGroup, SummaryReport, TimelineEntry } from '../reports/store';
+import type { CallDetail, CallMediaEntry, SummaryFigures, SummaryGroup, SummaryReport, TimelineEntry } from '../reports/store';
 import type { LiveCallJson } from './calls-api';
 
 /**
@@ -100,6 +100,8 @@ const ntime = (description: string): Schema => nstr(description, { format: 'date
 const nnum = (description: string, extra: Schema = {}): Schema => nullable({ type: 'number', description, ...extra });
 const nint = (description: string, extra: Schema = {}): Schema => nullable({ type: 'integer', description, ...extra });
 const E164 = '^\\+[1-9][0-9]{6,14}$';
+/** A BSUID (src/calls/call-events.ts). */
+const BSUID_PATTERN = '^[A-Z]{2}\\.(ENT\\.)?[A-Za-z0-9]{1,128}$';
 /** An ISO 8601 date, or date and time with an optional fraction (to microseconds) and UTC offset. */
 const ISO_TIME = '^[0-9]{4}-[0-9]{2}-[0-9]{2}(T[0-9]{2}:[0-9]{2}(:[0-9]{2}(\\.[0-9]{1,6})?)?(Z|[+-][0-9]{2}(:?[0-9]{2})?)?)?$';
 const UUID = { type: 'string', format: 'uuid' } as const;
@@ -135,7 +137,7 @@ const CALL_FIELDS: { [K in keyof CallRow]: Schema } = {
   wacid: nstr("YCloud's/WhatsApp's call id; null until YCloud has named an agent's call."),
   phone_id: nstr("The business number's WhatsApp phone number id."),
   business_number: nstr('The WhatsApp business number (E.164).'),
-  customer_number: nstr("The WhatsApp user's number (E.164)."),
+  customer_number: nstr("The WhatsApp user's address: their number (E.164), or their WhatsApp user id (BSUID, see user_id) when no number is known.", { maxLength: 160 }),
   sip_call_id: nstr("The PBX leg's SIP Call-ID."),
   pbx_target: nstr('The PBX SIP URI the call went to (inbound) or came from (outbound).'),
   agent: nstr('Who answered on the PBX (or placed an outbound call): the user part of the answering Contact/From; after a transfer, the new answerer.'),
@@ -170,6 +172,29 @@ const CALL_FIELDS: { [K in keyof CallRow]: Schema } = {
   recording_deleted_at: ntime('When the retention sweep (RECORDING_RETENTION_DAYS) deleted the recording file.'),
   created_at: str('When the record was created.', { format: 'date-time' }),
   updated_at: str('When the record was last written.', { format: 'date-time' }),
+  provider: nstr('The provider account the call went through: its webhook path name (ycloud, meta, or a name from NUMBERS_FILE).'),
+  provider_kind: { type: ['string', 'null'], enum: ['ycloud', 'meta', null], description: "The provider's API: YCloud's, or Meta's Cloud API (directly or through a provider that passes it through)." },
+  number_name: nstr("The business number's name (NUMBERS_FILE)."),
+  user_id: nstr("The WhatsApp user's business-scoped user id (BSUID, e.g. US.13491208655302741918), when the provider gave it.", { maxLength: 160 }),
+  profile_name: nstr("The WhatsApp user's profile name (the SIP display name toward the PBX)."),
+  username: nstr("The WhatsApp user's username (without @), when they have one."),
+  cta_payload: nstr('The call button (CTA) the user called from (Meta cta_payload).'),
+  deeplink_payload: nstr('The deep link the user called from (Meta deeplink_payload).'),
+  context: nstr("What the agent's INVITE gave in X-WhatsApp-Context, echoed back by the provider (Meta biz_opaque_callback_data).", { maxLength: 512 }),
+};
+
+const MEDIA_FIELDS: { [K in keyof CallMediaEntry]: Schema } = {
+  id: { type: 'integer', minimum: 1, description: "The file's id (GET /api/calls/{id}/media/{mediaId})." },
+  kind: { type: 'string', enum: ['recording', 'transcription', 'voicemail'], description: "What WhatsApp made: the call's recording or transcription, or a voicemail left after a missed call." },
+  media_id: str("The provider's media id."),
+  mime_type: nstr('The type the provider gave.'),
+  sha256: nstr("The file's SHA-256 as the provider gave it (checked when the file was fetched)."),
+  bytes: nint('Its size in bytes, once fetched.', { minimum: 0 }),
+  received_at: str('When the webhook announced it.', { format: 'date-time' }),
+  fetched_at: ntime('When it was fetched into RECORDING_DIR.'),
+  deleted_at: ntime('When the retention sweep (RECORDING_RETENTION_DAYS) deleted the file.'),
+  error: nstr('Why it could not be fetched (the download window is short).'),
+  url: nstr('Where this API serves the file; null while it is not on disk.'),
 };
 
 /** The fields every token gets: all but recording_path, which a reporting token does not see. */
@@ -257,7 +282,8 @@ const listFilters: Array<Parameter | Ref> = [
   q('outcome', `Only calls with one of these outcomes, comma-separated (${OUTCOMES.join(', ')}).`,
     { type: 'array', items: { type: 'string', enum: [...OUTCOMES] }, minItems: 1, uniqueItems: true },
     { style: 'form', explode: false, example: ['no_answer', 'busy'] }),
-  q('customer', "Only calls with this WhatsApp user's number (E.164).", { type: 'string', pattern: E164 }),
+  q('customer', "Only calls with this WhatsApp user's address: their number (E.164), or their BSUID for users known without one.",
+    { type: 'string', anyOf: [{ pattern: E164 }, { pattern: BSUID_PATTERN }] }),
   q('business', 'Only calls on this business number (E.164).', { type: 'string', pattern: E164 }),
   q('agent', 'Only calls answered (or placed) by this agent.', { type: 'string', maxLength: 255 }),
   q('pbx_target', 'Only calls to/from this PBX SIP URI.', { type: 'string', maxLength: 255 }),
@@ -265,6 +291,12 @@ const listFilters: Array<Parameter | Ref> = [
   q('mos_below', 'Only calls whose estimated MOS is below this (calls without quality figures are left out).', { type: 'number', minimum: 1, maximum: 5 }),
   q('poor_quality', 'true: only calls whose MOS is below CALL_QUALITY_MOS_THRESHOLD (with mos_below, the lower of the two).', onlyTrue),
   q('recorded', 'true: only calls with a recording that has not been deleted.', onlyTrue),
+  q('user_id', "Only calls with this WhatsApp user id (BSUID).", { type: 'string', pattern: BSUID_PATTERN }),
+  q('username', 'Only calls with this WhatsApp username (with or without @, any case).', { type: 'string', minLength: 1, maxLength: 101 }),
+  q('profile_name', 'Only calls whose profile name contains this (any case). Give a time range with it: no index serves a substring.', { type: 'string', maxLength: 100 }),
+  q('provider', 'Only calls through this provider account (ycloud, meta, or a name from NUMBERS_FILE).', { type: 'string', maxLength: 64 }),
+  q('number_name', "Only calls on the business number of this name (NUMBERS_FILE).", { type: 'string', maxLength: 64 }),
+  q('cta_payload', 'Only calls placed from the call button with this payload.', { type: 'string', maxLength: 512 }),
   q('limit', 'Page size.', { type: 'integer', minimum: 1, maximum: 1000, default: 100 }),
   q('cursor', 'The next_cursor of the previous page, unchanged (opaque). Pages run newest first, by (offered_at, id). Not with CSV.', { type: 'string', pattern: '^[A-Za-z0-9_-]{1,120}$' }),
   q('format', 'json or csv; without it, the Accept header decides (text/csv preferred: CSV).', { type: 'string', enum: ['json', 'csv'] }),
@@ -404,6 +436,28 @@ export const openApiDocument: OpenApiDocument = {
           '400': resp('BadRequest'),
           ...authResponses(true),
           '404': json('No such call, the call was not recorded, or its file is gone (retention).', ref('Error')),
+          '429': resp('TooManyReports'),
+          '503': resp('DatabaseBusy'),
+        },
+      },
+    },
+
+    '/api/calls/{id}/media/{mediaId}': {
+      parameters: [param('CallId'), { name: 'mediaId', in: 'path', required: true, description: "The file's id in the call's media list (GET /api/calls/{id}).", schema: { type: 'integer', minimum: 1 }, example: 1 }],
+      get: {
+        operationId: 'getCallMedia',
+        summary: "A file WhatsApp made of the call: its recording, transcription or voicemail",
+        tags: ['calls'],
+        security: READABLE,
+        responses: {
+          '200': {
+            description: 'The file (served only from RECORDING_DIR), with its length, as the type the provider gave when that is audio, plain text or JSON (else application/octet-stream).',
+            content: Object.fromEntries(['audio/ogg', 'audio/mpeg', 'audio/mp4', 'text/plain', 'application/json', 'application/octet-stream']
+              .map((t) => [t, { schema: { type: 'string', contentMediaType: t } }])),
+          },
+          '400': resp('BadRequest'),
+          ...authResponses(true),
+          '404': json('No such call or file of it, the file was not fetched, or it is gone (retention).', ref('Error')),
           '429': resp('TooManyReports'),
           '503': resp('DatabaseBusy'),
         },
@@ -617,7 +671,9 @@ export const openApiDocument: OpenApiDocument = {
       CallDetail: objectOf({
         call: ref('CallWithMediaStats'),
         timeline: { type: 'array', items: ref('CallEvent'), description: 'The events, oldest first.' },
-      } satisfies { [K in keyof CallDetail]: Schema }, 'A call with its event timeline and media statistics.'),
+        media: { type: 'array', items: ref('CallMedia'), description: 'The files WhatsApp made of the call (recording, transcription, voicemail), oldest first.' },
+      } satisfies { [K in keyof CallDetail]: Schema }, 'A call with its event timeline, media statistics and media files.'),
+      CallMedia: objectOf(MEDIA_FIELDS, 'A file WhatsApp made of a call, fetched into the bridge\'s recording store.'),
       CallPage: objectOf({
         calls: { type: 'array', items: ref('Call') },
         next_cursor: { type: ['string', 'null'], description: 'Pass as `cursor` for the next page; null on the last page.' },

@@ -45,6 +45,15 @@ export interface CallRow {
   recording_deleted_at: Date | null;
   created_at: Date;
   updated_at: Date;
+  provider: string | null;
+  provider_kind: string | null;
+  number_name: string | null;
+  user_id: string | null;
+  profile_name: string | null;
+  username: string | null;
+  cta_payload: string | null;
+  deeplink_payload: string | null;
+  context: string | null;
 }
 
 /** The detail view adds rtpengine's per-leg statistics (the media_stats JSONB column). */
@@ -69,6 +78,9 @@ export const CALL_COLUMNS: readonly Column[] = [
   col('mos', 'number'), col('packet_loss_pct', 'number'), col('jitter_ms', 'number'), col('rtt_ms', 'number'),
   col('recording_path'), col('recording_bytes', 'number'), col('recording_seconds', 'number'), col('recording_deleted_at', 'time'),
   col('created_at', 'time'), col('updated_at', 'time'),
+  // Issue 19, after the earlier columns so a CSV reader that counts columns keeps working.
+  col('provider'), col('provider_kind'), col('number_name'), col('user_id'), col('profile_name'), col('username'),
+  col('cta_payload'), col('deeplink_payload'), col('context'),
 ];
 
 /**

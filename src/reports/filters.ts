@@ -1,3 +1,4 @@
+import { BSUID } from '../calls/call-events';
 import { CallState, TRANSITIONS } from '../calls/lifecycle';
 import { Direction, Outcome } from '../cdr/models';
 
@@ -55,6 +56,18 @@ export interface CallFilter {
   mosBelow: number | null;
   /** A recording is on record and has not been deleted. */
   recorded: boolean;
+  /** The WhatsApp user's BSUID. */
+  userId: string | null;
+  /** The user's WhatsApp username, without "@" (matched case-insensitively). */
+  username: string | null;
+  /** Part of the user's profile name (case-insensitive substring). */
+  profileName: string | null;
+  /** The provider account (its webhook path name). */
+  provider: string | null;
+  /** The business number's name (NUMBERS_FILE). */
+  numberName: string | null;
+  /** The call button the user called from (Meta's cta_payload), exactly. */
+  ctaPayload: string | null;
 }
 
 /** Where a page starts: after this row in (offered_at DESC, id DESC) order. */
@@ -72,7 +85,10 @@ export interface SummaryRequest {
   direction: Direction | null;
 }
 
-export const FILTER_PARAMS = ['from', 'to', 'direction', 'outcome', 'customer', 'business', 'agent', 'pbx_target', 'state', 'mos_below', 'poor_quality', 'recorded'] as const;
+export const FILTER_PARAMS = [
+  'from', 'to', 'direction', 'outcome', 'customer', 'business', 'agent', 'pbx_target', 'state', 'mos_below', 'poor_quality', 'recorded',
+  'user_id', 'username', 'profile_name', 'provider', 'number_name', 'cta_payload',
+] as const;
 export const LIST_PARAMS = [...FILTER_PARAMS, 'cursor', 'limit', 'format'] as const;
 export const SUMMARY_PARAMS = ['from', 'to', 'group_by', 'tz', 'direction'] as const;
 
@@ -128,15 +144,24 @@ export function parseFilter(q: QueryParams, mosThreshold: number): CallFilter {
     to: to?.iso ?? null,
     direction: parseEnum(q, 'direction', DIRECTIONS),
     outcomes: parseOutcomes(param(q, 'outcome')),
-    customer: parseNumber(q, 'customer'),
+    customer: parseAddress(q, 'customer'),
     business: parseNumber(q, 'business'),
     agent: parseText(q, 'agent'),
     pbxTarget: parseText(q, 'pbx_target'),
     state: parseEnum(q, 'state', STATES),
     mosBelow: poor ? Math.min(mosBelow ?? mosThreshold, mosThreshold) : mosBelow,
     recorded: parseTrue(q, 'recorded'),
+    userId: parseBsuid(q, 'user_id'),
+    username: parseUsername(q, 'username'),
+    profileName: parseText(q, 'profile_name', PROFILE_NAME_MAX),
+    provider: parseText(q, 'provider', 64),
+    numberName: parseText(q, 'number_name', 64),
+    ctaPayload: parseText(q, 'cta_payload', 512),
   };
 }
+
+/** The longest profile_name a filter takes (a substring of a name). */
+export const PROFILE_NAME_MAX = 100;
 
 /** GET /api/reports/summary. Ranges between two instants are checked here, others once resolved in `tz`. */
 export function parseSummaryQuery(q: QueryParams): SummaryRequest {
@@ -275,9 +300,34 @@ function parseNumber(q: QueryParams, name: string): string | null {
   return v;
 }
 
-function parseText(q: QueryParams, name: string): string | null {
+/** A WhatsApp user's address: an E.164 number, or a BSUID for a user known without one. */
+function parseAddress(q: QueryParams, name: string): string | null {
   const v = param(q, name);
-  if (v !== null && v.length > 255) throw new ReportInputError(name, `${name} is longer than 255 characters`);
+  if (v === null || BSUID.test(v)) return v;
+  if (!E164.test(v)) {
+    throw new ReportInputError(name, `${name} must be an E.164 number such as +6281361905133 or a WhatsApp user id (BSUID) such as US.13491208655302741918, got "${v}"${/^ \d+$/.test(v) ? PLUS_HINT : ''}`);
+  }
+  return v;
+}
+
+function parseBsuid(q: QueryParams, name: string): string | null {
+  const v = param(q, name);
+  if (v !== null && !BSUID.test(v)) throw new ReportInputError(name, `${name} must be a WhatsApp user id (BSUID) such as US.13491208655302741918, got "${v.slice(0, 200)}"`);
+  return v;
+}
+
+/** A WhatsApp username, with or without its "@". */
+function parseUsername(q: QueryParams, name: string): string | null {
+  const v = param(q, name);
+  if (v === null) return null;
+  const u = v.startsWith('@') ? v.slice(1) : v;
+  if (u === '' || u.length > 100 || /[\s\p{Cc}]/u.test(u)) throw new ReportInputError(name, `${name} must be a WhatsApp username (1 to 100 characters, no spaces), got "${v.slice(0, 200)}"`);
+  return u;
+}
+
+function parseText(q: QueryParams, name: string, max = 255): string | null {
+  const v = param(q, name);
+  if (v !== null && v.length > max) throw new ReportInputError(name, `${name} is longer than ${max} characters`);
   return v;
 }
 

@@ -29,13 +29,23 @@ function conditions(f: CallFilter, p: Params): string[] {
   const eq: Array<[string, string | null]> = [
     ['direction', f.direction], ['customer_number', f.customer], ['business_number', f.business],
     ['agent', f.agent], ['pbx_target', f.pbxTarget], ['state', f.state],
+    ['user_id', f.userId], ['provider', f.provider], ['number_name', f.numberName], ['cta_payload', f.ctaPayload],
   ];
   for (const [column, v] of eq) if (v !== null) w.push(`${column} = ${p.add(v)}`);
   if (f.outcomes?.length === 1) w.push(`outcome = ${p.add(f.outcomes[0])}`);
   else if (f.outcomes) w.push(`outcome = ANY(${p.add(f.outcomes)}::text[])`);
   if (f.mosBelow !== null) w.push(`mos < ${p.add(f.mosBelow)}::numeric`);
   if (f.recorded) w.push('recording_path IS NOT NULL AND recording_deleted_at IS NULL');
+  // The index is on lower(username): usernames are matched as WhatsApp shows them, whatever the case.
+  if (f.username !== null) w.push(`lower(username) = lower(${p.add(f.username)})`);
+  // A substring: no index serves it, the other conditions (a time range) bound the rows it reads.
+  if (f.profileName !== null) w.push(`profile_name ILIKE ${p.add(`%${likeEscape(f.profileName)}%`)}`);
   return w;
+}
+
+/** `s` as a literal inside a LIKE pattern (backslash is LIKE's default escape). */
+function likeEscape(s: string): string {
+  return s.replace(/[\\%_]/g, (c) => `\\${c}`);
 }
 
 /**
@@ -62,6 +72,27 @@ export function listSql(f: CallFilter, after: Cursor | null, limit: number): Bou
 /** One call, every column (media_stats too). */
 export function callSql(id: string): BoundSql {
   return { sql: `SELECT ${selectList(CALL_COLUMNS)}, media_stats FROM calls WHERE id = $1::uuid`, bind: [id] };
+}
+
+/** The files WhatsApp made of a call: linked to it, or of its wacid and not linked yet. Oldest first. */
+export function mediaSql(callId: string): BoundSql {
+  return {
+    sql: `SELECT id::int AS id, kind, media_id, mime_type, sha256, bytes::float8 AS bytes, received_at, fetched_at, deleted_at, error,
+            (path IS NOT NULL AND deleted_at IS NULL) AS on_disk
+          FROM call_media
+          WHERE call_id = $1::uuid OR (call_id IS NULL AND wacid = (SELECT wacid FROM calls WHERE id = $1::uuid))
+          ORDER BY received_at, id`,
+    bind: [callId],
+  };
+}
+
+/** One file of a call, with where it is. */
+export function mediaFileSql(callId: string, mediaId: number): BoundSql {
+  return {
+    sql: `SELECT m.id::int AS id, m.kind, m.mime_type, m.path, m.deleted_at FROM call_media m JOIN calls c ON c.id = $1::uuid
+          WHERE m.id = $2 AND (m.call_id = c.id OR (m.call_id IS NULL AND m.wacid = c.wacid))`,
+    bind: [callId, mediaId],
+  };
 }
 
 /** One call's timeline. */

@@ -5,14 +5,35 @@ import { csvHeader, csvRows } from './csv';
 import {
   CallFilter, checkResolvedBound, checkSummaryRange, Cursor, encodeCursor, GroupBy, microsToIso, PageRequest, ReportInputError, SummaryRequest, TimeBound,
 } from './filters';
-import { BoundSql, callSql, listSql, ResolvedSummary, summarySettingsSql, summarySql, timelineSql } from './sql';
+import { BoundSql, callSql, listSql, mediaFileSql, mediaSql, ResolvedSummary, summarySettingsSql, summarySql, timelineSql } from './sql';
 
 /** A page of calls, newest first; next_cursor is null on the last page. */
 export interface CallPage { calls: CallRow[]; next_cursor: string | null }
 
 /** One entry of a call's timeline (call_events). */
 export interface TimelineEntry { at: Date; type: string; detail: Record<string, unknown> | null }
-export interface CallDetail { call: CallDetailRow; timeline: TimelineEntry[] }
+export interface CallDetail { call: CallDetailRow; timeline: TimelineEntry[]; media: CallMediaEntry[] }
+
+/**
+ * A file WhatsApp made of the call (Meta: per-call recording, transcription, a voicemail after a missed
+ * call), as the detail view lists it. `url`: where GET serves it, null while it is not (or no longer) on disk.
+ */
+export interface CallMediaEntry {
+  id: number;
+  kind: string;
+  media_id: string;
+  mime_type: string | null;
+  sha256: string | null;
+  bytes: number | null;
+  received_at: Date;
+  fetched_at: Date | null;
+  deleted_at: Date | null;
+  error: string | null;
+  url: string | null;
+}
+
+/** A stored file of a call, for serving it. */
+export interface CallMediaFile { id: number; kind: string; mime_type: string | null; path: string | null; deleted_at: Date | null }
 
 /**
  * The figures of a summary, per group and in total, over the calls offered (offered_at) in [from, to):
@@ -139,7 +160,19 @@ export class ReportStore {
   async getCall(id: string): Promise<CallDetail | null> {
     const [call] = await this.select<CallDetailRow>(callSql(id));
     if (!call) return null;
-    return { call, timeline: await this.select<TimelineEntry>(timelineSql(id)) };
+    // One after the other: a request holds one connection of the small reporting pool at a time.
+    const timeline = await this.select<TimelineEntry>(timelineSql(id));
+    const media = await this.select<Omit<CallMediaEntry, 'url'> & { on_disk: boolean }>(mediaSql(id));
+    return {
+      call, timeline,
+      media: media.map(({ on_disk, ...m }) => ({ ...m, url: on_disk ? `/api/calls/${id}/media/${m.id}` : null })),
+    };
+  }
+
+  /** One file of a call (null: no such file of this call). */
+  async getMediaFile(callId: string, mediaId: number): Promise<CallMediaFile | null> {
+    const [row] = await this.select<CallMediaFile>(mediaFileSql(callId, mediaId));
+    return row ?? null;
   }
 
   /** Offered/answered/missed/... per hour, day, agent or business number over [from, to), and in total. */

@@ -57,6 +57,7 @@ describe('report filters: list parameters', () => {
     assert.equal(r.format, null);
     assert.deepEqual(r.filter, {
       from: null, to: null, direction: null, outcomes: null, customer: null, business: null, agent: null, pbxTarget: null, state: null, mosBelow: null, recorded: false,
+      userId: null, username: null, profileName: null, provider: null, numberName: null, ctaPayload: null,
     });
   });
 
@@ -68,6 +69,7 @@ describe('report filters: list parameters', () => {
     assert.deepEqual(r.filter, {
       from: '2026-11-01T00:00:00.000000Z', to: '2026-11-01T17:00:00.000000Z', direction: 'inbound', outcomes: ['busy', 'no_answer'], customer: '+6281361905133',
       business: '+6283138205150', agent: 'agent101', pbxTarget: 'sip:pbx:5060', state: 'ringing', mosBelow: 3, recorded: true,
+      userId: null, username: null, profileName: null, provider: null, numberName: null, ctaPayload: null,
     });
     assert.equal(r.page.limit, 1000);
     assert.equal(r.format, 'csv');
@@ -101,6 +103,39 @@ describe('report filters: list parameters', () => {
     assert.match(refuses(() => list({ outcome: 'lost' }), 'outcome'), /answered, busy, no_answer, rejected, unreachable, caller_hangup, failed/);
     assert.match(refuses(() => list({ customer: ' 6281361905133' }), 'customer'), /%2B/);
     assert.match(refuses(() => list({ sort: 'x' }), 'sort'), /unknown query parameter "sort"/);
+  });
+});
+
+describe('report filters: issue 19 (providers, numbers, WhatsApp users known by BSUID)', () => {
+  it('reads the user, provider, number and CTA filters; customer takes a BSUID too', () => {
+    const f = list({
+      customer: 'US.13491208655302741918', user_id: 'BR.ENT.abc123', username: '@Ana_Silva', profile_name: 'Ana 100%_\\', provider: 'meta-eu',
+      number_name: 'support-id', cta_payload: 'campaign=spring',
+    }).filter;
+    assert.equal(f.customer, 'US.13491208655302741918');
+    assert.equal(f.userId, 'BR.ENT.abc123');
+    assert.equal(f.username, 'Ana_Silva', 'the @ is dropped');
+    assert.equal(f.profileName, 'Ana 100%_\\');
+    assert.deepEqual([f.provider, f.numberName, f.ctaPayload], ['meta-eu', 'support-id', 'campaign=spring']);
+  });
+
+  it('refuses a bad user id, username or an overlong value, naming the field', () => {
+    for (const [q, field] of [
+      [{ user_id: '+6281361905133' }, 'user_id'], [{ user_id: 'us.123' }, 'user_id'], [{ user_id: `US.${'1'.repeat(129)}` }, 'user_id'],
+      [{ username: '@' }, 'username'], [{ username: 'two words' }, 'username'], [{ username: 'x'.repeat(101) }, 'username'],
+      [{ profile_name: 'x'.repeat(101) }, 'profile_name'], [{ provider: 'p'.repeat(65) }, 'provider'], [{ number_name: 'n'.repeat(65) }, 'number_name'],
+      [{ cta_payload: 'c'.repeat(513) }, 'cta_payload'], [{ customer: 'US-123' }, 'customer'],
+    ] as Array<[QueryParams, string]>) refuses(() => list(q), field);
+  });
+
+  it('the SQL binds them: username case-insensitive, profile_name a substring with LIKE wildcards escaped', () => {
+    const f = list({ user_id: 'US.1', username: 'Ana', profile_name: 'a%b_c\\d', provider: 'meta', number_name: 'sales', cta_payload: 'x' }).filter;
+    const q = listSql(f, null, 10);
+    assert.match(q.sql, /user_id = \$\d+/);
+    assert.match(q.sql, /lower\(username\) = lower\(\$\d+\)/);
+    assert.match(q.sql, /profile_name ILIKE \$\d+/);
+    assert.ok(q.bind.includes('%a\\%b\\_c\\\\d%'), JSON.stringify(q.bind));
+    for (const v of ['US.1', 'Ana', 'meta', 'sales', 'x']) assert.ok(q.bind.includes(v), v);
   });
 });
 
@@ -198,12 +233,13 @@ describe('API auth rules', () => {
   });
   it('reporting tokens may GET calls, one call, its recording, live calls and reports, nothing else', () => {
     const id = crypto.randomUUID();
-    for (const p of ['/api/calls', '/api/calls/', `/api/calls/${id}`, `/api/calls/${id}/recording`, '/api/calls/live', '/api/reports/summary', '/API/Calls']) {
+    for (const p of ['/api/calls', '/api/calls/', `/api/calls/${id}`, `/api/calls/${id}/recording`, `/api/calls/${id}/media/7`, '/api/calls/live', '/api/reports/summary', '/API/Calls']) {
       assert.equal(reportingMayUse('GET', p), true, p);
       assert.equal(reportingMayUse('HEAD', p), true, p);
     }
     for (const [m, p] of [['POST', `/api/calls/${id}/hangup`], ['GET', `/api/calls/${id}/hangup`], ['GET', '/api/settings'], ['POST', '/api/settings'],
-      ['GET', '/api/permissions'], ['POST', '/api/calls'], ['DELETE', `/api/calls/${id}`], ['GET', '/api/reports'], ['GET', '/api/reports/a/b']]) {
+      ['GET', '/api/permissions'], ['POST', '/api/calls'], ['DELETE', `/api/calls/${id}`], ['GET', '/api/reports'], ['GET', '/api/reports/a/b'],
+      ['GET', `/api/calls/${id}/media`], ['GET', `/api/calls/${id}/media/7/x`], ['DELETE', `/api/calls/${id}/media/7`]]) {
       assert.equal(reportingMayUse(m!, p!), false, `${m} ${p}`);
     }
   });
