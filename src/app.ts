@@ -32,6 +32,7 @@ import { Recorder } from './recording/recorder';
 import { RtpEngine } from './media/rtpengine';
 import { Numbers } from './numbers/directory';
 import { MediaFetcher } from './recording/media-fetcher';
+import { Periodic } from './util/periodic';
 import { SipCore } from './sip/drachtio';
 import { SipPolicy, sipPolicyFor } from './sip/sip-policy';
 import { answerOptions, PbxTargetMonitor } from './sip/options';
@@ -106,6 +107,8 @@ export class Bridge {
   readonly recorder: Recorder | null;
   /** RECORDING=all: brings in the recordings, transcripts and voicemails the provider makes of calls; null otherwise. */
   readonly mediaFetcher: MediaFetcher | null;
+  /** Deletes provider-made call media past RECORDING_RETENTION_DAYS, hourly. */
+  private readonly mediaSweep: Periodic | null;
   private server: http.Server | null = null;
   /** What the HTTP side serves once started ("METHOD /path"), e.g. to check it against the OpenAPI document. */
   httpRoutes: string[] = [];
@@ -147,9 +150,18 @@ export class Bridge {
     };
     this.calls = new CallRegistry();
     this.calls.on('call-ended', (key, id) => this.observer.tell('call-ended', key, id));
-    this.mediaFetcher = config.recording.enabled ? new MediaFetcher({ media: this.db.media, dir: config.recording.outputDir, log }) : null;
+    this.mediaFetcher = config.recording.enabled ? new MediaFetcher({ records: this.db.media, dir: config.recording.outputDir, log }) : null;
+    const fetcher = this.mediaFetcher;
+    this.mediaSweep = fetcher && config.recording.retentionDays > 0
+      ? new Periodic(async () => { await fetcher.sweep(config.recording.retentionDays); }, 60 * 60 * 1000) : null;
     this.router = new CallRouter({
-      calls: this.calls, callDeps, cdr: this.cdr, permissions: this.permissions, media: this.mediaFetcher, notices: this.db.notices, metrics: this.metrics, log,
+      calls: this.calls, callDeps, cdr: this.cdr, permissions: this.permissions, metrics: this.metrics, log,
+      media: fetcher && {
+        fetch: async (m, from) => {
+          await fetcher.handle(m, { provider: from.account, fetch: (media) => from.provider.fetchMedia(from.line, media) });
+        },
+      },
+      notices: { add: async (n) => { await this.db.notices.add(n); } },
     });
     this.agentCalls = new AgentCalls({
       config, calls: this.calls, callDeps,
@@ -234,6 +246,7 @@ export class Bridge {
     for (const [at, alive] of Object.entries(this.rtp.health())) if (!alive) this.log.error({ rtpengine: at }, 'rtpengine does not answer ng pings: no calls go to it until it does');
     if (this.config.media.holdIsSilence) await writeSilenceWav(this.config.media.holdFile);
     await this.recorder?.start();
+    void this.mediaSweep?.start();
     const dl = this.config.rtpengine.dtmfLog;
     if (this.dtmfLog && dl) await this.dtmfLog.listen(dl.host, dl.port);
     const guard = outboundGuardWarning(this.config.outbound);
@@ -382,7 +395,7 @@ export class Bridge {
     }
     this.sip.stop();
     await step('cluster', Promise.all([this.nodes.stop(true), this.bus.stop(), this.events.flushMarks()]), bound.cluster);
-    await step('recording retention', this.recorder?.stop() ?? Promise.resolve(), bound.recording);
+    await step('recording retention', Promise.all([this.recorder?.stop(), this.mediaSweep?.stop()]), bound.recording);
     await step('data retention', this.retention.stop(), bound.retention);
     await step('rtpengine', this.rtp.close(), bound.rtpengine);
     this.dtmfLog?.close();

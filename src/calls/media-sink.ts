@@ -3,7 +3,8 @@ import { BusinessLine, WhatsAppProvider } from './provider-port';
 
 /** Brings a file the provider made of a call (recording, transcript, voicemail) into the bridge's store; never throws. */
 export interface MediaSink {
-  fetch(media: CallMediaAvailable, provider: WhatsAppProvider, line: BusinessLine): Promise<void>;
+  /** `from`: the provider account the notice came from, its adapter, and the number as that provider names it. */
+  fetch(media: CallMediaAvailable, from: { account: string; provider: WhatsAppProvider; line: BusinessLine }): Promise<void>;
 }
 
 /** An account notice as kept (once per webhook event). */

@@ -205,7 +205,7 @@ export class CallRouter extends TypedEmitter<RouterEvents> {
     const route = m.phoneId ? this.d.callDeps.numbers.forWebhook(ctx.provider, m.phoneId, null) : null;
     const provider = route?.provider ?? this.accountProvider(ctx);
     const line = route?.line ?? { number: '', phoneId: m.phoneId, wabaId: null };
-    return started(fetcher.fetch(m, provider, line));
+    return started(fetcher.fetch(m, { account: ctx.provider, provider, line }));
   }
 
   /** Calling restricted, quality warnings, settings changed: recorded per number and counted. */

@@ -20,8 +20,6 @@ export interface IncomingEvent {
   event: CallEvent | null;
   /** performance.now() of the request's arrival (latency marks). */
   arrivedAt: number;
-  /** The provider account whose webhook source decoded it (stored with it); default "ycloud". */
-  provider: string;
 }
 
 export type IngestResult = 'stored' | 'duplicate' | 'store_failed';

@@ -29,8 +29,8 @@ export interface MediaDownload {
 }
 
 export interface MediaFetcherOptions {
-  /** The download for a notice (its number's provider and line); null: no provider knows that number. */
-  download: (n: MediaNotice) => MediaDownload | null;
+  /** The download for a notice when handle() is given none (its number's provider and line); null: no provider knows that number. */
+  download?: (n: MediaNotice) => MediaDownload | null;
   records: Pick<MediaRecords, 'add' | 'stored' | 'failed' | 'linkByWacid' | 'expired' | 'markDeleted'>;
   /** RECORDING_DIR: files go under <dir>/media/. */
   dir: string;
@@ -76,19 +76,20 @@ class MediaRefused extends Error {
  * error and logged; handle() never throws.
  */
 export class MediaFetcher {
-  private readonly o: Required<MediaFetcherOptions>;
+  private readonly o: Required<Omit<MediaFetcherOptions, 'download'>> & Pick<MediaFetcherOptions, 'download'>;
 
   constructor(o: MediaFetcherOptions) {
     this.o = { ...DEFAULTS, ...o };
   }
 
-  async handle(n: MediaNotice): Promise<MediaOutcome> {
+  /** `given`: how to download it (the caller knows the notice's provider account); else the `download` option decides. */
+  async handle(n: MediaNotice, given?: MediaDownload | null): Promise<MediaOutcome> {
     const log = this.o.log.child({ wacid: n.wacid, media: n.media, mediaId: n.mediaId });
     const started = Date.now();
     let id: number | null = null;
     let attempts = 0;
     try {
-      const download = this.o.download(n);
+      const download = given !== undefined ? given : (this.o.download?.(n) ?? null);
       const claimed = await this.o.records.add({
         wacid: n.wacid, provider: download?.provider ?? null, kind: n.media, mediaId: n.mediaId, mimeType: n.mimeType, sha256: n.sha256,
       });
