@@ -4,6 +4,7 @@ import { PermissionStore } from '../calls/permissions';
 import { normalizeE164 } from '../util/numbers';
 import { PermissionRequestBody, ProviderError, WhatsAppProvider } from '../calls/provider-port';
 import { Logger } from '../log';
+import type { NumberSummary, ReloadOutcome } from '../numbers';
 import { CallingSettingsChange, settingsBody, validateSettingsChange } from '../providers/ycloud/settings';
 import { roleOf } from './auth';
 import { jsonBody } from './json-body';
@@ -14,12 +15,16 @@ export interface AdminDeps {
   permissions: PermissionStore;
   /** Where calling settings are read and written. */
   provider: WhatsAppProvider;
+  /** The business numbers (src/numbers): listed by GET /api/numbers, reloaded by POST /api/numbers/reload. */
+  numbers: { summaries(): NumberSummary[]; reload(): ReloadOutcome };
+  /** The PBX targets' OPTIONS health ('up', 'down', 'unknown'), by SIP URI; a target it does not name is 'unknown'. */
+  pbxHealth: () => Readonly<Record<string, 'up' | 'down' | 'unknown'>>;
   log: Logger;
 }
 
 /**
  * Operator API under /api (Bearer ADMIN_API_TOKEN, checked by the /api guard in auth.ts): call-permission
- * requests and records, and the phone number's calling settings.
+ * requests and records, the phone number's calling settings, and the business numbers (list, reload).
  */
 export function adminRoutes(d: AdminDeps): Router {
   const router = new Router({ prefix: '/api' });
@@ -88,6 +93,26 @@ export function adminRoutes(d: AdminDeps): Router {
     const problems = validateSettingsChange(change);
     if (problems.length) return problem(ctx, 400, problems.join('; '));
     await relay(ctx, () => d.provider.updateCallingSettings(target.wabaId, target.phoneNumber, settingsBody(change as CallingSettingsChange)));
+  });
+
+  router.get('/numbers', (ctx) => {
+    const health = d.pbxHealth();
+    ctx.body = {
+      numbers: d.numbers.summaries().map((n) => ({
+        ...n,
+        pbx: { ...n.pbx, targets: n.pbx.targets.map((uri) => ({ uri, health: health[uri] ?? 'unknown' })) },
+      })),
+    };
+  });
+
+  router.post('/numbers/reload', (ctx) => {
+    const r = d.numbers.reload();
+    if (r.ok) {
+      ctx.body = { reloaded: true, numbers: r.numbers, accounts: r.accounts };
+      return;
+    }
+    ctx.status = r.reason === 'no-file' ? 409 : 422;
+    ctx.body = { reloaded: false, error: r.reason === 'no-file' ? r.problems[0] : 'NUMBERS_FILE refused: the running numbers stay', problems: r.problems };
   });
 
   function settingsTarget(phone: unknown): { wabaId: string; phoneNumber: string } | string {
