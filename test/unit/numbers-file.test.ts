@@ -132,6 +132,17 @@ describe('several business numbers (NUMBERS_FILE, src/numbers)', () => {
       assert.equal(support!.catchAll, false);
     });
 
+    it('reads the example of docs/numbers.md', () => {
+      const doc = fs.readFileSync(path.resolve(__dirname, '../../../docs/numbers.md'), 'utf8');
+      const example = /```yaml\n([\s\S]*?)```/.exec(doc)![1]!.replace('/run/secrets/ycloud-main-webhook-secret', verifyFile);
+      const env = { YCLOUD_MAIN_API_KEY: 'k', META_EU_ACCESS_TOKEN: 't', META_EU_APP_SECRET: 'a', META_EU_VERIFY_TOKEN: 'v' };
+      const spec = loadNumbersFile(write('example.yaml', example), DEFAULTS, env);
+      assert.deepEqual(spec.accounts.map((a) => [a.name, a.kind]), [['ycloud-main', 'ycloud'], ['meta-eu', 'meta']]);
+      assert.deepEqual(spec.numbers.map((n) => [n.name, n.account, n.pbx.requestUser, n.agentDefault]), [
+        ['sales', 'ycloud-main', '2001', true], ['support-de', 'meta-eu', '3000', false],
+      ]);
+    });
+
     it('refuses a file that is not YAML, or missing, naming where', () => {
       const [p] = problemsOf('providers:\n  a: [1,\nnumbers: x\n');
       assert.match(p!, /^line \d+, column \d+: not YAML/);
