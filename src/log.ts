@@ -228,7 +228,7 @@ export function createLogger(level: string, base: Record<string, unknown> = {}, 
 }
 
 /** The configured secrets a logger must never write (for createLogger's `secrets`). */
-export function configSecrets(c: Pick<Config, 'drachtio' | 'ycloud' | 'pbx' | 'outbound' | 'admin' | 'metrics' | 'databaseUrl'>): string[] {
+export function configSecrets(c: Pick<Config, 'drachtio' | 'ycloud' | 'meta' | 'pbx' | 'outbound' | 'admin' | 'metrics' | 'databaseUrl'>): string[] {
   const dbPassword = (() => {
     try {
       return c.databaseUrl ? decodeURIComponent(new URL(c.databaseUrl).password) : '';
@@ -237,7 +237,8 @@ export function configSecrets(c: Pick<Config, 'drachtio' | 'ycloud' | 'pbx' | 'o
     }
   })();
   return [
-    c.drachtio.secret, c.ycloud.apiKey, c.ycloud.webhookSecret, c.pbx.auth?.password ?? '', c.outbound.auth?.password ?? '',
+    c.drachtio.secret, c.ycloud.apiKey ?? '', c.ycloud.webhookSecret ?? '', c.meta.accessToken ?? '', c.meta.appSecret ?? '',
+    c.meta.verifyToken ?? '', c.pbx.auth?.password ?? '', c.outbound.auth?.password ?? '',
     c.admin.token ?? '', ...c.admin.reportingTokens, c.metrics.token ?? '', dbPassword,
   ].filter((s) => s.length > 0);
 }

@@ -127,8 +127,19 @@ export const ENV_LAYOUT: readonly EnvBlock[] = [
     ],
   },
   {
+    title: 'The provider: WA_PROVIDER\'s credentials below, or several numbers in NUMBERS_FILE (docs/numbers.md)',
+    entries: [set('WA_PROVIDER'), set('NUMBERS_FILE', { example: '/etc/wa-sip-bridge/numbers.yaml' })],
+  },
+  {
     title: 'YCloud',
     entries: [set('YCLOUD_API_KEY'), set('YCLOUD_WEBHOOK_SECRET'), set('YCLOUD_API_BASE_URL'), set('YCLOUD_WEBHOOK_TOLERANCE_SECONDS'), set('YCLOUD_TIMEOUT_MS')],
+  },
+  {
+    title: 'Meta\'s Cloud API (WA_PROVIDER=meta)',
+    entries: [
+      set('META_ACCESS_TOKEN'), set('META_APP_SECRET'), set('META_VERIFY_TOKEN'), set('META_API_BASE_URL'), set('META_AUTH_HEADER'),
+      set('META_TIMEOUT_MS'),
+    ],
   },
   {
     title: 'WhatsApp business number',
@@ -137,7 +148,7 @@ export const ENV_LAYOUT: readonly EnvBlock[] = [
   {
     title: 'The PBX: calls from WhatsApp go here',
     entries: [
-      set('PBX_TARGET'), set('PBX_AUTH_USERNAME', 'blank'), set('PBX_AUTH_PASSWORD'), set('PBX_SRTP'), set('PBX_CODECS'),
+      set('PBX_TARGET', 'blank'), set('PBX_AUTH_USERNAME', 'blank'), set('PBX_AUTH_PASSWORD'), set('PBX_SRTP'), set('PBX_CODECS'),
       set('MEDIA_CODEC_POLICY'), set('PBX_NO_ANSWER_TIMEOUT_S'), set('PBX_RESPONSE_TIMEOUT_MS'), set('PBX_OPTIONS_PING_S'),
     ],
   },

@@ -61,6 +61,12 @@ function configFrom(v: SettingValues) {
     nodeId: v.NODE_ID,
     logLevel: v.LOG_LEVEL as string,
     logPhoneNumbers: v.LOG_PHONE_NUMBERS,
+    /**
+     * Where the business numbers come from: NUMBERS_FILE (several, each on its provider account), or, when
+     * it is null, the environment's one number on WA_PROVIDER's account (src/numbers).
+     */
+    numbers: { file: v.NUMBERS_FILE, provider: v.WA_PROVIDER },
+    /** YCloud: the environment number's account (its key and secret set when WA_PROVIDER=ycloud), and the defaults of the file's. */
     ycloud: {
       apiBaseUrl: v.YCLOUD_API_BASE_URL,
       apiKey: v.YCLOUD_API_KEY,
@@ -75,6 +81,16 @@ function configFrom(v: SettingValues) {
         verifiedReads: v.WEBHOOK_VERIFIED_READS,
         minBytesPerS: v.WEBHOOK_MIN_BYTES_PER_S,
       },
+    },
+    /** Meta's Cloud API: the environment number's account (its secrets set when WA_PROVIDER=meta), and the defaults of the file's. */
+    meta: {
+      apiBaseUrl: v.META_API_BASE_URL,
+      accessToken: v.META_ACCESS_TOKEN,
+      appSecret: v.META_APP_SECRET,
+      verifyToken: v.META_VERIFY_TOKEN,
+      /** `Authorization` carries `Bearer <token>`; any other header the token as is. */
+      authHeader: v.META_AUTH_HEADER,
+      timeoutMs: v.META_TIMEOUT_MS,
     },
     drachtio: { host: v.DRACHTIO_HOST, port: v.DRACHTIO_PORT, secret: v.DRACHTIO_SECRET },
     rtpengine: {
@@ -93,7 +109,7 @@ function configFrom(v: SettingValues) {
     /** Where peers reach this bridge's media from outside (rtpengine's advertised WhatsApp-side address). */
     publicIp: v.PUBLIC_IP,
     pbx: {
-      /** SIP URIs tried in order; the next one only when the previous was unreachable. */
+      /** SIP URIs tried in order; the next one only when the previous was unreachable (empty with NUMBERS_FILE). */
       targets: v.PBX_TARGET,
       /** Credentials for a PBX that challenges the bridge's requests (401/407); null: none. */
       auth: v.PBX_AUTH_USERNAME !== null && v.PBX_AUTH_PASSWORD !== null ? { username: v.PBX_AUTH_USERNAME, password: v.PBX_AUTH_PASSWORD } : null,

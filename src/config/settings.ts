@@ -16,13 +16,17 @@ import { setting, Setting } from './setting';
  * A new setting: declare it here, place it in env-layout.ts, use it in index.ts, run `npm run docs:config`.
  */
 
-const PBX_CODECS = ['PCMU', 'PCMA', 'G722'] as const;
+/** The codecs a PBX leg may use (PBX_CODECS, and each number's in NUMBERS_FILE). */
+export const PBX_CODECS = ['PCMU', 'PCMA', 'G722'] as const;
 const SIP_URI = /^sips?:([^@\s]+@)?[^@\s:;]+(:\d+)?(;[^\s]*)?$/;
 const E164 = /^\+[1-9]\d{6,14}$/;
 const INTERFACE_NAME = /^[A-Za-z0-9_.-]+$/;
 const MIN_TOKEN_LENGTH = 16;
 /** The longest the PBX may send nothing before the keepalive file starts: WhatsApp gives up after 20-30 s. */
 const KEEPALIVE_AFTER_MAX_MS = 15000;
+const WA_PROVIDERS = ['ycloud', 'meta'] as const;
+/** An HTTP header name (RFC 9110 token). */
+const HEADER_NAME = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/;
 const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
 
 const interfaceName = textWhere((v) => INTERFACE_NAME.test(v), (v) => `must be an rtpengine interface name (letters, digits, _ . -) (got "${v}")`);
@@ -88,11 +92,27 @@ export const SETTINGS = {
     doc: 'webhook body reads kept for addresses that sent a correctly signed webhook in the last hour; other requests cannot take them',
   }),
 
+  // The provider: YCloud or Meta's Cloud API -------------------------------------------------------
+  WA_PROVIDER: setting({
+    default: 'ycloud', parse: oneOf(WA_PROVIDERS),
+    doc: 'who carries the business number of a single-number deployment: `ycloud`, or `meta` (Meta\'s Cloud API, or a provider that passes '
+      + 'its format through); its webhooks arrive at `POST /webhooks/ycloud` or `/webhooks/meta`. With `NUMBERS_FILE`, each number names '
+      + 'its provider account there instead ([docs/numbers.md](docs/numbers.md))',
+  }),
+  NUMBERS_FILE: setting({
+    unset: none, shown: '(none: one number, from the environment)', parse: text,
+    doc: 'a YAML file of several business numbers, each with its provider account (credentials by reference), phone number id and PBX route; '
+      + 'checked at start-up, reloaded on `SIGHUP` (or `POST /api/numbers/reload`) ([docs/numbers.md](docs/numbers.md))',
+  }),
+
   // YCloud ----------------------------------------------------------------------------------------
-  YCLOUD_API_KEY: setting({ required: true, secret: true, parse: text, doc: 'the API key, sent as `X-API-Key`' }),
+  YCLOUD_API_KEY: setting({
+    unset: none, shown: '(required for ycloud)', secret: true, parse: text,
+    doc: 'the API key, sent as `X-API-Key`; required when `WA_PROVIDER=ycloud` and no `NUMBERS_FILE`',
+  }),
   YCLOUD_WEBHOOK_SECRET: setting({
-    required: true, secret: true, parse: text,
-    doc: 'the webhook endpoint\'s signing secret (YCloud console, webhook endpoint)',
+    unset: none, shown: '(required for ycloud)', secret: true, parse: text,
+    doc: 'the webhook endpoint\'s signing secret (YCloud console, webhook endpoint); required with `YCLOUD_API_KEY`',
   }),
   YCLOUD_API_BASE_URL: setting({ default: 'https://api.ycloud.com/v2', parse: httpUrl, doc: 'YCloud\'s REST API' }),
   YCLOUD_WEBHOOK_TOLERANCE_SECONDS: setting({
@@ -100,6 +120,30 @@ export const SETTINGS = {
     doc: 'replay window (and clock skew accepted) for a webhook signature\'s timestamp, in seconds',
   }),
   YCLOUD_TIMEOUT_MS: setting({ default: '5000', parse: integer(100, 60000), doc: 'bound on each REST request to YCloud' }),
+
+  // Meta's Cloud API ------------------------------------------------------------------------------
+  META_ACCESS_TOKEN: setting({
+    unset: none, shown: '(required for meta)', secret: true, parse: text,
+    doc: 'the access token (a system user\'s), sent as `Authorization: Bearer <token>` (or as is in `META_AUTH_HEADER`); required when '
+      + '`WA_PROVIDER=meta` and no `NUMBERS_FILE`',
+  }),
+  META_APP_SECRET: setting({
+    unset: none, shown: '(required for meta)', secret: true, parse: text,
+    doc: 'the app secret, which signs the webhooks (`X-Hub-Signature-256`)',
+  }),
+  META_VERIFY_TOKEN: setting({
+    unset: none, shown: '(required for meta)', secret: true, parse: text,
+    doc: 'the verify token given in the app\'s webhook settings, checked on Meta\'s `GET /webhooks/meta` (`hub.verify_token`)',
+  }),
+  META_API_BASE_URL: setting({
+    default: 'https://graph.facebook.com/v23.0', parse: httpUrl,
+    doc: 'the Graph API, with its version; a provider that proxies it (360dialog, ...) gives its own URL here',
+  }),
+  META_AUTH_HEADER: setting({
+    default: 'Authorization', parse: textWhere((v) => HEADER_NAME.test(v), (v) => `must be an HTTP header name (got "${v}")`),
+    doc: 'the header the token goes in: `Authorization` sends `Bearer <token>`, any other (e.g. 360dialog\'s `D360-API-KEY`) the token as is',
+  }),
+  META_TIMEOUT_MS: setting({ default: '5000', parse: integer(100, 60000), doc: 'bound on each request to the Graph API' }),
 
   // The WhatsApp business number ------------------------------------------------------------------
   WA_BUSINESS_NUMBER: setting({
@@ -119,10 +163,10 @@ export const SETTINGS = {
 
   // The PBX: calls from WhatsApp go there ---------------------------------------------------------
   PBX_TARGET: setting({
-    required: true,
+    unset: [] as string[], shown: '(required without NUMBERS_FILE)',
     parse: listOf(textWhere((v) => SIP_URI.test(v), () => 'is not a SIP URI'), { atLeastOne: 'names no SIP URI' }),
     doc: 'SIP URI(s), comma-separated, e.g. `sip:10.0.0.10:5060`, or over TLS `sip:pbx.example.com:5061;transport=tls`; '
-      + 'later ones are tried only when earlier ones are unreachable',
+      + 'later ones are tried only when earlier ones are unreachable. With `NUMBERS_FILE`, each number has its own targets there',
   }),
   PBX_AUTH_USERNAME: setting({
     unset: none, shown: '(off)', parse: text,
@@ -452,7 +496,23 @@ function crossCheck<K extends SettingName>(names: readonly K[], problem: (v: Pic
 const bothOrNeither = <K extends SettingName>(a: K, b: K): CrossCheck =>
   crossCheck([a, b], (v) => ((v[a] === null) !== (v[b] === null) ? `${a} and ${b} must be set together` : null));
 
+/** The credentials WA_PROVIDER's account needs when the numbers come from the environment (no NUMBERS_FILE). */
+const ENV_ACCOUNT_NEEDS = {
+  ycloud: ['YCLOUD_API_KEY', 'YCLOUD_WEBHOOK_SECRET'],
+  meta: ['META_ACCESS_TOKEN', 'META_APP_SECRET', 'META_VERIFY_TOKEN'],
+} as const satisfies Record<(typeof WA_PROVIDERS)[number], readonly SettingName[]>;
+
 export const CROSS_CHECKS: readonly CrossCheck[] = [
+  crossCheck(['NUMBERS_FILE', 'WA_PROVIDER', ...ENV_ACCOUNT_NEEDS.ycloud, ...ENV_ACCOUNT_NEEDS.meta], (v) => {
+    if (v.NUMBERS_FILE !== null) return null;
+    const missing = ENV_ACCOUNT_NEEDS[v.WA_PROVIDER].filter((n) => v[n] === null);
+    return missing.length
+      ? `WA_PROVIDER=${v.WA_PROVIDER} needs ${missing.join(', ')} (or set NUMBERS_FILE, whose numbers name their provider accounts)`
+      : null;
+  }),
+  crossCheck(['NUMBERS_FILE', 'PBX_TARGET'], (v) => (v.NUMBERS_FILE === null && v.PBX_TARGET.length === 0
+    ? 'PBX_TARGET is required (or set NUMBERS_FILE, whose numbers have their own PBX targets)'
+    : null)),
   crossCheck(['PUBLIC_IP', 'ALLOW_PRIVATE_PUBLIC_IP'], (v) => (isNonPublicAddress(v.PUBLIC_IP) && !v.ALLOW_PRIVATE_PUBLIC_IP
     ? `PUBLIC_IP is ${v.PUBLIC_IP}, which WhatsApp cannot reach: set it to this host's public address `
       + '(behind 1:1 NAT, the elastic/external IP), or set ALLOW_PRIVATE_PUBLIC_IP=true in a lab'

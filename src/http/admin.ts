@@ -7,19 +7,28 @@ import { NumberDirectory, NumberRoute } from '../calls/numbers-port';
 import { BSUID } from '../calls/call-events';
 import { CallingSettingsChange, validateSettingsChange } from '../calls/calling-settings';
 import { Logger } from '../log';
+import type { NumberSummary, ReloadOutcome } from '../numbers';
+import type { ListedNotice } from '../cdr/account-notices';
 import { roleOf } from './auth';
 import { jsonBody } from './json-body';
 
 export interface AdminDeps {
   permissions: PermissionStore;
-  /** The business numbers: each one's provider (permission requests, calling settings). */
-  numbers: NumberDirectory;
+  /**
+   * The business numbers (src/numbers): each one's provider (permission requests, calling settings);
+   * listed by GET /api/numbers, reloaded by POST /api/numbers/reload.
+   */
+  numbers: NumberDirectory & { summaries(): NumberSummary[]; reload(): ReloadOutcome };
+  /** The PBX targets' OPTIONS health ('up', 'down', 'unknown'), by SIP URI; a target it does not name is 'unknown'. */
+  pbxHealth: () => Readonly<Record<string, 'up' | 'down' | 'unknown'>>;
+  /** The latest account notices (calling restricted, quality warnings, settings changed) per provider account and phone id. */
+  notices: () => Promise<ListedNotice[]>;
   log: Logger;
 }
 
 /**
  * Operator API under /api (Bearer ADMIN_API_TOKEN, checked by the /api guard in auth.ts): call-permission
- * requests and records, and the phone number's calling settings.
+ * requests and records, the phone number's calling settings, and the business numbers (list, reload).
  */
 export function adminRoutes(d: AdminDeps): Router {
   const router = new Router({ prefix: '/api' });
@@ -94,6 +103,29 @@ export function adminRoutes(d: AdminDeps): Router {
     const problems = validateSettingsChange(change);
     if (problems.length) return problem(ctx, 400, problems.join('; '));
     await relay(ctx, () => target.provider.updateCallingSettings(target.line, change as CallingSettingsChange));
+  });
+
+  router.get('/numbers', async (ctx) => {
+    const health = d.pbxHealth();
+    const notices = await d.notices();
+    ctx.body = {
+      numbers: d.numbers.summaries().map((n) => ({
+        ...n,
+        pbx: { ...n.pbx, targets: n.pbx.targets.map((uri) => ({ uri, health: health[uri] ?? 'unknown' })) },
+        // What the provider last said about this number (or its whole account): restrictions first.
+        notices: notices.filter((x) => x.provider === n.provider.name && (x.phone_id === null || x.phone_id === n.phoneId)),
+      })),
+    };
+  });
+
+  router.post('/numbers/reload', (ctx) => {
+    const r = d.numbers.reload();
+    if (r.ok) {
+      ctx.body = { reloaded: true, numbers: r.numbers, accounts: r.accounts };
+      return;
+    }
+    ctx.status = r.reason === 'no-file' ? 409 : 422;
+    ctx.body = { reloaded: false, error: r.reason === 'no-file' ? r.problems[0] : 'NUMBERS_FILE refused: the running numbers stay', problems: r.problems };
   });
 
   /** The number whose settings are read or changed: its provider asks by WABA id (YCloud) or phone number id (Meta). */

@@ -5,6 +5,7 @@ import type { CallRecord, Direction, HangupBy, Outcome } from '../cdr/models';
 import type { CallDetailRow, CallRow } from '../reports/columns';
 import type { CallDetail, CallMediaEntry, SummaryFigures, SummaryGroup, SummaryReport, TimelineEntry } from '../reports/store';
 import type { LiveCallJson } from './calls-api';
+import type { NumberSummary } from '../numbers';
 
 /**
  * The OpenAPI 3.1 description of the bridge's HTTP interface: the admin and reporting API under /api,
@@ -328,6 +329,7 @@ export const openApiDocument: OpenApiDocument = {
     { name: 'reports', description: 'Summary statistics over the call records.' },
     { name: 'permissions', description: 'WhatsApp call permissions (requests and the users\' replies).' },
     { name: 'settings', description: "The business number's calling settings at YCloud." },
+    { name: 'numbers', description: 'The business numbers this bridge serves (NUMBERS_FILE, or the environment\'s one): docs/numbers.md.' },
     { name: 'operations', description: 'Health, readiness, metrics, this document.' },
     { name: 'webhooks', description: "YCloud's webhooks." },
   ],
@@ -571,6 +573,33 @@ export const openApiDocument: OpenApiDocument = {
       },
     },
 
+    '/api/numbers': {
+      get: {
+        operationId: 'listNumbers',
+        summary: 'The business numbers, each with its provider account, phone number id and PBX route (never a secret)',
+        tags: ['numbers'],
+        security: ADMIN_ONLY,
+        responses: {
+          '200': json('The numbers, in the order of NUMBERS_FILE.', ref('NumberList')),
+          ...authResponses(false),
+        },
+      },
+    },
+    '/api/numbers/reload': {
+      post: {
+        operationId: 'reloadNumbers',
+        summary: 'Re-read NUMBERS_FILE, as SIGHUP does: the new numbers for new calls, or every problem and the running numbers kept',
+        tags: ['numbers'],
+        security: ADMIN_ONLY,
+        responses: {
+          '200': json('The file passed: its numbers now take new calls (calls in progress keep their route).', ref('NumbersReloaded')),
+          ...authResponses(false),
+          '409': json('No NUMBERS_FILE: the number comes from the environment, read at start-up only.', ref('NumbersNotReloaded')),
+          '422': json('The file was refused as a whole (every problem listed with its YAML path): the running numbers stay.', ref('NumbersNotReloaded')),
+        },
+      },
+    },
+
     '/healthz': {
       get: {
         operationId: 'getHealth',
@@ -663,6 +692,43 @@ export const openApiDocument: OpenApiDocument = {
     },
     schemas: {
       Error: errorSchema,
+      Number: objectOf({
+        name: str('Its name in NUMBERS_FILE ("default": the environment\'s number).'),
+        number: nstr('E.164; null: the environment\'s number without WA_BUSINESS_NUMBER.', { pattern: E164 }),
+        phoneId: nstr('Its phone number id at the provider; null: not configured (its provider\'s catch-all).'),
+        wabaId: nstr('Its WhatsApp Business Account id.'),
+        provider: objectOf({
+          name: str('The provider account: its webhooks arrive at POST /webhooks/<name>.'),
+          kind: { type: 'string', enum: ['ycloud', 'meta'] },
+        }, 'The provider account the number is on.'),
+        pbx: objectOf({
+          targets: {
+            type: 'array',
+            description: 'Where its callers go, in order (failover).',
+            items: objectOf({
+              uri: str('A SIP URI.'),
+              health: { type: 'string', enum: ['up', 'down', 'unknown'], description: 'Its OPTIONS pings (PBX_OPTIONS_PING_S): unknown before the first, or with pings off.' },
+            }, 'A PBX target.'),
+          },
+          requestUser: nstr('The Request-URI user toward the PBX; null: the business number.'),
+          codecs: { type: 'array', items: { type: 'string', enum: ['PCMU', 'PCMA', 'G722'] }, description: 'Codecs offered to the PBX.' },
+        }, 'Its PBX route.'),
+        codecPolicy: { type: 'string', enum: ['transcode', 'prefer-g711'] },
+        recording: { type: 'boolean', description: 'Its calls are recorded.' },
+        catchAll: { type: 'boolean', description: 'It takes its provider\'s webhooks for phone ids no number names.' },
+        agentDefault: { type: 'boolean', description: 'Agents call from it when their INVITE names no business number.' },
+      } satisfies { [K in keyof NumberSummary]: Schema }, 'A business number.'),
+      NumberList: objectOf({ numbers: { type: 'array', items: ref('Number') } }, 'The business numbers.'),
+      NumbersReloaded: objectOf({
+        reloaded: { type: 'boolean', const: true },
+        numbers: { type: 'integer', minimum: 1, description: 'Numbers now served.' },
+        accounts: { type: 'integer', minimum: 1, description: 'Provider accounts now served.' },
+      }, 'NUMBERS_FILE was read again.'),
+      NumbersNotReloaded: objectOf({
+        reloaded: { type: 'boolean', const: false },
+        error: str('Why, for a human.'),
+        problems: { type: 'array', items: { type: 'string' }, description: 'Every problem, each with its place in the YAML (numbers[1].pbx.targets[0]: ...).' },
+      }, 'The numbers were not reloaded.'),
       Call: objectOf(CALL_FIELDS, 'A call detail record as listed: the columns of the calls table but media_stats (the detail view has it). Decimals are numbers. recording_path only for the admin token.',
         { required: withoutAdminOnly(CALL_FIELDS) }),
       CallWithMediaStats: objectOf(CALL_DETAIL_FIELDS, 'A call detail record with every column of the calls table, media_stats included (recording_path only for the admin token).',

@@ -1,0 +1,188 @@
+import { NumberDirectory, NumberRoute } from '../calls/numbers-port';
+import { WebhookSource } from '../events/webhook-source';
+import { Logger } from '../log';
+import { MediaPlan, MediaPlanOptions } from '../media/profiles';
+import { Metrics } from '../metrics/metrics';
+import { NumbersFileError } from './numbers-file';
+import { ProviderAccount, providerAccount } from './provider-accounts';
+import { AccountSpec, NumberSpec, NumbersSpec } from './spec';
+
+export interface NumbersOptions {
+  /** The bridge's rtpengine interfaces and PBX-leg SRTP, the same for every number's MediaPlan. */
+  media: Pick<MediaPlanOptions, 'interfaces' | 'pbxSrtp'>;
+  metrics?: Metrics;
+  log: Logger;
+  /** Reads the numbers afresh, for reload() (throws NumbersFileError); null: fixed for the process's life (the environment's). */
+  reread: (() => NumbersSpec) | null;
+}
+
+/** One number as GET /api/numbers shows it: no secret, ever. */
+export interface NumberSummary {
+  name: string;
+  /** E.164; null: the environment's number without WA_BUSINESS_NUMBER. */
+  number: string | null;
+  phoneId: string | null;
+  wabaId: string | null;
+  provider: { name: string; kind: AccountSpec['kind'] };
+  pbx: { targets: string[]; requestUser: string | null; codecs: string[] };
+  codecPolicy: NumberSpec['codecPolicy'];
+  recording: boolean;
+  catchAll: boolean;
+  agentDefault: boolean;
+}
+
+export type ReloadOutcome =
+  | { ok: true; numbers: number; accounts: number }
+  /** `no-file`: the numbers come from the environment; `invalid`: the file was refused, the running set kept. */
+  | { ok: false; reason: 'no-file' | 'invalid'; problems: string[] };
+
+/** Everything made of one NumbersSpec: replaced whole by a reload, never changed. */
+interface NumberSet {
+  spec: NumbersSpec;
+  /** By name, with the spec it was made of. */
+  accounts: Map<string, { account: ProviderAccount; spec: AccountSpec }>;
+  routes: NumberRoute[];
+  /** By account name and phone id. */
+  byPhoneId: Map<string, NumberRoute>;
+  /** By account name and E.164. */
+  byAccountNumber: Map<string, NumberRoute>;
+  byNumber: Map<string, NumberRoute>;
+  catchAll: Map<string, NumberRoute>;
+  agentDefault: NumberRoute | null;
+}
+
+const key = (account: string, id: string): string => `${account}\u0000${id}`;
+
+/**
+ * The business numbers this bridge serves and the provider accounts they are on (NumberDirectory), made
+ * from NUMBERS_FILE or the environment. A reload builds a whole new set beside the running one and swaps
+ * it in only when the file passes every check; a NumberRoute is never changed, so a call in progress keeps
+ * the route (provider adapter, PBX targets, media plan) it started with.
+ */
+export class Numbers implements NumberDirectory {
+  private current: NumberSet;
+  /** Accounts a reload took away: their webhook doors stay open for the calls they still carry (until a restart). */
+  private readonly retired = new Map<string, { account: ProviderAccount; spec: AccountSpec }>();
+
+  constructor(spec: NumbersSpec, private readonly o: NumbersOptions) {
+    this.current = this.build(spec);
+  }
+
+  forWebhook(providerName: string, phoneId: string, e164: string | null): NumberRoute | null {
+    const c = this.current;
+    return c.byPhoneId.get(key(providerName, phoneId))
+      ?? (e164 !== null ? c.byAccountNumber.get(key(providerName, e164)) : undefined)
+      ?? c.catchAll.get(providerName)
+      ?? null;
+  }
+
+  byNumber(e164: string): NumberRoute | null {
+    return this.current.byNumber.get(e164) ?? null;
+  }
+
+  agentDefault(): NumberRoute | null {
+    return this.current.agentDefault;
+  }
+
+  all(): NumberRoute[] {
+    return [...this.current.routes];
+  }
+
+  /** The webhook sources by account name (the path segment of POST/GET /webhooks/<name>), retired accounts' included. */
+  sources(): ReadonlyMap<string, WebhookSource> {
+    const out = new Map<string, WebhookSource>();
+    for (const [name, a] of this.retired) out.set(name, a.account.webhooks);
+    for (const [name, a] of this.current.accounts) out.set(name, a.account.webhooks);
+    return out;
+  }
+
+  /** The numbers as the admin API lists them. */
+  summaries(): NumberSummary[] {
+    const accounts = new Map(this.current.spec.accounts.map((a) => [a.name, a]));
+    return this.current.spec.numbers.map((n) => ({
+      name: n.name,
+      number: n.number,
+      phoneId: n.phoneId,
+      wabaId: n.wabaId,
+      provider: { name: n.account, kind: accounts.get(n.account)!.kind },
+      pbx: { targets: [...n.pbx.targets], requestUser: n.pbx.requestUser, codecs: [...n.pbx.codecs] },
+      codecPolicy: n.codecPolicy,
+      recording: n.recording,
+      catchAll: n.catchAll,
+      agentDefault: n.agentDefault,
+    }));
+  }
+
+  /** Every PBX target of every number, once (for the OPTIONS pings). */
+  pbxTargets(): string[] {
+    return [...new Set(this.current.spec.numbers.flatMap((n) => n.pbx.targets))];
+  }
+
+  /** The credentials in use (running and retired accounts), for the log's scrubbing. */
+  secrets(): string[] {
+    const of = (a: AccountSpec): string[] => (a.kind === 'ycloud' ? [a.apiKey, a.webhookSecret] : [a.accessToken, a.appSecret, a.verifyToken]);
+    return [...new Set([...this.current.spec.accounts, ...[...this.retired.values()].map((a) => a.spec)].flatMap(of))];
+  }
+
+  /**
+   * Re-reads NUMBERS_FILE (SIGHUP, POST /api/numbers/reload). A file that fails any check is refused as a
+   * whole: every problem is logged and returned, and the running numbers stay.
+   */
+  reload(): ReloadOutcome {
+    const { log } = this.o;
+    if (!this.o.reread) {
+      const problems = ['NUMBERS_FILE is not set: the number comes from the environment, read at start-up only (restart the bridge to change it)'];
+      log.warn({ problems }, 'numbers not reloaded');
+      return { ok: false, reason: 'no-file', problems };
+    }
+    let next: NumberSet;
+    try {
+      next = this.build(this.o.reread());
+    } catch (err) {
+      if (!(err instanceof NumbersFileError)) throw err;
+      for (const problem of err.problems) log.error({ file: err.file, problem }, 'NUMBERS_FILE refused: the running numbers stay');
+      return { ok: false, reason: 'invalid', problems: err.problems };
+    }
+    const before = this.current;
+    for (const [name, a] of before.accounts) {
+      if (next.accounts.has(name)) continue;
+      this.retired.set(name, a);
+      log.warn({ account: name }, 'provider account removed: its webhooks are still accepted for the calls it carries, until a restart');
+    }
+    for (const name of next.accounts.keys()) this.retired.delete(name);
+    this.current = next;
+    log.info({ numbers: next.routes.map((r) => r.name), accounts: [...next.accounts.keys()] }, 'numbers reloaded');
+    return { ok: true, numbers: next.routes.length, accounts: next.accounts.size };
+  }
+
+  private build(spec: NumbersSpec): NumberSet {
+    const accounts = new Map(spec.accounts.map((a) => [a.name, { account: providerAccount(a, this.o.metrics), spec: a }]));
+    const set: NumberSet = {
+      spec, accounts, routes: [], byPhoneId: new Map(), byAccountNumber: new Map(), byNumber: new Map(), catchAll: new Map(), agentDefault: null,
+    };
+    for (const n of spec.numbers) {
+      const account = accounts.get(n.account)?.account;
+      if (!account) throw new Error(`number ${n.name} names provider account ${n.account}, which is not defined`);
+      const route: NumberRoute = Object.freeze({
+        name: n.name,
+        // '' only for the environment's number without WA_BUSINESS_NUMBER: the calls take the number the webhook names.
+        line: Object.freeze({ number: n.number ?? '', phoneId: n.phoneId, wabaId: n.wabaId }),
+        providerName: account.name,
+        providerKind: account.kind,
+        provider: account.provider,
+        pbx: Object.freeze({ targets: [...n.pbx.targets], requestUser: n.pbx.requestUser }),
+        plan: new MediaPlan({ ...this.o.media, pbxCodecs: [...n.pbx.codecs], codecPolicy: n.codecPolicy }),
+        recording: n.recording,
+      });
+      set.routes.push(route);
+      if (n.phoneId !== null) set.byPhoneId.set(key(account.name, n.phoneId), route);
+      if (n.number !== null) {
+        set.byAccountNumber.set(key(account.name, n.number), route);
+        set.byNumber.set(n.number, route);
+      }
+      if (n.catchAll) set.catchAll.set(account.name, route);
+      if (n.agentDefault && n.number !== null) set.agentDefault = route;
+    }
+    return set;
+  }
+}

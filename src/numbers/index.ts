@@ -1,0 +1,32 @@
+import { Config } from '../config';
+import { Logger } from '../log';
+import { Metrics } from '../metrics/metrics';
+import { Numbers } from './directory';
+import { envNumbers, numberDefaults } from './env-numbers';
+import { loadNumbersFile } from './numbers-file';
+
+export { Numbers } from './directory';
+export type { NumberSummary, ReloadOutcome } from './directory';
+export { NumbersFileError } from './numbers-file';
+
+type Env = Record<string, string | undefined>;
+
+/**
+ * The bridge's business numbers: NUMBERS_FILE's when it is set (secrets resolved from `env` and the files
+ * named), else the environment's one number. Throws NumbersFileError, listing every problem, when the
+ * file is refused: start-up stops on it as on a ConfigError.
+ */
+export function loadNumbers(config: Config, metrics: Metrics | undefined, log: Logger, env: Env = process.env): Numbers {
+  const media = { interfaces: config.rtpengine.interfaces, pbxSrtp: config.pbx.srtp };
+  const file = config.numbers.file;
+  if (file === null) return new Numbers(envNumbers(config), { media, metrics, log, reread: null });
+  const read = () => loadNumbersFile(file, numberDefaults(config), env);
+  return new Numbers(read(), { media, metrics, log, reread: read });
+}
+
+/** Reloads the numbers on SIGHUP (a refused file is logged by reload); returns the function that stops listening. */
+export function reloadOnSighup(numbers: Numbers): () => void {
+  const onHup = (): void => void numbers.reload();
+  process.on('SIGHUP', onHup);
+  return () => process.off('SIGHUP', onHup);
+}

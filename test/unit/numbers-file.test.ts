@@ -1,0 +1,349 @@
+import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { loadConfig } from '../../src/config';
+import { createLogger } from '../../src/log';
+import { Numbers, NumbersFileError } from '../../src/numbers';
+import { envNumbers, numberDefaults } from '../../src/numbers/env-numbers';
+import { loadNumbersFile } from '../../src/numbers/numbers-file';
+import { NumberDefaults } from '../../src/numbers/spec';
+
+/**
+ * Issue 19, several business numbers: NUMBERS_FILE (src/numbers/numbers-file.ts) is checked whole, every
+ * problem named by its place in the YAML, secrets only by reference and never repeated; the directory
+ * (src/numbers/directory.ts) routes a provider's webhooks by phone id, then E.164, then its catch-all.
+ */
+
+const DEFAULTS: NumberDefaults = {
+  ycloud: { apiBaseUrl: 'https://api.ycloud.com/v2', timeoutMs: 5000, webhookToleranceSeconds: 300 },
+  meta: { apiBaseUrl: 'https://graph.facebook.com/v23.0', authHeader: 'Authorization', timeoutMs: 5000 },
+  pbxCodecs: ['PCMU', 'PCMA'],
+  codecPolicy: 'transcode',
+  recording: false,
+};
+const SECRETS = {
+  YC_KEY: 'yc-key-Q7Q7Q7', YC_HOOK: 'yc-hook-Q7Q7Q7', META_TOKEN: 'meta-token-Q7Q7Q7', META_SECRET: 'meta-secret-Q7Q7Q7',
+};
+const OPTS = {
+  media: { interfaces: { whatsapp: 'wa', pbx: 'pbx' }, pbxSrtp: 'off' as const },
+  log: createLogger('silent'),
+};
+
+let dir: string;
+let verifyFile: string;
+
+const GOOD = () => `
+providers:
+  ycloud-main:
+    kind: ycloud
+    apiKey: {env: YC_KEY}
+    webhookSecret: {env: YC_HOOK}
+    apiBaseUrl: http://127.0.0.1:9/v2/
+  meta-eu:
+    kind: meta
+    accessToken: {env: META_TOKEN}
+    appSecret: {env: META_SECRET}
+    verifyToken: {file: ${verifyFile}}
+    authHeader: D360-API-KEY
+    timeoutMs: 3000
+numbers:
+  - name: sales
+    number: "+14155550100"
+    phoneId: "111111111111111"
+    wabaId: 222222222222222
+    provider: ycloud-main
+    pbx:
+      targets: [sip:10.0.0.10:5060, sip:10.0.0.11:5060]
+      requestUser: "2001"
+    catchAll: true
+  - name: support-de
+    number: +4930555000
+    phoneId: 1234567890123456789
+    provider: meta-eu
+    pbx:
+      targets: [sip:pbx.example.com:5061;transport=tls]
+      codecs: [G722, PCMA]
+    codecPolicy: prefer-g711
+    recording: true
+    agentDefault: true
+`;
+
+function write(name: string, text: string): string {
+  const p = path.join(dir, name);
+  fs.writeFileSync(p, text);
+  return p;
+}
+
+/** The problems a file is refused with (it must be refused). */
+function problemsOf(text: string, env: Record<string, string> = SECRETS): string[] {
+  const file = write(`bad-${Math.random().toString(36).slice(2)}.yaml`, text);
+  try {
+    loadNumbersFile(file, DEFAULTS, env);
+  } catch (err) {
+    assert.ok(err instanceof NumbersFileError, String(err));
+    assert.ok(err.message.includes(file), 'the error names the file');
+    return err.problems;
+  }
+  assert.fail('the file was accepted');
+}
+
+/** GOOD with `from` replaced by `to` (which must be there). */
+function goodWith(from: string, to: string): string {
+  const g = GOOD();
+  assert.ok(g.includes(from), from);
+  return g.replace(from, to);
+}
+
+describe('several business numbers (NUMBERS_FILE, src/numbers)', () => {
+  before(() => {
+    dir = fs.mkdtempSync(path.join(os.tmpdir(), 'wasb-numbers-'));
+    verifyFile = path.join(dir, 'verify-token');
+    fs.writeFileSync(verifyFile, 'verify-Q7Q7Q7\n');
+  });
+  after(() => fs.rmSync(dir, { recursive: true, force: true }));
+
+  describe('the file', () => {
+    it('reads a good file: accounts with their secrets resolved, numbers with their routes, unset fields from the settings', () => {
+      const spec = loadNumbersFile(write('good.yaml', GOOD()), DEFAULTS, SECRETS);
+      assert.deepEqual(spec.accounts, [
+        {
+          kind: 'ycloud', name: 'ycloud-main', apiKey: 'yc-key-Q7Q7Q7', webhookSecret: 'yc-hook-Q7Q7Q7', apiBaseUrl: 'http://127.0.0.1:9/v2',
+          timeoutMs: 5000, webhookToleranceSeconds: 300,
+        },
+        {
+          kind: 'meta', name: 'meta-eu', accessToken: 'meta-token-Q7Q7Q7', appSecret: 'meta-secret-Q7Q7Q7', verifyToken: 'verify-Q7Q7Q7',
+          apiBaseUrl: 'https://graph.facebook.com/v23.0', authHeader: 'D360-API-KEY', timeoutMs: 3000,
+        },
+      ]);
+      const [sales, support] = spec.numbers;
+      assert.deepEqual(sales, {
+        name: 'sales', number: '+14155550100', phoneId: '111111111111111', wabaId: '222222222222222', account: 'ycloud-main',
+        pbx: { targets: ['sip:10.0.0.10:5060', 'sip:10.0.0.11:5060'], requestUser: '2001', codecs: ['PCMU', 'PCMA'] },
+        codecPolicy: 'transcode', recording: false, catchAll: true, agentDefault: false,
+      });
+      // An unquoted +E.164 is a YAML integer: taken as the number it spells. A 19-digit id stays exact.
+      assert.equal(support!.number, '+4930555000');
+      assert.equal(support!.phoneId, '1234567890123456789');
+      assert.deepEqual(support!.pbx, { targets: ['sip:pbx.example.com:5061;transport=tls'], requestUser: null, codecs: ['G722', 'PCMA'] });
+      assert.equal(support!.codecPolicy, 'prefer-g711');
+      assert.equal(support!.recording, true);
+      assert.equal(support!.agentDefault, true);
+      assert.equal(support!.catchAll, false);
+    });
+
+    it('reads the example of docs/numbers.md', () => {
+      const doc = fs.readFileSync(path.resolve(__dirname, '../../../docs/numbers.md'), 'utf8');
+      const example = /```yaml\n([\s\S]*?)```/.exec(doc)![1]!.replace('/run/secrets/ycloud-main-webhook-secret', verifyFile);
+      const env = { YCLOUD_MAIN_API_KEY: 'k', META_EU_ACCESS_TOKEN: 't', META_EU_APP_SECRET: 'a', META_EU_VERIFY_TOKEN: 'v' };
+      const spec = loadNumbersFile(write('example.yaml', example), DEFAULTS, env);
+      assert.deepEqual(spec.accounts.map((a) => [a.name, a.kind]), [['ycloud-main', 'ycloud'], ['meta-eu', 'meta']]);
+      assert.deepEqual(spec.numbers.map((n) => [n.name, n.account, n.pbx.requestUser, n.agentDefault]), [
+        ['sales', 'ycloud-main', '2001', true], ['support-de', 'meta-eu', '3000', false],
+      ]);
+    });
+
+    it('refuses a file that is not YAML, or missing, naming where', () => {
+      const [p] = problemsOf('providers:\n  a: [1,\nnumbers: x\n');
+      assert.match(p!, /^line \d+, column \d+: not YAML/);
+      assert.throws(() => loadNumbersFile(path.join(dir, 'nowhere.yaml'), DEFAULTS, SECRETS), /cannot read it \(ENOENT\)/);
+    });
+
+    it('names each bad field by its YAML path', () => {
+      const cases: Array<[string, string, RegExp]> = [
+        ['    kind: ycloud\n', '    kind: twilio\n', /^providers\.ycloud-main\.kind: kind must be "ycloud" or "meta"/],
+        ['    timeoutMs: 3000\n', '    timeoutMs: 30\n', /^providers\.meta-eu\.timeoutMs: must be an integer between 100 and 60000/],
+        ['    authHeader: D360-API-KEY\n', '    authHeader: "D360 key"\n', /^providers\.meta-eu\.authHeader: must be an HTTP header name/],
+        ['    apiBaseUrl: http://127.0.0.1:9/v2/\n', '    apiBaseUrl: ftp://x\n', /^providers\.ycloud-main\.apiBaseUrl: must be an http\(s\) URL/],
+        ['    number: "+14155550100"\n', '    number: "0415 555 0100"\n', /^numbers\[0\]\.number: must be an E\.164 number/],
+        ['sip:10.0.0.11:5060]', '10.0.0.11:5060]', /^numbers\[0\]\.pbx\.targets\[1\]: is not a SIP URI/],
+        ['      codecs: [G722, PCMA]\n', '      codecs: [G722, OPUS]\n', /^numbers\[1\]\.pbx\.codecs\[1\]: must be one of PCMU, PCMA, G722/],
+        ['    codecPolicy: prefer-g711\n', '    codecPolicy: passthrough\n', /^numbers\[1\]\.codecPolicy: must be one of transcode, prefer-g711/],
+        ['    recording: true\n', '    recording: yes\n', /^numbers\[1\]\.recording: Expected boolean/],
+        ['    provider: meta-eu\n', '    provider: meta-us\n', /^numbers\[1\]\.provider: "meta-us" is not under providers \(ycloud-main, meta-eu\)/],
+        ['      requestUser: "2001"\n', '      requestUser: "2001"\n      port: 5060\n', /^numbers\[0\]\.pbx: Unrecognized key\(s\) in object: 'port'/],
+        ['  - name: sales\n', '  - name: "sales team"\n', /^numbers\[0\]\.name: must be 1-64 letters/],
+      ];
+      for (const [from, to, expected] of cases) {
+        const problems = problemsOf(goodWith(from, to));
+        assert.equal(problems.length, 1, `${to.trim()}: ${problems.join(' | ')}`);
+        assert.match(problems[0]!, expected);
+      }
+      assert.deepEqual(problemsOf(GOOD().replaceAll('ycloud-main', 'YCloud_Main')), [
+        'providers.YCloud_Main: a provider account\'s name must be 1-32 of a-z, 0-9 and - (it is its webhook path, /webhooks/<name>)',
+      ]);
+      assert.deepEqual(problemsOf('providers: {}\nnumbers: []\n'), ['providers: must name at least one provider account', 'numbers: must list at least one number']);
+    });
+
+    it('refuses duplicate names, numbers and phone ids, a second catch-all on one provider and a second agents\' default', () => {
+      const dup = GOOD() + `
+  - name: sales
+    number: "+14155550100"
+    phoneId: "111111111111111"
+    provider: ycloud-main
+    pbx: {targets: [sip:10.0.0.12]}
+    catchAll: true
+    agentDefault: true
+`;
+      assert.deepEqual(problemsOf(dup), [
+        'numbers[2].name: "sales" is already numbers[0]\'s name',
+        'numbers[2].number: "+14155550100" is already numbers[0]\'s number',
+        'numbers[2].phoneId: "111111111111111" is already numbers[0]\'s phoneId',
+        'numbers[2].catchAll: provider "ycloud-main" already has its catch-all number, numbers[0]',
+        'numbers[2].agentDefault: numbers[1] is already the agents\' default number',
+      ]);
+    });
+
+    it('lists every problem at once: bad fields beside the checks across numbers', () => {
+      const text = goodWith('    number: +4930555000\n', '    number: "+14155550100"\n').replace('sip:10.0.0.10:5060', 'pbx-one');
+      assert.deepEqual(problemsOf(text), [
+        'numbers[0].pbx.targets[0]: is not a SIP URI, e.g. sip:10.0.0.10:5060',
+        'numbers[1].number: "+14155550100" is already numbers[0]\'s number',
+      ]);
+    });
+
+    it('refuses a secret written in the file, without repeating it', () => {
+      const problems = problemsOf(goodWith('    apiKey: {env: YC_KEY}\n', '    apiKey: sk-live-LITERAL-Q9\n'));
+      assert.deepEqual(problems, ['providers.ycloud-main.apiKey: a secret is never written in the numbers file: give a reference, {env: VARIABLE} or {file: /path/to/secret}']);
+      const relative = problemsOf(goodWith(`{file: ${verifyFile}}`, '{file: secrets/verify}'));
+      assert.deepEqual(relative, ['providers.meta-eu.verifyToken: file must be an absolute path']);
+      const both = problemsOf(goodWith('{env: META_SECRET}', '{env: META_SECRET, value: abc}'));
+      assert.deepEqual(both, ['providers.meta-eu.appSecret: must be {env: VARIABLE} or {file: /path} (got keys: env, value)']);
+    });
+
+    it('resolves secrets from the environment and from files, naming a missing one by its reference, never a value', () => {
+      const { META_SECRET: _gone, ...env } = SECRETS;
+      const missing = problemsOf(goodWith(`{file: ${verifyFile}}`, `{file: ${path.join(dir, 'no-such-secret')}}`), env);
+      assert.deepEqual(missing, [
+        'providers.meta-eu.appSecret: environment variable META_SECRET is not set (or empty)',
+        `providers.meta-eu.verifyToken: cannot read secret file ${path.join(dir, 'no-such-secret')} (ENOENT)`,
+      ]);
+      const empty = write('empty-secret', '\n');
+      assert.deepEqual(problemsOf(goodWith(`{file: ${verifyFile}}`, `{file: ${empty}}`)), [`providers.meta-eu.verifyToken: secret file ${empty} is empty`]);
+      for (const p of missing) assert.doesNotMatch(p, /Q7Q7Q7/);
+    });
+  });
+
+  describe('the directory', () => {
+    const numbers = () => new Numbers(loadNumbersFile(write('dir.yaml', GOOD()), DEFAULTS, SECRETS), { ...OPTS, reread: null });
+
+    it('routes a provider\'s webhook by phone id, then by E.164, then to its catch-all; else null', () => {
+      const n = numbers();
+      assert.equal(n.forWebhook('ycloud-main', '111111111111111', null)?.name, 'sales');
+      assert.equal(n.forWebhook('meta-eu', '1234567890123456789', '+4930555000')?.name, 'support-de');
+      assert.equal(n.forWebhook('meta-eu', '999', '+4930555000')?.name, 'support-de', 'by E.164 when the phone id is unknown');
+      assert.equal(n.forWebhook('ycloud-main', '999', '+19999999999')?.name, 'sales', 'ycloud-main\'s catch-all');
+      assert.equal(n.forWebhook('meta-eu', '999', '+19999999999'), null, 'meta-eu has no catch-all');
+      assert.equal(n.forWebhook('meta-eu', '111111111111111', '+14155550100'), null, 'a phone id or number is looked up on its own provider only');
+      assert.equal(n.forWebhook('nobody', '111111111111111', null), null);
+    });
+
+    it('finds numbers by E.164 on any provider, the agents\' default, and every webhook source by account name', () => {
+      const n = numbers();
+      assert.equal(n.byNumber('+4930555000')?.providerName, 'meta-eu');
+      assert.equal(n.byNumber('+4930555001'), null);
+      assert.equal(n.agentDefault()?.name, 'support-de');
+      assert.deepEqual(n.all().map((r) => [r.name, r.providerName, r.providerKind, r.line.phoneId, r.pbx.requestUser]), [
+        ['sales', 'ycloud-main', 'ycloud', '111111111111111', '2001'],
+        ['support-de', 'meta-eu', 'meta', '1234567890123456789', null],
+      ]);
+      assert.deepEqual([...n.sources().keys()].sort(), ['meta-eu', 'ycloud-main']);
+      assert.deepEqual(n.pbxTargets(), ['sip:10.0.0.10:5060', 'sip:10.0.0.11:5060', 'sip:pbx.example.com:5061;transport=tls']);
+    });
+
+    it('gives each number its own media plan: its codecs and codec policy', () => {
+      const [sales, support] = numbers().all();
+      assert.deepEqual(sales!.plan.waOfferToPbx().codec, { mask: ['opus'], transcode: ['PCMU', 'PCMA'] });
+      assert.deepEqual(support!.plan.waOfferToPbx().codec, { mask: ['opus'], transcode: ['G722', 'PCMA'] });
+      assert.deepEqual(support!.plan.waOfferToPbx().direction, ['wa', 'pbx']);
+      const pbxOffer = 'v=0\r\nm=audio 4000 RTP/AVP 8\r\na=rtpmap:8 PCMA/8000\r\n';
+      assert.deepEqual(sales!.plan.g711InCommon(pbxOffer), [], 'transcode: no G.711 offered to WhatsApp');
+      assert.deepEqual(support!.plan.g711InCommon(pbxOffer), ['PCMA'], 'prefer-g711');
+    });
+
+    it('lists the numbers for the admin API without a secret', () => {
+      const text = JSON.stringify(numbers().summaries());
+      assert.doesNotMatch(text, /Q7Q7Q7/);
+      assert.match(text, /"provider":\{"name":"meta-eu","kind":"meta"\}/);
+    });
+
+    it('reload: a bad file is refused whole and the running numbers stay; a good one replaces them, calls keep the route they hold', () => {
+      const file = write('reloaded.yaml', GOOD());
+      const logged: string[] = [];
+      const log = createLogger('info', {}, { destination: { write: (s: string) => void logged.push(s) } });
+      const read = () => loadNumbersFile(file, DEFAULTS, SECRETS);
+      const n = new Numbers(read(), { ...OPTS, log, reread: read });
+      const held = n.forWebhook('ycloud-main', '111111111111111', null)!;
+
+      fs.writeFileSync(file, goodWith('    provider: meta-eu\n', '    provider: meta-us\n').replace('sip:10.0.0.10:5060', 'nonsense'));
+      const refused = n.reload();
+      assert.deepEqual(refused, {
+        ok: false, reason: 'invalid', problems: [
+          'numbers[0].pbx.targets[0]: is not a SIP URI, e.g. sip:10.0.0.10:5060',
+          'numbers[1].provider: "meta-us" is not under providers (ycloud-main, meta-eu)',
+        ],
+      });
+      assert.equal(logged.filter((l) => l.includes('NUMBERS_FILE refused')).length, 2, 'every problem logged');
+      assert.equal(n.forWebhook('ycloud-main', '111111111111111', null), held, 'the running set stays');
+      assert.equal(n.all().length, 2);
+
+      // Sales moves to another PBX, support-de and its Meta account go.
+      fs.writeFileSync(file, GOOD().replace('sip:10.0.0.10:5060, sip:10.0.0.11:5060', 'sip:10.0.0.20:5060').split('  - name: support-de')[0]!);
+      assert.deepEqual(n.reload(), { ok: true, numbers: 1, accounts: 2 });
+      assert.deepEqual(n.forWebhook('ycloud-main', '111111111111111', null)!.pbx.targets, ['sip:10.0.0.20:5060']);
+      assert.deepEqual(held.pbx.targets, ['sip:10.0.0.10:5060', 'sip:10.0.0.11:5060'], 'a call in progress keeps its route');
+      assert.equal(n.forWebhook('meta-eu', '1234567890123456789', null), null);
+      assert.equal(n.agentDefault()?.name, 'sales', 'the one number left is the agents\' default');
+
+      fs.writeFileSync(file, GOOD().replace(/  meta-eu:\n(    .*\n)+/, '').split('  - name: support-de')[0]!);
+      assert.deepEqual(n.reload(), { ok: true, numbers: 1, accounts: 1 });
+      assert.ok(n.sources().has('meta-eu'), 'a removed account\'s webhooks are still taken (its calls in progress)');
+      assert.ok(logged.some((l) => l.includes('provider account removed')));
+    });
+  });
+
+  describe('the environment\'s number (no NUMBERS_FILE)', () => {
+    const ENV = {
+      DATABASE_URL: 'postgres://u@h/db', DRACHTIO_SECRET: 'cymru', RTPENGINE_NG: '127.0.0.1:22222', PUBLIC_IP: '203.0.113.7',
+      PBX_TARGET: 'sip:10.0.0.10:5060', YCLOUD_API_KEY: 'k', YCLOUD_WEBHOOK_SECRET: 's',
+    };
+
+    it('is one catch-all number, "default", on an account named for WA_PROVIDER', () => {
+      const config = loadConfig({ ...ENV, WA_BUSINESS_NUMBER: '+14155550100', WA_PHONE_ID: '555', PBX_CODECS: 'PCMA' });
+      const n = new Numbers(envNumbers(config), { ...OPTS, reread: null });
+      const r = n.forWebhook('ycloud', 'any-phone-id', '+19999999999');
+      assert.equal(r?.name, 'default');
+      assert.deepEqual(r?.line, { number: '+14155550100', phoneId: '555', wabaId: null });
+      assert.deepEqual(r?.pbx, { targets: ['sip:10.0.0.10:5060'], requestUser: null });
+      assert.equal(n.agentDefault(), r);
+      assert.equal(n.forWebhook('meta', 'any-phone-id', null), null, 'only its own provider\'s webhooks');
+      assert.deepEqual(n.reload(), {
+        ok: false, reason: 'no-file',
+        problems: ['NUMBERS_FILE is not set: the number comes from the environment, read at start-up only (restart the bridge to change it)'],
+      });
+    });
+
+    it('on Meta: its account is "meta"; without WA_BUSINESS_NUMBER agents have no default number', () => {
+      const config = loadConfig({
+        ...ENV, YCLOUD_API_KEY: '', YCLOUD_WEBHOOK_SECRET: '', WA_PROVIDER: 'meta', META_ACCESS_TOKEN: 't', META_APP_SECRET: 'a', META_VERIFY_TOKEN: 'v',
+      });
+      const spec = envNumbers(config);
+      assert.deepEqual(spec.accounts, [{
+        kind: 'meta', name: 'meta', accessToken: 't', appSecret: 'a', verifyToken: 'v', apiBaseUrl: 'https://graph.facebook.com/v23.0',
+        authHeader: 'Authorization', timeoutMs: 5000,
+      }]);
+      const n = new Numbers(spec, { ...OPTS, reread: null });
+      assert.equal(n.forWebhook('meta', '123', '+14155550100')?.name, 'default');
+      assert.equal(n.agentDefault(), null);
+    });
+
+    it('loadConfig asks for the credentials of WA_PROVIDER\'s account, and for PBX_TARGET, only without NUMBERS_FILE', () => {
+      assert.throws(() => loadConfig({ ...ENV, YCLOUD_API_KEY: '' }), /WA_PROVIDER=ycloud needs YCLOUD_API_KEY \(or set NUMBERS_FILE/);
+      assert.throws(() => loadConfig({ ...ENV, WA_PROVIDER: 'meta', META_APP_SECRET: 'a' }), /WA_PROVIDER=meta needs META_ACCESS_TOKEN, META_VERIFY_TOKEN/);
+      assert.throws(() => loadConfig({ ...ENV, PBX_TARGET: '' }), /PBX_TARGET is required \(or set NUMBERS_FILE/);
+      const config = loadConfig({ ...ENV, YCLOUD_API_KEY: '', YCLOUD_WEBHOOK_SECRET: '', PBX_TARGET: '', NUMBERS_FILE: '/etc/numbers.yaml' });
+      assert.equal(config.numbers.file, '/etc/numbers.yaml');
+      assert.deepEqual(numberDefaults(config).meta, { apiBaseUrl: 'https://graph.facebook.com/v23.0', authHeader: 'Authorization', timeoutMs: 5000 });
+    });
+  });
+});
