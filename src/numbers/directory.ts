@@ -76,8 +76,37 @@ export class Numbers implements NumberDirectory {
       ?? null;
   }
 
+  /**
+   * The number with this E.164. An agent may name a business number the bridge has no entry for (its
+   * X-WhatsApp-Business-Number): when the agents' default number is a catch-all (the environment's one
+   * number), that number's provider carries it, as before numbers had routes.
+   */
   byNumber(e164: string): NumberRoute | null {
-    return this.current.byNumber.get(e164) ?? null;
+    const exact = this.current.byNumber.get(e164);
+    if (exact) return exact;
+    const d = this.current.agentDefault;
+    if (!d || this.current.catchAll.get(d.providerName) !== d) return null;
+    return Object.freeze({ ...d, line: Object.freeze({ number: e164, phoneId: null, wabaId: d.line.wabaId }) });
+  }
+
+  /** A provider account's adapter by name (running or retired: a call it carries can still be ended). */
+  account(name: string): WhatsAppProvider | null {
+    return (this.current.accounts.get(name) ?? this.retired.get(name))?.account.provider ?? null;
+  }
+
+  /** A provider account's webhook source by name (the path segment of /webhooks/<name>); null: no such account. */
+  source(name: string): WebhookSource | null {
+    return (this.current.accounts.get(name) ?? this.retired.get(name))?.account.webhooks ?? null;
+  }
+
+  /** The account of rows written before accounts had names (CDRs, stored events): the agents' default number's, else the first. */
+  defaultAccount(): string {
+    return this.current.agentDefault?.providerName ?? [...this.current.accounts.keys()][0] ?? 'ycloud';
+  }
+
+  /** The longest request timeout of any account (shutdown bounds). */
+  maxTimeoutMs(): number {
+    return Math.max(0, ...[...this.current.accounts.values(), ...this.retired.values()].map((a) => a.spec.timeoutMs));
   }
 
   agentDefault(): NumberRoute | null {
