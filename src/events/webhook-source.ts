@@ -12,8 +12,14 @@ export interface Delivery {
   event: CallEvent | null;
 }
 
-/** A body that failed parsing names its `type` when it got as far as having one. */
-export type ParsedWebhook = { ok: true; deliveries: Delivery[] } | { ok: false; reason: string; type?: string };
+/**
+ * A body that failed parsing names its `type` when it got as far as having one. A body that carries
+ * several events (Meta's envelope) may be ok with some of them `rejected`: the valid ones are
+ * delivered, each rejected one is kept in quarantine with its reason.
+ */
+export type ParsedWebhook =
+  | { ok: true; deliveries: Delivery[]; rejected?: Array<{ reason: string; payload: unknown }> }
+  | { ok: false; reason: string; type?: string };
 
 export type SignatureCheck = { ok: true } | { ok: false; reason: string; stale?: true };
 
@@ -35,4 +41,9 @@ export interface WebhookSource {
   parse(body: Buffer): ParsedWebhook;
   /** An event read back from webhook_events (replay after a restart, another node's offer). */
   decodeStored(payload: unknown): CallEvent | null;
+  /**
+   * A subscription check by GET (Meta's hub.mode / hub.verify_token / hub.challenge): the answer to
+   * send. Absent: the provider makes none (the GET is refused).
+   */
+  verifyChallenge?(query: Record<string, string | string[] | undefined>): { status: number; body: string };
 }

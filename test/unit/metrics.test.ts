@@ -162,9 +162,9 @@ describe('metrics', () => {
       await ok.preAccept({ phoneId: 'p', wacid: 'w' }, 'v=0');
       await ok.accept({ phoneId: 'p', wacid: 'w' }, 'v=0').catch(() => undefined);
       await ok.reject({ phoneId: 'p', wacid: 'w' }).catch(() => undefined);
-      await ok.getCallingSettings('waba/1', '+62 8'); // ids in the URL, not in the labels
+      await ok.getCallingSettings({ number: '+62 8', phoneId: null, wabaId: 'waba/1' }); // ids in the URL, not in the labels
       await slow.terminate({ phoneId: 'p', wacid: 'w' }).catch(() => undefined);
-      await dead.connect({ from: '+1', to: '+2', sdpOffer: 'v=0' }).catch(() => undefined);
+      await dead.connect({ from: { number: '+1', phoneId: null, wabaId: null }, to: '+2', sdpOffer: 'v=0', context: null }).catch(() => undefined);
     } finally {
       server.closeAllConnections();
       server.close();
