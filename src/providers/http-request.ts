@@ -75,21 +75,25 @@ export class JsonHttp<Endpoint extends string> {
   }
 
   /**
-   * The answer to one request, opened within `deadline` (performance.now() ms): the Response for a 2xx,
-   * else the provider's error. The caller reads (or cancels) the body, within the same signal.
+   * The answer to one request, within `signal`: the Response for a 2xx, else the provider's error. The
+   * caller reads (or cancels) the body, within the same signal.
    */
-  async open(method: 'GET' | 'POST', url: string, path: string, body: Record<string, unknown> | undefined, signal: AbortSignal): Promise<Response> {
+  private async open(
+    method: 'GET' | 'POST', url: string, path: string, body: Record<string, unknown> | undefined, signal: AbortSignal,
+    withCredential = true, timeoutMs = this.api.timeoutMs,
+  ): Promise<Response> {
     let res: Response;
+    const headers = withCredential ? this.api.headers : {};
     try {
       res = await fetch(url, {
         method,
-        headers: body === undefined ? this.api.headers : { 'Content-Type': 'application/json', ...this.api.headers },
+        headers: body === undefined ? headers : { 'Content-Type': 'application/json', ...headers },
         body: body === undefined ? undefined : JSON.stringify(body),
         signal,
         redirect: 'manual',
       });
     } catch (err) {
-      throw this.unanswered(method, path, err);
+      throw this.unanswered(method, path, err, timeoutMs);
     }
     if (res.status >= 300 && res.status < 400) {
       await res.body?.cancel();
@@ -101,10 +105,49 @@ export class JsonHttp<Endpoint extends string> {
     }
     if (res.ok) return res;
     const text = await res.text().catch((err: unknown) => {
-      throw this.unanswered(method, path, err);
+      throw this.unanswered(method, path, err, timeoutMs);
     });
     const json = parseJson(text);
     throw this.api.error({ message: `${method} ${path}: ${res.status} ${errorMessage(json) ?? text.slice(0, 200)}`, httpStatus: res.status, json, headers: res.headers, timedOut: false });
+  }
+
+  /**
+   * A file at `url` (absolute), with the credential only when `withCredential`, bounded by `timeoutMs`
+   * as a whole and by `maxBytes` (announced or received). Not retried: a media download is repeated
+   * by its caller if it wants.
+   */
+  async download(
+    endpoint: Endpoint, url: string, what: string, opts: { withCredential: boolean; timeoutMs: number; maxBytes: number },
+  ): Promise<{ body: Buffer; mimeType: string }> {
+    const start = performance.now();
+    const signal = AbortSignal.timeout(opts.timeoutMs);
+    try {
+      const res = await this.open('GET', url, what, undefined, signal, opts.withCredential, opts.timeoutMs);
+      const announced = Number(res.headers.get('Content-Length') ?? NaN);
+      if (announced > opts.maxBytes) {
+        await res.body?.cancel();
+        throw this.api.error({ message: `GET ${what}: ${announced} bytes announced; at most ${opts.maxBytes}`, httpStatus: res.status, json: undefined, headers: res.headers, timedOut: false });
+      }
+      const chunks: Buffer[] = [];
+      let size = 0;
+      try {
+        for await (const chunk of res.body ?? []) {
+          size += chunk.length;
+          if (size > opts.maxBytes) {
+            await res.body?.cancel().catch(() => undefined);
+            throw this.api.error({ message: `GET ${what}: more than ${opts.maxBytes} bytes`, httpStatus: res.status, json: undefined, headers: res.headers, timedOut: false });
+          }
+          chunks.push(Buffer.from(chunk));
+        }
+      } catch (err) {
+        throw err instanceof ProviderError ? err : this.unanswered('GET', what, err, opts.timeoutMs);
+      }
+      this.api.record?.(endpoint, 'ok', (performance.now() - start) / 1000);
+      return { body: Buffer.concat(chunks), mimeType: res.headers.get('Content-Type') ?? 'application/octet-stream' };
+    } catch (err) {
+      this.api.record?.(endpoint, resultOf(err), (performance.now() - start) / 1000);
+      throw err;
+    }
   }
 
   /** The timeout as an AbortSignal for what is left of it. */
@@ -113,10 +156,10 @@ export class JsonHttp<Endpoint extends string> {
   }
 
   /** A request that got no answer (timeout, network error, body cut off) as the provider's error. */
-  unanswered(method: string, path: string, err: unknown): ProviderError {
+  unanswered(method: string, path: string, err: unknown, timeoutMs = this.api.timeoutMs): ProviderError {
     const e = err as Error;
     const timedOut = e?.name === 'TimeoutError';
-    const what = timedOut ? `timed out after ${this.api.timeoutMs} ms` : String(e?.message ?? err);
+    const what = timedOut ? `timed out after ${timeoutMs} ms` : String(e?.message ?? err);
     return this.api.error({ message: `${method} ${path}: ${what}`, httpStatus: null, json: undefined, headers: null, timedOut });
   }
 
