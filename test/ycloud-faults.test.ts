@@ -16,6 +16,7 @@ import { whenEnded } from './harness/watch';
 
 const CUSTOMER = '+6281361905133';
 const BUSINESS = '+6283138205150';
+const LINE = { number: BUSINESS, phoneId: null, wabaId: '188234691048809' };
 const REF = { phoneId: '461269257068831', wacid: 'wacid.unknown-to-the-sim' };
 
 /** A loopback HTTP server that records the headers of every request it gets (and answers 200). */
@@ -52,7 +53,7 @@ describe('YCloud client under faults', () => {
     const other = await headerRecorder();
     try {
       sim.failNext('/phoneNumbers/188234691048809/%2B6283138205150/settings', { status: 302, location: `${other.url}/v2/steal?x=1` });
-      const err = await client().getCallingSettings('188234691048809', BUSINESS).then(() => null, (e: unknown) => e);
+      const err = await client().getCallingSettings(LINE).then(() => null, (e: unknown) => e);
       assert.ok(err instanceof YCloudError, String(err));
       assert.equal(err.httpStatus, 302);
       assert.match(err.message, new RegExp(`302 redirecting to ${other.url.replace(/\./g, '\\.')};.*not followed.*YCLOUD_API_BASE_URL`));
@@ -79,7 +80,7 @@ describe('YCloud client under faults', () => {
 
     const settingsPath = '/phoneNumbers/188234691048809/%2B6283138205150/settings';
     sim.failNext(settingsPath, { status: 502 });
-    assert.deepEqual(await client().getCallingSettings('188234691048809', BUSINESS), { calling: { status: 'DISABLED', iconVisibility: 'DEFAULT' } });
+    assert.deepEqual(await client().getCallingSettings(LINE), { calling: { status: 'DISABLED', iconVisibility: 'DEFAULT' } });
     assert.equal(sent(settingsPath), 2);
 
     // A 4xx is an answer, not a hiccup: not repeated.
@@ -100,7 +101,7 @@ describe('YCloud client under faults', () => {
     sim.failNext('/calls/accept', { status: 500 });
     await assert.rejects(client().accept(REF, 'v=0'), /500/);
     sim.failNext('/calls/connect', { status: 503 });
-    await assert.rejects(client().connect({ from: BUSINESS, to: CUSTOMER, sdpOffer: 'v=0' }), /503/);
+    await assert.rejects(client().connect({ from: LINE, to: CUSTOMER, sdpOffer: 'v=0', context: null }), /503/);
     assert.deepEqual([sent('/calls/preAccept'), sent('/calls/accept'), sent('/calls/connect')], [1, 1, 1]);
   });
 

@@ -39,12 +39,13 @@ async function main(argv: string[]): Promise<number> {
   const phoneNumber = normalizeE164(phone);
   if (!phoneNumber) return fail(`--phone (or WA_BUSINESS_NUMBER) must be an E.164 number\n${USAGE}`);
   const client = new YCloudClient({ baseUrl: (env.YCLOUD_API_BASE_URL ?? 'https://api.ycloud.com/v2').replace(/\/+$/, ''), apiKey: env.YCLOUD_API_KEY!, timeoutMs: 10000 });
+  const line = { number: phoneNumber, phoneId: env.WA_PHONE_ID ?? null, wabaId: env.WA_WABA_ID! };
   if (cmd === 'set') {
     const problems = validateSettingsChange(change);
     if (problems.length) return fail(problems.join('\n'));
-    await client.updateCallingSettings(env.WA_WABA_ID!, phoneNumber, settingsBody(change as CallingSettingsChange));
+    await client.updateCallingSettings(line, settingsBody(change as CallingSettingsChange));
   }
-  const current = await client.getCallingSettings(env.WA_WABA_ID!, phoneNumber);
+  const current = await client.getCallingSettings(line);
   console.log(JSON.stringify(current, null, 2));
   return 0;
 }

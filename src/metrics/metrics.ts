@@ -19,6 +19,11 @@ export const YCLOUD_ENDPOINTS = ['preAccept', 'accept', 'reject', 'terminate', '
 export type YCloudEndpoint = (typeof YCLOUD_ENDPOINTS)[number];
 export type YCloudResult = 'ok' | 'http_4xx' | 'http_5xx' | 'timeout' | 'network_error';
 
+export const META_ENDPOINTS = [
+  'pre_accept', 'accept', 'reject', 'terminate', 'connect', 'send_message', 'permission_state', 'media', 'settings_get', 'settings_update',
+] as const;
+export type MetaEndpoint = (typeof META_ENDPOINTS)[number];
+
 export const RTPENGINE_COMMANDS = [
   'offer', 'answer', 'query', 'delete', 'blockMedia', 'unblockMedia', 'playMedia', 'stopMedia', 'blockDTMF', 'playDTMF',
   'startRecording', 'stopRecording', 'ping',
@@ -85,6 +90,8 @@ export class Metrics {
   private readonly ycloudTotal: Counter<'endpoint' | 'result'>;
   private readonly accountNotices: Counter<'provider' | 'severity' | 'event'>;
   private readonly ycloudSeconds: Histogram<'endpoint'>;
+  private readonly metaTotal: Counter<'endpoint' | 'result'>;
+  private readonly metaSeconds: Histogram<'endpoint'>;
   private readonly ngTotal: Counter<'command' | 'result'>;
   private readonly ngSeconds: Histogram<'command'>;
   private readonly sipTotal: Counter<'method' | 'result'>;
@@ -128,6 +135,14 @@ export class Metrics {
     });
     this.ycloudSeconds = new Histogram({
       name: 'wasb_ycloud_request_seconds', help: 'YCloud API round trip (until the response body is read or the request fails), by endpoint.',
+      labelNames: ['endpoint'] as const, buckets: HTTP_BUCKETS, registers,
+    });
+    this.metaTotal = new Counter({
+      name: 'wasb_meta_requests_total', help: 'Requests to Meta\'s Graph API (or a provider passing it through), by endpoint and result (ok, http_4xx, http_5xx, timeout, network_error).',
+      labelNames: ['endpoint', 'result'] as const, registers,
+    });
+    this.metaSeconds = new Histogram({
+      name: 'wasb_meta_request_seconds', help: 'Graph API round trip (until the response body is read or the request fails), by endpoint.',
       labelNames: ['endpoint'] as const, buckets: HTTP_BUCKETS, registers,
     });
     this.ngTotal = new Counter({
@@ -224,6 +239,14 @@ export class Metrics {
       const e = oneOf(YCLOUD_ENDPOINTS, endpoint);
       this.ycloudTotal.inc({ endpoint: e, result });
       this.ycloudSeconds.observe({ endpoint: e }, seconds);
+    });
+  }
+
+  metaRequest(endpoint: MetaEndpoint, result: YCloudResult, seconds: number): void {
+    safe(() => {
+      const e = oneOf(META_ENDPOINTS, endpoint);
+      this.metaTotal.inc({ endpoint: e, result });
+      this.metaSeconds.observe({ endpoint: e }, seconds);
     });
   }
 

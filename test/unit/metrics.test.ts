@@ -12,6 +12,7 @@ import { parsePromText, sampleSum } from '../harness/prom-text';
 
 const NAMES = [
   'wasb_calls_in_progress', 'wasb_calls_total', 'wasb_call_setup_seconds', 'wasb_ycloud_requests_total', 'wasb_ycloud_request_seconds',
+  'wasb_meta_requests_total', 'wasb_meta_request_seconds',
   'wasb_rtpengine_commands_total', 'wasb_rtpengine_command_seconds', 'wasb_sip_requests_total', 'wasb_sip_request_seconds',
   'wasb_sip_invites_received_total', 'wasb_drachtio_connected', 'wasb_drachtio_disconnects_total', 'wasb_webhook_events_total',
   'wasb_permission_requests_total', 'wasb_permission_replies_total', 'wasb_call_mos',
@@ -162,9 +163,9 @@ describe('metrics', () => {
       await ok.preAccept({ phoneId: 'p', wacid: 'w' }, 'v=0');
       await ok.accept({ phoneId: 'p', wacid: 'w' }, 'v=0').catch(() => undefined);
       await ok.reject({ phoneId: 'p', wacid: 'w' }).catch(() => undefined);
-      await ok.getCallingSettings('waba/1', '+62 8'); // ids in the URL, not in the labels
+      await ok.getCallingSettings({ number: '+62 8', phoneId: null, wabaId: 'waba/1' }); // ids in the URL, not in the labels
       await slow.terminate({ phoneId: 'p', wacid: 'w' }).catch(() => undefined);
-      await dead.connect({ from: '+1', to: '+2', sdpOffer: 'v=0' }).catch(() => undefined);
+      await dead.connect({ from: { number: '+1', phoneId: null, wabaId: null }, to: '+2', sdpOffer: 'v=0', context: null }).catch(() => undefined);
     } finally {
       server.closeAllConnections();
       server.close();

@@ -5,10 +5,10 @@ import { checkSignatureHeader, verifyWebhookSignature } from './signature';
 
 /** YCloud's webhooks: `YCloud-Signature` (HMAC-SHA256 over "<t>.<body>"), one event per POST. */
 export class YCloudWebhooks implements WebhookSource {
-  readonly provider = 'ycloud';
   readonly signatureHeader = 'YCloud-Signature';
 
-  constructor(private readonly secret: string, private readonly toleranceSeconds: number) {}
+  /** `provider`: the account's name, the webhook path segment (POST /webhooks/<provider>). */
+  constructor(private readonly secret: string, private readonly toleranceSeconds: number, readonly provider = 'ycloud') {}
 
   checkHeader(header: string | undefined): SignatureCheck {
     return checkSignatureHeader(header, this.toleranceSeconds);
