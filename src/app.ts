@@ -30,7 +30,7 @@ import { ActiveExports } from './reports/export-stream';
 import { Logger } from './log';
 import { Recorder } from './recording/recorder';
 import { RtpEngine } from './media/rtpengine';
-import { Numbers } from './numbers/directory';
+import { loadNumbers, Numbers } from './numbers';
 import { MediaFetcher } from './recording/media-fetcher';
 import { Periodic } from './util/periodic';
 import { SipCore } from './sip/drachtio';
@@ -136,7 +136,7 @@ export class Bridge {
     this.plan = new MediaPlan({ interfaces: config.rtpengine.interfaces, pbxCodecs: config.pbx.codecs, pbxSrtp: config.pbx.srtp, codecPolicy: config.media.codecPolicy });
     this.recorder = config.recording.enabled ? new Recorder(config.recording, this.rtp, this.cdr, log) : null;
     this.recorder?.on('finished', (callId: string, file: string) => this.observer.tell('recording-finished', callId, file));
-    this.numbers = Numbers.load(config, { metrics: this.metrics, log, plan: this.plan });
+    this.numbers = loadNumbers(config, this.metrics, log);
     this.permissions = new PermissionStore(this.db.permissions, log, this.metrics);
     this.targets = new PbxTargetMonitor(this.sip.srf, this.numbers.pbxTargets(), {
       intervalMs: config.pbx.optionsPingMs, timeoutMs: config.pbx.responseTimeoutMs, canPing: () => this.sip.ready,
@@ -274,6 +274,8 @@ export class Bridge {
       }), adminRoutes({
         permissions: this.permissions,
         numbers: this.numbers,
+        pbxHealth: () => this.targets.status(),
+        notices: () => this.db.notices.latestPerNumber(),
         log: this.log,
       }), callsApiRoutes({
         reports: new ReportStore(this.reportingDb, this.config.reporting.statementTimeoutMs),

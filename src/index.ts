@@ -1,6 +1,7 @@
 import { Bridge } from './app';
 import { Config, ConfigError, loadConfig } from './config';
 import { configSecrets, createLogger } from './log';
+import { NumbersFileError } from './numbers';
 
 async function main(): Promise<void> {
   let config: Config;
@@ -15,8 +16,20 @@ async function main(): Promise<void> {
   }
   // Besides pino's redaction, every configured secret value is scrubbed from every line as written, and
   // phone numbers are masked unless LOG_PHONE_NUMBERS=full.
-  const log = createLogger(config.logLevel, { node: config.nodeId }, { secrets: configSecrets(config), phoneNumbers: config.logPhoneNumbers });
-  const bridge = new Bridge(config, log);
+  // NUMBERS_FILE's credentials are known once the bridge has read it (and change at a reload).
+  let bridge: Bridge | null = null;
+  const log = createLogger(config.logLevel, { node: config.nodeId }, {
+    secrets: configSecrets(config), moreSecrets: () => bridge?.numbers.secrets() ?? [], phoneNumbers: config.logPhoneNumbers,
+  });
+  try {
+    bridge = new Bridge(config, log);
+  } catch (err) {
+    if (err instanceof NumbersFileError) {
+      console.error(`wa-sip-bridge cannot start, fix NUMBERS_FILE (${err.file}):\n${err.problems.map((p) => `  - ${p}`).join('\n')}`);
+      process.exit(2);
+    }
+    throw err;
+  }
   process.on('unhandledRejection', (err) => log.error({ err }, 'unhandled rejection'));
   process.on('uncaughtException', (err) => log.error({ err }, 'uncaught exception'));
   let signals = 0;

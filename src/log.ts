@@ -9,6 +9,11 @@ export interface LoggerOptions {
    * configuration): replaced in every line as written, whatever field or message carries them.
    */
   secrets?: Array<string | null | undefined>;
+  /**
+   * Secrets known only later, and that may change (NUMBERS_FILE's credentials, read after the logger
+   * exists and again at each reload): asked for at each line, cheap when unchanged.
+   */
+  moreSecrets?: () => readonly string[];
   /** Where the lines go (default: stdout). */
   destination?: pino.DestinationStream;
   /** Phone numbers in log lines: masked (default, see maskPhoneNumber) or written in full (LOG_PHONE_NUMBERS=full). */
@@ -213,7 +218,14 @@ export function setCallLogFields(log: Logger, fields: CallLogFields): void {
 }
 
 export function createLogger(level: string, base: Record<string, unknown> = {}, opts: LoggerOptions = {}): Logger {
-  const secrets = searchForms(opts.secrets);
+  const fixed = searchForms(opts.secrets);
+  let later: { of: readonly string[]; forms: string[] } | null = null;
+  const secrets = (): string[] => {
+    const more = opts.moreSecrets?.();
+    if (!more || more.length === 0) return fixed;
+    if (later?.of !== more) later = { of: more, forms: searchForms([...(opts.secrets ?? []), ...more]) };
+    return later.forms;
+  };
   const phones = opts.phoneNumbers !== 'full';
   const options: pino.LoggerOptions = {
     level,
@@ -222,7 +234,7 @@ export function createLogger(level: string, base: Record<string, unknown> = {}, 
     mixin: callFieldsMixin,
     formatters: { log: (obj) => scrubValue(obj, 0, new WeakSet(), phones) as Record<string, unknown> },
     serializers: { err: (e: unknown) => scrubValue(e, 0, new WeakSet(), phones) },
-    hooks: { streamWrite: (line) => (phones ? maskPhoneNumbersInLine(scrubLine(line, secrets)) : scrubLine(line, secrets)) },
+    hooks: { streamWrite: (line) => (phones ? maskPhoneNumbersInLine(scrubLine(line, secrets())) : scrubLine(line, secrets())) },
   };
   return opts.destination ? pino(options, opts.destination) : pino(options);
 }

@@ -1,10 +1,11 @@
 import { CallFields } from '../cdr/store';
+import { ProviderKind } from '../cdr/models';
 import { CallEnded, WhatsAppUser } from './call-events';
 import { NumberRoute } from './numbers-port';
 
 /** Which configured number and provider account carried a call (null: no number on this bridge had it). */
 export function routeFields(route: NumberRoute | null): CallFields {
-  return route ? { provider: route.providerName, provider_kind: route.providerKind, number_name: route.name } : {};
+  return route ? { provider: route.providerName, provider_kind: route.providerKind as ProviderKind, number_name: route.name } : {};
 }
 
 /** Who the WhatsApp user is beyond their address: BSUID, profile name, username. */

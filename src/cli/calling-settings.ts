@@ -1,11 +1,15 @@
+import { loadConfig, ConfigError } from '../config';
+import { createLogger } from '../log';
 import { normalizeE164 } from '../util/numbers';
-import { YCloudClient, YCloudError } from '../providers/ycloud/client';
-import { CallingSettingsChange, settingsBody, validateSettingsChange } from '../providers/ycloud/settings';
+import { ProviderError } from '../calls/provider-port';
+import { CallingSettingsChange, validateSettingsChange } from '../calls/calling-settings';
+import { loadNumbers, NumbersFileError } from '../numbers';
 
 const USAGE = `usage: npm run settings -- get [--phone +E164]
        npm run settings -- set [--phone +E164] [--status ENABLED|DISABLED] [--icon-visibility DEFAULT|DISABLE_ALL]
                                [--callback-permission ENABLED|DISABLED] [--call-hours '<json>']
-reads YCLOUD_API_KEY, YCLOUD_API_BASE_URL, WA_WABA_ID and WA_BUSINESS_NUMBER (the default --phone)`;
+reads the bridge's own settings (the environment, and NUMBERS_FILE when set): --phone picks the business
+number (default: the agents' default number), whose provider account (YCloud or Meta) is asked`;
 
 const FLAGS: Record<string, keyof CallingSettingsChange> = {
   '--status': 'status',
@@ -14,14 +18,15 @@ const FLAGS: Record<string, keyof CallingSettingsChange> = {
   '--call-hours': 'callHours',
 };
 
-/** Reads or changes the business number's calling settings at YCloud, so nobody needs curl. */
+/** Reads or changes a business number's calling settings at its provider, so nobody needs curl. */
 async function main(argv: string[]): Promise<number> {
   const [cmd, ...rest] = argv;
+  if (cmd === '--help' || cmd === '-h' || cmd === 'help') {
+    console.log(USAGE);
+    return 0;
+  }
   if (cmd !== 'get' && cmd !== 'set') return fail(USAGE);
-  const env = process.env;
-  const missing = ['YCLOUD_API_KEY', 'WA_WABA_ID'].filter((k) => !env[k]);
-  if (missing.length) return fail(`missing settings: ${missing.join(', ')}\n${USAGE}`);
-  let phone = env.WA_BUSINESS_NUMBER ?? '';
+  let phone: string | null = null;
   const change: Record<string, unknown> = {};
   for (let i = 0; i < rest.length; i += 2) {
     const flag = rest[i]!;
@@ -36,16 +41,24 @@ async function main(argv: string[]): Promise<number> {
       }
     } else return fail(`unknown option ${flag}\n${USAGE}`);
   }
-  const phoneNumber = normalizeE164(phone);
-  if (!phoneNumber) return fail(`--phone (or WA_BUSINESS_NUMBER) must be an E.164 number\n${USAGE}`);
-  const client = new YCloudClient({ baseUrl: (env.YCLOUD_API_BASE_URL ?? 'https://api.ycloud.com/v2').replace(/\/+$/, ''), apiKey: env.YCLOUD_API_KEY!, timeoutMs: 10000 });
-  const line = { number: phoneNumber, phoneId: env.WA_PHONE_ID ?? null, wabaId: env.WA_WABA_ID! };
+  let numbers;
+  try {
+    numbers = loadNumbers(loadConfig(process.env), undefined, createLogger('silent'));
+  } catch (err) {
+    if (err instanceof ConfigError || err instanceof NumbersFileError) return fail(`${err.message}\n${USAGE}`);
+    throw err;
+  }
+  const phoneNumber = phone === null ? (numbers.agentDefault()?.line.number || null) : normalizeE164(phone);
+  if (!phoneNumber) return fail(`--phone (or a default business number) must be an E.164 number\n${USAGE}`);
+  const route = numbers.byNumber(phoneNumber);
+  if (!route) return fail(`${phoneNumber} is not one of this bridge's numbers (NUMBERS_FILE or WA_BUSINESS_NUMBER)`);
+  const line = { ...route.line, number: phoneNumber };
   if (cmd === 'set') {
     const problems = validateSettingsChange(change);
     if (problems.length) return fail(problems.join('\n'));
-    await client.updateCallingSettings(line, settingsBody(change as CallingSettingsChange));
+    await route.provider.updateCallingSettings(line, change as CallingSettingsChange);
   }
-  const current = await client.getCallingSettings(line);
+  const current = await route.provider.getCallingSettings(line);
   console.log(JSON.stringify(current, null, 2));
   return 0;
 }
@@ -58,8 +71,10 @@ function fail(message: string): number {
 main(process.argv.slice(2)).then(
   (code) => process.exit(code),
   (err: unknown) => {
-    const e = err as YCloudError;
-    console.error(`YCloud refused: ${e.message}${e.whatsappCode ? ` (WhatsApp error ${e.whatsappCode})` : ''}`);
+    if (err instanceof ProviderError) {
+      const answered = err.httpStatus === null ? (err.timedOut ? 'did not answer in time' : 'could not be reached') : `refused (HTTP ${err.httpStatus})`;
+      console.error(`${err.provider} ${answered}: ${err.message}${err.whatsappCode ? ` (WhatsApp error ${err.whatsappCode})` : ''}`);
+    } else console.error(`failed: ${(err as Error).message}`);
     process.exit(1);
   },
 );

@@ -1,4 +1,5 @@
 import { NumberDirectory, NumberRoute } from '../calls/numbers-port';
+import { WhatsAppProvider } from '../calls/provider-port';
 import { WebhookSource } from '../events/webhook-source';
 import { Logger } from '../log';
 import { MediaPlan, MediaPlanOptions } from '../media/profiles';
@@ -148,10 +149,17 @@ export class Numbers implements NumberDirectory {
   }
 
   /** The credentials in use (running and retired accounts), for the log's scrubbing. */
-  secrets(): string[] {
-    const of = (a: AccountSpec): string[] => (a.kind === 'ycloud' ? [a.apiKey, a.webhookSecret] : [a.accessToken, a.appSecret, a.verifyToken]);
-    return [...new Set([...this.current.spec.accounts, ...[...this.retired.values()].map((a) => a.spec)].flatMap(of))];
+  secrets(): readonly string[] {
+    // The same array until a reload changes the accounts (the logger asks at every line).
+    if (this.secretsOf?.set !== this.current || this.secretsOf.retired !== this.retired.size) {
+      const of = (a: AccountSpec): string[] => (a.kind === 'ycloud' ? [a.apiKey, a.webhookSecret] : [a.accessToken, a.appSecret, a.verifyToken]);
+      const list = [...new Set([...this.current.spec.accounts, ...[...this.retired.values()].map((a) => a.spec)].flatMap(of))];
+      this.secretsOf = { set: this.current, retired: this.retired.size, list };
+    }
+    return this.secretsOf.list;
   }
+
+  private secretsOf: { set: NumberSet; retired: number; list: readonly string[] } | null = null;
 
   /**
    * Re-reads NUMBERS_FILE (SIGHUP, POST /api/numbers/reload). A file that fails any check is refused as a

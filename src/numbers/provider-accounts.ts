@@ -1,7 +1,8 @@
 import { WhatsAppProvider } from '../calls/provider-port';
 import { WebhookSource } from '../events/webhook-source';
 import { Metrics } from '../metrics/metrics';
-import { MetaClient, MetaWebhooks } from '../providers/meta/index-stub';
+import { MetaClient } from '../providers/meta/client';
+import { MetaWebhooks } from '../providers/meta/webhook-source';
 import { YCloudClient } from '../providers/ycloud/client';
 import { YCloudWebhooks } from '../providers/ycloud/webhook-source';
 import { AccountSpec } from './spec';

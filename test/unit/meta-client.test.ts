@@ -167,11 +167,14 @@ describe('Meta client (Graph API)', () => {
     assert.equal(g.seen.length, 3);
   });
 
-  it('settings by phone number id, as given', async () => {
+  it('settings by phone number id, the change written in Meta\'s snake_case', async () => {
     const c = client();
     g.next({ status: 200, body: { calling: { status: 'ENABLED' } } });
     assert.deepEqual(await c.getCallingSettings(LINE), { calling: { status: 'ENABLED' } });
-    await c.updateCallingSettings(LINE, { calling: { status: 'DISABLED' } });
-    assert.deepEqual(g.seen.map((s) => [s.method, s.url, s.body]), [['GET', '/v23.0/1001/settings', undefined], ['POST', '/v23.0/1001/settings', { calling: { status: 'DISABLED' } }]]);
+    await c.updateCallingSettings(LINE, { status: 'DISABLED', iconVisibility: 'DISABLE_ALL', callbackPermissionStatus: 'ENABLED' });
+    assert.deepEqual(g.seen.map((s) => [s.method, s.url, s.body]), [
+      ['GET', '/v23.0/1001/settings', undefined],
+      ['POST', '/v23.0/1001/settings', { calling: { status: 'DISABLED', call_icon_visibility: 'DISABLE_ALL', callback_permission_status: 'ENABLED' } }],
+    ]);
   });
 });

@@ -1,3 +1,4 @@
+import { CallingSettingsChange } from '../../calls/calling-settings';
 import { z } from 'zod';
 import { BSUID, CallRef } from '../../calls/call-events';
 import { BusinessLine, ConnectRequest, PermissionRequestBody, ProviderError, RemotePermission, WhatsAppProvider } from '../../calls/provider-port';
@@ -169,8 +170,14 @@ export class MetaClient implements WhatsAppProvider {
   }
 
   /** Sent as given (Meta's own field names: `{calling: {status, call_icon_visibility, ...}}`). */
-  async updateCallingSettings(line: BusinessLine, settings: Record<string, unknown>): Promise<unknown> {
-    return this.http.request('settings_update', 'POST', `${phonePath(line)}/settings`, settings);
+  /** Meta's settings body: `calling` with snake_case names (call_icon_visibility, callback_permission_status, call_hours). */
+  async updateCallingSettings(line: BusinessLine, change: CallingSettingsChange): Promise<unknown> {
+    const calling: Record<string, unknown> = {};
+    if (change.status !== undefined) calling.status = change.status;
+    if (change.iconVisibility !== undefined) calling.call_icon_visibility = change.iconVisibility;
+    if (change.callbackPermissionStatus !== undefined) calling.callback_permission_status = change.callbackPermissionStatus;
+    if (change.callHours !== undefined) calling.call_hours = change.callHours;
+    return this.http.request('settings_update', 'POST', `${phonePath(line)}/settings`, { calling });
   }
 
   private callAction(action: MetaEndpoint, call: CallRef, extra: Record<string, unknown>, safeToRepeat = false): Promise<unknown> {

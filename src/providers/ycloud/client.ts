@@ -1,3 +1,4 @@
+import { CallingSettingsChange } from '../../calls/calling-settings';
 import { BSUID, CallRef } from '../../calls/call-events';
 import { BusinessLine, ConnectRequest, PermissionRequestBody, ProviderError, RemotePermission, WhatsAppProvider } from '../../calls/provider-port';
 import { Metrics, YCloudEndpoint } from '../../metrics/metrics';
@@ -111,8 +112,9 @@ export class YCloudClient implements WhatsAppProvider {
     return this.http.request('settings_get', 'GET', settingsPath(line), undefined, RETRY);
   }
 
-  async updateCallingSettings(line: BusinessLine, settings: Record<string, unknown>): Promise<unknown> {
-    return this.http.request('settings_update', 'POST', settingsPath(line), settings);
+  /** YCloud's settings body: `calling` with the change as it is named here (camelCase). */
+  async updateCallingSettings(line: BusinessLine, change: CallingSettingsChange): Promise<unknown> {
+    return this.http.request('settings_update', 'POST', settingsPath(line), { calling: { ...change } });
   }
 
   private post(endpoint: YCloudEndpoint, path: string, body: Record<string, unknown>): Promise<unknown> {
