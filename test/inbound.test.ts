@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { CallRecord } from '../src/cdr/models';
 import { rows } from './harness/db-rows';
 import { MediaStats } from '../src/media/stats';
-import { startStack, TestStack } from './harness/bridge';
+import { forEachProvider, ProviderName, startStack, TestStack } from './harness/bridge';
 import { freePort } from './harness/processes';
 import { RtpPhone } from './harness/rtp-phone';
 import { startSippUas } from './harness/sipp';
@@ -21,13 +21,18 @@ const AGENT_TONE = 1000; // what the agent says
  */
 describe('inbound WhatsApp call to the PBX', function () {
   this.timeout(45000);
+  forEachProvider((provider) => inboundCalls(provider));
+});
+
+function inboundCalls(provider: ProviderName): void {
   const parts = callParts();
+  const providerLabel = provider === 'meta' ? 'Meta' : 'YCloud';
 
   async function setUp(scenario: string | null, env: Record<string, string> = {}): Promise<TestStack> {
     parts.phone = new RtpPhone(AGENT_TONE, USER_TONE);
     const rtpPort = await parts.phone.start();
     if (scenario) parts.sipp = await startSippUas(scenario, { rtpPort });
-    parts.stack = await startStack({ PBX_TARGET: parts.sipp?.uri ?? 'sip:127.0.0.1:9', ...env });
+    parts.stack = await startStack({ PBX_TARGET: parts.sipp?.uri ?? 'sip:127.0.0.1:9', ...env }, { provider });
     parts.user = new WaUser(USER_TONE, AGENT_TONE);
     return parts.stack;
   }
@@ -53,7 +58,7 @@ describe('inbound WhatsApp call to the PBX', function () {
     const preAccept = await s.sim.waitForRequest('/calls/preAccept', wacid);
     // WhatsApp offers a=setup:actpass; the answer must take the DTLS client role (RFC 5763 s5), or
     // WhatsApp waits for a handshake nobody starts and the call has no audio (caught here, not by a timeout).
-    const waAnswer = String(preAccept.body.sdp ?? '');
+    const waAnswer = preAccept.sdp ?? '';
     assert.deepEqual(waAnswer.match(/^a=setup:.*$/gm)?.map((l) => l.trim()), ['a=setup:active'], `the pre-accept answer's DTLS role:\n${waAnswer}`);
     const answered = await s.marks.waitFor(wacid, 'pbx_answered');
     const accept = await s.sim.waitForRequest('/calls/accept', wacid);
@@ -94,7 +99,7 @@ describe('inbound WhatsApp call to the PBX', function () {
     assert.deepEqual(await timeline(s, row.id), [
       'offered', 'pre_accepted', 'invite_sent', 'pbx_progress', 'pbx_answered', 'accepted', 'whatsapp_terminated', 'ended',
     ]);
-    assert.equal(s.sim.requestsFor(wacid).some((r) => r.path === '/calls/terminate' || r.path === '/calls/reject'), false);
+    assert.equal(s.sim.requestsFor(wacid).some((r) => r.op === 'terminate' || r.op === 'reject'), false);
   });
 
   it('answered, then the agent hangs up: WhatsApp leg terminated, CDR says pbx; the media watch stops with the call', async () => {
@@ -121,7 +126,7 @@ describe('inbound WhatsApp call to the PBX', function () {
     const { wacid } = await s.sim.userCalls(parts.user!);
     const row = await cdr(s, wacid);
     assert.ok(await s.sim.waitForRequest('/calls/reject', wacid));
-    assert.equal(s.sim.requestsFor(wacid).some((r) => r.path === '/calls/accept'), false);
+    assert.equal(s.sim.requestsFor(wacid).some((r) => r.op === 'accept'), false);
     assert.equal(await parts.sipp!.done, 0);
     assert.equal(row.outcome, 'busy');
     assert.equal(row.sip_final_code, 486);
@@ -152,8 +157,8 @@ describe('inbound WhatsApp call to the PBX', function () {
     assert.equal(row.outcome, 'caller_hangup');
     assert.equal(row.hangup_by, 'whatsapp');
     assert.equal(row.provider_status, 'FAILED');
-    const after = s.sim.requestsFor(wacid).map((r) => r.path);
-    assert.deepEqual(after, ['/calls/preAccept']);
+    const after = s.sim.requestsFor(wacid).map((r) => r.op);
+    assert.deepEqual(after, ['pre_accept']);
   });
 
   it('PBX unreachable: WhatsApp call rejected, CDR says unreachable', async () => {
@@ -179,7 +184,7 @@ describe('inbound WhatsApp call to the PBX', function () {
     assert.equal((await timeline(parts.stack, row.id)).filter((t) => t === 'invite_sent').length, 2);
   });
 
-  it('YCloud refuses accept: the agent leg gets BYE, CDR says failed with YCloud\'s error', async () => {
+  it('the provider refuses accept: the agent leg gets BYE, CDR says failed with the provider\'s error', async () => {
     const s = await setUp('uas-answer.xml');
     s.sim.failNext('/calls/accept', { status: 400, code: 'FAILED_PRECONDITION', message: 'call no longer exists', whatsappCode: 138004 });
     const { wacid } = await s.sim.userCalls(parts.user!);
@@ -187,7 +192,7 @@ describe('inbound WhatsApp call to the PBX', function () {
     assert.equal(await parts.sipp!.done, 0, 'the agent leg was hung up with BYE');
     assert.equal(row.outcome, 'failed');
     assert.equal(row.hangup_by, 'bridge');
-    assert.match(row.error ?? '', /YCloud: .*400 call no longer exists/);
+    assert.match(row.error ?? '', new RegExp(`${providerLabel}: .*call no longer exists`));
   });
 
   it('a PBX that challenges the INVITE (401) gets the configured credentials, and the call is answered with audio', async () => {
@@ -216,4 +221,4 @@ describe('inbound WhatsApp call to the PBX', function () {
     assert.equal(row.sip_final_code, 403);
     assert.equal(row.outcome, 'rejected');
   });
-});
+}

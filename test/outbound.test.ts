@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { CallRecord } from '../src/cdr/models';
 import { rows } from './harness/db-rows';
 import { MediaStats } from '../src/media/stats';
-import { startStack, TestStack } from './harness/bridge';
+import { forEachProvider, ProviderName, startStack, TestStack } from './harness/bridge';
 import { infra } from './harness/infra';
 import { RtpPhone, RtpPhoneOptions } from './harness/rtp-phone';
 import { refusalScenario, runSippUac, SippRun } from './harness/sipp';
@@ -12,6 +12,7 @@ import { assertTalkTime } from './harness/talk-time';
 import { WaUser } from './harness/wa-user';
 import { callParts } from './harness/call-parts';
 import { whenEnded } from './harness/watch';
+import { SimRequest } from './harness/ycloud-sim';
 
 const AGENT_TONE = 1000;
 const USER_TONE = 440;
@@ -24,13 +25,17 @@ const BUSINESS = '+6283138205150';
  */
 describe('outbound call from an agent to a WhatsApp user', function () {
   this.timeout(45000);
+  forEachProvider((provider) => outboundCalls(provider));
+});
+
+function outboundCalls(provider: ProviderName): void {
   const parts = callParts();
 
   async function setUp(env: Record<string, string> = {}, phoneOpts: RtpPhoneOptions = {}): Promise<TestStack> {
     parts.phone = new RtpPhone(AGENT_TONE, USER_TONE, phoneOpts);
     await parts.phone.start();
     parts.user = new WaUser(USER_TONE, AGENT_TONE);
-    parts.stack = await startStack({ SIP_TRUSTED_SOURCES: '127.0.0.0/8', WA_BUSINESS_NUMBER: BUSINESS, WA_PHONE_ID: '461269257068831', ...env });
+    parts.stack = await startStack({ SIP_TRUSTED_SOURCES: '127.0.0.0/8', WA_BUSINESS_NUMBER: BUSINESS, WA_PHONE_ID: '461269257068831', ...env }, { provider });
     return parts.stack;
   }
 
@@ -69,13 +74,13 @@ describe('outbound call from an agent to a WhatsApp user', function () {
     await parts.phone!.heard.whenHeard(25);
     const row = await outboundCdr(s);
 
-    const connect = s.sim.requests.find((r) => r.path === '/calls/connect')!;
-    assert.equal(connect.body.from, BUSINESS);
-    assert.equal(connect.body.to, CUSTOMER);
-    assert.match(String(connect.body.sdp), /UDP\/TLS\/RTP\/SAVPF/);
-    assert.match(String(connect.body.sdp), /opus\/48000\/2/);
-    assert.match(String(connect.body.sdp), /a=fingerprint:sha-256/);
-    assert.doesNotMatch(String(connect.body.sdp), /PCMU/);
+    const connect = s.sim.requests.find((r) => r.op === 'connect')!;
+    assert.equal(connect.from ?? BUSINESS, BUSINESS, 'the business number (Meta names it by phone id in the path)');
+    assert.equal(connect.to, CUSTOMER);
+    assert.match(String(connect.sdp), /UDP\/TLS\/RTP\/SAVPF/);
+    assert.match(String(connect.sdp), /opus\/48000\/2/);
+    assert.match(String(connect.sdp), /a=fingerprint:sha-256/);
+    assert.doesNotMatch(String(connect.sdp), /PCMU/);
     const wacid = row.wacid!;
     const acceptedAt = s.sim.acceptedDeliveredAt.get(wacid)!;
     assert.ok(parts.phone!.heard.firstLoudAt! > acceptedAt, 'no audio reached the agent before ACCEPTED');
@@ -111,7 +116,7 @@ describe('outbound call from an agent to a WhatsApp user', function () {
     assert.equal(row.outcome, 'answered');
     assert.equal(row.hangup_by, 'whatsapp');
     assert.equal(row.provider_status, 'COMPLETED');
-    assert.equal(s.sim.requestsFor(row.wacid!).some((r) => r.path === '/calls/terminate'), false);
+    assert.equal(s.sim.requestsFor(row.wacid!).some((r) => r.op === 'terminate'), false);
   });
 
   it('declined by the user: 603 with a Reason, CDR says rejected', async () => {
@@ -161,18 +166,18 @@ describe('outbound call from an agent to a WhatsApp user', function () {
     const stranger = '+6281300000001'; // no reply from this customer is on record (the database is shared by the run)
     // The refusal comes before anything is asked of YCloud: a call placed instead fails the test at
     // once (the simulator's user never answers it, so waiting for the 403 would end only in a timeout).
-    const placed = new Promise<never>((_, reject) => s.sim.on('request', (r: { path: string; body: Record<string, unknown> }) => {
-      if (r.path === '/calls/connect') reject(new Error(`a WhatsApp call was placed to ${String(r.body.to)} without permission (no 403)`));
+    const placed = new Promise<never>((_, reject) => s.sim.on('request', (r: SimRequest) => {
+      if (r.op === 'connect') reject(new Error(`a WhatsApp call was placed to ${String(r.to)} without permission (no 403)`));
     }));
     await dial(await refusalScenario(403, 'permission'), stranger);
     // SIPp checks the 403 and its Reason (ereg check_it 'permission'): exit 0 only if both came.
     const code = await within(Promise.race([parts.sipp!.done, placed]), 10000, () => `the 403 (SIPp so far:\n${parts.sipp!.proc.output.slice(-1500)})`);
     assert.equal(code, 0, `SIPp got the 403 with a Reason naming the permission:\n${parts.sipp!.proc.output.slice(-1500)}`);
     const row = await outboundCdr(s);
-    assert.equal(s.sim.requests.some((r) => r.path === '/calls/connect'), false);
-    const sent = s.sim.requests.find((r) => r.path === '/messages/sendDirectly');
+    assert.equal(s.sim.requests.some((r) => r.op === 'connect'), false);
+    const sent = s.sim.requests.find((r) => r.op === 'message');
     assert.ok(sent, 'a permission request was sent');
-    assert.equal(sent.body.to, stranger);
+    assert.equal(sent.to, stranger);
     assert.deepEqual((sent.body.interactive as Record<string, unknown>).type, 'call_permission_request');
     assert.equal(row.outcome, 'rejected');
     assert.equal(row.sip_final_code, 403);
@@ -180,7 +185,7 @@ describe('outbound call from an agent to a WhatsApp user', function () {
     assert.equal(requests[0]?.trigger, 'auto');
   });
 
-  it('YCloud says 138006 (no permission) although one is on record: 403', async () => {
+  it('the provider says 138006 (no permission) although one is on record: 403', async () => {
     const s = await setUp();
     await grantPermission(s);
     s.sim.noPermission.add(CUSTOMER);
@@ -195,7 +200,7 @@ describe('outbound call from an agent to a WhatsApp user', function () {
     await grantPermission(s);
     await dial(await refusalScenario(488, undefined, (invite) => invite.replace('m=audio [rtpport] RTP/AVP 0 8 101', 'm=audio 0 RTP/AVP 0')));
     const row = await outboundCdr(s);
-    assert.equal(s.sim.requests.some((r) => r.path === '/calls/connect'), false);
+    assert.equal(s.sim.requests.some((r) => r.op === 'connect'), false);
     assert.equal(row.outcome, 'failed');
     assert.equal(row.sip_final_code, 488);
     assert.match(row.error ?? '', /SDP/);
@@ -206,7 +211,7 @@ describe('outbound call from an agent to a WhatsApp user', function () {
     await grantPermission(s);
     await dial(await refusalScenario(403));
     assert.equal(await parts.sipp!.done, 0);
-    assert.equal(s.sim.requests.some((r) => r.path === '/calls/connect'), false);
+    assert.equal(s.sim.requests.some((r) => r.op === 'connect'), false);
   });
 
   it('digest authentication, when configured: challenged with 401, then the call goes through', async () => {
@@ -291,6 +296,6 @@ describe('outbound call from an agent to a WhatsApp user', function () {
     await dial(await refusalScenario(422, undefined, (invite) => invite.replace('Max-Forwards: 70', 'Max-Forwards: 70\nSession-Expires: 30\nSupported: timer')));
     const row = await outboundCdr(s);
     assert.equal(row.sip_final_code, 422);
-    assert.equal(s.sim.requests.filter((r) => r.path === '/calls/connect').length, 0);
+    assert.equal(s.sim.requests.filter((r) => r.op === 'connect').length, 0);
   });
-});
+}

@@ -444,7 +444,9 @@ export class ProviderSim extends EventEmitter {
     }
     const method = req.method ?? 'GET';
     const op = this.wire.parse(method, path, url.searchParams, body);
-    const record: SimRequest = { method, path, op: this.wire.opOf(op), wacid: 'wacid' in op && typeof op.wacid === 'string' ? op.wacid : null, body, at: performance.now() };
+    const record: SimRequest = {
+      method, path, op: this.wire.opOf(op), wacid: 'wacid' in op && typeof op.wacid === 'string' ? op.wacid : null, body, at: performance.now(), ...carried(op),
+    };
     res.once('finish', () => this.emit('api', { method, path, wacid: record.wacid, body, status: res.statusCode, response: answered.get(res) ?? null, at: Date.now() } satisfies SimApiCall));
     this.requests.push(record);
     this.emit('request', record);
@@ -694,4 +696,16 @@ function bsuidFor(number: string): string {
 
 export function newWacid(): string {
   return `wacid.${crypto.randomBytes(12).toString('base64url')}`;
+}
+
+/** What a request carried, in the simulator's words (see SimRequest). */
+function carried(op: Op): Pick<SimRequest, 'sdp' | 'from' | 'to' | 'context'> {
+  const plus = (n: string | null): string | null => (n === null ? null : /^\d+$/.test(n) ? `+${n}` : n);
+  switch (op.op) {
+    case 'connect': return { sdp: op.sdp, from: plus(op.from), to: plus(op.to) ?? op.recipient, context: op.context };
+    case 'pre_accept': case 'accept': return { sdp: typeof op.sdp === 'string' ? op.sdp : null, from: null, to: null, context: op.context };
+    case 'message': return { sdp: null, from: plus(op.from), to: plus(op.to), context: null };
+    case 'call_permissions': return { sdp: null, from: null, to: plus(op.to), context: null };
+    default: return { sdp: null, from: null, to: null, context: null };
+  }
 }

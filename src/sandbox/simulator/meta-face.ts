@@ -1,3 +1,4 @@
+import { signMetaWebhook } from '../../providers/meta/signature';
 import crypto from 'node:crypto';
 import http from 'node:http';
 import { BSUID } from '../../calls/call-events';
@@ -262,7 +263,7 @@ export class MetaFace implements Face {
   }
 
   sign(body: string, secret: string): string {
-    return `sha256=${crypto.createHmac('sha256', secret).update(body).digest('hex')}`;
+    return signMetaWebhook(secret, body);
   }
 
   webhookHeaders(): Record<string, string> {

@@ -29,7 +29,15 @@ export type SimOp =
   | 'message' | 'call_permissions' | 'settings' | 'media' | 'media_download' | 'unknown';
 
 /** An API request as received: `path` is the face's own (YCloud: "/calls/accept"; Meta: "/<phoneId>/calls"). */
-export interface SimRequest { method: string; path: string; op: SimOp; wacid: string | null; body: Record<string, unknown>; at: number }
+export interface SimRequest {
+  method: string; path: string; op: SimOp; wacid: string | null; body: Record<string, unknown>; at: number;
+  /**
+   * What the request carried, the same for both faces: the SDP (connect, pre-accept, accept), the
+   * business number and the user's address (E.164 with +, or a BSUID: Meta's `recipient`), the
+   * callback context (Meta's biz_opaque_callback_data).
+   */
+  sdp: string | null; from: string | null; to: string | null; context: string | null;
+}
 /** An API call as answered: what the sandbox's timeline shows. */
 export interface SimApiCall { method: string; path: string; wacid: string | null; body: Record<string, unknown>; status: number; response: unknown; at: number }
 /** A webhook POST as delivered, with the bridge's HTTP status (`type`: YCloud's event type; Meta: "calls:connect, statuses:RINGING"). */
