@@ -12,7 +12,7 @@ import { RtpengineInstance } from './rtpengine';
 export class SrfPbx {
   readonly srf = new Srf();
   /** Each INVITE the bridge sent: transport, SDP and the headers that carry the bridge's addresses. */
-  readonly invites: Array<{ protocol: string; sdp: string; via: string; contact: string }> = [];
+  readonly invites: Array<{ protocol: string; sdp: string; via: string; contact: string; from: string; header: (name: string) => string | undefined }> = [];
   private readonly ng: Client;
   private readonly dialogs: Srf.Dialog[] = [];
   private seq = 0;
@@ -62,7 +62,10 @@ export class SrfPbx {
   }
 
   private async answer(req: Srf.SrfRequest, res: Srf.SrfResponse): Promise<void> {
-    this.invites.push({ protocol: String((req as unknown as { protocol: string }).protocol), sdp: req.body, via: req.get('Via'), contact: req.get('Contact') });
+    this.invites.push({
+      protocol: String((req as unknown as { protocol: string }).protocol), sdp: req.body, via: req.get('Via'), contact: req.get('Contact'), from: req.get('From'),
+      header: (name) => (req.has(name) ? req.get(name) : undefined),
+    });
     const ids = { 'call-id': req.get('Call-ID'), 'from-tag': 'bridge' };
     try {
       // The bridge's offer (RTP or SRTP) -> plain RTP to the agent's phone, and the phone's answer back.
