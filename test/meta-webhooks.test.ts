@@ -157,7 +157,9 @@ describe('Meta webhook endpoint', function () {
       assert.ok(lines.some((l) => l.msg === 'webhook refused' && /malformed X-Hub-Signature-256/.test(String(l.reason))), 'the truncated header logged');
       assert.ok(lines.filter((l) => l.msg === 'webhook refused: bad signature' && l.reason === 'signature mismatch').length >= 4, 'the forged ones logged');
       // The same bytes with their signature get in: the refusals were the signatures.
+      const processed = whenAllProcessed([`meta:${wacid}:RINGING`]);
       assert.equal(await stack.sim.deliver(null, { raw, signature: valid }), 200);
+      await processed;
       assert.deepEqual((await stored(`meta:${wacid}`)).map((r) => r.id), [`meta:${wacid}:RINGING`]);
     });
   });
@@ -298,7 +300,12 @@ describe('Meta webhook endpoint', function () {
       const user = { createOffer: async () => 'v=0\r\nthis is not sdp\r\n', applyAnswer: async () => undefined };
       const { wacid, status } = await stack.sim.userCalls(user, { from: `+${USER}` });
       assert.equal(status, 200);
-      return { wacid, callId: await whenEnded(stack.bridge, wacid) };
+      const callId = await whenEnded(stack.bridge, wacid);
+      // The connect is stored whole, its SDP where the retention's scrub looks for Meta's (src/cdr/retention-records.ts SDP_PATHS).
+      const [connect] = await testDb().query<{ sdp: string | null }>(
+        `SELECT payload #>> '{item,session,sdp}' AS sdp FROM webhook_events WHERE type = 'calls.connect' AND wacid = :wacid`, { replacements: { wacid }, type: QueryTypes.SELECT });
+      assert.equal(connect?.sdp, await user.createOffer());
+      return { wacid, callId };
     }
 
     const cases = [
