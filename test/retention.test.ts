@@ -150,6 +150,33 @@ describe('data retention sweep', function () {
     assert.equal(await sdpOf(`${tag}-sdp-new`), sdp, 'a call just set up may still need it (another node): kept for a while');
   });
 
+  it("Meta's stored connects (a calls.connect delivery: item.session.sdp) lose their ICE passwords and SDES keys the same way; the rest of the delivery stays", async () => {
+    const sdp = `${CANNED_WA_OFFER}a=crypto:1 AES_CM_128_HMAC_SHA1_80 inline:WVNfX19zZW1jdGwgKCkgewkyMjA7fQp9CnVubGVz|2^20|1:32\r\n`;
+    // What src/providers/meta/events.ts stores per delivery (MetaStored): the change's field, entry, metadata, contact and the one call.
+    const payload = {
+      provider: 'meta', field: 'calls', entry: { id: '188234691048809', time: null }, metadata: { phone_number_id: '461269257068831', display_phone_number: '6283138205150' },
+      contact: { wa_id: '6281361905133', profile: { name: 'Caller' } }, part: 'calls',
+      item: { id: 'wacid.meta-sdp', event: 'connect', direction: 'USER_INITIATED', from: '6281361905133', to: '6283138205150', timestamp: '1796645336', session: { sdp_type: 'offer', sdp } },
+    };
+    await q(`INSERT INTO webhook_events (id, type, received_at, processed_at, payload, provider) VALUES
+             (:a, 'calls.connect', now() - interval '1 hour', now() - interval '1 hour', :p::jsonb, 'meta'),
+             (:b, 'calls.connect', now() - interval '1 hour', NULL, :p::jsonb, 'meta'),
+             (:c, 'calls.connect', now(), now(), :p::jsonb, 'meta')`, { a: `${tag}-meta-sdp-old`, b: `${tag}-meta-sdp-open`, c: `${tag}-meta-sdp-new`, p: JSON.stringify(payload) });
+    const reports = await new RetentionSweeper(new RetentionRecords(db), RETENTION, log).sweep();
+    assert.equal(reports.find((r) => r.task === 'connect SDP secrets')!.rows, 1);
+    const payloadOf = async (id: string) => (await db.query<{ payload: typeof payload }>(
+      'SELECT payload FROM webhook_events WHERE id = :id', { replacements: { id }, type: QueryTypes.SELECT }))[0]!.payload;
+    const scrubbed = await payloadOf(`${tag}-meta-sdp-old`);
+    const s = scrubbed.item.session.sdp;
+    assert.ok(!s.includes('abcdefghijklmnopqrstuvwx') && !s.includes('WVNfX19zZW1jdGwg'), s);
+    assert.match(s, /a=ice-pwd:\[Redacted\]\r\n/);
+    assert.match(s, /inline:\[Redacted\]\|2\^20\|1:32/);
+    assert.match(s, /a=ice-ufrag:abcd\r\na=ice-pwd/, 'the rest of the SDP stays');
+    assert.deepEqual({ ...scrubbed, item: { ...scrubbed.item, session: { ...scrubbed.item.session, sdp } } }, payload, 'nothing else in the delivery changed');
+    assert.equal((await payloadOf(`${tag}-meta-sdp-open`)).item.session.sdp, sdp, 'an unprocessed connect may still be replayed: kept whole');
+    assert.equal((await payloadOf(`${tag}-meta-sdp-new`)).item.session.sdp, sdp, 'a call just set up may still need it: kept for a while');
+  });
+
   it('two sweepers at once (two nodes) share the work without errors; stop() ends a round between batches', async () => {
     await events('pair', 3000, 40, true);
     const a = new RetentionSweeper(new RetentionRecords(db), RETENTION, log, { batchSize: 200, pauseMs: 5 });

@@ -20,6 +20,15 @@ interface TaskStatement {
 const DAY_MS = 24 * 3600 * 1000;
 const daysAgo = (days: number) => (now: number): Date | null => (days > 0 ? new Date(now - days * DAY_MS) : null);
 
+/**
+ * Where a stored connect event keeps its SDP, by event type: YCloud's `whatsapp.call.connect` body
+ * (`callingConnect.sdp`), and Meta's stored delivery (src/providers/meta/events.ts MetaStored:
+ * `item.session.sdp` of a `calls.connect`, the user's offer or the user's answer to an agent's call).
+ */
+const SDP_PATHS: Record<string, string> = { 'whatsapp.call.connect': '{callingConnect,sdp}', 'calls.connect': '{item,session,sdp}' };
+const CONNECT_TYPES = Object.keys(SDP_PATHS).map((t) => `'${t}'`).join(', ');
+const SDP_PATH = `CASE type ${Object.entries(SDP_PATHS).map(([t, p]) => `WHEN '${t}' THEN '${p}'::text[]`).join(' ')} END`;
+
 /** Same customer and business: a later reply (by time, then id) than r. */
 const NEWER_REPLY = `EXISTS (SELECT 1 FROM call_permission_replies n
   WHERE n.business_number = r.business_number AND n.customer_number = r.customer_number
@@ -34,15 +43,18 @@ const NEWER_REPLY = `EXISTS (SELECT 1 FROM call_permission_replies n
 function statements(r: Config['retention'], sdpScrubAfterMs: number): TaskStatement[] {
   return [
     {
-      // Not a deletion: ICE passwords and SDES keys are of no use once a call is set up.
+      // Not a deletion: ICE passwords and SDES keys are of no use once a call is set up. The SDP is where
+      // each provider's stored connect keeps it (SDP_PATHS).
       name: 'connect SDP secrets',
-      sql: `UPDATE webhook_events SET payload = jsonb_set(payload, '{callingConnect,sdp}', to_jsonb(
-              regexp_replace(regexp_replace(payload #>> '{callingConnect,sdp}',
+      sql: `WITH picked AS (
+              SELECT ctid AS row_ctid, ${SDP_PATH} AS path FROM webhook_events
+              WHERE type IN (${CONNECT_TYPES}) AND processed_at < :cutoff
+                AND (payload #>> ${SDP_PATH}) ~ 'a=ice-pwd:[^[]|inline:[^[]'
+              LIMIT :limit FOR UPDATE SKIP LOCKED)
+            UPDATE webhook_events w SET payload = jsonb_set(w.payload, picked.path, to_jsonb(
+              regexp_replace(regexp_replace(w.payload #>> picked.path,
                 'a=ice-pwd:[^\\r\\n]*', 'a=ice-pwd:[Redacted]', 'g'), 'inline:[^\\s|]+', 'inline:[Redacted]', 'g')))
-            WHERE ctid IN (SELECT ctid FROM webhook_events
-              WHERE type = 'whatsapp.call.connect' AND processed_at < :cutoff
-                AND (payload #>> '{callingConnect,sdp}') ~ 'a=ice-pwd:[^[]|inline:[^[]'
-              LIMIT :limit FOR UPDATE SKIP LOCKED)`,
+            FROM picked WHERE w.ctid = picked.row_ctid`,
       cutoff: (now) => new Date(now - sdpScrubAfterMs),
     },
     {

@@ -51,8 +51,15 @@ export type InviteResult =
   /** A header the bridge would act on that is not what it must be: 400. */
   | 'refused_malformed';
 
+/**
+ * The `type` label's values: YCloud's event types, then Meta's delivery types (one per call event,
+ * status and message of an envelope: `calls.<event>`, `statuses.<call|message>`, `messages.<type>`,
+ * the account fields). Any other type is counted as "other", so the label set stays bounded.
+ */
 export const WEBHOOK_TYPES = [
   'whatsapp.call.connect', 'whatsapp.call.status.updated', 'whatsapp.call.terminate', 'whatsapp.inbound_message.received',
+  'calls.connect', 'calls.terminate', 'calls.call_recording_available', 'calls.call_transcription_available',
+  'statuses.call', 'statuses.message', 'messages.interactive', 'messages.voicemail', 'account_update', 'account_settings_update',
 ] as const;
 /**
  * processed: acted on; ignored: stored, a type the bridge does not act on; duplicate: redelivery;

@@ -61,6 +61,18 @@ describe('metrics', () => {
     assert.equal(sampleSum(s, 'wasb_calls_total', { direction: 'other', outcome: 'other' }), 1);
   });
 
+  it("Meta's delivery types are counted by name; its other call events, messages and fields are 'other'", async () => {
+    const m = new Metrics({ defaultMetrics: false });
+    const named = ['calls.connect', 'calls.terminate', 'calls.call_recording_available', 'calls.call_transcription_available', 'statuses.call',
+      'statuses.message', 'messages.interactive', 'messages.voicemail', 'account_update', 'account_settings_update'];
+    for (const type of named) m.webhookEvent(type, 'processed');
+    for (const type of ['calls.some_future_event', 'messages.text', 'messages.image', 'message_template_status_update']) m.webhookEvent(type, 'ignored');
+    const s = await samples(m);
+    for (const type of named) assert.equal(sampleSum(s, 'wasb_webhook_events_total', { type, result: 'processed' }), 1, type);
+    assert.equal(sampleSum(s, 'wasb_webhook_events_total', { type: 'other', result: 'ignored' }), 4);
+    assert.equal(sampleSum(s, 'wasb_webhook_events_total', { type: 'other', result: 'processed' }), 0);
+  });
+
   it('gauges are read at scrape time; MOS is clamped and NaN ignored; nothing throws', async () => {
     const m = new Metrics({ defaultMetrics: false });
     let active = { inbound: 2, outbound: 1 };

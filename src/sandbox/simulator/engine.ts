@@ -335,9 +335,10 @@ export class ProviderSim extends EventEmitter {
 
   /**
    * WhatsApp made a file of a call (Meta: recording, transcription, or a voicemail left on a missed
-   * call): stores it for GET /{mediaId} and the download, and sends its webhook.
+   * call): stores it for GET /{mediaId} and the download, and sends its webhook. `withUrl: false`: the
+   * webhook names the media id only (the bridge must look the URL up).
    */
-  async mediaAvailable(wacid: string, media: SimMediaKind, file: { body?: Buffer; mimeType?: string } = {}): Promise<{ mediaId: string; url: string; sha256: string; status: number }> {
+  async mediaAvailable(wacid: string, media: SimMediaKind, file: { body?: Buffer; mimeType?: string; withUrl?: boolean } = {}): Promise<{ mediaId: string; url: string; sha256: string; status: number }> {
     const inbound = this.calls.get(wacid);
     const outbound = this.outboundCalls.get(wacid);
     const call = inbound ? this.inboundView(inbound) : outbound ? this.outboundView(outbound) : null;
@@ -348,7 +349,7 @@ export class ProviderSim extends EventEmitter {
     const sha256 = crypto.createHash('sha256').update(body).digest('hex');
     this.media.set(mediaId, { body, mimeType, sha256 });
     const url = this.mediaUrl(mediaId);
-    const status = await this.deliver(this.wire.webhook({ kind: 'media', call, media, mediaId, url, mimeType, sha256, at: Date.now() }));
+    const status = await this.deliver(this.wire.webhook({ kind: 'media', call, media, mediaId, url: file.withUrl === false ? null : url, mimeType, sha256, at: Date.now() }));
     return { mediaId, url, sha256, status };
   }
 

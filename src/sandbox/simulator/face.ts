@@ -48,7 +48,8 @@ export type SimEvent =
   | { kind: 'status'; call: CallView; status: 'RINGING' | 'ACCEPTED' | 'REJECTED'; at: number }
   | { kind: 'terminate'; call: CallView; status: 'COMPLETED' | 'FAILED'; startTime: number; endTime: number; durationS: number | null; at: number }
   | { kind: 'permission_reply'; request: SimPermissionRequest; person: SimPerson; wabaId: string; phoneId: string; accept: boolean; permanent: boolean; expires: number | null; at: number }
-  | { kind: 'media'; call: CallView; media: SimMediaKind; mediaId: string; url: string; mimeType: string; sha256: string; at: number }
+  /** `url`: null when the notice names the media id only (the bridge then asks GET /{mediaId} for the URL). */
+  | { kind: 'media'; call: CallView; media: SimMediaKind; mediaId: string; url: string | null; mimeType: string; sha256: string; at: number }
   | { kind: 'account'; field: AccountField; wabaId: string; phoneId: string; business: string; value: Record<string, unknown>; at: number };
 
 /** How one provider's wire format looks: the engine's requests, answers and webhooks in that provider's words. */

@@ -219,7 +219,7 @@ export class MetaFace implements Face {
       }
       case 'media': {
         const { call } = ev;
-        const file = { id: ev.mediaId, mime_type: ev.mimeType, sha256: ev.sha256, url: ev.url };
+        const file = { id: ev.mediaId, mime_type: ev.mimeType, sha256: ev.sha256, ...(ev.url ? { url: ev.url } : {}) };
         if (ev.media === 'voicemail') {
           // Voicemail is an audio message whose id is the missed call's wacid.
           return envelope(call.wabaId, 'messages', {
