@@ -99,6 +99,12 @@ describe('WhatsApp users without a number, and several numbers on several provid
     // The agent calls back the From user, with a ticket for the CRM. The permission the user gave is
     // kept under their BSUID; Meta's connect names them by `recipient`, and their phone rings.
     await grantPermanentPermission(stack.bridge.permissions, DEFAULT_LINE.number, HIDDEN.userId);
+    // The agent's phone for this call (an RtpPhone answers the address it first hears from).
+    await pbx.close();
+    phone.stop();
+    phone = new RtpPhone(AGENT_TONE, USER_TONE);
+    pbx = new SrfPbx(pbxSip!, pbxRtp!, await phone.start());
+    await pbx.connect();
     const again = user();
     let reached: string | null = null;
     stack.sim.outboundScript = async (call) => {
@@ -108,6 +114,7 @@ describe('WhatsApp users without a number, and several numbers on several provid
     const dialog = await pbx.call(`sip:${HIDDEN.userId}@127.0.0.1:${infra.drachtio!.sipPort}`, { srtp: false, headers: { 'X-WhatsApp-Context': 'ticket-4711' } });
     assert.ok(dialog, 'the agent\'s call was answered');
     await again.heard.whenHeard(25);
+    await phone.heard.whenHeard(25);
     assert.equal(reached, HIDDEN.userId, 'the simulated user reached by recipient is the caller');
     const connect = stack.sim.requests.find((r) => r.op === 'connect')!;
     assert.equal(connect.to, HIDDEN.userId);
