@@ -7,6 +7,7 @@ import { signMetaWebhook } from '../src/providers/meta/signature';
 import { signWebhook } from '../src/providers/ycloud/signature';
 import { bridgeEnv, deliverAndProcess, forEachProvider, ProviderName, startStack, TestStack } from './harness/bridge';
 import { callParts } from './harness/call-parts';
+import { permissionReplyEvent } from './harness/permissions';
 import { testDb } from './harness/db-rows';
 import { infra } from './harness/infra';
 import { parsePromText, sampleSum } from './harness/prom-text';
@@ -43,7 +44,7 @@ function permissionsAndSettings(provider: ProviderName): void {
 
   /** Sends a call_permission_reply webhook and waits until the bridge has acted on it. */
   async function reply(from: string, r: Record<string, unknown>, sendTime = new Date()): Promise<void> {
-    assert.equal(await deliverAndProcess(stack, permissionReplyEvent(stack, from, r, sendTime)), 200);
+    assert.equal(await deliverAndProcess(stack, permissionReplyEvent(stack.sim, from, r, sendTime)), 200);
   }
 
   const check = (c: string) => stack.bridge.permissions.check(BUSINESS, c);
@@ -214,42 +215,9 @@ function permissionsAndSettings(provider: ProviderName): void {
   });
 }
 
-let replySeq = 0;
-
-/**
- * A call_permission_reply webhook from `customer`, in the stack's provider's envelope: the reply object
- * (response, is_permanent, expiration_timestamp, response_source) is the same for YCloud and Meta, so
- * tests of its meaning build it with any fields; YCloud wraps it in whatsapp.inbound_message.received,
- * Meta in a `messages` change of the WABA (unix-second timestamp, digits-only numbers).
- */
-function permissionReplyEvent(stack: TestStack, customer: string, r: Record<string, unknown>, sendTime = new Date()): Record<string, unknown> {
-  const id = `wamid.${customer.slice(1)}.${++replySeq}.${Date.now()}`;
-  const interactive = { type: 'call_permission_reply', call_permission_reply: r };
-  if (stack.sim.face === 'ycloud') {
-    return stack.sim.event('whatsapp.inbound_message.received', {
-      whatsappInboundMessage: { id: `m-${id}`, wamid: id, wabaId: WABA, from: customer, to: BUSINESS, sendTime: sendTime.toISOString(), type: 'interactive', interactive },
-    });
-  }
-  return {
-    object: 'whatsapp_business_account',
-    entry: [{
-      id: WABA,
-      changes: [{
-        field: 'messages',
-        value: {
-          messaging_product: 'whatsapp',
-          metadata: { display_phone_number: BUSINESS.slice(1), phone_number_id: DEFAULT_LINE.phoneId },
-          contacts: [{ wa_id: customer.slice(1), profile: { name: 'Sim User' } }],
-          messages: [{ from: customer.slice(1), id, timestamp: String(Math.floor(sendTime.getTime() / 1000)), type: 'interactive', interactive }],
-        },
-      }],
-    }],
-  };
-}
-
 /** A permanent accept from `customer`. */
 function permanentAccept(stack: TestStack, customer: string): Record<string, unknown> {
-  return permissionReplyEvent(stack, customer, { response: 'accept', is_permanent: true });
+  return permissionReplyEvent(stack.sim, customer, { response: 'accept', is_permanent: true });
 }
 
 /** The bridge's dedupe key for a one-reply webhook (YCloud: the event id; Meta: meta:<message id>). */
