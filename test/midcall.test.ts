@@ -6,7 +6,7 @@ import { performance } from 'node:perf_hooks';
 import { CallRecord } from '../src/cdr/models';
 import { rows } from './harness/db-rows';
 import { wavFile } from '../src/media/wav';
-import { startStack, TestStack } from './harness/bridge';
+import { forEachProvider, ProviderName, startStack, TestStack } from './harness/bridge';
 import { infra } from './harness/global-setup';
 import { freePort } from './harness/processes';
 import { RtpPhone, RtpPhoneOptions } from './harness/rtp-phone';
@@ -68,13 +68,17 @@ class PacketMeter {
 }
 
 /**
- * What the PBX does in an established call, end to end: an inbound WhatsApp call (libwebrtc user, the
- * YCloud simulator, the bridge, rtpengine, drachtio-server) answered by SIPp playing the PBX, whose
+ * What the PBX does in an established call, end to end, for each provider: an inbound WhatsApp call
+ * (libwebrtc user, the provider simulator, the bridge, rtpengine, drachtio-server) answered by SIPp playing the PBX, whose
  * SDP points at RtpPhone endpoints carrying the agent's audio. SIPp checks the bridge's SIP answers
  * (ereg check_it); the test checks audio at each end and the CDR.
  */
 describe('mid-call requests from the PBX', function () {
   this.timeout(45000);
+  forEachProvider((provider) => midCallRequests(provider));
+});
+
+function midCallRequests(provider: ProviderName): void {
   let stack: TestStack | null = null;
   let timeline: Timeline | null = null;
   let user: WaUser | null = null;
@@ -129,7 +133,7 @@ describe('mid-call requests from the PBX', function () {
   }
 
   async function startBridge(env: Record<string, string>): Promise<TestStack> {
-    stack = await startStack(env);
+    stack = await startStack(env, { provider });
     timeline = new Timeline(stack.bridge.cdr);
     return stack;
   }
@@ -286,7 +290,7 @@ describe('mid-call requests from the PBX', function () {
       assert.ok(rate.pps >= 40, `the user received ${rate.pps.toFixed(1)} packets/s over ${rate.seconds.toFixed(1)} s of hold`);
       assert.ok(rate.longestStallMs < 5000, `longest stretch without packets to the user during the hold: ${rate.longestStallMs.toFixed(0)} ms`);
       assert.ok(!timeline!.types().includes('ended'), 'the call stayed up through the hold');
-      assert.equal(s.sim.requestsFor(wacid).some((r) => r.path === '/calls/terminate'), false, 'the WhatsApp leg was not ended');
+      assert.equal(s.sim.requestsFor(wacid).some((r) => r.op === 'terminate'), false, 'the WhatsApp leg was not ended');
       const problem = await heardAgain;
 
       await s.sim.userHangsUp(wacid);
@@ -464,7 +468,7 @@ describe('mid-call requests from the PBX', function () {
       assert.equal(row.hangup_by, 'pbx');
       assert.equal(row.agent, 'agent200');
       assert.equal(row.pbx_target, `sip:200@127.0.0.1:${sippB.port}`);
-      assert.ok(await s.sim.waitForRequest('/calls/terminate', wacid));
+      assert.ok(await s.sim.waitForRequest('terminate', wacid));
       inOrder(await storedTimeline(s, row), 'accepted', 'transfer_started', 'transferred', 'ended');
     });
 
@@ -554,7 +558,7 @@ describe('mid-call requests from the PBX', function () {
       const sipp = await pbx('uas-early-media.xml', a.port);
       const s = await startBridge({ PBX_TARGET: sipp.uri, PBX_EARLY_MEDIA: 'accept' });
       const wacid = await userCalls(s);
-      const accept = await within(s.sim.waitForRequest('/calls/accept', wacid), 10000, () => 'calls/accept');
+      const accept = await within(s.sim.waitForRequest('accept', wacid), 10000, () => 'accept');
       await hearsMore(user!.heard, 25, 'the user hears the early media');
       const answered = await within(s.marks.waitFor(wacid, 'pbx_answered'), 10000, () => 'the 200');
       assert.ok(accept.at < answered.t, `accept was sent ${(answered.t - accept.at).toFixed(0)} ms before the 200`);
@@ -571,7 +575,7 @@ describe('mid-call requests from the PBX', function () {
       await sippPassed(sipp);
       assert.equal(row.outcome, 'answered');
       assert.ok(row.early_media_at && row.pbx_answered_at && row.early_media_at <= row.pbx_answered_at);
-      assert.equal(s.sim.requestsFor(wacid).filter((r) => r.path === '/calls/accept').length, 1, 'accepted once');
+      assert.equal(s.sim.requestsFor(wacid).filter((r) => r.op === 'accept').length, 1, 'accepted once');
       inOrder(await storedTimeline(s, row), 'pbx_progress', 'early_media_accepted', 'pbx_answered', 'accepted', 'ended');
     });
 
@@ -589,7 +593,7 @@ describe('mid-call requests from the PBX', function () {
       const answered = await within(s.marks.waitFor(wacid, 'pbx_answered'), 10000, () => 'the 200');
       const early = a.packetsOut - sentBefore;
       assert.ok(early >= 25, `the PBX sent ${early} packets of early audio before its 200`);
-      const accept = await s.sim.waitForRequest('/calls/accept', wacid);
+      const accept = await s.sim.waitForRequest('accept', wacid);
       assert.ok(accept.at > answered.t, 'accept was sent after the 200');
       await hearsMore(user!.heard, 50, 'the user hears the agent');
       assert.ok(user!.heard.firstHeardAt! > answered.t, `nothing heard before the 200 (the first sound ${(answered.t - user!.heard.firstHeardAt!).toFixed(0)} ms before it)`);
@@ -625,4 +629,4 @@ describe('mid-call requests from the PBX', function () {
       await sippPassed(live);
     });
   });
-});
+}

@@ -13,7 +13,7 @@ import { ngRecord } from '../src/media/ng-answer';
 import { legQuality } from '../src/media/quality';
 import { RtpEngine } from '../src/media/rtpengine';
 import { MediaStats } from '../src/media/stats';
-import { startStack, TestStack } from './harness/bridge';
+import { forEachProvider, ProviderName, startStack, TestStack } from './harness/bridge';
 import { infra } from './harness/global-setup';
 import { RtpPhone } from './harness/rtp-phone';
 import { RtpengineInstance, startRtpengine } from './harness/rtpengine';
@@ -28,11 +28,15 @@ const AGENT_TONE = 1000;
 const ANNOUNCEMENT_TONE = 700;
 
 /**
- * Call quality from real RTCP (a libwebrtc user and an RTP phone that sends receiver reports), and
+ * For each provider, call quality from real RTCP (a libwebrtc user and an RTP phone that sends receiver reports), and
  * recording through rtpengine (pcap method) into a stereo WAV, with the announcement played first.
  */
 describe('call quality and recording', function () {
   this.timeout(60000);
+  forEachProvider((provider) => qualityAndRecording(provider));
+});
+
+function qualityAndRecording(provider: ProviderName): void {
   const parts = callParts();
   let rtp: RtpengineInstance | null = null;
   let dir: string | null = null;
@@ -47,7 +51,7 @@ describe('call quality and recording', function () {
     parts.phone = new RtpPhone(AGENT_TONE, USER_TONE, { rtcp: true });
     const rtpPort = await parts.phone.start();
     parts.sipp = await startSippUas('uas-answer.xml', { rtpPort });
-    parts.stack = await startStack({ PBX_TARGET: parts.sipp.uri, ...env });
+    parts.stack = await startStack({ PBX_TARGET: parts.sipp.uri, ...env }, { provider });
     parts.user = new WaUser(USER_TONE, AGENT_TONE);
     const { wacid } = await parts.stack.sim.userCalls(parts.user);
     return { s: parts.stack, wacid };
@@ -171,7 +175,9 @@ describe('call quality and recording', function () {
     assert.ok(failed, events.map((e) => e.type).join(','));
     assert.equal((failed.detail as { file: string }).file, '/nonexistent/notice.wav');
   });
-});
+}
+
+// No provider in this one: the recorder and the daemon's file, with a stub rtpengine and no calls.
 
 describe('recording with the recording daemon (RECORDING_METHOD=proc), the bridge\'s side', () => {
   it('waits for <call id>-mix.wav, renames it <call id>.wav and puts it in the CDR', async () => {

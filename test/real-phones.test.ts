@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { CallRecord } from '../src/cdr/models';
 import { rows } from './harness/db-rows';
 import { Baresip } from './harness/baresip';
-import { startStack, TestStack } from './harness/bridge';
+import { forEachProvider, ProviderName, startStack, TestStack } from './harness/bridge';
 import { BrowserHandle, BrowserWaUser } from './harness/browser-wa-user';
 import { infra } from './harness/global-setup';
 import { RtpPhone } from './harness/rtp-phone';
@@ -22,6 +22,10 @@ const DYNAMIC_PTS = Array.from({ length: 32 }, (_, i) => 96 + i);
  */
 describe('real phones: digits and hold', function () {
   this.timeout(90000);
+  forEachProvider((provider) => realPhones(provider));
+});
+
+function realPhones(provider: ProviderName): void {
   let handle: BrowserHandle | null = null;
   let stack: TestStack | null = null;
   let user: BrowserWaUser | null = null;
@@ -68,7 +72,7 @@ describe('real phones: digits and hold', function () {
   /** A WhatsApp user calls; the agent's baresip phone answers; audio flows both ways. */
   async function callBaresip(env: Record<string, string> = {}): Promise<{ s: TestStack; wacid: string; events: Timeline }> {
     phone = await new Baresip({ user: 'agent301', toneHz: AGENT_TONE }).start();
-    stack = await startStack({ PBX_TARGET: phone.uri, ...env });
+    stack = await startStack({ PBX_TARGET: phone.uri, ...env }, { provider });
     const events = new Timeline(stack.bridge.cdr);
     user = new BrowserWaUser(handle!, USER_TONE, { listenHz: AGENT_TONE });
     const { wacid } = await stack.sim.userCalls(user);
@@ -92,7 +96,7 @@ describe('real phones: digits and hold', function () {
   async function dtmfCall() {
     const phone = (rtp = new RtpPhone(AGENT_TONE, USER_TONE, { dtmfPayloadTypes: DYNAMIC_PTS }));
     const pbx = (sipp = await startSippUas('uas-answer-dtmf.xml', { rtpPort: await phone.start() }));
-    const s = (stack = await startStack({ PBX_TARGET: pbx.uri }));
+    const s = (stack = await startStack({ PBX_TARGET: pbx.uri }, { provider }));
     const u = (user = new BrowserWaUser(handle!, USER_TONE, { listenHz: AGENT_TONE }));
     const { wacid } = await s.sim.userCalls(u);
     await u.waitHeard(25, 10000);
@@ -197,4 +201,4 @@ describe('real phones: digits and hold', function () {
     assert.ok(types.indexOf('pbx_hold') < types.indexOf('pbx_resume'));
     assert.equal(row.outcome, 'answered');
   });
-});
+}

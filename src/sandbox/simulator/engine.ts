@@ -227,6 +227,23 @@ export class ProviderSim extends EventEmitter {
     return { wacid, eventId: this.deliveryIds(event)[0] ?? '', status };
   }
 
+  /**
+   * The connect and terminate webhook bodies of a user's call that the engine does not run, for tests
+   * that store, repeat or reorder them (a terminate ahead of its connect, a connect replayed after a
+   * restart). Nothing is delivered; `at` is the events' time (Meta's connect id carries its second).
+   */
+  userCallWebhooks(wacid: string, opts: { from?: string; offer: string; at?: number }): { connect: Record<string, unknown>; terminate: Record<string, unknown> } {
+    const at = opts.at ?? Date.now();
+    const call: CallView = {
+      wacid, phoneId: DEFAULT_LINE.phoneId, wabaId: DEFAULT_LINE.wabaId, direction: 'USER_INITIATED', business: DEFAULT_LINE.number,
+      person: this.personFor(opts.from ?? DEFAULT_USER_NUMBER), context: null, ctaPayload: null, deeplinkPayload: null,
+    };
+    return {
+      connect: this.wire.webhook({ kind: 'connect', call, sdpType: 'offer', sdp: opts.offer, at }),
+      terminate: this.wire.webhook({ kind: 'terminate', call, status: 'FAILED', startTime: at, endTime: at, durationS: this.face === 'ycloud' ? 0 : null, at }),
+    };
+  }
+
   /** The user hangs up (or WhatsApp ends the call): the terminate webhook. */
   async userHangsUp(wacid: string): Promise<number> {
     const call = this.calls.get(wacid);
