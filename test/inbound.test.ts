@@ -175,7 +175,7 @@ function inboundCalls(provider: ProviderName): void {
     const dead = await freePort('udp');
     parts.phone = new RtpPhone(AGENT_TONE, USER_TONE);
     parts.sipp = await startSippUas('uas-answer-hangup.xml', { rtpPort: await parts.phone.start() });
-    parts.stack = await startStack({ PBX_TARGET: `sip:127.0.0.1:${dead},${parts.sipp.uri}`, PBX_RESPONSE_TIMEOUT_MS: '1000' });
+    parts.stack = await startStack({ PBX_TARGET: `sip:127.0.0.1:${dead},${parts.sipp.uri}`, PBX_RESPONSE_TIMEOUT_MS: '1000' }, { provider });
     parts.user = new WaUser(USER_TONE, AGENT_TONE);
     const { wacid } = await parts.stack.sim.userCalls(parts.user);
     const row = await cdr(parts.stack, wacid);
@@ -199,7 +199,7 @@ function inboundCalls(provider: ProviderName): void {
     parts.phone = new RtpPhone(AGENT_TONE, USER_TONE);
     const rtpPort = await parts.phone.start();
     parts.sipp = await startSippUas('uas-auth-challenge.xml', { rtpPort, keys: { authuser: 'wa-bridge', authpass: 'pbx-s3cret' } });
-    const s = (parts.stack = await startStack({ PBX_TARGET: parts.sipp.uri, PBX_AUTH_USERNAME: 'wa-bridge', PBX_AUTH_PASSWORD: 'pbx-s3cret' }));
+    const s = (parts.stack = await startStack({ PBX_TARGET: parts.sipp.uri, PBX_AUTH_USERNAME: 'wa-bridge', PBX_AUTH_PASSWORD: 'pbx-s3cret' }, { provider }));
     parts.user = new WaUser(USER_TONE, AGENT_TONE);
     const { wacid } = await s.sim.userCalls(parts.user);
     await parts.user.heard.whenHeard(25);
@@ -213,7 +213,7 @@ function inboundCalls(provider: ProviderName): void {
 
   it('wrong PBX credentials: the PBX refuses the authenticated INVITE, the WhatsApp call is rejected, CDR has the 403', async () => {
     parts.sipp = await startSippUas('uas-auth-challenge.xml', { keys: { authuser: 'wa-bridge', authpass: 'pbx-s3cret' } });
-    const s = (parts.stack = await startStack({ PBX_TARGET: parts.sipp.uri, PBX_AUTH_USERNAME: 'wa-bridge', PBX_AUTH_PASSWORD: 'wrong' }));
+    const s = (parts.stack = await startStack({ PBX_TARGET: parts.sipp.uri, PBX_AUTH_USERNAME: 'wa-bridge', PBX_AUTH_PASSWORD: 'wrong' }, { provider }));
     parts.user = new WaUser(USER_TONE, AGENT_TONE);
     const { wacid } = await s.sim.userCalls(parts.user);
     assert.ok(await s.sim.waitForRequest('/calls/reject', wacid));

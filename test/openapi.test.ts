@@ -226,7 +226,7 @@ describe('OpenAPI document', () => {
 
     it('documents every route the Koa app registers, and every documented operation is a route', () => {
       const routes = new Set(stack.bridge.httpRoutes);
-      assert.ok(routes.has('GET /healthz') && routes.has('POST /webhooks/ycloud'), `routes found: ${[...routes].join(', ')}`);
+      assert.ok(routes.has('GET /healthz') && routes.has('POST /webhooks/{account}'), `routes found: ${[...routes].join(', ')}`);
       const documented = new Set(operations(doc).map((o) => `${o.method.toUpperCase()} ${o.path}`));
       const undocumented = [...routes].filter((r) => !documented.has(r)).sort();
       const missing = [...documented].filter((r) => !routes.has(r)).sort();
@@ -289,7 +289,8 @@ describe('OpenAPI document', () => {
       for (const o of gets()) {
         const r = await check(o, urlOf(o, { id: callId, mediaId: String(mediaId) }), admin);
         statuses.push(`${o.path} ${r.status}`);
-        if (!o.path.startsWith('/readyz')) assert.ok(r.status < 300, `GET ${o.path} succeeds with the admin token (${r.status})`);
+        // This stack's account is YCloud's, which has no subscription check: its documented 404 (Meta's GET: test/meta-webhooks).
+        if (!o.path.startsWith('/readyz') && o.path !== '/webhooks/{account}') assert.ok(r.status < 300, `GET ${o.path} succeeds with the admin token (${r.status})`);
       }
       console.log(`      ${statuses.join(', ')}`);
     });
@@ -350,7 +351,7 @@ describe('OpenAPI document', () => {
       const sent = await check(request, '/api/permission-requests', admin, 202, { to: '+6281234567890', text: 'May we call you about your order?' });
       assert.equal((sent.body as { sent: boolean }).sent, true);
       await check(request, '/api/permission-requests', admin, 400, { to: 'nobody' });
-      const webhook = op('post', '/webhooks/ycloud');
+      const webhook = op('post', '/webhooks/{account}');
       await check(webhook, '/webhooks/ycloud', {}, 401, { id: 'evt-unsigned', type: 'whatsapp.call.status.updated' });
     });
 

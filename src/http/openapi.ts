@@ -638,32 +638,69 @@ export const openApiDocument: OpenApiDocument = {
       },
     },
 
-    '/webhooks/ycloud': {
+    '/webhooks/{account}': {
+      parameters: [{
+        name: 'account', in: 'path', required: true,
+        description: 'The provider account (NUMBERS_FILE `providers:` key; without a numbers file, `ycloud` or `meta` as WA_PROVIDER says). Unknown: 404.',
+        schema: { type: 'string', pattern: '^[a-z0-9-]{1,32}$' },
+        example: 'ycloud',
+      }],
+      get: {
+        operationId: 'verifyWebhookSubscription',
+        summary: "Meta's webhook subscription check (hub.challenge)",
+        description: "Meta accounts only: with hub.mode=subscribe and the account's verify token, the challenge is answered as sent; a wrong token gets 403. A YCloud account has no such check (404).",
+        tags: ['webhooks'],
+        security: PUBLIC,
+        parameters: [
+          { name: 'hub.mode', in: 'query', required: false, description: 'subscribe', schema: { type: 'string', const: 'subscribe' } },
+          { name: 'hub.verify_token', in: 'query', required: false, description: "The account's verify token (META_VERIFY_TOKEN, or verifyToken in NUMBERS_FILE).", schema: { type: 'string' } },
+          { name: 'hub.challenge', in: 'query', required: false, description: '1-256 printable characters, answered as the body.', schema: { type: 'string' } },
+        ],
+        responses: {
+          '200': { description: 'The challenge, as sent.', content: { 'text/plain': { schema: { type: 'string' } } } },
+          '400': { description: 'The challenge is not 1-256 printable characters.', content: { 'text/plain': { schema: { type: 'string' } } } },
+          '403': { description: 'Wrong verify token or mode.', content: { 'text/plain': { schema: { type: 'string' } } } },
+          '404': json('No Meta account of that name.', ref('Error')),
+        },
+      },
       post: {
-        operationId: 'receiveYCloudWebhook',
-        summary: "YCloud's webhooks (calls and inbound messages)",
+        operationId: 'receiveWebhook',
+        summary: "A provider account's webhooks (YCloud's events, or Meta's envelope)",
         description: [
-          'Subscribe the endpoint to whatsapp.call.connect, whatsapp.call.status.updated, whatsapp.call.terminate and',
-          'whatsapp.inbound_message.received. The signature is checked over the raw body; each event is stored once by its',
-          'id and answered at once, then processed. Other event types are stored and acknowledged.',
+          'YCloud: subscribe the endpoint to whatsapp.call.connect, whatsapp.call.status.updated, whatsapp.call.terminate and',
+          'whatsapp.inbound_message.received; one event per POST, signed with YCloud-Signature. Meta: subscribe the app to the',
+          'calls, messages, account_update and account_settings_update fields; one POST may carry several entries, changes,',
+          'calls and statuses (at most 50 events: more are quarantined), signed with X-Hub-Signature-256. The signature is',
+          'checked over the raw body; each event is stored once by its id (Meta: wacid + event + timestamp, or id + status) and',
+          'answered at once, then processed. A part of a Meta batch that can never be valid is quarantined and the rest processed.',
         ].join(' '),
         tags: ['webhooks'],
         security: PUBLIC,
-        parameters: [{
-          name: 'YCloud-Signature',
-          in: 'header',
+        parameters: [
+          {
+            name: 'YCloud-Signature', in: 'header', required: false,
+            description: "YCloud accounts: `t=<unix seconds>,s=<hex HMAC-SHA256 of \"<t>.<raw body>\" with the endpoint's secret>`, within YCLOUD_WEBHOOK_TOLERANCE_SECONDS.",
+            schema: { type: 'string', pattern: '^t=\\d+,s=[0-9a-fA-F]{64}$' },
+          },
+          {
+            name: 'X-Hub-Signature-256', in: 'header', required: false,
+            description: 'Meta accounts: `sha256=<hex HMAC-SHA256 of the raw body with the App Secret>`.',
+            schema: { type: 'string', pattern: '^sha256=[0-9a-fA-F]{64}$' },
+          },
+        ],
+        requestBody: {
           required: true,
-          description: '`t=<unix seconds>,s=<hex HMAC-SHA256 of "<t>.<raw body>" with the endpoint\'s secret>`, within YCLOUD_WEBHOOK_TOLERANCE_SECONDS.',
-          schema: { type: 'string', pattern: '^t=\\d+,s=[0-9a-fA-F]{64}$' },
-        }],
-        requestBody: { required: true, description: 'At most 64 KiB, read within WEBHOOK_READ_TIMEOUT_MS; the signature header is checked before the body is read.', content: { 'application/json': { schema: ref('WebhookEvent') } } },
+          description: 'At most 64 KiB, read within WEBHOOK_READ_TIMEOUT_MS; the signature header is checked before the body is read.',
+          content: { 'application/json': { schema: { oneOf: [ref('WebhookEvent'), ref('MetaWebhookEnvelope')] } } },
+        },
         responses: {
           '200': json('Stored (or a redelivery, ignored).', objectOf({ ok: { type: 'boolean', const: true }, duplicate: { type: 'boolean' } }, 'Acknowledged.')),
-          '202': json('Signed but malformed or unstorable: kept in webhook_quarantine, not acted on (a 2xx, because YCloud redelivers any non-2xx).', objectOf({ ok: { type: 'boolean', const: false }, quarantined: { type: 'boolean', const: true }, error: { type: 'string' } }, 'Quarantined.')),
+          '202': json('Signed but malformed or unstorable: kept in webhook_quarantine, not acted on (a 2xx, because the providers redeliver any non-2xx).', objectOf({ ok: { type: 'boolean', const: false }, quarantined: { type: 'boolean', const: true }, error: { type: 'string' } }, 'Quarantined.')),
           '401': json('Missing, malformed, wrong or stale signature.', ref('Error')),
+          '404': json('No provider account of that name.', ref('Error')),
           '408': json('The body did not arrive within WEBHOOK_READ_TIMEOUT_MS, or after its first second arrived slower than WEBHOOK_MIN_BYTES_PER_S.', ref('Error')),
           '413': json('Body larger than 64 KiB.', ref('Error')),
-          '503': json('The event could not be stored, or this body, the slowest of too many being read at once, made way for another (Retry-After): YCloud retries.', ref('Error')),
+          '503': json('The event could not be stored, or this body, the slowest of too many being read at once, made way for another (Retry-After): the provider retries.', ref('Error')),
         },
       },
     },
@@ -691,6 +728,24 @@ export const openApiDocument: OpenApiDocument = {
       },
     },
     schemas: {
+      MetaWebhookEnvelope: {
+        type: 'object',
+        description: "Meta's webhook envelope (Graph API): entries of changes, each a field (calls, messages, account_update, account_settings_update) and its value.",
+        required: ['object', 'entry'],
+        properties: {
+          object: { type: 'string', const: 'whatsapp_business_account' },
+          entry: {
+            type: 'array',
+            items: {
+              type: 'object',
+              properties: {
+                id: { type: 'string', description: 'The WhatsApp Business Account id.' },
+                changes: { type: 'array', items: { type: 'object', properties: { field: { type: 'string' }, value: { type: 'object' } }, required: ['field', 'value'] } },
+              },
+            },
+          },
+        },
+      },
       Error: errorSchema,
       Number: objectOf({
         name: str('Its name in NUMBERS_FILE ("default": the environment\'s number).'),
@@ -717,7 +772,17 @@ export const openApiDocument: OpenApiDocument = {
         recording: { type: 'boolean', description: 'Its calls are recorded.' },
         catchAll: { type: 'boolean', description: 'It takes its provider\'s webhooks for phone ids no number names.' },
         agentDefault: { type: 'boolean', description: 'Agents call from it when their INVITE names no business number.' },
-      } satisfies { [K in keyof NumberSummary]: Schema }, 'A business number.'),
+        notices: { type: 'array', items: ref('AccountNotice'), description: 'What the provider last said about this number (or its whole account): calling restricted, quality warnings, settings changed.' },
+      } satisfies { [K in keyof NumberSummary]: Schema } & { notices: Schema }, 'A business number.'),
+      AccountNotice: objectOf({
+        provider: str('The provider account.'),
+        phone_id: nstr('The number it names; null: the whole account.'),
+        field: str('The provider\'s webhook field (account_update, account_settings_update).'),
+        event: str('The provider\'s event (ACCOUNT_RESTRICTION, ACCOUNT_VIOLATION, ...; settings_changed).'),
+        severity: { type: 'string', enum: ['restriction', 'warning', 'info'] },
+        detail: { description: 'The provider\'s own words, as sent (bounded).' },
+        received_at: { type: 'string', format: 'date-time' },
+      }, 'A notice from the provider about an account or number.'),
       NumberList: objectOf({ numbers: { type: 'array', items: ref('Number') } }, 'The business numbers.'),
       NumbersReloaded: objectOf({
         reloaded: { type: 'boolean', const: true },
