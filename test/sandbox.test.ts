@@ -14,6 +14,7 @@ import { Asterisk, findAsterisk, SAMPLE_USERNAMES } from './harness/asterisk';
 import { RtpPhone } from './harness/rtp-phone';
 import { phoneState, phoneWacid, timelineRows } from './harness/sandbox-page';
 import { until } from './harness/timeline';
+import { WaUser } from './harness/wa-user';
 import { refusalScenario, runSippUac } from './harness/sipp';
 
 /** The fake microphone's tone (Chromium plays a WAV of it) and the agent's tone in the SIPp call. */
@@ -376,6 +377,36 @@ describe('sandbox start-up', () => {
       assert.equal(((await refused.json()) as { error: { whatsappApiError: { code: number } } }).error.whatsappApiError.code, 138006);
     } finally {
       await again.stop();
+    }
+  });
+
+  it('with --provider meta: the simulator speaks Meta\'s Graph API, a user\'s call reaches the demo agent (its echo heard), and the timeline shows Meta\'s webhooks and calls', async function () {
+    if (!infra.drachtio) return this.skip();
+    this.timeout(45000);
+    const meta = await startSandbox({ ...infraEnv(), NODE_ID: 'sandbox-meta-test', PBX_TARGET: '', WA_PROVIDER: 'meta' }, createLogger(process.env.LOG_LEVEL ?? 'silent'));
+    const user = new WaUser(MIC_HZ, MIC_HZ);
+    try {
+      assert.equal(meta.sim.face, 'meta');
+      const { wacid, status } = await meta.sim.userCalls(user);
+      assert.equal(status, 200);
+      // The demo agent echoes what it hears: the user's own tone comes back.
+      await user.heard.whenHeard(25);
+      assert.ok(meta.sim.requests.some((r) => r.op === 'accept' && r.wacid === wacid && /\/calls$/.test(r.path)), 'accepted through Graph\'s /{phone-id}/calls');
+      await meta.sim.userHangsUp(wacid);
+      // What a page opened now is given: the history, with Meta's webhooks and Graph calls in it.
+      const ac = new AbortController();
+      const res = await fetch(new URL('/sandbox/events', meta.url), { signal: ac.signal });
+      const reader = res.body!.getReader();
+      let text = '';
+      await until('the timeline shows the Meta webhooks', async () => {
+        const { value } = await reader.read();
+        text += Buffer.from(value ?? new Uint8Array()).toString();
+        return /calls:connect/.test(text) && /POST \/\d+\/calls/.test(text) ? text : null;
+      }, 10000, async () => text.slice(-1500));
+      ac.abort();
+    } finally {
+      user.close();
+      await meta.stop();
     }
   });
 
