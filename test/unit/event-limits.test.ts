@@ -7,7 +7,7 @@ import { plainAddress } from '../../src/util/addresses';
 import { RefusalLog } from '../../src/refusal-log';
 import { Logger } from '../../src/log';
 import { HTTP_LIMITS, listen } from '../../src/http/server';
-import { checkStorable, MAX_DEPTH, MAX_SDP_CHARS, parseWebhookEvent } from '../../src/providers/ycloud/events';
+import { checkStorable, MAX_DEPTH, MAX_SDP_CHARS, parseWebhookEvent, toCallEvent } from '../../src/providers/ycloud/events';
 
 /** The bounds on webhook events, the concurrent-read slots and the HTTP server limits, without a network. */
 
@@ -91,6 +91,15 @@ describe('webhook event bounds', () => {
     refused(connect({ sdp: SDP + 'm=video 9 RTP/AVP 96\r\nm=video 9 RTP/AVP 97\r\nm=application 9 DTLS/SCTP 5000\r\nm=video 9 RTP/AVP 98\r\n' }), /5 media sections/);
     assert.equal(parse(connect({ sdp: `${SDP}m=audio 9 RTP/AVP 0\r\nm=video 9 RTP/AVP 96\r\nm=application 9 UDP/DTLS/SCTP webrtc-datachannel\r\n` })).ok, true, '4 sections, 2 audio');
     assert.equal(parse(connect({ sdp: SDP.replace(/\r\n/g, '\n') })).ok, true, 'LF line ends');
+  });
+
+  it('takes YCloud\'s BSUID fields on a connect (the caller\'s user id), and refuses one with SIP syntax in it', () => {
+    const p = parse(connect({ fromUserId: 'ID.13491208655302741918', fromParentUserId: 'ID.ENT.11815799212886844830' }));
+    assert.ok(p.ok && p.event);
+    const event = toCallEvent(p.event);
+    assert.equal(event?.kind, 'offered');
+    if (event?.kind === 'offered') assert.deepEqual(event.user, { number: '+6281361905133', userId: 'ID.13491208655302741918', profileName: null, username: null });
+    refused(connect({ fromUserId: 'ID.1349@evil>' }), /fromUserId/);
   });
 
   it('a maximal legitimate event fits the 64 KiB body cap', () => {

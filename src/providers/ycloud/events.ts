@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { CallEvent, CallProgress, PermissionReply } from '../../calls/call-events';
+import { BSUID, CallEvent, CallProgress, PermissionReply } from '../../calls/call-events';
 import { normalizeE164 } from '../../util/numbers';
 import {
   checkStorable, describeIssues, MAX_DEPTH, MAX_KEY_CHARS, MAX_SDP_AUDIO, MAX_SDP_CHARS, MAX_SDP_MEDIA, MAX_STRING_CHARS,
@@ -14,12 +14,19 @@ const e164 = z.string().regex(/^\+?[1-9]\d{5,15}$/, 'not an E.164 number');
 
 export { checkStorable, MAX_DEPTH, MAX_KEY_CHARS, MAX_SDP_AUDIO, MAX_SDP_CHARS, MAX_SDP_MEDIA, MAX_STRING_CHARS };
 
+/** A business-scoped user id (YCloud's docs show `fromUserId` / `toUserId` on connects since 2026). */
+const bsuid = z.string().regex(BSUID, 'not a business-scoped user id (CC.alnum)');
+
 export const callingConnectSchema = z.object({
   id: text(200).optional(),
   wacid,
   phoneId,
   from: e164,
   to: e164,
+  fromUserId: bsuid.optional(),
+  fromParentUserId: bsuid.optional(),
+  toUserId: bsuid.optional(),
+  toParentUserId: bsuid.optional(),
   direction: z.enum(['USER_INITIATED', 'BUSINESS_INITIATED']),
   dialTime: num.optional(),
   sdpType: z.enum(['offer', 'answer']),
@@ -92,8 +99,8 @@ export function toCallEvent(event: WebhookEvent): CallEvent | null {
       const c = event.callingConnect;
       const common = { wacid: c.wacid, phoneId: c.phoneId, from: c.from, to: c.to, sdpType: c.sdpType, sdp: c.sdp };
       if (c.direction !== 'USER_INITIATED') return { kind: 'answered', ...common, context: null };
-      // YCloud names the caller by number only: no BSUID, profile, username, CTA or deep link.
-      const user = { number: c.from, userId: null, profileName: null, username: null };
+      // YCloud names the caller by number, and (documented since 2026) by BSUID; no profile, username, CTA or deep link.
+      const user = { number: c.from, userId: c.fromUserId ?? null, profileName: null, username: null };
       return { kind: 'offered', ...common, dialTime: c.dialTime ?? null, user, ctaPayload: null, deeplinkPayload: null };
     }
     case 'whatsapp.call.status.updated': {
