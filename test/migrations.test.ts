@@ -3,8 +3,7 @@ import crypto from 'node:crypto';
 import path from 'node:path';
 import { QueryTypes, Sequelize } from 'sequelize';
 import { SequelizeStorage, Umzug } from 'umzug';
-import { connectDatabase } from '../src/cdr/db';
-import { infra } from './harness/infra';
+import { scratchDatabase } from './harness/db-rows';
 
 /**
  * The issue 19 migration goes up on a database holding rows of before it, down again, and up again:
@@ -14,17 +13,12 @@ import { infra } from './harness/infra';
 describe('migration 20261221000001 (providers, users, call media, account notices)', function () {
   this.timeout(60000);
   const NAME = '20261221000001-providers-users-media.js';
-  const dbName = `wasb_migr_${process.pid}_${crypto.randomBytes(4).toString('hex')}`;
-  let admin: Sequelize;
   let db: Sequelize;
+  let drop: () => Promise<void> = async () => undefined;
   let umzug: Umzug<ReturnType<Sequelize['getQueryInterface']>>;
 
   before(async () => {
-    admin = connectDatabase(infra.databaseUrl, 10000);
-    await admin.query(`CREATE DATABASE ${dbName}`);
-    const u = new URL(infra.databaseUrl);
-    u.pathname = `/${dbName}`;
-    db = connectDatabase(u.toString(), 10000);
+    ({ db, drop } = await scratchDatabase('wasb_migr'));
     umzug = new Umzug({
       migrations: { glob: ['*.js', { cwd: path.join(__dirname, '..', 'migrations') }] },
       context: db.getQueryInterface(),
@@ -32,11 +26,7 @@ describe('migration 20261221000001 (providers, users, call media, account notice
       logger: undefined,
     });
   });
-  after(async () => {
-    await db?.close();
-    await admin.query(`DROP DATABASE IF EXISTS ${dbName} WITH (FORCE)`).catch(() => undefined);
-    await admin.close();
-  });
+  after(() => drop());
 
   const columns = async (table: string): Promise<Map<string, number | null>> => new Map(
     (await db.query<{ column_name: string; len: number | null }>(

@@ -2,12 +2,12 @@ import assert from 'node:assert/strict';
 import crypto from 'node:crypto';
 import { performance } from 'node:perf_hooks';
 import { QueryTypes, Sequelize } from 'sequelize';
-import { connectDatabase, migrate } from '../src/cdr/db';
+import { migrate } from '../src/cdr/db';
 import { RetentionSweeper } from '../src/cdr/retention';
 import { RetentionRecords } from '../src/cdr/retention-records';
 import { createLogger } from '../src/log';
 import { CANNED_WA_OFFER } from './harness/canned-offer';
-import { infra } from './harness/infra';
+import { scratchDatabase } from './harness/db-rows';
 
 const DAY = 24 * 3600 * 1000;
 const log = createLogger('silent');
@@ -23,21 +23,12 @@ describe('data retention sweep', function () {
   const tag = crypto.randomBytes(4).toString('hex');
 
   // The sweep works on whole tables: a database of its own, so the counts are this file's rows only.
-  let admin: Sequelize;
-  const dbName = `wasb_retention_${process.pid}_${tag}`;
+  let drop: () => Promise<void> = async () => undefined;
   before(async () => {
-    admin = connectDatabase(infra.databaseUrl, 10000);
-    await admin.query(`CREATE DATABASE ${dbName}`);
-    const u = new URL(infra.databaseUrl);
-    u.pathname = `/${dbName}`;
-    db = connectDatabase(u.toString(), 10000);
+    ({ db, drop } = await scratchDatabase('wasb_retention'));
     await migrate(db);
   });
-  after(async () => {
-    await db?.close();
-    await admin.query(`DROP DATABASE IF EXISTS ${dbName} WITH (FORCE)`).catch(() => undefined);
-    await admin.close();
-  });
+  after(() => drop());
 
   const q = (sql: string, replacements: Record<string, unknown> = {}) => db.query(sql, { replacements, type: QueryTypes.RAW });
   const count = async (sql: string, replacements: Record<string, unknown> = {}): Promise<number> =>

@@ -1,3 +1,4 @@
+import crypto from 'node:crypto';
 import { Sequelize } from 'sequelize';
 import { connectDatabase } from '../../src/cdr/db';
 import { CdrModels, defineModels } from '../../src/cdr/models';
@@ -31,4 +32,25 @@ export async function closeRows(): Promise<void> {
   const o = opened;
   opened = null;
   await o?.db.close();
+}
+
+/**
+ * A database of a test file's own on the run's Postgres (for tests that count whole tables or run
+ * migrations up and down), dropped with `drop()`.
+ */
+export async function scratchDatabase(prefix: string): Promise<{ db: Sequelize; drop: () => Promise<void> }> {
+  const name = `${prefix}_${process.pid}_${crypto.randomBytes(4).toString('hex')}`;
+  const admin = connectDatabase(infra.databaseUrl, 10000);
+  await admin.query(`CREATE DATABASE ${name}`);
+  const u = new URL(infra.databaseUrl);
+  u.pathname = `/${name}`;
+  const db = connectDatabase(u.toString(), 10000);
+  return {
+    db,
+    drop: async () => {
+      await db.close();
+      await admin.query(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`).catch(() => undefined);
+      await admin.close();
+    },
+  };
 }
