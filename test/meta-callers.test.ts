@@ -239,6 +239,15 @@ describe('WhatsApp users without a number, and several numbers on several provid
       assert.ok(meta.requests.some((r) => r.op === 'accept' && r.wacid === b.wacid));
       assert.equal(ycloud.requests.some((r) => r.wacid === b.wacid), false);
       assert.equal(meta.requests.some((r) => r.wacid === a.wacid), false);
+
+      // A call to a number of the account that no entry names (and no catch-all): rejected at WhatsApp, with a CDR saying why.
+      const stranger = user();
+      const c = await meta.userCalls(stranger, { phoneId: '333333333333333', to: '+4930555099' });
+      assert.ok(await meta.waitForRequest('reject', c.wacid));
+      const refused = await rows().CallRecord.findByPk(await whenEnded(bridge, c.wacid));
+      assert.equal(refused?.outcome, 'failed');
+      assert.match(refused?.error ?? '', /no business number on this bridge has phone id 333333333333333/);
+      assert.equal(meta.requests.some((r) => r.wacid === c.wacid && r.op === 'pre_accept'), false, 'nothing set up for it');
     });
   });
 });
