@@ -86,7 +86,7 @@ export const ENV_LAYOUT: readonly EnvBlock[] = [
     ],
   },
   {
-    title: 'HTTP: YCloud\'s webhooks (POST /webhooks/ycloud), /healthz, /readyz, /api',
+    title: 'HTTP: the providers\' webhooks (POST /webhooks/ycloud or /webhooks/meta), /healthz, /readyz, /api',
     entries: [
       set('HTTP_PORT'),
       set('HTTP_HOST', { set: '127.0.0.1' }),

@@ -50,7 +50,7 @@ export const SETTINGS = {
   // HTTP: webhooks, probes, /api ------------------------------------------------------------------
   HTTP_PORT: setting({
     default: '3000', parse: integer(0, 65535),
-    doc: 'webhooks (`POST /webhooks/ycloud`), `GET /healthz`, `GET /readyz`, `/api` and `/metrics`',
+    doc: 'webhooks (`POST /webhooks/<provider account>`: `/webhooks/ycloud`, `/webhooks/meta`), `GET /healthz`, `GET /readyz`, `/api` and `/metrics`',
   }),
   HTTP_HOST: setting({
     unset: none, shown: 'all addresses',
