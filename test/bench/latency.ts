@@ -1,5 +1,5 @@
 import { Bridge } from '../../src/app';
-import { startStack } from '../harness/bridge';
+import { PROVIDERS, ProviderName, startStack } from '../harness/bridge';
 import { infra, startInfra, stopInfra } from '../harness/infra';
 import { RtpPhone } from '../harness/rtp-phone';
 import { runSippUac, startSippUas } from '../harness/sipp';
@@ -13,9 +13,13 @@ import { whenEnded } from '../harness/watch';
  * connect webhook arrival -> preAccept sent, PBX 200 OK -> accept sent (inbound); PBX INVITE ->
  * calls/connect sent, ACCEPTED webhook -> 200 OK to the PBX (outbound).
  * Usage: node dist/test/bench/latency.js [calls=50] [minimal|durable (default: both)]
+ * BENCH_PROVIDER=meta: the same calls through Meta's Cloud API (the simulator's Meta face) instead of YCloud.
  */
+const provider = (process.env.BENCH_PROVIDER ?? 'ycloud') as ProviderName;
+
 async function main(): Promise<void> {
   const calls = Number(process.argv[2] ?? 50);
+  if (!PROVIDERS.includes(provider)) throw new Error(`BENCH_PROVIDER must be one of ${PROVIDERS.join(', ')}`);
   await startInfra();
   if (!infra.drachtio) throw new Error(infra.drachtioMissing ?? 'no drachtio');
   // The same bridge twice over: as built (every event stored, every CDR written), and a minimal one
@@ -32,7 +36,7 @@ async function main(): Promise<void> {
     r.outbound.toConnect.push(...outbound.toConnect);
     r.outbound.to200.push(...outbound.to200);
   }
-  console.log(`call set-up latency, ${calls} calls per pass, two passes per mode, interleaved (rtpengine, drachtio-server, SIPp, libwebrtc users, YCloud simulator on loopback)`);
+  console.log(`call set-up latency, ${calls} calls per pass, two passes per mode, interleaved (rtpengine, drachtio-server, SIPp, libwebrtc users, ${provider === 'meta' ? 'Meta' : 'YCloud'} simulator on loopback)`);
   const steps: Array<[string, (m: Mode) => number[]]> = [
     ['connect webhook arrival -> preAccept sent', (m) => results[m].inbound.toPreAccept],
     ['PBX 200 OK (dialog up) -> accept sent', (m) => results[m].inbound.toAccept],
@@ -73,7 +77,7 @@ function median(xs: number[]): number {
 async function benchInbound(calls: number, mode: Mode): Promise<{ toPreAccept: number[]; toAccept: number[] }> {
   const phone = new RtpPhone(1000, 440);
   const sipp = await startSippUas('uas-answer.xml', { calls, rtpPort: await phone.start() });
-  const stack = await startStack({ PBX_TARGET: sipp.uri, RTPENGINE_DTMF_LOG: '' });
+  const stack = await startStack({ PBX_TARGET: sipp.uri, RTPENGINE_DTMF_LOG: '' }, { provider });
   if (mode === 'minimal') makeMinimal(stack.bridge);
   const toPreAccept: number[] = [];
   const toAccept: number[] = [];
@@ -116,7 +120,7 @@ async function benchOutbound(calls: number, mode: Mode): Promise<{ toConnect: nu
   const rtpPort = await phone.start();
   const business = '+6283138205150';
   const customer = '+6281361905133';
-  const stack = await startStack({ SIP_TRUSTED_SOURCES: '127.0.0.0/8', WA_BUSINESS_NUMBER: business, WA_PHONE_ID: '461269257068831', RTPENGINE_DTMF_LOG: '' });
+  const stack = await startStack({ SIP_TRUSTED_SOURCES: '127.0.0.0/8', WA_BUSINESS_NUMBER: business, WA_PHONE_ID: '461269257068831', RTPENGINE_DTMF_LOG: '' }, { provider });
   await stack.bridge.permissions.recordReply({
     businessNumber: business, customerNumber: customer, response: 'accept', isPermanent: true, expiresAt: null,
     responseSource: 'user_action', repliedAt: new Date(), wamid: null, eventId: null,
