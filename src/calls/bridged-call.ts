@@ -209,7 +209,8 @@ export abstract class BridgedCall extends TypedEmitter<CallEvents> {
       noAnswerTimeoutMs: pbx.noAnswerTimeoutMs,
       responseTimeoutMs: pbx.responseTimeoutMs,
       requestTimeoutMs: pbx.requestTimeoutMs,
-      auth: pbx.auth,
+      // The number's PBX credentials (NUMBERS_FILE), else PBX_AUTH_*.
+      auth: this.route?.pbx.auth ?? pbx.auth,
     });
     session.on('event', (type, detail) => this.rec.event(type, detail));
     session.on('bye', () => void this.end('answered', 'pbx'));

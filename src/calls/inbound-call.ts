@@ -161,7 +161,7 @@ export class InboundCall extends BridgedCall {
           displayName: this.connect.user.profileName ?? this.connect.user.username,
           sdp: this.pbxOffer,
           responseTimeoutMs: config.pbx.responseTimeoutMs,
-          auth: config.pbx.auth,
+          auth: route.pbx.auth,
           headers: {
             'X-WhatsApp-Call-Id': this.connect.wacid,
             'X-WhatsApp-Business-Number': this.connect.to,

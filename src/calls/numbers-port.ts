@@ -21,6 +21,8 @@ export interface NumberRoute {
     targets: string[];
     /** The Request-URI user toward the PBX (a queue's extension); null: the business number. */
     requestUser: string | null;
+    /** Digest credentials for this PBX's challenges (on the INVITE and in the dialog); null: none. */
+    auth: { username: string; password: string } | null;
   };
   /** The rtpengine parameters of this number's calls (its PBX codecs and codec policy). */
   plan: MediaPlan;

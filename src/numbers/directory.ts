@@ -153,7 +153,8 @@ export class Numbers implements NumberDirectory {
     // The same array until a reload changes the accounts (the logger asks at every line).
     if (this.secretsOf?.set !== this.current || this.secretsOf.retired !== this.retired.size) {
       const of = (a: AccountSpec): string[] => (a.kind === 'ycloud' ? [a.apiKey, a.webhookSecret] : [a.accessToken, a.appSecret, a.verifyToken]);
-      const list = [...new Set([...this.current.spec.accounts, ...[...this.retired.values()].map((a) => a.spec)].flatMap(of))];
+      const pbxPasswords = this.current.spec.numbers.flatMap((n) => (n.pbx.auth ? [n.pbx.auth.password] : []));
+      const list = [...new Set([...[...this.current.spec.accounts, ...[...this.retired.values()].map((a) => a.spec)].flatMap(of), ...pbxPasswords])];
       this.secretsOf = { set: this.current, retired: this.retired.size, list };
     }
     return this.secretsOf.list;
@@ -207,7 +208,7 @@ export class Numbers implements NumberDirectory {
         providerName: account.name,
         providerKind: account.kind,
         provider: account.provider,
-        pbx: Object.freeze({ targets: [...n.pbx.targets], requestUser: n.pbx.requestUser }),
+        pbx: Object.freeze({ targets: [...n.pbx.targets], requestUser: n.pbx.requestUser, auth: n.pbx.auth }),
         plan: new MediaPlan({ ...this.o.media, pbxCodecs: [...n.pbx.codecs], codecPolicy: n.codecPolicy }),
         recording: n.recording,
       });

@@ -7,6 +7,7 @@ export function numberDefaults(c: Config): NumberDefaults {
     ycloud: { apiBaseUrl: c.ycloud.apiBaseUrl, timeoutMs: c.ycloud.timeoutMs, webhookToleranceSeconds: c.ycloud.webhookToleranceSeconds },
     meta: { apiBaseUrl: c.meta.apiBaseUrl, authHeader: c.meta.authHeader, timeoutMs: c.meta.timeoutMs },
     pbxCodecs: c.pbx.codecs,
+    pbxAuth: c.pbx.auth,
     codecPolicy: c.media.codecPolicy,
     recording: c.recording.enabled,
   };
@@ -47,7 +48,7 @@ export function envNumbers(c: Config): NumbersSpec {
       phoneId: c.outbound.defaultPhoneId,
       wabaId: c.admin.wabaId,
       account: account.name,
-      pbx: { targets: c.pbx.targets, requestUser: null, codecs: d.pbxCodecs },
+      pbx: { targets: c.pbx.targets, requestUser: null, codecs: d.pbxCodecs, auth: d.pbxAuth },
       codecPolicy: d.codecPolicy,
       recording: d.recording,
       catchAll: true,

@@ -115,6 +115,8 @@ const number = z.object({
     requestUser: z.union([z.string().regex(SIP_USER, 'must be a SIP user part, e.g. 2001'), z.bigint().transform(String)]).optional(),
     codecs: z.array(z.enum(PBX_CODECS, { errorMap: () => ({ message: `must be one of ${PBX_CODECS.join(', ')}` }) }))
       .min(1, 'must name at least one codec').optional(),
+    /** Digest credentials this PBX challenges the bridge for (its own, e.g. another site's); the password by reference. */
+    auth: z.object({ username: z.string().min(1).max(128), password: secretRef }).strict().optional(),
   }).strict(),
   codecPolicy: z.enum(CODEC_POLICIES, { errorMap: () => ({ message: `must be one of ${CODEC_POLICIES.join(', ')}` }) }).optional(),
   recording: z.boolean().optional(),
@@ -252,13 +254,16 @@ function specOf(f: FileContent, d: NumberDefaults, secret: (ref: SecretRef, wher
         timeoutMs: a.timeoutMs ?? d.meta.timeoutMs,
       };
   });
-  const numbers: NumberSpec[] = f.numbers.map((n) => ({
+  const numbers: NumberSpec[] = f.numbers.map((n, i) => ({
     name: n.name,
     number: n.number,
     phoneId: n.phoneId,
     wabaId: n.wabaId ?? null,
     account: n.provider,
-    pbx: { targets: n.pbx.targets, requestUser: n.pbx.requestUser ?? null, codecs: n.pbx.codecs ?? d.pbxCodecs },
+    pbx: {
+      targets: n.pbx.targets, requestUser: n.pbx.requestUser ?? null, codecs: n.pbx.codecs ?? d.pbxCodecs,
+      auth: n.pbx.auth ? { username: n.pbx.auth.username, password: secret(n.pbx.auth.password, `numbers[${i}].pbx.auth.password`) } : d.pbxAuth,
+    },
     codecPolicy: n.codecPolicy ?? d.codecPolicy,
     recording: n.recording ?? d.recording,
     catchAll: n.catchAll ?? false,

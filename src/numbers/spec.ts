@@ -31,7 +31,8 @@ export interface NumberSpec {
   wabaId: string | null;
   /** The provider account's name (an AccountSpec's). */
   account: string;
-  pbx: { targets: string[]; requestUser: string | null; codecs: string[] };
+  /** `auth`: digest credentials for this PBX's challenges (null: the bridge's PBX_AUTH_*, if any). */
+  pbx: { targets: string[]; requestUser: string | null; codecs: string[]; auth: { username: string; password: string } | null };
   codecPolicy: CodecPolicy;
   recording: boolean;
   /** Takes its provider's webhooks for phone ids no number names. */
@@ -45,6 +46,8 @@ export interface NumberDefaults {
   ycloud: { apiBaseUrl: string; timeoutMs: number; webhookToleranceSeconds: number };
   meta: { apiBaseUrl: string; authHeader: string; timeoutMs: number };
   pbxCodecs: string[];
+  /** PBX_AUTH_USERNAME / PBX_AUTH_PASSWORD. */
+  pbxAuth: { username: string; password: string } | null;
   codecPolicy: CodecPolicy;
   recording: boolean;
 }

@@ -19,11 +19,12 @@ const DEFAULTS: NumberDefaults = {
   ycloud: { apiBaseUrl: 'https://api.ycloud.com/v2', timeoutMs: 5000, webhookToleranceSeconds: 300 },
   meta: { apiBaseUrl: 'https://graph.facebook.com/v23.0', authHeader: 'Authorization', timeoutMs: 5000 },
   pbxCodecs: ['PCMU', 'PCMA'],
+  pbxAuth: { username: 'bridge', password: 'pbx-default-Q7Q7Q7' },
   codecPolicy: 'transcode',
   recording: false,
 };
 const SECRETS = {
-  YC_KEY: 'yc-key-Q7Q7Q7', YC_HOOK: 'yc-hook-Q7Q7Q7', META_TOKEN: 'meta-token-Q7Q7Q7', META_SECRET: 'meta-secret-Q7Q7Q7',
+  YC_KEY: 'yc-key-Q7Q7Q7', YC_HOOK: 'yc-hook-Q7Q7Q7', META_TOKEN: 'meta-token-Q7Q7Q7', META_SECRET: 'meta-secret-Q7Q7Q7', DE_PBX: 'de-pbx-Q7Q7Q7',
 };
 const OPTS = {
   media: { interfaces: { whatsapp: 'wa', pbx: 'pbx' }, pbxSrtp: 'off' as const },
@@ -64,6 +65,7 @@ numbers:
     pbx:
       targets: [sip:pbx.example.com:5061;transport=tls]
       codecs: [G722, PCMA]
+      auth: {username: wa-bridge-de, password: {env: DE_PBX}}
     codecPolicy: prefer-g711
     recording: true
     agentDefault: true
@@ -119,13 +121,15 @@ describe('several business numbers (NUMBERS_FILE, src/numbers)', () => {
       const [sales, support] = spec.numbers;
       assert.deepEqual(sales, {
         name: 'sales', number: '+14155550100', phoneId: '111111111111111', wabaId: '222222222222222', account: 'ycloud-main',
-        pbx: { targets: ['sip:10.0.0.10:5060', 'sip:10.0.0.11:5060'], requestUser: '2001', codecs: ['PCMU', 'PCMA'] },
+        pbx: { targets: ['sip:10.0.0.10:5060', 'sip:10.0.0.11:5060'], requestUser: '2001', codecs: ['PCMU', 'PCMA'], auth: DEFAULTS.pbxAuth },
         codecPolicy: 'transcode', recording: false, catchAll: true, agentDefault: false,
       });
       // An unquoted +E.164 is a YAML integer: taken as the number it spells. A 19-digit id stays exact.
       assert.equal(support!.number, '+4930555000');
       assert.equal(support!.phoneId, '1234567890123456789');
-      assert.deepEqual(support!.pbx, { targets: ['sip:pbx.example.com:5061;transport=tls'], requestUser: null, codecs: ['G722', 'PCMA'] });
+      assert.deepEqual(support!.pbx, {
+        targets: ['sip:pbx.example.com:5061;transport=tls'], requestUser: null, codecs: ['G722', 'PCMA'], auth: { username: 'wa-bridge-de', password: 'de-pbx-Q7Q7Q7' },
+      });
       assert.equal(support!.codecPolicy, 'prefer-g711');
       assert.equal(support!.recording, true);
       assert.equal(support!.agentDefault, true);
@@ -261,6 +265,14 @@ describe('several business numbers (NUMBERS_FILE, src/numbers)', () => {
       assert.deepEqual(support!.plan.g711InCommon(pbxOffer), ['PCMA'], 'prefer-g711');
     });
 
+    it('gives each number its PBX\'s digest credentials (else PBX_AUTH_*), and lists every password among the secrets the log scrubs', () => {
+      const n = numbers();
+      assert.deepEqual(n.byNumber('+4930555000')?.pbx.auth, { username: 'wa-bridge-de', password: 'de-pbx-Q7Q7Q7' });
+      assert.deepEqual(n.byNumber('+14155550100')?.pbx.auth, { username: 'bridge', password: 'pbx-default-Q7Q7Q7' });
+      assert.ok(n.secrets().includes('de-pbx-Q7Q7Q7'));
+      assert.equal(n.secrets(), n.secrets(), 'the same list until a reload (the logger asks at every line)');
+    });
+
     it('lists the numbers for the admin API without a secret', () => {
       const text = JSON.stringify(numbers().summaries());
       assert.doesNotMatch(text, /Q7Q7Q7/);
@@ -314,7 +326,7 @@ describe('several business numbers (NUMBERS_FILE, src/numbers)', () => {
       const r = n.forWebhook('ycloud', 'any-phone-id', '+19999999999');
       assert.equal(r?.name, 'default');
       assert.deepEqual(r?.line, { number: '+14155550100', phoneId: '555', wabaId: null });
-      assert.deepEqual(r?.pbx, { targets: ['sip:10.0.0.10:5060'], requestUser: null });
+      assert.deepEqual(r?.pbx, { targets: ['sip:10.0.0.10:5060'], requestUser: null, auth: null });
       assert.equal(n.agentDefault(), r);
       assert.equal(n.forWebhook('meta', 'any-phone-id', null), null, 'only its own provider\'s webhooks');
       assert.deepEqual(n.reload(), {
