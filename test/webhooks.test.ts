@@ -1,11 +1,16 @@
 import assert from 'node:assert/strict';
+import crypto from 'node:crypto';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
 import { QueryTypes } from 'sequelize';
 import { rows, testDb } from './harness/db-rows';
 import { signWebhook } from '../src/providers/ycloud/signature';
 import { deliverAndProcess, startStack, TestStack } from './harness/bridge';
 import { cannedWaUser } from './harness/canned-offer';
 import { newWacid } from './harness/ycloud-sim';
-import { whenEnded } from './harness/watch';
+import { parsePromText, sampleSum } from './harness/prom-text';
+import { nextObserved, whenEnded } from './harness/watch';
 
 /** The webhook endpoint against a real bridge, database and YCloud simulator (no SIP needed). */
 describe('YCloud webhook endpoint', () => {
@@ -207,3 +212,117 @@ describe('YCloud webhook endpoint', () => {
   });
 });
 
+
+/**
+ * YCloud's own files of a call (`whatsapp.call.recording.updated`, `whatsapp.call.transcription.updated`)
+ * fetched as Meta's are (test/meta-webhooks.test.ts "files WhatsApp makes of a call"): the simulator's
+ * YCloud face sends the event and serves GET /v2/whatsapp/calls/media/{mediaAssetId}.
+ */
+describe("YCloud's files of a call (RECORDING=all)", function () {
+  this.timeout(60000);
+  const METRICS_TOKEN = 'ycloud-media-metrics-token';
+  const ADMIN_API_TOKEN = 'ycloud-media-admin-token';
+  let stack: TestStack;
+  let recordingDir: string;
+  let base: string;
+  before(async () => {
+    recordingDir = fs.mkdtempSync(path.join(os.tmpdir(), 'wasb-ycloud-media-'));
+    stack = await startStack({ METRICS_TOKEN, ADMIN_API_TOKEN, RECORDING: 'all', RECORDING_DIR: recordingDir });
+    base = `http://127.0.0.1:${stack.bridge.httpPort}`;
+  });
+  after(async () => {
+    await stack?.stop();
+    if (recordingDir) fs.rmSync(recordingDir, { recursive: true, force: true });
+  });
+
+  const admin = (p: string) => fetch(`${base}${p}`, { headers: { Authorization: `Bearer ${ADMIN_API_TOKEN}` } });
+  const metrics = async () => {
+    const res = await fetch(`${base}/metrics`, { headers: { Authorization: `Bearer ${METRICS_TOKEN}` } });
+    assert.equal(res.status, 200);
+    return parsePromText(await res.text());
+  };
+  /** The simulator's requests for a media asset id (YCloud: the download only). */
+  const mediaRequests = (mediaId: string) => stack.sim.requests.filter((r) => r.path.includes(mediaId)).map((r) => `${r.method} ${r.path} ${r.op}`);
+
+  /** A call the simulator placed and the bridge refused (an unusable offer): its CDR row exists. */
+  async function refusedCall(): Promise<{ wacid: string; callId: string }> {
+    const user = { createOffer: async () => 'v=0\r\nthis is not sdp\r\n', applyAnswer: async () => undefined };
+    const { wacid, status } = await stack.sim.userCalls(user);
+    assert.equal(status, 200);
+    return { wacid, callId: await whenEnded(stack.bridge, wacid) };
+  }
+
+  const cases = [
+    { kind: 'recording', type: 'whatsapp.call.recording.updated', mimeType: 'audio/ogg', ext: '.ogg' },
+    { kind: 'transcription', type: 'whatsapp.call.transcription.updated', mimeType: 'application/json', ext: '.json' },
+  ] as const;
+  for (const { kind, type, mimeType, ext } of cases) {
+    it(`${kind} (${type}, AVAILABLE): downloaded from /whatsapp/calls/media/{id}, stored on disk and in call_media, linked to the CDR, listed and served by the calls API; a redelivery fetches nothing`, async () => {
+      const { wacid, callId } = await refusedCall();
+      const body = kind === 'recording'
+        ? Buffer.concat([Buffer.from('OggS'), crypto.randomBytes(64)])
+        : Buffer.from(JSON.stringify({ wacid, segments: [{ speaker: 'user', text: crypto.randomBytes(8).toString('hex') }] }));
+      const processed = nextObserved(stack.bridge, 'event-processed', (_id, t) => t === type);
+      const m = await stack.sim.mediaAvailable(wacid, kind, { body, mimeType });
+      assert.equal(m.status, 200);
+      assert.match(m.mediaId, /^[0-9a-f]{24}$/, "YCloud's media asset id");
+      const [, , ok] = await processed;
+      assert.equal(ok, true);
+      assert.deepEqual(mediaRequests(m.mediaId), [`GET /calls/media/${m.mediaId} media_download`], 'one download, nothing else asked of YCloud');
+
+      const [row] = await testDb().query<{ id: number; call_id: string | null; provider: string | null; kind: string; path: string | null; bytes: string | null; mime_type: string | null; error: string | null }>(
+        `SELECT id::int AS id, call_id, provider, kind, path, bytes, mime_type, error FROM call_media WHERE wacid = :wacid AND media_id = :mediaId`,
+        { replacements: { wacid, mediaId: m.mediaId }, type: QueryTypes.SELECT });
+      assert.ok(row, 'a call_media row');
+      assert.equal(row.error, null);
+      assert.equal(row.kind, kind);
+      assert.equal(row.call_id, callId, 'linked to the CDR');
+      assert.equal(row.provider, 'ycloud');
+      assert.equal(row.mime_type, mimeType, 'the type the download answered with (the event names none)');
+      assert.equal(Number(row.bytes), body.length);
+      assert.ok(row.path && row.path.startsWith(recordingDir) && row.path.endsWith(ext), `${row.path} under RECORDING_DIR, ending ${ext}`);
+      assert.deepEqual(fs.readFileSync(row.path), body, 'the bytes on disk are the ones the simulator served');
+
+      const detail = await admin(`/api/calls/${callId}`);
+      assert.equal(detail.status, 200);
+      const { media } = await detail.json() as { media: Array<{ id: number; kind: string; media_id: string; url: string | null }> };
+      const listed = media.find((x) => x.media_id === m.mediaId);
+      assert.ok(listed, JSON.stringify(media));
+      assert.equal(listed.kind, kind);
+      assert.equal(listed.url, `/api/calls/${callId}/media/${row.id}`);
+      const file = await admin(listed.url!);
+      assert.equal(file.status, 200);
+      assert.deepEqual(Buffer.from(await file.arrayBuffer()), body);
+      assert.match(file.headers.get('content-type') ?? '', new RegExp(`^${mimeType}`));
+
+      // A redelivered event is a duplicate: not fetched again.
+      assert.equal(await stack.sim.redeliver(), 200);
+      assert.deepEqual(mediaRequests(m.mediaId), [`GET /calls/media/${m.mediaId} media_download`], 'nothing fetched again');
+      assert.equal(Number((await testDb().query<{ n: string }>('SELECT count(*) AS n FROM call_media WHERE wacid = :wacid', { replacements: { wacid }, type: QueryTypes.SELECT }))[0]!.n), 1);
+      const s = await metrics();
+      assert.ok(sampleSum(s, 'wasb_webhook_events_total', { type, result: 'processed' }) >= 1, `${type} counted by name`);
+      assert.ok(sampleSum(s, 'wasb_ycloud_requests_total', { endpoint: 'media', result: 'ok' }) >= 1, 'the download counted as YCloud endpoint media');
+    });
+  }
+
+  it('FAILED (YCloud could not make the file): stored (id and type) and marked processed, not acted on: no download, no call_media row', async () => {
+    const { wacid } = await refusedCall();
+    const before = stack.sim.requests.length;
+    for (const [type, key] of [['whatsapp.call.recording.updated', 'callingRecording'], ['whatsapp.call.transcription.updated', 'callingTranscription']] as const) {
+      const ev = stack.sim.event(type, {
+        [key]: { wacid, phoneId: '461269257068831', mediaAssetId: crypto.randomBytes(12).toString('hex'), status: 'FAILED' },
+        error: { code: 'CALLING_RECORDING_PROCESSING_FAILED', retryable: false },
+      });
+      assert.equal(await deliverAndProcess(stack, ev), 200);
+      const row = await rows().WebhookEventRecord.findByPk(String(ev.id));
+      assert.ok(row, `${type} stored`);
+      assert.equal(row.type, type);
+      assert.deepEqual(row.payload, { id: ev.id, type, redacted: true }, 'kept as its id and type, as every event the bridge does not act on');
+      assert.ok(row.processed_at, 'and marked processed');
+      const s = await metrics();
+      assert.ok(sampleSum(s, 'wasb_webhook_events_total', { type, result: 'ignored' }) >= 1, `${type} FAILED counted as ignored`);
+    }
+    assert.equal(stack.sim.requests.length, before, 'nothing asked of YCloud');
+    assert.equal(Number((await testDb().query<{ n: string }>('SELECT count(*) AS n FROM call_media WHERE wacid = :wacid', { replacements: { wacid }, type: QueryTypes.SELECT }))[0]!.n), 0);
+  });
+});

@@ -15,7 +15,7 @@ export type CallOutcome = (typeof CALL_OUTCOMES)[number];
 export const SETUP_STEPS = ['inbound_preaccept', 'inbound_pbx_ringing', 'inbound_accept', 'outbound_connect', 'outbound_answer'] as const;
 export type SetupStep = (typeof SETUP_STEPS)[number];
 
-export const YCLOUD_ENDPOINTS = ['preAccept', 'accept', 'reject', 'terminate', 'connect', 'send_message', 'settings_get', 'settings_update'] as const;
+export const YCLOUD_ENDPOINTS = ['preAccept', 'accept', 'reject', 'terminate', 'connect', 'send_message', 'settings_get', 'settings_update', 'media'] as const;
 export type YCloudEndpoint = (typeof YCLOUD_ENDPOINTS)[number];
 export type YCloudResult = 'ok' | 'http_4xx' | 'http_5xx' | 'timeout' | 'network_error';
 
@@ -58,6 +58,7 @@ export type InviteResult =
  */
 export const WEBHOOK_TYPES = [
   'whatsapp.call.connect', 'whatsapp.call.status.updated', 'whatsapp.call.terminate', 'whatsapp.inbound_message.received',
+  'whatsapp.call.recording.updated', 'whatsapp.call.transcription.updated',
   'calls.connect', 'calls.terminate', 'calls.call_recording_available', 'calls.call_transcription_available',
   'statuses.call', 'statuses.message', 'messages.interactive', 'messages.voicemail', 'account_update', 'account_settings_update',
 ] as const;

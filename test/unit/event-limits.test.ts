@@ -102,6 +102,37 @@ describe('webhook event bounds', () => {
     refused(connect({ fromUserId: 'ID.1349@evil>' }), /fromUserId/);
   });
 
+  it("reads YCloud's recording and transcription events: AVAILABLE is a file to fetch, FAILED is stored and not acted on; the media asset id is bounded", () => {
+    const wacid = 'wacid.HBgLMTIzNDU2Nzg5MBUCABEYEjQ2QzU2RjY5RkU4QjE4QzQ1RgA=';
+    const media = (type: string, key: string, over: Record<string, unknown> = {}) => ({
+      id: 'evt_66b1f0c2', type, apiVersion: 'v2', createTime: '2026-08-04T08:00:00.000Z',
+      [key]: { wacid, phoneId: '461269257068832', mediaAssetId: '66b1f0c2e4b05c2d8f1a3b47', status: 'AVAILABLE', ...over },
+    });
+    for (const [type, key, kind] of [
+      ['whatsapp.call.recording.updated', 'callingRecording', 'recording'],
+      ['whatsapp.call.transcription.updated', 'callingTranscription', 'transcription'],
+    ] as const) {
+      const p = parse(media(type, key));
+      assert.ok(p.ok && p.event, type);
+      assert.equal(p.type, type);
+      assert.deepEqual(toCallEvent(p.event), {
+        kind: 'media_available', wacid, phoneId: '461269257068832', media: kind, mediaId: '66b1f0c2e4b05c2d8f1a3b47', url: null, mimeType: null, sha256: null,
+      });
+      const failed = parse(media(type, key, { status: 'FAILED', error: { code: 'CALLING_RECORDING_PROCESSING_FAILED', retryable: false } }));
+      assert.ok(failed.ok && failed.event, `${type} FAILED is read (and stored)`);
+      assert.equal(toCallEvent(failed.event), null, `${type} FAILED is not acted on`);
+      // A FAILED event without an asset id is still one YCloud sends; an AVAILABLE one without it is useless.
+      const { mediaAssetId: _, ...withoutId } = media(type, key, { status: 'FAILED' })[key] as Record<string, unknown>;
+      assert.equal(parse({ ...media(type, key), [key]: withoutId }).ok, true);
+      refused({ ...media(type, key), [key]: { ...withoutId, status: 'AVAILABLE' } }, /mediaAssetId/);
+      refused(media(type, key, { mediaAssetId: '../../v2/whatsapp/calls/connect' }), /mediaAssetId/);
+      refused(media(type, key, { mediaAssetId: 'x'.repeat(201) }), /mediaAssetId/);
+      refused(media(type, key, { wacid: 'wacid\r\nX-Evil: 1' }), /wacid/);
+      refused(media(type, key, { status: 'AVAILABLE; drop' }), /status/);
+      refused({ id: 'evt_x', type }, new RegExp(key));
+    }
+  });
+
   it('a maximal legitimate event fits the 64 KiB body cap', () => {
     const big = connect({ sdp: SDP + `a=x:${'y'.repeat(MAX_SDP_CHARS - SDP.length - 8)}\r\n` });
     assert.equal(parse(big).ok, true);

@@ -40,7 +40,15 @@ export interface YCloudClientOptions {
   baseUrl: string;
   apiKey: string;
   timeoutMs: number;
+  /** A media download as a whole (default 60 s) and its size (default 50 MiB). */
+  mediaTimeoutMs?: number;
+  maxMediaBytes?: number;
 }
+
+const DEFAULT_MEDIA_TIMEOUT_MS = 60_000;
+const DEFAULT_MAX_MEDIA_BYTES = 50 * 1024 * 1024;
+/** YCloud's media asset ids (24 hex digits in its docs): nothing that could leave the path. */
+const MEDIA_ASSET_ID = /^[A-Za-z0-9._-]{1,200}$/;
 
 /** YCloud's REST API for calls (the provider port's YCloud adapter): API key auth, timeouts, typed errors. */
 export class YCloudClient implements WhatsAppProvider {
@@ -48,7 +56,7 @@ export class YCloudClient implements WhatsAppProvider {
   private readonly http: JsonHttp<YCloudEndpoint>;
 
   /** `metrics`: each request is counted and timed by its endpoint's fixed name (never its URL). */
-  constructor(opts: YCloudClientOptions, metrics?: Metrics) {
+  constructor(private readonly opts: YCloudClientOptions, metrics?: Metrics) {
     this.http = new JsonHttp({
       baseUrl: opts.baseUrl,
       baseUrlSetting: 'YCLOUD_API_BASE_URL',
@@ -102,9 +110,19 @@ export class YCloudClient implements WhatsAppProvider {
     return null;
   }
 
-  /** YCloud's webhooks announce no call media through this adapter. */
-  async fetchMedia(): Promise<{ body: Buffer; mimeType: string }> {
-    throw new YCloudError('YCloud: call media downloads are not offered by this adapter', null, null, null, null);
+  /**
+   * A call's recording (audio/ogg) or transcription (application/json), as the
+   * `whatsapp.call.*.updated` webhooks name it: GET /whatsapp/calls/media/{mediaAssetId} answers the
+   * whole file (downloadable for 30 days; no Range header: YCloud answers one with 400).
+   */
+  async fetchMedia(_from: BusinessLine, media: { mediaId: string; url: string | null }): Promise<{ body: Buffer; mimeType: string }> {
+    if (!MEDIA_ASSET_ID.test(media.mediaId)) throw new YCloudError(`YCloud: media asset id "${media.mediaId.slice(0, 100)}" is not 1-200 of A-Z a-z 0-9 . _ -`, 400, null, null, null);
+    const path = `/whatsapp/calls/media/${encodeURIComponent(media.mediaId)}`;
+    return this.http.download('media', this.opts.baseUrl + path, `media ${media.mediaId}`, {
+      withCredential: true,
+      timeoutMs: this.opts.mediaTimeoutMs ?? DEFAULT_MEDIA_TIMEOUT_MS,
+      maxBytes: this.opts.maxMediaBytes ?? DEFAULT_MAX_MEDIA_BYTES,
+    });
   }
 
   /** A read: retried within the timeout (see RETRY). YCloud names the number by WABA id and E.164. */

@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { BSUID, CallEvent, CallProgress, PermissionReply } from '../../calls/call-events';
+import { BSUID, CallEvent, CallMediaAvailable, CallProgress, PermissionReply } from '../../calls/call-events';
 import { normalizeE164 } from '../../util/numbers';
 import {
   checkStorable, describeIssues, MAX_DEPTH, MAX_KEY_CHARS, MAX_SDP_AUDIO, MAX_SDP_CHARS, MAX_SDP_MEDIA, MAX_STRING_CHARS,
@@ -53,6 +53,21 @@ export const callingTerminateSchema = z.object({
   status: status.optional(),
 });
 
+/**
+ * A file WhatsApp made of a call (`whatsapp.call.recording.updated` under `callingRecording`,
+ * `whatsapp.call.transcription.updated` under `callingTranscription`): AVAILABLE names the media asset
+ * to download (GET /whatsapp/calls/media/{mediaAssetId}, for 30 days); FAILED carries YCloud's error.
+ */
+export const callingMediaSchema = z.object({
+  wacid,
+  phoneId: phoneId.optional(),
+  mediaAssetId: z.string().regex(/^[A-Za-z0-9._-]{1,200}$/, 'a mediaAssetId is 1-200 of A-Z a-z 0-9 . _ -').optional(),
+  status,
+  error: z.object({ code: text(200).optional(), message: text(2000).optional(), retryable: z.boolean().optional() }).optional(),
+}).superRefine((v, ctx) => {
+  if (v.status === 'AVAILABLE' && !v.mediaAssetId) ctx.addIssue({ code: z.ZodIssueCode.custom, path: ['mediaAssetId'], message: 'an AVAILABLE file needs its mediaAssetId' });
+});
+
 const envelope = {
   id: z.string().min(1).max(200),
   apiVersion: text(64).optional(),
@@ -64,12 +79,20 @@ export const webhookEventSchema = z.discriminatedUnion('type', [
   z.object({ ...envelope, type: z.literal('whatsapp.call.status.updated'), callingStatusUpdated: callingStatusSchema }),
   z.object({ ...envelope, type: z.literal('whatsapp.call.terminate'), callingTerminate: callingTerminateSchema }),
   z.object({ ...envelope, type: z.literal('whatsapp.inbound_message.received'), whatsappInboundMessage: z.record(z.unknown()) }),
+  z.object({ ...envelope, type: z.literal('whatsapp.call.recording.updated'), callingRecording: callingMediaSchema }),
+  z.object({ ...envelope, type: z.literal('whatsapp.call.transcription.updated'), callingTranscription: callingMediaSchema }),
 ]);
 
 /** Any other event type is accepted (so YCloud stops retrying) and stored, but not acted on. */
 export const unknownEventSchema = z.object({ ...envelope, type: z.string().regex(/^[A-Za-z0-9._-]{1,100}$/, 'a type is 1-100 of A-Z a-z 0-9 . _ -') });
 
 export type WebhookEvent = z.infer<typeof webhookEventSchema>;
+
+/** The types read here: one of them that does not match its schema is malformed, not unknown. */
+const KNOWN_TYPES = [
+  'whatsapp.call.connect', 'whatsapp.call.status.updated', 'whatsapp.call.terminate', 'whatsapp.inbound_message.received',
+  'whatsapp.call.recording.updated', 'whatsapp.call.transcription.updated',
+] as const satisfies readonly WebhookEvent['type'][];
 
 /** A malformed event names its `type` when it got as far as having one. */
 export type ParsedEvent = { ok: true; event: WebhookEvent | null; id: string; type: string; json: unknown } | { ok: false; reason: string; type?: string };
@@ -84,8 +107,7 @@ export function parseWebhookEvent(raw: Buffer): ParsedEvent {
   if (unstorable) return { ok: false, reason: unstorable, type: base.data.type };
   const known = webhookEventSchema.safeParse(json);
   if (known.success) return { ok: true, event: known.data, id: known.data.id, type: known.data.type, json };
-  const knownTypes: string[] = ['whatsapp.call.connect', 'whatsapp.call.status.updated', 'whatsapp.call.terminate', 'whatsapp.inbound_message.received'];
-  if (knownTypes.includes(base.data.type)) return { ok: false, reason: describeIssues(known.error), type: base.data.type };
+  if ((KNOWN_TYPES as readonly string[]).includes(base.data.type)) return { ok: false, reason: describeIssues(known.error), type: base.data.type };
   return { ok: true, event: null, id: base.data.id, type: base.data.type, json };
 }
 
@@ -119,7 +141,20 @@ export function toCallEvent(event: WebhookEvent): CallEvent | null {
       const reply = permissionReplyOf(event.whatsappInboundMessage, event.id);
       return reply ? { kind: 'permission_reply', reply } : null;
     }
+    case 'whatsapp.call.recording.updated':
+      return mediaEvent('recording', event.callingRecording);
+    case 'whatsapp.call.transcription.updated':
+      return mediaEvent('transcription', event.callingTranscription);
   }
+}
+
+/**
+ * An AVAILABLE file as the calls' media notice (YCloud gives no URL, type or checksum: the download
+ * names its type); any other status (FAILED: YCloud could not make the file) is stored, not acted on.
+ */
+function mediaEvent(media: 'recording' | 'transcription', m: z.infer<typeof callingMediaSchema>): CallMediaAvailable | null {
+  if (m.status !== 'AVAILABLE' || !m.mediaAssetId) return null;
+  return { kind: 'media_available', wacid: m.wacid, phoneId: m.phoneId ?? null, media, mediaId: m.mediaAssetId, url: null, mimeType: null, sha256: null };
 }
 
 /** YCloud's call statuses (the status webhook) as the calls read them. */

@@ -352,17 +352,21 @@ export class ProviderSim extends EventEmitter {
 
   /**
    * WhatsApp made a file of a call (Meta: recording, transcription, or a voicemail left on a missed
-   * call): stores it for GET /{mediaId} and the download, and sends its webhook. `withUrl: false`: the
-   * webhook names the media id only (the bridge must look the URL up).
+   * call; YCloud: recording or transcription, JSON by default): stores it for the download (Meta: and
+   * GET /{mediaId}; YCloud: GET /whatsapp/calls/media/{id}), and sends its webhook. `withUrl: false`
+   * (Meta): the webhook names the media id only (the bridge must look the URL up); YCloud's never has a URL.
    */
   async mediaAvailable(wacid: string, media: SimMediaKind, file: { body?: Buffer; mimeType?: string; withUrl?: boolean } = {}): Promise<{ mediaId: string; url: string; sha256: string; status: number }> {
     const inbound = this.calls.get(wacid);
     const outbound = this.outboundCalls.get(wacid);
     const call = inbound ? this.inboundView(inbound) : outbound ? this.outboundView(outbound) : null;
     if (!call) throw new Error(`no call ${wacid}`);
-    const body = file.body ?? Buffer.from(media === 'transcription' ? `transcript of ${wacid}\n` : `OggS simulated ${media} of ${wacid}`);
-    const mimeType = file.mimeType ?? (media === 'transcription' ? 'text/plain' : 'audio/ogg');
-    const mediaId = String(BigInt(`0x${crypto.randomBytes(7).toString('hex')}`));
+    // YCloud's transcription is JSON; Meta's is text.
+    const jsonTranscript = media === 'transcription' && this.face === 'ycloud';
+    const transcript = jsonTranscript ? `${JSON.stringify({ wacid, segments: [{ speaker: 'user', text: 'hello' }] })}\n` : `transcript of ${wacid}\n`;
+    const body = file.body ?? Buffer.from(media === 'transcription' ? transcript : `OggS simulated ${media} of ${wacid}`);
+    const mimeType = file.mimeType ?? (media === 'transcription' ? (jsonTranscript ? 'application/json' : 'text/plain') : 'audio/ogg');
+    const mediaId = this.wire.newMediaId();
     const sha256 = crypto.createHash('sha256').update(body).digest('hex');
     this.media.set(mediaId, { body, mimeType, sha256 });
     const url = this.mediaUrl(mediaId);
@@ -388,7 +392,7 @@ export class ProviderSim extends EventEmitter {
   }
 
   private mediaUrl(mediaId: string): string {
-    return `${this.origin}/media-download/${encodeURIComponent(mediaId)}`;
+    return `${this.origin}${this.wire.mediaPath(mediaId)}`;
   }
 
   /** The grants', quota's and refusals' key for a customer address: the user's number, else their BSUID. */
@@ -470,6 +474,11 @@ export class ProviderSim extends EventEmitter {
     this.emit('request', record);
     if (!this.wire.authorized(req.headers)) {
       const { status, body: answer } = this.wire.unauthorized();
+      return this.reply(res, status, answer);
+    }
+    if (op.op === 'media_download' && this.face === 'ycloud' && req.headers.range) {
+      // YCloud answers the whole file only: a Range header is refused.
+      const { status, body: answer } = this.wire.error(ERR.invalid('Range requests are not supported'));
       return this.reply(res, status, answer);
     }
     const delay = this.delays.get(record.op) ?? this.delays.get(path) ?? 0;

@@ -67,6 +67,10 @@ export interface Face {
   unauthorized(): { status: number; body: unknown };
   error(err: SimError): { status: number; body: unknown };
   render(outcome: Outcome): unknown;
+  /** Where a media file is downloaded, after the server's origin. */
+  mediaPath(mediaId: string): string;
+  /** A new media id as this provider writes them. */
+  newMediaId(): string;
   /** A number's calling settings before anyone set them. */
   defaultSettings(): Record<string, unknown>;
   /** Headers every API answer carries (a request id). */

@@ -32,6 +32,16 @@ export class MetaFace implements Face {
     return pathname.replace(/^\/v\d+(\.\d+)?(?=\/)/, '');
   }
 
+  /** The file itself is on another path than the Graph API's media object (GET /{mediaId} gives its URL). */
+  mediaPath(mediaId: string): string {
+    return `/media-download/${encodeURIComponent(mediaId)}`;
+  }
+
+  /** Graph media ids are decimal. */
+  newMediaId(): string {
+    return String(BigInt(`0x${crypto.randomBytes(7).toString('hex')}`));
+  }
+
   parse(method: string, path: string, query: URLSearchParams, body: Record<string, unknown>): Op {
     const seg = path.split('/').filter(Boolean).map((s) => decodeURIComponent(s));
     if (method === 'GET' && seg.length === 2 && seg[0] === 'media-download') return { op: 'media_download', mediaId: seg[1]! };

@@ -15,6 +15,7 @@ export const YCLOUD_PATHS: Record<string, SimOp> = {
 };
 
 const SETTINGS = /^\/phoneNumbers\/([^/]+)\/([^/]+)\/settings$/;
+const MEDIA = /^\/calls\/media\/([^/]+)$/;
 
 /**
  * YCloud's wire format: `/v2/whatsapp/calls/{connect,preAccept,accept,reject,terminate}` in camelCase,
@@ -32,7 +33,19 @@ export class YCloudFace implements Face {
     return pathname.replace(/^\/v2\/whatsapp/, '');
   }
 
+  /** GET /v2/whatsapp/calls/media/{mediaAssetId}: the whole file. */
+  mediaPath(mediaId: string): string {
+    return `/v2/whatsapp/calls/media/${encodeURIComponent(mediaId)}`;
+  }
+
+  /** YCloud's media asset ids: 24 hex digits. */
+  newMediaId(): string {
+    return crypto.randomBytes(12).toString('hex');
+  }
+
   parse(method: string, path: string, _query: URLSearchParams, body: Record<string, unknown>): Op {
+    const media = MEDIA.exec(path);
+    if (media && method === 'GET') return { op: 'media_download', mediaId: decodeURIComponent(media[1]!) };
     const settings = SETTINGS.exec(path);
     if (settings && (method === 'GET' || method === 'POST')) {
       const key = `${decodeURIComponent(settings[1]!)}/${decodeURIComponent(settings[2]!)}`;
@@ -151,7 +164,14 @@ export class YCloudFace implements Face {
             context: { from: ev.request.business.replace(/^\+/, ''), id: ev.request.id },
           },
         });
-      case 'media':
+      case 'media': {
+        // YCloud names the asset only (no URL, type or checksum): the download answers with the file.
+        if (ev.media === 'voicemail') throw new Error("the YCloud face has no voicemail webhook (Meta's face has)");
+        const key = ev.media === 'recording' ? 'callingRecording' : 'callingTranscription';
+        return this.event(`whatsapp.call.${ev.media}.updated`, {
+          [key]: { wacid: ev.call.wacid, phoneId: ev.call.phoneId, mediaAssetId: ev.mediaId, status: 'AVAILABLE' },
+        });
+      }
       case 'account':
         throw new Error(`the YCloud face has no ${ev.kind} webhook (Meta's face has)`);
     }
