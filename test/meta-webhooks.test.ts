@@ -214,6 +214,20 @@ describe('Meta webhook endpoint', function () {
       assert.equal(moved({ type: 'other' }), 0, 'no Meta type counted as other');
     });
 
+    it('a batch larger than YCloud\'s 64 KiB is read (Meta batches: up to 512 KiB); a larger one is refused unread with 413', async () => {
+      const wacid = newWacid();
+      const send = (raw: string) => fetch(url, { method: 'POST', body: raw, headers: { 'Content-Type': 'application/json', 'X-Hub-Signature-256': signMetaWebhook(stack.sim.secret, raw) } });
+      const body = envelope(entry([callsChange({ statuses: [callStatus(wacid)] })]));
+      // Whitespace after the JSON is still JSON (and signed): the size is what is tested.
+      const processed = whenAllProcessed([`meta:${wacid}:RINGING`]);
+      const big = await send(JSON.stringify(body) + ' '.repeat(200 * 1024));
+      assert.equal(big.status, 200, await big.text());
+      await processed;
+      const tooBig = await send(JSON.stringify(body) + ' '.repeat(600 * 1024));
+      assert.equal(tooBig.status, 413);
+      assert.match(((await tooBig.json()) as { error: string }).error, /larger than 524288 bytes/);
+    });
+
     it(`more than ${MAX_DELIVERIES} changes in one envelope: ${MAX_DELIVERIES} delivered, the rest quarantined; the bridge answers and stays up`, async () => {
       const marker = `bound${crypto.randomBytes(4).toString('hex')}`;
       const wacids = Array.from({ length: MAX_DELIVERIES + 10 }, (_, i) => `wacid.${marker}.${String(i).padStart(2, '0')}`);

@@ -73,7 +73,7 @@ export const SETTINGS = {
   }),
   WEBHOOK_READ_TIMEOUT_MS: setting({
     default: '10000', parse: integer(100, 60000),
-    doc: 'a webhook body must arrive within this (else 408); the signature header is checked before any body is read, and bodies over 64 KiB get 413',
+    doc: 'a webhook body must arrive within this (else 408); the signature header is checked before any body is read, and bodies over 64 KiB (YCloud) or 512 KiB (Meta, a batch) get 413',
   }),
   WEBHOOK_MIN_BYTES_PER_S: setting({
     default: '4096', parse: integer(0, 10_000_000),

@@ -35,6 +35,8 @@ export interface WebhookSource {
   readonly provider: string;
   /** The request header that carries the signature. */
   readonly signatureHeader: string;
+  /** The largest body the provider sends (a bigger one gets 413 unread). */
+  readonly maxBodyBytes: number;
   /** The header alone (present, well formed, fresh): checked before a byte of the body is read. */
   checkHeader(header: string | undefined): SignatureCheck;
   /** The signature over the raw bytes as received, in constant time. */

@@ -205,22 +205,23 @@ export class IngressGuard extends EventEmitter {
     this.senders.add(client);
   }
 
-  async receive(req: IncomingMessage, sig: HeaderCheck, client: string): Promise<Received> {
+  /** `maxBytes`: the largest body this provider sends (YCloud: one event, 64 KiB; Meta: a batch). */
+  async receive(req: IncomingMessage, sig: HeaderCheck, client: string, maxBytes = WEBHOOK_MAX_BODY_BYTES): Promise<Received> {
     if (!sig.ok) return refuse(401, sig.reason, sig.stale ? 'stale' : 'bad_signature');
     const declared = req.headers['content-length'];
-    if (declared !== undefined && Number(declared) > WEBHOOK_MAX_BODY_BYTES) {
-      return refuse(413, `body larger than ${WEBHOOK_MAX_BODY_BYTES} bytes`, 'malformed');
+    if (declared !== undefined && Number(declared) > maxBytes) {
+      return refuse(413, `body larger than ${maxBytes} bytes`, 'malformed');
     }
     const { read, release } = this.slots.acquire(client, this.senders.has(client));
     /** 'reading' (the number of bodies being read) on every change: tests await a count instead of sleeping. */
     this.emit('reading', this.slots.reading);
     try {
-      return { ok: true, raw: await readRawBody(req, WEBHOOK_MAX_BODY_BYTES, {
+      return { ok: true, raw: await readRawBody(req, maxBytes, {
         timeoutMs: this.limits.readTimeoutMs, minBytesPerS: this.limits.minBytesPerS, graceMs: READ_GRACE_MS,
         signal: read.signal, onProgress: (n) => this.slots.progress(read, n),
       }) };
     } catch (err) {
-      if (err instanceof BodyTooLargeError) return refuse(413, `body larger than ${WEBHOOK_MAX_BODY_BYTES} bytes`, 'malformed');
+      if (err instanceof BodyTooLargeError) return refuse(413, `body larger than ${maxBytes} bytes`, 'malformed');
       if (err instanceof BodyTimeoutError) return refuse(408, `body not received within ${this.limits.readTimeoutMs} ms`, 'timeout');
       if (err instanceof BodyTooSlowError) return refuse(408, `body arrived slower than ${this.limits.minBytesPerS} bytes/s`, 'timeout');
       if (err instanceof BodyEvictedError) {

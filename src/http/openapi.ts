@@ -690,7 +690,7 @@ export const openApiDocument: OpenApiDocument = {
         ],
         requestBody: {
           required: true,
-          description: 'At most 64 KiB, read within WEBHOOK_READ_TIMEOUT_MS; the signature header is checked before the body is read.',
+          description: 'At most 64 KiB from a YCloud account, 512 KiB from a Meta account (a batch), read within WEBHOOK_READ_TIMEOUT_MS; the signature header is checked before the body is read.',
           content: { 'application/json': { schema: { oneOf: [ref('WebhookEvent'), ref('MetaWebhookEnvelope')] } } },
         },
         responses: {
@@ -699,7 +699,7 @@ export const openApiDocument: OpenApiDocument = {
           '401': json('Missing, malformed, wrong or stale signature.', ref('Error')),
           '404': json('No provider account of that name.', ref('Error')),
           '408': json('The body did not arrive within WEBHOOK_READ_TIMEOUT_MS, or after its first second arrived slower than WEBHOOK_MIN_BYTES_PER_S.', ref('Error')),
-          '413': json('Body larger than 64 KiB.', ref('Error')),
+          '413': json('Body larger than 64 KiB (YCloud) or 512 KiB (Meta).', ref('Error')),
           '503': json('The event could not be stored, or this body, the slowest of too many being read at once, made way for another (Retry-After): the provider retries.', ref('Error')),
         },
       },

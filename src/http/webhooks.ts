@@ -64,7 +64,7 @@ export function webhookRoutes(d: WebhookDeps): Router {
     }
     const endpoint = printable(ctx.get('X-Webhook-Endpoint-ID')) || null;
     const header = ctx.get(source.signatureHeader) || undefined;
-    const got = await d.ingress.receive(ctx.req, source.checkHeader(header), ctx.ip);
+    const got = await d.ingress.receive(ctx.req, source.checkHeader(header), ctx.ip, source.maxBodyBytes);
     if (!got.ok) {
       refusals.warn({ ip: ctx.ip, status: got.refusal.status, reason: got.refusal.error, endpoint }, 'webhook refused');
       d.metrics.webhookEvent('unknown', got.refusal.result);

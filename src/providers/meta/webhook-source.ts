@@ -24,6 +24,11 @@ const MAX_CHALLENGE_CHARS = 256;
 export class MetaWebhooks implements WebhookSource {
   readonly provider: string;
   readonly signatureHeader = META_SIGNATURE_HEADER;
+  /**
+   * Meta batches several changes in one POST (at most 50 events are taken): room for a batch of call
+   * offers with their SDPs (1-3 KiB each), where one YCloud event gets 64 KiB.
+   */
+  readonly maxBodyBytes = 512 * 1024;
 
   constructor(private readonly opts: MetaWebhooksOptions) {
     this.provider = opts.name;

@@ -6,6 +6,8 @@ import { checkSignatureHeader, verifyWebhookSignature } from './signature';
 /** YCloud's webhooks: `YCloud-Signature` (HMAC-SHA256 over "<t>.<body>"), one event per POST. */
 export class YCloudWebhooks implements WebhookSource {
   readonly signatureHeader = 'YCloud-Signature';
+  /** One event per POST: the largest legitimate one (a connect with a 16 KiB SDP) is well under 64 KiB. */
+  readonly maxBodyBytes = 64 * 1024;
 
   /** `provider`: the account's name, the webhook path segment (POST /webhooks/<provider>). */
   constructor(private readonly secret: string, private readonly toleranceSeconds: number, readonly provider = 'ycloud') {}
