@@ -161,7 +161,7 @@ export class Bridge {
           await fetcher.handle(m, { provider: from.account, fetch: (media) => from.provider.fetchMedia(from.line, media) });
         },
       },
-      notices: { add: async (n) => { await this.db.notices.add(n); } },
+      notices: this.db.notices,
     });
     this.agentCalls = new AgentCalls({
       config, calls: this.calls, callDeps,

@@ -20,5 +20,6 @@ export interface AccountNoticeRow {
 
 /** Where account notices are kept: the admin API shows the latest per number. */
 export interface AccountNoticeSink {
-  add(n: AccountNoticeRow): Promise<void>;
+  /** False when this event was kept before (a redelivery acted on again, e.g. replayed after a restart). */
+  add(n: AccountNoticeRow): Promise<boolean>;
 }

@@ -210,10 +210,11 @@ export class CallRouter extends TypedEmitter<RouterEvents> {
 
   /** Calling restricted, quality warnings, settings changed: recorded per number and counted. */
   private async accountNotice(n: AccountNotice, ctx: EventContext): Promise<() => Promise<void>> {
+    const fresh = await this.d.notices.add({ eventId: ctx.eventId, provider: ctx.provider, phoneId: n.phoneId, field: n.field, event: n.event, severity: n.severity, detail: n.detail });
+    if (!fresh) return nothing; // kept and counted when first acted on
     this.d.metrics.accountNotice(ctx.provider, n.severity, n.event);
     const log = n.severity === 'info' ? this.d.log.info.bind(this.d.log) : this.d.log.warn.bind(this.d.log);
     log({ provider: ctx.provider, phoneId: n.phoneId, field: n.field, event: n.event }, `provider account notice: ${n.event}`);
-    await this.d.notices.add({ eventId: ctx.eventId, provider: ctx.provider, phoneId: n.phoneId, field: n.field, event: n.event, severity: n.severity, detail: n.detail });
     return nothing;
   }
 
