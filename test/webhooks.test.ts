@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { assertMediaServed } from './harness/call-media';
 import crypto from 'node:crypto';
 import fs from 'node:fs';
 import os from 'node:os';
@@ -283,17 +284,7 @@ describe("YCloud's files of a call (RECORDING=all)", function () {
       assert.ok(row.path && row.path.startsWith(recordingDir) && row.path.endsWith(ext), `${row.path} under RECORDING_DIR, ending ${ext}`);
       assert.deepEqual(fs.readFileSync(row.path), body, 'the bytes on disk are the ones the simulator served');
 
-      const detail = await admin(`/api/calls/${callId}`);
-      assert.equal(detail.status, 200);
-      const { media } = await detail.json() as { media: Array<{ id: number; kind: string; media_id: string; url: string | null }> };
-      const listed = media.find((x) => x.media_id === m.mediaId);
-      assert.ok(listed, JSON.stringify(media));
-      assert.equal(listed.kind, kind);
-      assert.equal(listed.url, `/api/calls/${callId}/media/${row.id}`);
-      const file = await admin(listed.url!);
-      assert.equal(file.status, 200);
-      assert.deepEqual(Buffer.from(await file.arrayBuffer()), body);
-      assert.match(file.headers.get('content-type') ?? '', new RegExp(`^${mimeType}`));
+      await assertMediaServed(admin, { callId, mediaId: m.mediaId, rowId: row.id, kind, body, contentType: new RegExp(`^${mimeType}`) });
 
       // A redelivered event is a duplicate: not fetched again.
       assert.equal(await stack.sim.redeliver(), 200);
