@@ -29,6 +29,10 @@ const SDP_PATHS: Record<string, string> = { 'whatsapp.call.connect': '{callingCo
 const CONNECT_TYPES = Object.keys(SDP_PATHS).map((t) => `'${t}'`).join(', ');
 const SDP_PATH = `CASE type ${Object.entries(SDP_PATHS).map(([t, p]) => `WHEN '${t}' THEN '${p}'::text[]`).join(' ')} END`;
 
+/** One batch of a table's rows matching `where` (which binds :cutoff), deleted; rows other sweepers hold are skipped. */
+const deleteBatch = (table: string, where: string): string =>
+  `DELETE FROM ${table} WHERE ctid IN (SELECT ctid FROM ${table} WHERE ${where} LIMIT :limit FOR UPDATE SKIP LOCKED)`;
+
 /** Same customer and business: a later reply (by time, then id) than r. */
 const NEWER_REPLY = `EXISTS (SELECT 1 FROM call_permission_replies n
   WHERE n.business_number = r.business_number AND n.customer_number = r.customer_number
@@ -59,14 +63,12 @@ function statements(r: Config['retention'], sdpScrubAfterMs: number): TaskStatem
     },
     {
       name: 'webhook_events',
-      sql: `DELETE FROM webhook_events WHERE ctid IN (SELECT ctid FROM webhook_events
-              WHERE received_at < :cutoff AND processed_at IS NOT NULL LIMIT :limit FOR UPDATE SKIP LOCKED)`,
+      sql: deleteBatch('webhook_events', 'received_at < :cutoff AND processed_at IS NOT NULL'),
       cutoff: daysAgo(r.webhookEventsDays),
     },
     {
       name: 'webhook_quarantine',
-      sql: `DELETE FROM webhook_quarantine WHERE ctid IN (SELECT ctid FROM webhook_quarantine
-              WHERE last_received_at < :cutoff LIMIT :limit FOR UPDATE SKIP LOCKED)`,
+      sql: deleteBatch('webhook_quarantine', 'last_received_at < :cutoff'),
       cutoff: daysAgo(r.quarantineDays),
     },
     {
@@ -82,15 +84,12 @@ function statements(r: Config['retention'], sdpScrubAfterMs: number): TaskStatem
     {
       // Files never linked to a CDR (the call's record was lost), with nothing left on disk.
       name: 'call_media unlinked',
-      sql: `DELETE FROM call_media WHERE ctid IN (SELECT ctid FROM call_media
-              WHERE call_id IS NULL AND received_at < :cutoff AND (path IS NULL OR deleted_at IS NOT NULL)
-              LIMIT :limit FOR UPDATE SKIP LOCKED)`,
+      sql: deleteBatch('call_media', 'call_id IS NULL AND received_at < :cutoff AND (path IS NULL OR deleted_at IS NOT NULL)'),
       cutoff: daysAgo(r.cdrDays),
     },
     {
       name: 'account_notices',
-      sql: `DELETE FROM account_notices WHERE ctid IN (SELECT ctid FROM account_notices
-              WHERE received_at < :cutoff LIMIT :limit FOR UPDATE SKIP LOCKED)`,
+      sql: deleteBatch('account_notices', 'received_at < :cutoff'),
       cutoff: daysAgo(r.cdrDays),
     },
     {
@@ -112,8 +111,7 @@ function statements(r: Config['retention'], sdpScrubAfterMs: number): TaskStatem
     },
     {
       name: 'permission requests',
-      sql: `DELETE FROM call_permission_requests WHERE ctid IN (SELECT ctid FROM call_permission_requests
-              WHERE sent_at < :cutoff LIMIT :limit FOR UPDATE SKIP LOCKED)`,
+      sql: deleteBatch('call_permission_requests', 'sent_at < :cutoff'),
       cutoff: daysAgo(r.permissionsDays),
     },
   ];
