@@ -46,11 +46,6 @@ export class PbxTargetMonitor {
     this.pinger = new Periodic(() => this.pingAll(), opts.intervalMs);
   }
 
-  /** Targets in the order to try them now. */
-  ordered(): string[] {
-    return this.orderOf(this.targets);
-  }
-
   /** One route's targets in the order to try them now (a target not pinged here keeps its place). */
   orderOf(targets: string[]): string[] {
     return [...targets.filter((t) => this.health.get(t) !== 'down'), ...targets.filter((t) => this.health.get(t) === 'down')];
