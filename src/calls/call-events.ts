@@ -37,8 +37,7 @@ export interface WhatsAppUser {
   username: string | null;
 }
 
-/** A BSUID: two-letter country code, a period, up to 128 letters and digits (or `CC.ENT.digits`). */
-export const BSUID = /^[A-Z]{2}\.(ENT\.)?[A-Za-z0-9]{1,128}$/;
+export { BSUID } from '../util/numbers';
 
 /** The user's address: their E.164 number, else their BSUID. */
 export function userAddress(u: Pick<WhatsAppUser, 'number' | 'userId'>): string | null {

@@ -2,7 +2,7 @@ import Srf from 'drachtio-srf';
 import { Config } from '../config';
 import { Logger } from '../log';
 import { Metrics } from '../metrics/metrics';
-import { normalizeE164 } from '../util/numbers';
+import { BSUID, normalizeE164 } from '../util/numbers';
 import { RefusalLog } from '../refusal-log';
 import { DigestAuth, SourceAllowList } from './trust';
 
@@ -73,7 +73,7 @@ export class OutboundGate {
     }
     const dialled = dialledNumber(req.uri);
     // A WhatsApp user known only by BSUID (their calls reach the PBX From that user part) is dialled back by it.
-    const bsuid = dialled !== null && BSUID_USER.test(dialled) ? dialled : null;
+    const bsuid = dialled !== null && BSUID.test(dialled) ? dialled : null;
     if (!bsuid && (dialled === null || !/^[+\d\s().-]+$/.test(dialled))) {
       res.send(404, 'Not Found', { headers: { Reason: 'Q.850;cause=1;text="not a phone number"' } });
       this.metrics?.inviteReceived('refused_not_a_number');
@@ -117,8 +117,6 @@ export class OutboundGate {
   }
 }
 
-/** A BSUID as a SIP user part (see call-events' BSUID). */
-const BSUID_USER = /^[A-Z]{2}\.(ENT\.)?[A-Za-z0-9]{1,128}$/;
 /**
  * What an agent's INVITE may pass to the provider in X-WhatsApp-Context (echoed in Meta's webhooks
  * and kept in the CDR): printable, bounded so that it fits biz_opaque_callback_data (512) with the call id.

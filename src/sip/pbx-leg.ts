@@ -2,6 +2,7 @@ import { EventEmitter } from 'node:events';
 import Srf from 'drachtio-srf';
 import { SipResult } from '../metrics/metrics';
 import { SipMetrics, sipResultOf, sipTimer } from '../metrics/sip';
+import { BSUID } from '../util/numbers';
 
 export interface PbxInviteOptions {
   target: string;
@@ -204,7 +205,8 @@ export class PbxLeg extends EventEmitter {
 }
 
 /** The caller in the From header: E.164 digits, with or without the plus, or a BSUID (CC.alnum, CC.ENT.digits). */
-const FROM_NUMBER = /^\+?[1-9]\d{5,15}$|^[A-Z]{2}\.(ENT\.)?[A-Za-z0-9]{1,128}$/;
+const E164_USER = /^\+?[1-9]\d{5,15}$/;
+const isFromUser = (v: string): boolean => E164_USER.test(v) || BSUID.test(v);
 
 /** A display name as a SIP quoted-string: controls dropped, `"` and `\` escaped, at most 64 characters. */
 export function quotedDisplayName(name: string): string {
@@ -227,7 +229,7 @@ export function safeHeaderValue(v: string): boolean {
 }
 
 export function unsafeInviteField(o: Pick<PbxInviteOptions, 'fromNumber' | 'fromHost' | 'headers'>): string | null {
-  if (!FROM_NUMBER.test(o.fromNumber)) return `a caller that is neither an E.164 number nor a BSUID (${JSON.stringify(o.fromNumber.slice(0, 40))})`;
+  if (!isFromUser(o.fromNumber)) return `a caller that is neither an E.164 number nor a BSUID (${JSON.stringify(o.fromNumber.slice(0, 40))})`;
   if (!FROM_HOST.test(o.fromHost)) return `a From host that is not a host name (${JSON.stringify(o.fromHost.slice(0, 60))})`;
   for (const [name, value] of Object.entries(o.headers)) {
     if (!HEADER_NAME.test(name) || !HEADER_VALUE.test(value) || value.length > 1024) return `an unsafe ${JSON.stringify(name.slice(0, 40))} header`;

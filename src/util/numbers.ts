@@ -8,3 +8,10 @@ export function normalizeE164(raw: string): string | null {
   if (!s.startsWith('+')) s = `+${s}`;
   return /^\+[1-9]\d{6,14}$/.test(s) ? s : null;
 }
+
+/**
+ * A business-scoped user id (BSUID), how WhatsApp names a user who hides their number: a two-letter
+ * country code, a period, up to 128 letters and digits (or `CC.ENT.digits`, a parent BSUID). Also a
+ * valid SIP user part, so the PBX sees it in the From and dials it back as it is.
+ */
+export const BSUID = /^[A-Z]{2}\.(ENT\.)?[A-Za-z0-9]{1,128}$/;
