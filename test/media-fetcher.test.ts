@@ -64,8 +64,12 @@ describe('MediaFetcher: recordings, transcriptions and voicemails WhatsApp made 
       return { body: Buffer.from(await res.arrayBuffer()), mimeType: res.headers.get('content-type') ?? '' };
     },
   };
-  const fetcher = (o: Partial<ConstructorParameters<typeof MediaFetcher>[0]> = {}) =>
-    new MediaFetcher({ download: () => download, records, dir, log, firstBackoffMs: 20, ...o });
+  /** A fetcher whose handle() downloads with `download` unless told otherwise (null: no provider for the number). */
+  const fetcher = (o: Partial<ConstructorParameters<typeof MediaFetcher>[0]> & { via?: MediaDownload | null } = {}) => {
+    const { via = download, ...opts } = o;
+    const f = new MediaFetcher({ records, dir, log, firstBackoffMs: 20, ...opts });
+    return { handle: (n: MediaNotice) => f.handle(n, via), sweep: (days: number) => f.sweep(days) };
+  };
 
   function serve(body: Buffer, o: { failFirst?: number; type?: string } = {}): string {
     const p = `/media/${crypto.randomUUID()}`;
@@ -183,7 +187,7 @@ describe('MediaFetcher: recordings, transcriptions and voicemails WhatsApp made 
 
   it('no provider for the number: the notice is recorded with the reason, nothing fetched', async () => {
     const p = serve(Buffer.from('x'));
-    const out = await fetcher({ download: () => null }).handle(notice(p, { phoneId: '999' }));
+    const out = await fetcher({ via: null }).handle(notice(p, { phoneId: '999' }));
     assert.equal(out.result, 'failed');
     assert.equal(requests.get(p), undefined);
     if (out.result === 'failed') assert.match(out.error, /no provider account serves the number \(phone id 999\)/);

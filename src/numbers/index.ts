@@ -23,10 +23,3 @@ export function loadNumbers(config: Config, metrics: Metrics | undefined, log: L
   const read = () => loadNumbersFile(file, numberDefaults(config), env);
   return new Numbers(read(), { media, metrics, log, reread: read });
 }
-
-/** Reloads the numbers on SIGHUP (a refused file is logged by reload); returns the function that stops listening. */
-export function reloadOnSighup(numbers: Numbers): () => void {
-  const onHup = (): void => void numbers.reload();
-  process.on('SIGHUP', onHup);
-  return () => process.off('SIGHUP', onHup);
-}

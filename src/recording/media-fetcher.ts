@@ -29,8 +29,6 @@ export interface MediaDownload {
 }
 
 export interface MediaFetcherOptions {
-  /** The download for a notice when handle() is given none (its number's provider and line); null: no provider knows that number. */
-  download?: (n: MediaNotice) => MediaDownload | null;
   records: Pick<MediaRecords, 'add' | 'stored' | 'failed' | 'linkByWacid' | 'expired' | 'markDeleted'>;
   /** RECORDING_DIR: files go under <dir>/media/. */
   dir: string;
@@ -76,20 +74,19 @@ class MediaRefused extends Error {
  * error and logged; handle() never throws.
  */
 export class MediaFetcher {
-  private readonly o: Required<Omit<MediaFetcherOptions, 'download'>> & Pick<MediaFetcherOptions, 'download'>;
+  private readonly o: Required<MediaFetcherOptions>;
 
   constructor(o: MediaFetcherOptions) {
     this.o = { ...DEFAULTS, ...o };
   }
 
-  /** `given`: how to download it (the caller knows the notice's provider account); else the `download` option decides. */
-  async handle(n: MediaNotice, given?: MediaDownload | null): Promise<MediaOutcome> {
+  /** `download`: how to fetch it (the notice's provider account, for its number); null: no provider knows that number. */
+  async handle(n: MediaNotice, download: MediaDownload | null): Promise<MediaOutcome> {
     const log = this.o.log.child({ wacid: n.wacid, media: n.media, mediaId: n.mediaId });
     const started = Date.now();
     let id: number | null = null;
     let attempts = 0;
     try {
-      const download = given !== undefined ? given : (this.o.download?.(n) ?? null);
       const claimed = await this.o.records.add({
         wacid: n.wacid, provider: download?.provider ?? null, kind: n.media, mediaId: n.mediaId, mimeType: n.mimeType, sha256: n.sha256,
       });
