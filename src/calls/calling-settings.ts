@@ -8,6 +8,23 @@ export interface CallingSettingsChange {
   callbackPermissionStatus?: 'ENABLED' | 'DISABLED';
   /** Weekly hours, time zone and holidays, passed through as given (field names follow Meta's call_hours). */
   callHours?: Record<string, unknown>;
+  /**
+   * Meta's native SIP for the number (Meta only; YCloud refuses it): `status` ENABLED makes the number
+   * SIP-only (Graph call actions stop), with the one SIP server Meta sends to.
+   */
+  sip?: SipSettingsChange;
+}
+
+export interface SipSettingsChange {
+  status?: 'ENABLED' | 'DISABLED';
+  hostname?: string;
+  port?: number;
+  /** srtp_key_exchange_protocol. */
+  srtpKeyExchange?: 'DTLS' | 'SDES';
+  /** audio.additional_codecs: PCMA and PCMU besides opus (on), or opus only (off). */
+  g711?: boolean;
+  /** sip.webhook_delivery: call webhooks are sent for SIP calls too. */
+  webhookDelivery?: 'ENABLED' | 'DISABLED';
 }
 
 const ENUMS: Record<string, readonly string[]> = {

@@ -28,6 +28,30 @@ export interface NumberRoute {
   plan: MediaPlan;
   /** Whether this number's calls are recorded (needs RECORDING=all on the bridge). */
   recording: boolean;
+  /**
+   * Meta's native SIP carries this number's calls (Meta sends and takes the INVITEs over TLS; Graph
+   * is still used for permissions, messages and settings); null: its calls go by the provider's API.
+   * `provider` is then the SIP adapter (src/providers/meta-sip), and `providerKind` "meta-sip".
+   */
+  sip: MetaSipMode | null;
+}
+
+/** How a number in Meta's SIP mode meets Meta (its calling settings' `sip` part, and the SIP password). */
+export interface MetaSipMode {
+  /** The hostname Meta's settings name (sip.servers[0].hostname): the From domain of the bridge's INVITEs; the TLS certificate must cover it. */
+  hostname: string;
+  /** The port Meta's settings name (default 5061): where Meta sends its INVITEs over TLS. */
+  port: number;
+  /** The digest user in the bridge's answers to Meta's 407 (default: the business number without "+"). */
+  username: string;
+  /** Meta's SIP password for this number (GET settings?include_sip_credentials=true): both ways. */
+  password: string;
+  /** How SRTP is keyed on Meta's leg (srtp_key_exchange_protocol): DTLS with ICE-lite, or SDES. */
+  srtp: 'dtls' | 'sdes';
+  /** Meta's additional codecs PCMA/PCMU are on: a G.711 PBX gets them passed through, untranscoded. */
+  g711: boolean;
+  /** Meta also sends call webhooks for this number (sip.webhook_delivery): correlated by wacid, never acted on. */
+  webhooks: boolean;
 }
 
 /** The business numbers this bridge serves (reloaded on SIGHUP: a call keeps the route it started with). */
