@@ -211,6 +211,7 @@ export class Numbers implements NumberDirectory {
         pbx: Object.freeze({ targets: [...n.pbx.targets], requestUser: n.pbx.requestUser, auth: n.pbx.auth }),
         plan: new MediaPlan({ ...this.o.media, pbxCodecs: [...n.pbx.codecs], codecPolicy: n.codecPolicy }),
         recording: n.recording,
+        sip: null,
       });
       set.routes.push(route);
       if (n.phoneId !== null) set.byPhoneId.set(key(account.name, n.phoneId), route);
