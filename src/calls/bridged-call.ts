@@ -149,6 +149,17 @@ export abstract class BridgedCall extends TypedEmitter<CallEvents> {
     this.log[late ? 'info' : 'error']({ machine, from, to, event }, late ? 'state change after the call ended: ignored' : 'state change refused: not in the table');
   }
 
+  /** The call's WhatsApp leg is Meta's SIP (a SIP-mode number): only SIP drives it, webhooks only add to its CDR. */
+  get viaSip(): boolean {
+    return this.route?.sip != null;
+  }
+
+  /** What the provider says of a call it does not drive (a SIP call's webhooks): into its CDR and timeline. */
+  noteProviderView(event: string, detail: Record<string, unknown>, fields: CallFields = {}): void {
+    if (Object.keys(fields).length) this.rec.update(fields);
+    this.rec.event(event, detail);
+  }
+
   /** The WhatsApp leg is over: nothing more is sent to WhatsApp for it. */
   protected get waEnded(): boolean {
     return this.wa.is('ended');

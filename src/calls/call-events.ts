@@ -58,6 +58,8 @@ export interface CallOffered extends CallRef, CarriedSdp {
   /** Which call button (CTA) or deep link the user called from, when the provider says (Meta). */
   ctaPayload: string | null;
   deeplinkPayload: string | null;
+  /** The user's country calling code, when the provider says (Meta's SIP: x-wa-meta-country-code). */
+  countryCode?: string | null;
 }
 
 /** The WhatsApp user's phone took the business's call: their answer to the bridge's offer. */

@@ -16,6 +16,19 @@ export interface EventContext {
   replay: boolean;
   /** When it was first received (replays: how old it is). */
   receivedAt: Date;
+  /**
+   * Carried by Meta's SIP (a number in SIP mode), not by a webhook: never stored, never offered to
+   * another node (the SIP dialog is this node's), and the only source that drives a SIP-mode call.
+   */
+  sip?: boolean;
+}
+
+/** The context of an event Meta's SIP carried for a call on this node (see EventContext.sip). */
+export function sipEventContext(provider: string, type: string, key: string): EventContext {
+  return {
+    eventId: `sip:${key}:${type}`, provider, type, arrivedAt: performance.now(), stored: Promise.resolve(false),
+    replay: false, receivedAt: new Date(), sip: true,
+  };
 }
 
 /** The context of an event read back from webhook_events (replayed, offered by another node, buffered). */

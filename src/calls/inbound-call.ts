@@ -318,6 +318,7 @@ function whatsAppUserHeaders(c: CallOffered, route: NumberRoute): Record<string,
     'X-WhatsApp-Username': c.user.username,
     'X-WhatsApp-Cta-Payload': c.ctaPayload,
     'X-WhatsApp-Deeplink-Payload': c.deeplinkPayload,
+    'X-WhatsApp-Country-Code': c.countryCode ?? null,
     'X-WhatsApp-Number-Name': route.name,
     'X-WhatsApp-Provider': route.providerName,
   };

@@ -7,6 +7,7 @@ import { AccountNotice, CallAnswered, CallEnded, CallEvent, CallMediaAvailable, 
 import { WhatsAppProvider } from './provider-port';
 import { AccountNoticeSink, MediaSink } from './media-sink';
 import { providerEndFields } from './cdr-fields';
+import { CallFields } from '../cdr/store';
 import { CallDeps } from './call-deps';
 import { Admission, admitConnect } from './connect-admission';
 import { EarlyEvents } from './early-events';
@@ -104,11 +105,15 @@ export class CallRouter extends TypedEmitter<RouterEvents> {
   /** A WhatsApp user calls: a new InboundCall, admitted against Postgres while its media is set up. */
   private offered(offer: CallOffered, ctx: EventContext): () => Promise<void> {
     const { calls, cdr, log } = this.d;
+    const { numbers } = this.d.callDeps;
+    const route = numbers.forWebhook(ctx.provider, offer.phoneId, offer.to);
+    // A SIP-mode number's calls come by SIP: its call webhooks (sip.webhook_delivery) only add Meta's view.
+    if (route?.sip && !ctx.sip) return started(this.observeWebhook(offer, { event: 'meta_webhook_connect', detail: { from: offer.from } }));
     if (calls.inboundCall(offer.wacid) || calls.endedLately(offer.wacid)) return nothing; // same call, another event id
     const endedFirst = this.early.take(offer.wacid).some((e) => e.event.kind === 'ended');
     const admission = admitConnect(cdr, offer.wacid, endedFirst, this.d.callDeps.config.database.timeoutMs, log);
-    const { numbers } = this.d.callDeps;
-    const call = new InboundCall(this.d.callDeps, offer, numbers.forWebhook(ctx.provider, offer.phoneId, offer.to), this.accountProvider(ctx), admission);
+    // A SIP call's actions are SIP (the route's adapter); a webhook call's, its account's.
+    const call = new InboundCall(this.d.callDeps, offer, route, route?.sip ? route.provider : this.accountProvider(ctx), admission);
     calls.addInbound(call);
     void admission.then((a) => a === 'go' && this.emit('claimed', offer.wacid));
     if (endedFirst) {
@@ -128,7 +133,12 @@ export class CallRouter extends TypedEmitter<RouterEvents> {
   /** The WhatsApp user's answer to an agent's call. */
   private answered(answer: CallAnswered, ctx: EventContext): () => Promise<void> {
     const call = this.d.calls.outboundCall(answer.wacid) ?? this.d.calls.unnamedFor(answer);
+    if (call?.viaSip && !ctx.sip) return started(this.observeWebhook(answer, { event: 'meta_webhook_connect', detail: { direction: 'outbound' } }));
     if (call) return started(call.onAnswer(answer));
+    if (ctx.sip) {
+      this.early.keep(answer.wacid, { id: ctx.eventId, type: ctx.type, provider: ctx.provider, event: answer });
+      return nothing;
+    }
     if (!ctx.replay) {
       this.place(answer.wacid, ctx, answer);
       this.endIfStillUnclaimed(answer, ctx);
@@ -139,6 +149,7 @@ export class CallRouter extends TypedEmitter<RouterEvents> {
   private async ended(end: CallEnded, ctx: EventContext): Promise<() => Promise<void>> {
     const { calls } = this.d;
     const call = calls.byWacid(end.wacid);
+    if (call?.viaSip && !ctx.sip) return started(this.observeWebhook(end, { event: 'provider_terminate', detail: { status: end.cause, duration: end.durationS }, fields: providerEndFields(end) }));
     if (call) {
       call.onWhatsAppEnded(end);
       return nothing;
@@ -160,6 +171,7 @@ export class CallRouter extends TypedEmitter<RouterEvents> {
   private async status(s: CallStatus, ctx: EventContext): Promise<() => Promise<void>> {
     const { calls, cdr } = this.d;
     const out = calls.outboundCall(s.wacid);
+    if (out?.viaSip && !ctx.sip) return started(this.observeWebhook(s, { event: 'provider_status', detail: { status: s.status } }));
     if (out) return started(out.onStatus(s, ctx.arrivedAt));
     const mine = calls.inboundCall(s.wacid)?.id;
     const row = mine ? null : await cdr.findCallByWacid(s.wacid);
@@ -219,6 +231,25 @@ export class CallRouter extends TypedEmitter<RouterEvents> {
   }
 
   /**
+   * A call webhook for a SIP-mode number (Meta's sip.webhook_delivery): the SIP dialog drives the call,
+   * the webhook only adds Meta's view to its CDR (the call's timeline while it is up, its row after).
+   */
+  private async observeWebhook(e: { wacid: string }, note: { event: string; detail: Record<string, unknown>; fields?: CallFields }): Promise<void> {
+    const live = this.d.calls.byWacid(e.wacid);
+    if (live) {
+      live.noteProviderView(note.event, note.detail, note.fields ?? {});
+      return;
+    }
+    const row = await this.d.cdr.findCallByWacid(e.wacid);
+    if (!row) {
+      this.d.log.info({ wacid: e.wacid, event: note.event }, 'webhook for a SIP-mode number matches no SIP call: kept in webhook_events only');
+      return;
+    }
+    if (note.fields && Object.keys(note.fields).length) await this.d.cdr.updateCall(row.id, note.fields);
+    await this.d.cdr.addEvent(row.id, note.event, note.detail);
+  }
+
+  /**
    * Stores the provider's final view of a call that has already ended (here or on another node); false
    * if there is no such call, or it is still up on another node (which must hear of the end).
    */
@@ -242,6 +273,7 @@ export class CallRouter extends TypedEmitter<RouterEvents> {
    * offer made before the write has committed would find nothing there).
    */
   private offer(wacid: string, ctx: EventContext): void {
+    if (ctx.sip) return; // a SIP call's events are this node's: its dialog is here
     void ctx.stored.then(() => this.emit('unplaced', ctx.eventId, wacid));
   }
 

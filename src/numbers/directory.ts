@@ -110,6 +110,12 @@ export class Numbers implements NumberDirectory {
     return Math.max(0, ...[...this.current.accounts.values(), ...this.retired.values()].map((a) => a.spec.timeoutMs));
   }
 
+  bySipUser(user: string): NumberRoute | null {
+    const e164 = user.startsWith('+') ? user : `+${user}`;
+    const r = this.byNumber(e164);
+    return r?.sip ? r : null;
+  }
+
   agentDefault(): NumberRoute | null {
     return this.current.agentDefault;
   }

@@ -1,0 +1,2 @@
+export { MetaSipBorder, MetaSipSettings, CallEventSink, SipNumber } from './border';
+export { MetaSipProvider } from './provider';
