@@ -34,6 +34,7 @@ import { loadNumbers, Numbers } from './numbers';
 import { MediaFetcher } from './recording/media-fetcher';
 import { Periodic } from './util/periodic';
 import { SipCore } from './sip/drachtio';
+import { MetaSipBorder, MetaSipProvider } from './providers/meta-sip';
 import { SipPolicy, sipPolicyFor } from './sip/sip-policy';
 import { answerOptions, PbxTargetMonitor } from './sip/options';
 import { writeSilenceWav } from './media/wav';
@@ -85,6 +86,8 @@ export class Bridge {
    * webhook source and PBX route. From NUMBERS_FILE (reloaded on SIGHUP) or the environment's one number.
    */
   readonly numbers: Numbers;
+  /** Meta's native SIP: Meta's INVITEs in, and the SIP-mode numbers' calls out. */
+  readonly metaSip: MetaSipBorder;
   /** The calls in progress on this node. */
   readonly calls: CallRegistry;
   /** Call events to their calls (a WhatsApp user's call starts there). */
@@ -136,7 +139,11 @@ export class Bridge {
     this.plan = new MediaPlan({ interfaces: config.rtpengine.interfaces, pbxCodecs: config.pbx.codecs, pbxSrtp: config.pbx.srtp, codecPolicy: config.media.codecPolicy });
     this.recorder = config.recording.enabled ? new Recorder(config.recording, this.rtp, this.cdr, log) : null;
     this.recorder?.on('finished', (callId: string, file: string) => this.observer.tell('recording-finished', callId, file));
-    this.numbers = loadNumbers(config, this.metrics, log);
+    // Meta's SIP border: its numbers' call actions are SIP, their other requests their Meta account's.
+    this.metaSip = new MetaSipBorder(this.sip.srf, { ...config.metaSip, timeoutMs: config.pbx.responseTimeoutMs }, () => this.numbers, log);
+    this.numbers = loadNumbers(config, this.metrics, log, process.env, {
+      sipProvider: (graph, mode, line, account) => new MetaSipProvider(this.metaSip, graph, { sip: mode, line, account }),
+    });
     this.permissions = new PermissionStore(this.db.permissions, log, this.metrics);
     this.targets = new PbxTargetMonitor(this.sip.srf, this.numbers.pbxTargets(), {
       intervalMs: config.pbx.optionsPingMs, timeoutMs: config.pbx.responseTimeoutMs, canPing: () => this.sip.ready,
@@ -197,7 +204,8 @@ export class Bridge {
     this.metrics.trackCallsInProgress(() => this.calls.activeByDirection);
     this.setupSteps = new SetupSteps(this.marks, this.metrics);
     this.calls.on('call-ended', (key) => this.setupSteps.drop(key));
-    this.sip.srf.invite((req, res) => this.agentCalls.onInvite(req, res));
+    this.metaSip.attach((event, ctx) => this.router.handle(event, ctx));
+    this.sip.srf.invite((req, res) => (this.metaSip.isMetaInvite(req) ? this.metaSip.onInvite(req, res) : this.agentCalls.onInvite(req, res)));
     answerOptions(this.sip.srf, () => this.calls.accepts);
     this.dtmfLog = config.rtpengine.dtmfLog ? new DtmfLogListener(log) : null;
     this.dtmfLog?.on('digit', (ev) => this.calls.digit(ev));

@@ -250,7 +250,7 @@ export function configSecrets(c: Pick<Config, 'drachtio' | 'ycloud' | 'meta' | '
   })();
   return [
     c.drachtio.secret, c.ycloud.apiKey ?? '', c.ycloud.webhookSecret ?? '', c.meta.accessToken ?? '', c.meta.appSecret ?? '',
-    c.meta.verifyToken ?? '', c.pbx.auth?.password ?? '', c.outbound.auth?.password ?? '',
+    c.meta.verifyToken ?? '', c.meta.sip.password ?? '', c.pbx.auth?.password ?? '', c.outbound.auth?.password ?? '',
     c.admin.token ?? '', ...c.admin.reportingTokens, c.metrics.token ?? '', dbPassword,
   ].filter((s) => s.length > 0);
 }

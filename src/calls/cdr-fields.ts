@@ -3,9 +3,14 @@ import { ProviderKind } from '../cdr/models';
 import { CallEnded, WhatsAppUser } from './call-events';
 import { NumberRoute } from './numbers-port';
 
-/** Which configured number and provider account carried a call (null: no number on this bridge had it). */
+/**
+ * Which configured number and provider account carried a call (null: no number on this bridge had it), and,
+ * in Meta's SIP mode, how SRTP was keyed on Meta's leg.
+ */
 export function routeFields(route: NumberRoute | null): CallFields {
-  return route ? { provider: route.providerName, provider_kind: route.providerKind as ProviderKind, number_name: route.name } : {};
+  return route
+    ? { provider: route.providerName, provider_kind: route.providerKind as ProviderKind, number_name: route.name, meta_sip_srtp: route.sip?.srtp ?? null }
+    : {};
 }
 
 /** Who the WhatsApp user is beyond their address: BSUID, profile name, username. */

@@ -61,6 +61,7 @@ export class InboundCall extends BridgedCall {
       ...userFields(connect.user),
       cta_payload: connect.ctaPayload,
       deeplink_payload: connect.deeplinkPayload,
+      country_code: connect.countryCode ?? null,
       state: 'offered',
       offered_at: new Date(),
       node_id: deps.config.nodeId,

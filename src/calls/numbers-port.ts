@@ -63,7 +63,10 @@ export interface NumberDirectory {
   forWebhook(providerName: string, phoneId: string, e164: string | null): NumberRoute | null;
   /** The number with this E.164, on any provider. */
   byNumber(e164: string): NumberRoute | null;
-  /** The SIP-mode number a Request-URI user names (`+15551234567` or `15551234567`); null when none. */
+  /**
+   * The number in Meta's SIP mode a Request-URI user names (`+15551234567` or `15551234567`): Meta's
+   * INVITE to the bridge's SIP listener. null: no SIP-mode number has it (the INVITE is refused).
+   */
   bySipUser(user: string): NumberRoute | null;
   /** The number agents call from when their INVITE names none (X-WhatsApp-Business-Number). */
   agentDefault(): NumberRoute | null;

@@ -5,8 +5,10 @@ export type Direction = 'inbound' | 'outbound';
 export type Outcome =
   | 'answered' | 'busy' | 'no_answer' | 'rejected' | 'unreachable' | 'caller_hangup' | 'failed';
 export type HangupBy = 'whatsapp' | 'pbx' | 'bridge';
-/** What kind of provider API a call went through (the provider account's kind). */
-export type ProviderKind = 'ycloud' | 'meta';
+/** What kind of provider API a call went through (the provider account's kind; "meta-sip": Meta's native SIP). */
+export type ProviderKind = 'ycloud' | 'meta' | 'meta-sip';
+/** How SRTP was keyed on Meta's leg of a call in Meta's SIP mode. */
+export type MetaSipSrtp = 'dtls' | 'sdes';
 
 /*
  * The models' attributes. The classes are not exported as values: each CdrStore binds subclasses of its
@@ -69,6 +71,10 @@ class CallRecordModel extends Model<InferAttributes<CallRecordModel>, InferCreat
   declare deeplink_payload: CreationOptional<string | null>;
   /** The agent's X-WhatsApp-Context, as the provider echoed it back (Meta's biz_opaque_callback_data). */
   declare context: CreationOptional<string | null>;
+  /** The WhatsApp user's country, as Meta's SIP INVITE names it (x-wa-meta-country-code). */
+  declare country_code: CreationOptional<string | null>;
+  /** Meta's SIP mode: how SRTP was keyed on Meta's leg; null: the call went by the provider's API. */
+  declare meta_sip_srtp: CreationOptional<MetaSipSrtp | null>;
   declare created_at: CreationOptional<Date>;
   declare updated_at: CreationOptional<Date>;
 }
@@ -165,6 +171,8 @@ const callColumns = (): ModelAttributes<CallRecordModel> => ({
   cta_payload: str(512),
   deeplink_payload: str(512),
   context: str(512),
+  country_code: str(16),
+  meta_sip_srtp: str(8),
   created_at: date(),
   updated_at: date(),
 });

@@ -56,3 +56,13 @@ export function parseHostPort(s: string): { host: string; port: number } | undef
   if (port < 1 || port > 65535) return undefined;
   return { host: m[1]!, port };
 }
+
+/**
+ * A DNS name of two labels or more (`sip.example.com`), not an IP address: what a TLS certificate is
+ * issued for, and what Meta's calling settings name as a number's SIP server.
+ */
+export function isDnsName(s: string): boolean {
+  if (s.length > 253 || net.isIP(s) !== 0) return false;
+  const labels = s.split('.');
+  return labels.length >= 2 && labels.every((l) => /^[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?$/.test(l)) && !/^\d+$/.test(labels[labels.length - 1]!);
+}

@@ -142,6 +142,15 @@ export const ENV_LAYOUT: readonly EnvBlock[] = [
     ],
   },
   {
+    title: 'Meta\'s native SIP (Meta sends and takes the calls\' INVITEs over TLS; docs/numbers.md)',
+    intro: 'The environment\'s number in SIP mode (WA_PROVIDER=meta): META_SIP_HOSTNAME and META_SIP_PASSWORD, as the number\'s calling settings say.',
+    entries: [
+      set('META_SIP_HOSTNAME', { example: 'sip.example.com' }), set('META_SIP_PORT'), set('META_SIP_USERNAME'), set('META_SIP_PASSWORD'),
+      set('META_SIP_SRTP'), set('META_SIP_G711'), set('META_SIP_WEBHOOKS'),
+      set('META_SIP_DOMAIN'), set('META_SIP_PROXY'), set('META_SIP_LISTEN_PORT'), set('META_SIP_TRUSTED_SOURCES'),
+    ],
+  },
+  {
     title: 'WhatsApp business number',
     entries: [set('WA_BUSINESS_NUMBER', 'blank'), set('WA_PHONE_ID', 'blank'), set('WA_WABA_ID', 'blank')],
   },

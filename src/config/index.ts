@@ -91,6 +91,31 @@ function configFrom(v: SettingValues) {
       /** `Authorization` carries `Bearer <token>`; any other header the token as is. */
       authHeader: v.META_AUTH_HEADER,
       timeoutMs: v.META_TIMEOUT_MS,
+      /**
+       * The environment number's Meta SIP mode (META_SIP_*): on when hostname is set (then WA_PROVIDER=meta, and
+       * the password and WA_BUSINESS_NUMBER are set: loadConfig checks). With NUMBERS_FILE, each number's sip: section instead.
+       */
+      sip: {
+        hostname: v.META_SIP_HOSTNAME,
+        port: v.META_SIP_PORT,
+        /** null: the business number without "+". */
+        username: v.META_SIP_USERNAME,
+        password: v.META_SIP_PASSWORD,
+        srtp: v.META_SIP_SRTP,
+        g711: v.META_SIP_G711,
+        webhooks: v.META_SIP_WEBHOOKS,
+      },
+    },
+    /** Meta's native SIP, for every number in SIP mode: where the bridge meets Meta. */
+    metaSip: {
+      /** Meta's SIP domain: the Request-URI host of INVITEs to Meta, and the realm of Meta's challenges ("wa.meta.vc"). */
+      domain: v.META_SIP_DOMAIN,
+      /** A SIP URI INVITEs to Meta are sent to instead of the domain's DNS (a simulator); null: DNS. */
+      proxy: v.META_SIP_PROXY,
+      /** drachtio-server's TLS port that is Meta's listener: INVITEs over TLS on it are Meta's. */
+      listenPort: v.META_SIP_LISTEN_PORT,
+      /** Addresses/CIDRs Meta's INVITEs may come from; empty: any that passes the number's digest challenge. */
+      trustedSources: v.META_SIP_TRUSTED_SOURCES,
     },
     drachtio: { host: v.DRACHTIO_HOST, port: v.DRACHTIO_PORT, secret: v.DRACHTIO_SECRET },
     rtpengine: {

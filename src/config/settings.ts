@@ -1,7 +1,7 @@
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
-import { isAddressOrCidr, isNonPublicAddress, MIN_TRUSTED_PREFIX, tooBroad } from './addresses';
+import { isAddressOrCidr, isDnsName, isNonPublicAddress, MIN_TRUSTED_PREFIX, tooBroad } from './addresses';
 import { CODEC_POLICIES } from './codec-policy';
 import {
   decimal, flag, hostPort, httpUrl, integer, ipAddress, listOf, oneOf, orOff, regExp, text, textWhere,
@@ -20,6 +20,8 @@ import { setting, Setting } from './setting';
 export const PBX_CODECS = ['PCMU', 'PCMA', 'G722'] as const;
 const SIP_URI = /^sips?:([^@\s]+@)?[^@\s:;]+(:\d+)?(;[^\s]*)?$/;
 const E164 = /^\+[1-9]\d{6,14}$/;
+/** A SIP user part (RFC 3261 "user"). */
+const SIP_USER = /^[A-Za-z0-9\-_.!~*'()&=+$,;?/%]{1,64}$/;
 const INTERFACE_NAME = /^[A-Za-z0-9_.-]+$/;
 const MIN_TOKEN_LENGTH = 16;
 /** The longest the PBX may send nothing before the keepalive file starts: WhatsApp gives up after 20-30 s. */
@@ -30,6 +32,7 @@ const HEADER_NAME = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/;
 const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
 
 const interfaceName = textWhere((v) => INTERFACE_NAME.test(v), (v) => `must be an rtpengine interface name (letters, digits, _ . -) (got "${v}")`);
+const dnsName = textWhere(isDnsName, (v) => `must be a DNS name, e.g. sip.example.com (not an IP address) (got "${v}")`);
 const apiToken = textWhere((v) => v.length >= MIN_TOKEN_LENGTH, () => `must be at least ${MIN_TOKEN_LENGTH} characters`);
 /** "Unset: none" for a text setting (its value is then `string | null`). */
 const none = null as string | null;
@@ -144,6 +147,69 @@ export const SETTINGS = {
     doc: 'the header the token goes in: `Authorization` sends `Bearer <token>`, any other (e.g. 360dialog\'s `D360-API-KEY`) the token as is',
   }),
   META_TIMEOUT_MS: setting({ default: '5000', parse: integer(100, 60000), doc: 'bound on each request to the Graph API' }),
+
+  // Meta's native SIP (Meta sends and takes the calls' INVITEs over TLS) ------------------------
+  META_SIP_HOSTNAME: setting({
+    unset: none, shown: '(off: calls go by the Graph API)', parse: dnsName,
+    doc: 'puts the environment\'s number (`WA_PROVIDER=meta`, no `NUMBERS_FILE`) in Meta\'s SIP mode: the hostname its calling settings name '
+      + 'as the SIP server (`sip.servers[0].hostname`), which the bridge\'s TLS certificate must cover and its INVITEs name as From domain. '
+      + 'Needs `META_SIP_PASSWORD` and `WA_BUSINESS_NUMBER`. With `NUMBERS_FILE`, a number\'s `sip:` section says it instead '
+      + '([docs/numbers.md](docs/numbers.md))',
+  }),
+  META_SIP_PORT: setting({
+    default: '5061', parse: integer(1, 65535),
+    doc: 'the port the number\'s calling settings name beside `META_SIP_HOSTNAME` (`sip.servers[0].port`): where Meta sends its INVITEs over TLS',
+  }),
+  META_SIP_USERNAME: setting({
+    unset: none, shown: '(the business number without +)', parse: textWhere((v) => SIP_USER.test(v), (v) => `must be a SIP user part (got "${v}")`),
+    doc: 'the digest user in the bridge\'s answers to Meta\'s 407 challenges',
+  }),
+  META_SIP_PASSWORD: setting({
+    unset: none, shown: '(required for SIP mode)', secret: true, parse: text,
+    doc: 'the number\'s SIP password, as Meta gives it (`GET /<phone number id>/settings?include_sip_credentials=true`, or the settings '
+      + 'command): the bridge answers Meta\'s challenges with it and challenges Meta\'s INVITEs with it; required with `META_SIP_HOSTNAME`',
+  }),
+  META_SIP_SRTP: setting({
+    default: 'dtls', parse: oneOf(['dtls', 'sdes']),
+    doc: 'how SRTP is keyed on Meta\'s leg, as the number\'s settings say (`srtp_key_exchange_protocol`): `dtls` (DTLS with ICE-lite) or `sdes`',
+  }),
+  META_SIP_G711: setting({
+    default: 'false', parse: flag,
+    doc: '`true`: the number has Meta\'s additional codecs PCMA/PCMU on (`audio.additional_codecs`); a G.711 PBX gets them untranscoded',
+  }),
+  META_SIP_WEBHOOKS: setting({
+    default: 'false', parse: flag,
+    doc: '`true`: Meta also sends call webhooks for the number (`sip.webhook_delivery`); the bridge matches them to the SIP call by wacid, '
+      + 'for the CDR, and never acts on them',
+  }),
+  META_SIP_DOMAIN: setting({
+    default: 'wa.meta.vc', parse: dnsName,
+    doc: 'Meta\'s SIP domain: the host of the Request-URI of the bridge\'s INVITEs to Meta (`sip:+<user>@wa.meta.vc;transport=tls`) and the realm '
+      + 'Meta challenges them in',
+  }),
+  META_SIP_PROXY: setting({
+    unset: none, shown: '(none: META_SIP_DOMAIN\'s DNS)',
+    parse: textWhere((v) => SIP_URI.test(v), (v) => `must be a SIP URI, e.g. sips:127.0.0.1:5062 (got "${v}")`),
+    doc: 'a SIP URI the INVITEs to Meta are sent to instead of where `META_SIP_DOMAIN`\'s DNS points (a test\'s or the sandbox\'s Meta simulator)',
+  }),
+  META_SIP_LISTEN_PORT: setting({
+    default: '5061', parse: integer(1, 65535),
+    doc: 'the port of drachtio-server\'s TLS listener that is Meta\'s: INVITEs arriving over TLS on it are taken as Meta\'s (digest-checked with '
+      + 'the number\'s SIP password), never as the PBX\'s',
+  }),
+  META_SIP_TRUSTED_SOURCES: setting({
+    unset: [] as string[], shown: '(none: any source that passes digest)',
+    parse: listOf(textWhere(isAddressOrCidr, () => 'is not an IP address or CIDR').transform((v, ctx) => {
+      if (!tooBroad(v)) return v;
+      ctx.addIssue({
+        code: 'custom',
+        message: `trusts too much of the Internet (shortest prefix: /${MIN_TRUSTED_PREFIX.v4} for IPv4, /${MIN_TRUSTED_PREFIX.v6} for IPv6)`,
+      });
+      return v;
+    })),
+    doc: 'addresses/CIDRs Meta\'s INVITEs may come from on `META_SIP_LISTEN_PORT`, comma-separated (Meta\'s published ranges); unset, any '
+      + 'address whose INVITE passes the number\'s digest challenge',
+  }),
 
   // The WhatsApp business number ------------------------------------------------------------------
   WA_BUSINESS_NUMBER: setting({
@@ -509,6 +575,13 @@ export const CROSS_CHECKS: readonly CrossCheck[] = [
     return missing.length
       ? `WA_PROVIDER=${v.WA_PROVIDER} needs ${missing.join(', ')} (or set NUMBERS_FILE, whose numbers name their provider accounts)`
       : null;
+  }),
+  crossCheck(['NUMBERS_FILE', 'WA_PROVIDER', 'META_SIP_HOSTNAME', 'META_SIP_PASSWORD', 'WA_BUSINESS_NUMBER'], (v) => {
+    if (v.META_SIP_HOSTNAME === null) return null;
+    if (v.NUMBERS_FILE !== null) return 'META_SIP_HOSTNAME is for the environment\'s number: with NUMBERS_FILE, give the number a sip: section there';
+    if (v.WA_PROVIDER !== 'meta') return `META_SIP_HOSTNAME puts the number in Meta's SIP mode, which needs WA_PROVIDER=meta (not ${v.WA_PROVIDER})`;
+    const missing = (['META_SIP_PASSWORD', 'WA_BUSINESS_NUMBER'] as const).filter((n) => v[n] === null);
+    return missing.length ? `META_SIP_HOSTNAME (Meta's SIP mode) needs ${missing.join(', ')}` : null;
   }),
   crossCheck(['NUMBERS_FILE', 'PBX_TARGET'], (v) => (v.NUMBERS_FILE === null && v.PBX_TARGET.length === 0
     ? 'PBX_TARGET is required (or set NUMBERS_FILE, whose numbers have their own PBX targets)'

@@ -135,7 +135,7 @@ export function adminRoutes(d: AdminDeps): Router {
     const route = routeOf(phoneNumber);
     if (typeof route === 'string') return route;
     if (route.providerKind === 'ycloud' && !route.line.wabaId) return `the WABA id of ${phoneNumber} is not configured (WA_WABA_ID or wabaId in NUMBERS_FILE)`;
-    if (route.providerKind === 'meta' && !route.line.phoneId) return `the phone number id of ${phoneNumber} is not configured (WA_PHONE_ID or phoneId in NUMBERS_FILE)`;
+    if (route.providerKind !== 'ycloud' && !route.line.phoneId) return `the phone number id of ${phoneNumber} is not configured (WA_PHONE_ID or phoneId in NUMBERS_FILE)`;
     return { ...route, line: { ...route.line, number: phoneNumber } };
   }
 

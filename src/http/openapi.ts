@@ -174,7 +174,10 @@ const CALL_FIELDS: { [K in keyof CallRow]: Schema } = {
   created_at: str('When the record was created.', { format: 'date-time' }),
   updated_at: str('When the record was last written.', { format: 'date-time' }),
   provider: nstr('The provider account the call went through: its webhook path name (ycloud, meta, or a name from NUMBERS_FILE).'),
-  provider_kind: { type: ['string', 'null'], enum: ['ycloud', 'meta', null], description: "The provider's API: YCloud's, or Meta's Cloud API (directly or through a provider that passes it through)." },
+  provider_kind: {
+    type: ['string', 'null'], enum: ['ycloud', 'meta', 'meta-sip', null],
+    description: "The provider's API: YCloud's, Meta's Cloud API (directly or through a provider that passes it through), or Meta's native SIP (meta-sip).",
+  },
   number_name: nstr("The business number's name (NUMBERS_FILE)."),
   user_id: nstr("The WhatsApp user's business-scoped user id (BSUID, e.g. US.13491208655302741918), when the provider gave it.", { maxLength: 160 }),
   profile_name: nstr("The WhatsApp user's profile name (the SIP display name toward the PBX)."),
@@ -182,6 +185,8 @@ const CALL_FIELDS: { [K in keyof CallRow]: Schema } = {
   cta_payload: nstr('The call button (CTA) the user called from (Meta cta_payload).'),
   deeplink_payload: nstr('The deep link the user called from (Meta deeplink_payload).'),
   context: nstr("What the agent's INVITE gave in X-WhatsApp-Context, echoed back by the provider (Meta biz_opaque_callback_data).", { maxLength: 512 }),
+  country_code: nstr("The WhatsApp user's country, as Meta's SIP INVITE names it (x-wa-meta-country-code).", { maxLength: 16 }),
+  meta_sip_srtp: { type: ['string', 'null'], enum: ['dtls', 'sdes', null], description: "Meta's native SIP: how SRTP was keyed on Meta's leg; null: the call went by the provider's API." },
 };
 
 const MEDIA_FIELDS: { [K in keyof CallMediaEntry]: Schema } = {
@@ -772,6 +777,14 @@ export const openApiDocument: OpenApiDocument = {
         recording: { type: 'boolean', description: 'Its calls are recorded.' },
         catchAll: { type: 'boolean', description: 'It takes its provider\'s webhooks for phone ids no number names.' },
         agentDefault: { type: 'boolean', description: 'Agents call from it when their INVITE names no business number.' },
+        sip: nullable(objectOf({
+          hostname: str('The SIP server its calling settings name: the From domain of the bridge\'s INVITEs to Meta, covered by its TLS certificate.'),
+          port: { type: 'integer', minimum: 1, maximum: 65535, description: 'The port its settings name beside the hostname: where Meta sends its INVITEs over TLS.' },
+          username: str('The digest user of the bridge\'s answers to Meta\'s challenges.'),
+          srtp: { type: 'string', enum: ['dtls', 'sdes'], description: 'How SRTP is keyed on Meta\'s leg (srtp_key_exchange_protocol).' },
+          g711: { type: 'boolean', description: 'Meta\'s additional codecs PCMA/PCMU are on.' },
+          webhooks: { type: 'boolean', description: 'Meta also sends call webhooks for it (matched to the SIP call by wacid).' },
+        }, 'Meta\'s native SIP carries its calls (its SIP password is never shown); null: its provider\'s API does.')),
         notices: { type: 'array', items: ref('AccountNotice'), description: 'What the provider last said about this number (or its whole account): calling restricted, quality warnings, settings changed.' },
       } satisfies { [K in keyof NumberSummary]: Schema } & { notices: Schema }, 'A business number.'),
       AccountNotice: objectOf({

@@ -1,5 +1,5 @@
-import { NumberDirectory, NumberRoute } from '../calls/numbers-port';
-import { WhatsAppProvider } from '../calls/provider-port';
+import { MetaSipMode, NumberDirectory, NumberRoute } from '../calls/numbers-port';
+import { BusinessLine, WhatsAppProvider } from '../calls/provider-port';
 import { WebhookSource } from '../events/webhook-source';
 import { Logger } from '../log';
 import { MediaPlan, MediaPlanOptions } from '../media/profiles';
@@ -15,7 +15,16 @@ export interface NumbersOptions {
   log: Logger;
   /** Reads the numbers afresh, for reload() (throws NumbersFileError); null: fixed for the process's life (the environment's). */
   reread: (() => NumbersSpec) | null;
+  /**
+   * The adapter of a number in Meta's SIP mode, made of its account's Graph adapter (still used for
+   * permissions, messages and settings), its SIP mode and its line: the bridge passes the SIP adapter
+   * (src/providers/meta-sip). Unset (the settings command): such a number's route carries the Graph adapter.
+   */
+  sipProvider?: (graph: WhatsAppProvider, mode: MetaSipMode, line: BusinessLine, account: string) => WhatsAppProvider;
 }
+
+/** A number's Meta SIP mode as GET /api/numbers shows it: never the password. */
+export type SipModeSummary = Omit<MetaSipMode, 'password'>;
 
 /** One number as GET /api/numbers shows it: no secret, ever. */
 export interface NumberSummary {
@@ -30,6 +39,8 @@ export interface NumberSummary {
   recording: boolean;
   catchAll: boolean;
   agentDefault: boolean;
+  /** Meta's native SIP carries its calls (without the password); null: the provider's API does. */
+  sip: SipModeSummary | null;
 }
 
 export type ReloadOutcome =
@@ -48,6 +59,8 @@ interface NumberSet {
   /** By account name and E.164. */
   byAccountNumber: Map<string, NumberRoute>;
   byNumber: Map<string, NumberRoute>;
+  /** SIP-mode numbers by their E.164 digits (no "+"). */
+  bySipUser: Map<string, NumberRoute>;
   catchAll: Map<string, NumberRoute>;
   agentDefault: NumberRoute | null;
 }
@@ -86,8 +99,18 @@ export class Numbers implements NumberDirectory {
     const exact = this.current.byNumber.get(e164);
     if (exact) return exact;
     const d = this.current.agentDefault;
-    if (!d || this.current.catchAll.get(d.providerName) !== d) return null;
+    // Not a SIP-mode number: Meta takes its calls only as that number, with its own password.
+    if (!d || d.sip !== null || this.current.catchAll.get(d.providerName) !== d) return null;
     return Object.freeze({ ...d, line: Object.freeze({ number: e164, phoneId: null, wabaId: d.line.wabaId }) });
+  }
+
+  /**
+   * The number in Meta's SIP mode that a Request-URI user names (`+15551234567` or `15551234567`, any
+   * `;user-params` Meta's settings append ignored); null: none (the INVITE is refused).
+   */
+  bySipUser(user: string): NumberRoute | null {
+    const digits = /^\+?(\d{7,15})(;.*)?$/.exec(user.trim())?.[1];
+    return digits !== undefined ? this.current.bySipUser.get(digits) ?? null : null;
   }
 
   /** A provider account's adapter by name (running or retired: a call it carries can still be ended). */
@@ -108,12 +131,6 @@ export class Numbers implements NumberDirectory {
   /** The longest request timeout of any account (shutdown bounds). */
   maxTimeoutMs(): number {
     return Math.max(0, ...[...this.current.accounts.values(), ...this.retired.values()].map((a) => a.spec.timeoutMs));
-  }
-
-  bySipUser(user: string): NumberRoute | null {
-    const e164 = user.startsWith('+') ? user : `+${user}`;
-    const r = this.byNumber(e164);
-    return r?.sip ? r : null;
   }
 
   agentDefault(): NumberRoute | null {
@@ -146,6 +163,7 @@ export class Numbers implements NumberDirectory {
       recording: n.recording,
       catchAll: n.catchAll,
       agentDefault: n.agentDefault,
+      sip: n.sip ? { hostname: n.sip.hostname, port: n.sip.port, username: n.sip.username, srtp: n.sip.srtp, g711: n.sip.g711, webhooks: n.sip.webhooks } : null,
     }));
   }
 
@@ -160,13 +178,18 @@ export class Numbers implements NumberDirectory {
     if (this.secretsOf?.set !== this.current || this.secretsOf.retired !== this.retired.size) {
       const of = (a: AccountSpec): string[] => (a.kind === 'ycloud' ? [a.apiKey, a.webhookSecret] : [a.accessToken, a.appSecret, a.verifyToken]);
       const pbxPasswords = this.current.spec.numbers.flatMap((n) => (n.pbx.auth ? [n.pbx.auth.password] : []));
-      const list = [...new Set([...[...this.current.spec.accounts, ...[...this.retired.values()].map((a) => a.spec)].flatMap(of), ...pbxPasswords])];
+      const list = [...new Set([...[...this.current.spec.accounts, ...[...this.retired.values()].map((a) => a.spec)].flatMap(of), ...pbxPasswords, ...this.sipPasswords])];
       this.secretsOf = { set: this.current, retired: this.retired.size, list };
     }
     return this.secretsOf.list;
   }
 
   private secretsOf: { set: NumberSet; retired: number; list: readonly string[] } | null = null;
+  /**
+   * Every SIP password a set was built with: one stays listed after a reload drops or changes it, as a call
+   * begun before may still be answering Meta's challenges with it (until a restart).
+   */
+  private readonly sipPasswords = new Set<string>();
 
   /**
    * Re-reads NUMBERS_FILE (SIGHUP, POST /api/numbers/reload). A file that fails any check is refused as a
@@ -202,28 +225,33 @@ export class Numbers implements NumberDirectory {
   private build(spec: NumbersSpec): NumberSet {
     const accounts = new Map(spec.accounts.map((a) => [a.name, { account: providerAccount(a, this.o.metrics), spec: a }]));
     const set: NumberSet = {
-      spec, accounts, routes: [], byPhoneId: new Map(), byAccountNumber: new Map(), byNumber: new Map(), catchAll: new Map(), agentDefault: null,
+      spec, accounts, routes: [], byPhoneId: new Map(), byAccountNumber: new Map(), byNumber: new Map(), bySipUser: new Map(), catchAll: new Map(),
+      agentDefault: null,
     };
     for (const n of spec.numbers) {
       const account = accounts.get(n.account)?.account;
       if (!account) throw new Error(`number ${n.name} names provider account ${n.account}, which is not defined`);
+      // '' only for the environment's number without WA_BUSINESS_NUMBER: the calls take the number the webhook names.
+      const line: BusinessLine = Object.freeze({ number: n.number ?? '', phoneId: n.phoneId, wabaId: n.wabaId });
+      const sip = n.sip ? Object.freeze({ ...n.sip }) : null;
+      if (sip) this.sipPasswords.add(sip.password);
       const route: NumberRoute = Object.freeze({
         name: n.name,
-        // '' only for the environment's number without WA_BUSINESS_NUMBER: the calls take the number the webhook names.
-        line: Object.freeze({ number: n.number ?? '', phoneId: n.phoneId, wabaId: n.wabaId }),
+        line,
         providerName: account.name,
-        providerKind: account.kind,
-        provider: account.provider,
+        providerKind: sip ? 'meta-sip' : account.kind,
+        provider: sip && this.o.sipProvider ? this.o.sipProvider(account.provider, sip, line, account.name) : account.provider,
         pbx: Object.freeze({ targets: [...n.pbx.targets], requestUser: n.pbx.requestUser, auth: n.pbx.auth }),
         plan: new MediaPlan({ ...this.o.media, pbxCodecs: [...n.pbx.codecs], codecPolicy: n.codecPolicy }),
         recording: n.recording,
-        sip: null,
+        sip,
       });
       set.routes.push(route);
       if (n.phoneId !== null) set.byPhoneId.set(key(account.name, n.phoneId), route);
       if (n.number !== null) {
         set.byAccountNumber.set(key(account.name, n.number), route);
         set.byNumber.set(n.number, route);
+        if (sip) set.bySipUser.set(n.number.slice(1), route);
       }
       if (n.catchAll) set.catchAll.set(account.name, route);
       if (n.agentDefault && n.number !== null) set.agentDefault = route;

@@ -17,7 +17,8 @@ export function numberDefaults(c: Config): NumberDefaults {
  * A single-number deployment (no NUMBERS_FILE): one account of WA_PROVIDER's kind, named for it (its
  * webhooks at /webhooks/ycloud or /webhooks/meta), and one number, "default", on it. The number takes
  * every phone id its provider sends (catch-all: the bridge has always answered whatever number YCloud
- * named) and is the agents' default. loadConfig has already checked the account's credentials are set.
+ * named) and is the agents' default. With META_SIP_HOSTNAME (on Meta), Meta's native SIP carries its calls.
+ * loadConfig has already checked the account's credentials (and the SIP mode's) are set.
  */
 export function envNumbers(c: Config): NumbersSpec {
   const d = numberDefaults(c);
@@ -39,6 +40,16 @@ export function envNumbers(c: Config): NumbersSpec {
       verifyToken: c.meta.verifyToken ?? missing('META_VERIFY_TOKEN'),
       ...d.meta,
     };
+  // Meta's SIP mode (META_SIP_HOSTNAME): loadConfig has checked WA_PROVIDER=meta, the password and the number are set.
+  const sip = c.meta.sip.hostname === null || kind !== 'meta' ? null : {
+    hostname: c.meta.sip.hostname.toLowerCase(),
+    port: c.meta.sip.port,
+    username: c.meta.sip.username ?? (c.outbound.defaultBusinessNumber ?? missing('WA_BUSINESS_NUMBER (with META_SIP_HOSTNAME)')).slice(1),
+    password: c.meta.sip.password ?? missing('META_SIP_PASSWORD (with META_SIP_HOSTNAME)'),
+    srtp: c.meta.sip.srtp,
+    g711: c.meta.sip.g711,
+    webhooks: c.meta.sip.webhooks,
+  };
   return {
     accounts: [account],
     numbers: [{
@@ -53,6 +64,7 @@ export function envNumbers(c: Config): NumbersSpec {
       recording: d.recording,
       catchAll: true,
       agentDefault: true,
+      sip,
     }],
   };
 }

@@ -2,6 +2,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import YAML from 'yaml';
 import { z } from 'zod';
+import { isDnsName } from '../config/addresses';
 import { CODEC_POLICIES } from '../config/codec-policy';
 import { PBX_CODECS } from '../config/settings';
 import { AccountSpec, NumberDefaults, NumberSpec, NumbersSpec } from './spec';
@@ -30,6 +31,8 @@ const E164 = /^\+[1-9]\d{6,14}$/;
 const SIP_URI = /^sips?:([^@\s]+@)?[^@\s:;]+(:\d+)?(;[^\s]*)?$/;
 /** A SIP user part (RFC 3261 "user": unreserved, escaped and user-unreserved characters). */
 const SIP_USER = /^[A-Za-z0-9\-_.!~*'()&=+$,;?/%]{1,64}$/;
+/** The port Meta's settings name when none is given (SIP over TLS). */
+const META_SIP_PORT = 5061;
 const ENV_NAME = /^[A-Za-z_][A-Za-z0-9_]*$/;
 const HEADER_NAME = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/;
 
@@ -43,6 +46,7 @@ const secretRef = z.unknown().transform((v, ctx): SecretRef => {
     ctx.addIssue({ code: z.ZodIssueCode.custom, message });
     return z.NEVER;
   };
+  if (v === undefined) return refuse('is required: {env: VARIABLE} or {file: /path/to/secret}');
   if (v === null || typeof v !== 'object' || Array.isArray(v)) return refuse(LITERAL_SECRET);
   const keys = Object.keys(v);
   const o = v as Record<string, unknown>;
@@ -104,6 +108,22 @@ const account = z.discriminatedUnion('kind', [ycloudAccount, metaAccount], {
     : { message: ctx.defaultError }),
 });
 
+/**
+ * Meta's native SIP for a number (on a Meta account): what its calling settings say (`sip.servers[0]`,
+ * `srtp_key_exchange_protocol`, `audio.additional_codecs`, `sip.webhook_delivery`) and its SIP password.
+ */
+const sipMode = z.object({
+  hostname: z.string({ required_error: 'is required: the DNS name Meta\'s settings give as the SIP server, e.g. sip.example.com' })
+    .trim().refine(isDnsName, 'must be a DNS name, e.g. sip.example.com (not an IP address): the name the bridge\'s TLS certificate covers')
+    .transform((v) => v.toLowerCase()),
+  port: int(1, 65535).optional(),
+  username: z.union([z.string().regex(SIP_USER, 'must be a SIP user part, e.g. "15551234567"'), z.bigint().transform(String)]).optional(),
+  password: secretRef,
+  srtp: z.enum(['dtls', 'sdes'], { errorMap: () => ({ message: 'must be dtls or sdes' }) }).optional(),
+  g711: z.boolean().optional(),
+  webhooks: z.boolean().optional(),
+}).strict();
+
 const number = z.object({
   name: z.string().regex(NUMBER_NAME, 'must be 1-64 letters, digits, _ or - (starting with a letter or digit)'),
   number: e164,
@@ -122,6 +142,7 @@ const number = z.object({
   recording: z.boolean().optional(),
   catchAll: z.boolean().optional(),
   agentDefault: z.boolean().optional(),
+  sip: sipMode.optional(),
 }).strict();
 
 const numbersFile = z.object({
@@ -158,6 +179,10 @@ function crossProblems(raw: unknown): string[] {
     const provider = typeof n.provider === 'string' ? n.provider : null;
     if (provider === null) out.push(`numbers[${i}].provider: must name one of the providers (${providers.join(', ') || 'none'})`);
     else if (!providers.includes(provider)) out.push(`numbers[${i}].provider: "${provider}" is not under providers (${providers.join(', ') || 'none'})`);
+    const kind = provider !== null && isRecord(raw.providers) && isRecord(raw.providers[provider]) ? raw.providers[provider].kind : null;
+    if (n.sip !== undefined && typeof kind === 'string' && kind !== 'meta') {
+      out.push(`numbers[${i}].sip: only a number on a Meta account (kind: meta) can be in Meta's SIP mode; "${provider}" is kind ${kind}`);
+    }
     if (n.catchAll === true && provider !== null) {
       const first = catchAll.get(provider);
       if (first !== undefined) out.push(`numbers[${i}].catchAll: provider "${provider}" already has its catch-all number, numbers[${first}]`);
@@ -268,6 +293,15 @@ function specOf(f: FileContent, d: NumberDefaults, secret: (ref: SecretRef, wher
     recording: n.recording ?? d.recording,
     catchAll: n.catchAll ?? false,
     agentDefault: n.agentDefault ?? false,
+    sip: n.sip ? {
+      hostname: n.sip.hostname,
+      port: n.sip.port ?? META_SIP_PORT,
+      username: n.sip.username ?? n.number.slice(1),
+      password: secret(n.sip.password, `numbers[${i}].sip.password`),
+      srtp: n.sip.srtp ?? 'dtls',
+      g711: n.sip.g711 ?? false,
+      webhooks: n.sip.webhooks ?? false,
+    } : null,
   }));
   // One number and none named the agents' default: that one is.
   if (numbers.length === 1 && f.numbers[0]!.agentDefault === undefined) numbers[0]!.agentDefault = true;

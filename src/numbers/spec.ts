@@ -1,3 +1,4 @@
+import { MetaSipMode } from '../calls/numbers-port';
 import { CodecPolicy } from '../config/codec-policy';
 
 /**
@@ -39,6 +40,8 @@ export interface NumberSpec {
   catchAll: boolean;
   /** The number agents call from when their INVITE names none. */
   agentDefault: boolean;
+  /** Meta's native SIP carries its calls (a number on a Meta account only); null: the provider's API does. */
+  sip: MetaSipMode | null;
 }
 
 /** What a number or account the file says nothing about takes: the bridge's settings (their defaults). */

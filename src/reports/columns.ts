@@ -54,6 +54,8 @@ export interface CallRow {
   cta_payload: string | null;
   deeplink_payload: string | null;
   context: string | null;
+  country_code: string | null;
+  meta_sip_srtp: string | null;
 }
 
 /** The detail view adds rtpengine's per-leg statistics (the media_stats JSONB column). */
@@ -81,6 +83,8 @@ export const CALL_COLUMNS: readonly Column[] = [
   // Issue 19, after the earlier columns so a CSV reader that counts columns keeps working.
   col('provider'), col('provider_kind'), col('number_name'), col('user_id'), col('profile_name'), col('username'),
   col('cta_payload'), col('deeplink_payload'), col('context'),
+  // Issue 20 (Meta's native SIP), after those for the same reason.
+  col('country_code'), col('meta_sip_srtp'),
 ];
 
 /**

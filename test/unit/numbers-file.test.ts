@@ -5,7 +5,11 @@ import path from 'node:path';
 import { loadConfig } from '../../src/config';
 import { createLogger } from '../../src/log';
 import { Numbers, NumbersFileError } from '../../src/numbers';
+import { MetaSipMode } from '../../src/calls/numbers-port';
+import { BusinessLine, WhatsAppProvider } from '../../src/calls/provider-port';
+import { routeFields } from '../../src/calls/cdr-fields';
 import { envNumbers, numberDefaults } from '../../src/numbers/env-numbers';
+import { MetaClient } from '../../src/providers/meta/client';
 import { loadNumbersFile } from '../../src/numbers/numbers-file';
 import { NumberDefaults } from '../../src/numbers/spec';
 
@@ -122,7 +126,7 @@ describe('several business numbers (NUMBERS_FILE, src/numbers)', () => {
       assert.deepEqual(sales, {
         name: 'sales', number: '+14155550100', phoneId: '111111111111111', wabaId: '222222222222222', account: 'ycloud-main',
         pbx: { targets: ['sip:10.0.0.10:5060', 'sip:10.0.0.11:5060'], requestUser: '2001', codecs: ['PCMU', 'PCMA'], auth: DEFAULTS.pbxAuth },
-        codecPolicy: 'transcode', recording: false, catchAll: true, agentDefault: false,
+        codecPolicy: 'transcode', recording: false, catchAll: true, agentDefault: false, sip: null,
       });
       // An unquoted +E.164 is a YAML integer: taken as the number it spells. A 19-digit id stays exact.
       assert.equal(support!.number, '+4930555000');
@@ -356,6 +360,217 @@ describe('several business numbers (NUMBERS_FILE, src/numbers)', () => {
       const config = loadConfig({ ...ENV, YCLOUD_API_KEY: '', YCLOUD_WEBHOOK_SECRET: '', PBX_TARGET: '', NUMBERS_FILE: '/etc/numbers.yaml' });
       assert.equal(config.numbers.file, '/etc/numbers.yaml');
       assert.deepEqual(numberDefaults(config).meta, { apiBaseUrl: 'https://graph.facebook.com/v23.0', authHeader: 'Authorization', timeoutMs: 5000 });
+    });
+  });
+  describe('Meta\'s native SIP (issue 20): a number\'s sip: section', () => {
+    const SIP_ENV = { ...SECRETS, DE_SIP: 'de-sip-Q7Q7Q7' };
+    /** GOOD with support-de (on meta-eu) in SIP mode: `lines` are the sip section's, indented under it. */
+    const withSip = (...lines: string[]) => goodWith('    agentDefault: true\n', `    agentDefault: true\n    sip:\n${lines.map((l) => `      ${l}\n`).join('')}`);
+    const MINIMAL = ['hostname: SIP.Example.com', 'password: {env: DE_SIP}'];
+
+    it('reads it with its defaults: port 5061, the business number as user, DTLS, no G.711, no webhooks', () => {
+      const spec = loadNumbersFile(write('sip.yaml', withSip(...MINIMAL)), DEFAULTS, SIP_ENV);
+      assert.deepEqual(spec.numbers[1]!.sip, {
+        hostname: 'sip.example.com', port: 5061, username: '4930555000', password: 'de-sip-Q7Q7Q7', srtp: 'dtls', g711: false, webhooks: false,
+      });
+      assert.equal(spec.numbers[0]!.sip, null, 'a number without the section goes by its provider\'s API');
+      const full = loadNumbersFile(write('sip-full.yaml', withSip(
+        'hostname: sip.example.com', 'port: 5071', 'username: 4930555000', `password: {file: ${verifyFile}}`, 'srtp: sdes', 'g711: true', 'webhooks: true',
+      )), DEFAULTS, SIP_ENV);
+      assert.deepEqual(full.numbers[1]!.sip, {
+        hostname: 'sip.example.com', port: 5071, username: '4930555000', password: 'verify-Q7Q7Q7', srtp: 'sdes', g711: true, webhooks: true,
+      });
+    });
+
+    it('reads the SIP example of docs/numbers.md', () => {
+      const doc = fs.readFileSync(path.resolve(__dirname, '../../../docs/numbers.md'), 'utf8');
+      const example = [...doc.matchAll(/```yaml\n([\s\S]*?)```/g)].map((m) => m[1]!).find((y) => y.includes('sip:\n'));
+      assert.ok(example, 'docs/numbers.md has a yaml example with a sip: section');
+      const providers = GOOD().split('numbers:\n')[0]!;
+      const spec = loadNumbersFile(write('sip-doc.yaml', providers + example), DEFAULTS, { ...SECRETS, META_SIP_PASSWORD_SUPPORT_BR: 'br-Q7Q7Q7' });
+      assert.deepEqual(spec.numbers[0]!.sip, {
+        hostname: 'sip.example.com', port: 5061, username: '5511955550100', password: 'br-Q7Q7Q7', srtp: 'dtls', g711: false, webhooks: false,
+      });
+    });
+
+    it('names each problem by its YAML path: no hostname, an IP address, a written password, none, bad SRTP, an unknown field, a YCloud number', () => {
+      const cases: Array<[string, string[], RegExp]> = [
+        ['no hostname', ['password: {env: DE_SIP}'], /^numbers\[1\]\.sip\.hostname: is required: the DNS name Meta's settings give as the SIP server/],
+        ['an IP address', ['hostname: 203.0.113.7', 'password: {env: DE_SIP}'], /^numbers\[1\]\.sip\.hostname: must be a DNS name, e\.g\. sip\.example\.com \(not an IP address\)/],
+        ['a written password', ['hostname: sip.example.com', 'password: hunter2-Q9'], /^numbers\[1\]\.sip\.password: a secret is never written in the numbers file/],
+        ['no password', ['hostname: sip.example.com'], /^numbers\[1\]\.sip\.password: is required: \{env: VARIABLE\} or \{file: \/path\/to\/secret\}$/],
+        ['bad SRTP', [...MINIMAL, 'srtp: zrtp'], /^numbers\[1\]\.sip\.srtp: must be dtls or sdes$/],
+        ['a bad port', [...MINIMAL, 'port: 70000'], /^numbers\[1\]\.sip\.port: must be an integer between 1 and 65535$/],
+        ['an unknown field', [...MINIMAL, 'transport: udp'], /^numbers\[1\]\.sip: Unrecognized key\(s\) in object: 'transport'/],
+      ];
+      for (const [what, lines, expected] of cases) {
+        const problems = problemsOf(withSip(...lines), SIP_ENV);
+        assert.equal(problems.length, 1, `${what}: ${problems.join(' | ')}`);
+        assert.match(problems[0]!, expected, what);
+        assert.doesNotMatch(problems[0]!, /Q9|Q7Q7/, `${what}: no secret repeated`);
+      }
+      const onYcloud = goodWith('    catchAll: true\n', '    catchAll: true\n    sip: {hostname: sip.example.com, password: {env: DE_SIP}}\n');
+      assert.deepEqual(problemsOf(onYcloud, SIP_ENV), [
+        'numbers[0].sip: only a number on a Meta account (kind: meta) can be in Meta\'s SIP mode; "ycloud-main" is kind ycloud',
+      ]);
+      const { DE_SIP: _unset, ...noPassword } = SIP_ENV;
+      assert.deepEqual(problemsOf(withSip(...MINIMAL), noPassword), ['numbers[1].sip.password: environment variable DE_SIP is not set (or empty)']);
+    });
+
+    describe('in the directory', () => {
+      const made: Array<{ graph: WhatsAppProvider; mode: MetaSipMode; line: BusinessLine }> = [];
+      const SIP_ADAPTER = { sipAdapter: true } as unknown as WhatsAppProvider;
+      const sipProvider = (graph: WhatsAppProvider, mode: MetaSipMode, line: BusinessLine): WhatsAppProvider => {
+        made.push({ graph, mode, line });
+        return SIP_ADAPTER;
+      };
+      const numbers = (o: { sipProvider?: typeof sipProvider } = {}) => new Numbers(
+        loadNumbersFile(write('sip-dir.yaml', withSip(...MINIMAL, 'srtp: sdes')), DEFAULTS, SIP_ENV), { ...OPTS, reread: null, ...o },
+      );
+
+      it('gives a SIP-mode number\'s route its mode, kind meta-sip and the adapter the sipProvider option makes of its Graph adapter', () => {
+        made.length = 0;
+        const n = numbers({ sipProvider });
+        const r = n.byNumber('+4930555000')!;
+        assert.deepEqual(r.sip, {
+          hostname: 'sip.example.com', port: 5061, username: '4930555000', password: 'de-sip-Q7Q7Q7', srtp: 'sdes', g711: false, webhooks: false,
+        });
+        assert.equal(r.providerKind, 'meta-sip');
+        assert.equal(r.providerName, 'meta-eu');
+        assert.equal(r.provider, SIP_ADAPTER);
+        assert.equal(made.length, 1, 'made for the SIP-mode number only');
+        assert.ok(made[0]!.graph instanceof MetaClient, 'from its account\'s Graph adapter');
+        assert.equal(made[0]!.graph, n.account('meta-eu'));
+        assert.equal(made[0]!.mode, r.sip);
+        assert.equal(made[0]!.line, r.line);
+        const sales = n.byNumber('+14155550100')!;
+        assert.equal(sales.sip, null);
+        assert.equal(sales.providerKind, 'ycloud');
+        assert.ok(Object.isFrozen(r.sip), 'a route is never changed');
+      });
+
+      it('without the option (the settings command), the route carries the Graph adapter', () => {
+        const r = numbers().byNumber('+4930555000')!;
+        assert.ok(r.provider instanceof MetaClient);
+        assert.equal(r.providerKind, 'meta-sip');
+      });
+
+      it('bySipUser: the SIP-mode number Meta\'s Request-URI user names, with or without "+" and user parameters; else null', () => {
+        const n = numbers({ sipProvider });
+        const r = n.byNumber('+4930555000');
+        assert.equal(n.bySipUser('+4930555000'), r);
+        assert.equal(n.bySipUser('4930555000'), r);
+        assert.equal(n.bySipUser('+4930555000;tgrp=wa;trunk-context=example.com'), r);
+        assert.equal(n.bySipUser('+14155550100'), null, 'sales is not in SIP mode');
+        for (const other of ['+4930555001', '', '+', 'support-de', '4930555000x', '++4930555000']) assert.equal(n.bySipUser(other), null, other);
+      });
+
+      it('still finds a SIP-mode number for its webhooks (by phone id or E.164), which the router correlates', () => {
+        const n = numbers({ sipProvider });
+        assert.equal(n.forWebhook('meta-eu', '1234567890123456789', null)?.name, 'support-de');
+        assert.equal(n.forWebhook('meta-eu', '999', '+4930555000')?.name, 'support-de');
+      });
+
+      it('lists the SIP mode for the admin API without the password, and the password among the secrets the log scrubs', () => {
+        const n = numbers({ sipProvider });
+        const [sales, support] = n.summaries();
+        assert.equal(sales!.sip, null);
+        assert.deepEqual(support!.sip, { hostname: 'sip.example.com', port: 5061, username: '4930555000', srtp: 'sdes', g711: false, webhooks: false });
+        assert.doesNotMatch(JSON.stringify(n.summaries()), /Q7Q7Q7/);
+        assert.ok(n.secrets().includes('de-sip-Q7Q7Q7'));
+      });
+
+      it('a reload that takes a number out of SIP mode keeps its old password scrubbed (a call in progress may still use it)', () => {
+        const file = write('sip-reload.yaml', withSip(...MINIMAL));
+        const read = () => loadNumbersFile(file, DEFAULTS, SIP_ENV);
+        const n = new Numbers(read(), { ...OPTS, reread: read, sipProvider });
+        const held = n.bySipUser('+4930555000')!;
+        fs.writeFileSync(file, GOOD());
+        assert.deepEqual(n.reload(), { ok: true, numbers: 2, accounts: 2 });
+        assert.equal(n.bySipUser('+4930555000'), null);
+        assert.equal(n.byNumber('+4930555000')!.providerKind, 'meta');
+        assert.equal(held.sip!.password, 'de-sip-Q7Q7Q7', 'the call in progress keeps its route');
+        assert.ok(n.secrets().includes('de-sip-Q7Q7Q7'));
+      });
+
+      it('the CDR of a SIP-mode call says how Meta\'s leg was keyed; other calls null', () => {
+        const n = numbers({ sipProvider });
+        assert.deepEqual(routeFields(n.byNumber('+4930555000')), { provider: 'meta-eu', provider_kind: 'meta-sip', number_name: 'support-de', meta_sip_srtp: 'sdes' });
+        assert.deepEqual(routeFields(n.byNumber('+14155550100')), { provider: 'ycloud-main', provider_kind: 'ycloud', number_name: 'sales', meta_sip_srtp: null });
+        assert.deepEqual(routeFields(null), {});
+      });
+    });
+
+    describe('the environment\'s number (META_SIP_*)', () => {
+      const ENV = {
+        DATABASE_URL: 'postgres://u@h/db', DRACHTIO_SECRET: 'cymru', RTPENGINE_NG: '127.0.0.1:22222', PUBLIC_IP: '203.0.113.7',
+        PBX_TARGET: 'sip:10.0.0.10:5060', WA_PROVIDER: 'meta', META_ACCESS_TOKEN: 't', META_APP_SECRET: 'a', META_VERIFY_TOKEN: 'v',
+        WA_BUSINESS_NUMBER: '+15551234567', WA_PHONE_ID: '555',
+      };
+      const SIP = { META_SIP_HOSTNAME: 'sip.example.com', META_SIP_PASSWORD: 'env-sip-Q7Q7Q7' };
+
+      it('META_SIP_HOSTNAME puts it in SIP mode, with the defaults of the other META_SIP_* settings', () => {
+        const n = new Numbers(envNumbers(loadConfig({ ...ENV, ...SIP })), { ...OPTS, reread: null });
+        const r = n.agentDefault()!;
+        assert.deepEqual(r.sip, {
+          hostname: 'sip.example.com', port: 5061, username: '15551234567', password: 'env-sip-Q7Q7Q7', srtp: 'dtls', g711: false, webhooks: false,
+        });
+        assert.equal(r.providerKind, 'meta-sip');
+        assert.equal(n.bySipUser('15551234567'), r);
+        assert.equal(n.forWebhook('meta', 'any', null), r, 'its webhooks, if Meta sends them, still find it');
+        assert.equal(n.byNumber('+15559999999'), null, 'a SIP-mode number carries no other number\'s calls');
+        assert.ok(n.secrets().includes('env-sip-Q7Q7Q7'));
+      });
+
+      it('reads every META_SIP_* setting', () => {
+        const config = loadConfig({
+          ...ENV, ...SIP, META_SIP_PORT: '5071', META_SIP_USERNAME: 'trunk-7', META_SIP_SRTP: 'sdes', META_SIP_G711: 'true', META_SIP_WEBHOOKS: 'true',
+          META_SIP_DOMAIN: 'sip.meta.test', META_SIP_PROXY: 'sip:127.0.0.1:5062;transport=tls', META_SIP_LISTEN_PORT: '5081',
+          META_SIP_TRUSTED_SOURCES: '157.240.0.0/16, 2a03:2880::/32',
+        });
+        assert.deepEqual(envNumbers(config).numbers[0]!.sip, {
+          hostname: 'sip.example.com', port: 5071, username: 'trunk-7', password: 'env-sip-Q7Q7Q7', srtp: 'sdes', g711: true, webhooks: true,
+        });
+        assert.deepEqual(config.metaSip, {
+          domain: 'sip.meta.test', proxy: 'sip:127.0.0.1:5062;transport=tls', listenPort: 5081, trustedSources: ['157.240.0.0/16', '2a03:2880::/32'],
+        });
+      });
+
+      it('off by default; the SIP border\'s settings default to Meta\'s domain, DNS, port 5061 and any source that passes digest', () => {
+        const config = loadConfig(ENV);
+        assert.equal(envNumbers(config).numbers[0]!.sip, null);
+        assert.equal(new Numbers(envNumbers(config), { ...OPTS, reread: null }).agentDefault()!.providerKind, 'meta');
+        assert.deepEqual(config.metaSip, { domain: 'wa.meta.vc', proxy: null, listenPort: 5061, trustedSources: [] });
+      });
+
+      it('loadConfig names what SIP mode lacks, and refuses it off Meta or beside NUMBERS_FILE', () => {
+        const problems = (env: Record<string, string>): string[] => {
+          try {
+            loadConfig(env);
+          } catch (err) {
+            return (err as { problems: string[] }).problems;
+          }
+          return [];
+        };
+        assert.deepEqual(problems({ ...ENV, META_SIP_HOSTNAME: 'sip.example.com', WA_BUSINESS_NUMBER: '' }), [
+          'META_SIP_HOSTNAME (Meta\'s SIP mode) needs META_SIP_PASSWORD, WA_BUSINESS_NUMBER',
+        ]);
+        assert.deepEqual(problems({ ...ENV, ...SIP, WA_PROVIDER: 'ycloud', YCLOUD_API_KEY: 'k', YCLOUD_WEBHOOK_SECRET: 's' }), [
+          'META_SIP_HOSTNAME puts the number in Meta\'s SIP mode, which needs WA_PROVIDER=meta (not ycloud)',
+        ]);
+        assert.deepEqual(problems({ ...ENV, ...SIP, NUMBERS_FILE: '/etc/numbers.yaml' }), [
+          'META_SIP_HOSTNAME is for the environment\'s number: with NUMBERS_FILE, give the number a sip: section there',
+        ]);
+        const bad = problems({
+          ...ENV, META_SIP_HOSTNAME: '203.0.113.7', META_SIP_SRTP: 'zrtp', META_SIP_PROXY: 'wa.meta.vc', META_SIP_TRUSTED_SOURCES: '0.0.0.0/0, nonsense',
+          META_SIP_DOMAIN: 'localhost', META_SIP_PASSWORD: 'env-sip-Q7Q7Q7',
+        });
+        assert.equal(bad.length, 6, bad.join(' | '));
+        for (const [i, re] of [
+          /^META_SIP_HOSTNAME must be a DNS name/, /^META_SIP_SRTP must be "dtls" or "sdes"/, /^META_SIP_DOMAIN must be a DNS name/,
+          /^META_SIP_PROXY must be a SIP URI/, /^META_SIP_TRUSTED_SOURCES entry "0\.0\.0\.0\/0" trusts too much/, /^META_SIP_TRUSTED_SOURCES entry "nonsense" is not an IP address or CIDR/,
+        ].entries()) assert.match(bad[i]!, re);
+      });
     });
   });
 });
