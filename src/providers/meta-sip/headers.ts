@@ -65,7 +65,7 @@ export function offerFromInvite(req: Srf.SrfRequest, route: NumberRoute): CallOf
   const from = req.get('From');
   const fromUri = /<([^>]+)>/.exec(from)?.[1] ?? from.split(';')[0]!;
   const user = uriUser(fromUri) ?? '';
-  const number = normalizeE164(user.startsWith('+') ? user : `+${user}`);
+  const number = BSUID.test(user) ? null : normalizeE164(user);
   const headerUserId = metaHeader(req, META_HEADERS.userId);
   const userId = headerUserId && BSUID.test(headerUserId) ? headerUserId : BSUID.test(user) ? user : null;
   const wacid = sipCallKey(metaHeader(req, META_HEADERS.wacid), req.get('Call-ID'));
