@@ -1,7 +1,7 @@
 import { NgParams } from 'rtpengine-client';
 import { NgAddress, RtpEngine } from '../../../media/rtpengine';
 import { summarizeMediaStats } from '../../../media/stats';
-import { OPUS_TRANSCODE, phoneSdp, toMetaShape } from './sdp-shapes';
+import { onlyMetaCrypto, OPUS_TRANSCODE, phoneSdp, toMetaShape } from './sdp-shapes';
 import type { MetaSrtp, RtpAddress } from './types';
 
 /**
@@ -49,7 +49,7 @@ export class SimMedia {
   /** Business-initiated: the bridge's offer -> the plain offer for the phone (where the phone must send). */
   async businessOffer(callId: string, bridgeSdp: string, o: { mode: MetaSrtp; g711: boolean }): Promise<string> {
     const res = await this.ng.offer(this.at, {
-      'call-id': callId, 'from-tag': BUSINESS_TAG, sdp: bridgeSdp, replace: ['origin', 'session-connection'],
+      'call-id': callId, 'from-tag': BUSINESS_TAG, sdp: o.mode === 'sdes' ? onlyMetaCrypto(bridgeSdp) : bridgeSdp, replace: ['origin', 'session-connection'],
       'transport-protocol': 'RTP/AVP', ICE: 'remove', DTLS: 'off', SDES: ['off'], 'rtcp-mux': ['demux'],
       // Meta plays ICE-lite toward the business, which therefore controls ICE.
       ...(o.mode === 'dtls' ? { 'ICE-lite': 'backward' } : {}),

@@ -166,3 +166,11 @@ export function businessOfferProblem(sdp: string, mode: MetaSrtp): string | null
   }
   return null;
 }
+
+/**
+ * A business's SDES offer as Meta takes it: only its AES_CM_128_HMAC_SHA1_80 keys (rtpengine would
+ * otherwise pick the first suite it knows, e.g. AEAD_AES_256_GCM, which Meta does not use).
+ */
+export function onlyMetaCrypto(sdp: string): string {
+  return sdp.split(/(?<=\n)/).filter((l) => !l.startsWith('a=crypto:') || /^a=crypto:\d+ AES_CM_128_HMAC_SHA1_80 /.test(l)).join('');
+}

@@ -120,6 +120,11 @@ export class MetaSipSim extends TypedEmitter<MetaSipSimEvents> {
     return this.o.numbers.find((n) => n.number === e164);
   }
 
+  /** RTP packets the sim's rtpengine has received so far from the call's user (phone) and business (bridge) sides. */
+  mediaPackets(call: MetaSipCall): Promise<{ user: number; business: number }> {
+    return this.media.packets(call.callId);
+  }
+
   // ---- user-initiated calls -------------------------------------------------------------------
 
   /** A WhatsApp user calls a business number: Meta's INVITE to the number's SIP server (the bridge). */
