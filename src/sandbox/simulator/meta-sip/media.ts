@@ -1,0 +1,87 @@
+import { NgParams } from 'rtpengine-client';
+import { NgAddress, RtpEngine } from '../../../media/rtpengine';
+import { summarizeMediaStats } from '../../../media/stats';
+import { onlyMetaCrypto, OPUS_TRANSCODE, phoneSdp, toMetaShape } from './sdp-shapes';
+import type { MetaSrtp, RtpAddress } from './types';
+
+/**
+ * Meta's media, on the sim's own rtpengine: SRTP (DTLS with ICE-lite, or SDES) and opus on the leg
+ * toward the bridge, plain RTP PCMU with telephone-event 101 toward the WhatsApp user's phone. Each
+ * call is one rtpengine call with two tags: USER (the phone) and BUSINESS (the bridge).
+ */
+
+export const USER_TAG = 'wa-user';
+export const BUSINESS_TAG = 'business';
+
+const SDES_OTHER_SUITES = [
+  'AEAD_AES_256_GCM', 'AEAD_AES_128_GCM', 'AES_256_CM_HMAC_SHA1_80', 'AES_256_CM_HMAC_SHA1_32', 'AES_192_CM_HMAC_SHA1_80',
+  'AES_192_CM_HMAC_SHA1_32', 'AES_CM_128_HMAC_SHA1_32', 'F8_128_HMAC_SHA1_80', 'F8_128_HMAC_SHA1_32', 'NULL_HMAC_SHA1_80', 'NULL_HMAC_SHA1_32',
+];
+
+/** ng flags for the SDP going toward the bridge (Meta's leg). `lite`: which way rtpengine plays ICE-lite. */
+function metaLeg(mode: MetaSrtp, lite: 'forward' | 'backward'): NgParams {
+  return mode === 'dtls'
+    ? { 'transport-protocol': 'UDP/TLS/RTP/SAVPF', ICE: 'force', 'ICE-lite': lite, SDES: ['off'], 'rtcp-mux': ['require'] }
+    // One AES_CM_128_HMAC_SHA1_80 key, as Meta offers (rtpengine would list twelve suites).
+    : { 'transport-protocol': 'RTP/SAVP', ICE: 'remove', DTLS: 'off', SDES: SDES_OTHER_SUITES.map((s) => `no-${s}`) };
+}
+
+export class SimMedia {
+  constructor(private readonly ng: RtpEngine, private readonly at: NgAddress) {}
+
+  /** User-initiated: the phone's plain SDP -> Meta's offer to the bridge. */
+  async userOffer(callId: string, phone: RtpAddress, o: { mode: MetaSrtp; g711: boolean }): Promise<string> {
+    const res = await this.ng.offer(this.at, {
+      'call-id': callId, 'from-tag': USER_TAG, sdp: phoneSdp(phone), replace: ['origin', 'session-connection'],
+      ...metaLeg(o.mode, 'forward'),
+      // opus (and PCMA) added by transcoding; the phone's own PCMU and telephone-event/8000 pass through.
+      codec: { transcode: [OPUS_TRANSCODE, ...(o.g711 ? ['PCMA'] : [])] },
+    });
+    return toMetaShape(String(res.sdp), { g711: o.g711 });
+  }
+
+  /** User-initiated: the bridge's answer (18x or 200) -> the SDP for the phone (where the phone must send). */
+  async userAnswer(callId: string, bridgeSdp: string): Promise<string> {
+    const res = await this.ng.answer(this.at, { 'call-id': callId, 'from-tag': USER_TAG, 'to-tag': BUSINESS_TAG, sdp: bridgeSdp, replace: ['origin', 'session-connection'] });
+    return String(res.sdp);
+  }
+
+  /** Business-initiated: the bridge's offer -> the plain offer for the phone (where the phone must send). */
+  async businessOffer(callId: string, bridgeSdp: string, o: { mode: MetaSrtp; g711: boolean }): Promise<string> {
+    const res = await this.ng.offer(this.at, {
+      'call-id': callId, 'from-tag': BUSINESS_TAG, sdp: o.mode === 'sdes' ? onlyMetaCrypto(bridgeSdp) : bridgeSdp, replace: ['origin', 'session-connection'],
+      'transport-protocol': 'RTP/AVP', ICE: 'remove', DTLS: 'off', SDES: ['off'], 'rtcp-mux': ['demux'],
+      // Meta plays ICE-lite toward the business, which therefore controls ICE.
+      ...(o.mode === 'dtls' ? { 'ICE-lite': 'backward' } : {}),
+      // Without the G.711 option Meta takes only opus from the business: its G.711 is left out.
+      codec: { ...(o.g711 ? {} : { strip: ['PCMA', 'PCMU'] }), mask: ['opus'], transcode: ['PCMU'] },
+    });
+    return String(res.sdp);
+  }
+
+  /** Business-initiated: the phone's plain answer -> Meta's SDP answer to the bridge. */
+  async businessAnswer(callId: string, phone: RtpAddress, o: { g711: boolean }): Promise<string> {
+    const res = await this.ng.answer(this.at, { 'call-id': callId, 'from-tag': BUSINESS_TAG, 'to-tag': USER_TAG, sdp: phoneSdp(phone), replace: ['origin', 'session-connection'] });
+    return toMetaShape(String(res.sdp), { g711: o.g711 });
+  }
+
+  /** Meta sends nothing toward the business until the business's first packet: the user's media is held back. */
+  async holdUserMedia(callId: string): Promise<void> {
+    await this.ng.blockMedia(this.at, { 'call-id': callId, 'from-tag': USER_TAG });
+  }
+
+  async releaseUserMedia(callId: string): Promise<void> {
+    await this.ng.unblockMedia(this.at, { 'call-id': callId, 'from-tag': USER_TAG });
+  }
+
+  /** RTP packets rtpengine received from each side so far. */
+  async packets(callId: string): Promise<{ user: number; business: number }> {
+    const stats = summarizeMediaStats(await this.ng.query(this.at, { 'call-id': callId }), {});
+    return { user: stats.legs[USER_TAG]?.packets ?? 0, business: stats.legs[BUSINESS_TAG]?.packets ?? 0 };
+  }
+
+  /** Ends the call's media; never throws. */
+  async release(callId: string): Promise<void> {
+    await this.ng.delete(this.at, { 'call-id': callId }).catch(() => undefined);
+  }
+}
