@@ -15,7 +15,18 @@ export interface MediaPlanOptions {
   pbxSrtp: 'off' | 'sdes';
   /** What the bridge offers WhatsApp on an agent's call (see CodecPolicy); default 'transcode'. */
   codecPolicy?: CodecPolicy;
+  /**
+   * How SRTP is keyed on the WhatsApp leg: DTLS with ICE (WebRTC: the providers' APIs, and Meta's SIP by
+   * default) or SDES keys in the SDP, no ICE (Meta's SIP with srtp_key_exchange_protocol SDES). Default 'dtls'.
+   */
+  waSrtp?: 'dtls' | 'sdes';
 }
+
+/** The SDES suites other than AES_CM_128_HMAC_SHA1_80, the one Meta offers and takes: left out of offers to it. */
+export const SDES_SUITES_BUT_META = [
+  'AEAD_AES_256_GCM', 'AEAD_AES_128_GCM', 'AES_256_CM_HMAC_SHA1_80', 'AES_256_CM_HMAC_SHA1_32', 'AES_192_CM_HMAC_SHA1_80',
+  'AES_192_CM_HMAC_SHA1_32', 'AES_CM_128_HMAC_SHA1_32', 'F8_128_HMAC_SHA1_80', 'F8_128_HMAC_SHA1_32', 'NULL_HMAC_SHA1_80', 'NULL_HMAC_SHA1_32',
+];
 
 const G711 = ['PCMU', 'PCMA'];
 
@@ -43,6 +54,11 @@ export class MediaPlan {
   /** The same plan with another number's PBX codecs and codec policy (interfaces and SRTP are the bridge's). */
   withCodecs(pbxCodecs: string[], codecPolicy: CodecPolicy | undefined): MediaPlan {
     return new MediaPlan({ ...this.o, pbxCodecs, codecPolicy });
+  }
+
+  /** How the WhatsApp leg is keyed (see MediaPlanOptions.waSrtp). */
+  get waSrtp(): 'dtls' | 'sdes' {
+    return this.o.waSrtp ?? 'dtls';
   }
 
   /**
@@ -94,10 +110,7 @@ export class MediaPlan {
     return {
       sdp: this.pbxOfferSdp(pbxSdp),
       direction: this.toWa,
-      'transport-protocol': 'UDP/TLS/RTP/SAVPF',
-      ICE: 'force',
-      SDES: ['off'],
-      'rtcp-mux': ['require'],
+      ...this.waKeying(),
       replace: ['origin', 'session-connection'],
       flags: ['generate-mid', 'full-rtcp-attribute', 'inject-DTMF'],
       'generate RTCP': 'on',
@@ -105,6 +118,16 @@ export class MediaPlan {
         ? { transcode: ['opus/48000/2'], mask: ['G722', ...G711.filter((c) => !g711.includes(c))] }
         : { transcode: ['opus/48000/2'], mask: ['G722', 'PCMU', 'PCMA'] },
     };
+  }
+
+  /**
+   * The WhatsApp leg's transport in an offer to it: WebRTC (ICE, DTLS-SRTP, rtcp-mux), or for a Meta SIP
+   * number keyed by SDES, RTP/SAVP with the one suite Meta takes and no ICE.
+   */
+  private waKeying(): NgParams {
+    return this.waSrtp === 'sdes'
+      ? { 'transport-protocol': 'RTP/SAVP', ICE: 'remove', DTLS: 'off', SDES: SDES_SUITES_BUT_META.map((s) => `no-${s}`) }
+      : { 'transport-protocol': 'UDP/TLS/RTP/SAVPF', ICE: 'force', SDES: ['off'], 'rtcp-mux': ['require'] };
   }
 
   /** WhatsApp's answer (WebRTC) -> the answer for the PBX (SRTP where the PBX offered it). */

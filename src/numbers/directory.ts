@@ -242,7 +242,8 @@ export class Numbers implements NumberDirectory {
         providerKind: sip ? 'meta-sip' : account.kind,
         provider: sip && this.o.sipProvider ? this.o.sipProvider(account.provider, sip, line, account.name) : account.provider,
         pbx: Object.freeze({ targets: [...n.pbx.targets], requestUser: n.pbx.requestUser, auth: n.pbx.auth }),
-        plan: new MediaPlan({ ...this.o.media, pbxCodecs: [...n.pbx.codecs], codecPolicy: n.codecPolicy }),
+        // Meta's SIP: its keying on Meta's leg, and with Meta's G.711 option G.711 passed through both ways.
+        plan: new MediaPlan({ ...this.o.media, pbxCodecs: [...n.pbx.codecs], codecPolicy: sip?.g711 ? 'prefer-g711' : n.codecPolicy, waSrtp: sip?.srtp ?? 'dtls' }),
         recording: n.recording,
         sip,
       });
