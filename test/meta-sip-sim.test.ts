@@ -196,6 +196,7 @@ describe('Meta native-SIP simulator against a real SIP-over-TLS business side', 
 
   it('refuses the business\'s INVITE: 403 for a wrong password, "403 SIP server ... does not match" for another From domain, 404 for a Request-URI without +', async () => {
     meta!.sim.onBusinessCall(() => ({ action: 'decline' }));
+    biz!.phonePort = (await phone(BUSINESS_TONE, USER_TONE)).port;
     const c0 = { ...meta!.sim.counters };
     const base = { meta: meta!.tlsContact, to: CUSTOMER, from: DTLS_NUMBER.number, fromHost: HOSTNAME, srtp: 'dtls' as const };
     const status = (p: Promise<unknown>) => p.then(() => ({ status: 200, reason: 'OK' }), (e: { status?: number; reason?: string }) => ({ status: e.status, reason: e.reason }));

@@ -186,11 +186,13 @@ export class MetaSipSim extends TypedEmitter<MetaSipSimEvents> {
         headers,
         auth: { username: num.username ?? digitsOf(num.number), password: num.password },
       }, {
-        cbRequest: (req) => {
-          this.uacRequests.set(call, req as Req);
+        // drachtio-srf 5 calls it as (err, req), whatever its typings say.
+        cbRequest: ((err: unknown, req?: Req) => {
+          if (err || !req) return;
+          this.uacRequests.set(call, req);
           // cancel() came while the INVITE was being sent: CANCEL it now.
-          if (this.pendingCancel.has(call)) (req as Req).cancel(() => undefined);
-        },
+          if (this.pendingCancel.has(call)) req.cancel(() => undefined);
+        }) as unknown as (req: Srf.SrfRequest) => void,
         cbProvisional: (res) => {
           call.markProvisional(res.status);
           if (res.body && /m=audio /.test(res.body) && !early) {
