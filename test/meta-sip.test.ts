@@ -8,8 +8,9 @@ import { rows } from './harness/db-rows';
 import { infra } from './harness/infra';
 import { MetaSipStack, SIP_DTLS, SIP_SDES, startMetaSipStack } from './harness/meta-sip-stack';
 import { RtpPhone } from './harness/rtp-phone';
-import { SippKeys, SippRun, startSippUas } from './harness/sipp';
-import { Timeline, within } from './harness/timeline';
+import { grantPermanentPermission } from './harness/permissions';
+import { refusalScenario, runSippUac, SippKeys, SippRun, startSippUas } from './harness/sipp';
+import { Timeline, until, within } from './harness/timeline';
 import { whenEnded } from './harness/watch';
 
 const USER_TONE = 440; // the WhatsApp user, behind Meta
@@ -134,4 +135,82 @@ describe('Meta\'s native SIP: the bridge as the border between Meta and the PBX'
       assert.match(invite, /^From: "Budi Santoso" <sip:\+6281361905133@/m);
     });
   }
+
+  /** A copy of an agent scenario (test/sipp) calling from `business` instead of the default number. */
+  function fromBusiness(scenario: string, business: string): string {
+    const src = fs.readFileSync(path.join(__dirname, '..', '..', 'test', 'sipp', scenario), 'utf8');
+    const file = path.join(tmpDir(), `${business.slice(1)}-${scenario}`);
+    fs.writeFileSync(file, src.replace(/^X-WhatsApp-Business-Number: .*$/m, `X-WhatsApp-Business-Number: ${business}`));
+    return file;
+  }
+
+  /** The agent dials the customer; the bridge's SIP address. */
+  async function agentDials(s: MetaSipStack, scenario: string, rtpPort: number): Promise<SippRun> {
+    const trace = path.join(tmpDir(), `agent-${sipps.length}.msg`);
+    const run = await runSippUac(scenario, { target: `127.0.0.1:${s.sip.sipPort}`, number: CUSTOMER, rtpPort, extraArgs: ['-trace_msg', '-message_file', trace] });
+    sipps.push({ run, trace });
+    return run;
+  }
+
+  async function sippPassed(run: SippRun): Promise<void> {
+    const code = await within(run.done, 20000, () => `${run.proc.name} to finish:\n${run.proc.output.slice(-1500)}`);
+    assert.equal(code, 0, `${run.proc.name} passed its scenario:\n${run.proc.output.slice(-1500)}`);
+  }
+
+  /** The CDR of a call by its wacid, once ended. */
+  async function endedByWacid(wacid: string): Promise<CallRecord> {
+    return until(`the CDR of ${wacid} ended`, async () => {
+      const row = await rows().CallRecord.findOne({ where: { wacid } });
+      return row?.ended_at ? row : null;
+    }, 15000);
+  }
+
+  for (const mode of ['dtls', 'sdes'] as const) {
+    it(`an agent's call out over Meta's SIP (${mode}): INVITE to wa.meta.vc, Meta's 407 answered, audio both ways, the user hangs up`, async () => {
+      const number = mode === 'dtls' ? SIP_DTLS : SIP_SDES;
+      const s = await start({});
+      await grantPermanentPermission(s.bridge.permissions, number.number, CUSTOMER);
+      const user = await phone(USER_TONE, AGENT_TONE);
+      s.meta.sim.onBusinessCall(() => ({ action: 'answer', afterMs: 300, phone: { address: '127.0.0.1', port: user.port } }));
+      const agent = await phone(AGENT_TONE, USER_TONE);
+      const sipp = await agentDials(s, mode === 'dtls' ? 'uac-call.xml' : fromBusiness('uac-call.xml', number.number), agent.port);
+      const call = await until('Meta receiving the business call', async () => s.meta.sim.calls.find((c) => c.direction === 'business-initiated') ?? null, 15000);
+      await within(call.answered, 15000, () => `the user answering (ended: ${JSON.stringify(call.endedWith)})`);
+      user.retarget(call.phoneTarget!.port, call.phoneTarget!.address);
+      await within(Promise.all([user.heard.whenHeard(50), agent.heard.whenHeard(50)]), 15000,
+        () => `tones both ways (user got ${user.packetsIn} packets, agent ${agent.packetsIn}; timeline: ${timeline?.types().join(', ')})`);
+
+      assert.equal(s.meta.sim.counters.challenges, 1, 'Meta challenged the INVITE once');
+      assert.equal(s.meta.sim.counters.authFailures + s.meta.sim.counters.fromMismatches, 0);
+      assert.equal(call.user, CUSTOMER);
+      assert.equal(call.business, number.number);
+      await call.hangup();
+      await sippPassed(sipp); // the agent got 180, 200, then the BYE
+      const row = await endedByWacid(call.wacid);
+      assert.equal(row.direction, 'outbound');
+      assert.equal(row.outcome, 'answered');
+      assert.equal(row.hangup_by, 'whatsapp');
+      assert.equal(row.provider_kind, 'meta-sip');
+      assert.equal(row.meta_sip_srtp, mode);
+      assert.equal(typeof row.provider_duration, 'number');
+      assert.deepEqual(call.counters, { reinvitesRefused: 0, updatesRefused: 0, options: 0 });
+    });
+  }
+
+  it('an agent\'s call the WhatsApp user declines: 603 to the agent; without permission Meta is never called (403)', async () => {
+    const s = await start({});
+    await grantPermanentPermission(s.bridge.permissions, SIP_DTLS.number, CUSTOMER);
+    s.meta.sim.onBusinessCall(() => ({ action: 'decline' }));
+    await sippPassed(await agentDials(s, await refusalScenario(603), 9));
+    const declined = s.meta.sim.calls.find((c) => c.direction === 'business-initiated')!;
+    const row = await endedByWacid(declined.wacid);
+    assert.equal(row.outcome, 'rejected');
+
+    const stranger = '+6281399990000';
+    const trace = path.join(tmpDir(), 'stranger.msg');
+    const run = await runSippUac(await refusalScenario(403), { target: `127.0.0.1:${s.sip.sipPort}`, number: stranger, extraArgs: ['-trace_msg', '-message_file', trace] });
+    sipps.push({ run, trace });
+    await sippPassed(run);
+    assert.equal(s.meta.sim.counters.businessCalls, 1, 'no INVITE reached Meta for the customer without permission');
+  });
 });

@@ -246,15 +246,19 @@ export class MetaSipBorder {
         this.hold(k, leg, dialog);
         this.deliver({ kind: 'answered', wacid: k, phoneId: leg.phoneId, sdpType: 'answer', sdp: dialog.remote.sdp, from: line.number, to: c.to, context: null }, leg.account, 'answered', k);
         this.deliver({ kind: 'status', wacid: k, phoneId: leg.phoneId || null, progress: 'accepted', status: 'SIP 200' }, leg.account, 'accepted', k);
-      }, (err: { status?: number; reason?: string; message?: string }) => {
+      }, (err: { status?: number; reason?: string; message?: string; res?: Srf.SrfResponse }) => {
         leg.final = true;
         const status = typeof err.status === 'number' ? err.status : null;
-        if (!key) {
+        const declined = status === 486 || status === 600 || status === 603;
+        if (!key && (!declined || leg.over)) {
           clearTimeout(timer);
           if (!leg.over) reject(refusalError(status, err.reason ?? err.message ?? 'INVITE failed'));
           return;
         }
-        if (status === 486 || status === 600 || status === 603) {
+        // The user turned the call down (busy, declined), even before it rang: the call existed at
+        // WhatsApp, so it is named and ends as declined, as its webhooks would say on a Graph number.
+        key ??= named(err.res ? metaHeader(err.res, META_HEADERS.wacid) : null);
+        if (declined) {
           this.deliver({ kind: 'status', wacid: key, phoneId: leg.phoneId || null, progress: 'rejected', status: `SIP ${status}` }, leg.account, 'rejected', key);
         }
         this.over(key, leg, { cause: status === null ? 'FAILED' : `SIP ${status}`, durationS: null });
