@@ -1,7 +1,7 @@
 import { loadConfig, ConfigError } from '../config';
 import { createLogger } from '../log';
 import { normalizeE164 } from '../util/numbers';
-import { ProviderError } from '../calls/provider-port';
+import { ProviderError, WhatsAppProvider } from '../calls/provider-port';
 import { CallingSettingsChange, SipSettingsChange, validateSettingsChange } from '../calls/calling-settings';
 import { NumberRoute } from '../calls/numbers-port';
 import { loadNumbers, NumbersFileError } from '../numbers';
@@ -81,7 +81,7 @@ async function main(argv: string[]): Promise<number> {
   const route = numbers.byNumber(phoneNumber);
   if (!route) return fail(`${phoneNumber} is not one of this bridge's numbers (NUMBERS_FILE or WA_BUSINESS_NUMBER)`);
   const line = { ...route.line, number: phoneNumber };
-  if (cmd === 'sip-password') return sipPassword(route, line);
+  if (cmd === 'sip-password') return sipPassword(route, numbers.account(route.providerName), line);
   if (cmd === 'set') {
     const problems = validateSettingsChange(change);
     if (problems.length) return fail(problems.join('\n'));
@@ -104,11 +104,13 @@ function sipValue(flag: string, value: string): string | number | boolean | unde
 }
 
 /** Prints Meta's SIP password (stdout, alone, for a secret store) and how NUMBERS_FILE refers to it (stderr). */
-async function sipPassword(route: NumberRoute, line: NumberRoute['line']): Promise<number> {
-  if (!readsSipSettings(route.provider)) {
+async function sipPassword(route: NumberRoute, account: WhatsAppProvider | null, line: NumberRoute['line']): Promise<number> {
+  // The route's adapter, or (a number in SIP mode) its account's Graph client.
+  const graph = [route.provider, account].find((p) => p !== null && readsSipSettings(p));
+  if (!graph || !readsSipSettings(graph)) {
     return fail(`${line.number} is carried by ${route.providerKind} (account "${route.providerName}"): only Meta numbers have a SIP password`);
   }
-  const settings = await route.provider.sipSettings(line);
+  const settings = await graph.sipSettings(line);
   if (settings.password === null) {
     return fail(`Meta gave no SIP password for ${line.number} (sip.status ${settings.status ?? 'unset'}, server ${settings.server ? `${settings.server.hostname}:${settings.server.port}` : 'none'}): `
       + 'enable SIP first: npm run settings -- set --phone ' + line.number + ' --sip ENABLED --sip-host <hostname>');

@@ -91,6 +91,8 @@ function configFrom(v: SettingValues) {
       /** `Authorization` carries `Bearer <token>`; any other header the token as is. */
       authHeader: v.META_AUTH_HEADER,
       timeoutMs: v.META_TIMEOUT_MS,
+      /** The files drachtio-server's TLS contact uses for Meta's native SIP: read only by the preflight (src/cli/preflight.ts). */
+      sipTls: { certFile: v.META_SIP_TLS_CERT_FILE, keyFile: v.META_SIP_TLS_KEY_FILE },
     },
     drachtio: { host: v.DRACHTIO_HOST, port: v.DRACHTIO_PORT, secret: v.DRACHTIO_SECRET },
     rtpengine: {

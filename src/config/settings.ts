@@ -144,6 +144,15 @@ export const SETTINGS = {
     doc: 'the header the token goes in: `Authorization` sends `Bearer <token>`, any other (e.g. 360dialog\'s `D360-API-KEY`) the token as is',
   }),
   META_TIMEOUT_MS: setting({ default: '5000', parse: integer(100, 60000), doc: 'bound on each request to the Graph API' }),
+  META_SIP_TLS_CERT_FILE: setting({
+    unset: none, shown: '(none)', parse: text,
+    doc: 'the certificate file (PEM, the leaf then its intermediates) drachtio-server\'s TLS contact uses for Meta\'s native SIP; read only by '
+      + '`npm run preflight`, which checks it as Meta will (chain, dates, the number\'s SIP hostname) ([docs/meta-sip.md](docs/meta-sip.md))',
+  }),
+  META_SIP_TLS_KEY_FILE: setting({
+    unset: none, shown: '(none)', parse: text,
+    doc: 'the private key file (PEM) drachtio-server\'s TLS contact uses; read only by `npm run preflight`, which checks it is the certificate\'s',
+  }),
 
   // The WhatsApp business number ------------------------------------------------------------------
   WA_BUSINESS_NUMBER: setting({
