@@ -58,7 +58,7 @@ function oneLine(dn: string): string {
 /** Whether `issuer` issued and signed `cert`. */
 export function issued(issuer: X509Certificate, cert: X509Certificate): boolean {
   try {
-    return issuer.checkIssued(cert) && cert.verify(issuer.publicKey);
+    return cert.checkIssued(issuer) && cert.verify(issuer.publicKey);
   } catch {
     return false;
   }
