@@ -57,7 +57,8 @@ async function main(argv: string[], env: NodeJS.ProcessEnv): Promise<number> {
   } catch (err) {
     if (!(err instanceof ConfigError || err instanceof NumbersFileError)) throw err;
     if (args.hostname === null) return usage(err.message);
-    configProblem = err.message.split('\n')[0]!;
+    // Its first problem is enough to say why Meta's side goes unchecked.
+    configProblem = err.message.split('\n')[0]!.split('; ')[0]!;
   }
 
   const targets = chooseTargets(args, numbers, env);
@@ -172,7 +173,7 @@ function chooseTargets(a: Args, numbers: Numbers | null, env: NodeJS.ProcessEnv)
 /** Meta's side (Graph, include_sip_credentials) against the bridge's: skipped with the reason when it cannot be read. */
 async function graphChecks(t: Target, numbers: Numbers | null, configProblem: string | null): Promise<CheckResult[]> {
   const check = 'Meta: settings';
-  if (!t.route) return [skipped(check, configProblem ? `not read: no configuration (${configProblem})` : 'not read: no number of this bridge named (--phone)')];
+  if (!t.route) return [skipped(check, configProblem ? `not read: the bridge's configuration does not load here (${configProblem}); run with the bridge's environment` : 'not read: no number of this bridge named (--phone)')];
   const reader = [t.route.provider, numbers?.account(t.route.providerName)].find((p) => p && readsSipSettings(p));
   if (!reader || !readsSipSettings(reader)) return [skipped(check, `not read: ${t.route.line.number} is on a ${t.route.providerKind} account, not Meta's`)];
   try {

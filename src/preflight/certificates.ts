@@ -17,6 +17,8 @@ export interface TrustStore {
   /** PEM, for tls.connect's `ca`. */
   pem: string[];
   certs: X509Certificate[];
+  /** The files added to the public CAs (a chain verified only thanks to them is no proof for Meta). */
+  extraFiles: readonly string[];
 }
 
 export function trustStore(extraPemFiles: readonly string[]): TrustStore {
@@ -30,7 +32,7 @@ export function trustStore(extraPemFiles: readonly string[]): TrustStore {
       // A root Node ships that this OpenSSL cannot read is no root for us either.
     }
   }
-  return { pem, certs };
+  return { pem, certs, extraFiles: [...extraPemFiles] };
 }
 
 export function pemBlocks(text: string): string[] {

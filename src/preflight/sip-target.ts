@@ -73,7 +73,7 @@ export async function checkSipEndpoint(e: SipEndpoint, o: ProbeOptions): Promise
     } else results.push(skipped('no client certificate', 'not checked: openssl is not available'));
 
     results.push(hs.authorized
-      ? ok('certificate chain', 'verifies against the public CAs')
+      ? ok('certificate chain', verifiedBy(o.trust))
       : failed('certificate chain', `${explainVerifyError(hs.verifyError ?? '')} (${hs.verifyError})`));
     results.push(sent ? checkChainSent(sent, o.trust) : skipped('full chain sent', 'not checked: needs openssl'));
     if (hs.leaf) {
@@ -120,10 +120,16 @@ export function checkCertificateFiles(certFile: string, keyFile: string | null, 
     }
   }
   const problem = chainProblem(chain, o.trust, o.now);
-  results.push(problem ? failed('file chain', `${problem}`) : ok('file chain', 'verifies against the public CAs'));
+  results.push(problem ? failed('file chain', problem) : ok('file chain', verifiedBy(o.trust)));
   results.push(checkDates(leaf, o.now, 'file dates'));
   results.push(checkName(leaf, hostname, 'file name'));
   return results;
+}
+
+function verifiedBy(trust: TrustStore): string {
+  return trust.extraFiles.length === 0
+    ? 'verifies against the public CAs'
+    : `verifies against the public CAs and ${trust.extraFiles.join(', ')} (Meta trusts only public CAs)`;
 }
 
 function bounded<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
