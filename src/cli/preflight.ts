@@ -68,7 +68,7 @@ async function main(argv: string[], env: NodeJS.ProcessEnv): Promise<number> {
   const extraCa = [...(env.NODE_EXTRA_CA_CERTS ? [env.NODE_EXTRA_CA_CERTS] : []), ...args.ca];
   let probe: ProbeOptions;
   try {
-    probe = { trust: trustStore(extraCa), timeoutMs: args.timeoutMs, now: new Date(), openssl: env.PREFLIGHT_OPENSSL || 'openssl' };
+    probe = { trust: trustStore(extraCa), timeoutMs: args.timeoutMs, now: new Date(), openssl: 'openssl' };
   } catch (err) {
     return usage(`a CA file cannot be read: ${(err as Error).message}`);
   }

@@ -552,4 +552,5 @@ export const NOT_SETTINGS: Readonly<Record<string, string>> = {
   SANDBOX_SIP_PORT: 'the sandbox\'s own setting (docs/sandbox.md)',
   SANDBOX_USER_NUMBER: 'the sandbox\'s own setting (docs/sandbox.md)',
   SANDBOX_BUSINESS_NAME: 'the sandbox\'s own setting (docs/sandbox.md)',
+  NODE_EXTRA_CA_CERTS: 'Node\'s own (extra CAs); `npm run preflight` also checks chains against them, as against its --ca (docs/meta-sip.md)',
 };
