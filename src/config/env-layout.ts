@@ -138,7 +138,7 @@ export const ENV_LAYOUT: readonly EnvBlock[] = [
     title: 'Meta\'s Cloud API (WA_PROVIDER=meta)',
     entries: [
       set('META_ACCESS_TOKEN'), set('META_APP_SECRET'), set('META_VERIFY_TOKEN'), set('META_API_BASE_URL'), set('META_AUTH_HEADER'),
-      set('META_TIMEOUT_MS'),
+      set('META_TIMEOUT_MS'), set('META_SIP_TLS_CERT_FILE'), set('META_SIP_TLS_KEY_FILE'),
     ],
   },
   {

@@ -105,6 +105,8 @@ function configFrom(v: SettingValues) {
         g711: v.META_SIP_G711,
         webhooks: v.META_SIP_WEBHOOKS,
       },
+      /** The files drachtio-server's TLS contact uses for Meta's native SIP: read only by the preflight (src/cli/preflight.ts). */
+      sipTls: { certFile: v.META_SIP_TLS_CERT_FILE, keyFile: v.META_SIP_TLS_KEY_FILE },
     },
     /** Meta's native SIP, for every number in SIP mode: where the bridge meets Meta. */
     metaSip: {

@@ -147,6 +147,15 @@ export const SETTINGS = {
     doc: 'the header the token goes in: `Authorization` sends `Bearer <token>`, any other (e.g. 360dialog\'s `D360-API-KEY`) the token as is',
   }),
   META_TIMEOUT_MS: setting({ default: '5000', parse: integer(100, 60000), doc: 'bound on each request to the Graph API' }),
+  META_SIP_TLS_CERT_FILE: setting({
+    unset: none, shown: '(none)', parse: text,
+    doc: 'the certificate file (PEM, the leaf then its intermediates) drachtio-server\'s TLS contact uses for Meta\'s native SIP; read only by '
+      + '`npm run preflight`, which checks it as Meta will (chain, dates, the number\'s SIP hostname) ([docs/meta-sip.md](docs/meta-sip.md))',
+  }),
+  META_SIP_TLS_KEY_FILE: setting({
+    unset: none, shown: '(none)', parse: text,
+    doc: 'the private key file (PEM) drachtio-server\'s TLS contact uses; read only by `npm run preflight`, which checks it is the certificate\'s',
+  }),
 
   // Meta's native SIP (Meta sends and takes the calls' INVITEs over TLS) ------------------------
   META_SIP_HOSTNAME: setting({
@@ -616,4 +625,5 @@ export const NOT_SETTINGS: Readonly<Record<string, string>> = {
   SANDBOX_SIP_PORT: 'the sandbox\'s own setting (docs/sandbox.md)',
   SANDBOX_USER_NUMBER: 'the sandbox\'s own setting (docs/sandbox.md)',
   SANDBOX_BUSINESS_NAME: 'the sandbox\'s own setting (docs/sandbox.md)',
+  NODE_EXTRA_CA_CERTS: 'Node\'s own (extra CAs); `npm run preflight` also checks chains against them, as against its --ca (docs/meta-sip.md)',
 };

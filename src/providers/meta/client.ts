@@ -1,4 +1,4 @@
-import { CallingSettingsChange } from '../../calls/calling-settings';
+import { CallingSettingsChange, SipSettingsChange } from '../../calls/calling-settings';
 import { z } from 'zod';
 import { BSUID, CallRef } from '../../calls/call-events';
 import { BusinessLine, ConnectRequest, PermissionRequestBody, ProviderError, RemotePermission, WhatsAppProvider } from '../../calls/provider-port';
@@ -169,21 +169,89 @@ export class MetaClient implements WhatsAppProvider {
     return this.http.request('settings_get', 'GET', `${phonePath(line)}/settings`, undefined, RETRY);
   }
 
-  /** Sent as given (Meta's own field names: `{calling: {status, call_icon_visibility, ...}}`). */
-  /** Meta's settings body: `calling` with snake_case names (call_icon_visibility, callback_permission_status, call_hours). */
+  /**
+   * Meta's settings body: `calling` with snake_case names (call_icon_visibility, callback_permission_status,
+   * call_hours); the SIP part as `sip {status, servers: [{hostname, port}], webhook_delivery}`,
+   * `srtp_key_exchange_protocol` and `audio.additional_codecs` (PCMA and PCMU, or none).
+   */
   async updateCallingSettings(line: BusinessLine, change: CallingSettingsChange): Promise<unknown> {
     const calling: Record<string, unknown> = {};
     if (change.status !== undefined) calling.status = change.status;
     if (change.iconVisibility !== undefined) calling.call_icon_visibility = change.iconVisibility;
     if (change.callbackPermissionStatus !== undefined) calling.callback_permission_status = change.callbackPermissionStatus;
     if (change.callHours !== undefined) calling.call_hours = change.callHours;
+    if (change.sip !== undefined) Object.assign(calling, metaSipSettings(change.sip));
     return this.http.request('settings_update', 'POST', `${phonePath(line)}/settings`, { calling });
+  }
+
+  /**
+   * The number's SIP settings as Meta holds them, with its SIP password (`GET settings?include_sip_credentials=true`):
+   * what `npm run settings -- sip-password` prints and the preflight compares with the numbers file. Retried.
+   * Not on the provider port: only the tooling reads credentials.
+   */
+  async sipSettings(line: BusinessLine): Promise<MetaSipSettings> {
+    const res = await this.http.request('settings_get', 'GET', `${phonePath(line)}/settings?include_sip_credentials=true`, undefined, RETRY);
+    return readSipSettings(res);
+  }
+
+  /** Meta's SIP password for the number (null: Meta gave none, e.g. SIP was never enabled). */
+  async sipPassword(line: BusinessLine): Promise<string | null> {
+    return (await this.sipSettings(line)).password;
   }
 
   private callAction(action: MetaEndpoint, call: CallRef, extra: Record<string, unknown>, safeToRepeat = false): Promise<unknown> {
     const path = `/${encodeURIComponent(call.phoneId)}/calls`;
     return this.http.request(action, 'POST', path, { messaging_product: 'whatsapp', call_id: call.wacid, action, ...extra }, safeToRepeat ? RETRY : undefined);
   }
+}
+
+/** The SIP part of a number's calling settings, as read from Graph. */
+export interface MetaSipSettings {
+  /** sip.status; null when Meta's answer has no SIP part. */
+  status: string | null;
+  /** sip.servers[0]: the one SIP server Meta sends to (null: none set). */
+  server: { hostname: string; port: number } | null;
+  /** sip.servers[0].sip_user_password (some answers name it `password`); null: not given. */
+  password: string | null;
+  /** srtp_key_exchange_protocol, when given. */
+  srtpKeyExchange: string | null;
+}
+
+/** Whether a provider adapter can read Meta's SIP settings and password (the Graph client, or an adapter that passes them through). */
+export function readsSipSettings(p: object): p is { sipSettings(line: BusinessLine): Promise<MetaSipSettings> } {
+  return typeof (p as { sipSettings?: unknown }).sipSettings === 'function';
+}
+
+/** A SIP settings change in Meta's names (the fields of `calling` it sets). */
+export function metaSipSettings(sip: SipSettingsChange): Record<string, unknown> {
+  const out: Record<string, unknown> = {};
+  const part: Record<string, unknown> = {};
+  if (sip.status !== undefined) part.status = sip.status;
+  if (sip.hostname !== undefined) part.servers = [{ hostname: sip.hostname, port: sip.port ?? DEFAULT_SIP_PORT }];
+  if (sip.webhookDelivery !== undefined) part.webhook_delivery = sip.webhookDelivery;
+  if (Object.keys(part).length) out.sip = part;
+  if (sip.srtpKeyExchange !== undefined) out.srtp_key_exchange_protocol = sip.srtpKeyExchange;
+  if (sip.g711 !== undefined) out.audio = { additional_codecs: sip.g711 ? ['PCMA', 'PCMU'] : [] };
+  return out;
+}
+
+/** Meta sends SIP over TLS to this port unless its settings name another. */
+export const DEFAULT_SIP_PORT = 5061;
+
+function readSipSettings(res: unknown): MetaSipSettings {
+  const calling = isRecord(res) && isRecord(res.calling) ? res.calling : {};
+  const sip = isRecord(calling.sip) ? calling.sip : null;
+  const first: unknown = sip && Array.isArray(sip.servers) ? sip.servers[0] : undefined;
+  const server = isRecord(first) ? first : null;
+  const password = server ? [server.sip_user_password, server.password].find((p): p is string => typeof p === 'string' && p.length > 0) ?? null : null;
+  const port = server && typeof server.port === 'number' && Number.isInteger(server.port) ? server.port
+    : server && typeof server.port === 'string' && /^\d{1,5}$/.test(server.port) ? Number(server.port) : DEFAULT_SIP_PORT;
+  return {
+    status: sip && typeof sip.status === 'string' ? sip.status : null,
+    server: server && typeof server.hostname === 'string' ? { hostname: server.hostname, port } : null,
+    password,
+    srtpKeyExchange: typeof calling.srtp_key_exchange_protocol === 'string' ? calling.srtp_key_exchange_protocol : null,
+  };
 }
 
 /** The number's path: its phone number id (the only way Graph names a number). */

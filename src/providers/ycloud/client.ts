@@ -130,8 +130,11 @@ export class YCloudClient implements WhatsAppProvider {
     return this.http.request('settings_get', 'GET', settingsPath(line), undefined, RETRY);
   }
 
-  /** YCloud's settings body: `calling` with the change as it is named here (camelCase). */
+  /** YCloud's settings body: `calling` with the change as it is named here (camelCase); a SIP change is refused (YCloud has no SIP mode). */
   async updateCallingSettings(line: BusinessLine, change: CallingSettingsChange): Promise<unknown> {
+    if (change.sip !== undefined) {
+      throw new YCloudError(`YCloud has no SIP mode for ${line.number}: Meta's native SIP is set on a number of a Meta account (WA_PROVIDER=meta, or a meta account in NUMBERS_FILE)`, 400, null, null, null);
+    }
     return this.http.request('settings_update', 'POST', settingsPath(line), { calling: { ...change } });
   }
 

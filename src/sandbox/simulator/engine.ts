@@ -3,7 +3,7 @@ import { EventEmitter } from 'node:events';
 import http from 'node:http';
 import { AddressInfo } from 'node:net';
 import { performance } from 'node:perf_hooks';
-import { CallView, ERR, Face, Op, Outcome, SimError } from './face';
+import { CallView, ERR, Face, isRecord, Op, Outcome, SimError } from './face';
 import { MetaFace } from './meta-face';
 import {
   AccountField, FaceName, Fault, OutboundScript, PermissionChoice, SimApiCall, SimCallState, SimMediaKind, SimOp,
@@ -81,6 +81,8 @@ export class ProviderSim extends EventEmitter {
   /** Customers (number or BSUID) who gave the business no call permission: connect fails with 138006. */
   readonly noPermission = new Set<string>();
   readonly settings = new Map<string, Record<string, unknown>>();
+  /** Meta's SIP password per number (phone id), made on first read; a test may set its own. */
+  readonly sipPasswords = new Map<string, string>();
   /**
    * Whether connect needs the customer's permission as WhatsApp does (the sandbox): given by
    * answerPermission() or grant(), temporary grants expire after 7 days. Off in tests, which use `noPermission`.
@@ -530,8 +532,13 @@ export class ProviderSim extends EventEmitter {
         return { outcome: { kind: 'permissions', view: this.permissionView(op.to) } };
       case 'settings': {
         const current = this.settings.get(op.key) ?? this.wire.defaultSettings();
-        if (!op.update) return { outcome: { kind: 'settings', settings: current } };
-        const calling = { ...(current.calling as Record<string, unknown>), ...op.update };
+        if (!op.update) return { outcome: { kind: 'settings', settings: op.credentials ? this.withSipPassword(op.key, current) : current } };
+        const was = isRecord(current.calling) ? current.calling : {};
+        const calling: Record<string, unknown> = { ...was, ...op.update };
+        // Meta's nested parts are changed field by field: enabling SIP keeps the server set before.
+        for (const part of ['sip', 'audio']) {
+          if (isRecord(was[part]) && isRecord(op.update[part])) calling[part] = { ...was[part], ...op.update[part] };
+        }
         this.settings.set(op.key, { ...current, calling });
         return { outcome: { kind: 'success' } };
       }
@@ -546,6 +553,20 @@ export class ProviderSim extends EventEmitter {
         return { outcome: { kind: 'bytes', body: m.body, mimeType: m.mimeType } };
       }
     }
+  }
+
+  /** The settings as `include_sip_credentials=true` reads them: each SIP server with the number's password (`sip_user_password`). */
+  private withSipPassword(key: string, current: Record<string, unknown>): Record<string, unknown> {
+    const calling = isRecord(current.calling) ? current.calling : {};
+    const sip = isRecord(calling.sip) ? calling.sip : null;
+    if (!sip || !Array.isArray(sip.servers)) return current;
+    let password = this.sipPasswords.get(key);
+    if (password === undefined) {
+      password = crypto.randomBytes(18).toString('base64url');
+      this.sipPasswords.set(key, password);
+    }
+    const servers = sip.servers.map((s: unknown) => (isRecord(s) ? { ...s, sip_user_password: password } : s));
+    return { ...current, calling: { ...calling, sip: { ...sip, servers } } };
   }
 
   private async accept(op: Extract<Op, { op: 'pre_accept' | 'accept' }>): Promise<Executed> {

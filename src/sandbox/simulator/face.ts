@@ -8,7 +8,8 @@ export type Op =
   | { op: 'reject' | 'terminate'; wacid: string }
   | { op: 'message'; phoneId: string | null; from: string | null; to: string; permissionRequest: boolean; text: string }
   | { op: 'call_permissions'; phoneId: string; to: string }
-  | { op: 'settings'; key: string; update: Record<string, unknown> | null }
+  /** credentials: the read asks for the SIP password too (Meta's include_sip_credentials=true). */
+  | { op: 'settings'; key: string; update: Record<string, unknown> | null; credentials?: boolean }
   | { op: 'media' | 'media_download'; mediaId: string }
   | { op: 'invalid'; message: string; wacid?: string | null }
   | { op: 'not_found'; message: string };

@@ -48,8 +48,13 @@ export class MetaFace implements Face {
     if (method === 'GET' && seg.length === 1) return { op: 'media', mediaId: seg[0]! };
     if (seg.length !== 2) return notFound(method, path);
     const [phoneId, edge] = seg as [string, string];
-    if (edge === 'settings' && (method === 'GET' || method === 'POST')) {
-      return { op: 'settings', key: phoneId, update: method === 'POST' ? (isRecord(body.calling) ? body.calling : {}) : null };
+    if (edge === 'settings' && method === 'GET') {
+      return { op: 'settings', key: phoneId, update: null, credentials: query.get('include_sip_credentials') === 'true' };
+    }
+    if (edge === 'settings' && method === 'POST') {
+      const calling = isRecord(body.calling) ? body.calling : {};
+      const problem = sipSettingsProblem(calling);
+      return problem ? { op: 'invalid', message: problem } : { op: 'settings', key: phoneId, update: calling };
     }
     if (edge === 'call_permissions' && method === 'GET') {
       const waId = query.get('user_wa_id');
@@ -324,6 +329,32 @@ export class MetaFace implements Face {
     }
     return ids;
   }
+}
+
+/** What Meta refuses in the SIP part of a settings change (one server with hostname and port, known enums, G.711 codecs only). */
+function sipSettingsProblem(calling: Record<string, unknown>): string | null {
+  const { sip, srtp_key_exchange_protocol: srtp, audio } = calling;
+  if (sip !== undefined) {
+    if (!isRecord(sip)) return '(#100) Param calling[sip] must be an object';
+    if (sip.status !== undefined && sip.status !== 'ENABLED' && sip.status !== 'DISABLED') return '(#100) Param calling[sip][status] must be one of {ENABLED, DISABLED}';
+    if (sip.webhook_delivery !== undefined && sip.webhook_delivery !== 'ENABLED' && sip.webhook_delivery !== 'DISABLED') {
+      return '(#100) Param calling[sip][webhook_delivery] must be one of {ENABLED, DISABLED}';
+    }
+    if (sip.servers !== undefined) {
+      if (!Array.isArray(sip.servers) || sip.servers.length > 1) return '(#100) Param calling[sip][servers] must be an array of at most 1 server';
+      for (const server of sip.servers as unknown[]) {
+        if (!isRecord(server) || typeof server.hostname !== 'string' || !server.hostname) return '(#100) Param calling[sip][servers][0][hostname] is required';
+        const port = server.port ?? 5061;
+        if (typeof port !== 'number' || !Number.isInteger(port) || port < 1 || port > 65535) return '(#100) Param calling[sip][servers][0][port] must be a port number';
+      }
+    }
+  }
+  if (srtp !== undefined && srtp !== 'DTLS' && srtp !== 'SDES') return '(#100) Param calling[srtp_key_exchange_protocol] must be one of {DTLS, SDES}';
+  if (audio !== undefined) {
+    const codecs = isRecord(audio) ? audio.additional_codecs : undefined;
+    if (!Array.isArray(codecs) || codecs.some((c) => c !== 'PCMA' && c !== 'PCMU')) return '(#100) Param calling[audio][additional_codecs] must be an array of PCMA, PCMU';
+  }
+  return null;
 }
 
 function notFound(method: string, path: string): Op {
