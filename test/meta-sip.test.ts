@@ -4,9 +4,13 @@ import os from 'node:os';
 import path from 'node:path';
 import { CallRecord } from '../src/cdr/models';
 import { MetaSipCall } from '../src/sandbox/simulator/meta-sip';
+import { offeredAudioCodecs } from '../src/media/profiles';
+import { checkSipEndpoint } from '../src/preflight/sip-target';
+import { trustStore } from '../src/preflight/certificates';
 import { rows } from './harness/db-rows';
+import { WaUser } from './harness/wa-user';
 import { infra } from './harness/infra';
-import { MetaSipStack, SIP_DTLS, SIP_SDES, startMetaSipStack } from './harness/meta-sip-stack';
+import { BRIDGE_HOSTNAME, BridgeCert, GRAPH, MetaSipStack, SIP_DTLS, SIP_SDES, startMetaSipStack } from './harness/meta-sip-stack';
 import { RtpPhone } from './harness/rtp-phone';
 import { grantPermanentPermission } from './harness/permissions';
 import { refusalScenario, runSippUac, SippKeys, SippRun, startSippUas } from './harness/sipp';
@@ -15,6 +19,7 @@ import { whenEnded } from './harness/watch';
 
 const USER_TONE = 440; // the WhatsApp user, behind Meta
 const AGENT_TONE = 1000; // the agent, behind the PBX
+const AGENT_B_TONE = 1500; // a transfer target
 const CUSTOMER = '+6281361905133';
 
 /**
@@ -71,9 +76,9 @@ describe('Meta\'s native SIP: the bridge as the border between Meta and the PBX'
     return run;
   }
 
-  async function start(targets: Partial<{ dtls: string; sdes: string; graph: string }>, env: Record<string, string> = {}): Promise<MetaSipStack> {
+  async function start(targets: Partial<{ dtls: string; sdes: string; graph: string }>, env: Record<string, string> = {}, cert: BridgeCert = 'valid'): Promise<MetaSipStack> {
     const none = 'sip:127.0.0.1:9';
-    stack = await startMetaSipStack({ pbx: { dtls: targets.dtls ?? none, sdes: targets.sdes ?? none, graph: targets.graph ?? none }, env });
+    stack = await startMetaSipStack({ pbx: { dtls: targets.dtls ?? none, sdes: targets.sdes ?? none, graph: targets.graph ?? none }, env, cert });
     timeline = new Timeline(stack.bridge.cdr);
     return stack;
   }
@@ -127,6 +132,8 @@ describe('Meta\'s native SIP: the bridge as the border between Meta and the PBX'
       assert.equal(row.meta_sip_srtp, mode);
       assert.equal(typeof row.provider_duration, 'number', 'Meta\'s x-wa-meta-call-duration kept');
       assert.deepEqual(call.counters, { reinvitesRefused: 0, updatesRefused: 0, options: 0 });
+      // With Meta's G.711 option (the SDES number) the PBX's PCMU passes through: Meta is answered PCMU, not opus.
+      assert.equal(offeredAudioCodecs(call.remoteSdp ?? '')[0], mode === 'sdes' ? 'PCMU' : 'OPUS', `the bridge's answer to Meta:\n${call.remoteSdp}`);
       const invite = traceOf(sipp);
       assert.match(invite, /^X-WhatsApp-Call-Id: wacid\./m);
       assert.match(invite, /^X-WhatsApp-Country-Code: 62\r?$/m);
@@ -212,5 +219,205 @@ describe('Meta\'s native SIP: the bridge as the border between Meta and the PBX'
     sipps.push({ run, trace });
     await sippPassed(run);
     assert.equal(s.meta.sim.counters.businessCalls, 1, 'no INVITE reached Meta for the customer without permission');
+  });
+
+  /** Packets the user's phone got per second while `during` runs (Meta's leg: media all along). */
+  async function packetRate(p: RtpPhone, during: Promise<unknown>): Promise<{ pps: number; seconds: number }> {
+    const t0 = performance.now();
+    const n0 = p.packetsIn;
+    await during;
+    const seconds = (performance.now() - t0) / 1000;
+    return { pps: (p.packetsIn - n0) / seconds, seconds };
+  }
+
+  it('the PBX holds and resumes: Meta\'s leg gets media all along (keepalive) and never a re-INVITE', async () => {
+    const agent = await phone(AGENT_TONE, USER_TONE);
+    const sipp = await pbx('uas-hold-resume.xml', agent.port, { holdms: 6000 });
+    const s = await start({ dtls: sipp.uri }, { MEDIA_KEEPALIVE_POLL_MS: '300' });
+    const user = await phone(USER_TONE, AGENT_TONE);
+    const call = await userCalls(s, SIP_DTLS.number, user);
+    await within(user.heard.whenHeard(50), 10000, () => 'the user hears the agent');
+    await timeline!.waitFor('pbx_hold');
+    agent.mute(true); // a held desk phone sends nothing
+    const rate = await packetRate(user, timeline!.waitFor('pbx_resume', 1, 15000));
+    agent.mute(false);
+    assert.ok(rate.pps >= 40, `Meta's leg got ${rate.pps.toFixed(1)} packets/s over ${rate.seconds.toFixed(1)} s of hold`);
+    const heard = user.heard.framesWithTone;
+    await within(user.heard.whenHeard(heard + 50), 10000, () => 'the user hears the agent again after the resume');
+    await call.hangup();
+    const row = await endedRow(s, call.wacid);
+    await sippPassed(sipp);
+    assert.equal(row.outcome, 'answered');
+    const types = (await s.bridge.cdr.events(row.id)).map((e) => e.type);
+    for (const t of ['pbx_hold', 'keepalive_started', 'pbx_resume']) assert.ok(types.includes(t), `${t} in ${types.join(', ')}`);
+    assert.deepEqual(call.counters, { reinvitesRefused: 0, updatesRefused: 0, options: 0 }, 'Meta never got a re-INVITE or UPDATE');
+    assert.equal(s.meta.sim.counters.reinvitesRefused + s.meta.sim.counters.updatesRefused, 0);
+  });
+
+  it('blind transfer by REFER on the PBX side: the user talks to B, Meta sees nothing of it', async () => {
+    const a = await phone(AGENT_TONE, USER_TONE);
+    const b = await phone(AGENT_B_TONE, USER_TONE);
+    const sippB = await pbx('uas-transfer-target.xml', b.port);
+    const sippA = await pbx('uas-refer-blind.xml', a.port, { peer_port: sippB.port });
+    const s = await start({ dtls: sippA.uri });
+    const user = await phone(USER_TONE, AGENT_B_TONE);
+    const call = await userCalls(s, SIP_DTLS.number, user);
+    await timeline!.waitFor('transferred');
+    a.mute(true);
+    await within(Promise.all([user.heard.whenHeard(50), b.heard.whenHeard(25)]), 15000, () => 'the user and B hear each other');
+    const row = await endedRow(s, call.wacid); // B hangs up
+    await sippPassed(sippA);
+    await sippPassed(sippB);
+    assert.equal(row.agent, 'agent200');
+    assert.equal(row.hangup_by, 'pbx');
+    assert.equal((await within(call.ended, 5000, () => 'Meta\'s leg ended')).by, 'business', 'the bridge sent Meta the BYE');
+    assert.deepEqual(call.counters, { reinvitesRefused: 0, updatesRefused: 0, options: 0 });
+  });
+
+  it('attended transfer (Replaces) on the PBX side, and a REFER to a phone number refused with 403', async () => {
+    const a = await phone(AGENT_TONE, USER_TONE);
+    const b = await phone(AGENT_B_TONE, USER_TONE);
+    const sippB = await pbx('uas-transfer-target-replaces.xml', b.port);
+    const sippA = await pbx('uas-refer-attended.xml', a.port, { peer_port: sippB.port });
+    const refusing = await phone(AGENT_TONE, USER_TONE);
+    const sippR = await pbx('uas-refer-refused.xml', refusing.port);
+    const s = await start({ dtls: sippA.uri, sdes: sippR.uri });
+    const user = await phone(USER_TONE, AGENT_B_TONE);
+    const call = await userCalls(s, SIP_DTLS.number, user);
+    await timeline!.waitFor('transferred');
+    a.mute(true);
+    await within(user.heard.whenHeard(50), 15000, () => 'the user hears B after the attended transfer');
+    const row = await endedRow(s, call.wacid);
+    await sippPassed(sippA);
+    await sippPassed(sippB); // the INVITE to B carried Replaces
+    assert.equal(row.agent, 'agent200');
+
+    // A PSTN transfer is refused on the PBX leg (TRANSFER_REFUSE_PATTERN): the call goes on with the agent.
+    const user2 = await phone(USER_TONE, AGENT_TONE);
+    const call2 = await userCalls(s, SIP_SDES.number, user2);
+    await timeline!.waitFor('transfer_refused');
+    const heard = user2.heard.framesWithTone;
+    await within(user2.heard.whenHeard(heard + 50), 10000, () => 'the user still hears the agent after the refused REFER');
+    const row2 = await endedRow(s, call2.wacid);
+    await sippPassed(sippR);
+    assert.equal(row2.outcome, 'answered');
+    assert.deepEqual([call.counters, call2.counters], [{ reinvitesRefused: 0, updatesRefused: 0, options: 0 }, { reinvitesRefused: 0, updatesRefused: 0, options: 0 }]);
+  });
+
+  it('the agent hangs up (BYE to Meta), and Meta cancels a call still ringing (CANCEL to the PBX)', async () => {
+    const agent = await phone(AGENT_TONE, USER_TONE);
+    const sipp = await pbx('uas-answer-hangup.xml', agent.port, { talkms: 1500 });
+    const ringing = await pbx('uas-ring.xml', 9);
+    const s = await start({ dtls: sipp.uri, sdes: ringing.uri });
+    const user = await phone(USER_TONE, AGENT_TONE);
+    const call = await userCalls(s, SIP_DTLS.number, user);
+    const end = await within(call.ended, 15000, () => 'the agent\'s BYE to reach Meta');
+    assert.equal(end.by, 'business');
+    const row = await endedRow(s, call.wacid);
+    assert.deepEqual([row.outcome, row.hangup_by], ['answered', 'pbx']);
+    await sippPassed(sipp);
+
+    const user2 = await phone(USER_TONE, AGENT_TONE);
+    const call2 = s.meta.sim.userCalls({ from: CUSTOMER, to: SIP_SDES.number, phone: { address: '127.0.0.1', port: user2.port } });
+    await timeline!.waitFor('pbx_progress', 2); // the PBX rings
+    await call2.cancel();
+    const row2 = await endedRow(s, call2.wacid);
+    assert.deepEqual([row2.outcome, row2.hangup_by], ['caller_hangup', 'whatsapp']);
+    await sippPassed(ringing); // the PBX got the CANCEL
+  });
+
+  it('INVITEs on Meta\'s listener that are not Meta\'s are refused before any media: wrong password, unknown number, no credentials, a source outside META_SIP_TRUSTED_SOURCES', async () => {
+    const s = await start({});
+    const before = await rows().CallRecord.count({ where: { provider_kind: 'meta-sip' } });
+    const offer = 'v=0\r\no=- 1 1 IN IP4 127.0.0.5\r\ns=-\r\nc=IN IP4 127.0.0.5\r\nt=0 0\r\nm=audio 40000 RTP/SAVP 111\r\na=rtpmap:111 opus/48000/2\r\na=crypto:1 AES_CM_128_HMAC_SHA1_80 inline:d0RmdmcmVCspeEc3QGZiNWpVLFJhQX1cfHAwJSoj\r\n';
+    const tryInvite = async (user: string, auth?: { username: string; password: string }): Promise<number> => {
+      try {
+        await s.meta.sim.srf.createUAC(`sip:${user}@${BRIDGE_HOSTNAME}:5061;transport=tls`, {
+          localSdp: offer, proxy: `sip:127.0.0.1:${s.sip.tlsPort};transport=tls`, headers: { From: '<sip:+6281361905133@wa.meta.vc>' }, ...(auth ? { auth } : {}),
+        });
+        return 200;
+      } catch (err) {
+        return (err as { status?: number }).status ?? 0;
+      }
+    };
+    assert.equal(await tryInvite(SIP_DTLS.number, { username: SIP_DTLS.number.slice(1), password: 'guessed' }), 403);
+    assert.equal(await tryInvite('+19995550000', { username: '19995550000', password: SIP_DTLS.password }), 404);
+    assert.equal(await tryInvite(SIP_DTLS.number), 401);
+    assert.equal(await tryInvite(GRAPH.number, { username: GRAPH.number.slice(1), password: 'x' }), 404, 'a Graph number takes no SIP calls');
+    assert.equal(s.bridge.calls.active, 0);
+    assert.equal(await rows().CallRecord.count({ where: { provider_kind: 'meta-sip' } }), before, 'no call was started for any of them');
+    await s.stop();
+
+    const walled = await start({}, { META_SIP_TRUSTED_SOURCES: '192.0.2.0/24' });
+    const user = await phone(USER_TONE, AGENT_TONE);
+    const call = walled.meta.sim.userCalls({ from: CUSTOMER, to: SIP_DTLS.number, phone: { address: '127.0.0.1', port: user.port } });
+    const end = await within(call.ended, 10000, () => 'the refusal');
+    assert.equal(end.status, 403);
+  });
+
+  it('a Meta SIP number and a Graph number on one bridge: each call reaches its own PBX; Meta\'s webhooks for the SIP call only add to its CDR', async () => {
+    const agent = await phone(AGENT_TONE, USER_TONE);
+    const graphAgent = await phone(AGENT_TONE, USER_TONE);
+    const sippSip = await pbx('uas-answer.xml', agent.port);
+    const sippGraph = await pbx('uas-answer.xml', graphAgent.port);
+    const s = await start({ dtls: sippSip.uri, graph: sippGraph.uri });
+    const user = await phone(USER_TONE, AGENT_TONE);
+    const call = await userCalls(s, SIP_DTLS.number, user);
+    const graphUser = new WaUser(USER_TONE, AGENT_TONE);
+    try {
+      const g = await s.graph.userCalls(graphUser, { phoneId: GRAPH.phoneId });
+      assert.equal(g.status, 200);
+      await within(Promise.all([user.heard.whenHeard(25), graphUser.heard.whenHeard(25)]), 15000, () => 'both users hear their agent');
+
+      // Meta's call webhooks for the SIP call (sip.webhook_delivery): they must not start or end anything.
+      const webhook = (event: Record<string, unknown>) => ({
+        object: 'whatsapp_business_account',
+        entry: [{ id: GRAPH.wabaId, changes: [{ field: 'calls', value: {
+          messaging_product: 'whatsapp', metadata: { display_phone_number: SIP_DTLS.number.slice(1), phone_number_id: SIP_DTLS.phoneId },
+          calls: [{ id: call.wacid, from: CUSTOMER.slice(1), to: SIP_DTLS.number.slice(1), direction: 'USER_INITIATED', timestamp: String(Math.floor(Date.now() / 1000)), ...event }],
+        } }] }],
+      });
+      assert.equal(await s.graph.deliver(webhook({ event: 'terminate', status: 'COMPLETED', duration: 4 })), 200);
+      await timeline!.waitFor('provider_terminate');
+      const heard = user.heard.framesWithTone;
+      await within(user.heard.whenHeard(heard + 25), 5000, () => 'the SIP call goes on after Meta\'s terminate webhook');
+
+      await call.hangup();
+      await s.graph.userHangsUp(g.wacid);
+      const sipRow = await endedRow(s, call.wacid);
+      const graphRow = await endedRow(s, g.wacid);
+      assert.deepEqual([sipRow.provider_kind, sipRow.number_name], ['meta-sip', SIP_DTLS.name]);
+      assert.deepEqual([graphRow.provider_kind, graphRow.number_name], ['meta', GRAPH.name]);
+      assert.match(sipRow.pbx_target ?? '', new RegExp(`:${sippSip.port}`));
+      assert.match(graphRow.pbx_target ?? '', new RegExp(`:${sippGraph.port}`));
+      assert.equal(sipRow.hangup_by, 'whatsapp');
+      assert.equal(s.graph.requests.some((r) => r.wacid === call.wacid), false, 'no Graph call action for the SIP call');
+    } finally {
+      graphUser.close();
+    }
+  });
+
+  for (const cert of ['expired', 'other-name'] as const) {
+    it(`the bridge's certificate ${cert === 'expired' ? 'has expired' : 'is for another name'}: the preflight names it, and Meta places no call`, async () => {
+      const s = await start({}, {}, cert);
+      const results = await checkSipEndpoint({ hostname: BRIDGE_HOSTNAME, port: 5061, connect: { host: '127.0.0.1', port: s.sip.tlsPort! } },
+        { trust: trustStore([s.ca.caFile]), timeoutMs: 5000, now: new Date(), openssl: 'openssl' });
+      const failures = results.filter((r) => r.status === 'fail');
+      assert.ok(failures.length > 0, JSON.stringify(results));
+      const said = failures.map((f) => `${f.check}: ${f.detail}`).join('\n');
+      assert.match(said, cert === 'expired' ? /expired/i : new RegExp(`${BRIDGE_HOSTNAME.replace(/\./g, '\\.')}`), said);
+      const user = await phone(USER_TONE, AGENT_TONE);
+      const call = s.meta.sim.userCalls({ from: CUSTOMER, to: SIP_DTLS.number, phone: { address: '127.0.0.1', port: user.port } });
+      const end = await within(call.ended, 10000, () => 'the sim giving up');
+      assert.equal(end.status, null, `no INVITE was sent: ${end.reason}`);
+      assert.equal(s.meta.sim.counters.tlsRefusals, 1);
+    });
+  }
+
+  it('with the right certificate the preflight passes every check', async () => {
+    const s = await start({});
+    const results = await checkSipEndpoint({ hostname: BRIDGE_HOSTNAME, port: 5061, connect: { host: '127.0.0.1', port: s.sip.tlsPort! } },
+      { trust: trustStore([s.ca.caFile]), timeoutMs: 5000, now: new Date(), openssl: 'openssl' });
+    assert.deepEqual(results.filter((r) => r.status === 'fail'), [], JSON.stringify(results, null, 1));
   });
 });

@@ -245,7 +245,8 @@ export class PbxSession extends TypedEmitter<PbxSessionEvents> {
     if (held !== this.held) {
       this.held = held;
       this.emit('hold', held);
-      if (!held) this.keepalive.pbxResumed();
+      if (held) this.keepalive.pbxHeld();
+      else this.keepalive.pbxResumed();
     }
     return answer;
   }
@@ -371,6 +372,7 @@ export class PbxSession extends TypedEmitter<PbxSessionEvents> {
       this.current = answer.dialog;
       this.lastPbxSdp = answer.sdp;
       this.attach(answer.dialog);
+      if (this.held) this.keepalive.pbxResumed();
       this.held = false;
       this.emit('transferred', { ok: true, target: target.uri, agent: agentOf(answer.dialog), sipCallId: leg.sipCallId ?? '' });
       await this.notifyRefer(old, '200 OK', true);

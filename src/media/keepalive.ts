@@ -19,6 +19,8 @@ export class MediaKeepalive {
   private timer: NodeJS.Timeout | null = null;
   private last = -1;
   private quiet = 0;
+  /** The PBX holds the call (see pbxHeld). */
+  private held = false;
   private playing = false;
   private stopped = false;
   private busy: Promise<void> = Promise.resolve();
@@ -43,8 +45,18 @@ export class MediaKeepalive {
     await this.busy;
   }
 
+  /**
+   * The PBX put the user on hold: one quiet poll is enough to start the file (a held PBX that plays no
+   * music has stopped sending on purpose), so the WhatsApp side's media has a gap of one poll at most,
+   * not the whole wait meant for an agent who merely went quiet.
+   */
+  pbxHeld(): void {
+    this.held = true;
+  }
+
   /** The PBX says it is back (a resume re-INVITE): stop the file now rather than at the next poll. */
   pbxResumed(): void {
+    this.held = false;
     this.busy = this.busy.then(async () => {
       if (!this.playing || this.stopped) return;
       try {
@@ -81,7 +93,7 @@ export class MediaKeepalive {
     if (first) return;
     this.quiet = moved ? 0 : this.quiet + 1;
     try {
-      if (!this.playing && this.quiet >= this.opts.quietPolls && !this.stopped) {
+      if (!this.playing && this.quiet >= (this.held ? 1 : this.opts.quietPolls) && !this.stopped) {
         await this.media.playToWhatsApp(this.opts.file);
         this.playing = true;
         this.report('keepalive_started', { file: this.opts.file, quietMs: this.quiet * this.opts.pollMs });
