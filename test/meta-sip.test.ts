@@ -69,10 +69,23 @@ describe('Meta\'s native SIP: the bridge as the border between Meta and the PBX'
     return p;
   }
 
-  async function pbx(scenario: string, rtpPort: number, keys: SippKeys = {}): Promise<SippRun> {
+  /**
+   * A SIPp UAS playing the PBX. `sender`: the agent's phone sends to the bridge as soon as the bridge's
+   * INVITE says where, as desk phones and PBXs do (an RtpPhone alone waits for media to learn where).
+   */
+  async function pbx(scenario: string, rtpPort: number, keys: SippKeys = {}, sender?: RtpPhone): Promise<SippRun> {
     const trace = path.join(tmpDir(), `${path.basename(scenario, '.xml')}-${sipps.length}.msg`);
     const run = await startSippUas(scenario, { rtpPort, keys, extraArgs: ['-trace_msg', '-message_file', trace] });
     sipps.push({ run, trace });
+    if (sender) {
+      void until('the bridge\'s INVITE in the SIPp trace', async () => {
+        const text = fs.existsSync(trace) ? fs.readFileSync(trace, 'utf8') : '';
+        const invite = text.slice(Math.max(0, text.indexOf('INVITE sip:')));
+        const c = /^c=IN IP4 (\S+)/m.exec(invite);
+        const m = /^m=audio (\d+) /m.exec(invite);
+        return text.includes('INVITE sip:') && c && m ? { address: c[1]!, port: Number(m[1]) } : null;
+      }, 50000).then((at) => sender.retarget(at.port, at.address), () => undefined);
+    }
     return run;
   }
 
@@ -107,7 +120,7 @@ describe('Meta\'s native SIP: the bridge as the border between Meta and the PBX'
     it(`a WhatsApp user's call over Meta's SIP (${mode}): digest, the PBX's headers, the business's media first, audio both ways, Meta's BYE, the CDR`, async () => {
       const number = mode === 'dtls' ? SIP_DTLS : SIP_SDES;
       const agent = await phone(AGENT_TONE, USER_TONE);
-      const sipp = await pbx('uas-answer.xml', agent.port);
+      const sipp = await pbx('uas-answer.xml', agent.port, {}, agent);
       const s = await start({ [mode]: sipp.uri });
       const user = await phone(USER_TONE, AGENT_TONE);
       const call = await userCalls(s, number.number, user, { ctaPayload: 'spring-sale' });
@@ -232,7 +245,7 @@ describe('Meta\'s native SIP: the bridge as the border between Meta and the PBX'
 
   it('the PBX holds and resumes: Meta\'s leg gets media all along (keepalive) and never a re-INVITE', async () => {
     const agent = await phone(AGENT_TONE, USER_TONE);
-    const sipp = await pbx('uas-hold-resume.xml', agent.port, { holdms: 6000 });
+    const sipp = await pbx('uas-hold-resume.xml', agent.port, { holdms: 6000 }, agent);
     const s = await start({ dtls: sipp.uri }, { MEDIA_KEEPALIVE_POLL_MS: '300' });
     const user = await phone(USER_TONE, AGENT_TONE);
     const call = await userCalls(s, SIP_DTLS.number, user);
@@ -257,8 +270,8 @@ describe('Meta\'s native SIP: the bridge as the border between Meta and the PBX'
   it('blind transfer by REFER on the PBX side: the user talks to B, Meta sees nothing of it', async () => {
     const a = await phone(AGENT_TONE, USER_TONE);
     const b = await phone(AGENT_B_TONE, USER_TONE);
-    const sippB = await pbx('uas-transfer-target.xml', b.port);
-    const sippA = await pbx('uas-refer-blind.xml', a.port, { peer_port: sippB.port });
+    const sippB = await pbx('uas-transfer-target.xml', b.port, {}, b);
+    const sippA = await pbx('uas-refer-blind.xml', a.port, { peer_port: sippB.port }, a);
     const s = await start({ dtls: sippA.uri });
     const user = await phone(USER_TONE, AGENT_B_TONE);
     const call = await userCalls(s, SIP_DTLS.number, user);
@@ -277,10 +290,10 @@ describe('Meta\'s native SIP: the bridge as the border between Meta and the PBX'
   it('attended transfer (Replaces) on the PBX side, and a REFER to a phone number refused with 403', async () => {
     const a = await phone(AGENT_TONE, USER_TONE);
     const b = await phone(AGENT_B_TONE, USER_TONE);
-    const sippB = await pbx('uas-transfer-target-replaces.xml', b.port);
-    const sippA = await pbx('uas-refer-attended.xml', a.port, { peer_port: sippB.port });
+    const sippB = await pbx('uas-transfer-target-replaces.xml', b.port, {}, b);
+    const sippA = await pbx('uas-refer-attended.xml', a.port, { peer_port: sippB.port }, a);
     const refusing = await phone(AGENT_TONE, USER_TONE);
-    const sippR = await pbx('uas-refer-refused.xml', refusing.port);
+    const sippR = await pbx('uas-refer-refused.xml', refusing.port, {}, refusing);
     const s = await start({ dtls: sippA.uri, sdes: sippR.uri });
     const user = await phone(USER_TONE, AGENT_B_TONE);
     const call = await userCalls(s, SIP_DTLS.number, user);
@@ -306,7 +319,7 @@ describe('Meta\'s native SIP: the bridge as the border between Meta and the PBX'
 
   it('the agent hangs up (BYE to Meta), and Meta cancels a call still ringing (CANCEL to the PBX)', async () => {
     const agent = await phone(AGENT_TONE, USER_TONE);
-    const sipp = await pbx('uas-answer-hangup.xml', agent.port, { talkms: 1500 });
+    const sipp = await pbx('uas-answer-hangup.xml', agent.port, { talkms: 1500 }, agent);
     const ringing = await pbx('uas-ring.xml', 9);
     const s = await start({ dtls: sipp.uri, sdes: ringing.uri });
     const user = await phone(USER_TONE, AGENT_TONE);
@@ -358,8 +371,8 @@ describe('Meta\'s native SIP: the bridge as the border between Meta and the PBX'
   it('a Meta SIP number and a Graph number on one bridge: each call reaches its own PBX; Meta\'s webhooks for the SIP call only add to its CDR', async () => {
     const agent = await phone(AGENT_TONE, USER_TONE);
     const graphAgent = await phone(AGENT_TONE, USER_TONE);
-    const sippSip = await pbx('uas-answer.xml', agent.port);
-    const sippGraph = await pbx('uas-answer.xml', graphAgent.port);
+    const sippSip = await pbx('uas-answer.xml', agent.port, {}, agent);
+    const sippGraph = await pbx('uas-answer.xml', graphAgent.port, {}, graphAgent);
     const s = await start({ dtls: sippSip.uri, graph: sippGraph.uri });
     const user = await phone(USER_TONE, AGENT_TONE);
     const call = await userCalls(s, SIP_DTLS.number, user);
@@ -419,5 +432,43 @@ describe('Meta\'s native SIP: the bridge as the border between Meta and the PBX'
     const results = await checkSipEndpoint({ hostname: BRIDGE_HOSTNAME, port: 5061, connect: { host: '127.0.0.1', port: s.sip.tlsPort! } },
       { trust: trustStore([s.ca.caFile]), timeoutMs: 5000, now: new Date(), openssl: 'openssl' });
     assert.deepEqual(results.filter((r) => r.status === 'fail'), [], JSON.stringify(results, null, 1));
+  });
+
+  for (const mode of ['dtls', 'sdes'] as const) {
+    it(`the user's digits reach the PBX as RFC 4733 with their length (${mode})`, async () => {
+      const number = mode === 'dtls' ? SIP_DTLS : SIP_SDES;
+      const agent = new RtpPhone(AGENT_TONE, USER_TONE, { dtmfPayloadTypes: Array.from({ length: 32 }, (_, i) => 96 + i) });
+      await agent.start();
+      phones.push(agent);
+      const sipp = await pbx('uas-answer-dtmf.xml', agent.port, {}, agent);
+      const s = await start({ [mode]: sipp.uri });
+      const user = await phone(USER_TONE, AGENT_TONE);
+      const call = await userCalls(s, number.number, user);
+      await within(user.heard.whenHeard(25), 10000, () => 'the user hears the agent');
+      await user.sendDigits('19#', 200, 101);
+      const got = await agent.waitDigits(3, 10000);
+      assert.equal(got.map((d) => d.digit).join(''), '19#');
+      for (const d of got) assert.ok(d.durationMs >= 150 && d.durationMs <= 300, `digit ${d.digit} reached the PBX as ${d.durationMs} ms (pressed 200 ms)`);
+      await call.hangup();
+      const row = await endedRow(s, call.wacid);
+      const digits = (await s.bridge.cdr.events(row.id)).filter((e) => e.type === 'dtmf' && (e.detail as { from?: string } | null)?.from === 'whatsapp');
+      assert.equal(digits.map((e) => (e.detail as { digit: string }).digit).join(''), '19#');
+    });
+  }
+
+  it('a PBX that sends nothing until it hears media: the bridge gives Meta its first packet after one quiet poll, not the hold wait', async () => {
+    const agent = await phone(AGENT_TONE, USER_TONE);
+    agent.mute(true); // waits to hear before it speaks, and never does here
+    const sipp = await pbx('uas-answer.xml', agent.port);
+    const s = await start({ dtls: sipp.uri }, { MEDIA_KEEPALIVE_AFTER_MS: '8000', MEDIA_KEEPALIVE_POLL_MS: '500' });
+    const user = await phone(USER_TONE, AGENT_TONE);
+    const call = await userCalls(s, SIP_DTLS.number, user);
+    const started = await timeline!.waitFor('keepalive_started', 1, 10000);
+    assert.ok(Number((started.detail as { quietMs?: number }).quietMs) < 8000, `keepalive after ${JSON.stringify(started.detail)}`);
+    await within(new Promise<void>((r) => (call.firstPacketFrom() ? r() : call.once('media', () => r()))), 10000, () => 'Meta getting the business\'s first packet');
+    assert.equal(call.firstPacketFrom(), 'business');
+    await call.hangup();
+    const row = await endedRow(s, call.wacid);
+    assert.equal(row.outcome, 'answered');
   });
 });

@@ -263,7 +263,8 @@ export abstract class BridgedCall extends TypedEmitter<CallEvents> {
   protected markAccepted(fields: CallFields = {}): void {
     this.acceptedAt = new Date();
     if (!this.transition('accepted', { accepted_at: this.acceptedAt, ...fields })) return;
-    this.session?.startKeepalive();
+    // Meta's SIP waits for the business's first packet: a PBX that waits too must not leave both silent.
+    this.session?.startKeepalive({ eager: this.viaSip });
     this.startRecording();
   }
 

@@ -13,6 +13,7 @@ import { outcomeOfPbxFailure, shouldFailover } from './outcome';
 import { ProviderError, WhatsAppProvider } from './provider-port';
 import { NumberRoute } from './numbers-port';
 import { safeHeaderValue } from '../sip/pbx-leg';
+import { offeredAudioCodecs } from '../media/profiles';
 
 export class NotReadyError extends Error {
   constructor(message: string) {
@@ -121,10 +122,13 @@ export class InboundCall extends BridgedCall {
     // Nothing from the PBX leg reaches the WhatsApp user before accept has returned 200. And rtpengine
     // would pass on the caller's digits with a sixth of their length: the bridge sends each one itself,
     // with its real length (RFC 4733) or by INFO, from rtpengine's DTMF log.
-    const { pbxOffer, waAnswer } = await this.allocateMedia().offerFromWhatsApp(c.sdp, this.pbxCodecs);
+    // An offer with G.711 besides opus (Meta's SIP with its G.711 option) keeps its 8 kHz event clock:
+    // the events pass with the G.711 the PBX takes, and rtpengine reads their lengths right.
+    const relabelEvents = !offeredAudioCodecs(c.sdp).some((codec) => codec === 'PCMU' || codec === 'PCMA');
+    const { pbxOffer, waAnswer } = await this.allocateMedia().offerFromWhatsApp(c.sdp, this.pbxCodecs, { relabelEvents });
     this.pbxOffer = pbxOffer;
     this.checkWhatsAppAddresses(waAnswer);
-    this.relayDigits({ inject: this.deps.config.pbx.dtmfMode === 'rfc4733', durationFactor: RELABELLED_EVENT_DURATION_FACTOR });
+    this.relayDigits({ inject: this.deps.config.pbx.dtmfMode === 'rfc4733', durationFactor: relabelEvents ? RELABELLED_EVENT_DURATION_FACTOR : 1 });
     if (!(await this.admitted()) || this.isEnding || this.waEnded) return;
     this.deps.marks.mark(c.wacid, 'preaccept_sent');
     await this.provider.preAccept(this.ref, waAnswer);

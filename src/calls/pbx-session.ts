@@ -107,9 +107,9 @@ export class PbxSession extends TypedEmitter<PbxSessionEvents> {
     return this.held;
   }
 
-  /** From now on the WhatsApp user must never go without media (call accepted). */
-  startKeepalive(): void {
-    this.keepalive.start();
+  /** From now on the WhatsApp user must never go without media (call accepted); `eager`: see MediaKeepalive.start. */
+  startKeepalive(o: { eager?: boolean } = {}): void {
+    this.keepalive.start(o);
   }
 
   /** Sends a digit to the PBX as SIP INFO (application/dtmf-relay), when that is the PBX's DTMF mode. */

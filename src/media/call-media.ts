@@ -32,13 +32,14 @@ export class CallMedia {
 
   /**
    * WhatsApp's offer: rtpengine takes it (its telephone-event clock relabelled 48 kHz, so rtpengine
-   * keeps and decodes the events: see sdp.ts) and makes the plain-RTP offer for the PBX; a provisional
+   * keeps and decodes the events: see sdp.ts; not when the offer also carries G.711, whose 8 kHz clock
+   * the events then share) and makes the plain-RTP offer for the PBX; a provisional
    * answer with the PBX's codecs gives WhatsApp its answer now (pre-accept), before any PBX answers.
    * Nothing from the PBX leg reaches WhatsApp, and no WhatsApp digit reaches the PBX as RFC 4733
    * events, until unblocked (the bridge sends digits itself, with their real length, from the DTMF log).
    */
-  async offerFromWhatsApp(waOffer: string, pbxCodecs: string[]): Promise<{ pbxOffer: string; waAnswer: string }> {
-    this.waSdp = eventClockFor.toRtpengine(waOffer);
+  async offerFromWhatsApp(waOffer: string, pbxCodecs: string[], o: { relabelEvents: boolean } = { relabelEvents: true }): Promise<{ pbxOffer: string; waAnswer: string }> {
+    this.waSdp = o.relabelEvents ? eventClockFor.toRtpengine(waOffer) : waOffer;
     const base = { 'call-id': this.callId, 'from-tag': this.waTag };
     const offered = await this.rtp.offer(this.ng, { ...base, sdp: this.waSdp, ...this.plan.waOfferToPbx() });
     const pbxOffer = plainRtpSdp(String(offered.sdp ?? ''));

@@ -21,6 +21,8 @@ export class MediaKeepalive {
   private quiet = 0;
   /** The PBX holds the call (see pbxHeld). */
   private held = false;
+  /** Until the PBX's first packet (see start). */
+  private eager = false;
   private playing = false;
   private stopped = false;
   private busy: Promise<void> = Promise.resolve();
@@ -32,8 +34,14 @@ export class MediaKeepalive {
     private readonly warn: (what: string, err: unknown) => void,
   ) {}
 
-  start(): void {
+  /**
+   * `o.eager`: until the PBX's first packet, the file starts at the first poll that finds none (Meta's
+   * SIP sends nothing until the business side has: a PBX that waits for media before sending would
+   * otherwise leave both sides silent until the quiet wait ran out).
+   */
+  start(o: { eager?: boolean } = {}): void {
     if (this.timer || this.stopped) return;
+    this.eager = o.eager === true;
     this.schedule();
   }
 
@@ -90,10 +98,11 @@ export class MediaKeepalive {
     const moved = this.last >= 0 && packets !== this.last;
     const first = this.last < 0;
     this.last = packets;
-    if (first) return;
+    if (packets > 0) this.eager = false;
+    if (first && !this.eager) return;
     this.quiet = moved ? 0 : this.quiet + 1;
     try {
-      if (!this.playing && this.quiet >= (this.held ? 1 : this.opts.quietPolls) && !this.stopped) {
+      if (!this.playing && (this.eager || this.quiet >= (this.held ? 1 : this.opts.quietPolls)) && !this.stopped) {
         await this.media.playToWhatsApp(this.opts.file);
         this.playing = true;
         this.report('keepalive_started', { file: this.opts.file, quietMs: this.quiet * this.opts.pollMs });
