@@ -1,5 +1,7 @@
 import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
 import fs from 'node:fs';
+import { promisify } from 'node:util';
 import os from 'node:os';
 import path from 'node:path';
 import { CallRecord } from '../src/cdr/models';
@@ -18,6 +20,7 @@ import { Timeline, until, within } from './harness/timeline';
 import { whenEnded } from './harness/watch';
 
 const USER_TONE = 440; // the WhatsApp user, behind Meta
+const execFileP = promisify(execFile);
 const AGENT_TONE = 1000; // the agent, behind the PBX
 const AGENT_B_TONE = 1500; // a transfer target
 const CUSTOMER = '+6281361905133';
@@ -204,6 +207,9 @@ describe('Meta\'s native SIP: the bridge as the border between Meta and the PBX'
       assert.equal(s.meta.sim.counters.authFailures + s.meta.sim.counters.fromMismatches, 0);
       assert.equal(call.user, CUSTOMER);
       assert.equal(call.business, number.number);
+      // No session timer is imposed on Meta's leg (Meta takes no re-INVITE to refresh one).
+      const headerNames = Object.keys(call.inviteHeaders).map((h) => h.toLowerCase());
+      assert.ok(!headerNames.includes('session-expires') && !/\btimer\b/i.test(call.inviteHeaders['require'] ?? ''), JSON.stringify(call.inviteHeaders));
       await call.hangup();
       await sippPassed(sipp); // the agent got 180, 200, then the BYE
       const row = await endedByWacid(call.wacid);
@@ -427,11 +433,27 @@ describe('Meta\'s native SIP: the bridge as the border between Meta and the PBX'
     });
   }
 
-  it('with the right certificate the preflight passes every check', async () => {
+  it('with the right certificate the preflight passes every check; its command reads the SIP numbers from NUMBERS_FILE and compares them with Meta\'s settings', async () => {
     const s = await start({});
     const results = await checkSipEndpoint({ hostname: BRIDGE_HOSTNAME, port: 5061, connect: { host: '127.0.0.1', port: s.sip.tlsPort! } },
       { trust: trustStore([s.ca.caFile]), timeoutMs: 5000, now: new Date(), openssl: 'openssl' });
     assert.deepEqual(results.filter((r) => r.status === 'fail'), [], JSON.stringify(results, null, 1));
+
+    // Meta's side as the settings command would have set it: the SIP server and the number's password.
+    s.graph.sipPasswords.set(SIP_DTLS.phoneId, SIP_DTLS.password);
+    s.graph.settings.set(SIP_DTLS.phoneId, { calling: { status: 'ENABLED', sip: { status: 'ENABLED', servers: [{ hostname: BRIDGE_HOSTNAME, port: 5061 }] } } });
+    const run = (phone: string) => execFileP(process.execPath, [path.join(__dirname, '..', 'src', 'cli', 'preflight.js'), '--phone', phone,
+      '--connect', `127.0.0.1:${s.sip.tlsPort}`, '--ca', s.ca.caFile], { env: { ...process.env, ...s.env }, timeout: 30000 }).then(
+      (r) => ({ code: 0, out: r.stdout + r.stderr }), (err: { code?: number; stdout?: string; stderr?: string }) => ({ code: err.code ?? -1, out: `${err.stdout ?? ''}${err.stderr ?? ''}` }));
+    const good = await run(SIP_DTLS.number);
+    assert.equal(good.code, 0, good.out);
+    assert.match(good.out, /password/i);
+    // The SDES number's password at Meta differs from the bridge's: named, exit 1.
+    s.graph.sipPasswords.set(SIP_SDES.phoneId, 'rotated-at-meta');
+    s.graph.settings.set(SIP_SDES.phoneId, { calling: { status: 'ENABLED', sip: { status: 'ENABLED', servers: [{ hostname: BRIDGE_HOSTNAME, port: 5061 }] } } });
+    const bad = await run(SIP_SDES.number);
+    assert.equal(bad.code, 1, bad.out);
+    assert.match(bad.out, /FAIL.*password/i, bad.out);
   });
 
   for (const mode of ['dtls', 'sdes'] as const) {

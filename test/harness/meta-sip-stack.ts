@@ -37,6 +37,8 @@ export interface MetaSipStack {
   ca: TestCa;
   /** The certificate the listener presents. */
   cert: IssuedCert;
+  /** The bridge's settings (as an environment: what a command run beside it needs). */
+  env: Record<string, string>;
   stop(): Promise<void>;
 }
 
@@ -93,7 +95,7 @@ export async function startMetaSipStack(o: { pbx: { dtls: string; sdes: string; 
     parts.push(async () => {
       for (const k of Object.keys(env)) delete process.env[k];
     });
-    const config = loadConfig({
+    const bridgeEnv: Record<string, string> = {
       ...infraEnv(), ...env,
       DRACHTIO_PORT: String(sip.adminPort), DRACHTIO_SECRET: sip.secret,
       NUMBERS_FILE: file,
@@ -101,13 +103,14 @@ export async function startMetaSipStack(o: { pbx: { dtls: string; sdes: string; 
       META_SIP_LISTEN_PORT: String(sip.tlsPort),
       META_SIP_PROXY: `sip:${meta.tlsContact.host}:${meta.tlsContact.port};transport=tls`,
       ...o.env,
-    });
+    };
+    const config = loadConfig(bridgeEnv);
     const bridge = new Bridge(config, createLogger(config.logLevel));
     watch(bridge);
     await bridge.start({ sipWaitMs: 5000 });
     parts.push(() => bridge.stop());
     graph.webhookUrl = `http://127.0.0.1:${bridge.httpPort}/webhooks/meta`;
-    return { bridge, meta, graph, sip, ca, cert, stop };
+    return { bridge, meta, graph, sip, ca, cert, env: bridgeEnv, stop };
   } catch (err) {
     await stop();
     throw err;

@@ -1,6 +1,7 @@
 import { NgParams } from 'rtpengine-client';
 import { NgAddress, RtpEngine } from '../../../media/rtpengine';
 import { summarizeMediaStats } from '../../../media/stats';
+import { SDES_SUITES_BUT_META } from '../../../media/profiles';
 import { onlyMetaCrypto, OPUS_TRANSCODE, phoneSdp, toMetaShape } from './sdp-shapes';
 import type { MetaSrtp, RtpAddress } from './types';
 
@@ -13,17 +14,13 @@ import type { MetaSrtp, RtpAddress } from './types';
 export const USER_TAG = 'wa-user';
 export const BUSINESS_TAG = 'business';
 
-const SDES_OTHER_SUITES = [
-  'AEAD_AES_256_GCM', 'AEAD_AES_128_GCM', 'AES_256_CM_HMAC_SHA1_80', 'AES_256_CM_HMAC_SHA1_32', 'AES_192_CM_HMAC_SHA1_80',
-  'AES_192_CM_HMAC_SHA1_32', 'AES_CM_128_HMAC_SHA1_32', 'F8_128_HMAC_SHA1_80', 'F8_128_HMAC_SHA1_32', 'NULL_HMAC_SHA1_80', 'NULL_HMAC_SHA1_32',
-];
 
 /** ng flags for the SDP going toward the bridge (Meta's leg). `lite`: which way rtpengine plays ICE-lite. */
 function metaLeg(mode: MetaSrtp, lite: 'forward' | 'backward'): NgParams {
   return mode === 'dtls'
     ? { 'transport-protocol': 'UDP/TLS/RTP/SAVPF', ICE: 'force', 'ICE-lite': lite, SDES: ['off'], 'rtcp-mux': ['require'] }
     // One AES_CM_128_HMAC_SHA1_80 key, as Meta offers (rtpengine would list twelve suites).
-    : { 'transport-protocol': 'RTP/SAVP', ICE: 'remove', DTLS: 'off', SDES: SDES_OTHER_SUITES.map((s) => `no-${s}`) };
+    : { 'transport-protocol': 'RTP/SAVP', ICE: 'remove', DTLS: 'off', SDES: SDES_SUITES_BUT_META.map((s) => `no-${s}`) };
 }
 
 export class SimMedia {
