@@ -140,7 +140,7 @@ export class Bridge {
     this.recorder = config.recording.enabled ? new Recorder(config.recording, this.rtp, this.cdr, log) : null;
     this.recorder?.on('finished', (callId: string, file: string) => this.observer.tell('recording-finished', callId, file));
     // Meta's SIP border: its numbers' call actions are SIP, their other requests their Meta account's.
-    this.metaSip = new MetaSipBorder(this.sip.srf, { ...config.metaSip, timeoutMs: config.pbx.responseTimeoutMs }, () => this.numbers, log);
+    this.metaSip = new MetaSipBorder(this.sip.srf, { ...config.metaSip, timeoutMs: config.pbx.responseTimeoutMs }, () => this.numbers, log, this.metrics);
     this.numbers = loadNumbers(config, this.metrics, log, process.env, {
       sipProvider: (graph, mode, line, account) => new MetaSipProvider(this.metaSip, graph, { sip: mode, line, account }),
     });

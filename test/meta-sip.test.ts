@@ -10,6 +10,7 @@ import { offeredAudioCodecs } from '../src/media/profiles';
 import { checkSipEndpoint } from '../src/preflight/sip-target';
 import { trustStore } from '../src/preflight/certificates';
 import { rows } from './harness/db-rows';
+import { parsePromText, sampleSum } from './harness/prom-text';
 import { WaUser } from './harness/wa-user';
 import { infra } from './harness/infra';
 import { BRIDGE_HOSTNAME, BridgeCert, GRAPH, MetaSipStack, SIP_DTLS, SIP_SDES, startMetaSipStack } from './harness/meta-sip-stack';
@@ -364,6 +365,10 @@ describe('Meta\'s native SIP: the bridge as the border between Meta and the PBX'
     assert.equal(await tryInvite(SIP_DTLS.number), 401);
     assert.equal(await tryInvite(GRAPH.number, { username: GRAPH.number.slice(1), password: 'x' }), 404, 'a Graph number takes no SIP calls');
     assert.equal(s.bridge.calls.active, 0);
+    const counted = parsePromText(await s.bridge.metrics.text());
+    for (const [result, n] of [['refused_credentials', 1], ['refused_number', 2], ['challenged', 2]] as const) {
+      assert.equal(sampleSum(counted, 'wasb_meta_sip_invites_total', { result }), n, `${result}: ${n}`);
+    }
     assert.equal(await rows().CallRecord.count({ where: { provider_kind: 'meta-sip' } }), before, 'no call was started for any of them');
     await s.stop();
 

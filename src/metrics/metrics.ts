@@ -51,6 +51,10 @@ export type InviteResult =
   /** A header the bridge would act on that is not what it must be: 400. */
   | 'refused_malformed';
 
+/** What became of an INVITE on Meta's SIP listener (a WhatsApp user's call to a number in SIP mode). */
+export type MetaSipInviteResult =
+  | 'accepted' | 'challenged' | 'refused_source' | 'refused_number' | 'refused_credentials' | 'refused_sdp' | 'refused_duplicate';
+
 /**
  * The `type` label's values: YCloud's event types, then Meta's delivery types (one per call event,
  * status and message of an envelope: `calls.<event>`, `statuses.<call|message>`, `messages.<type>`,
@@ -105,6 +109,7 @@ export class Metrics {
   private readonly sipTotal: Counter<'method' | 'result'>;
   private readonly sipSeconds: Histogram<'method'>;
   private readonly invites: Counter<'result'>;
+  private readonly metaSipInvites: Counter<'result'>;
   private readonly drachtioDrops: Counter;
   private readonly webhooks: Counter<'type' | 'result'>;
   private readonly permissionRequests: Counter<'source' | 'result'>;
@@ -173,6 +178,10 @@ export class Metrics {
     });
     this.invites = new Counter({
       name: 'wasb_sip_invites_received_total', help: 'INVITEs from agents\' phones (outbound calls) at the door, by result.',
+      labelNames: ['result'] as const, registers,
+    });
+    this.metaSipInvites = new Counter({
+      name: 'wasb_meta_sip_invites_total', help: 'INVITEs on Meta\'s SIP listener (users\' calls to numbers in SIP mode), by result: refused ones never reach media.',
       labelNames: ['result'] as const, registers,
     });
     new Gauge({
@@ -277,6 +286,10 @@ export class Metrics {
 
   inviteReceived(result: InviteResult): void {
     safe(() => this.invites.inc({ result }));
+  }
+
+  metaSipInvite(result: MetaSipInviteResult): void {
+    safe(() => this.metaSipInvites.inc({ result }));
   }
 
   drachtioDisconnected(): void {

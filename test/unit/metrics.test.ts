@@ -14,7 +14,7 @@ const NAMES = [
   'wasb_calls_in_progress', 'wasb_calls_total', 'wasb_call_setup_seconds', 'wasb_ycloud_requests_total', 'wasb_ycloud_request_seconds',
   'wasb_meta_requests_total', 'wasb_meta_request_seconds',
   'wasb_rtpengine_commands_total', 'wasb_rtpengine_command_seconds', 'wasb_sip_requests_total', 'wasb_sip_request_seconds',
-  'wasb_sip_invites_received_total', 'wasb_drachtio_connected', 'wasb_drachtio_disconnects_total', 'wasb_webhook_events_total',
+  'wasb_sip_invites_received_total', 'wasb_meta_sip_invites_total', 'wasb_drachtio_connected', 'wasb_drachtio_disconnects_total', 'wasb_webhook_events_total',
   'wasb_permission_requests_total', 'wasb_permission_replies_total', 'wasb_call_mos',
 ];
 

@@ -4,6 +4,7 @@ import { EventContext, sipEventContext } from '../../calls/event-context';
 import { MetaSipMode, NumberDirectory, NumberRoute } from '../../calls/numbers-port';
 import { BusinessLine, ConnectRequest, ProviderError } from '../../calls/provider-port';
 import { Logger } from '../../log';
+import { Metrics } from '../../metrics/metrics';
 import { DigestAuth, DigestVerdict, SourceAllowList } from '../../sip/trust';
 import { BSUID } from '../../util/numbers';
 import { durationOf, metaHeader, META_HEADERS, offerFromInvite, sipCallKey, uriUser } from './headers';
@@ -71,6 +72,7 @@ export class MetaSipBorder {
     private readonly settings: MetaSipSettings,
     private readonly numbers: () => NumberDirectory,
     private readonly log: Logger,
+    private readonly metrics: Pick<Metrics, 'metaSipInvite'>,
   ) {
     this.allow = settings.trustedSources.length > 0 ? new SourceAllowList(settings.trustedSources) : null;
   }
@@ -105,6 +107,7 @@ export class MetaSipBorder {
     const source = req.source_address;
     if (this.allow && !this.allow.allows(source)) {
       this.log.warn({ source }, 'Meta SIP: INVITE from a source outside META_SIP_TRUSTED_SOURCES refused');
+      this.metrics.metaSipInvite('refused_source');
       res.send(403, 'Forbidden', {});
       return;
     }
@@ -112,23 +115,27 @@ export class MetaSipBorder {
     const route = user ? this.numbers().bySipUser(user) : null;
     if (!route?.sip) {
       this.log.warn({ source, dialled: user }, 'Meta SIP: INVITE for no number in SIP mode refused');
+      this.metrics.metaSipInvite('refused_number');
       res.send(404, 'Not Found', {});
       return;
     }
     const verdict = this.digestFor(route.sip).verify('INVITE', req.uri, req.get('Authorization') || undefined);
     if (verdict !== 'ok') return this.challenge(res, route, verdict, source);
     if (!req.body || !/^m=audio /m.test(req.body)) {
+      this.metrics.metaSipInvite('refused_sdp');
       res.send(488, 'Not Acceptable Here', { headers: { Reason: 'SIP;cause=488;text="no audio offer"' } });
       return;
     }
     const offer = offerFromInvite(req, route);
     if (this.legs.has(offer.wacid)) {
       // A second INVITE for a call already taken (a retransmission is absorbed by the SIP stack).
+      this.metrics.metaSipInvite('refused_duplicate');
       res.send(482, 'Loop Detected', {});
       return;
     }
     const leg: Leg = { direction: 'inbound', account: route.providerName, phoneId: offer.phoneId, req, res, dialog: null, final: false, over: false };
     this.legs.set(offer.wacid, leg);
+    this.metrics.metaSipInvite('accepted');
     req.on('cancel', () => {
       leg.final = true;
       this.over(offer.wacid, leg, { cause: 'CANCELLED', durationS: null });
@@ -317,10 +324,12 @@ export class MetaSipBorder {
 
   private challenge(res: Srf.SrfResponse, route: NumberRoute, verdict: DigestVerdict, source: string): void {
     if (verdict === 'missing' || verdict === 'stale') {
+      this.metrics.metaSipInvite('challenged');
       res.send(401, 'Unauthorized', { headers: { 'WWW-Authenticate': this.digestFor(route.sip!).challenge(verdict === 'stale') } });
       return;
     }
     this.log.warn({ source, number: route.name, verdict }, 'Meta SIP: INVITE with wrong digest credentials refused');
+    this.metrics.metaSipInvite('refused_credentials');
     res.send(403, 'Forbidden', {});
   }
 
