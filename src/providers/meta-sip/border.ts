@@ -7,7 +7,7 @@ import { Logger } from '../../log';
 import { Metrics } from '../../metrics/metrics';
 import { DigestAuth, DigestVerdict, SourceAllowList } from '../../sip/trust';
 import { BSUID } from '../../util/numbers';
-import { durationOf, metaHeader, META_HEADERS, offerFromInvite, sipCallKey, uriUser } from './headers';
+import { durationOf, metaHeader, META_HEADERS, offerFromInvite, sipCallKey, uriHost, uriUser } from './headers';
 import { sessionRefreshAnswer } from './session-refresh';
 
 /** The bridge-wide side of Meta's SIP (config.metaSip). */
@@ -89,14 +89,19 @@ export class MetaSipBorder {
 
   /**
    * Whether an INVITE is Meta's: it came over TLS on Meta's listener port (drachtio-server says where
-   * it was received), and some number is in SIP mode. Agents' INVITEs never arrive there.
+   * it was received), and it names a number in SIP mode or comes from Meta's domain. A PBX may share
+   * the TLS port: its agents' INVITEs dial customers, not the business's SIP numbers, and go to the
+   * agents' door with its rules (trusted sources, digest).
    */
   isMetaInvite(req: Srf.SrfRequest): boolean {
     if (String(req.protocol).toLowerCase() !== 'tls') return false;
-    if (!this.numbers().all().some((r) => r.sip)) return false;
     const on = (req as unknown as { receivedOn?: string }).receivedOn;
     const port = on ? Number(/:(\d+)$/.exec(on)?.[1]) : NaN;
-    return Number.isFinite(port) ? port === this.settings.listenPort : true;
+    if (Number.isFinite(port) && port !== this.settings.listenPort) return false;
+    const user = uriUser(req.uri);
+    if (user && this.numbers().bySipUser(user)) return true;
+    const from = /<([^>]+)>/.exec(req.get('From'))?.[1] ?? req.get('From');
+    return uriHost(from) === this.settings.domain.toLowerCase();
   }
 
   /**
