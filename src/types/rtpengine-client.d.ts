@@ -11,6 +11,8 @@ declare module 'rtpengine-client' {
     delete(port: number, host: string, params: NgParams): Promise<NgResponse>;
     query(port: number, host: string, params: NgParams): Promise<NgResponse>;
     ping(port: number, host: string): Promise<NgResponse>;
+    /** The call-ids rtpengine holds (`limit`: at most this many). */
+    list(port: number, host: string, params: NgParams): Promise<NgResponse>;
     blockMedia(port: number, host: string, params: NgParams): Promise<NgResponse>;
     unblockMedia(port: number, host: string, params: NgParams): Promise<NgResponse>;
     playMedia(port: number, host: string, params: NgParams): Promise<NgResponse>;

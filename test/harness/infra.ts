@@ -55,6 +55,11 @@ export async function startInfra(): Promise<Infra> {
   return infra;
 }
 
+/** The run's rtpengine process (the one the bridges under test use), for benchmarks that read its CPU time. */
+export function infraRtpengine(): ManagedProcess | null {
+  return rtpengine;
+}
+
 export async function stopInfra(): Promise<void> {
   await infra.drachtio?.proc.stop();
   await rtpengine?.stop();

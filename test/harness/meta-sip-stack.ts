@@ -4,7 +4,7 @@ import path from 'node:path';
 import { Bridge } from '../../src/app';
 import { loadConfig } from '../../src/config';
 import { createLogger } from '../../src/log';
-import { LocalMetaSipSim, MetaSipNumber, startMetaSipSim } from '../../src/sandbox/simulator/meta-sip';
+import { LocalMetaSipSim, MetaSipNumber, MetaSrtp, startMetaSipSim } from '../../src/sandbox/simulator/meta-sip';
 import { infraEnv, startSim } from './bridge';
 import { DrachtioServer, findDrachtio, startDrachtio } from './drachtio';
 import { issueCert, IssuedCert, makeTestCa, TestCa } from './test-ca';
@@ -22,6 +22,9 @@ export const BRIDGE_HOSTNAME = 'sip.bridge.test';
 export const SIP_DTLS = { name: 'sip-dtls', number: DEFAULT_LINE.number, phoneId: DEFAULT_LINE.phoneId, password: 'dtls-sip-password' } as const;
 export const SIP_SDES = { name: 'sip-sdes', number: '+6283138205161', phoneId: '461269257068832', password: 'sdes-sip-password' } as const;
 export const GRAPH = { name: 'graph', number: '+6283138205162', phoneId: '461269257068833', wabaId: DEFAULT_LINE.wabaId } as const;
+
+/** A SIP number's SRTP keying and G.711 option, set alike on Meta's side and in the bridge's NUMBERS_FILE. */
+export interface SipNumberMedia { srtp: MetaSrtp; g711: boolean }
 
 /** Which certificate the bridge's TLS listener presents: Meta refuses all but `valid`. */
 export type BridgeCert = 'valid' | 'expired' | 'other-name';
@@ -46,9 +49,16 @@ export interface MetaSipStack {
  * A bridge with numbers in Meta's SIP mode, end to end over real SIP and TLS: its own drachtio-server
  * with a TLS listener presenting `cert` (signed by a test CA the simulator trusts, as Meta trusts
  * public CAs), the Meta SIP simulator (its own drachtio-server and rtpengine on 127.0.0.5), and the
- * Graph simulator. `pbx`: each number's PBX target.
+ * Graph simulator. `pbx`: each number's PBX target. `media`: overrides the two SIP numbers' SRTP keying
+ * and G.711 option (by default SIP_DTLS is DTLS without G.711, SIP_SDES is SDES with it), e.g. for a
+ * benchmark comparing G.711 pass-through with opus transcoding under one SRTP mode.
  */
-export async function startMetaSipStack(o: { pbx: { dtls: string; sdes: string; graph: string }; env?: Record<string, string>; cert?: BridgeCert }): Promise<MetaSipStack> {
+export async function startMetaSipStack(o: {
+  pbx: { dtls: string; sdes: string; graph: string }; env?: Record<string, string>; cert?: BridgeCert;
+  media?: Partial<Record<'dtls' | 'sdes', SipNumberMedia>>;
+}): Promise<MetaSipStack> {
+  const dtls: SipNumberMedia = o.media?.dtls ?? { srtp: 'dtls', g711: false };
+  const sdes: SipNumberMedia = o.media?.sdes ?? { srtp: 'sdes', g711: true };
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'wasb-meta-sip-stack-'));
   const ca = makeTestCa(dir);
   const names = o.cert === 'other-name' ? ['sip.elsewhere.test'] : [BRIDGE_HOSTNAME];
@@ -61,8 +71,8 @@ export async function startMetaSipStack(o: { pbx: { dtls: string; sdes: string; 
     const sip = await startDrachtio(findDrachtio()!, { tls: cert });
     parts.push(() => sip.proc.stop());
     const numbers: MetaSipNumber[] = [
-      { number: SIP_DTLS.number, phoneId: SIP_DTLS.phoneId, hostname: BRIDGE_HOSTNAME, password: SIP_DTLS.password, srtp: 'dtls' },
-      { number: SIP_SDES.number, phoneId: SIP_SDES.phoneId, hostname: BRIDGE_HOSTNAME, password: SIP_SDES.password, srtp: 'sdes', g711: true },
+      { number: SIP_DTLS.number, phoneId: SIP_DTLS.phoneId, hostname: BRIDGE_HOSTNAME, password: SIP_DTLS.password, ...dtls },
+      { number: SIP_SDES.number, phoneId: SIP_SDES.phoneId, hostname: BRIDGE_HOSTNAME, password: SIP_SDES.password, ...sdes },
     ];
     const meta = await startMetaSipSim({ bridge: { host: '127.0.0.1', port: sip.tlsPort! }, ca: ca.caFile, numbers, timeoutMs: 5000 });
     parts.push(() => meta.stop());
@@ -85,9 +95,9 @@ export async function startMetaSipStack(o: { pbx: { dtls: string; sdes: string; 
       '    verifyToken: { env: META_SIP_STACK_VERIFY }',
       'numbers:',
       `  - { name: ${SIP_DTLS.name}, number: "${SIP_DTLS.number}", phoneId: "${SIP_DTLS.phoneId}", provider: meta, agentDefault: true,`,
-      `      pbx: { targets: ["${o.pbx.dtls}"] }, sip: { hostname: ${BRIDGE_HOSTNAME}, password: { env: META_SIP_STACK_DTLS }, srtp: dtls } }`,
+      `      pbx: { targets: ["${o.pbx.dtls}"] }, sip: { hostname: ${BRIDGE_HOSTNAME}, password: { env: META_SIP_STACK_DTLS }, srtp: ${dtls.srtp}, g711: ${dtls.g711} } }`,
       `  - { name: ${SIP_SDES.name}, number: "${SIP_SDES.number}", phoneId: "${SIP_SDES.phoneId}", provider: meta,`,
-      `      pbx: { targets: ["${o.pbx.sdes}"] }, sip: { hostname: ${BRIDGE_HOSTNAME}, password: { env: META_SIP_STACK_SDES }, srtp: sdes, g711: true } }`,
+      `      pbx: { targets: ["${o.pbx.sdes}"] }, sip: { hostname: ${BRIDGE_HOSTNAME}, password: { env: META_SIP_STACK_SDES }, srtp: ${sdes.srtp}, g711: ${sdes.g711} } }`,
       `  - { name: ${GRAPH.name}, number: "${GRAPH.number}", phoneId: "${GRAPH.phoneId}", provider: meta, pbx: { targets: ["${o.pbx.graph}"] } }`,
       '',
     ].join('\n'));
