@@ -16,7 +16,7 @@ import { infra } from './harness/infra';
 import { BRIDGE_HOSTNAME, BridgeCert, GRAPH, MetaSipStack, SIP_DTLS, SIP_SDES, startMetaSipStack } from './harness/meta-sip-stack';
 import { RtpPhone } from './harness/rtp-phone';
 import { grantPermanentPermission } from './harness/permissions';
-import { refusalScenario, runSippUac, SippKeys, SippRun, startSippUas } from './harness/sipp';
+import { refusalScenario, runSippUac, SippKeys, SippRun, printSippTraces, startSippUas } from './harness/sipp';
 import { Timeline, until, within } from './harness/timeline';
 import { whenEnded } from './harness/watch';
 
@@ -45,10 +45,7 @@ describe('Meta\'s native SIP: the bridge as the border between Meta and the PBX'
 
   afterEach(async function () {
     if (this.currentTest?.state === 'failed') {
-      for (const s of sipps) {
-        const trace = fs.existsSync(s.trace) ? fs.readFileSync(s.trace, 'utf8') : '(no trace)';
-        console.log(`\n--- ${s.run.proc.name} SIP trace, last 5000 chars:\n${trace.slice(-5000)}\n--- output:\n${s.run.proc.output.slice(-1500)}`);
-      }
+      printSippTraces(sipps);
       console.log(`--- timeline: ${timeline?.types().join(', ')}`);
     }
     for (const c of stack?.meta.sim.calls ?? []) if (!c.isEnded) await c.hangup().catch(() => undefined);

@@ -10,7 +10,7 @@ import { forEachProvider, ProviderName, startStack, TestStack } from './harness/
 import { infra } from './harness/global-setup';
 import { freePort } from './harness/processes';
 import { RtpPhone, RtpPhoneOptions } from './harness/rtp-phone';
-import { runSippUac, SippKeys, SippRun, startSippUas } from './harness/sipp';
+import { runSippUac, SippKeys, SippRun, printSippTraces, startSippUas } from './harness/sipp';
 import { sineFrame, ToneDetector } from './harness/tone';
 import { Timeline, until, within } from './harness/timeline';
 import { WaUser } from './harness/wa-user';
@@ -92,10 +92,7 @@ function midCallRequests(provider: ProviderName): void {
 
   afterEach(async function () {
     if (this.currentTest?.state === 'failed') {
-      for (const s of sipps) {
-        const trace = fs.existsSync(s.trace) ? fs.readFileSync(s.trace, 'utf8') : '(no trace)';
-        console.log(`\n--- ${s.run.proc.name} (port ${s.run.port}) SIP trace, last 6000 chars:\n${trace.slice(-6000)}\n--- output:\n${s.run.proc.output.slice(-1500)}`);
-      }
+      printSippTraces(sipps);
       console.log(`--- timeline: ${timeline?.types().join(', ')}`);
     }
     user?.close();

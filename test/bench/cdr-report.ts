@@ -10,7 +10,7 @@ import { CallFilter, Cursor, GroupBy, parseFilter, parseTime } from '../../src/r
 import { BoundSql, listSql, summarySettingsSql, summarySql } from '../../src/reports/sql';
 import { ReportStore } from '../../src/reports/store';
 import { ReportAdmission } from '../../src/reports/admission';
-import { infra, startInfra, stopInfra } from '../harness/infra';
+import { infra, startInfra, runBench } from '../harness/infra';
 
 /**
  * Reporting-query benchmark: fills a fresh, migrated database with N synthetic CDRs (default 1,000,000,
@@ -218,14 +218,4 @@ async function main(): Promise<void> {
   await db.close();
 }
 
-main().then(
-  async () => {
-    await stopInfra();
-    process.exit(0);
-  },
-  async (err: unknown) => {
-    console.error(err);
-    await stopInfra();
-    process.exit(1);
-  },
-);
+runBench(main);

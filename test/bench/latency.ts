@@ -1,6 +1,6 @@
 import { Bridge } from '../../src/app';
 import { PROVIDERS, ProviderName, startStack } from '../harness/bridge';
-import { infra, startInfra, stopInfra } from '../harness/infra';
+import { infra, startInfra, runBench } from '../harness/infra';
 import { RtpPhone } from '../harness/rtp-phone';
 import { runSippUac, startSippUas } from '../harness/sipp';
 import { WaUser } from '../harness/wa-user';
@@ -167,14 +167,4 @@ async function startInfraIfNeeded(): Promise<void> {
   if (!infra.databaseUrl) await startInfra();
 }
 
-main().then(
-  async () => {
-    await stopInfra();
-    process.exit(0);
-  },
-  async (err: unknown) => {
-    console.error(err);
-    await stopInfra().catch(() => undefined); // never leave rtpengine and drachtio-server behind
-    process.exit(1);
-  },
-);
+runBench(main);

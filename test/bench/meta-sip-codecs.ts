@@ -5,7 +5,7 @@ import Srf from 'drachtio-srf';
 import { Client } from 'rtpengine-client';
 import { offeredAudioCodecs } from '../../src/media/profiles';
 import { MetaSipCall, MetaSrtp } from '../../src/sandbox/simulator/meta-sip';
-import { infra, infraRtpengine, startInfra, stopInfra } from '../harness/infra';
+import { infra, infraRtpengine, startInfra, runBench } from '../harness/infra';
 import { MetaSipStack, SIP_DTLS, SIP_SDES, startMetaSipStack } from '../harness/meta-sip-stack';
 import { RtpPhone } from '../harness/rtp-phone';
 import { within } from '../harness/timeline';
@@ -275,14 +275,4 @@ async function main(): Promise<void> {
   console.log(`load average after: ${os.loadavg().map((l) => l.toFixed(2)).join(' ')}`);
 }
 
-main().then(
-  async () => {
-    await stopInfra();
-    process.exit(0);
-  },
-  async (err: unknown) => {
-    console.error(err);
-    await stopInfra().catch(() => undefined); // never leave rtpengine and drachtio-server behind
-    process.exit(1);
-  },
-);
+runBench(main);

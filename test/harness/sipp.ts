@@ -1,3 +1,4 @@
+import fsSync from 'node:fs';
 import fs from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
@@ -106,4 +107,12 @@ Content-Length: 0
 ${reasonPattern ? '  <Reference variables="reason"/>\n' : ''}</scenario>
 `);
   return file;
+}
+
+/** A failed test's SIPp runs, shown: each one's SIP trace (its end) and output. */
+export function printSippTraces(sipps: ReadonlyArray<{ run: SippRun; trace: string }>, chars = 6000): void {
+  for (const s of sipps) {
+    const trace = fsSync.existsSync(s.trace) ? fsSync.readFileSync(s.trace, 'utf8') : '(no trace)';
+    console.log(`\n--- ${s.run.proc.name} (port ${s.run.port}) SIP trace, last ${chars} chars:\n${trace.slice(-chars)}\n--- output:\n${s.run.proc.output.slice(-1500)}`);
+  }
 }
