@@ -93,7 +93,11 @@ export class InboundCall extends BridgedCall {
    */
   private async admitted(): Promise<boolean> {
     const a = await this.admission;
-    if (a === 'duplicate') await this.discard('a repeated connect for a call already taken');
+    if (a === 'duplicate' && this.viaSip) {
+      // Meta's INVITE is this node's to answer even when the call is known: it is turned away, not left waiting.
+      await this.provider.reject(this.ref).catch(() => undefined);
+      await this.discard('a repeated INVITE for a call already taken');
+    } else if (a === 'duplicate') await this.discard('a repeated connect for a call already taken');
     else if (a === 'ended') this.onWhatsAppEnded(endedBeforeOffer(this.ref));
     else if (typeof a === 'object') await this.end('failed', 'bridge', { error: a.unchecked });
     return a === 'go';

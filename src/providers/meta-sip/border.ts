@@ -158,12 +158,13 @@ export class MetaSipBorder {
   async answer(call: CallRef, sdp: string): Promise<void> {
     const leg = this.liveInbound(call);
     leg.final = true;
-    const dialog = await bounded(this.srf.createUAS(leg.req!, leg.res!, { localSdp: sdp }), this.settings.timeoutMs, 'Meta SIP: 200 OK to Meta not confirmed');
-    if (leg.over) {
-      dialog.destroy();
-      return;
-    }
-    this.hold(call.wacid, leg, dialog);
+    // The dialog is kept whenever it comes, even after the wait below gave up: a call that ended
+    // meanwhile gets its BYE then, rather than leaving Meta a dialog nobody ends.
+    const uas = this.srf.createUAS(leg.req!, leg.res!, { localSdp: sdp }).then((dialog) => {
+      if (leg.over) dialog.destroy();
+      else this.hold(call.wacid, leg, dialog);
+    });
+    await bounded(uas, this.settings.timeoutMs, 'Meta SIP: 200 OK to Meta not confirmed');
   }
 
   /** The business turns the user's call away before answering. Safe to repeat. */
@@ -185,12 +186,13 @@ export class MetaSipBorder {
       const dialog = leg.dialog;
       const bye = new Promise<void>((resolve, reject) => dialog.destroy(undefined, (err: unknown) => (err ? reject(err as Error) : resolve())));
       await bounded(bye, this.settings.timeoutMs, 'Meta SIP: BYE not answered').catch((err: unknown) => this.log.warn({ err, wacid: call.wacid }, 'Meta SIP: BYE to Meta failed'));
-    } else if (leg.direction === 'inbound') {
+    } else if (leg.direction === 'inbound' && !leg.final) {
       this.refuse(call);
-    } else if (leg.sent && !leg.final) {
+    } else {
+      // A business call still ringing is cancelled; a 200 on its way (either way) meets `over` and is ended.
       leg.over = true;
       this.forget(call.wacid, leg);
-      leg.sent.cancel(() => undefined);
+      if (leg.direction === 'outbound' && leg.sent && !leg.final) leg.sent.cancel(() => undefined);
     }
   }
 
