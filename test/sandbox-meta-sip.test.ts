@@ -1,0 +1,126 @@
+import assert from 'node:assert/strict';
+import type { Page } from 'puppeteer-core';
+import { createLogger } from '../src/log';
+import { LocalServices, startLocalServices } from '../src/sandbox/local-services';
+import { freePort } from '../src/sandbox/processes';
+import { Sandbox, startSandbox } from '../src/sandbox/sandbox';
+import { withTimeout } from '../src/sip/dialog-requests';
+import { infraEnv } from './harness/bridge';
+import { BrowserHandle, BrowserWaUser } from './harness/browser-wa-user';
+import { infra } from './harness/infra';
+import { RtpPhone } from './harness/rtp-phone';
+import { frames, installMeter, phoneState, phoneWacid, timelineRows } from './harness/sandbox-page';
+import { refusalScenario, runSippUac } from './harness/sipp';
+import { until } from './harness/timeline';
+
+/** The fake microphone's tone (Chromium plays a WAV of it) and the agent's tone in the SIPp call. */
+const MIC_HZ = 440;
+const AGENT_HZ = 1000;
+const USER = '+15550100001';
+const BUSINESS = '+15550100000';
+
+/**
+ * `npm run sandbox -- --provider meta-sip`, as main.ts starts it (startLocalServices, then
+ * startSandbox), on the test run's database and rtpengine: the sandbox's own drachtio-server with a
+ * TLS contact for Meta (certificate from the sandbox's CA), the Meta SIP simulator in front of the
+ * browser phone, the demo agent as the PBX.
+ */
+describe('sandbox --provider meta-sip (the browser phone behind the Meta SIP simulator)', function () {
+  this.timeout(120000);
+  let services: LocalServices | null = null;
+  let sandbox: Sandbox | null = null;
+  let browser: BrowserHandle | null = null;
+  let page: Page;
+  const log = createLogger(process.env.LOG_LEVEL ?? 'silent');
+
+  before(async function () {
+    const missing = !infra.drachtio ? infra.drachtioMissing
+      : !BrowserWaUser.available() ? 'no Chromium at /usr/bin/chromium' : BrowserWaUser.isolationProblem();
+    if (missing) {
+      console.log(`      !!! SKIPPED: ${missing}`);
+      return this.skip();
+    }
+    const base = infraEnv();
+    const env = {
+      ...base, NODE_ID: 'sandbox-meta-sip-test', PBX_TARGET: '', WA_PROVIDER: 'meta-sip',
+      SANDBOX_SIP_PORT: String(await freePort('udp')), SANDBOX_META_SIP_PORT: String(await freePort('tcp')),
+    };
+    // The run's database and rtpengine; the sandbox starts its own drachtio-server (TLS contact and all).
+    services = await startLocalServices({ ...env, DRACHTIO_HOST: '' }, log);
+    assert.ok(services.metaSipContact, 'a TLS contact for Meta');
+    sandbox = await startSandbox({ ...env, ...services.env }, log, { metaSipContact: services.metaSipContact });
+    browser = await BrowserWaUser.launch({ toneHz: MIC_HZ });
+    page = await browser.browser.newPage();
+    await page.goto(`${sandbox.url}?processing=off`, { waitUntil: 'load', timeout: 15000 });
+    await until('the page is idle and connected', async () => (await phoneState(page)) === 'idle' && sandbox!.phone.pages > 0, 10000);
+  });
+  after(async () => {
+    await browser?.close();
+    await sandbox?.stop();
+    await services?.stop();
+  });
+
+  const dump = async () => `state=${await phoneState(page)} timeline=${JSON.stringify(await page.$eval('[data-testid="timeline"]', (e) => (e.textContent ?? '').slice(-2000)))}`;
+
+  it("the page calls the business: Meta's INVITE over TLS to the bridge, the demo agent's greeting and the caller's echo heard, BYE, CDR", async () => {
+    const gateway = sandbox!.metaSip!.gateway.sim;
+    const before = gateway.counters.userCalls;
+    await page.click('[data-testid="call-business"]');
+    await until('the call is connected', async () => (await phoneState(page)) === 'connected', 20000, dump);
+    const wacid = await phoneWacid(page);
+    assert.equal(gateway.counters.userCalls, before + 1, "the call went through Meta's SIP gateway");
+    const call = gateway.calls.find((c) => c.wacid === wacid);
+    assert.ok(call, 'the page\'s wacid is the sim\'s');
+    assert.equal(call.direction, 'user-initiated');
+    assert.equal(gateway.counters.tlsRefusals, 0, 'the sandbox CA\'s certificate passed Meta\'s check');
+    const t0 = Date.now();
+    await installMeter(page, [MIC_HZ]);
+    // The greeting (the agent's voice reaches the page), then the page's own tone echoed (the page's audio reached the agent).
+    await until('the greeting is heard', async () => ((await frames(page, t0, 0)).speech >= 25), 15000, async () => JSON.stringify(await frames(page, t0, 0)));
+    await until('the echo of the caller is heard', async () => ((await frames(page, t0, 0)).tone >= 25), 20000, async () => JSON.stringify(await frames(page, t0, 0)));
+    const packets = await gateway.mediaPackets(call);
+    assert.ok(packets.user > 0 && packets.business > 0, `media both ways through Meta's rtpengine: ${JSON.stringify(packets)}`);
+    assert.equal(call.firstPacketFrom(), 'business', "Meta's media waited for the business's first packet");
+
+    await page.click('[data-testid="hangup"]');
+    const end = await withTimeout(call.ended, 10000, 'the call did not end');
+    assert.equal(end.by, 'user');
+    const cdr = await until('the CDR appears in the timeline', async () => (await timelineRows(page, 'cdr')).find((r) => r.includes(wacid)) ?? null, 15000, dump);
+    assert.match(cdr, /inbound/);
+    const meta = await timelineRows(page, 'meta');
+    assert.ok(meta.some((t) => /INVITE .* over TLS/.test(t)) && meta.some((t) => /first packet/.test(t)), meta.join('\n'));
+    assert.equal((await timelineRows(page, 'webhook')).filter((t) => /calls/.test(t)).length, 0, 'no call webhooks: the calls are SIP');
+  });
+
+  it("an agent calls the WhatsApp user: permission asked on the page, then the bridge's INVITE to Meta rings the page and the call has audio both ways", async () => {
+    const target = services!.sipUri!.replace(/^sip:/, '');
+    const gateway = sandbox!.metaSip!.gateway.sim;
+    // No permission yet: the bridge refuses the agent (403) and asks the user through Graph, as for any Meta number.
+    const refused = await runSippUac(await refusalScenario(403, undefined, (invite) => invite.replace(/X-WhatsApp-Business-Number: [^\n]*\n/, '')), { target, number: USER });
+    assert.equal(await refused.done, 0, refused.proc.output);
+    await until('the permission prompt shows', async () => (await page.$('[data-testid="permission-temporary"]')) !== null, 10000, dump);
+    await page.click('[data-testid="permission-temporary"]');
+    await until('the grant is recorded', async () => (await sandbox!.bridge.permissions.check(BUSINESS, USER)).allowed, 5000);
+
+    const phone = new RtpPhone(AGENT_HZ, MIC_HZ);
+    const rtpPort = await phone.start();
+    try {
+      const agent = await runSippUac('uac-sandbox-call.xml', { target, number: USER, rtpPort });
+      await until('the page rings', async () => (await phoneState(page)) === 'ringing-in', 15000, dump);
+      const wacid = await phoneWacid(page);
+      const call = gateway.calls.find((c) => c.wacid === wacid);
+      assert.equal(call?.direction, 'business-initiated', "the page rings for the bridge's INVITE to Meta");
+      await page.click('[data-testid="accept"]');
+      await until('the call is connected', async () => (await phoneState(page)) === 'connected', 15000, dump);
+      const t0 = Date.now();
+      await installMeter(page, [AGENT_HZ]);
+      await until('the page hears the agent', async () => ((await frames(page, t0, 0)).tone >= 25), 15000, async () => JSON.stringify(await frames(page, t0, 0)));
+      await withTimeout(phone.heard.whenHeard(25), 15000, `the agent heard ${phone.heard.framesWithTone} frames of ${MIC_HZ} Hz`);
+      assert.equal(await agent.done, 0, agent.proc.output);
+      await until('the page shows the end', async () => ['ended', 'idle'].includes(await phoneState(page)), 10000, dump);
+      assert.equal((await withTimeout(call!.ended, 5000, 'the sim saw no end')).by, 'business');
+    } finally {
+      phone.stop();
+    }
+  });
+});
