@@ -4,6 +4,7 @@ import { createLogger } from '../src/log';
 import { LocalServices, startLocalServices } from '../src/sandbox/local-services';
 import { freePort } from '../src/sandbox/processes';
 import { Sandbox, startSandbox } from '../src/sandbox/sandbox';
+import { metaShapeProblems } from '../src/sandbox/simulator/meta-sip';
 import { withTimeout } from '../src/sip/dialog-requests';
 import { infraEnv } from './harness/bridge';
 import { BrowserHandle, BrowserWaUser } from './harness/browser-wa-user';
@@ -16,8 +17,13 @@ import { until } from './harness/timeline';
 /** The fake microphone's tone (Chromium plays a WAV of it) and the agent's tone in the SIPp call. */
 const MIC_HZ = 440;
 const AGENT_HZ = 1000;
-const USER = '+15550100001';
 const BUSINESS = '+15550100000';
+
+/** Both of Meta's SRTP modes; each with its own WhatsApp user, who has given no permission yet. */
+const MODES = [
+  { srtp: 'dtls', g711: 'false', user: '+15550100001' },
+  { srtp: 'sdes', g711: 'true', user: '+15550100006' },
+] as const;
 
 /**
  * `npm run sandbox -- --provider meta-sip`, as main.ts starts it (startLocalServices, then
@@ -25,7 +31,7 @@ const BUSINESS = '+15550100000';
  * TLS contact for Meta (certificate from the sandbox's CA), the Meta SIP simulator in front of the
  * browser phone, the demo agent as the PBX.
  */
-describe('sandbox --provider meta-sip (the browser phone behind the Meta SIP simulator)', function () {
+for (const { srtp, g711, user: USER } of MODES) describe(`sandbox --provider meta-sip, ${srtp.toUpperCase()}-SRTP${g711 === 'true' ? ' with G.711' : ''} (the browser phone behind the Meta SIP simulator)`, function () {
   this.timeout(120000);
   let services: LocalServices | null = null;
   let sandbox: Sandbox | null = null;
@@ -42,7 +48,7 @@ describe('sandbox --provider meta-sip (the browser phone behind the Meta SIP sim
     }
     const base = infraEnv();
     const env = {
-      ...base, NODE_ID: 'sandbox-meta-sip-test', PBX_TARGET: '', WA_PROVIDER: 'meta-sip',
+      ...base, NODE_ID: `sandbox-meta-sip-${srtp}`, PBX_TARGET: '', WA_PROVIDER: 'meta-sip', META_SIP_SRTP: srtp, META_SIP_G711: g711, SANDBOX_USER_NUMBER: USER,
       SANDBOX_SIP_PORT: String(await freePort('udp')), SANDBOX_META_SIP_PORT: String(await freePort('tcp')),
     };
     // The run's database and rtpengine; the sandbox starts its own drachtio-server (TLS contact and all).
@@ -64,6 +70,7 @@ describe('sandbox --provider meta-sip (the browser phone behind the Meta SIP sim
 
   it("the page calls the business: Meta's INVITE over TLS to the bridge, the demo agent's greeting and the caller's echo heard, BYE, CDR", async () => {
     const gateway = sandbox!.metaSip!.gateway.sim;
+    assert.equal(sandbox!.metaSip!.srtp, srtp);
     const before = gateway.counters.userCalls;
     await page.click('[data-testid="call-business"]');
     await until('the call is connected', async () => (await phoneState(page)) === 'connected', 20000, dump);
@@ -72,6 +79,8 @@ describe('sandbox --provider meta-sip (the browser phone behind the Meta SIP sim
     const call = gateway.calls.find((c) => c.wacid === wacid);
     assert.ok(call, 'the page\'s wacid is the sim\'s');
     assert.equal(call.direction, 'user-initiated');
+    // The page's WebRTC offer went to the bridge in Meta's shape for the mode.
+    assert.deepEqual(metaShapeProblems(call.localSdp ?? '', srtp, 'offer', g711 === 'true'), [], call.localSdp ?? '');
     assert.equal(gateway.counters.tlsRefusals, 0, 'the sandbox CA\'s certificate passed Meta\'s check');
     const t0 = Date.now();
     await installMeter(page, [MIC_HZ]);
@@ -112,6 +121,8 @@ describe('sandbox --provider meta-sip (the browser phone behind the Meta SIP sim
       assert.equal(call?.direction, 'business-initiated', "the page rings for the bridge's INVITE to Meta");
       await page.click('[data-testid="accept"]');
       await until('the call is connected', async () => (await phoneState(page)) === 'connected', 15000, dump);
+      // The page's WebRTC answer went to the bridge as Meta's answer for the mode.
+      assert.deepEqual(metaShapeProblems(call!.localSdp ?? '', srtp, 'answer', g711 === 'true'), [], call!.localSdp ?? '');
       const t0 = Date.now();
       await installMeter(page, [AGENT_HZ]);
       await until('the page hears the agent', async () => ((await frames(page, t0, 0)).tone >= 25), 15000, async () => JSON.stringify(await frames(page, t0, 0)));
