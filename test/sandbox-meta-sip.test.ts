@@ -1,4 +1,6 @@
 import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import path from 'node:path';
 import type { Page } from 'puppeteer-core';
 import { createLogger } from '../src/log';
 import { LocalServices, startLocalServices } from '../src/sandbox/local-services';
@@ -23,7 +25,7 @@ const BUSINESS = '+15550100000';
 const MODES = [
   { srtp: 'dtls', g711: 'false', user: '+15550100001' },
   { srtp: 'sdes', g711: 'true', user: '+15550100006' },
-] as const;
+] as Array<{ srtp: 'dtls' | 'sdes'; g711: 'true' | 'false'; user: string }>;
 
 /**
  * `npm run sandbox -- --provider meta-sip`, as main.ts starts it (startLocalServices, then
@@ -90,6 +92,14 @@ for (const { srtp, g711, user: USER } of MODES) describe(`sandbox --provider met
     const packets = await gateway.mediaPackets(call);
     assert.ok(packets.user > 0 && packets.business > 0, `media both ways through Meta's rtpengine: ${JSON.stringify(packets)}`);
     assert.equal(call.firstPacketFrom(), 'business', "Meta's media waited for the business's first packet");
+    // Keypad digits (RFC 4733 from the browser, through Meta's leg): the demo agent reports them. Not with
+    // G.711 on: the sim's rtpengine then transcodes the browser's opus to PCMA, and the browser's
+    // telephone-event/8000 (sent on opus's 48 kHz clock) does not come through that (docs/sandbox.md, Limits).
+    if (g711 === 'false') await page.click('[data-testid="keypad"]');
+    for (const k of g711 === 'false' ? ['4', '2'] : []) {
+      await page.click(`[data-testid="key-${k}"]`);
+      await until(`digit ${k} reported by the demo agent`, async () => (await timelineRows(page, 'demo')).some((t) => new RegExp(`digit ${k}\\b`).test(t)), 10000, dump);
+    }
 
     await page.click('[data-testid="hangup"]');
     const end = await withTimeout(call.ended, 10000, 'the call did not end');
@@ -133,5 +143,54 @@ for (const { srtp, g711, user: USER } of MODES) describe(`sandbox --provider met
     } finally {
       phone.stop();
     }
+  });
+});
+
+describe('sandbox --provider meta-sip start-up (npm run sandbox -- --provider meta-sip)', function () {
+  this.timeout(60000);
+  const main = path.join(__dirname, '..', 'src', 'sandbox', 'main.js');
+
+  /** Runs main.js with `--provider meta-sip` until `ready` is seen on stdout (then SIGTERM) or it exits; bounded. */
+  const run = (env: Record<string, string>, ready?: RegExp) => new Promise<{ code: number | null; stdout: string; stderr: string; sawReady: boolean }>((resolve) => {
+    const p = spawn(process.execPath, [main, '--provider', 'meta-sip'], { env: { PATH: process.env.PATH ?? '', ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    let sawReady = false;
+    p.stdout.on('data', (b: Buffer) => {
+      stdout += b.toString();
+      if (ready && !sawReady && ready.test(stdout)) {
+        sawReady = true;
+        p.kill('SIGTERM');
+      }
+    });
+    p.stderr.on('data', (b: Buffer) => (stderr += b.toString()));
+    const t = setTimeout(() => p.kill('SIGKILL'), 45000);
+    p.on('exit', (code) => {
+      clearTimeout(t);
+      resolve({ code, stdout, stderr, sawReady });
+    });
+  });
+
+  it("refuses a drachtio-server of its own choosing (DRACHTIO_HOST): Meta's TLS contact is the sandbox's to make", async () => {
+    const r = await run({ DRACHTIO_HOST: '127.0.0.1', DATABASE_URL: 'postgres://nobody@127.0.0.1:1/none' });
+    assert.equal(r.code, 2, r.stderr);
+    assert.match(r.stderr, /meta-sip/);
+    assert.match(r.stderr, /DRACHTIO_HOST/);
+  });
+
+  it("starts everything and its banner says where Meta's side sends its SIP, and how to watch it", async function () {
+    if (!infra.drachtio) return this.skip();
+    const { DRACHTIO_HOST: _h, DRACHTIO_PORT: _p, DRACHTIO_SECRET: _s, ...base } = infraEnv();
+    const metaPort = await freePort('tcp');
+    const r = await run({
+      ...base, NODE_ID: 'sandbox-meta-sip-main', LOG_LEVEL: 'warn',
+      SANDBOX_SIP_PORT: String(await freePort('udp')), SANDBOX_META_SIP_PORT: String(metaPort),
+    }, /Stop with Ctrl-C/);
+    assert.ok(r.sawReady, `no banner:\n${r.stdout}\n${r.stderr}`);
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(r.stdout, new RegExp(`Meta SIP: .*DTLS-SRTP`));
+    assert.match(r.stdout, new RegExp(`sips:sip\\.sandbox\\.test:${metaPort}`));
+    assert.match(r.stdout, /through sip:127\.0\.0\.1:\d+;transport=tls/);
+    assert.match(r.stdout, /Meta SIP" lines/);
   });
 });

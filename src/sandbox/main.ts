@@ -17,6 +17,9 @@ async function main(): Promise<void> {
   const flag = process.argv.indexOf('--provider');
   if (flag >= 0) env.WA_PROVIDER = process.argv[flag + 1] ?? '';
   const refused = sandboxEnvProblems(env);
+  if (env.WA_PROVIDER?.trim() === 'meta-sip' && env.DRACHTIO_HOST?.trim()) {
+    refused.push("--provider meta-sip gives the sandbox's own drachtio-server a TLS contact for Meta's side: unset DRACHTIO_HOST (docker compose's sandbox profile runs only ycloud and meta)");
+  }
   if (refused.length) {
     console.error(`wa-sip-bridge sandbox refuses to start:\n${refused.map((p) => `  - ${p}`).join('\n')}`);
     process.exit(2);
@@ -72,7 +75,8 @@ function metaSipBanner(sandbox: Sandbox): string[] {
   const { bridgeContact: b, gateway: g } = m;
   return [
     `  Meta SIP:        the number is in Meta's SIP mode (${m.srtp === 'dtls' ? 'DTLS-SRTP' : 'SDES-SRTP'}): Meta's simulated gateway sends its INVITEs over TLS`,
-    `                   to sips:${b.tls.hostname}:${b.port} (the bridge's drachtio-server, ${b.host}:${b.port}, certificate from the sandbox CA ${b.tls.caFile});`,
+    `                   to sips:${b.tls.hostname}:${b.port}, the bridge's drachtio-server at ${b.host}:${b.port} (its certificate names ${b.tls.hostname},`,
+    `                   from a CA made for this run, ${b.tls.caFile}, which the simulator trusts and checks as Meta does);`,
     `                   the bridge sends its INVITEs to wa.meta.vc through sip:${g.tlsContact.host}:${g.tlsContact.port};transport=tls (the simulator).`,
     '                   To see it work: call the business from the page (or dial the user from the PBX) and watch the',
     "                   timeline's \"Meta SIP\" lines: Meta's INVITE, the bridge's 200 OK, the business's first packet, the BYE.",
