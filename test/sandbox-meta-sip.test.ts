@@ -93,8 +93,8 @@ for (const { srtp, g711, user: USER } of MODES) describe(`sandbox --provider met
     assert.ok(packets.user > 0 && packets.business > 0, `media both ways through Meta's rtpengine: ${JSON.stringify(packets)}`);
     assert.equal(call.firstPacketFrom(), 'business', "Meta's media waited for the business's first packet");
     // Keypad digits (RFC 4733 from the browser, through Meta's leg): the demo agent reports them. Not with
-    // G.711 on: the sim's rtpengine then transcodes the browser's opus to PCMA, and the browser's
-    // telephone-event/8000 (sent on opus's 48 kHz clock) does not come through that (docs/sandbox.md, Limits).
+    // G.711 on: the bridge picks PCMA, the sim's rtpengine transcodes the browser's opus to it, and the
+    // browser's telephone-events do not reach the demo agent that way (cause not yet found; docs/sandbox.md, Limits).
     if (g711 === 'false') await page.click('[data-testid="keypad"]');
     for (const k of g711 === 'false' ? ['4', '2'] : []) {
       await page.click(`[data-testid="key-${k}"]`);
