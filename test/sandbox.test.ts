@@ -7,12 +7,12 @@ import { Sandbox, startSandbox } from '../src/sandbox/sandbox';
 import { signWebhook } from '../src/providers/ycloud/signature';
 import { withTimeout } from '../src/sip/dialog-requests';
 import { infraEnv, startStack } from './harness/bridge';
-import { BrowserHandle, BrowserWaUser, TONE_METER_WORKLET } from './harness/browser-wa-user';
+import { BrowserHandle, BrowserWaUser } from './harness/browser-wa-user';
 import { infra } from './harness/infra';
 import { grantPermanentPermission } from './harness/permissions';
 import { Asterisk, findAsterisk, SAMPLE_USERNAMES } from './harness/asterisk';
 import { RtpPhone } from './harness/rtp-phone';
-import { phoneState, phoneWacid, timelineRows } from './harness/sandbox-page';
+import { frames, installMeter, phoneState, phoneWacid, timelineRows } from './harness/sandbox-page';
 import { until } from './harness/timeline';
 import { WaUser } from './harness/wa-user';
 import { refusalScenario, runSippUac } from './harness/sipp';
@@ -25,42 +25,6 @@ const BUSINESS = '+15550100000';
 
 /** The sandbox page's own settings in these tests: no voice processing, which would treat a steady tone as noise. */
 const PAGE_QUERY = '?processing=off';
-
-/**
- * In the page: a Web Audio meter on the received audio. Each 20 ms frame's level and the share of its
- * energy at each listened frequency are kept, so a test can tell speech (loud, no tone) from a tone.
- */
-async function installMeter(page: Page, freqs: number[]): Promise<void> {
-  // A string, evaluated in the page: this file is compiled without the DOM's types.
-  await page.evaluate(`(async (worklet, hz) => {
-    window.__frames = [];
-    const ctx = new AudioContext({ sampleRate: 48000 });
-    await ctx.audioWorklet.addModule(URL.createObjectURL(new Blob([worklet], { type: 'text/javascript' })));
-    const source = ctx.createMediaStreamSource(window.sandboxPhone.remoteStream);
-    const sink = ctx.createGain();
-    sink.gain.value = 0;
-    sink.connect(ctx.destination);
-    const latest = hz.map(() => ({ rms: 0, share: 0 }));
-    hz.forEach((freq, i) => {
-      const node = new AudioWorkletNode(ctx, 'tone-meter', { processorOptions: { freq } });
-      node.port.onmessage = (e) => {
-        latest[i] = e.data;
-        // One frame per message of the first meter, with every meter's latest share.
-        if (i === 0) window.__frames.push({ at: Date.now(), rms: e.data.rms, shares: latest.map((l) => l.share) });
-      };
-      source.connect(node).connect(sink);
-    });
-    await ctx.resume();
-  })(${JSON.stringify(TONE_METER_WORKLET)}, ${JSON.stringify(freqs)})`);
-}
-
-/** Frames received since `since` that were loud; of those, the ones dominated by frequency number `i`, and the ones with no tone (speech). */
-async function frames(page: Page, since: number, i: number): Promise<{ loud: number; tone: number; speech: number }> {
-  return await page.evaluate(`(() => {
-    const loud = window.__frames.filter((f) => f.at >= ${since} && f.rms >= 300);
-    return { loud: loud.length, tone: loud.filter((f) => f.shares[${i}] >= 0.5).length, speech: loud.filter((f) => Math.max(...f.shares) < 0.3).length };
-  })()`) as { loud: number; tone: number; speech: number };
-}
 
 /** The CDR row of the call with this wacid, once it has appeared in the page's timeline. */
 function cdrRow(page: Page, wacid: string, detail?: () => Promise<string>): Promise<string> {

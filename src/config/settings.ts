@@ -623,6 +623,7 @@ export const NOT_SETTINGS: Readonly<Record<string, string>> = {
   WASB_RTPENGINE_LOG: 'the sandbox and the tests: the log level of the rtpengine they start',
   SANDBOX_SIP_ADDRESS: 'the sandbox\'s own setting (docs/sandbox.md)',
   SANDBOX_SIP_PORT: 'the sandbox\'s own setting (docs/sandbox.md)',
+  SANDBOX_META_SIP_PORT: 'the sandbox\'s own setting, with --provider meta-sip (docs/sandbox.md)',
   SANDBOX_USER_NUMBER: 'the sandbox\'s own setting (docs/sandbox.md)',
   SANDBOX_BUSINESS_NAME: 'the sandbox\'s own setting (docs/sandbox.md)',
   NODE_EXTRA_CA_CERTS: 'Node\'s own (extra CAs); `npm run preflight` also checks chains against them, as against its --ca (docs/meta-sip.md)',

@@ -11,8 +11,9 @@ export function findDrachtio(): string | null {
 export interface DrachtioServer { adminPort: number; sipHost: string; sipPort: number; tlsPort: number | null; secret: string; proc: ManagedProcess; dir: string }
 
 export interface DrachtioOptions {
-  /** SIP over TLS besides UDP: a contact on a free port with this key and certificate (PEM files). */
+  /** SIP over TLS besides UDP: a contact (on `tlsPort`, default a free port) with this key and certificate (PEM files). */
   tls?: { keyFile: string; certFile: string };
+  tlsPort?: number;
   /** The UDP contact's --external-ip and --local-net, as compose sets them with SIP_EXTERNAL_IP. */
   nat?: { externalIp: string; localNet: string };
   /** The SIP contact's address and port (default 127.0.0.1 and a free port). */
@@ -30,7 +31,7 @@ export async function startDrachtio(bin: string, o: DrachtioOptions = {}): Promi
   const adminPort = await freePort('tcp');
   const sipHost = o.sipHost ?? '127.0.0.1';
   const sipPort = o.sipPort ?? await freePort('udp');
-  const tlsPort = o.tls ? await freePort('tcp') : null;
+  const tlsPort = o.tls ? o.tlsPort ?? await freePort('tcp') : null;
   const tls = o.tls
     ? `      <contact>sips:127.0.0.1:${tlsPort};transport=tls</contact>
     </contacts>

@@ -1,9 +1,14 @@
 import crypto from 'node:crypto';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
 import { connectDatabase, migrate } from '../cdr/db';
 import { Logger } from '../log';
 import { findProgram } from './processes';
 import { findDrachtio, startDrachtio, DrachtioServer } from './local-drachtio';
 import { RtpengineInstance, startRtpengine } from './local-rtpengine';
+import { makeSandboxTls } from './sandbox-ca';
+import type { SandboxSipTlsContact } from './sandbox';
 
 type Env = Record<string, string | undefined>;
 
@@ -18,6 +23,8 @@ export interface LocalServices {
   env: Env;
   /** Where a PBX sends agents' calls (the sandbox's drachtio-server's SIP address). */
   sipUri: string | null;
+  /** `--provider meta-sip`: the drachtio-server's TLS contact that is Meta's, and its certificate; null otherwise. */
+  metaSipContact: SandboxSipTlsContact | null;
   stop(): Promise<void>;
 }
 
@@ -49,19 +56,27 @@ export async function startLocalServices(env: Env, log: Logger): Promise<LocalSe
       log.info({ ng: out.RTPENGINE_NG }, 'sandbox: rtpengine started');
     }
     let sipUri: string | null = null;
+    let metaSipContact: SandboxSipTlsContact | null = null;
     if (!env.DRACHTIO_HOST?.trim()) {
       const bin = findDrachtio();
       if (!bin) throw new MissingProgramError(`drachtio-server is not on PATH: build it from github.com/drachtio/drachtio-server and put \`drachtio\` on PATH or set DRACHTIO_BIN, or set DRACHTIO_HOST/DRACHTIO_PORT/DRACHTIO_SECRET to a running one (or use ${COMPOSE_SANDBOX})`);
       const sipPort = Number(env.SANDBOX_SIP_PORT?.trim() || 5060);
-      const d: DrachtioServer = await startDrachtio(bin, { sipHost: pbxAddress, sipPort, secret: crypto.randomBytes(16).toString('hex') });
+      // `--provider meta-sip`: a TLS contact too, Meta's, with a certificate from a CA made for the sandbox.
+      const metaSip = env.WA_PROVIDER?.trim() === 'meta-sip';
+      const dir = metaSip ? fs.mkdtempSync(path.join(os.tmpdir(), 'wasb-sandbox-tls-')) : null;
+      if (dir) stops.push(async () => fs.rmSync(dir, { recursive: true, force: true }));
+      const tls = dir ? await makeSandboxTls(dir) : null;
+      const tlsPort = tls ? Number(env.SANDBOX_META_SIP_PORT?.trim() || 5061) : undefined;
+      const d: DrachtioServer = await startDrachtio(bin, { sipHost: pbxAddress, sipPort, secret: crypto.randomBytes(16).toString('hex'), ...(tls ? { tls, tlsPort } : {}) });
       stops.push(() => d.proc.stop());
+      if (tls) metaSipContact = { host: '127.0.0.1', port: d.tlsPort!, tls };
       out.DRACHTIO_HOST = '127.0.0.1';
       out.DRACHTIO_PORT = String(d.adminPort);
       out.DRACHTIO_SECRET = d.secret;
       sipUri = `sip:${d.sipHost}:${d.sipPort}`;
       log.info({ sip: sipUri }, 'sandbox: drachtio-server started');
     }
-    return { env: out, sipUri, stop };
+    return { env: out, sipUri, metaSipContact, stop };
   } catch (err) {
     await stop();
     throw err;

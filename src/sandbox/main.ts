@@ -12,10 +12,14 @@ const STOP_BOUND_MS = 20_000;
  */
 async function main(): Promise<void> {
   const env = process.env;
-  // `--provider meta`: the simulator speaks Meta's Graph API and the bridge runs with WA_PROVIDER=meta.
+  // `--provider meta`: the simulator speaks Meta's Graph API and the bridge runs with WA_PROVIDER=meta;
+  // `--provider meta-sip`: the same with the number in Meta's SIP mode and a simulated Meta SIP gateway.
   const flag = process.argv.indexOf('--provider');
   if (flag >= 0) env.WA_PROVIDER = process.argv[flag + 1] ?? '';
   const refused = sandboxEnvProblems(env);
+  if (env.WA_PROVIDER?.trim() === 'meta-sip' && env.DRACHTIO_HOST?.trim()) {
+    refused.push("--provider meta-sip gives the sandbox's own drachtio-server a TLS contact for Meta's side: unset DRACHTIO_HOST (docker compose's sandbox profile runs only ycloud and meta)");
+  }
   if (refused.length) {
     console.error(`wa-sip-bridge sandbox refuses to start:\n${refused.map((p) => `  - ${p}`).join('\n')}`);
     process.exit(2);
@@ -38,7 +42,7 @@ async function main(): Promise<void> {
   process.on('SIGTERM', () => stop(0));
   try {
     services = await startLocalServices(env, log);
-    sandbox = await startSandbox({ ...env, ...services.env }, log);
+    sandbox = await startSandbox({ ...env, ...services.env }, log, { metaSipContact: services.metaSipContact ?? undefined });
   } catch (err) {
     const known = err instanceof SandboxConfigError || err instanceof ConfigError || err instanceof MissingProgramError;
     const problems = err instanceof SandboxConfigError || err instanceof ConfigError ? err.problems : [(err as Error).message];
@@ -58,9 +62,25 @@ async function main(): Promise<void> {
     `  Business:        ${s.businessName} ${s.businessNumber} (simulated ${sandbox.sim.face === 'meta' ? 'Meta Cloud API' : 'YCloud'})`,
     `  Calls go to:     ${sandbox.demo ? `the built-in demo agent (${sandbox.demo.uri}); set PBX_TARGET for your PBX` : env.PBX_TARGET}`,
     `  Agents call in:  INVITE sip:${s.userNumber}@${sip.replace(/^sip:/, '')} from ${env.SIP_TRUSTED_SOURCES?.trim() || '127.0.0.1'}`,
+    ...metaSipBanner(sandbox),
     '  Stop with Ctrl-C.',
     '',
   ].join('\n'));
+}
+
+/** `--provider meta-sip`: where Meta's side and the bridge talk SIP, and how to watch it. */
+function metaSipBanner(sandbox: Sandbox): string[] {
+  const m = sandbox.metaSip;
+  if (!m) return [];
+  const { bridgeContact: b, gateway: g } = m;
+  return [
+    `  Meta SIP:        the number is in Meta's SIP mode (${m.srtp === 'dtls' ? 'DTLS-SRTP' : 'SDES-SRTP'}): Meta's simulated gateway sends its INVITEs over TLS`,
+    `                   to sips:${b.tls.hostname}:${b.port}, the bridge's drachtio-server at ${b.host}:${b.port} (its certificate names ${b.tls.hostname},`,
+    `                   from a CA made for this run, ${b.tls.caFile}, which the simulator trusts and checks as Meta does);`,
+    `                   the bridge sends its INVITEs to wa.meta.vc through sip:${g.tlsContact.host}:${g.tlsContact.port};transport=tls (the simulator).`,
+    '                   To see it work: call the business from the page (or dial the user from the PBX) and watch the',
+    "                   timeline's \"Meta SIP\" lines: Meta's INVITE, the bridge's 200 OK, the business's first packet, the BYE.",
+  ];
 }
 
 main().catch((err: unknown) => {

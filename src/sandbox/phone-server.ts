@@ -9,12 +9,14 @@ import { Logger } from '../log';
 import { jsonBody } from '../http/json-body';
 import { printable } from '../http/ingress-guard';
 import { RefusalLog } from '../refusal-log';
+import { MetaSipPhone, PhoneRequestError } from './meta-sip-phone';
+import type { MetaSipSim } from './simulator/meta-sip';
 import { newWacid, PermissionChoice, SimApiCall, SimCallState, SimOutboundCall, SimPermissionRequest, SimWebhook, ProviderSim } from './ycloud-simulator';
 
 /** One line of the page's live timeline. */
 export interface TimelineEntry {
   at: number;
-  kind: 'webhook' | 'api' | 'sip' | 'cdr' | 'demo' | 'phone' | 'info';
+  kind: 'webhook' | 'api' | 'sip' | 'meta' | 'cdr' | 'demo' | 'phone' | 'info';
   title: string;
   wacid?: string | null;
   detail?: unknown;
@@ -33,6 +35,11 @@ export interface PhoneServerOptions {
   pbx: string;
   /** Bounds on the pages' event streams (defaults: SSE_LIMITS). */
   streams?: Partial<StreamLimits>;
+  /**
+   * `--provider meta-sip`: the calls go through Meta's SIP simulator (SIP over TLS to the bridge), the
+   * page being its WhatsApp user; `sim` still answers for Graph (permissions, settings).
+   */
+  metaSip?: MetaSipSim;
 }
 
 /** Bounds on the pages' event streams (SSE). */
@@ -84,12 +91,18 @@ export class PhoneServer {
   private readonly cdrTimers = new Map<string, NodeJS.Timeout>();
   private readonly wacidOfCall = new Map<string, string>();
   private readonly keepalive: NodeJS.Timeout;
+  private readonly sip: MetaSipPhone | null;
   private closed = false;
 
   constructor(private readonly o: PhoneServerOptions) {
     const { sim, cdr } = o;
     this.limits = { ...SSE_LIMITS, ...o.streams };
     this.refusals = new RefusalLog(o.log);
+    this.sip = o.metaSip ? new MetaSipPhone({
+      sim: o.metaSip, userNumber: o.userNumber, businessNumber: o.businessNumber, log: o.log,
+      send: (event, data) => this.send(event, data),
+      note: (title, wacid, detail) => this.timeline({ at: Date.now(), kind: 'meta', title, wacid, detail }),
+    }) : null;
     sim.on('webhook', (w: SimWebhook) => this.timeline({
       at: w.at, kind: 'webhook', wacid: w.wacid, detail: w.event,
       title: `${w.type}${statusOf(w.event)} → bridge answered ${w.status}`,
@@ -140,6 +153,7 @@ export class PhoneServer {
     r.get('/sandbox/events', (ctx) => this.openStream(ctx));
     r.post('/sandbox/api/calls', (ctx) => this.act(ctx, async (body) => {
       const sdp = sdpOf(body);
+      if (this.sip) return this.sip.place(sdp);
       const wacid = newWacid();
       const user = {
         createOffer: async () => sdp,
@@ -152,7 +166,13 @@ export class PhoneServer {
       if (sent.status !== 200) throw new Error(`the bridge answered the connect webhook with ${sent.status}`);
       return { wacid };
     }));
-    r.post('/sandbox/api/calls/:wacid/:action', (ctx) => this.act(ctx, (body) => this.callAction(ctx.params.wacid!, ctx.params.action!, body)));
+    r.post('/sandbox/api/calls/:wacid/:action', (ctx) => this.act(ctx, (body) => {
+      const { wacid, action } = ctx.params as { wacid: string; action: string };
+      if (!this.sip) return this.callAction(wacid, action, body);
+      return this.sip.act(wacid, action, { sdp: action === 'ringing' ? sdpOf(body) : undefined }).catch((err: unknown) => {
+        throw err instanceof PhoneRequestError ? new BadRequest(err.message) : err;
+      });
+    }));
     r.post('/sandbox/api/permissions/:id', (ctx) => this.act(ctx, async (body) => {
       const choice = body.choice;
       if (choice !== 'temporary' && choice !== 'permanent' && choice !== 'decline') throw new BadRequest('choice must be temporary, permanent or decline');

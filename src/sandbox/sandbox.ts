@@ -4,6 +4,8 @@ import { loadConfig } from '../config';
 import { Logger } from '../log';
 import { DemoAgent } from './demo-agent';
 import { PhoneServer } from './phone-server';
+import { SandboxTls } from './sandbox-ca';
+import { LocalMetaSipSim, startMetaSipSim } from './simulator/meta-sip';
 import { ProviderSim } from './ycloud-simulator';
 
 type Env = Record<string, string | undefined>;
@@ -33,8 +35,37 @@ export function sandboxEnvProblems(env: Env): string[] {
     problems.push('META_API_BASE_URL is set: in the sandbox the bridge talks only to the built-in Meta simulator (unset it)');
   }
   const provider = env.WA_PROVIDER?.trim();
-  if (provider && provider !== 'ycloud' && provider !== 'meta') problems.push(`WA_PROVIDER (--provider) must be ycloud or meta, not ${JSON.stringify(provider)}`);
+  if (provider && !(SANDBOX_PROVIDERS as readonly string[]).includes(provider)) problems.push(`WA_PROVIDER (--provider) must be ycloud, meta or meta-sip, not ${JSON.stringify(provider)}`);
   return problems;
+}
+
+/**
+ * What the sandbox's simulator plays: YCloud, Meta's Graph API, or Meta with the number in SIP mode
+ * (`meta-sip`: the calls are SIP over TLS between the bridge and a simulated Meta SIP gateway, the rest
+ * Graph as for `meta`).
+ */
+export const SANDBOX_PROVIDERS = ['ycloud', 'meta', 'meta-sip'] as const;
+export type SandboxProvider = typeof SANDBOX_PROVIDERS[number];
+
+export function sandboxProvider(env: Env): SandboxProvider {
+  const p = env.WA_PROVIDER?.trim();
+  return p === 'meta' || p === 'meta-sip' ? p : 'ycloud';
+}
+
+/** The TLS contact of the sandbox's drachtio-server that is Meta's (`--provider meta-sip`), and its certificate. */
+export interface SandboxSipTlsContact {
+  host: string;
+  port: number;
+  tls: SandboxTls;
+}
+
+/** What `--provider meta-sip` adds: where Meta's side talks SIP to the bridge, and to whom. */
+export interface SandboxMetaSip {
+  /** The simulated Meta SIP gateway (its own drachtio-server and rtpengine). */
+  gateway: LocalMetaSipSim;
+  /** The bridge's TLS contact for Meta, and the hostname its certificate names. */
+  bridgeContact: SandboxSipTlsContact;
+  srtp: 'dtls' | 'sdes';
 }
 
 /** The sandbox's own settings (SANDBOX_*), with their defaults. */
@@ -57,6 +88,8 @@ export function sandboxSettings(env: Env): SandboxSettings {
 export interface Sandbox {
   bridge: Bridge;
   sim: ProviderSim;
+  /** `--provider meta-sip`: Meta's SIP side; null otherwise. */
+  metaSip: SandboxMetaSip | null;
   phone: PhoneServer;
   /** The built-in demo agent when no PBX_TARGET was given; null otherwise. */
   demo: DemoAgent | null;
@@ -77,12 +110,18 @@ export class SandboxConfigError extends Error {
  * the browser phone at /sandbox, and, with no PBX_TARGET, the demo agent as the PBX. `env` holds the
  * bridge's usual settings (database, drachtio-server, rtpengine); the YCloud ones are the simulator's.
  */
-export async function startSandbox(env: Env, log: Logger): Promise<Sandbox> {
+export async function startSandbox(env: Env, log: Logger, o: { metaSipContact?: SandboxSipTlsContact } = {}): Promise<Sandbox> {
   const problems = sandboxEnvProblems(env);
+  const provider = sandboxProvider(env);
+  if (provider === 'meta-sip' && !o.metaSipContact) {
+    problems.push("--provider meta-sip needs the sandbox's own drachtio-server, which it gives a TLS contact for Meta's side: unset DRACHTIO_HOST");
+  }
+  const srtp = env.META_SIP_SRTP?.trim() || 'dtls';
+  if (provider === 'meta-sip' && srtp !== 'dtls' && srtp !== 'sdes') problems.push(`META_SIP_SRTP must be dtls or sdes, not ${JSON.stringify(srtp)}`);
   if (problems.length) throw new SandboxConfigError(problems);
   const s = sandboxSettings(env);
-  // The simulator speaks YCloud's wire format, or Meta's Graph API with WA_PROVIDER=meta (`--provider meta`).
-  const face = env.WA_PROVIDER?.trim() === 'meta' ? 'meta' : 'ycloud';
+  // The simulator speaks YCloud's wire format, or Meta's Graph API with WA_PROVIDER=meta or meta-sip.
+  const face = provider === 'ycloud' ? 'ycloud' : 'meta';
   const wabaId = env.WA_WABA_ID?.trim() || '100000000000002';
   const sim = new ProviderSim({
     face, apiKey: `${SANDBOX_KEY_PREFIX}${crypto.randomBytes(12).toString('hex')}`, secret: crypto.randomBytes(24).toString('hex'),
@@ -94,14 +133,28 @@ export async function startSandbox(env: Env, log: Logger): Promise<Sandbox> {
   let demo: DemoAgent | null = null;
   let bridge: Bridge | null = null;
   let phone: PhoneServer | null = null;
+  let metaSip: SandboxMetaSip | null = null;
   const stopAll = async () => {
     phone?.close();
     await bridge?.stop();
+    await metaSip?.gateway.stop();
     await demo?.stop();
     await sim.stop();
   };
   try {
     await sim.start();
+    // `--provider meta-sip`: the number is in Meta's SIP mode, with a random SIP password the simulated
+    // gateway shares; it trusts the sandbox's CA as Meta trusts public ones.
+    const sipPassword = crypto.randomBytes(12).toString('hex');
+    const contact = o.metaSipContact;
+    if (provider === 'meta-sip' && contact) {
+      const g711 = env.META_SIP_G711?.trim() === 'true';
+      const gateway = await startMetaSipSim({
+        bridge: { host: contact.host, port: contact.port }, ca: contact.tls.caFile, log,
+        numbers: [{ number: s.businessNumber, phoneId: s.phoneId, hostname: contact.tls.hostname, port: contact.port, password: sipPassword, srtp: srtp as 'dtls' | 'sdes', g711 }],
+      });
+      metaSip = { gateway, bridgeContact: contact, srtp: srtp as 'dtls' | 'sdes' };
+    }
     const pbxTarget = env.PBX_TARGET?.trim();
     if (!pbxTarget) {
       demo = new DemoAgent({ host: '127.0.0.1', log });
@@ -125,10 +178,17 @@ export async function startSandbox(env: Env, log: Logger): Promise<Sandbox> {
       ...(face === 'meta'
         ? { WA_PROVIDER: 'meta', WA_WABA_ID: wabaId, META_API_BASE_URL: sim.baseUrl, META_ACCESS_TOKEN: sim.apiKey, META_APP_SECRET: sim.secret, META_VERIFY_TOKEN: sim.verifyToken }
         : { YCLOUD_API_BASE_URL: sim.baseUrl, YCLOUD_API_KEY: sim.apiKey, YCLOUD_WEBHOOK_SECRET: sim.secret }),
+      ...(metaSip
+        ? {
+          META_SIP_HOSTNAME: metaSip.bridgeContact.tls.hostname, META_SIP_PORT: String(metaSip.bridgeContact.port), META_SIP_PASSWORD: sipPassword,
+          META_SIP_SRTP: metaSip.srtp, META_SIP_LISTEN_PORT: String(metaSip.bridgeContact.port),
+          META_SIP_PROXY: `sip:${metaSip.gateway.tlsContact.host}:${metaSip.gateway.tlsContact.port};transport=tls`,
+        }
+        : {}),
     });
     const b = new Bridge(config, log, {
       routes: (started) => {
-        phone = new PhoneServer({ sim, cdr: started.cdr, log, ...s, pbx: demo ? 'demo agent' : config.pbx.targets.join(', ') });
+        phone = new PhoneServer({ sim, cdr: started.cdr, log, ...s, pbx: demo ? 'demo agent' : config.pbx.targets.join(', '), metaSip: metaSip?.gateway.sim });
         return [phone.routes()];
       },
     });
@@ -140,7 +200,7 @@ export async function startSandbox(env: Env, log: Logger): Promise<Sandbox> {
     if (granted.allowed) sim.grant(s.userNumber, granted.expiresAt?.getTime() ?? null);
     sim.webhookUrl = `http://127.0.0.1:${b.httpPort}/webhooks/${face}`;
     const host = config.httpHost && config.httpHost !== '0.0.0.0' && config.httpHost !== '::' ? config.httpHost : '127.0.0.1';
-    return { bridge: b, sim, phone: phone!, demo, url: `http://${host.includes(':') ? `[${host}]` : host}:${b.httpPort}/sandbox`, stop: stopAll };
+    return { bridge: b, sim, metaSip, phone: phone!, demo, url: `http://${host.includes(':') ? `[${host}]` : host}:${b.httpPort}/sandbox`, stop: stopAll };
   } catch (err) {
     await stopAll().catch(() => undefined);
     throw err;

@@ -564,7 +564,7 @@
 
   // ---------------------------------------------------------------- timeline
 
-  const BADGES = { webhook: 'webhook', api: 'API', sip: 'SIP', cdr: 'CDR', demo: 'demo agent', phone: 'phone', info: 'info' };
+  const BADGES = { webhook: 'webhook', api: 'API', sip: 'SIP', meta: 'Meta SIP', cdr: 'CDR', demo: 'demo agent', phone: 'phone', info: 'info' };
   let timelineOrigin = null;
 
   function relativeTime(at) {

@@ -10,7 +10,7 @@ import { SimMedia } from './media';
 import { businessOfferProblem, rtpTarget } from './sdp-shapes';
 import { checkBridgeCertificate } from './tls-check';
 import type {
-  BusinessCallAction, BusinessCallInfo, BusinessCallPolicy, CallEnd, MetaSipNumber, MetaSipSimOptions, SimCounters, TlsRefusal, UserCallRequest,
+  BusinessCallAction, BusinessCallInfo, BusinessCallPolicy, CallEnd, MetaSipNumber, MetaSipSimOptions, SimCounters, TlsRefusal, UserCallRequest, WebRtcReply, WebRtcUser,
 } from './types';
 
 export const META_USER_AGENT = 'Facebook SipGateway';
@@ -64,6 +64,8 @@ export class MetaSipSim extends TypedEmitter<MetaSipSimEvents> {
   private readonly uacRequests = new Map<MetaSipCall, Req>();
   private readonly pendingCancel = new Set<MetaSipCall>();
   private readonly uasResponses = new Map<MetaSipCall, Res>();
+  /** User-initiated calls whose user is a WebRTC peer (the sandbox's browser phone). */
+  private readonly webrtcUsers = new Map<MetaSipCall, WebRtcUser>();
   private started = false;
   private stopping = false;
 
@@ -131,11 +133,14 @@ export class MetaSipSim extends TypedEmitter<MetaSipSimEvents> {
   userCalls(r: UserCallRequest): MetaSipCall {
     const num = this.number(r.to);
     if (!num) throw new Error(`meta-sip sim: ${r.to} is not one of the sim's numbers`);
+    if (!r.phone === !r.webrtc) throw new Error('meta-sip sim: a user call needs either a phone (plain RTP) or a WebRTC peer');
     const call = new MetaSipCall('user-initiated', newWacid(), `meta-${crypto.randomBytes(12).toString('hex')}`, num.number, r.from, {
       hangup: (c) => this.hangupCall(c),
       cancel: (c) => this.abandon(c),
     });
     this.calls.push(call);
+    if (r.webrtc) this.webrtcUsers.set(call, r.webrtc);
+    void call.ended.then(() => this.webrtcUsers.delete(call));
     this.counters.userCalls++;
     this.emit('userCall', call);
     void this.placeUserCall(call, num, r).catch((err: unknown) => {
@@ -161,7 +166,8 @@ export class MetaSipSim extends TypedEmitter<MetaSipSimEvents> {
       call.markEnded({ by: 'user', status: null, reason: 'cancelled before the INVITE' });
       return;
     }
-    const offer = await this.media.userOffer(call.callId, r.phone, { mode: num.srtp, g711: num.g711 === true });
+    const user = r.webrtc ? { webrtcSdp: r.webrtc.offer } : { phone: r.phone! };
+    const offer = await this.media.userOffer(call.callId, user, { mode: num.srtp, g711: num.g711 === true });
     await this.media.holdUserMedia(call.callId);
     call.localSdp = offer;
     const uri = `sip:+${digitsOf(num.number)}@${num.hostname}:${num.port ?? 5061};transport=tls`;
@@ -198,7 +204,7 @@ export class MetaSipSim extends TypedEmitter<MetaSipSimEvents> {
           if (res.body && /m=audio /.test(res.body) && !early) {
             early = true;
             // Early media (183 with SDP): the path opens now, still under the first-packet rule.
-            void this.connectUserMedia(call, res.body).catch((err: unknown) => this.o.log?.warn({ err: String(err) }, 'meta-sip sim: early media answer failed'));
+            void this.connectUserMedia(call, res.body, 'early').catch((err: unknown) => this.o.log?.warn({ err: String(err) }, 'meta-sip sim: early media answer failed'));
           }
         },
       });
@@ -224,14 +230,19 @@ export class MetaSipSim extends TypedEmitter<MetaSipSimEvents> {
     }
     this.dialogs.set(call, dialog);
     this.watchDialog(call, dialog, 200);
-    await this.connectUserMedia(call, dialog.remote.sdp);
+    await this.connectUserMedia(call, dialog.remote.sdp, 'answer');
     call.markAnswered();
   }
 
-  /** Applies the bridge's SDP (18x or 200), tells the phone where to send, and waits for the business's first packet. */
-  private async connectUserMedia(call: MetaSipCall, bridgeSdp: string): Promise<void> {
-    const forPhone = await this.media.userAnswer(call.callId, bridgeSdp);
-    call.phoneTarget = rtpTarget(forPhone);
+  /**
+   * Applies the bridge's SDP (18x or 200), tells the phone where to send (or hands a WebRTC peer its
+   * answer), and waits for the business's first packet.
+   */
+  private async connectUserMedia(call: MetaSipCall, bridgeSdp: string, stage: 'early' | 'answer'): Promise<void> {
+    const webrtc = this.webrtcUsers.get(call);
+    const forUser = await this.media.userAnswer(call.callId, bridgeSdp, { webrtc: webrtc !== undefined });
+    if (webrtc) webrtc.onAnswer(forUser, stage);
+    else call.phoneTarget = rtpTarget(forUser);
     void this.releaseOnFirstPacket(call);
   }
 
@@ -303,7 +314,7 @@ export class MetaSipSim extends TypedEmitter<MetaSipSimEvents> {
   }
 
   private async runBusinessCall(call: MetaSipCall, num: MetaSipNumber, req: Req, res: Res): Promise<void> {
-    const info: BusinessCallInfo = { to: call.user, from: call.business, headers: call.inviteHeaders, sdp: req.body };
+    const info: BusinessCallInfo = { wacid: call.wacid, to: call.user, from: call.business, headers: call.inviteHeaders, sdp: req.body };
     const action: BusinessCallAction = await this.policy(info);
     if (call.isEnded) return;
     const ring = () => {
@@ -320,14 +331,37 @@ export class MetaSipSim extends TypedEmitter<MetaSipSimEvents> {
         return;
       case 'answer':
         break;
+      case 'webrtc':
+        return this.runWebRtcBusinessCall(call, num, req, res, action.ring, ring);
     }
     const g711 = num.g711 === true;
     const forPhone = await this.media.businessOffer(call.callId, req.body, { mode: num.srtp, g711 });
     ring();
     if (action.afterMs) await sleep(action.afterMs);
     if (call.isEnded) return;
-    const answer = await this.media.businessAnswer(call.callId, action.phone, { g711 });
+    const answer = await this.media.businessAnswer(call.callId, { phone: action.phone }, { g711 });
     call.phoneTarget = rtpTarget(forPhone);
+    await this.answerBusiness(call, req, res, answer);
+  }
+
+  /**
+   * A business's call to a WebRTC user (the sandbox's browser phone): the user is given a WebRTC offer
+   * while the call rings (180), and its reply answers the INVITE with Meta's SDP or refuses it.
+   */
+  private async runWebRtcBusinessCall(call: MetaSipCall, num: MetaSipNumber, req: Req, res: Res, reply: (offer: string) => Promise<WebRtcReply>, ring: () => void): Promise<void> {
+    const g711 = num.g711 === true;
+    const forUser = await this.media.businessOffer(call.callId, req.body, { mode: num.srtp, g711, webrtc: true });
+    if (call.isEnded) return;
+    ring();
+    const r = await reply(forUser);
+    if (call.isEnded) return;
+    if ('action' in r) return r.action === 'busy' ? this.finalRefusal(call, res, 486, 'Busy Here') : this.finalRefusal(call, res, 603, 'Decline');
+    const answer = await this.media.businessAnswer(call.callId, { webrtcSdp: r.answer }, { g711 });
+    await this.answerBusiness(call, req, res, answer);
+  }
+
+  /** Meta's 200 OK to the business's INVITE with its SDP answer; media toward the business held until its first packet. */
+  private async answerBusiness(call: MetaSipCall, req: Req, res: Res, answer: string): Promise<void> {
     await this.media.holdUserMedia(call.callId);
     if (call.isEnded) return;
     call.localSdp = answer;

@@ -44,6 +44,21 @@ export interface MetaSipSimOptions {
 /** A plain RTP endpoint (the WhatsApp user's phone, e.g. test/harness RtpPhone). */
 export interface RtpAddress { address: string; port: number }
 
+/**
+ * A WebRTC peer (the sandbox's browser phone) as the WhatsApp user of a user-initiated call: its offer,
+ * and where the sim's answer goes. The sim's rtpengine then does ICE and DTLS-SRTP with the peer on the
+ * user's leg and Meta's SRTP shape on the bridge's leg, both at once, with no transcoding (opus both ways).
+ */
+export interface WebRtcUser {
+  /** The peer's SDP offer (opus and telephone-event/8000, ICE candidates inline, DTLS fingerprint). */
+  offer: string;
+  /** The sim's SDP answer for the peer, once the bridge has answered (18x with SDP, then 200: possibly twice). */
+  onAnswer(sdp: string, stage: 'early' | 'answer'): void;
+}
+
+/** What a WebRTC user does with a business's call, given the sim's WebRTC offer (the page rings meanwhile). */
+export type WebRtcReply = { answer: string } | { action: 'decline' } | { action: 'busy' };
+
 /** How a call ended: who ended it, the INVITE's final status (null if none came), and why. */
 export interface CallEnd {
   /** 'user': the WhatsApp side (the sim's BYE, CANCEL, refusal); 'business': the bridge; 'sim': a local failure or stop(). */
@@ -88,11 +103,15 @@ export interface UserCallRequest {
   ctaPayload?: string;
   deeplinkPayload?: string;
   /** The user's phone: where the sim's rtpengine sends the user's plain RTP (PCMU, telephone-event 101). */
-  phone: RtpAddress;
+  phone?: RtpAddress;
+  /** Instead of `phone`: a WebRTC peer (the sandbox's browser phone). */
+  webrtc?: WebRtcUser;
 }
 
 /** A business-initiated INVITE as the policy sees it (after the From check and digest). */
 export interface BusinessCallInfo {
+  /** The call's wacid (Meta's `x-wa-meta-wacid`). */
+  wacid: string;
   /** The dialled user, E.164 with '+'. */
   to: string;
   /** The business number, E.164 with '+'. */
@@ -104,6 +123,8 @@ export interface BusinessCallInfo {
 /** What the WhatsApp user does with a business's call. */
 export type BusinessCallAction =
   | { action: 'answer'; afterMs?: number; phone: RtpAddress }
+  /** A WebRTC user: the phone rings (180) with `ring` given the sim's WebRTC offer; its reply answers (200) or refuses the call. */
+  | { action: 'webrtc'; ring(offer: string): Promise<WebRtcReply> }
   | { action: 'decline' }
   | { action: 'busy' }
   | { action: 'no-answer' };
