@@ -11,7 +11,7 @@ import { durationOf, metaHeader, META_HEADERS, offerFromInvite, sipCallKey, uriH
 import { sessionRefreshAnswer } from './session-refresh';
 
 /** The bridge-wide side of Meta's SIP (config.metaSip). */
-export interface MetaSipSettings {
+export interface MetaSipBorderSettings {
   /** Meta's SIP domain: the Request-URI host of INVITEs to Meta ("wa.meta.vc"). */
   domain: string;
   /** Where INVITEs to Meta are sent (a SIP URI); null: drachtio-server resolves the domain. */
@@ -69,7 +69,7 @@ export class MetaSipBorder {
 
   constructor(
     private readonly srf: Srf,
-    private readonly settings: MetaSipSettings,
+    private readonly settings: MetaSipBorderSettings,
     private readonly numbers: () => NumberDirectory,
     private readonly log: Logger,
     private readonly metrics: Pick<Metrics, 'metaSipInvite'>,

@@ -1,2 +1,2 @@
-export { MetaSipBorder, MetaSipSettings, CallEventSink, SipNumber } from './border';
+export { MetaSipBorder, MetaSipBorderSettings, CallEventSink, SipNumber } from './border';
 export { MetaSipProvider } from './provider';
