@@ -23,8 +23,8 @@ const BUSINESS = '+15550100000';
 
 /** Both of Meta's SRTP modes; each with its own WhatsApp user, who has given no permission yet. */
 const MODES = [
-  { srtp: 'dtls', g711: 'false', user: '+15550100001' },
-  { srtp: 'sdes', g711: 'true', user: '+15550100006' },
+  { srtp: 'dtls', g711: 'false', user: '+15550100011' },
+  { srtp: 'sdes', g711: 'true', user: '+15550100016' },
 ] as Array<{ srtp: 'dtls' | 'sdes'; g711: 'true' | 'false'; user: string }>;
 
 /**
