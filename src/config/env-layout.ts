@@ -100,6 +100,7 @@ export const ENV_LAYOUT: readonly EnvBlock[] = [
         doc: 'With the https profile (Caddy, automatic Let\'s Encrypt): the domain YCloud calls, https://WEBHOOK_DOMAIN/webhooks/ycloud. '
           + 'It must resolve to PUBLIC_IP, with ports 80 and 443 open; the bridge then gets TRUST_PROXY=true.',
       },
+      set('PUBLIC_WEBHOOK_URL', { example: 'https://wa.example.com' }),
       set('TRUST_PROXY', undefined, 'docker-compose.yml sets it to true when WEBHOOK_DOMAIN is set (the Caddy front).'),
       set('HTTP_MAX_CONNECTIONS'),
       set('HTTP_MAX_CONNECTIONS_PER_CLIENT'),

@@ -56,6 +56,8 @@ function configFrom(v: SettingValues) {
      * per-client webhook limit is the entry that many hops from the right.
      */
     trustProxy: v.TRUST_PROXY,
+    /** The public https:// base of the webhook URLs (PUBLIC_WEBHOOK_URL): read only by the doctor (src/doctor); null: unset. */
+    publicWebhookUrl: v.PUBLIC_WEBHOOK_URL,
     httpMaxConnections: v.HTTP_MAX_CONNECTIONS,
     httpMaxConnectionsPerClient: v.HTTP_MAX_CONNECTIONS_PER_CLIENT,
     nodeId: v.NODE_ID,

@@ -60,6 +60,12 @@ export const SETTINGS = {
     parse: textWhere((v) => net.isIP(v) !== 0 || v === 'localhost', (v) => `must be an IP address to listen on, e.g. 127.0.0.1 (got "${v}")`),
     doc: 'the address the HTTP side listens on: `127.0.0.1` when the HTTPS front (Caddy, nginx) runs on this host, as YCloud only calls `https://` URLs',
   }),
+  PUBLIC_WEBHOOK_URL: setting({
+    unset: none, shown: '(https://WEBHOOK_DOMAIN when that is set)', parse: httpUrl,
+    doc: 'the public `https://` address the providers\' webhook URLs start with, before `/webhooks/<account>` (e.g. `https://wa.example.com`); '
+      + 'read only by `npm run doctor`, which checks that it resolves, that its certificate verifies and that it reaches this bridge '
+      + '([docs/doctor.md](docs/doctor.md))',
+  }),
   TRUST_PROXY: setting({
     default: 'false', parse: textWhere((v) => /^(false|true|[1-9])$/.test(v), (v) => `must be "false", "true" (one proxy) or the number of proxies 1-9 (got "${v}")`)
       .transform((v) => (v === 'false' ? 0 : v === 'true' ? 1 : Number(v))),
@@ -626,5 +632,6 @@ export const NOT_SETTINGS: Readonly<Record<string, string>> = {
   SANDBOX_META_SIP_PORT: 'the sandbox\'s own setting, with --provider meta-sip (docs/sandbox.md)',
   SANDBOX_USER_NUMBER: 'the sandbox\'s own setting (docs/sandbox.md)',
   SANDBOX_BUSINESS_NAME: 'the sandbox\'s own setting (docs/sandbox.md)',
+  WEBHOOK_DOMAIN: 'docker compose\'s (the Caddy front\'s domain); `npm run doctor` checks https://WEBHOOK_DOMAIN when PUBLIC_WEBHOOK_URL is unset (docs/doctor.md)',
   NODE_EXTRA_CA_CERTS: 'Node\'s own (extra CAs); `npm run preflight` also checks chains against them, as against its --ca (docs/meta-sip.md)',
 };
