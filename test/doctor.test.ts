@@ -10,6 +10,7 @@ import { checkClock } from '../src/doctor/clock';
 import { checkDatabase } from '../src/doctor/database';
 import { checkAccount } from '../src/doctor/providers';
 import { checkPublicIp } from '../src/doctor/public-ip';
+import { checkRtpengine } from '../src/doctor/rtpengine';
 import { checkSip } from '../src/doctor/sip';
 import { checkWebhook } from '../src/doctor/webhook';
 import { AccountSpec, NumberSpec } from '../src/numbers/spec';
@@ -208,8 +209,8 @@ describe('issue 21: npm run doctor, the go-live preflight', function () {
 
     before(async () => {
       sipp = await startSippUas('uas-options.xml');
-      const line = { WA_BUSINESS_NUMBER: DEFAULT_LINE.number, WA_PHONE_ID: DEFAULT_LINE.phoneId, WA_WABA_ID: DEFAULT_LINE.wabaId };
-      stack = await startStack({ ...line, PBX_TARGET: sipp.uri });
+      const ids = { WA_BUSINESS_NUMBER: DEFAULT_LINE.number, WA_PHONE_ID: DEFAULT_LINE.phoneId, WA_WABA_ID: DEFAULT_LINE.wabaId };
+      stack = await startStack({ ...ids, PBX_TARGET: sipp.uri });
       stack.sim.settings.set(`${DEFAULT_LINE.wabaId}/${DEFAULT_LINE.number}`, { calling: { status: 'ENABLED', iconVisibility: 'DEFAULT' } });
       front = await httpsFront(issueCert(ca, 'webhooks', ['localhost']), stack.bridge.httpPort);
     });
@@ -234,13 +235,15 @@ describe('issue 21: npm run doctor, the go-live preflight', function () {
       for (const [section, check] of [
         ['provider account "ycloud"', 'credentials'], ['provider account "ycloud"', `calling ${DEFAULT_LINE.number}`],
         ['provider account "ycloud"', 'webhook secret'],
-        ['webhook URL', 'certificate'], ['webhook URL', 'bridge'], ['webhook URL', '/webhooks/ycloud'],
+        ['webhook URL', 'bridge'], ['webhook URL', '/webhooks/ycloud'],
         ['rtpengine', 'ng ping'], ['rtpengine', 'interface wa'], ['rtpengine', 'interface pbx'],
         ['drachtio-server', 'connection'], ['drachtio-server', 'SIP contacts'],
         ['PBX targets', sipp.uri], ['Postgres', 'connection'], ['Postgres', 'migrations'],
       ] as const) {
         assert.equal(line(lines, section, check, out).status, 'ok', `${section} ${check}:\n${out}`);
       }
+      // The test CA's certificates last 2 days: verified, with renewal due (a WARN).
+      assert.match(line(lines, 'webhook URL', 'certificate', out).detail, /^verified for localhost, issued by wasb test CA, valid until /);
       // Loopback stands in for the public address here: said, not failed.
       assert.equal(line(lines, 'this host', 'PUBLIC_IP', out).status, 'WARN');
       assert.notEqual(line(lines, 'clock', 'clock', out).status, 'FAIL');
@@ -269,6 +272,15 @@ describe('issue 21: npm run doctor, the go-live preflight', function () {
       assert.equal(one(none.pbx, 'OPTIONS').status, 'skip');
     });
 
+    it('rtpengine: an interface name it does not have (which it would not refuse, but replace by its default)', async () => {
+      const r = await checkRtpengine({ ng: infra.rtpengineNg!, interfaces: { whatsapp: 'public', pbx: 'pbx' }, publicIp: '127.0.0.1', timeoutMs: 2000 });
+      assert.equal(one(r, 'ng ping').status, 'ok');
+      assert.equal(one(r, 'interfaces').status, 'fail');
+      assert.match(one(r, 'interfaces').detail, /^rtpengine has no interface "public" \(it has wa\/127\.0\.0\.1, pbx\/127\.0\.0\.1\)/);
+      assert.ok(!r.some((x) => x.check === 'interface public'), 'no offer through the default one is taken for it');
+      assert.equal(one(r, 'interface pbx').status, 'ok');
+    });
+
     it('Postgres: a database that does not exist is 3D000', async () => {
       const u = new URL(infra.databaseUrl);
       u.pathname = '/wasb_doctor_no_such_db';
@@ -289,7 +301,7 @@ describe('issue 21: npm run doctor, the go-live preflight', function () {
       try {
         const off = await checkClock({ urls: [url], timeoutMs: 2000, ntp: async () => true });
         assert.equal(off[0]!.status, 'fail');
-        assert.match(off[0]!.detail, /^behind 127\.0\.0\.1:\d+'s Date by 6\d\.\d s/);
+        assert.match(off[0]!.detail, /^behind 127\.0\.0\.1:\d+'s Date by (59|60)\.\d s \(more than 5 s/);
         skewMs = 0;
         assert.equal((await checkClock({ urls: [url], timeoutMs: 2000, ntp: async () => true }))[0]!.status, 'ok');
         assert.equal((await checkClock({ urls: [url], timeoutMs: 2000, ntp: async () => false }))[0]!.status, 'warn');

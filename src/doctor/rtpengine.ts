@@ -15,9 +15,11 @@ export interface RtpengineCheck {
 }
 
 /**
- * One rtpengine as the bridge uses it: it answers an ng `ping`; and an offer through each of the bridge's
- * two logical interfaces (deleted at once: nothing is ever sent) shows that both exist, what address each
- * advertises (WhatsApp must be given PUBLIC_IP), and a port of its media range (for the firewall).
+ * One rtpengine as the bridge uses it: it answers an ng `ping`; its logical interfaces (ng `statistics`)
+ * include the bridge's two (an unknown name in an offer's `direction` is not refused: rtpengine falls back
+ * to its default interface, and the call's media goes out the wrong side); an offer through each (deleted
+ * at once: nothing is ever sent) shows what address each side is given (WhatsApp must get PUBLIC_IP); and
+ * the media port range with what is free of it.
  */
 export async function checkRtpengine(o: RtpengineCheck): Promise<CheckResult[]> {
   const at = ngAddressText(o.ng);
@@ -30,21 +32,60 @@ export async function checkRtpengine(o: RtpengineCheck): Promise<CheckResult[]> 
       return [failed('ng ping', `${at} does not answer (${messageOf(err)}): is rtpengine running with --listen-ng=${at} (RTPENGINE_NG)?`)];
     }
     const results: CheckResult[] = [ok('ng ping', `${at} answers`)];
-    const toWa = await probe(client, o, [o.interfaces.pbx, o.interfaces.whatsapp]);
-    const toPbx = await probe(client, o, [o.interfaces.whatsapp, o.interfaces.pbx]);
-    results.push(waSide(o, toWa), pbxSide(o, toPbx));
-    const ports = [toWa, toPbx].flatMap((p) => ('port' in p && p.port ? [p.port] : []));
-    if (ports.length) {
-      results.push(ok('media ports', `rtpengine gave port ${ports.join(' and ')}: its whole --port-min..--port-max range must be open for UDP `
-        + '(from anywhere on the WhatsApp side: WhatsApp\'s media servers are not a fixed list)'));
-    }
+    const listed = await interfacesOf(client, o);
+    const named = (name: string) => listed === null || listed.some((i) => i.name === name);
+    const missing = [o.interfaces.whatsapp, o.interfaces.pbx].filter((n) => !named(n));
+    if (listed === null) results.push(warn('interfaces', 'rtpengine does not list its interfaces (ng statistics): their names are unchecked'));
+    else if (missing.length) {
+      results.push(failed('interfaces', `rtpengine has no interface ${missing.map((n) => `"${n}"`).join(' or ')} (it has ${listed.map((i) => `${i.name}/${i.address}`).join(', ') || 'none'}): `
+        + 'offers naming it silently use its default one. Start rtpengine with --interface=NAME/ADDRESS for each (RTPENGINE_WA_INTERFACE, RTPENGINE_PBX_INTERFACE)'));
+    } else results.push(ok('interfaces', listed.map((i) => `${i.name}/${i.address}`).join(', ')));
+    // An offer through a missing interface shows the default one's address: nothing to learn from it.
+    if (named(o.interfaces.whatsapp)) results.push(waSide(o, await probe(client, o, [o.interfaces.pbx, o.interfaces.whatsapp])));
+    if (named(o.interfaces.pbx)) results.push(pbxSide(o, await probe(client, o, [o.interfaces.whatsapp, o.interfaces.pbx])));
+    if (listed?.length) results.push(portsLine(listed));
     return results;
   } finally {
     client.close();
   }
 }
 
-type Probe = { addresses: string[]; port: number | null } | { error: string };
+/** One logical interface as ng `statistics` lists it (rtpengine 10.5: name, local address, port range and use). */
+interface ListedInterface { name: string; address: string; ports: { min: number; max: number; free: number; totals: number } | null }
+
+async function interfacesOf(client: Client, o: RtpengineCheck): Promise<ListedInterface[] | null> {
+  let res: NgResponse;
+  try {
+    res = await client.statistics(o.ng.port, o.ng.host, {});
+  } catch {
+    return null;
+  }
+  const list = (res.statistics as { interfaces?: unknown } | undefined)?.interfaces;
+  if (!Array.isArray(list)) return null;
+  return list.flatMap((i: unknown) => {
+    const x = i as { name?: unknown; address?: unknown; ports?: Record<string, unknown> };
+    if (typeof x.name !== 'string') return [];
+    const p = x.ports;
+    const ports = p && [p.min, p.max, p.free, p.totals].every((n) => typeof n === 'number')
+      ? { min: p.min as number, max: p.max as number, free: p.free as number, totals: p.totals as number }
+      : null;
+    return [{ name: x.name, address: typeof x.address === 'string' ? x.address : '?', ports }];
+  });
+}
+
+/** A bridged call holds about this many ports: RTP and RTCP on each of its two legs. */
+const PORTS_PER_CALL = 4;
+
+function portsLine(listed: ListedInterface[]): CheckResult {
+  const ranges = [...new Map(listed.flatMap((i) => (i.ports ? [[`${i.ports.min}-${i.ports.max}`, i.ports] as const] : []))).entries()];
+  if (ranges.length === 0) return warn('media ports', 'rtpengine does not say its port range');
+  const free = Math.min(...ranges.map(([, p]) => p.free));
+  const text = `UDP ${ranges.map(([r]) => r).join(', ')} (${free} free: room for about ${Math.floor(free / PORTS_PER_CALL)} more calls): `
+    + 'open it in the firewall, from anywhere on the WhatsApp side (its media servers are no fixed list)';
+  return free < PORTS_PER_CALL * 10 ? warn('media ports', text) : ok('media ports', text);
+}
+
+type Probe = { addresses: string[] } | { error: string };
 
 /** An offer from one side to the other (`direction`), deleted at once: the SDP rtpengine would give the second side. */
 async function probe(client: Client, o: RtpengineCheck, direction: [string, string]): Promise<Probe> {
@@ -62,8 +103,7 @@ async function probe(client: Client, o: RtpengineCheck, direction: [string, stri
     await client.delete(o.ng.port, o.ng.host, { 'call-id': callId, 'from-tag': 'doctor' }).catch(() => undefined);
   }
   if (res.result !== 'ok' || typeof res.sdp !== 'string') return { error: String(res['error-reason'] ?? res.result) };
-  const port = /^m=audio (\d+)/m.exec(res.sdp);
-  return { addresses: mediaAddresses(res.sdp), port: port ? Number(port[1]) : null };
+  return { addresses: mediaAddresses(res.sdp) };
 }
 
 function waSide(o: RtpengineCheck, p: Probe): CheckResult {

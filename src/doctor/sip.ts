@@ -34,24 +34,27 @@ export async function checkSip(o: SipCheck): Promise<{ drachtio: CheckResult[]; 
       };
     }
     const contacts = parseContacts(hello.hostPort);
-    const drachtio = [ok('connection', `connected to ${at} with DRACHTIO_SECRET`), contactsCheck(contacts, o)];
+    const drachtio = [ok('connection', `connected to ${at} with DRACHTIO_SECRET${hello.version ? ` (drachtio-server ${hello.version})` : ''}`), contactsCheck(contacts, o)];
     return { drachtio, pbx: await pingTargets(srf, o) };
   } finally {
     srfStop(srf);
   }
 }
 
+/** drachtio-server's hello: its SIP contacts and its version. */
+interface Hello { hostPort: string; version: string | null }
+
 /** Connects once (no retries): drachtio-server's hello, or why it did not come. */
-function connect(srf: Srf, o: SipCheck): Promise<{ hostPort: string } | { error: string }> {
+function connect(srf: Srf, o: SipCheck): Promise<Hello | { error: string }> {
   const at = `${o.drachtio.host}:${o.drachtio.port}`;
   return new Promise((resolve) => {
-    const done = (r: { hostPort: string } | { error: string }) => {
+    const done = (r: Hello | { error: string }) => {
       clearTimeout(timer);
       resolve(r);
     };
     const timer = setTimeout(() => done({ error: `no answer from ${at} within ${o.timeoutMs} ms (DRACHTIO_HOST, DRACHTIO_PORT: its admin port, 9022 by default)` }), o.timeoutMs);
-    srf.on('connect', (err: Error | null, hostPort: string) => {
-      if (!err && srfCanSend(srf)) return done({ hostPort: String(hostPort ?? '') });
+    srf.on('connect', (err: Error | null, hostPort: string, version?: string | null) => {
+      if (!err && srfCanSend(srf)) return done({ hostPort: String(hostPort ?? ''), version: version ?? null });
       done({
         error: err && /authenticate/i.test(err.message)
           ? `drachtio-server at ${at} refused DRACHTIO_SECRET: it differs from the <secret> in drachtio-server's configuration`

@@ -13,6 +13,8 @@ declare module 'rtpengine-client' {
     ping(port: number, host: string): Promise<NgResponse>;
     /** The call-ids rtpengine holds (`limit`: at most this many). */
     list(port: number, host: string, params: NgParams): Promise<NgResponse>;
+    /** Totals, and (10.5) `statistics.interfaces`: each logical interface's name, address and port range. */
+    statistics(port: number, host: string, params: NgParams): Promise<NgResponse>;
     blockMedia(port: number, host: string, params: NgParams): Promise<NgResponse>;
     unblockMedia(port: number, host: string, params: NgParams): Promise<NgResponse>;
     playMedia(port: number, host: string, params: NgParams): Promise<NgResponse>;
