@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
+import crypto from 'node:crypto';
 import fs from 'node:fs';
 import http from 'node:http';
 import https from 'node:https';
@@ -16,7 +17,7 @@ import { checkWebhook } from '../src/doctor/webhook';
 import { AccountSpec, NumberSpec } from '../src/numbers/spec';
 import { trustStore } from '../src/preflight/certificates';
 import { CheckResult } from '../src/preflight/report';
-import { infraEnv, startSim, startStack, TestStack } from './harness/bridge';
+import { forEachProvider, infraEnv, providerEnv, startSim, startStack, TestStack } from './harness/bridge';
 import { scratchDatabase } from './harness/db-rows';
 import { infra } from './harness/infra';
 import { freePort } from './harness/processes';
@@ -203,52 +204,51 @@ describe('issue 21: npm run doctor, the go-live preflight', function () {
   });
 
   describe('a good configuration', () => {
-    let stack: TestStack;
-    let sipp: SippRun;
-    let front: { port: number; close: () => Promise<void> };
-
-    before(async () => {
-      sipp = await startSippUas('uas-options.xml');
+    forEachProvider((provider) => {
+      let stack: TestStack;
+      let sipp: SippRun;
+      let front: { port: number; close: () => Promise<void> };
       const ids = { WA_BUSINESS_NUMBER: DEFAULT_LINE.number, WA_PHONE_ID: DEFAULT_LINE.phoneId, WA_WABA_ID: DEFAULT_LINE.wabaId };
-      stack = await startStack({ ...ids, PBX_TARGET: sipp.uri });
-      stack.sim.settings.set(`${DEFAULT_LINE.wabaId}/${DEFAULT_LINE.number}`, { calling: { status: 'ENABLED', iconVisibility: 'DEFAULT' } });
-      front = await httpsFront(issueCert(ca, 'webhooks', ['localhost']), stack.bridge.httpPort);
-    });
-    after(async () => {
-      await front?.close();
-      await stack?.stop();
-      await sipp?.proc.stop();
-    });
 
-    it('passes: each check ok (or a warning that cannot be helped on loopback), exit 0', async () => {
-      const { sim } = stack;
-      const env = {
-        ...infraEnv(),
-        YCLOUD_API_BASE_URL: sim.baseUrl, YCLOUD_API_KEY: sim.apiKey, YCLOUD_WEBHOOK_SECRET: sim.secret,
-        WA_BUSINESS_NUMBER: DEFAULT_LINE.number, WA_PHONE_ID: DEFAULT_LINE.phoneId, WA_WABA_ID: DEFAULT_LINE.wabaId,
-        PBX_TARGET: sipp.uri,
-        PUBLIC_WEBHOOK_URL: `https://localhost:${front.port}`,
-      };
-      const { code, out, lines } = await runDoctor(env, ['--ca', ca.caFile]);
-      assert.equal(code, 0, out);
-      assert.deepEqual(lines.filter((l) => l.status === 'FAIL'), [], out);
-      for (const [section, check] of [
-        ['provider account "ycloud"', 'credentials'], ['provider account "ycloud"', `calling ${DEFAULT_LINE.number}`],
-        ['provider account "ycloud"', 'webhook secret'],
-        ['webhook URL', 'bridge'], ['webhook URL', '/webhooks/ycloud'],
-        ['rtpengine', 'ng ping'], ['rtpengine', 'interface wa'], ['rtpengine', 'interface pbx'],
-        ['drachtio-server', 'connection'], ['drachtio-server', 'SIP contacts'],
-        ['PBX targets', sipp.uri], ['Postgres', 'connection'], ['Postgres', 'migrations'],
-      ] as const) {
-        assert.equal(line(lines, section, check, out).status, 'ok', `${section} ${check}:\n${out}`);
-      }
-      // The test CA's certificates last 2 days: verified, with renewal due (a WARN).
-      assert.match(line(lines, 'webhook URL', 'certificate', out).detail, /^verified for localhost, issued by wasb test CA, valid until /);
-      // Loopback stands in for the public address here: said, not failed.
-      assert.equal(line(lines, 'this host', 'PUBLIC_IP', out).status, 'WARN');
-      assert.notEqual(line(lines, 'clock', 'clock', out).status, 'FAIL');
-      assert.match(out, /^doctor passed: \d+ checks/m);
-      assert.equal(await sipp.done, 0, 'SIPp got its OPTIONS and answered');
+      before(async () => {
+        sipp = await startSippUas('uas-options.xml');
+        // A signing secret as the consoles give them (Meta's app secret: 32 hex digits).
+        stack = await startStack({ ...ids, PBX_TARGET: sipp.uri }, { provider, webhookSecret: crypto.randomBytes(16).toString('hex') });
+        // The simulator's numbers start with calling DISABLED, as real ones do.
+        stack.sim.settings.set(provider === 'ycloud' ? `${DEFAULT_LINE.wabaId}/${DEFAULT_LINE.number}` : DEFAULT_LINE.phoneId, { calling: { status: 'ENABLED' } });
+        front = await httpsFront(issueCert(ca, `webhooks-${provider}`, ['localhost']), stack.bridge.httpPort);
+      });
+      after(async () => {
+        await front?.close();
+        await stack?.stop();
+        await sipp?.proc.stop();
+      });
+
+      it('passes: each check ok (or a warning that cannot be helped on loopback), exit 0', async () => {
+        const env = { ...infraEnv(), ...providerEnv(stack.sim), ...ids, PBX_TARGET: sipp.uri, PUBLIC_WEBHOOK_URL: `https://localhost:${front.port}` };
+        const { code, out, lines } = await runDoctor(env, ['--ca', ca.caFile]);
+        assert.equal(code, 0, out);
+        assert.deepEqual(lines.filter((l) => l.status === 'FAIL'), [], out);
+        const account = `provider account "${provider}"`;
+        const secrets = provider === 'ycloud' ? ['webhook secret'] : ['app secret', 'verify token'];
+        for (const [section, check] of [
+          [account, 'credentials'], [account, `calling ${DEFAULT_LINE.number}`], ...secrets.map((c) => [account, c] as const),
+          ['webhook URL', 'bridge'], ['webhook URL', `/webhooks/${provider}`],
+          ['rtpengine', 'ng ping'], ['rtpengine', 'interfaces'], ['rtpengine', 'interface wa'], ['rtpengine', 'interface pbx'], ['rtpengine', 'media ports'],
+          ['drachtio-server', 'connection'], ['drachtio-server', 'SIP contacts'],
+          ['PBX targets', sipp.uri], ['Postgres', 'connection'], ['Postgres', 'migrations'],
+        ] as const) {
+          assert.equal(line(lines, section, check, out).status, 'ok', `${section} ${check}:\n${out}`);
+        }
+        if (provider === 'meta') assert.match(line(lines, 'webhook URL', '/webhooks/meta', out).detail, /subscription check passes/);
+        // The test CA's certificates last 2 days: verified, with renewal due (a WARN).
+        assert.match(line(lines, 'webhook URL', 'certificate', out).detail, /^verified for localhost, issued by wasb test CA, valid until /);
+        // Loopback stands in for the public address here: said, not failed.
+        assert.equal(line(lines, 'this host', 'PUBLIC_IP', out).status, 'WARN');
+        assert.notEqual(line(lines, 'clock', 'clock', out).status, 'FAIL');
+        assert.match(out, /^doctor passed: \d+ checks/m);
+        assert.equal(await sipp.done, 0, 'SIPp got its OPTIONS and answered');
+      });
     });
   });
 
