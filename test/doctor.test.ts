@@ -257,7 +257,7 @@ describe('issue 21: npm run doctor, the go-live preflight', function () {
       const port = await freePort('tcp');
       const account: AccountSpec = { kind: 'ycloud', name: 'ycloud', apiKey: 'k', webhookSecret: 's', apiBaseUrl: `http://127.0.0.1:${port}/v2`, timeoutMs: 5000, webhookToleranceSeconds: 300 };
       const number = { name: 'default', number: DEFAULT_LINE.number, phoneId: null, wabaId: DEFAULT_LINE.wabaId, account: 'ycloud', pbx: { targets: [] } } as unknown as NumberSpec;
-      const r = await checkAccount(account, [number], 2000);
+      const r = await checkAccount(account, [number], 2000, false);
       assert.equal(one(r, 'credentials').status, 'fail');
       assert.match(one(r, 'credentials').detail, /^network failure: 127\.0\.0\.1 port \d+: connection refused/);
       assert.equal(one(r, `calling ${DEFAULT_LINE.number}`).status, 'skip');
@@ -287,6 +287,27 @@ describe('issue 21: npm run doctor, the go-live preflight', function () {
       const r = await checkDatabase(u.toString(), 3000);
       assert.equal(one(r, 'connection').status, 'fail');
       assert.match(one(r, 'connection').detail, /database "wasb_doctor_no_such_db" does not exist \(3D000\)/);
+    });
+
+    it('Postgres: a refused password is 28P01 (a stand-in answering the start-up as Postgres does, this run\'s trusting every login)', async () => {
+      const server = net.createServer((socket) => {
+        socket.once('data', () => {
+          const fields = Buffer.from('SFATAL\0VFATAL\0C28P01\0Mpassword authentication failed for user "bridge"\0\0', 'latin1');
+          const head = Buffer.alloc(5);
+          head.write('E', 0, 'latin1');
+          head.writeUInt32BE(fields.length + 4, 1);
+          socket.end(Buffer.concat([head, fields]));
+        });
+      });
+      await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+      try {
+        const port = (server.address() as net.AddressInfo).port;
+        const r = await checkDatabase(`postgres://bridge:wrong@127.0.0.1:${port}/bridge`, 3000);
+        assert.match(one(r, 'connection').detail, /^Postgres refused the password of bridge@127\.0\.0\.1:\d+\/bridge \(28P01 invalid_password\)/);
+        assert.ok(!one(r, 'connection').detail.includes('wrong'), 'the password is never shown');
+      } finally {
+        server.close();
+      }
     });
 
     it('the clock: off by a minute from the provider\'s Date is a FAIL; in step is ok', async () => {

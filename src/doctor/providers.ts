@@ -13,16 +13,16 @@ type Read = { number: NumberSpec; body: unknown } | { number: NumberSpec; error:
  * per number (its calling settings: `npm run settings -- get` reads the same). The credentials line comes
  * first: a wrong key explains every number's failure after it.
  */
-export async function checkAccount(account: AccountSpec, numbers: NumberSpec[], timeoutMs: number): Promise<CheckResult[]> {
+export async function checkAccount(account: AccountSpec, numbers: NumberSpec[], timeoutMs: number, fromFile: boolean): Promise<CheckResult[]> {
   // The doctor's bound, not the bridge's (YCLOUD_TIMEOUT_MS / META_TIMEOUT_MS may be longer).
   const provider = providerAccount({ ...account, timeoutMs: Math.min(account.timeoutMs, timeoutMs) }).provider;
   const mine = numbers.filter((n) => n.account === account.name);
-  const reads = await Promise.all(mine.map((n) => readSettings(account, provider, n)));
-  return [await credentials(account, reads, timeoutMs), ...reads.map((r) => callingStatus(account, r))];
+  const reads = await Promise.all(mine.map((n) => readSettings(account, provider, n, fromFile)));
+  return [await credentials(account, reads, timeoutMs, fromFile), ...reads.map((r) => callingStatus(account, r))];
 }
 
-async function readSettings(account: AccountSpec, provider: WhatsAppProvider, number: NumberSpec): Promise<Read> {
-  const unaddressable = whyUnaddressable(account, number);
+async function readSettings(account: AccountSpec, provider: WhatsAppProvider, number: NumberSpec, fromFile: boolean): Promise<Read> {
+  const unaddressable = whyUnaddressable(account, number, fromFile);
   if (unaddressable) return { number, unaddressable };
   const line: BusinessLine = { number: number.number ?? '', phoneId: number.phoneId, wabaId: number.wabaId };
   try {
@@ -33,8 +33,8 @@ async function readSettings(account: AccountSpec, provider: WhatsAppProvider, nu
 }
 
 /** What the configuration lacks for the provider's settings endpoint to name the number (YCloud: WABA id and number; Meta: phone id). */
-function whyUnaddressable(account: AccountSpec, n: NumberSpec): string | null {
-  const env = n.name === 'default';
+function whyUnaddressable(account: AccountSpec, n: NumberSpec, fromFile: boolean): string | null {
+  const env = !fromFile;
   if (account.kind === 'ycloud') {
     if (!n.number) return `the number is not known (${env ? 'WA_BUSINESS_NUMBER' : 'its number:'} unset)`;
     if (!n.wabaId) return `no WABA id (${env ? 'WA_WABA_ID' : 'its wabaId:'} unset): YCloud's settings are addressed by WABA id and number`;
@@ -43,11 +43,11 @@ function whyUnaddressable(account: AccountSpec, n: NumberSpec): string | null {
   return n.phoneId ? null : `no phone number id (${env ? 'WA_PHONE_ID' : 'its phoneId:'} unset): Graph's settings are addressed by it`;
 }
 
-const keyName = (a: AccountSpec): string => (a.name === a.kind
+const keyName = (a: AccountSpec, fromFile: boolean): string => (!fromFile
   ? (a.kind === 'ycloud' ? 'YCLOUD_API_KEY' : 'META_ACCESS_TOKEN')
   : `the ${a.kind === 'ycloud' ? 'apiKey' : 'accessToken'} of account "${a.name}" in NUMBERS_FILE`);
 
-async function credentials(account: AccountSpec, reads: Read[], timeoutMs: number): Promise<CheckResult> {
+async function credentials(account: AccountSpec, reads: Read[], timeoutMs: number, fromFile: boolean): Promise<CheckResult> {
   const check = 'credentials';
   const answered = reads.find((r) => 'body' in r || ('error' in r && r.error instanceof ProviderError && r.error.httpStatus !== null
     && r.error.httpStatus !== 401 && r.error.httpStatus !== 403 && r.error.httpStatus < 500));
@@ -57,7 +57,7 @@ async function credentials(account: AccountSpec, reads: Read[], timeoutMs: numbe
     const what = refused.httpStatus === 401
       ? 'wrong key: the API refused it (HTTP 401)'
       : 'wrong key, or one without access to this account\'s numbers: the API refused it (HTTP 403)';
-    return failed(check, `${what}: ${refused.message}. Check ${keyName(account)}`);
+    return failed(check, `${what}: ${refused.message}. Check ${keyName(account, fromFile)}`);
   }
   if (answered) return ok(check, `accepted by ${account.apiBaseUrl} (read ${answered.number.number ?? answered.number.name}'s calling settings)`);
   const unanswered = errors.find((e) => e instanceof ProviderError && e.httpStatus === null) as ProviderError | undefined;

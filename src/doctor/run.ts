@@ -43,6 +43,7 @@ export async function runDoctor(o: DoctorOptions): Promise<Section[]> {
   const t = o.timeoutMs;
   const limit = t * CHECK_WAITS;
   const c = d.config;
+  const fromFile = c.numbers.file !== null;
   const source = c.numbers.file === null ? `the environment (WA_PROVIDER=${c.numbers.provider})` : `NUMBERS_FILE ${c.numbers.file}`;
   const sip = bounded('drachtio-server', limit, async () => {
     const r = await checkSip({
@@ -58,7 +59,7 @@ export async function runDoctor(o: DoctorOptions): Promise<Section[]> {
     { title: 'configuration', run: Promise.resolve([ok('settings', `read as the bridge reads them: ${d.numbers.numbers.length} number(s) on ${d.numbers.accounts.length} account(s), from ${source}`)]) },
     ...d.numbers.accounts.map((a) => ({
       title: `provider account "${a.name}" (${a.kind}, ${a.apiBaseUrl})`,
-      run: bounded('credentials', limit, async () => [...await checkAccount(a, d.numbers.numbers, t), ...checkSecrets(a)]),
+      run: bounded('credentials', limit, async () => [...await checkAccount(a, d.numbers.numbers, t, fromFile), ...checkSecrets(a, fromFile)]),
     })),
     { title: 'webhook URL', run: bounded('webhook URL', limit, () => checkWebhook({ url: webhookUrl(o, d), accounts: d.numbers.accounts, ca: o.ca, timeoutMs: t })) },
     { title: 'this host', run: Promise.resolve(checkPublicIp(c.publicIp, d.allowPrivatePublicIp, o.interfaces)) },

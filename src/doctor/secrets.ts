@@ -11,8 +11,8 @@ const PLACEHOLDER = /^(change-?me|changeme|secret|test|todo|xxx+|placeholder|non
  * Without the right one every webhook is refused (401) and no call ever rings: whether it is the
  * provider's own shows only in the webhook check (Meta's verify token) and the first delivery.
  */
-export function checkSecrets(a: AccountSpec): CheckResult[] {
-  const name = (setting: string, field: string): string => (a.name === a.kind ? setting : `"${a.name}".${field} in NUMBERS_FILE`);
+export function checkSecrets(a: AccountSpec, fromFile: boolean): CheckResult[] {
+  const name = (setting: string, field: string): string => (!fromFile ? setting : `"${a.name}".${field} in NUMBERS_FILE`);
   if (a.kind === 'ycloud') {
     return [secret('webhook secret', a.webhookSecret, name('YCLOUD_WEBHOOK_SECRET', 'webhookSecret'), [[a.apiKey, 'the API key']])];
   }
