@@ -7,6 +7,7 @@ import https from 'node:https';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
+import { bounded } from '../src/doctor/check';
 import { checkClock } from '../src/doctor/clock';
 import { checkDatabase } from '../src/doctor/database';
 import { checkAccount } from '../src/doctor/providers';
@@ -253,6 +254,17 @@ describe('issue 21: npm run doctor, the go-live preflight', function () {
   });
 
   describe('each check names its failure', () => {
+    it('a check that hangs or throws is a FAIL of its own, within its bound', async () => {
+      const started = Date.now();
+      const hung = await bounded('stuck', 200, () => new Promise<CheckResult[]>(() => undefined));
+      assert.deepEqual(hung, [{ check: 'stuck', status: 'fail', detail: 'did not finish within 200 ms (--timeout-ms)' }]);
+      assert.ok(Date.now() - started < 1000);
+      const threw = await bounded('broken', 200, async () => {
+        throw new Error('boom');
+      });
+      assert.deepEqual(threw, [{ check: 'broken', status: 'fail', detail: 'the check itself failed: boom' }]);
+    });
+
     it('a provider that cannot be reached is a network failure, not a refusal', async () => {
       const port = await freePort('tcp');
       const account: AccountSpec = { kind: 'ycloud', name: 'ycloud', apiKey: 'k', webhookSecret: 's', apiBaseUrl: `http://127.0.0.1:${port}/v2`, timeoutMs: 5000, webhookToleranceSeconds: 300 };
