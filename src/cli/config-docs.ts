@@ -9,6 +9,11 @@ import { CONFIG_DOC, envExample, withGeneratedTables } from '../config/docs';
  * what the declarations give.
  */
 function main(argv: string[]): number {
+  if (argv.includes('--help') || argv.includes('-h')) {
+    console.log(`usage: npm run docs:config [-- --check]\nwrites ${CONFIG_DOC}'s settings tables and .env.example from src/config/settings.ts; `
+      + 'with --check writes nothing and exits 1 when either is out of date.');
+    return 0;
+  }
   const check = argv.includes('--check');
   const root = projectRoot();
   const files = [
