@@ -24,7 +24,7 @@ const SECRETS = { bridgeToPbx: 'b2p-7d1f0c9e4a', pbxToBridge: 'p2b-3e8a51b26f' }
 
 /**
  * A real Asterisk (PJSIP) as the PBX, configured with the repository's sample files
- * (config/asterisk/pjsip.conf and extensions.conf, placeholders filled in as the README says): digest
+ * (config/asterisk/pjsip.conf and extensions.conf, placeholders filled in as docs/pbx-asterisk.md says): digest
  * authentication both ways, the business-number header set by the pre-dial handler, session timers,
  * and an IVR reading a WhatsApp caller's digits. Skipped loudly without `asterisk`.
  */
@@ -70,7 +70,7 @@ describe('a real Asterisk as the PBX (config/asterisk samples)', function () {
     return pbx;
   }
 
-  /** The bridge configured the way the README pairs it with the sample. */
+  /** The bridge configured the way docs/pbx-asterisk.md pairs it with the sample. */
   async function startBridge(env: Record<string, string> = {}): Promise<TestStack> {
     stack = await startStack({
       PBX_TARGET: pbx!.uri,
@@ -218,7 +218,7 @@ describe('a real Asterisk as the PBX (config/asterisk samples)', function () {
   });
 });
 
-/** The samples themselves, without a PBX: what the README tells operators to copy is complete and well-formed. */
+/** The samples themselves, without a PBX: what docs/pbx-asterisk.md tells operators to copy is complete and well-formed. */
 describe('PBX sample configurations (config/)', () => {
   const values: SampleValues = { bridgeIp: '192.0.2.10', bridgeSipPort: 5060, bridgeToPbxSecret: 'x', pbxToBridgeSecret: 'y', businessNumber: SAMPLE_BUSINESS };
   const lab = { sipPort: 5062, agents: 'PJSIP/101', lab: [] };

@@ -260,7 +260,7 @@ function outboundCalls(provider: ProviderName): void {
     assert.ok(row.wacid);
   });
   it('mid-call: the agent holds (answered recvonly, media kept flowing), resumes (heard again) and sends a digit by INFO', async () => {
-    // A phone with symmetric RTP: the resume may be answered with a fresh port (see README, keepalive).
+    // A phone with symmetric RTP: the resume may be answered with a fresh port (see docs/pbx-sip-contract.md, "Keepalive and WebRTC streams").
     const s = await setUp({}, { followSource: true });
     const timeline = new Timeline(s.bridge.cdr);
     await grantPermission(s);

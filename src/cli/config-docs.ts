@@ -1,17 +1,23 @@
 import fs from 'node:fs';
 import path from 'node:path';
-import { envExample, withReadmeTable } from '../config/docs';
+import { CONFIG_DOC, envExample, withGeneratedTables } from '../config/docs';
 
 /**
- * `npm run docs:config`: writes the README's configuration table and .env.example from the settings'
- * declarations (src/config/settings.ts, src/config/env-layout.ts). With --check it writes nothing and
- * exits 1 when either file differs from what the declarations give.
+ * `npm run docs:config`: writes docs/configuration.md's tables (the settings, docker compose's variables,
+ * the other variables read) and .env.example from the declarations (src/config/settings.ts,
+ * src/config/env-layout.ts). With --check it writes nothing and exits 1 when either file differs from
+ * what the declarations give.
  */
 function main(argv: string[]): number {
+  if (argv.includes('--help') || argv.includes('-h')) {
+    console.log(`usage: npm run docs:config [-- --check]\nwrites ${CONFIG_DOC}'s settings tables and .env.example from src/config/settings.ts; `
+      + 'with --check writes nothing and exits 1 when either is out of date.');
+    return 0;
+  }
   const check = argv.includes('--check');
   const root = projectRoot();
   const files = [
-    { name: 'README.md', make: (current: string) => withReadmeTable(current) },
+    { name: CONFIG_DOC, make: (current: string) => withGeneratedTables(current) },
     { name: '.env.example', make: () => envExample() },
   ];
   const stale: string[] = [];
@@ -27,7 +33,7 @@ function main(argv: string[]): number {
     if (stale.length) console.error(`out of date with src/config/settings.ts: ${stale.join(', ')} (run npm run docs:config)`);
     return stale.length ? 1 : 0;
   }
-  console.log(stale.length ? `wrote ${stale.join(', ')}` : 'README.md and .env.example are up to date');
+  console.log(stale.length ? `wrote ${stale.join(', ')}` : `${CONFIG_DOC} and .env.example are up to date`);
   return 0;
 }
 

@@ -1,42 +1,84 @@
 import { ComposeEntry, ENV_HEADER, ENV_LAYOUT, EnvLine, SettingEntry } from './env-layout';
 import { AnySetting, shownDefault } from './setting';
-import { SETTINGS, SettingName } from './settings';
+import { NOT_SETTINGS, SETTINGS, SettingName } from './settings';
 
 /**
- * The README's configuration table and .env.example, written from the settings' declarations
- * (settings.ts) and .env.example's layout (env-layout.ts). `npm run docs:config` (src/cli/config-docs.ts)
+ * docs/configuration.md's tables and .env.example, written from the settings' declarations
+ * (settings.ts), .env.example's layout with the variables only docker compose reads (env-layout.ts)
+ * and the variables that are not settings (NOT_SETTINGS). `npm run docs:config` (src/cli/config-docs.ts)
  * writes them; test/unit/config-docs.test.ts fails when the committed ones differ.
  */
 
-export const README_TABLE_START = '<!-- settings table: written by `npm run docs:config` from src/config/settings.ts; edit the settings there -->';
-export const README_TABLE_END = '<!-- end of settings table -->';
+/** The document the tables live in, from the project root. */
+export const CONFIG_DOC = 'docs/configuration.md';
+
+/** A generated table: the markers around it in CONFIG_DOC, and how it is written. */
+export interface GeneratedTable {
+  readonly start: string;
+  readonly end: string;
+  readonly make: () => string;
+}
 
 const settingNames = (): SettingName[] => Object.keys(SETTINGS) as SettingName[];
+const cell = (s: string) => s.replace(/\|/g, '\\|');
+/** The descriptions link docs from the project root (`docs/x.md`); the tables live in docs/ themselves. */
+const fromDocs = (md: string) => md.replace(/\]\(docs\//g, '](');
+const header = ['| variable | default | meaning |', '|---|---|---|'];
 
-/** The README's table of settings, one row per variable, in the order settings.ts declares them. */
-export function readmeTable(): string {
-  const cell = (s: string) => s.replace(/\|/g, '\\|');
+/** The bridge's settings, one row per variable, in the order settings.ts declares them. */
+export function settingsTable(): string {
   const rows = settingNames().map((name) => {
     const d = shownDefault(SETTINGS[name] as AnySetting);
-    return `| \`${name}\` | ${cell(d.literal ? `\`${d.text}\`` : d.text)} | ${cell(SETTINGS[name].doc)} |`;
+    return `| \`${name}\` | ${cell(d.literal ? `\`${d.text}\`` : d.text)} | ${cell(fromDocs(SETTINGS[name].doc))} |`;
   });
-  return ['| variable | default | meaning |', '|---|---|---|', ...rows].join('\n');
+  return [...header, ...rows].join('\n');
 }
 
-/** `readme` with the text between its table markers replaced by readmeTable(). */
-export function withReadmeTable(readme: string): string {
-  const start = readme.indexOf(README_TABLE_START);
-  const end = readme.indexOf(README_TABLE_END);
-  if (start < 0 || end < start) throw new Error(`README.md has no "${README_TABLE_START}" ... "${README_TABLE_END}" markers`);
-  return `${readme.slice(0, start + README_TABLE_START.length)}\n${readmeTable()}\n${readme.slice(end)}`;
+/** The variables only docker compose reads (never the bridge), in .env.example's order. */
+export function composeTable(): string {
+  const rows = ENV_LAYOUT.flatMap((b) => b.entries.filter((e): e is ComposeEntry => 'variable' in e)).map((e) => {
+    const d = e.required ? '(required)' : e.default === undefined ? '(none)' : /^\(.*\)$/.test(e.default) ? e.default : `\`${e.default}\``;
+    return `| \`${e.variable}\` | ${cell(d)} | ${cell(fromDocs(e.doc))} |`;
+  });
+  return [...header, ...rows].join('\n');
 }
 
-/** The text between the README's table markers, or null without them. */
-export function readmeTableIn(readme: string): string | null {
-  const start = readme.indexOf(README_TABLE_START);
-  const end = readme.indexOf(README_TABLE_END);
+/** The other variables the code reads (NOT_SETTINGS): the sandbox's, the tools', Node's. */
+export function otherVariablesTable(): string {
+  const rows = Object.entries(NOT_SETTINGS).map(([name, why]) => `| \`${name}\` | ${cell(fromDocs(why))} |`);
+  return ['| variable | read by |', '|---|---|', ...rows].join('\n');
+}
+
+const marker = (what: string) => ({
+  start: `<!-- ${what}: written by \`npm run docs:config\` from src/config/settings.ts and env-layout.ts; edit them there -->`,
+  end: `<!-- end of ${what} -->`,
+});
+
+/** The tables of CONFIG_DOC, in the order they appear there. */
+export const GENERATED_TABLES: readonly GeneratedTable[] = [
+  { ...marker('settings table'), make: settingsTable },
+  { ...marker('compose variables table'), make: composeTable },
+  { ...marker('other variables table'), make: otherVariablesTable },
+];
+
+/** `doc` with the text between each table's markers replaced by the table. */
+export function withGeneratedTables(doc: string): string {
+  let out = doc;
+  for (const t of GENERATED_TABLES) {
+    const start = out.indexOf(t.start);
+    const end = out.indexOf(t.end);
+    if (start < 0 || end < start) throw new Error(`${CONFIG_DOC} has no "${t.start}" ... "${t.end}" markers`);
+    out = `${out.slice(0, start + t.start.length)}\n${t.make()}\n${out.slice(end)}`;
+  }
+  return out;
+}
+
+/** The text between a table's markers in `doc`, or null without them. */
+export function tableIn(doc: string, t: GeneratedTable): string | null {
+  const start = doc.indexOf(t.start);
+  const end = doc.indexOf(t.end);
   if (start < 0 || end < start) return null;
-  return readme.slice(start + README_TABLE_START.length, end).trim();
+  return doc.slice(start + t.start.length, end).trim();
 }
 
 const WIDTH = 100;

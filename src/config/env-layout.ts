@@ -171,7 +171,7 @@ export const ENV_LAYOUT: readonly EnvBlock[] = [
     ],
   },
   {
-    title: 'Mid-call behaviour (README "Mid-call")',
+    title: 'Mid-call behaviour (docs/pbx-sip-contract.md)',
     entries: [
       set('PBX_EARLY_MEDIA'), set('PBX_DTMF_MODE'), set('TRANSFER_REFUSE_PATTERN', undefined, 'Single quotes keep the $.'),
       set('TRANSFER_TARGET_PATTERN'), set('SIP_MIN_SE_S'), set('SIP_REQUEST_TIMEOUT_MS'), set('MEDIA_HOLD_FILE'),
@@ -246,7 +246,7 @@ export const ENV_LAYOUT: readonly EnvBlock[] = [
     ],
   },
   {
-    intro: 'The sandbox (`npm run sandbox`, or docker compose\'s "sandbox" profile; README, "Try it in five minutes"): the bridge against '
+    intro: 'The sandbox (`npm run sandbox`, or docker compose\'s "sandbox" profile; docs/try-it.md): the bridge against '
       + 'its built-in YCloud simulator, with a browser phone at /sandbox. It refuses to start with YCLOUD_API_KEY or YCLOUD_API_BASE_URL '
       + 'set: do not give it this file\'s real ones. docs/sandbox.md lists its settings.',
     entries: [

@@ -22,7 +22,7 @@ export type Fallback<T> =
 export interface Setting<T> {
   readonly parse: Parser<T>;
   readonly fallback: Fallback<T>;
-  /** What it does, in Markdown: the README's configuration table and .env.example both show this text. */
+  /** What it does, in Markdown: docs/configuration.md's settings table and .env.example both show this text. */
   readonly doc: string;
   /**
    * A password, key or token: its value is never repeated in a problem, it is left empty in

@@ -11,7 +11,7 @@ import { setting, Setting } from './setting';
 /**
  * Every setting of the bridge, declared once: the environment variable, its type and checks, what
  * unset means, and its description. loadConfig (index.ts) reads them into the Config the code uses;
- * `npm run docs:config` writes the README's configuration table (in this order) and .env.example
+ * `npm run docs:config` writes docs/configuration.md's settings table (in this order) and .env.example
  * (laid out by env-layout.ts) from them, and test/unit/config-docs.test.ts fails when either differs.
  * A new setting: declare it here, place it in env-layout.ts, use it in index.ts, run `npm run docs:config`.
  */
@@ -493,7 +493,7 @@ export const SETTINGS = {
   REPORTING_API_TOKENS: setting({
     unset: [] as string[], shown: '(none)', secret: true, parse: listOf(apiToken, { secret: true }),
     doc: `read-only tokens (comma-separated, each at least ${MIN_TOKEN_LENGTH} characters) for reporting tools: GET on \`/api/calls...\`, `
-      + '`/api/calls/live` and `/api/reports/...` only ("Reporting API" below)',
+      + '`/api/calls/live` and `/api/reports/...` only ([docs/reporting.md](docs/reporting.md))',
   }),
   REPORTING_DB_POOL_MAX: setting({
     default: '3', parse: integer(1, 100),

@@ -9,7 +9,7 @@ export function findAsterisk(): string | null {
   return findProgram('asterisk', 'ASTERISK_BIN');
 }
 
-/** The sample configuration the README tells operators to copy (config/asterisk/). */
+/** The sample configuration docs/pbx-asterisk.md tells operators to copy (config/asterisk/). */
 export const ASTERISK_SAMPLE_DIR = path.join(__dirname, '..', '..', '..', 'config', 'asterisk');
 
 /** What an operator fills into the sample's placeholders. */
@@ -49,7 +49,7 @@ function replaceOnce(text: string, find: RegExp, by: string, what: string): stri
 }
 
 /**
- * config/asterisk/{pjsip,extensions}.conf with the operator's values filled in (what the README says
+ * config/asterisk/{pjsip,extensions}.conf with the operator's values filled in (what docs/pbx-asterisk.md says
  * to do) and the lab's additions: loopback port, the agents' stand-in, extra endpoint lines.
  */
 export function renderAsteriskSample(values: SampleValues, lab: LabOptions): { pjsip: string; extensions: string } {

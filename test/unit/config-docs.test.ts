@@ -2,15 +2,16 @@ import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
 import { ConfigError, loadConfig } from '../../src/config';
-import { envExample, readmeTable, readmeTableIn } from '../../src/config/docs';
+import { CONFIG_DOC, GENERATED_TABLES, composeTable, envExample, settingsTable, tableIn } from '../../src/config/docs';
 import { ComposeEntry, ENV_LAYOUT, SettingEntry } from '../../src/config/env-layout';
 import { AnySetting, readSetting } from '../../src/config/setting';
 import { NOT_SETTINGS, SETTINGS, SettingName } from '../../src/config/settings';
 import { configSecrets } from '../../src/log';
 
 /**
- * Issue 18, "configuration declared once": src/config/settings.ts declares every setting, and the
- * README's table and .env.example are written from it (`npm run docs:config`), so neither can drift.
+ * Issue 18, "configuration declared once": src/config/settings.ts declares every setting, and
+ * docs/configuration.md's tables and .env.example are written from it (`npm run docs:config`), so
+ * neither can drift.
  */
 
 const ROOT = findRoot();
@@ -25,10 +26,26 @@ const composeEntries = ENV_LAYOUT.flatMap((b) => b.entries.filter((e): e is Comp
 
 describe('configuration declared once (src/config/settings.ts)', () => {
   describe('the documents written from it', () => {
-    it('README.md\'s configuration table is the one the settings give (else: npm run docs:config)', () => {
-      const table = readmeTableIn(read('README.md'));
-      assert.ok(table !== null, 'README.md has the settings table markers');
-      assert.equal(table, readmeTable(), 'README.md\'s table differs from src/config/settings.ts: run npm run docs:config');
+    it('docs/configuration.md\'s tables are the ones the declarations give (else: npm run docs:config)', () => {
+      const doc = read(CONFIG_DOC);
+      for (const t of GENERATED_TABLES) {
+        const table = tableIn(doc, t);
+        assert.ok(table !== null, `${CONFIG_DOC} has the markers ${t.start}`);
+        assert.equal(table, t.make(), `${CONFIG_DOC}'s table differs from src/config/settings.ts: run npm run docs:config`);
+      }
+    });
+
+    it('the README links the configuration instead of holding a copy of the table', () => {
+      const readme = read('README.md');
+      assert.ok(readme.includes(`(${CONFIG_DOC})`), 'README.md links docs/configuration.md');
+      assert.ok(GENERATED_TABLES.every((t) => !readme.includes(t.start)), 'no generated table in README.md');
+    });
+
+    it('the compose table has one row per docker compose variable of .env.example, required ones marked', () => {
+      const rows = composeTable().split('\n').slice(2).map((r) => /^\| `([A-Z0-9_]+)` \| (.*?) \| /.exec(r));
+      assert.ok(rows.every(Boolean), 'every row names one variable');
+      assert.deepEqual(rows.map((m) => m![1]), composeEntries.map((e) => e.variable));
+      for (const [i, e] of composeEntries.entries()) if (e.required) assert.equal(rows[i]![2], '(required)', e.variable);
     });
 
     it('.env.example is the one the settings give (else: npm run docs:config)', () => {
@@ -36,7 +53,7 @@ describe('configuration declared once (src/config/settings.ts)', () => {
     });
 
     it('the table has one row per setting, with its default or "(required)"', () => {
-      const rows = readmeTable().split('\n').slice(2).map((r) => /^\| `([A-Z0-9_]+)` \| (.*?) \| /.exec(r));
+      const rows = settingsTable().split('\n').slice(2).map((r) => /^\| `([A-Z0-9_]+)` \| (.*?) \| /.exec(r));
       assert.ok(rows.every(Boolean), 'every row names one variable');
       assert.deepEqual(rows.map((m) => m![1]), NAMES);
       for (const m of rows) {
