@@ -13,7 +13,7 @@ describe('sandbox local services with a running drachtio-server', () => {
 
   it('names the SIP address docker compose passes (SANDBOX_SIP_ADDRESS, SANDBOX_SIP_PORT), and none without it', async () => {
     // DRACHTIO_HOST and RTPENGINE_NG set: nothing is started but the database's preparation.
-    const base = { ...infraEnv(), DRACHTIO_HOST: '127.0.0.1', DRACHTIO_PORT: '9023' };
+    const base: Record<string, string> = { ...infraEnv(), DRACHTIO_HOST: '127.0.0.1', DRACHTIO_PORT: '9023' };
     const given = await startLocalServices({ ...base, SANDBOX_SIP_ADDRESS: '127.0.0.1', SANDBOX_SIP_PORT: '5071' }, log);
     try {
       assert.equal(given.sipUri, 'sip:127.0.0.1:5071');

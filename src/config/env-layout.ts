@@ -192,7 +192,7 @@ export const ENV_LAYOUT: readonly EnvBlock[] = [
       {
         variable: 'POSTGRES_PASSWORD', default: 'bridge',
         doc: 'The password of the database role "bridge". Set it before the first `docker compose up`: Postgres takes it when it creates '
-          + 'its data volume, never later (then: docs/compose.md, "Postgres"). Letters and digits only: it goes into DATABASE_URL as it is.',
+          + 'its data volume, never later (to change it then: docs/compose.md). Letters and digits only: it goes into DATABASE_URL as it is.',
       },
       {
         variable: 'POSTGRES_PORT', default: '55432',

@@ -46,6 +46,9 @@ const NAT_ENV: Env = { ...TEST_ENV, SIP_EXTERNAL_IP: '203.0.113.7', SIP_LOCAL_NE
 /** The values docker-compose.yml itself gives the bridge (where it finds its neighbours, and whether Caddy is in front). */
 const COMPUTED = ['TRUST_PROXY', 'DATABASE_URL', 'DRACHTIO_HOST', 'DRACHTIO_PORT', 'RTPENGINE_NG', 'RTPENGINE_DTMF_LOG', 'MEDIA_DIR', 'CDR_SPILL_DIR'];
 
+/** A `${NAME:?...}` that found NAME unset (declared first: the suite interpolates while it is being defined). */
+class RequiredVariable extends Error {}
+
 /** Services that run once and exit (restart: "no"); the others wait for them. */
 const ONE_SHOT = ['volumes-init'];
 
@@ -172,6 +175,7 @@ describe('deployment files', () => {
       // Its command, run for real on two folders standing for the volumes (one of them as an older
       // deployment left it: root's, 0700, with a pcap in it).
       const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'volumes-init-'));
+      fs.chmodSync(dir, 0o755); // as / is to the volumes: the bridge may pass through
       try {
         const spool = path.join(dir, 'spool');
         const out = path.join(dir, 'out');
@@ -554,8 +558,6 @@ function composeVariables(text: string): Set<string> {
   for (const m of body.matchAll(/\$\{?([A-Za-z_][A-Za-z0-9_]*)/g)) out.add(m[1]!);
   return out;
 }
-
-class RequiredVariable extends Error {}
 
 /** Compose's interpolation (docs: compose-file/interpolation): $$, $X, ${X}, :- - :? ? :+ +, nested. */
 function interpolate(s: string, env: Env, where: string): string {
