@@ -30,8 +30,12 @@ export const REDACTED = '[Redacted]';
  *    any depth; errors are reduced to their own plain fields (a drachtio-srf SipError's `res`, with the
  *    raw SIP message, never goes out);
  * 3. every line as written: SDES keys (`a=crypto ... inline:KEY`), ICE passwords, Authorization /
- *    Proxy-Authorization / X-API-Key / YCloud-Signature header values in raw text, bearer tokens;
- * 4. every line as written: the configured secret values themselves (LoggerOptions.secrets).
+ *    Proxy-Authorization / X-API-Key / YCloud-Signature header values in raw text, bearer tokens, the
+ *    password in a URL's user info (`postgres://user:PASSWORD@host`);
+ * 4. every line as written: the configured secret values themselves (LoggerOptions.secrets), except
+ *    those that read as an ordinary word or number (see isWordLike): searched for, they would mangle
+ *    every line holding that word (the compose database password "bridge" turned the logger's own name
+ *    into "wa-sip-[Redacted]"); such a secret is still kept out by layers 1-3.
  * And unless LOG_PHONE_NUMBERS=full, phone numbers are masked (+1555****0001): in fields whose name says
  * they hold one (at any depth), and E.164 numbers or numeric sip:/tel: users anywhere in a line.
  */
@@ -57,6 +61,8 @@ const LINE_PATTERNS: Array<[RegExp, string]> = [
   // headers as fields of JSON held in a string (then the rest of that string goes too).
   [/((?:proxy-)?authorization|x-api-key|ycloud-signature)(\\"\s*:\s*\\"|\s*:\s*)(?:[^\\"]|\\[^rn])+/gi, `$1$2${REDACTED}`],
   [/\b(Bearer\s+)[A-Za-z0-9._~+/=-]+/g, `$1${REDACTED}`],
+  // A URL's user info: scheme://user:PASSWORD@host (DATABASE_URL in a connection error, say).
+  [/(\b[A-Za-z][A-Za-z0-9+.-]*:\/\/[^\s/:@"\\]*:)[^\s/@"\\]+@/g, `$1${REDACTED}@`],
 ];
 
 /**
@@ -90,6 +96,18 @@ export function maskPhoneNumbersInLine(line: string): string {
 
 /** Secrets shorter than this are not searched for in lines (they would mangle ordinary words). */
 const MIN_SECRET_LENGTH = 6;
+/** Letters-only or digits-only secrets shorter than this read as words or numbers: not searched for either. */
+const MIN_WORD_SECRET_LENGTH = 16;
+
+/**
+ * A secret made only of letters, or only of digits, shorter than MIN_WORD_SECRET_LENGTH: "bridge",
+ * "sandbox", "123456". Found as a substring it would be found in ordinary text (names, messages,
+ * timestamps), and replacing it there would hide what the line says without protecting anything that
+ * layers 1-3 do not already protect.
+ */
+export function isWordLike(secret: string): boolean {
+  return secret.length < MIN_WORD_SECRET_LENGTH && /^(?:[A-Za-z]+|[0-9]+)$/.test(secret);
+}
 
 /** Replaces secrets in one serialized log line (layers 3 and 4). */
 export function scrubLine(line: string, secrets: readonly string[] = []): string {
@@ -105,7 +123,7 @@ export function scrubLine(line: string, secrets: readonly string[] = []): string
 function searchForms(secrets: LoggerOptions['secrets']): string[] {
   const out = new Set<string>();
   for (const v of secrets ?? []) {
-    if (typeof v !== 'string' || v.length < MIN_SECRET_LENGTH) continue;
+    if (typeof v !== 'string' || v.length < MIN_SECRET_LENGTH || isWordLike(v)) continue;
     out.add(v);
     out.add(JSON.stringify(v).slice(1, -1));
   }

@@ -188,6 +188,21 @@ export const ENV_LAYOUT: readonly EnvBlock[] = [
     ],
   },
   {
+    title: 'Postgres in docker-compose.yml (the bridge\'s DATABASE_URL is built from these)',
+    entries: [
+      {
+        variable: 'POSTGRES_PASSWORD', default: 'bridge',
+        doc: 'The password of the database role "bridge". Set it before the first `docker compose up`: Postgres takes it when it creates '
+          + 'its data volume, never later (to change it then: docs/compose.md). Letters and digits only: it goes into DATABASE_URL as it is.',
+      },
+      {
+        variable: 'POSTGRES_PORT', default: '55432',
+        doc: 'The port Postgres is published on, on 127.0.0.1 only (the bridge uses host networking and reaches it there). Not 5432, so '
+          + 'that a Postgres already running on this host does not stop the stack.',
+      },
+    ],
+  },
+  {
     title: 'Shutdown, database, data retention, logs, cluster',
     entries: [
       set('SHUTDOWN_DRAIN_S', undefined, 'Raising it: raise STOP_GRACE_PERIOD above it (+60 s).'),
@@ -254,6 +269,11 @@ export const ENV_LAYOUT: readonly EnvBlock[] = [
       { variable: 'SANDBOX_SIP_ADDRESS', default: '127.0.0.1', doc: 'Where the sandbox\'s drachtio-server listens for agents\' calls from your PBX (and the PBX-side media).' },
       { variable: 'SANDBOX_SIP_PORT', default: '5060', doc: 'Its SIP port.' },
       { variable: 'SANDBOX_TRUSTED_SOURCES', default: '127.0.0.1', doc: 'The PBX addresses allowed to place agents\' calls into the sandbox (compose profile).' },
+      {
+        variable: 'BRIDGE_ENV_FILE', default: '.env',
+        doc: 'The file the bridge service reads its settings from (its env_file). docker/sandbox.env names itself here, so that the '
+          + 'sandbox profile runs with no .env; leave it unset in .env.',
+      },
     ],
   },
 ];

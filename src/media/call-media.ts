@@ -150,9 +150,13 @@ export class CallMedia {
     await this.rtp.stopMedia(this.ng, { 'call-id': this.callId, 'from-tag': this.waTag });
   }
 
-  /** Stops RFC 4733 events from the WhatsApp leg reaching the PBX (digits go by SIP INFO instead). */
+  /**
+   * Stops RFC 4733 events from the WhatsApp leg reaching the PBX (digits go by SIP INFO instead). With a
+   * from-tag, rtpengine blocks only what that party sends ("Blocking directional DTMF"); it knows no
+   * `directional` flag for this (rtpengine 10.5 warned "Unknown flag" on every call).
+   */
   async blockDigitsFromWhatsApp(): Promise<void> {
-    await this.rtp.blockDTMF(this.ng, { 'call-id': this.callId, 'from-tag': this.waTag, flags: ['directional'] });
+    await this.rtp.blockDTMF(this.ng, { 'call-id': this.callId, 'from-tag': this.waTag });
   }
 
   /** Sends a digit to the PBX as if the WhatsApp user had sent it (RFC 4733 on the PBX's payload type). */

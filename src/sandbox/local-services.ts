@@ -75,6 +75,10 @@ export async function startLocalServices(env: Env, log: Logger): Promise<LocalSe
       out.DRACHTIO_SECRET = d.secret;
       sipUri = `sip:${d.sipHost}:${d.sipPort}`;
       log.info({ sip: sipUri }, 'sandbox: drachtio-server started');
+    } else if (env.SANDBOX_SIP_ADDRESS?.trim() || env.SANDBOX_SIP_PORT?.trim()) {
+      // A drachtio-server started for the sandbox elsewhere, whose SIP address is given (docker compose's
+      // sandbox profile passes sandbox-drachtio's): DRACHTIO_PORT is its admin port, not where a PBX calls.
+      sipUri = `sip:${pbxAddress}:${Number(env.SANDBOX_SIP_PORT?.trim() || 5060)}`;
     }
     return { env: out, sipUri, metaSipContact, stop };
   } catch (err) {

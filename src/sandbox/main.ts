@@ -54,7 +54,8 @@ async function main(): Promise<void> {
   if (!/^(127\.|::1$|localhost$)/.test(sandbox.bridge.config.httpHost ?? '')) {
     log.warn({ host: sandbox.bridge.config.httpHost ?? '*' }, 'the sandbox page has no login: anyone who reaches it can place calls into your PBX; keep HTTP_HOST on loopback');
   }
-  const sip = services.sipUri ?? `drachtio-server at ${env.DRACHTIO_HOST}:${env.DRACHTIO_PORT ?? 9022}`;
+  // Without a SIP address (a drachtio-server of your own), say where to look: its admin port is not one.
+  const sip = services.sipUri ?? `<its SIP address> (your drachtio-server, admin port ${env.DRACHTIO_HOST}:${env.DRACHTIO_PORT ?? 9022})`;
   console.log([
     '',
     '  wa-sip-bridge sandbox is ready',

@@ -46,6 +46,15 @@ const NAT_ENV: Env = { ...TEST_ENV, SIP_EXTERNAL_IP: '203.0.113.7', SIP_LOCAL_NE
 /** The values docker-compose.yml itself gives the bridge (where it finds its neighbours, and whether Caddy is in front). */
 const COMPUTED = ['TRUST_PROXY', 'DATABASE_URL', 'DRACHTIO_HOST', 'DRACHTIO_PORT', 'RTPENGINE_NG', 'RTPENGINE_DTMF_LOG', 'MEDIA_DIR', 'CDR_SPILL_DIR'];
 
+/** A `${NAME:?...}` that found NAME unset (declared first: the suite interpolates while it is being defined). */
+class RequiredVariable extends Error {}
+
+/** Services that run once and exit (restart: "no"); the others wait for them. */
+const ONE_SHOT = ['volumes-init'];
+
+/** Where docker-compose.yml mounts docker/drachtio-start.sh in the drachtio container. */
+const DRACHTIO_START_IN_CONTAINER = '/opt/wa-sip-bridge/drachtio-start.sh';
+
 /** drachtio-server's command-line options (its src/controller.cpp, parseCmdArgs long_options). */
 const DRACHTIO_OPTIONS = new Set([
   'daemon', 'noconfig', 'reject-register-with-no-realm', 'file', 'help', 'user', 'port', 'contact', 'external-ip',
@@ -68,10 +77,18 @@ describe('deployment files', () => {
     const services = compose.services as Record<string, Service>;
     const resolved = interpolateTree(compose, TEST_ENV, 'docker-compose.yml') as { services: Record<string, Service> };
 
-    it('parses, and every service restarts by itself', () => {
+    it('parses, and every service restarts by itself (but the one-shot volumes-init, which the services that need it wait for)', () => {
       for (const name of ['postgres', 'drachtio', 'rtpengine', 'bridge']) assert.ok(services[name], `service ${name}`);
       for (const [name, svc] of Object.entries(services)) {
+        if (ONE_SHOT.includes(name)) {
+          assert.equal(svc.restart, 'no', `${name} runs once`);
+          continue;
+        }
         assert.ok(['unless-stopped', 'always'].includes(String(svc.restart)), `service ${name} has restart: unless-stopped (got ${String(svc.restart)})`);
+      }
+      for (const name of ['rtpengine', 'bridge']) {
+        const deps = services[name]!.depends_on as Record<string, { condition?: string }>;
+        assert.equal(deps['volumes-init']?.condition, 'service_completed_successfully', `${name} waits for volumes-init`);
       }
       const pg = services.postgres!;
       assert.ok((pg.healthcheck as Service | undefined)?.test, 'postgres has a healthcheck');
@@ -80,9 +97,10 @@ describe('deployment files', () => {
     });
 
     it('gives the bridge every setting from .env, and fixes only where its neighbours are', () => {
-      const bridge = services.bridge!;
+      const bridge = resolved.services.bridge!;
       const envFiles = ([] as unknown[]).concat(bridge.env_file ?? []).map((e) => (typeof e === 'string' ? e : (e as { path: string }).path));
       assert.ok(envFiles.includes('.env'), 'bridge has env_file: .env');
+      assert.ok(envFiles.every((e) => typeof e === 'string'), 'env_file as plain paths (the long form with required: needs Compose v2.24)');
       const fixed = Object.keys(envMap(bridge.environment));
       assert.deepEqual(fixed.filter((k) => !COMPUTED.includes(k)), [], 'environment: holds only computed/fixed values (the rest comes from .env)');
       for (const k of fixed) assert.ok(settings.all.has(k), `${k} in environment: is a setting the bridge reads`);
@@ -96,10 +114,100 @@ describe('deployment files', () => {
           assert.throws(() => interpolateTree(compose, { ...env, [key]: '' }, 'docker-compose.yml'), new RegExp(`${key} is required`), key);
         }
       }
-      assert.throws(() => interpolateTree(compose, { ...NAT_ENV, SIP_LOCAL_NET: '' }, 'docker-compose.yml'), /SIP_LOCAL_NET is required/,
-        'SIP_EXTERNAL_IP without SIP_LOCAL_NET');
-      assert.doesNotThrow(() => interpolateTree(compose, { ...TEST_ENV, SIP_LOCAL_NET: undefined }, 'docker-compose.yml'),
-        'SIP_LOCAL_NET is not needed without SIP_EXTERNAL_IP');
+      // SIP_LOCAL_NET is checked when drachtio starts (Compose cannot say "required only with" in a way
+      // every version reads alike): docker/drachtio-start.sh stops, naming it.
+      const natNoNet = interpolateTree(compose, { ...NAT_ENV, SIP_LOCAL_NET: '' }, 'docker-compose.yml') as typeof resolved;
+      const refused = runDrachtioStart(natNoNet.services.drachtio!);
+      assert.notEqual(refused.status, 0, 'SIP_EXTERNAL_IP without SIP_LOCAL_NET');
+      assert.match(refused.stderr, /SIP_LOCAL_NET/);
+      assert.equal(refused.args, null, 'drachtio is not started');
+      for (const env of [TEST_ENV, { ...TEST_ENV, SIP_LOCAL_NET: undefined }]) {
+        const r = runDrachtioStart((interpolateTree(compose, env, 'docker-compose.yml') as typeof resolved).services.drachtio!);
+        assert.equal(r.status, 0, `SIP_LOCAL_NET is not needed without SIP_EXTERNAL_IP: ${r.stderr}`);
+      }
+    });
+
+    it('nests no required-variable check inside another expansion (Compose before v5.0.2 evaluates it even when the outer one is off)', () => {
+      for (const [name, raw] of [['docker-compose.yml', composeRaw], ['docker/compose.tls.yml', tlsRaw]] as const) {
+        const nested = nestedRequiredChecks(raw);
+        assert.deepEqual(nested, [], `${name}: required checks nested in another \${...}: ${nested.join(', ')}`);
+      }
+      // The interpolator these tests use is the eager one, so it would have refused the old command too.
+      const old = '${SIP_EXTERNAL_IP:+--external-ip ${SIP_EXTERNAL_IP} --local-net ${SIP_LOCAL_NET:?set SIP_LOCAL_NET}}';
+      assert.throws(() => interpolate(old, TEST_ENV, 'old'), /SIP_LOCAL_NET is required/);
+      assert.equal(interpolate(old, NAT_ENV, 'old'), '--external-ip 203.0.113.7 --local-net 10.0.0.0/16');
+      assert.equal(interpolate('${A:-${B}}', { B: 'b' }, 'x'), 'b');
+    });
+
+    it('Postgres: password and port from .env, on loopback, not on 5432 by default; DATABASE_URL built from them', () => {
+      const pg = (env: Env) => (interpolateTree(compose, env, 'docker-compose.yml') as typeof resolved).services;
+      const url = (env: Env, service: string) => new URL(envMap(pg(env)[service]!.environment).DATABASE_URL!);
+      const ports = (env: Env) => pg(env).postgres!.ports as string[];
+      assert.deepEqual(ports(TEST_ENV), ['127.0.0.1:55432:5432'], 'a host Postgres on 5432 does not stop the stack');
+      assert.equal(url(TEST_ENV, 'bridge').port, '55432');
+      const custom = { ...TEST_ENV, POSTGRES_PASSWORD: 'Zq7pw0rd', POSTGRES_PORT: '6543' };
+      assert.deepEqual(ports(custom), ['127.0.0.1:6543:5432']);
+      assert.equal(envMap(pg(custom).postgres!.environment).POSTGRES_PASSWORD, 'Zq7pw0rd');
+      for (const [service, db] of [['bridge', '/bridge'], ['sandbox', '/wasb_sandbox']] as const) {
+        const u = url(custom, service);
+        assert.deepEqual([u.username, u.password, u.hostname, u.port, u.pathname], ['bridge', 'Zq7pw0rd', '127.0.0.1', '6543', db], service);
+      }
+      assert.equal(envMap(pg(custom).grafana!.environment).POSTGRES_PORT, '6543', 'Grafana reads the CDRs on the same port');
+      assert.match(read('docker/grafana/provisioning/datasources/wa-sip-bridge.yml'), /url: 127\.0\.0\.1:\$\{POSTGRES_PORT\}/);
+    });
+
+    it('recording: volumes-init gives the spool to the bridge\'s group (setgid) and the recordings folder to the bridge, so it reads what rtpengine writes as root', function () {
+      const init = resolved.services['volumes-init']!;
+      const mounts = (svc: Service) => new Map(((svc.volumes ?? []) as string[]).map((v) => [v.split(':')[0]!, v.split(':')[1]!]));
+      const initMounts = mounts(init);
+      for (const name of ['rtpengine', 'bridge', 'rtpengine-recording']) {
+        for (const [vol, target] of mounts(resolved.services[name]!)) {
+          if (vol === 'recording-spool' || vol === 'recordings') assert.equal(initMounts.get(vol), target, `volumes-init mounts ${vol} where ${name} does`);
+        }
+      }
+      assert.match(read('docker/Dockerfile'), /^USER node$/m, 'the bridge runs as node (uid and gid 1000 in the node image)');
+      const ids = envMap(init.environment);
+      assert.deepEqual([ids.BRIDGE_UID, ids.BRIDGE_GID], ['1000', '1000']);
+      if (process.getuid?.() !== 0 || !fs.existsSync('/usr/bin/setpriv')) {
+        console.log('      (the run of its command skipped: needs root and setpriv)');
+        return;
+      }
+      // Its command, run for real on two folders standing for the volumes (one of them as an older
+      // deployment left it: root's, 0700, with a pcap in it).
+      const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'volumes-init-'));
+      fs.chmodSync(dir, 0o755); // as / is to the volumes: the bridge may pass through
+      try {
+        const spool = path.join(dir, 'spool');
+        const out = path.join(dir, 'out');
+        fs.mkdirSync(path.join(spool, 'pcaps'), { recursive: true, mode: 0o700 });
+        fs.writeFileSync(path.join(spool, 'pcaps', 'old.pcap'), 'x', { mode: 0o600 });
+        fs.chmodSync(spool, 0o700);
+        const script = (init.command as string[])[0]!.replace(/\/var\/spool\/rtpengine/g, spool).replace(/\/var\/lib\/rtpengine-recording/g, out);
+        for (let i = 0; i < 2; i++) {
+          const r = spawnSync('/bin/sh', ['-c', script], { encoding: 'utf8', env: { ...process.env, ...ids }, timeout: 10000 });
+          assert.equal(r.status, 0, r.stderr);
+        }
+        // rtpengine (root, umask 022) writes a pcap and metadata; the bridge (1000:1000) reads, then deletes them.
+        const asRoot = spawnSync('/bin/sh', ['-c', `umask 022; echo pcap > "${spool}/pcaps/call.pcap"; echo meta > "${spool}/metadata/call.txt"`]);
+        assert.equal(asRoot.status, 0);
+        const asBridge = (cmd: string) => spawnSync('setpriv', ['--reuid=1000', '--regid=1000', '--clear-groups', '/bin/sh', '-c', cmd], { encoding: 'utf8', timeout: 10000 });
+        for (const cmd of [`cat "${spool}/pcaps/call.pcap" "${spool}/metadata/call.txt" "${spool}/pcaps/old.pcap"`,
+          `rm "${spool}/pcaps/call.pcap" "${spool}/metadata/call.txt" "${spool}/pcaps/old.pcap"`,
+          `echo wav > "${out}/call.wav" && mv "${out}/call.wav" "${out}/call2.wav" && rm "${out}/call2.wav"`]) {
+          const r = asBridge(cmd);
+          assert.equal(r.status, 0, `as the bridge: ${cmd}: ${r.stderr}`);
+        }
+      } finally {
+        fs.rmSync(dir, { recursive: true, force: true });
+      }
+    });
+
+    it('rtpengine-ctl in the rtpengine image talks to the port the daemon\'s CLI listens on', () => {
+      const listen = argv(resolved.services.rtpengine!.command).find((a) => a.startsWith('--listen-cli='))?.slice('--listen-cli='.length);
+      assert.ok(listen, 'rtpengine has a --listen-cli');
+      const dockerfile = read('docker/rtpengine.Dockerfile');
+      const conf = /'\[rtpengine\]' 'listen-cli = ([^']+)' > \/etc\/rtpengine\/rtpengine\.conf/.exec(dockerfile)?.[1];
+      assert.equal(conf, listen, 'the image\'s /etc/rtpengine/rtpengine.conf (read by rtpengine-ctl) names the daemon\'s --listen-cli');
     });
 
     it('starts rtpengine with a WhatsApp-side interface advertising PUBLIC_IP and a PBX-side one, named as the bridge names them', () => {
@@ -117,7 +225,12 @@ describe('deployment files', () => {
     it('starts drachtio naming LOCAL_IP (no --external-ip/--local-net) by default, and its admin port on loopback', () => {
       // drachtio-server puts a contact's --external-ip in Via and Contact of every request it starts,
       // even toward --local-net: a PBX on the private network would send its ACK/BYE to PUBLIC_IP.
-      assert.deepEqual(services.drachtio!.entrypoint, ['drachtio']);
+      assert.deepEqual(services.drachtio!.entrypoint, ['/bin/sh', DRACHTIO_START_IN_CONTAINER]);
+      assert.ok((services.drachtio!.volumes as string[]).includes(`./docker/drachtio-start.sh:${DRACHTIO_START_IN_CONTAINER}:ro`));
+      for (const name of ['drachtio', 'sandbox-drachtio']) {
+        assert.match(String(services[name]!.image), /^drachtio\/drachtio-server:\d+\.\d+\.\d+$/, `${name}: a release, never latest`);
+      }
+      assert.match(String(services.postgres!.image), /^postgres:\d+$/, 'Postgres: a major version');
       for (const env of [TEST_ENV, { ...TEST_ENV, SIP_LOCAL_NET: '10.0.0.0/16' }, { ...TEST_ENV, SIP_EXTERNAL_IP: '' }]) {
         const svc = (interpolateTree(compose, env, 'docker-compose.yml') as typeof resolved).services.drachtio!;
         const args = drachtioArgs(svc);
@@ -206,7 +319,7 @@ describe('deployment files', () => {
       const tlsYaml = parseYaml(tlsRaw, 'docker/compose.tls.yml');
       const tls = interpolateTree(tlsYaml, TEST_ENV, 'docker/compose.tls.yml') as { services: Record<string, Service> };
       const drachtio = tls.services.drachtio!;
-      const args = drachtioArgs({ ...resolved.services.drachtio!, ...drachtio });
+      const args = drachtioArgs(mergeService(resolved.services.drachtio!, drachtio));
       checkDrachtioArgs(args, 'docker/compose.tls.yml');
       assert.deepEqual(valuesOf(args, '--contact'), ['sip:10.0.0.5:5060;transport=udp,tcp', 'sips:10.0.0.5:5061;transport=tls']);
       assert.deepEqual(valuesOf(args, '--external-ip'), [], args.join(' '));
@@ -214,13 +327,14 @@ describe('deployment files', () => {
       assert.deepEqual(valuesOf(args, '--secret'), ['test-secret']);
       for (const f of ['--key-file', '--cert-file', '--chain-file']) assert.equal(valuesOf(args, f).length, 1, f);
       const natTls = interpolateTree(tlsYaml, NAT_ENV, 'docker/compose.tls.yml') as typeof tls;
-      const natArgs = drachtioArgs(natTls.services.drachtio!);
+      const natBase = interpolateTree(compose, NAT_ENV, 'docker-compose.yml') as typeof resolved;
+      const natArgs = drachtioArgs(mergeService(natBase.services.drachtio!, natTls.services.drachtio!));
       checkDrachtioArgs(natArgs, 'docker/compose.tls.yml');
       assert.deepEqual(natArgs.slice(0, 12), [
         '--contact', 'sip:10.0.0.5:5060;transport=udp,tcp', '--external-ip', '203.0.113.7', '--local-net', '10.0.0.0/16',
         '--contact', 'sips:10.0.0.5:5061;transport=tls', '--external-ip', '203.0.113.7', '--local-net', '10.0.0.0/16',
       ]);
-      assert.throws(() => interpolateTree(tlsYaml, { ...NAT_ENV, SIP_LOCAL_NET: '' }, 'docker/compose.tls.yml'), /SIP_LOCAL_NET is required/);
+      assert.throws(() => interpolateTree(tlsYaml, { ...TEST_ENV, SIP_TLS_CERT: '' }, 'docker/compose.tls.yml'), /SIP_TLS_CERT is required/);
       const volumes = drachtio.volumes as string[];
       assert.ok(volumes.length >= 2 && volumes.every((v) => v.endsWith(':ro')), volumes.join(', '));
       assert.ok(volumes.includes('/etc/ssl/test/fullchain.pem:/etc/drachtio/tls/chain.pem:ro'), 'the chain defaults to the full-chain certificate');
@@ -281,33 +395,42 @@ describe('deployment files', () => {
   });
 
   describe('docker compose config', () => {
-    it('accepts the files with a filled-in .env, refuses them without PUBLIC_IP (or SIP_LOCAL_NET with SIP_EXTERNAL_IP), and splits drachtio\'s command as the unit tests do', function () {
+    it('accepts the files with the documented .env (on Compose v2.20 and later), refuses them without PUBLIC_IP, runs the sandbox profile without a .env, and gives drachtio-start.sh what the unit tests give it', function () {
       this.timeout(120000);
-      const version = spawnSync('docker', ['compose', 'version'], { encoding: 'utf8', timeout: 20000 });
+      const version = spawnSync('docker', ['compose', 'version', '--short'], { encoding: 'utf8', timeout: 20000 });
       if (version.error || version.status !== 0) {
         console.log(`      (skipped: ${version.error ? 'docker is not on PATH' : `\`docker compose version\` failed: ${(version.stderr || version.stdout).trim().split('\n')[0]}`})`);
         this.skip();
       }
+      console.log(`      (Compose ${version.stdout.trim()})`);
       // A copy of the project, so that neither a real .env nor the caller's environment leaks in.
       const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'deploy-compose-'));
       try {
         fs.copyFileSync(path.join(ROOT, 'docker-compose.yml'), path.join(dir, 'docker-compose.yml'));
         fs.cpSync(path.join(ROOT, 'docker'), path.join(dir, 'docker'), { recursive: true });
         const cleanEnv: Env = { PATH: process.env.PATH, HOME: process.env.HOME, DOCKER_HOST: process.env.DOCKER_HOST, DOCKER_CONFIG: process.env.DOCKER_CONFIG };
-        const compose = (env: Env, args: string[], config: string[]) => {
-          fs.writeFileSync(path.join(dir, '.env'), Object.entries(env).map(([k, v]) => `${k}=${v ?? ''}`).join('\n') + '\n');
-          return spawnSync('docker', ['compose', '--project-directory', dir, '-f', path.join(dir, 'docker-compose.yml'), ...args, 'config', ...config],
-            { encoding: 'utf8', timeout: 60000, cwd: dir, env: cleanEnv as NodeJS.ProcessEnv });
+        const envFile = path.join(dir, '.env');
+        const composeIn = (args: string[], config: string[]) => spawnSync('docker',
+          ['compose', '--project-directory', dir, '-f', path.join(dir, 'docker-compose.yml'), ...args, 'config', ...config],
+          { encoding: 'utf8', timeout: 60000, cwd: dir, env: cleanEnv as NodeJS.ProcessEnv });
+        const compose = (env: Env | string, args: string[], config: string[]) => {
+          fs.writeFileSync(envFile, typeof env === 'string' ? env : Object.entries(env).map(([k, v]) => `${k}=${v ?? ''}`).join('\n') + '\n');
+          return composeIn(args, config);
         };
-        const run = (env: Env, ...args: string[]) => compose(env, args, ['-q']);
-        /** drachtio's argv as compose itself interpolates and splits the string command. */
-        const drachtioCommand = (env: Env, ...args: string[]): string[] => {
-          const r = compose(env, args, ['--format', 'json']);
+        const run = (env: Env | string, ...args: string[]) => compose(env, args, ['-q']);
+        const servicesOf = (r: ReturnType<typeof composeIn>): Record<string, Service> => {
           assert.equal(r.status, 0, r.stderr);
-          return (JSON.parse(r.stdout) as { services: Record<string, { command: string[] }> }).services.drachtio!.command;
+          return (JSON.parse(r.stdout) as { services: Record<string, Service> }).services;
         };
+        /** drachtio's arguments: compose's own resolution of the service, then docker/drachtio-start.sh on it. */
+        const drachtioOf = (env: Env, ...args: string[]) => servicesOf(compose(env, args, ['--format', 'json'])).drachtio!;
+
         const ok = run(TEST_ENV);
         assert.equal(ok.status, 0, ok.stderr);
+        // .env.example as a new user fills it in: the required blanks only (SIP_LOCAL_NET stays commented).
+        const documented = read('.env.example').replace(/^([A-Z][A-Z0-9_]*)=$/gm, (line, k: string) => (TEST_ENV[k] !== undefined ? `${k}=${TEST_ENV[k]}` : line));
+        const fromExample = run(documented);
+        assert.equal(fromExample.status, 0, `the documented .env: ${fromExample.stderr}`);
         const https = run({ ...TEST_ENV, WEBHOOK_DOMAIN: 'wa.example.com' }, '--profile', 'https');
         assert.equal(https.status, 0, https.stderr);
         const monitoring = run({ ...TEST_ENV, GRAFANA_ADMIN_PASSWORD: 'g', GRAFANA_DB_PASSWORD: 'r' }, '--profile', 'monitoring');
@@ -317,16 +440,26 @@ describe('deployment files', () => {
         const noPublic = run({ ...TEST_ENV, PUBLIC_IP: '' });
         assert.notEqual(noPublic.status, 0, 'refused without PUBLIC_IP');
         assert.match(noPublic.stderr, /PUBLIC_IP/);
-        const noLocalNet = run({ ...NAT_ENV, SIP_LOCAL_NET: '' });
-        assert.notEqual(noLocalNet.status, 0, 'SIP_EXTERNAL_IP without SIP_LOCAL_NET is refused');
-        assert.match(noLocalNet.stderr, /SIP_LOCAL_NET/);
-        const plain = drachtioCommand(TEST_ENV);
+
+        const plain = drachtioArgs(drachtioOf(TEST_ENV));
         assert.deepEqual(plain.slice(0, 3), ['--contact', 'sip:10.0.0.5:5060;transport=udp,tcp', '--address'], plain.join(' '));
         assert.ok(!plain.includes('') && !plain.includes('--external-ip') && !plain.includes('--local-net'), plain.join(' '));
-        const nat = drachtioCommand(NAT_ENV);
+        const nat = drachtioArgs(drachtioOf(NAT_ENV));
         assert.deepEqual(nat.slice(0, 6), ['--contact', 'sip:10.0.0.5:5060;transport=udp,tcp', '--external-ip', '203.0.113.7', '--local-net', '10.0.0.0/16'], nat.join(' '));
-        const natTls = drachtioCommand(NAT_ENV, '-f', path.join(dir, 'docker', 'compose.tls.yml'));
+        const natTls = drachtioArgs(drachtioOf(NAT_ENV, '-f', path.join(dir, 'docker', 'compose.tls.yml')));
         assert.deepEqual(natTls.slice(6, 12), ['--contact', 'sips:10.0.0.5:5061;transport=tls', '--external-ip', '203.0.113.7', '--local-net', '10.0.0.0/16'], natTls.join(' '));
+        const noLocalNet = runDrachtioStart(drachtioOf({ ...NAT_ENV, SIP_LOCAL_NET: '' }));
+        assert.notEqual(noLocalNet.status, 0, 'SIP_EXTERNAL_IP without SIP_LOCAL_NET: drachtio does not start');
+        assert.match(noLocalNet.stderr, /SIP_LOCAL_NET/);
+
+        const custom = servicesOf(compose({ ...TEST_ENV, POSTGRES_PASSWORD: 'Zq7pw0rd', POSTGRES_PORT: '6543' }, [], ['--format', 'json']));
+        assert.equal(envMap(custom.bridge!.environment).DATABASE_URL, 'postgres://bridge:Zq7pw0rd@127.0.0.1:6543/bridge');
+
+        // The sandbox, as the README starts it, on a machine with no .env.
+        fs.rmSync(envFile);
+        const sandbox = composeIn(['--env-file', path.join(dir, 'docker', 'sandbox.env'), '--profile', 'sandbox'], ['--format', 'json']);
+        const sb = servicesOf(sandbox).sandbox!;
+        assert.equal(envMap(sb.environment).DATABASE_URL, 'postgres://bridge:bridge@127.0.0.1:55432/wasb_sandbox');
       } finally {
         fs.rmSync(dir, { recursive: true, force: true });
       }
@@ -426,8 +559,6 @@ function composeVariables(text: string): Set<string> {
   return out;
 }
 
-class RequiredVariable extends Error {}
-
 /** Compose's interpolation (docs: compose-file/interpolation): $$, $X, ${X}, :- - :? ? :+ +, nested. */
 function interpolate(s: string, env: Env, where: string): string {
   let out = '';
@@ -460,6 +591,12 @@ function interpolate(s: string, env: Env, where: string): string {
   return out;
 }
 
+/**
+ * One `${...}`, as Compose before v5.0.2 evaluates it: the text after the operator (a default, an
+ * alternative, a message) is interpolated first, whether or not it is used, so a required check nested
+ * in `${A:+...}` fails even when A is unset. Later Compose evaluates lazily; a file this accepts works
+ * on both, the reverse is what broke the documented .env.
+ */
 function expand(body: string, env: Env, where: string): string {
   const m = /^([A-Za-z_][A-Za-z0-9_]*)(?:(:?[-?+])([\s\S]*))?$/.exec(body);
   assert.ok(m, `${where}: \${${body}} is not compose interpolation syntax`);
@@ -467,14 +604,15 @@ function expand(body: string, env: Env, where: string): string {
   const v = env[name];
   const isSet = v !== undefined;
   const nonEmpty = isSet && v !== '';
+  const inner = op === undefined ? '' : interpolate(arg, env, where);
   switch (op) {
     case undefined: return v ?? '';
-    case ':-': return nonEmpty ? v! : interpolate(arg, env, where);
-    case '-': return isSet ? v! : interpolate(arg, env, where);
-    case ':?': if (!nonEmpty) throw new RequiredVariable(`${where}: ${name} is required: ${interpolate(arg, env, where)}`); return v!;
-    case '?': if (!isSet) throw new RequiredVariable(`${where}: ${name} is required: ${interpolate(arg, env, where)}`); return v!;
-    case ':+': return nonEmpty ? interpolate(arg, env, where) : '';
-    case '+': return isSet ? interpolate(arg, env, where) : '';
+    case ':-': return nonEmpty ? v! : inner;
+    case '-': return isSet ? v! : inner;
+    case ':?': if (!nonEmpty) throw new RequiredVariable(`${where}: ${name} is required: ${inner}`); return v!;
+    case '?': if (!isSet) throw new RequiredVariable(`${where}: ${name} is required: ${inner}`); return v!;
+    case ':+': return nonEmpty ? inner : '';
+    case '+': return isSet ? inner : '';
     default: throw new Error(`${where}: unknown operator ${op}`);
   }
 }
@@ -506,10 +644,59 @@ function interfacesOf(svc: Service): string[] {
   return out;
 }
 
-/** drachtio's own arguments, whether the compose file runs it through the image's entrypoint or not. */
+/**
+ * What docker/drachtio-start.sh does with a (resolved) drachtio service's environment: run for real by
+ * /bin/sh, with a stand-in `drachtio` on PATH that prints the arguments it was given (null: never run).
+ */
+function runDrachtioStart(svc: Service): { status: number | null; stderr: string; args: string[] | null } {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'drachtio-start-'));
+  try {
+    const out = path.join(dir, 'args.json');
+    fs.writeFileSync(path.join(dir, 'drachtio'), `#!/usr/bin/env node\nrequire('fs').writeFileSync(${JSON.stringify(out)}, JSON.stringify(process.argv.slice(2)));\n`, { mode: 0o755 });
+    const r = spawnSync('/bin/sh', [path.join(ROOT, 'docker', 'drachtio-start.sh')], {
+      encoding: 'utf8', timeout: 10000, env: { PATH: `${dir}:${process.env.PATH ?? ''}`, ...envMap(svc.environment) },
+    });
+    const args = fs.existsSync(out) ? (JSON.parse(fs.readFileSync(out, 'utf8')) as string[]) : null;
+    return { status: r.status, stderr: r.stderr, args };
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+/** drachtio's own arguments, as docker/drachtio-start.sh gives them from the service's environment. */
 function drachtioArgs(svc: Service): string[] {
-  const args = argv(svc.command);
-  return args[0] === 'drachtio' ? args.slice(1) : args;
+  assert.deepEqual(svc.entrypoint, ['/bin/sh', DRACHTIO_START_IN_CONTAINER], 'drachtio starts through docker/drachtio-start.sh');
+  const r = runDrachtioStart(svc);
+  assert.equal(r.status, 0, r.stderr);
+  assert.ok(r.args, 'drachtio was started');
+  return r.args;
+}
+
+/** Compose's merge of an overlay's service into the base one (what these files use: environment and volumes add up). */
+function mergeService(base: Service, overlay: Service): Service {
+  return {
+    ...base, ...overlay,
+    environment: { ...envMap(base.environment), ...envMap(overlay.environment) },
+    volumes: [...((base.volumes ?? []) as string[]), ...((overlay.volumes ?? []) as string[])],
+  };
+}
+
+/** `${NAME:?...}` / `${NAME?...}` checks that sit inside another `${...}` (comments skipped, `$$` escapes too). */
+function nestedRequiredChecks(text: string): string[] {
+  const body = text.split('\n').filter((l) => !/^\s*#/.test(l)).join('\n').replace(/\$\$/g, '');
+  const out: string[] = [];
+  let depth = 0;
+  for (let i = 0; i < body.length; i++) {
+    if (body[i] === '$' && body[i + 1] === '{') {
+      const m = /^\$\{([A-Za-z_][A-Za-z0-9_]*):?\?/.exec(body.slice(i));
+      if (m && depth > 0) out.push(m[1]!);
+      depth++;
+      i++;
+    } else if (body[i] === '}' && depth > 0) {
+      depth--;
+    }
+  }
+  return out;
 }
 
 function valuesOf(args: string[], flag: string): string[] {

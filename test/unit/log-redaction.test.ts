@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import pino from 'pino';
 import { loadConfig } from '../../src/config';
-import { callLogger, configSecrets, createLogger, LoggerOptions, maskPhoneNumber, REDACTED, scrubLine, setCallLogFields } from '../../src/log';
+import { callLogger, configSecrets, createLogger, isWordLike, LoggerOptions, maskPhoneNumber, REDACTED, scrubLine, setCallLogFields } from '../../src/log';
 
 /** A pino destination that keeps every line. */
 class MemoryStream {
@@ -135,6 +135,32 @@ describe('log redaction', () => {
     assert.deepEqual(new Set(configSecrets(c)), new Set([
       'cymru-1', 'ycloud-key-1', 'whsec-1', 'pbx-pass-1', 'sip-pass-1', 'admin-token-0123456789', 'report-token-0123456789', 'metrics-token-1', 'db-pass-9876',
     ]));
+  });
+
+  it('a secret that reads as a word or a number (the compose database password "bridge") leaves ordinary text alone, and is still kept out of URLs and secret fields', () => {
+    const c = loadConfig({
+      DATABASE_URL: 'postgres://bridge:bridge@127.0.0.1:55432/bridge', YCLOUD_API_KEY: 'ycloud-key-0123456789', YCLOUD_WEBHOOK_SECRET: 'whsec-0123456789',
+      DRACHTIO_SECRET: 'sandbox', RTPENGINE_NG: '127.0.0.1:22222', PBX_TARGET: 'sip:pbx.example.com', PUBLIC_IP: '203.0.113.7',
+      PBX_AUTH_USERNAME: 'u', PBX_AUTH_PASSWORD: '12345678',
+    });
+    const { log, out } = logger({ secrets: configSecrets(c) });
+    const pg = 'connect to postgres://bridge:bridge@127.0.0.1:55432/bridge failed';
+    log.info({ callId: 'c-12345678-1', at: 1733512345678 }, 'sandbox: the bridge is ready');
+    log.warn({ url: 'postgres://bridge:bridge@127.0.0.1:55432/bridge', password: 'bridge', drachtio: { secret: 'sandbox' } }, pg);
+    log.info({ note: 'key ycloud-key-0123456789 and whsec-0123456789' }, 'strong secrets still go');
+    const [first, second, third] = out.json();
+    assert.equal(first!.name, 'wa-sip-bridge', 'the logger\'s own name');
+    assert.equal(first!.msg, 'sandbox: the bridge is ready');
+    assert.equal(first!.callId, 'c-12345678-1');
+    assert.equal(first!.at, 1733512345678);
+    assert.equal(second!.msg, `connect to postgres://bridge:${REDACTED}@127.0.0.1:55432/bridge failed`);
+    assert.equal(second!.url, `postgres://bridge:${REDACTED}@127.0.0.1:55432/bridge`);
+    assert.equal(second!.password, REDACTED);
+    assert.deepEqual(second!.drachtio, { secret: REDACTED });
+    assert.equal(third!.note, `key ${REDACTED} and ${REDACTED}`);
+    assert.ok(!out.text.includes(':bridge@'));
+    // A word-like secret is one only while short: a long one is searched for like any other.
+    assert.ok(!isWordLike('wasipbridgepasswordx') && isWordLike('bridge') && isWordLike('123456') && !isWordLike('bridge1'));
   });
 
   it('scrubLine leaves ordinary lines alone', () => {
