@@ -8,6 +8,11 @@ import { envExample, withReadmeTable } from '../config/docs';
  * exits 1 when either file differs from what the declarations give.
  */
 function main(argv: string[]): number {
+  if (argv.includes('--help') || argv.includes('-h')) {
+    console.log('usage: npm run docs:config [-- --check]\nwrites README.md\'s settings tables and .env.example from src/config/settings.ts; '
+      + 'with --check writes nothing and exits 1 when either is out of date.');
+    return 0;
+  }
   const check = argv.includes('--check');
   const root = projectRoot();
   const files = [
