@@ -3,7 +3,15 @@ import { Config, ConfigError, loadConfig } from './config';
 import { configSecrets, createLogger } from './log';
 import { NumbersFileError } from './numbers';
 
+const USAGE = `usage: npm start   (node dist/src/index.js)
+runs the bridge with the settings in its environment (README.md's settings tables, .env.example); it stops
+at once, exit 2, listing every setting to fix. SIGTERM drains the calls in progress, SIGHUP rereads NUMBERS_FILE.`;
+
 async function main(): Promise<void> {
+  if (process.argv.slice(2).some((a) => a === '--help' || a === '-h')) {
+    console.log(USAGE);
+    return;
+  }
   let config: Config;
   try {
     config = loadConfig();

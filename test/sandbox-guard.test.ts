@@ -4,8 +4,11 @@ import { AddressInfo } from 'node:net';
 import Koa from 'koa';
 import { createLogger } from '../src/log';
 import { listen } from '../src/http/server';
-import { isLoopbackHost, PhoneServer, StreamLimits } from '../src/sandbox/phone-server';
+import { isLoopbackHost, namesAddress, PhoneServer, StreamLimits } from '../src/sandbox/phone-server';
+import type { SimPermissionRequest } from '../src/sandbox/ycloud-simulator';
 import { startStack, TestStack } from './harness/bridge';
+import { until } from './harness/timeline';
+import { DEFAULT_LINE } from './harness/ycloud-sim';
 
 /**
  * Issue 17, finding 6: the sandbox page's routes answer a browser on this machine only. A phone
@@ -35,10 +38,10 @@ describe('sandbox page: same-origin actions, loopback Host, bounded event stream
   let server: http.Server | null = null;
   let port: number;
 
-  async function startPhone(streams: Partial<StreamLimits> = {}): Promise<void> {
+  async function startPhone(streams: Partial<StreamLimits> = {}, pageHost?: string): Promise<void> {
     phone = new PhoneServer({
       sim: stack.sim, cdr: stack.bridge.cdr, log: createLogger('silent'), userNumber: '+15550100001', businessNumber: '+15550100000',
-      businessName: 'Demo', phoneId: '100000000000001', pbx: 'none', streams,
+      businessName: 'Demo', phoneId: '100000000000001', pbx: 'none', streams, pageHost,
     });
     const app = new Koa();
     app.use(phone.routes().routes());
@@ -77,6 +80,54 @@ describe('sandbox page: same-origin actions, loopback Host, bounded event stream
     }
     const post = await request(port, 'POST', '/sandbox/api/calls', { Host: `rebind.example:${port}`, 'Content-Type': 'application/json' }, '{"sdp":"v=0"}');
     assert.equal(post.status, 421);
+  });
+
+  it('with --listen, answers a Host naming that address too, and still no other', async () => {
+    for (const [h, a] of [['192.168.1.5:3000', '192.168.1.5'], ['192.168.1.5', '192.168.1.5'], ['[fd00::5]:3000', 'fd00::5']]) assert.equal(namesAddress(h!, a), true, h);
+    for (const [h, a] of [['192.168.1.50:3000', '192.168.1.5'], ['evil.example', '192.168.1.5'], ['192.168.1.5:3000', undefined]]) assert.equal(namesAddress(h!, a), false, h);
+    await startPhone({}, '192.168.1.5');
+    assert.equal((await request(port, 'GET', '/sandbox', { Host: `192.168.1.5:${port}` })).status, 200);
+    assert.equal((await request(port, 'GET', '/sandbox', { Host: `127.0.0.1:${port}` })).status, 200);
+    const other = await request(port, 'GET', '/sandbox', { Host: `192.168.1.6:${port}` });
+    assert.equal(other.status, 421);
+    assert.match(other.body, /or 192\.168\.1\.5/);
+    // Its actions come from its own origin on that address.
+    const host = `192.168.1.5:${port}`;
+    const own = await request(port, 'POST', '/sandbox/api/permissions/wamid.nope', { Host: host, Origin: `http://${host}`, 'Content-Type': 'application/json' }, '{"choice":"temporary"}');
+    assert.equal(own.status, 400, own.body);
+  });
+
+  it('shows a permission prompt sent before a page was open to the page opened later, until it is answered', async () => {
+    await startPhone();
+    /** A page's event stream: what it has received so far. */
+    const open = () => new Promise<{ text: () => string; close: () => void }>((resolve, reject) => {
+      http.get({ host: '127.0.0.1', port, path: '/sandbox/events', agent: false }, (res) => {
+        let text = '';
+        res.on('data', (b: Buffer) => (text += b.toString()));
+        res.on('error', () => undefined);
+        resolve({ text: () => text, close: () => res.destroy() });
+      }).on('error', reject);
+    });
+    assert.equal(phone.pages, 0);
+    // The stack's one number (YCloud's: any business number), asking as the sandbox's would.
+    const route = stack.bridge.numbers.all()[0]!;
+    const asked = new Promise<SimPermissionRequest>((resolve) => stack.sim.once('permission-request', resolve));
+    await route.provider.requestPermission({ ...route.line, number: DEFAULT_LINE.number }, '+15550100042', { kind: 'interactive', text: 'May we call you back?' });
+    const sent = await asked;
+    // A page opened now: the prompt is in what it is sent first.
+    const late = await open();
+    const prompt = `event: permission-request\ndata: ${JSON.stringify({ id: sent.id, business: sent.business, businessName: 'Demo', text: 'May we call you back?' })}`;
+    await until('the late page gets the prompt', async () => late.text().includes(prompt) || null, 5000, async () => late.text());
+    // Answered (from that page): every open page is told, and a page opened afterwards is not asked again.
+    const answer = await request(port, 'POST', `/sandbox/api/permissions/${encodeURIComponent(sent.id)}`, { Host: `127.0.0.1:${port}`, 'Content-Type': 'application/json' }, '{"choice":"decline"}');
+    assert.equal(answer.status, 200, answer.body);
+    await until('the page is told it was answered', async () => late.text().includes('event: permission-answered') || null, 5000, async () => late.text());
+    const after = await open();
+    phone.timeline({ at: Date.now(), kind: 'info', title: 'marker after the answer' });
+    await until('the later page is up to date', async () => after.text().includes('marker after the answer') || null, 5000, async () => after.text());
+    assert.ok(!after.text().includes('event: permission-request'), after.text());
+    late.close();
+    after.close();
   });
 
   it('takes actions only as JSON from its own origin: another Origin or a cross-site fetch 403, not JSON 415', async () => {

@@ -16,6 +16,8 @@ import { frames, installMeter, phoneState, phoneWacid, timelineRows } from './ha
 import { until } from './harness/timeline';
 import { WaUser } from './harness/wa-user';
 import { refusalScenario, runSippUac } from './harness/sipp';
+import { startLocalServices } from '../src/sandbox/local-services';
+import type { SimPermissionRequest } from '../src/sandbox/ycloud-simulator';
 
 /** The fake microphone's tone (Chromium plays a WAV of it) and the agent's tone in the SIPp call. */
 const MIC_HZ = 440;
@@ -29,6 +31,15 @@ const PAGE_QUERY = '?processing=off';
 /** The CDR row of the call with this wacid, once it has appeared in the page's timeline. */
 function cdrRow(page: Page, wacid: string, detail?: () => Promise<string>): Promise<string> {
   return until('the CDR appears in the timeline', async () => (await timelineRows(page, 'cdr')).find((r) => r.includes(wacid)) ?? null, 15000, detail);
+}
+
+/** The CDR row's summary (its text), and its folded raw row. */
+function cdrShown(page: Page, wacid: string): Promise<{ summary: string; rawOpen: boolean; rawRows: number }> {
+  return page.$$eval('[data-testid="timeline"] [data-kind="cdr"]', (rows, id) => {
+    const row = rows.find((r) => r.dataset.wacid === id);
+    const raw = row.querySelector('details.cdr-raw');
+    return { summary: row.querySelector('[data-testid="cdr-summary"]')?.textContent ?? '', rawOpen: raw.open, rawRows: raw.querySelectorAll('tr').length };
+  }, wacid);
 }
 
 /** The agent dials without naming a business number: the bridge's default (WA_BUSINESS_NUMBER) calls. */
@@ -149,6 +160,13 @@ describe('sandbox (built-in YCloud simulator and browser phone)', function () {
       const cdr = await cdrRow(page, wacid, dump);
       assert.match(cdr, /inbound/);
       assert.match(cdr, /answered|completed/);
+      // Shown as a summary a person reads, the stored row folded under it.
+      const shown = await cdrShown(page, wacid);
+      assert.match(shown.summary, new RegExp(`Call${USER.replace('+', '\\+')} called ${BUSINESS.replace('+', '\\+')}, answered by `), shown.summary);
+      assert.match(shown.summary, /Outcomeanswered · ended by whatsapp/, shown.summary);
+      assert.match(shown.summary, /Timeanswered after [\d.]+ s, talked [\d.]+ s/, shown.summary);
+      assert.equal(shown.rawOpen, false, 'the raw row is folded');
+      assert.ok(shown.rawRows > 20, `the raw row has every column (${shown.rawRows})`);
       const webhooks = await timelineRows(page, 'webhook');
       assert.ok(webhooks.some((t) => /whatsapp\.call\.connect.*200/.test(t)), webhooks.join('\n'));
       assert.ok(webhooks.some((t) => /whatsapp\.call\.terminate/.test(t)), webhooks.join('\n'));
@@ -209,6 +227,51 @@ describe('sandbox (built-in YCloud simulator and browser phone)', function () {
       assert.match(cdr, /outbound/);
       assert.match(cdr, /rejected/);
       assert.match(cdr, /603/);
+    });
+
+    it('orders the timeline by time: a row that comes late goes where its time puts it', async () => {
+      const t = Date.now();
+      sandbox.phone.timeline({ at: t, kind: 'info', title: 'order check: second' });
+      sandbox.phone.timeline({ at: t - 5000, kind: 'info', title: 'order check: first, sent late' });
+      sandbox.phone.timeline({ at: t + 1, kind: 'info', title: 'order check: third' });
+      const titles = await until('the rows are shown', async () => {
+        const rows = (await timelineRows(page, 'info')).filter((r) => r.includes('order check'));
+        return rows.length === 3 ? rows : null;
+      }, 5000);
+      assert.deepEqual(titles.map((r) => /order check: (\w+)/.exec(r)![1]), ['first', 'second', 'third']);
+      const ats = (await page.$$eval('[data-testid="timeline"] > li', (rows) => rows.map((r) => Number(r.dataset.at)))) as number[];
+      assert.deepEqual(ats, [...ats].sort((a, b) => a - b), 'every row in time order, the history included');
+    });
+
+    it('shows a permission prompt sent while no page was open to the page opened later; answered, it goes from every page', async function () {
+      this.timeout(30000);
+      await page.close();
+      await until('no page is open', async () => sandbox.phone.pages === 0, 5000);
+      const customer = '+15550100009';
+      const route = sandbox.bridge.numbers.byNumber(BUSINESS)!;
+      const asked = new Promise<SimPermissionRequest>((resolve) => sandbox.sim.once('permission-request', resolve));
+      await route.provider.requestPermission(route.line, customer, { kind: 'interactive', text: 'May we call you about the late prompt?' });
+      await asked;
+      const open = async () => {
+        const p = await browser.browser.newPage();
+        await p.goto(`${sandbox.url}${PAGE_QUERY}`, { waitUntil: 'load', timeout: 15000 });
+        return p;
+      };
+      page = await open();
+      const second = await open();
+      try {
+        for (const p of [page, second]) {
+          await until('the prompt shows', async () => (await p.$eval('#permission-text', (e) => ((e.closest('[hidden]') ? '' : e.textContent) ?? '')).catch(() => '')).includes('late prompt') || null, 10000);
+        }
+        const answered = new Promise<void>((resolve) => sandbox.sim.once('webhook', () => resolve()));
+        // The first page's tab in front (a background tab's click would wait for it to be seen).
+        await page.bringToFront();
+        await page.click('[data-testid="permission-decline"]');
+        await answered;
+        await until('the other page takes the prompt down', async () => (await second.$eval('#permission', (e) => e.hidden)) || null, 5000);
+      } finally {
+        await second.close();
+      }
     });
   });
 });
@@ -386,5 +449,78 @@ describe('sandbox start-up', () => {
     const r = await run({ YCLOUD_API_BASE_URL: 'https://api.ycloud.com/v2' });
     assert.equal(r.code, 2, r.stderr);
     assert.match(r.stderr, /YCLOUD_API_BASE_URL/);
+  });
+
+  it("a Postgres that refuses the sandbox's credentials stops it at once, naming Postgres and DATABASE_URL", async () => {
+    const url = new URL(infra.databaseUrl);
+    url.username = 'wasb_no_such_role';
+    url.password = 'not-the-password';
+    url.pathname = '/wasb_sandbox_nobody';
+    const started = Date.now();
+    const r = await run({ DATABASE_URL: url.toString() });
+    assert.equal(r.code, 2, r.stderr);
+    assert.match(r.stderr, /Postgres refused the sandbox's DATABASE_URL \(postgres:\/\/wasb_no_such_role:\*\*\*@/, r.stderr);
+    assert.doesNotMatch(r.stderr, /not-the-password/);
+    assert.ok(Date.now() - started < 10000, `reported at once, not retried (${Date.now() - started} ms)`);
+  });
+
+  it('--listen ADDRESS: the page is served there, and the media the browser is given is on that address (127.0.0.2 standing in for a LAN address)', async function () {
+    if (!infra.drachtio) return this.skip();
+    const problem = BrowserWaUser.available() ? BrowserWaUser.isolationProblem() : 'no Chromium at /usr/bin/chromium';
+    if (problem) {
+      console.log(`      !!! SKIPPED: ${problem}`);
+      return this.skip();
+    }
+    this.timeout(90000);
+    const log = createLogger(process.env.LOG_LEVEL ?? 'silent');
+    // As main.js does: the sandbox's own rtpengine (its WhatsApp side on the address), then the sandbox.
+    const base: Record<string, string | undefined> = infraEnv();
+    delete base.RTPENGINE_NG;
+    delete base.RTPENGINE_DTMF_LOG;
+    const env = { ...base, NODE_ID: 'sandbox-lan-test', PBX_TARGET: '', SANDBOX_HOST: '127.0.0.2', SANDBOX_USER_NUMBER: '+15550100005' };
+    const services = await startLocalServices(env, log);
+    let lan: Sandbox | null = null;
+    let browser: BrowserHandle | null = null;
+    try {
+      lan = await startSandbox({ ...env, ...services.env }, log);
+      assert.match(lan.url, /^http:\/\/127\.0\.0\.2:\d+\/sandbox$/);
+      assert.equal(lan.bridge.config.httpHost, '127.0.0.2');
+      assert.equal(lan.bridge.config.publicIp, '127.0.0.2');
+      // Only there: not on 127.0.0.1.
+      const port = new URL(lan.url).port;
+      await assert.rejects(fetch(`http://127.0.0.1:${port}/sandbox`), /fetch failed/);
+      browser = await BrowserWaUser.launch({ toneHz: MIC_HZ });
+      const p = await browser.browser.newPage();
+      await p.goto(`${lan.url}${PAGE_QUERY}`, { waitUntil: 'load', timeout: 15000 });
+      await until('the page is idle and connected', async () => (await phoneState(p)) === 'idle' && lan!.phone.pages > 0, 10000);
+      await p.click('[data-testid="call-business"]');
+      await until('the call is connected', async () => (await phoneState(p)) === 'connected', 20000);
+      const wacid = await phoneWacid(p);
+      // The SDP the page was given (the bridge's answer, through the simulator): its address and candidates are 127.0.0.2.
+      const answer = lan.sim.requestsFor(wacid).map((r) => r.sdp ?? '').find((sdp) => sdp.startsWith('v=0'));
+      assert.ok(answer, JSON.stringify(lan.sim.requestsFor(wacid).map((r) => r.op)));
+      assert.match(answer, /^c=IN IP4 127\.0\.0\.2\r?$/m);
+      const candidates = answer.match(/^a=candidate:.*$/gm) ?? [];
+      assert.ok(candidates.length > 0 && candidates.every((c) => c.includes(' 127.0.0.2 ')), candidates.join('\n'));
+      assert.doesNotMatch(answer, /127\.0\.0\.1/);
+      // And media flows: the demo agent's echo of the page's tone comes back.
+      const t0 = Date.now();
+      await installMeter(p, [MIC_HZ]);
+      await until('the echo of the caller is heard', async () => ((await frames(p, t0, 0)).tone >= 25) || null, 20000, async () => JSON.stringify(await frames(p, t0, 0)));
+      await p.click('[data-testid="hangup"]');
+      await until('the call ends', async () => ['ended', 'idle'].includes(await phoneState(p)) || null, 10000);
+    } finally {
+      await browser?.close();
+      await lan?.stop();
+      await services.stop();
+    }
+  });
+
+  it('--listen refuses what is not one of this machine\'s addresses', async () => {
+    for (const bad of ['0.0.0.0', 'sandbox.example']) {
+      const r = await run({ SANDBOX_HOST: bad });
+      assert.equal(r.code, 2, r.stderr);
+      assert.match(r.stderr, /SANDBOX_HOST \(--listen\)/);
+    }
   });
 });

@@ -6,6 +6,7 @@ import { CallingSettingsChange, SipSettingsChange, validateSettingsChange } from
 import { NumberRoute } from '../calls/numbers-port';
 import { loadNumbers, NumbersFileError } from '../numbers';
 import { readsSipSettings } from '../providers/meta/client';
+import { providerErrorText } from '../providers/error-text';
 
 const USAGE = `usage: npm run settings -- get [--phone +E164]
        npm run settings -- set [--phone +E164] [--status ENABLED|DISABLED] [--icon-visibility DEFAULT|DISABLE_ALL]
@@ -135,8 +136,7 @@ main(process.argv.slice(2)).then(
   (code) => process.exit(code),
   (err: unknown) => {
     if (err instanceof ProviderError) {
-      const answered = err.httpStatus === null ? (err.timedOut ? 'did not answer in time' : 'could not be reached') : `refused (HTTP ${err.httpStatus})`;
-      console.error(`${err.provider} ${answered}: ${err.message}${err.whatsappCode ? ` (WhatsApp error ${err.whatsappCode})` : ''}`);
+      console.error(providerErrorText(err));
     } else console.error(`failed: ${(err as Error).message}`);
     process.exit(1);
   },

@@ -627,6 +627,7 @@ export const NOT_SETTINGS: Readonly<Record<string, string>> = {
   DRACHTIO_BIN: 'the sandbox: drachtio-server\'s path when it is not on PATH (docs/sandbox.md)',
   RTPENGINE_BIN: 'the sandbox: rtpengine\'s path when it is not on PATH (docs/sandbox.md)',
   WASB_RTPENGINE_LOG: 'the sandbox and the tests: the log level of the rtpengine they start',
+  SANDBOX_HOST: 'the sandbox\'s own setting, its --listen address (docs/sandbox.md)',
   SANDBOX_SIP_ADDRESS: 'the sandbox\'s own setting (docs/sandbox.md)',
   SANDBOX_SIP_PORT: 'the sandbox\'s own setting (docs/sandbox.md)',
   SANDBOX_META_SIP_PORT: 'the sandbox\'s own setting, with --provider meta-sip (docs/sandbox.md)',

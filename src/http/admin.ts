@@ -3,6 +3,7 @@ import { Context, Next } from 'koa';
 import { PermissionStore } from '../calls/permissions';
 import { normalizeE164 } from '../util/numbers';
 import { PermissionRequestBody, ProviderError } from '../calls/provider-port';
+import { providerErrorText } from '../providers/error-text';
 import { NumberDirectory, NumberRoute } from '../calls/numbers-port';
 import { BSUID } from '../calls/call-events';
 import { CallingSettingsChange, validateSettingsChange } from '../calls/calling-settings';
@@ -67,7 +68,7 @@ export function adminRoutes(d: AdminDeps): Router {
       ctx.body = { sent: true, messageId };
     } catch (err) {
       ctx.status = 502;
-      ctx.body = { error: (err as Error).message };
+      ctx.body = { error: err instanceof ProviderError ? providerErrorText(err) : (err as Error).message };
     }
   });
 
@@ -145,7 +146,7 @@ export function adminRoutes(d: AdminDeps): Router {
     } catch (err) {
       const e = err instanceof ProviderError ? err : null;
       ctx.status = e?.httpStatus && e.httpStatus < 500 ? e.httpStatus : 502;
-      ctx.body = { error: (err as Error).message, code: e?.code ?? null, whatsappCode: e?.whatsappCode ?? null };
+      ctx.body = { error: e ? providerErrorText(e) : (err as Error).message, code: e?.code ?? null, whatsappCode: e?.whatsappCode ?? null };
     }
   }
 

@@ -1,5 +1,6 @@
 import { performance } from 'node:perf_hooks';
 import { ProviderError } from '../calls/provider-port';
+import { networkFailure } from './error-text';
 
 /** How a provider request ended, as the metrics count it. */
 export type RequestResult = 'ok' | 'http_4xx' | 'http_5xx' | 'timeout' | 'network_error';
@@ -159,7 +160,7 @@ export class JsonHttp<Endpoint extends string> {
   unanswered(method: string, path: string, err: unknown, timeoutMs = this.api.timeoutMs): ProviderError {
     const e = err as Error;
     const timedOut = e?.name === 'TimeoutError';
-    const what = timedOut ? `timed out after ${timeoutMs} ms` : String(e?.message ?? err);
+    const what = timedOut ? `timed out after ${timeoutMs} ms` : networkFailure(err);
     return this.api.error({ message: `${method} ${path}: ${what}`, httpStatus: null, json: undefined, headers: null, timedOut });
   }
 

@@ -2,7 +2,9 @@ import crypto from 'node:crypto';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import { Sequelize } from 'sequelize';
 import { connectDatabase, migrate } from '../cdr/db';
+import { classifyPgError, maskedDatabaseUrl, PgProblem } from '../cdr/pg-errors';
 import { Logger } from '../log';
 import { findProgram } from './processes';
 import { findDrachtio, startDrachtio, DrachtioServer } from './local-drachtio';
@@ -12,7 +14,10 @@ import type { SandboxSipTlsContact } from './sandbox';
 
 type Env = Record<string, string | undefined>;
 
-/** The sandbox's database when DATABASE_URL is not set: the machine's Postgres, trust auth. */
+/**
+ * The sandbox's database when DATABASE_URL is not set: the machine's Postgres, as its superuser without a
+ * password (local trust auth; otherwise set DATABASE_URL with a password).
+ */
 export const SANDBOX_DATABASE_URL = 'postgres://postgres@127.0.0.1:5432/wasb_sandbox';
 const COMPOSE_SANDBOX = '`docker compose --env-file docker/sandbox.env --profile sandbox up sandbox`';
 /** Each wait on a program the sandbox starts. */
@@ -49,7 +54,9 @@ export async function startLocalServices(env: Env, log: Logger): Promise<LocalSe
     if (!env.RTPENGINE_NG?.trim()) {
       const bin = findProgram('rtpengine', 'RTPENGINE_BIN');
       if (!bin) throw new MissingProgramError(`rtpengine is not on PATH: install Debian's rtpengine-daemon, or set RTPENGINE_NG to a running one (or use ${COMPOSE_SANDBOX})`);
-      const r: RtpengineInstance = await startRtpengine({ bin, portMin: 40000, portMax: 40999, interfaces: ['wa/127.0.0.1', `pbx/${pbxAddress}`] });
+      // The WhatsApp side faces the browser (or Meta's simulated media): on SANDBOX_HOST (--listen) when asked.
+      const waAddress = env.SANDBOX_HOST?.trim() || '127.0.0.1';
+      const r: RtpengineInstance = await startRtpengine({ bin, portMin: 40000, portMax: 40999, interfaces: [`wa/${waAddress}`, `pbx/${pbxAddress}`] });
       stops.push(() => r.proc.stop());
       out.RTPENGINE_NG = `${r.ng.host}:${r.ng.port}`;
       out.RTPENGINE_DTMF_LOG = `${r.dtmfLog.host}:${r.dtmfLog.port}`;
@@ -87,27 +94,78 @@ export async function startLocalServices(env: Env, log: Logger): Promise<LocalSe
   }
 }
 
-/** Creates the database if it is not there, and applies the migrations; every statement is bounded. */
+/** Postgres refused the sandbox's database, or it could not be made ready: the message says what to do. */
+export class SandboxDatabaseError extends Error {}
+
+/** What the messages call the URL the sandbox uses. */
+const URL_NAME = "the sandbox's DATABASE_URL";
+
+/**
+ * Creates the database if it is not there, and applies the migrations; every statement is bounded. A
+ * Postgres that is not up yet is waited for (START_TIMEOUT_MS); refused credentials or any other problem
+ * stop the sandbox at once, naming Postgres and the URL.
+ */
 async function prepareDatabase(url: string, log: Logger): Promise<void> {
-  const u = new URL(url);
-  const name = decodeURIComponent(u.pathname.replace(/^\//, ''));
-  const admin = new URL(url);
-  admin.pathname = '/postgres';
-  const server = connectDatabase(admin.toString(), START_TIMEOUT_MS);
+  const db = await connectOrCreate(url, log);
   try {
-    const [rows] = await server.query('SELECT 1 FROM pg_database WHERE datname = :name', { replacements: { name } });
-    if ((rows as unknown[]).length === 0) {
-      if (!/^[A-Za-z_][A-Za-z0-9_]*$/.test(name)) throw new Error(`database "${name}" does not exist and its name is not a plain identifier: create it first`);
-      await server.query(`CREATE DATABASE ${name}`);
-      log.info({ database: name }, 'sandbox: database created');
-    }
-  } finally {
-    await server.close();
-  }
-  const db = connectDatabase(url, START_TIMEOUT_MS);
-  try {
-    await migrate(db);
+    await migrate(db).catch((err: unknown) => {
+      throw new SandboxDatabaseError(`migrating ${URL_NAME} failed: ${classifyPgError(err, url, URL_NAME).message}`);
+    });
   } finally {
     await db.close();
+  }
+}
+
+/** A connection to the database, created first (through the server's "postgres" database) when missing. */
+async function connectOrCreate(url: string, log: Logger): Promise<Sequelize> {
+  const first = await reach(url, log);
+  if (first.ok) return first.db;
+  const name = decodeURIComponent(new URL(url).pathname.replace(/^\//, ''));
+  if (!/^[A-Za-z_][A-Za-z0-9_]*$/.test(name)) throw new SandboxDatabaseError(`${first.problem.message} (its name is not a plain identifier, so the sandbox does not create it)`);
+  const admin = new URL(url);
+  admin.pathname = '/postgres';
+  const server = await reach(admin.toString(), log);
+  if (!server.ok) throw new SandboxDatabaseError(`database "${name}" does not exist and cannot be created: ${server.problem.message}`);
+  try {
+    await server.db.query(`CREATE DATABASE ${name}`);
+    log.info({ database: name }, 'sandbox: database created');
+  } catch (err) {
+    const p = classifyPgError(err, url, URL_NAME);
+    // 42P04: made meanwhile (another sandbox starting); 42501: no CREATEDB privilege.
+    const code = (err as { parent?: { code?: string } }).parent?.code;
+    if (code !== '42P04') {
+      throw new SandboxDatabaseError(code === '42501'
+        ? `database "${name}" does not exist and the role in ${URL_NAME} may not create it: create it (sudo -u postgres createdb -O ${decodeURIComponent(admin.username) || 'OWNER'} ${name})`
+        : `creating database "${name}" failed: ${p.message}`);
+    }
+  } finally {
+    await server.db.close();
+  }
+  const again = await reach(url, log);
+  if (!again.ok) throw new SandboxDatabaseError(again.problem.message);
+  return again.db;
+}
+
+type Reached = { ok: true; db: Sequelize } | { ok: false; problem: PgProblem & { kind: 'no-database' } };
+
+/**
+ * Connects to `url`, waiting (bounded) while Postgres is not reachable; a missing database is returned
+ * as such, anything else thrown at once as a SandboxDatabaseError.
+ */
+async function reach(url: string, log: Logger): Promise<Reached> {
+  const deadline = Date.now() + START_TIMEOUT_MS;
+  for (let attempt = 1; ; attempt++) {
+    const db = connectDatabase(url, START_TIMEOUT_MS);
+    try {
+      await db.authenticate();
+      return { ok: true, db };
+    } catch (err) {
+      await db.close().catch(() => undefined);
+      const problem = classifyPgError(err, url, URL_NAME);
+      if (problem.kind === 'no-database') return { ok: false, problem: { ...problem, kind: 'no-database' } };
+      if (!problem.retryable || Date.now() >= deadline) throw new SandboxDatabaseError(problem.message);
+      if (attempt === 1) log.warn({ url: maskedDatabaseUrl(url) }, `sandbox: ${problem.message}; waiting up to ${START_TIMEOUT_MS / 1000} s`);
+      await new Promise((r) => setTimeout(r, Math.min(2000, 250 * attempt)));
+    }
   }
 }

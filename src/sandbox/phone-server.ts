@@ -33,6 +33,11 @@ export interface PhoneServerOptions {
   phoneId: string;
   /** What answers the business's calls: "demo agent" or the PBX_TARGET. */
   pbx: string;
+  /**
+   * The address the page is served on besides loopback (SANDBOX_HOST, --listen): a Host naming it is
+   * answered too. Loopback only when unset or itself loopback.
+   */
+  pageHost?: string;
   /** Bounds on the pages' event streams (defaults: SSE_LIMITS). */
   streams?: Partial<StreamLimits>;
   /**
@@ -92,6 +97,8 @@ export class PhoneServer {
   private readonly wacidOfCall = new Map<string, string>();
   private readonly keepalive: NodeJS.Timeout;
   private readonly sip: MetaSipPhone | null;
+  /** Permission prompts sent and not answered yet: a page opened (or reconnected) later is shown them too. */
+  private readonly prompts = new Map<string, Record<string, unknown>>();
   private closed = false;
 
   constructor(private readonly o: PhoneServerOptions) {
@@ -111,7 +118,11 @@ export class PhoneServer {
       at: c.at, kind: 'api', wacid: c.wacid, detail: { request: c.body, response: c.response },
       title: `${c.method} ${c.path} ← ${c.status}`,
     }));
-    sim.on('permission-request', (r: SimPermissionRequest) => this.send('permission-request', { id: r.id, business: r.business, businessName: o.businessName, text: r.text }));
+    sim.on('permission-request', (r: SimPermissionRequest) => {
+      const prompt = { id: r.id, business: r.business, businessName: o.businessName, text: r.text };
+      this.prompts.set(r.id, prompt);
+      this.send('permission-request', prompt);
+    });
     sim.on('call-state', (wacid: string, state: SimCallState) => {
       if (state === 'accepted') this.send('accepted', { wacid });
       if (state === 'ended') {
@@ -176,9 +187,15 @@ export class PhoneServer {
     r.post('/sandbox/api/permissions/:id', (ctx) => this.act(ctx, async (body) => {
       const choice = body.choice;
       if (choice !== 'temporary' && choice !== 'permanent' && choice !== 'decline') throw new BadRequest('choice must be temporary, permanent or decline');
-      const status = await this.o.sim.answerPermission(ctx.params.id!, choice satisfies PermissionChoice).catch((err: Error) => {
+      const id = ctx.params.id!;
+      const status = await this.o.sim.answerPermission(id, choice satisfies PermissionChoice).catch((err: Error) => {
+        // Answered already (on another page): no page should show it any more.
+        if (this.prompts.delete(id)) this.send('permission-answered', { id });
         throw new BadRequest(err.message);
       });
+      // Every other open page takes the prompt down.
+      this.prompts.delete(id);
+      this.send('permission-answered', { id, choice });
       return { status };
     }));
     return r;
@@ -272,14 +289,17 @@ export class PhoneServer {
   }
 
   /**
-   * Every sandbox route: the page is served to, and acts for, a browser on this machine only. A Host
-   * that is not a loopback name is refused (421: a DNS-rebinding page would send its own name); an
-   * action must be a JSON POST from the page's own origin (403 cross-site or another Origin, 415 not
-   * JSON), so another site open in the same browser cannot place or answer calls.
+   * Every sandbox route: the page is served to, and acts for, a browser on this machine only (or, with
+   * --listen, one that reached pageHost). A Host that is neither a loopback name nor pageHost is refused
+   * (421: a DNS-rebinding page would send its own name); an action must be a JSON POST from the page's
+   * own origin (403 cross-site or another Origin, 415 not JSON), so another site open in the same
+   * browser cannot place or answer calls.
    */
   private async guard(ctx: Context, next: Next): Promise<void> {
     const host = ctx.get('Host');
-    if (!isLoopbackHost(host)) return this.refuse(ctx, 421, 'the sandbox answers only on a loopback address (127.0.0.1, localhost or [::1])');
+    if (!isLoopbackHost(host) && !namesAddress(host, this.o.pageHost)) {
+      return this.refuse(ctx, 421, `the sandbox answers only on a loopback address (127.0.0.1, localhost or [::1])${this.o.pageHost && !isLoopbackHost(this.o.pageHost) ? ` or ${this.o.pageHost}` : ''}`);
+    }
     if (ctx.method === 'POST') {
       const site = ctx.get('Sec-Fetch-Site');
       if (site && site !== 'same-origin' && site !== 'none') return this.refuse(ctx, 403, `the sandbox's actions come from its own page only (Sec-Fetch-Site: ${printable(site, 20)})`);
@@ -325,6 +345,10 @@ export class PhoneServer {
     const { o } = this;
     stream.write(sse('hello', { userNumber: o.userNumber, businessNumber: o.businessNumber, businessName: o.businessName, pbx: o.pbx }));
     for (const frame of this.history) stream.write(frame);
+    for (const [id, prompt] of this.prompts) {
+      if (this.o.sim.permissionRequestPending(id)) stream.write(sse('permission-request', prompt));
+      else this.prompts.delete(id);
+    }
     this.clients.set(stream, { opened: Date.now(), socket: ctx.req.socket });
     const drop = () => this.clients.delete(stream);
     ctx.req.once('close', drop);
@@ -364,6 +388,14 @@ export function isLoopbackHost(host: string): boolean {
   if (!name) return false;
   if (m?.[1] !== undefined) return name === '::1';
   return name === 'localhost' || (net.isIPv4(name) && name.startsWith('127.'));
+}
+
+/** Whether a Host header names `address` (an IP address; IPv6 in brackets), with or without a port. */
+export function namesAddress(host: string, address: string | undefined): boolean {
+  if (!address) return false;
+  const m = /^(?:\[([^\]]+)\]|([^:]+))(?::\d{1,5})?$/.exec(host.trim().toLowerCase());
+  const name = m?.[1] ?? m?.[2];
+  return name !== undefined && name === address.toLowerCase();
 }
 
 function sse(event: string, data: unknown): string {

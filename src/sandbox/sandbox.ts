@@ -1,4 +1,5 @@
 import crypto from 'node:crypto';
+import net from 'node:net';
 import { Bridge } from '../app';
 import { loadConfig } from '../config';
 import { Logger } from '../log';
@@ -36,6 +37,10 @@ export function sandboxEnvProblems(env: Env): string[] {
   }
   const provider = env.WA_PROVIDER?.trim();
   if (provider && !(SANDBOX_PROVIDERS as readonly string[]).includes(provider)) problems.push(`WA_PROVIDER (--provider) must be ycloud, meta or meta-sip, not ${JSON.stringify(provider)}`);
+  const host = env.SANDBOX_HOST?.trim();
+  if (host && (!net.isIP(host) || host === '0.0.0.0' || host === '::')) {
+    problems.push(`SANDBOX_HOST (--listen) must be one of this machine's IP addresses, where the page and its media are reached (not a name, not ${host === '0.0.0.0' || host === '::' ? 'all of them' : JSON.stringify(host)})`);
+  }
   return problems;
 }
 
@@ -70,6 +75,12 @@ export interface SandboxMetaSip {
 
 /** The sandbox's own settings (SANDBOX_*), with their defaults. */
 export interface SandboxSettings {
+  /**
+   * SANDBOX_HOST (--listen): the address the page is served on and the browser's media reaches (the
+   * bridge's HTTP_HOST and PUBLIC_IP, rtpengine's WhatsApp-side interface); 127.0.0.1 by default. Another
+   * machine on the LAN can open the sandbox when it is a LAN address.
+   */
+  host: string;
   userNumber: string;
   businessNumber: string;
   businessName: string;
@@ -78,6 +89,7 @@ export interface SandboxSettings {
 
 export function sandboxSettings(env: Env): SandboxSettings {
   return {
+    host: env.SANDBOX_HOST?.trim() || '127.0.0.1',
     userNumber: env.SANDBOX_USER_NUMBER?.trim() || '+15550100001',
     businessNumber: env.WA_BUSINESS_NUMBER?.trim() || '+15550100000',
     businessName: env.SANDBOX_BUSINESS_NAME?.trim() || 'Demo Business',
@@ -120,6 +132,8 @@ export async function startSandbox(env: Env, log: Logger, o: { metaSipContact?: 
   if (provider === 'meta-sip' && srtp !== 'dtls' && srtp !== 'sdes') problems.push(`META_SIP_SRTP must be dtls or sdes, not ${JSON.stringify(srtp)}`);
   if (problems.length) throw new SandboxConfigError(problems);
   const s = sandboxSettings(env);
+  // --listen: the browser's media comes to that address, on Meta's side (meta-sip) as on the bridge's.
+  const listenAsked = Boolean(env.SANDBOX_HOST?.trim());
   // The simulator speaks YCloud's wire format, or Meta's Graph API with WA_PROVIDER=meta or meta-sip.
   const face = provider === 'ycloud' ? 'ycloud' : 'meta';
   const wabaId = env.WA_WABA_ID?.trim() || '100000000000002';
@@ -151,6 +165,7 @@ export async function startSandbox(env: Env, log: Logger, o: { metaSipContact?: 
       const g711 = env.META_SIP_G711?.trim() === 'true';
       const gateway = await startMetaSipSim({
         bridge: { host: contact.host, port: contact.port }, ca: contact.tls.caFile, log,
+        ...(listenAsked ? { mediaAddress: s.host } : {}),
         numbers: [{ number: s.businessNumber, phoneId: s.phoneId, hostname: contact.tls.hostname, port: contact.port, password: sipPassword, srtp: srtp as 'dtls' | 'sdes', g711 }],
       });
       metaSip = { gateway, bridgeContact: contact, srtp: srtp as 'dtls' | 'sdes' };
@@ -173,6 +188,8 @@ export async function startSandbox(env: Env, log: Logger, o: { metaSipContact?: 
       // Nothing to drain for: a sandbox stops at once.
       SHUTDOWN_DRAIN_S: '0',
       ...env,
+      // --listen: the page and the browser's media on that address, whatever HTTP_HOST and PUBLIC_IP said.
+      ...(listenAsked ? { HTTP_HOST: s.host, PUBLIC_IP: s.host } : {}),
       WA_BUSINESS_NUMBER: s.businessNumber,
       PBX_TARGET: pbxTarget || demo!.uri,
       ...(face === 'meta'
@@ -188,7 +205,7 @@ export async function startSandbox(env: Env, log: Logger, o: { metaSipContact?: 
     });
     const b = new Bridge(config, log, {
       routes: (started) => {
-        phone = new PhoneServer({ sim, cdr: started.cdr, log, ...s, pbx: demo ? 'demo agent' : config.pbx.targets.join(', '), metaSip: metaSip?.gateway.sim });
+        phone = new PhoneServer({ sim, cdr: started.cdr, log, ...s, pageHost: s.host, pbx: demo ? 'demo agent' : config.pbx.targets.join(', '), metaSip: metaSip?.gateway.sim });
         return [phone.routes()];
       },
     });
@@ -198,11 +215,18 @@ export async function startSandbox(env: Env, log: Logger, o: { metaSipContact?: 
     // WhatsApp remembers a grant across restarts: so does the simulator, from what the bridge recorded.
     const granted = await b.permissions.check(s.businessNumber, s.userNumber);
     if (granted.allowed) sim.grant(s.userNumber, granted.expiresAt?.getTime() ?? null);
-    sim.webhookUrl = `http://127.0.0.1:${b.httpPort}/webhooks/${face}`;
+    // The bridge's HTTP server is on HTTP_HOST (all addresses: then loopback reaches it too).
     const host = config.httpHost && config.httpHost !== '0.0.0.0' && config.httpHost !== '::' ? config.httpHost : '127.0.0.1';
-    return { bridge: b, sim, metaSip, phone: phone!, demo, url: `http://${host.includes(':') ? `[${host}]` : host}:${b.httpPort}/sandbox`, stop: stopAll };
+    const origin = `http://${host.includes(':') ? `[${host}]` : host}:${b.httpPort}`;
+    sim.webhookUrl = `${origin}/webhooks/${face}`;
+    return { bridge: b, sim, metaSip, phone: phone!, demo, url: `${origin}/sandbox`, stop: stopAll };
   } catch (err) {
     await stopAll().catch(() => undefined);
     throw err;
   }
+}
+
+/** 127.0.0.0/8 or ::1: the sandbox as it is by default, for this machine's browser only. */
+export function isLoopbackAddress(ip: string): boolean {
+  return (net.isIPv4(ip) && ip.startsWith('127.')) || ip === '::1';
 }

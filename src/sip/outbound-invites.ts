@@ -1,3 +1,4 @@
+import net from 'node:net';
 import Srf from 'drachtio-srf';
 import { Config } from '../config';
 import { Logger } from '../log';
@@ -157,12 +158,24 @@ export function maskedNumber(uri: string): string | null {
 
 /**
  * The start-up warning when agents' calls out are guarded by source addresses alone (null when digest
- * credentials are required too, or when no source may place calls at all). Over UDP a source address
- * is whatever the sender writes, so anyone who can reach the SIP port can pose as the PBX.
+ * credentials are required too, when no source may place calls at all, or when only this machine may:
+ * every trusted source on loopback, as in the sandbox). Over UDP a source address is whatever the
+ * sender writes, so anyone who can reach the SIP port can pose as the PBX.
  */
 export function outboundGuardWarning(cfg: Pick<Config['outbound'], 'trustedSources' | 'auth'>): string | null {
   if (cfg.trustedSources.length === 0 || cfg.auth) return null;
+  // A loopback source cannot come in from a network: the kernel drops such packets on other interfaces.
+  if (cfg.trustedSources.every(isLoopbackSource)) return null;
   return 'SECURITY: calls to WhatsApp are guarded only by SIP_TRUSTED_SOURCES, and a UDP source address can be forged: '
     + 'anyone who reaches the SIP port can place WhatsApp calls at your cost. Set SIP_AUTH_USERNAME and SIP_AUTH_PASSWORD '
     + '(digest) and/or take the PBX\'s INVITEs over TLS only (see docs/deploy.md, "Securing agents\' calls out")';
+}
+
+/** An address or CIDR of SIP_TRUSTED_SOURCES wholly inside 127.0.0.0/8 or ::1. */
+function isLoopbackSource(source: string): boolean {
+  const [addr, bits] = source.split('/');
+  const a = (addr ?? '').toLowerCase();
+  const v4 = a.startsWith('::ffff:') ? a.slice(7) : a;
+  if (net.isIPv4(v4)) return v4.startsWith('127.') && (bits === undefined || Number(bits) - (v4 === a ? 0 : 96) >= 8);
+  return a === '::1' && (bits === undefined || bits === '128');
 }

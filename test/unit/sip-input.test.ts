@@ -87,6 +87,16 @@ describe('SIP input from outside', () => {
     assert.equal(outboundGuardWarning({ trustedSources: ['10.0.0.0/24'], auth: { username: 'u', password: 'p', realm: 'r' } }), null);
     assert.equal(outboundGuardWarning({ trustedSources: [], auth: null }), null, 'no source may call out at all');
   });
+
+  it('does not warn when only this machine may call out (every trusted source on loopback, as in the sandbox)', () => {
+    for (const loopback of [['127.0.0.1'], ['127.0.0.1/32', '::1'], ['127.0.0.0/8'], ['::ffff:127.0.0.1'], ['::1/128']]) {
+      assert.equal(outboundGuardWarning({ trustedSources: loopback, auth: null }), null, loopback.join(','));
+    }
+    // One address off this machine, or a prefix wider than loopback's, is a network source again.
+    for (const mixed of [['127.0.0.1', '10.0.0.10'], ['127.0.0.0/7'], ['::1/64'], ['::2']]) {
+      assert.match(outboundGuardWarning({ trustedSources: mixed, auth: null }) ?? '', /SECURITY/, mixed.join(','));
+    }
+  });
 });
 
 describe('untrusted INVITEs (issue 17: refusals logged unthrottled, with the dialled number)', () => {

@@ -161,6 +161,11 @@
   const voiceProcessing = new URLSearchParams(location.search).get('processing') !== 'off';
 
   async function openMic(c) {
+    if (!navigator.mediaDevices) {
+      // Plain http on another address than localhost (the sandbox's --listen): not a secure context.
+      throw new Error(`this browser gives the microphone only to https or localhost pages: allow ${location.origin} as secure `
+        + '(Chrome: chrome://flags/#unsafely-treat-insecure-origin-as-secure), or open the sandbox on the machine it runs on');
+    }
     const stream = await navigator.mediaDevices.getUserMedia({
       audio: { echoCancellation: voiceProcessing, noiseSuppression: voiceProcessing, autoGainControl: voiceProcessing },
     });
@@ -541,9 +546,20 @@
   // ---------------------------------------------------------------- permission prompt
 
   const permissionQueue = [];
+  /** Prompts this page answered: the server replays unanswered ones on every (re)connect. */
+  const permissionsAnswered = new Set();
   function onPermissionRequest(d) {
+    if (permissionsAnswered.has(d.id) || permissionQueue.some((q) => q.id === d.id)) return;
     permissionQueue.push(d);
     if (permissionQueue.length === 1) showPermission();
+  }
+  /** Answered (here or on another page): the prompt goes. */
+  function onPermissionAnswered(d) {
+    permissionsAnswered.add(d.id);
+    const i = permissionQueue.findIndex((q) => q.id === d.id);
+    if (i < 0) return;
+    permissionQueue.splice(i, 1);
+    if (i === 0) showPermission();
   }
   function showPermission() {
     const d = permissionQueue[0];
@@ -557,6 +573,7 @@
     const d = permissionQueue.shift();
     showPermission();
     if (!d) return;
+    permissionsAnswered.add(d.id);
     const label = { temporary: 'Allow for 7 days', permanent: 'Always allow', decline: "Don't allow" }[choice];
     addRow({ at: Date.now(), kind: 'phone', title: `Call permission: user chose "${label}"`, detail: { id: d.id, business: d.business, choice } });
     post(`/sandbox/api/permissions/${encodeURIComponent(d.id)}`, { choice }).catch((err) => fail('Permission answer failed', err));
@@ -572,6 +589,75 @@
     const m = Math.floor(ms / 60000);
     const s = Math.floor((ms % 60000) / 1000);
     return `${String(m).padStart(2, '0')}:${String(s).padStart(2, '0')}.${String(ms % 1000).padStart(3, '0')}`;
+  }
+
+  /** An earlier row than the first shown: times are relative to it from now on, the shown ones too. */
+  function moveOrigin(at) {
+    timelineOrigin = at;
+    for (const t of el.timeline.querySelectorAll('li > time')) t.textContent = relativeTime(Number(t.parentElement.dataset.at));
+  }
+
+  /** The row before which one at `at` goes: rows are in time order, a row at the same time after those before it. */
+  function rowAfter(at) {
+    let next = null;
+    for (let row = el.timeline.lastElementChild; row && Number(row.dataset.at) > at; row = row.previousElementSibling) next = row;
+    return next;
+  }
+
+  function seconds(v) {
+    const n = Number(v);
+    if (!Number.isFinite(n)) return null;
+    const m = Math.floor(n / 60);
+    return m ? `${m} min ${Math.round(n % 60)} s` : `${n.toFixed(1)} s`;
+  }
+  function between(from, to) {
+    const a = Date.parse(from);
+    const b = Date.parse(to);
+    return Number.isFinite(a) && Number.isFinite(b) && b >= a ? seconds((b - a) / 1000) : null;
+  }
+
+  /** The CDR as a person reads it: who called whom, how it went, for how long, the media's quality. */
+  function cdrSummary(r) {
+    const lines = [];
+    const inbound = r.direction === 'inbound';
+    const user = r.customer_number || r.user_id || 'the WhatsApp user';
+    const biz = r.business_number || 'the business';
+    const pbx = r.agent || r.pbx_target || 'the PBX';
+    lines.push(['Call', inbound ? `${user} called ${biz}, answered by ${pbx}` : `${pbx} called ${user} from ${biz}`]);
+    const how = [r.outcome || r.state];
+    if (r.hangup_by) how.push(`ended by ${r.hangup_by}`);
+    if (r.sip_final_code) how.push(`SIP ${r.sip_final_code}${r.sip_final_reason ? ` ${r.sip_final_reason}` : ''}`);
+    if (r.provider_status) how.push(`WhatsApp: ${r.provider_status}`);
+    lines.push(['Outcome', how.filter(Boolean).join(' · ')]);
+    const answered = inbound ? r.pbx_answered_at : r.accepted_at;
+    const times = [];
+    const ring = between(r.offered_at, answered);
+    if (ring) times.push(`answered after ${ring}`);
+    const talk = seconds(r.talk_seconds);
+    if (talk) times.push(`talked ${talk}`);
+    const total = between(r.offered_at, r.ended_at);
+    if (total) times.push(`${total} in all`);
+    if (times.length) lines.push(['Time', times.join(', ')]);
+    if (r.wa_codec || r.pbx_codec) lines.push(['Codecs', `WhatsApp side ${r.wa_codec || '—'}, PBX side ${r.pbx_codec || '—'}`]);
+    const q = [];
+    if (r.mos !== null && r.mos !== undefined) q.push(`MOS ${r.mos}`);
+    if (r.packet_loss_pct !== null && r.packet_loss_pct !== undefined) q.push(`loss ${r.packet_loss_pct} %`);
+    if (r.jitter_ms !== null && r.jitter_ms !== undefined) q.push(`jitter ${r.jitter_ms} ms`);
+    if (r.rtt_ms !== null && r.rtt_ms !== undefined) q.push(`RTT ${r.rtt_ms} ms`);
+    if (q.length) lines.push(['Quality', q.join(', ')]);
+    if (r.recording_path) lines.push(['Recording', `${r.recording_path}${r.recording_seconds ? ` (${seconds(r.recording_seconds)})` : ''}`]);
+    if (r.error) lines.push(['Error', r.error]);
+    const dl = document.createElement('dl');
+    dl.className = 'cdr-summary';
+    dl.dataset.testid = 'cdr-summary';
+    for (const [k, v] of lines) {
+      const dt = document.createElement('dt');
+      dt.textContent = k;
+      const dd = document.createElement('dd');
+      dd.textContent = v;
+      dl.append(dt, dd);
+    }
+    return dl;
   }
 
   function cdrTable(detail) {
@@ -591,12 +677,14 @@
   function addRow(entry) {
     const at = typeof entry.at === 'number' ? entry.at : Date.now();
     if (timelineOrigin === null) timelineOrigin = at;
+    else if (at < timelineOrigin) moveOrigin(at);
     const kind = BADGES[entry.kind] ? entry.kind : 'info';
     const atBottom = el.scroller.scrollHeight - el.scroller.scrollTop - el.scroller.clientHeight < 40;
 
     const li = document.createElement('li');
     li.className = `row row-${kind}`;
     li.dataset.kind = kind;
+    li.dataset.at = String(at);
     if (entry.wacid) li.dataset.wacid = entry.wacid;
     const time = document.createElement('time');
     time.dateTime = new Date(at).toISOString();
@@ -621,10 +709,15 @@
       const details = document.createElement('details');
       const summary = document.createElement('summary');
       if (kind === 'cdr' && typeof detail === 'object') {
-        // The CDR is the call's final record: shown open, as a table, not as raw JSON.
+        // The CDR is the call's final record: shown open as a summary, the raw row folded under it.
         details.open = true;
         summary.textContent = 'call detail record';
-        details.append(summary, cdrTable(detail));
+        const raw = document.createElement('details');
+        raw.className = 'cdr-raw';
+        const rawSummary = document.createElement('summary');
+        rawSummary.textContent = 'the row as stored (calls table)';
+        raw.append(rawSummary, cdrTable(detail));
+        details.append(summary, cdrSummary(detail), raw);
       } else {
         summary.textContent = 'details';
         const pre = document.createElement('pre');
@@ -633,7 +726,8 @@
       }
       li.appendChild(details);
     }
-    el.timeline.appendChild(li);
+    // In time order: a row can come late (a CDR event's time is when it happened, not when it was sent).
+    el.timeline.insertBefore(li, rowAfter(at));
     while (el.timeline.childElementCount > MAX_TIMELINE_ROWS) el.timeline.firstElementChild.remove();
     document.body.classList.add('has-rows');
     // Follow the newest row unless the user scrolled up to read something.
@@ -731,6 +825,7 @@
     on('timeline', addServerRow);
     on('incoming', onIncoming);
     on('permission-request', onPermissionRequest);
+    on('permission-answered', onPermissionAnswered);
     on('answer', (d) => handleCallEvent('answer', d));
     on('accepted', (d) => handleCallEvent('accepted', d));
     on('ended', (d) => handleCallEvent('ended', d));

@@ -324,6 +324,11 @@ export class ProviderSim extends EventEmitter {
     }));
   }
 
+  /** Whether a permission request is still waiting for the customer's answer. */
+  permissionRequestPending(id: string): boolean {
+    return this.permissionRequests.has(id);
+  }
+
   /** Records a permission the customer (number or BSUID) gave before (until: ms since epoch, or null for permanent). */
   grant(customer: string, until: number | null): void {
     this.grants.set(this.keyOf(customer), until);
