@@ -420,7 +420,7 @@ export const SETTINGS = {
   }),
   ENV_FILE: setting({
     unset: none, shown: 'none', parse: text,
-    doc: 'outside docker compose: a file of settings the bridge (and `npm run migrate`) reads at start, in this file\'s syntax '
+    doc: 'outside docker compose: a file of settings the bridge (and `npm run migrate`) reads at start, in .env.example\'s syntax '
       + '(`KEY=VALUE`, `#` comments, quotes; e.g. `/etc/wa-sip-bridge/bridge.env`; or `--env-file <path>`). A variable set in the '
       + 'environment wins over the file\'s. Must be set in the environment itself (docs/deploy-native.md)',
   }),
