@@ -4,6 +4,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import Srf from 'drachtio-srf';
+import { Client } from 'rtpengine-client';
 import { QueryTypes } from 'sequelize';
 import { parseEnvFile } from '../src/config/env-file';
 import { BridgeProcess } from './harness/bridge-process';
@@ -61,7 +62,23 @@ describe('native deployment: the services from their shipped config files', func
     assert.equal(list.status, 0, list.stderr);
     assert.match(list.stdout, /Interface 'wa' address '127\.0\.0\.1'/, list.stdout);
     assert.match(list.stdout, /Interface 'pbx' address '127\.0\.0\.1'/, list.stdout);
-    assert.match(p.output + list.stdout, /203\.0\.113\.7/, 'WhatsApp\'s side advertises PUBLIC_IP');
+    // An offer from the PBX's side to WhatsApp's, with the directions the bridge names: the SDP for
+    // WhatsApp carries PUBLIC_IP (advertised), the one back to the PBX the private address.
+    const client = new Client({ timeout: 5000 });
+    try {
+      const sdp = ['v=0', 'o=- 1 1 IN IP4 127.0.0.1', 's=-', 'c=IN IP4 127.0.0.1', 't=0 0', 'm=audio 30000 RTP/AVP 0', 'a=rtpmap:0 PCMU/8000', 'a=sendrecv', ''].join('\r\n');
+      const common = { 'call-id': 'native-svc-1', 'from-tag': 'pbx-tag', direction: ['pbx', 'wa'] };
+      const offer = await client.offer(ng, '127.0.0.1', { ...common, sdp }) as { result: string; sdp?: string };
+      assert.equal(offer.result, 'ok', JSON.stringify(offer));
+      assert.match(offer.sdp ?? '', /^c=IN IP4 203\.0\.113\.7\r?$/m, 'WhatsApp is given PUBLIC_IP');
+      const answerSdp = sdp.replace('m=audio 30000', 'm=audio 30002');
+      const answer = await client.answer(ng, '127.0.0.1', { ...common, 'to-tag': 'wa-tag', direction: ['wa', 'pbx'], sdp: answerSdp }) as { result: string; sdp?: string };
+      assert.equal(answer.result, 'ok', JSON.stringify(answer));
+      assert.match(answer.sdp ?? '', /^c=IN IP4 127\.0\.0\.1\r?$/m, 'the PBX is given the private address');
+      await client.delete(ng, '127.0.0.1', { 'call-id': 'native-svc-1', 'from-tag': 'pbx-tag' });
+    } finally {
+      client.close();
+    }
   });
 
   it('drachtio-server with deploy/systemd/drachtio.conf.xml takes DRACHTIO_SECRET from drachtio.env\'s line, and only that secret', async function () {
@@ -112,9 +129,15 @@ describe('native deployment: the services from their shipped config files', func
     const ci = spawnSync('npm', ['ci', '--omit=dev', '--offline', '--no-audit', '--no-fund', '--loglevel=error'], { cwd: tree, encoding: 'utf8', timeout: 180000 });
     if (ci.status !== 0 && /ENOTCACHED|offline/i.test(ci.stderr)) this.skip(); // a cache without these packages: nothing to install from
     assert.equal(ci.status, 0, ci.stderr);
-    const pkg = JSON.parse(fs.readFileSync(path.join(tree, 'package.json'), 'utf8')) as { dependencies: Record<string, string>; devDependencies: Record<string, string> };
-    for (const d of Object.keys(pkg.devDependencies)) assert.ok(!fs.existsSync(path.join(tree, 'node_modules', d)), `${d} (dev) is not installed`);
+    const pkg = JSON.parse(fs.readFileSync(path.join(tree, 'package.json'), 'utf8')) as { dependencies: Record<string, string> };
     for (const d of Object.keys(pkg.dependencies)) assert.ok(fs.existsSync(path.join(tree, 'node_modules', d)), `${d} is installed`);
+    // Nothing the lockfile marks dev-only (tsc, mocha, wrtc, the browser driver and what only they pull in);
+    // a dev dependency a production one also needs (@types/node) is not dev-only.
+    const lock = JSON.parse(fs.readFileSync(path.join(tree, 'package-lock.json'), 'utf8')) as { packages: Record<string, { dev?: boolean }> };
+    const devOnly = Object.entries(lock.packages).filter(([p, e]) => p.startsWith('node_modules/') && e.dev === true).map(([p]) => p);
+    assert.ok(devOnly.includes('node_modules/typescript') && devOnly.includes('node_modules/mocha'));
+    const present = devOnly.filter((p) => fs.existsSync(path.join(tree, p)));
+    assert.deepEqual(present, [], 'no dev-only package is installed');
 
     const { db, drop } = await scratchDatabase('wasb_packed');
     try {
