@@ -13,6 +13,7 @@ import { Marks } from './metrics/marks';
 import { BridgeObserver } from './observer';
 import { connectReportingDatabase } from './cdr/db';
 import { Database } from './cdr/database';
+import { databaseSetupProblem, DatabaseSetupError, maskedDatabaseUrl, schemaBehindMessage } from './cdr/db-problems';
 import { CdrSpill } from './cdr/cdr-spill';
 import { CdrStore } from './cdr/store';
 import { createHttpApp, listen, ReadinessReport, routeTable } from './http/server';
@@ -248,6 +249,7 @@ export class Bridge {
 
   async start(opts: { sipWaitMs?: number } = {}): Promise<void> {
     await this.waitForDatabase();
+    await this.ensureSchema();
     // CDR writes a previous run could not make, before its open calls are recovered (they may end them).
     await this.cdrSpill.replay(this.cdr).catch((err: unknown) => this.log.error({ err, file: this.cdrSpill.file }, 'CDR spill file not replayed: kept for the next start'));
     await this.rtp.startPinging(this.config.rtpengine.pingMs);
@@ -324,7 +326,10 @@ export class Bridge {
     return { ok, checks: { postgres, sip, rtpengine, draining: this.draining, cluster: this.bus.listening }, details: { rtpengine: rtpengines, postgres: postgresError } };
   }
 
-  /** Start-up waits (bounded) for a Postgres that is not up yet, e.g. starting beside the bridge. */
+  /**
+   * Start-up waits (bounded) for a Postgres that is not up yet, e.g. starting beside the bridge. What
+   * waiting cannot fix (credentials refused, no such database) stops start-up at once, named as such.
+   */
   private async waitForDatabase(): Promise<void> {
     const deadline = Date.now() + this.config.database.startupWaitMs;
     for (let attempt = 1; ; attempt++) {
@@ -332,11 +337,28 @@ export class Bridge {
         await this.db.authenticate();
         return;
       } catch (err) {
-        if (Date.now() >= deadline) throw new Error(`Postgres unreachable: ${(err as Error).message}`);
+        const problem = databaseSetupProblem(err, this.config.databaseUrl);
+        if (problem) throw new DatabaseSetupError(problem);
+        if (Date.now() >= deadline) throw new Error(`Postgres unreachable at ${maskedDatabaseUrl(this.config.databaseUrl)} (DATABASE_URL) after ${this.config.database.startupWaitMs / 1000} s (DATABASE_STARTUP_WAIT_S): ${(err as Error).message}`);
         this.log.warn({ err, attempt }, 'Postgres not reachable yet; retrying');
         await new Promise((r) => setTimeout(r, Math.min(2000, 250 * attempt)));
       }
     }
+  }
+
+  /**
+   * The schema this build needs: applied now under the migration lock with MIGRATE_ON_START (a second
+   * node starting at the same time waits, then finds it done), else checked, and a schema behind stops
+   * start-up with what to run.
+   */
+  private async ensureSchema(): Promise<void> {
+    if (this.config.database.migrateOnStart) {
+      const applied = await this.db.migrate();
+      if (applied.length) this.log.info({ applied }, 'migrations applied (MIGRATE_ON_START)');
+      return;
+    }
+    const pending = await this.db.pendingMigrations();
+    if (pending.length) throw new DatabaseSetupError(schemaBehindMessage(pending, this.config.databaseUrl));
   }
 
   /**

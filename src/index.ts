@@ -1,5 +1,7 @@
 import { Bridge } from './app';
+import { DatabaseSetupError } from './cdr/db-problems';
 import { Config, ConfigError, loadConfig } from './config';
+import { applyEnvFile, EnvFileError } from './config/env-file';
 import { configSecrets, createLogger } from './log';
 import { NumbersFileError } from './numbers';
 
@@ -13,9 +15,17 @@ async function main(): Promise<void> {
     return;
   }
   let config: Config;
+  let envFile: ReturnType<typeof applyEnvFile> = null;
   try {
+    // ENV_FILE / --env-file: settings from a file, under those of the environment (systemd's EnvironmentFile
+    // would do, but could not read .env.example's quoting; docs/deploy-native.md).
+    envFile = applyEnvFile(process.argv.slice(2));
     config = loadConfig();
   } catch (err) {
+    if (err instanceof EnvFileError) {
+      console.error(`wa-sip-bridge cannot start, fix the settings file ${err.file}:\n${err.problems.map((p) => `  - ${p}`).join('\n')}`);
+      process.exit(2);
+    }
     if (err instanceof ConfigError) {
       console.error(`wa-sip-bridge cannot start, fix these settings:\n${err.problems.map((p) => `  - ${p}`).join('\n')}`);
       process.exit(2);
@@ -29,6 +39,8 @@ async function main(): Promise<void> {
   const log = createLogger(config.logLevel, { node: config.nodeId }, {
     secrets: configSecrets(config), moreSecrets: () => bridge?.numbers.secrets() ?? [], phoneNumbers: config.logPhoneNumbers,
   });
+  // The keys only: the file holds secrets.
+  if (envFile) log.info({ file: envFile.file, settings: envFile.set.length, keptFromEnvironment: envFile.fromEnvironment }, 'settings file read');
   try {
     bridge = new Bridge(config, log);
   } catch (err) {
@@ -76,6 +88,11 @@ async function main(): Promise<void> {
 }
 
 main().catch((err: unknown) => {
+  // 2: something to fix before a restart can help (systemd's RestartPreventExitStatus=2 keeps it down).
+  if (err instanceof DatabaseSetupError) {
+    console.error(`wa-sip-bridge cannot start: ${err.message}`);
+    process.exit(2);
+  }
   console.error(`wa-sip-bridge failed to start: ${(err as Error).message}`);
   process.exit(1);
 });

@@ -1,7 +1,7 @@
 import { QueryTypes, Sequelize } from 'sequelize';
 import { AccountNotices } from './account-notices';
 import { CdrSpillSink } from './call-recorder';
-import { connectDatabase } from './db';
+import { connectDatabase, migrate, pendingMigrations } from './db';
 import { MediaRecords } from './media-records';
 import { NodeRecords } from './node-records';
 import { PermissionRecords } from './permission-records';
@@ -57,6 +57,16 @@ export class Database {
   /** Opens a connection and checks it (start-up waits for Postgres with this). */
   async authenticate(): Promise<void> {
     await this.sequelize.authenticate();
+  }
+
+  /** The migrations of this build the database has not applied (none: the schema is current). */
+  async pendingMigrations(): Promise<string[]> {
+    return pendingMigrations(this.sequelize);
+  }
+
+  /** Applies pending migrations under the migration lock (MIGRATE_ON_START); returns those applied. */
+  async migrate(): Promise<string[]> {
+    return migrate(this.sequelize);
   }
 
   /** One round trip (readiness). */

@@ -208,7 +208,7 @@ export const ENV_LAYOUT: readonly EnvBlock[] = [
       set('SHUTDOWN_DRAIN_S', undefined, 'Raising it: raise STOP_GRACE_PERIOD above it (+60 s).'),
       set('SHUTDOWN_RETRY_AFTER_S'),
       { variable: 'STOP_GRACE_PERIOD', default: '90s', doc: 'How long docker waits for the bridge to stop before it kills it: more than SHUTDOWN_DRAIN_S.' },
-      set('DATABASE_TIMEOUT_MS'), set('DATABASE_STARTUP_WAIT_S'), set('CDR_RETRY_S'), set('CDR_SPILL_DIR'),
+      set('DATABASE_TIMEOUT_MS'), set('DATABASE_STARTUP_WAIT_S'), set('MIGRATE_ON_START', undefined, 'docker-compose.yml\'s bridge migrates before it starts either way.'), set('CDR_RETRY_S'), set('CDR_SPILL_DIR'),
       set('WEBHOOK_EVENTS_RETENTION_DAYS', undefined, 'Old rows are swept every 15 minutes in small batches.'),
       set('QUARANTINE_RETENTION_DAYS'), set('CDR_RETENTION_DAYS'), set('PERMISSIONS_RETENTION_DAYS'),
       set('LOG_LEVEL'), set('LOG_PHONE_NUMBERS'), set('NODE_ID'), set('CLUSTER_HEARTBEAT_MS'), set('CLUSTER_NODE_TIMEOUT_MS'),
@@ -253,6 +253,7 @@ export const ENV_LAYOUT: readonly EnvBlock[] = [
   {
     intro: 'Set by docker-compose.yml (`environment:` wins over this file); only for running the bridge outside it.',
     entries: [
+      set('ENV_FILE'),
       set('DATABASE_URL', { example: 'postgres://bridge:bridge@127.0.0.1:5432/bridge' }),
       set('DRACHTIO_HOST'), set('DRACHTIO_PORT'),
       set('RTPENGINE_NG', { example: '127.0.0.1:22222' }),

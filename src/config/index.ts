@@ -239,6 +239,8 @@ function configFrom(v: SettingValues) {
       /** Bound on each Postgres round trip (connection acquire and statement). */
       timeoutMs: v.DATABASE_TIMEOUT_MS,
       startupWaitMs: v.DATABASE_STARTUP_WAIT_S * 1000,
+      /** MIGRATE_ON_START: start-up applies pending migrations (under the migration lock) instead of stopping at a schema behind. */
+      migrateOnStart: v.MIGRATE_ON_START,
       cdrRetryMs: v.CDR_RETRY_S * 1000,
       cdrSpillDir: v.CDR_SPILL_DIR,
     },

@@ -424,6 +424,12 @@ export const SETTINGS = {
     default: '30', parse: integer(1, 3600),
     doc: '`Retry-After` (s) on the 503 that refuses agents\' INVITEs while draining',
   }),
+  ENV_FILE: setting({
+    unset: none, shown: 'none', parse: text,
+    doc: 'outside docker compose: a file of settings the bridge (and `npm run migrate`) reads at start, in .env.example\'s syntax '
+      + '(`KEY=VALUE`, `#` comments, quotes; e.g. `/etc/wa-sip-bridge/bridge.env`; or `--env-file <path>`). A variable set in the '
+      + 'environment wins over the file\'s. Must be set in the environment itself (docs/deploy-native.md)',
+  }),
   DATABASE_URL: setting({
     required: true, secret: true,
     parse: textWhere((v) => /^postgres(ql)?:\/\//.test(v), () => 'must be a postgres:// URL'),
@@ -433,6 +439,11 @@ export const SETTINGS = {
   DATABASE_STARTUP_WAIT_S: setting({
     default: '60', parse: integer(0, 3600),
     doc: 'how long (s) start-up retries an unreachable Postgres',
+  }),
+  MIGRATE_ON_START: setting({
+    default: 'false', parse: flag,
+    doc: '`true`: start-up applies pending migrations (`npm run migrate`), one node at a time (a Postgres advisory lock: a node starting '
+      + 'beside another waits, then finds the schema done). `false`: a database schema behind this build stops start-up, asking for `npm run migrate`',
   }),
   CDR_RETRY_S: setting({
     default: '120', parse: integer(1, 3600),

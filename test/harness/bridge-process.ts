@@ -13,8 +13,9 @@ export class BridgeProcess {
   readonly proc: ManagedProcess;
   private exitedAt: number | null = null;
 
-  constructor(env: Record<string, string>) {
-    this.proc = new ManagedProcess('bridge', process.execPath, [ENTRY], undefined, { ...minimalEnv(), ...env });
+  /** `entry`: another tree's dist/src/index.js (a packed release), run from that tree. */
+  constructor(env: Record<string, string>, entry = ENTRY) {
+    this.proc = new ManagedProcess('bridge', process.execPath, [entry], entry === ENTRY ? undefined : path.resolve(entry, '..', '..', '..'), { ...minimalEnv(), ...env });
     void this.proc.exited.then(() => {
       this.exitedAt = performance.now();
     });
