@@ -130,7 +130,7 @@ describe('native start-up and the database', function () {
     u.pathname = '/wasb_no_such_database';
     const r = await stopsWith({ ...(await baseEnv()), DATABASE_URL: u.toString() });
     assert.equal(r.code, 2, r.said);
-    assert.match(r.said, /the database "wasb_no_such_database" does not exist \(DATABASE_URL: postgres:\/\//);
+    assert.match(r.said, /has no database "wasb_no_such_database" \(DATABASE_URL \(postgres:\/\//);
     assert.doesNotMatch(r.said, /not reachable yet/);
     assert.ok(r.ms < 10000, `stopped in ${r.ms} ms`);
   });
@@ -151,7 +151,7 @@ describe('native start-up and the database', function () {
     it('a wrong password: refused credentials, named at once with the URL masked', async () => {
       const r = await stopsWith({ ...(await baseEnv()), DATABASE_URL: pg!.url({ password: 'wrong-password-xyz' }) });
       assert.equal(r.code, 2, r.said);
-      assert.match(r.said, /Postgres refused the password of user "bridge" in DATABASE_URL \(postgres:\/\/bridge:\*\*\*\*@127\.0\.0\.1:\d+\/bridge\)/);
+      assert.match(r.said, /Postgres refused DATABASE_URL \(postgres:\/\/bridge:\*\*\*@127\.0\.0\.1:\d+\/bridge\)/);
       assert.doesNotMatch(r.said, /wrong-password-xyz|not reachable yet/);
       assert.ok(r.ms < 10000, `stopped in ${r.ms} ms`);
     });
@@ -159,7 +159,7 @@ describe('native start-up and the database', function () {
     it('a role pg_hba.conf rejects (28000): named at once', async () => {
       const r = await stopsWith({ ...(await baseEnv()), DATABASE_URL: pg!.url({ user: 'refused' }) });
       assert.equal(r.code, 2, r.said);
-      assert.match(r.said, /Postgres refused user "refused" from this host \(DATABASE_URL: postgres:\/\/refused:\*\*\*\*@/);
+      assert.match(r.said, /Postgres refused DATABASE_URL \(postgres:\/\/refused:\*\*\*@/);
       assert.match(r.said, /pg_hba\.conf/);
       assert.doesNotMatch(r.said, /right-password/);
     });
@@ -167,7 +167,7 @@ describe('native start-up and the database', function () {
     it('no password in DATABASE_URL where Postgres asks for one (Debian\'s default): named, not "SASL" retried for a minute', async () => {
       const r = await stopsWith({ ...(await baseEnv()), DATABASE_URL: pg!.url({ password: null }) });
       assert.equal(r.code, 2, r.said);
-      assert.match(r.said, /Postgres asks for a password and DATABASE_URL gives none/);
+      assert.match(r.said, /it needs a password, and the URL has none/);
       assert.doesNotMatch(r.said, /not reachable yet/);
     });
 
@@ -175,7 +175,7 @@ describe('native start-up and the database', function () {
       const p = new ManagedProcess('migrate', process.execPath, [MIGRATE_CLI], undefined, { PATH: process.env.PATH ?? '', DATABASE_URL: pg!.url({ password: 'nope-nope' }) });
       running.push(p);
       assert.equal(await p.exited, 2, p.output);
-      assert.match(p.output, /cannot migrate: Postgres refused the password of user "bridge"/);
+      assert.match(p.output, /cannot migrate: Postgres refused DATABASE_URL/);
     });
 
     it('the right credentials: the bridge starts', async () => {
