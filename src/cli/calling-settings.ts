@@ -1,4 +1,5 @@
 import { loadConfig, ConfigError } from '../config';
+import { applyEnvFileForCommand } from '../config/env-file';
 import { createLogger } from '../log';
 import { normalizeE164 } from '../util/numbers';
 import { ProviderError, WhatsAppProvider } from '../calls/provider-port';
@@ -132,6 +133,7 @@ function fail(message: string): number {
   return 2;
 }
 
+applyEnvFileForCommand('settings');
 main(process.argv.slice(2)).then(
   (code) => process.exit(code),
   (err: unknown) => {

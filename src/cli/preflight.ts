@@ -1,4 +1,5 @@
 import { performance } from 'node:perf_hooks';
+import { applyEnvFileForCommand } from '../config/env-file';
 import { Config, ConfigError, loadConfig } from '../config';
 import { NumberRoute } from '../calls/numbers-port';
 import { createLogger } from '../log';
@@ -194,6 +195,7 @@ function usage(message: string): number {
   return 2;
 }
 
+applyEnvFileForCommand('preflight');
 main(process.argv.slice(2), process.env).then(
   (code) => process.exit(code),
   (err: unknown) => {

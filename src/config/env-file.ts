@@ -173,3 +173,18 @@ export function applyEnvFile(argv: readonly string[], env: Record<string, string
   }
   return { file, set, fromEnvironment };
 }
+
+/**
+ * For the operator's commands (settings, preflight, doctor): the settings file ENV_FILE names, applied
+ * as the bridge applies it, so a command sees the configuration the bridge runs with. A bad file ends
+ * the command (exit 2) with its problems.
+ */
+export function applyEnvFileForCommand(command: string): void {
+  try {
+    applyEnvFile([]);
+  } catch (err) {
+    if (!(err instanceof EnvFileError)) throw err;
+    console.error(`${command}: fix the settings file ${err.file}:\n${err.problems.map((p) => `  - ${p}`).join('\n')}`);
+    process.exit(2);
+  }
+}
