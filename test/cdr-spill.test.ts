@@ -13,7 +13,7 @@ import { startStack, TestStack } from './harness/bridge';
 import { callParts } from './harness/call-parts';
 import { cannedWaUser } from './harness/canned-offer';
 import { rows } from './harness/db-rows';
-import { infra } from './harness/infra';
+import { databaseUrlVia, infra } from './harness/infra';
 import { LogTap } from './harness/log-tap';
 import { RtpPhone } from './harness/rtp-phone';
 import { startSippUas } from './harness/sipp';
@@ -28,7 +28,7 @@ function postgresProxy(): TcpProxy {
 }
 
 function proxiedUrl(port: number): string {
-  return `postgres://postgres@127.0.0.1:${port}/${new URL(infra.databaseUrl).pathname.slice(1)}`;
+  return databaseUrlVia(port);
 }
 
 /** `p`, or a rejection naming `what` after `ms`. */

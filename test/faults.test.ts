@@ -7,7 +7,7 @@ import { MediaStats } from '../src/media/stats';
 import { startStack, TestStack } from './harness/bridge';
 import { callParts } from './harness/call-parts';
 import { DrachtioServer, findDrachtio, relaunchDrachtio, startDrachtio } from './harness/drachtio';
-import { infra } from './harness/infra';
+import { databaseUrlVia, infra } from './harness/infra';
 import { LogTap } from './harness/log-tap';
 import { RtpengineInstance, startRtpengine } from './harness/rtpengine';
 import { RtpPhone } from './harness/rtp-phone';
@@ -44,8 +44,7 @@ function srfEvent(s: TestStack, event: 'close' | 'connect'): Promise<void> {
 }
 
 function proxiedUrl(port: number): string {
-  const dbName = new URL(infra.databaseUrl).pathname.slice(1);
-  return `postgres://postgres@127.0.0.1:${port}/${dbName}`;
+  return databaseUrlVia(port);
 }
 
 /**

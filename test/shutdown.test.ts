@@ -10,7 +10,7 @@ import { createLogger } from '../src/log';
 import { bridgeEnv, startStack, TestStack } from './harness/bridge';
 import { BridgeProcess } from './harness/bridge-process';
 import { DrachtioServer, findDrachtio, startDrachtio } from './harness/drachtio';
-import { infra } from './harness/infra';
+import { databaseUrlVia, infra } from './harness/infra';
 import { freePort } from './harness/processes';
 import { RtpengineInstance, startRtpengine } from './harness/rtpengine';
 import { RtpPhone } from './harness/rtp-phone';
@@ -152,7 +152,6 @@ describe('shutdown and readiness', function () {
   }
 
   it('readiness names Postgres, drachtio-server and every rtpengine; a dead rtpengine gets no new calls; each dependency gone turns it false', async () => {
-    const dbName = new URL(infra.databaseUrl).pathname.slice(1);
     proxy = new TcpProxy(infra.isolated ? { path: '/var/run/postgresql/.s.PGSQL.5432' } : { host: '127.0.0.1', port: 5432 });
     const dbPort = await proxy.start();
     const second = await startRtpengine({ portMin: 37600, portMax: 37799 });
@@ -162,7 +161,7 @@ describe('shutdown and readiness', function () {
       const pbx = await startSippUas('uas-answer.xml', { rtpPort: await phone.start() });
       sipps.push(pbx);
       stack = await startStack(ownEnv({
-        LOG_LEVEL: process.env.LOG_LEVEL ?? 'silent', DATABASE_URL: `postgres://postgres@127.0.0.1:${dbPort}/${dbName}`, DATABASE_TIMEOUT_MS: '1000',
+        LOG_LEVEL: process.env.LOG_LEVEL ?? 'silent', DATABASE_URL: databaseUrlVia(dbPort), DATABASE_TIMEOUT_MS: '1000',
         RTPENGINE_NG: `${rtp!.ng.host}:${rtp!.ng.port},${second.ng.host}:${second.ng.port}`, PBX_TARGET: pbx.uri, ADMIN_API_TOKEN: ADMIN,
       }));
       const s = stack;
@@ -219,11 +218,10 @@ describe('shutdown and readiness', function () {
   });
 
   it('starts while Postgres is still unreachable, and goes on once it answers', async () => {
-    const dbName = new URL(infra.databaseUrl).pathname.slice(1);
     const dbPort = await freePort('tcp');
     proxy = new TcpProxy(infra.isolated ? { path: '/var/run/postgresql/.s.PGSQL.5432' } : { host: '127.0.0.1', port: 5432 });
     const httpPort = await freePort('tcp');
-    const b = (bridge = new BridgeProcess(ownEnv({ HTTP_PORT: String(httpPort), DATABASE_URL: `postgres://postgres@127.0.0.1:${dbPort}/${dbName}`, DATABASE_TIMEOUT_MS: '500' })));
+    const b = (bridge = new BridgeProcess(ownEnv({ HTTP_PORT: String(httpPort), DATABASE_URL: databaseUrlVia(dbPort), DATABASE_TIMEOUT_MS: '500' })));
     await b.proc.waitFor(/Postgres not reachable yet; retrying/);
     await proxy.start(dbPort);
     await b.started();

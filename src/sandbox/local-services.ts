@@ -15,10 +15,10 @@ import type { SandboxSipTlsContact } from './sandbox';
 type Env = Record<string, string | undefined>;
 
 /**
- * The sandbox's database when DATABASE_URL is not set: the machine's Postgres, as its superuser without a
- * password (local trust auth; otherwise set DATABASE_URL with a password).
+ * The sandbox's database when DATABASE_URL is not set: the machine's Postgres, as the role scripts/setup.sh
+ * makes (with its password, which Debian's default authentication asks for; otherwise set DATABASE_URL).
  */
-export const SANDBOX_DATABASE_URL = 'postgres://postgres@127.0.0.1:5432/wasb_sandbox';
+export const SANDBOX_DATABASE_URL = 'postgres://bridge:localdev@127.0.0.1:5432/wasb_sandbox';
 const COMPOSE_SANDBOX = '`docker compose --env-file docker/sandbox.env --profile sandbox up sandbox`';
 /** Each wait on a program the sandbox starts. */
 const START_TIMEOUT_MS = 15_000;

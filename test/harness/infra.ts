@@ -25,10 +25,23 @@ let rtpengine: ManagedProcess | null = null;
 let adminDb: Sequelize | null = null;
 let dbName = '';
 
+/**
+ * The database each run creates its own from: TEST_DATABASE_URL, else the role and `test` database
+ * that scripts/setup.sh makes (a password login, so Debian's default authentication accepts it).
+ */
 function baseDatabaseUrl(): string {
   if (process.env.TEST_DATABASE_URL) return process.env.TEST_DATABASE_URL;
   // In the private network namespace only loopback exists; Postgres is reached through its socket.
-  return infra.isolated ? 'postgres://postgres@localhost/test?host=/var/run/postgresql' : 'postgres://postgres@127.0.0.1:5432/test';
+  return infra.isolated ? 'postgres://bridge:localdev@localhost/test?host=/var/run/postgresql' : 'postgres://bridge:localdev@127.0.0.1:5432/test';
+}
+
+/** The run's database reached at another TCP address (a relay a test can cut), with the same credentials. */
+export function databaseUrlVia(port: number, host = '127.0.0.1'): string {
+  const u = new URL(infra.databaseUrl);
+  u.hostname = host;
+  u.port = String(port);
+  u.searchParams.delete('host');
+  return u.toString();
 }
 
 export async function startInfra(): Promise<Infra> {
