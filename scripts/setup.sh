@@ -8,10 +8,11 @@
 #   node             Node.js >= 22: the distribution's when it is new enough, else the `node` package
 #                    from the npm registry (npm install -g node@22, which fetches the node-linux-<arch>
 #                    binary package), installed under /usr/local, ahead of /usr/bin on PATH
-#   postgres         the cluster started; a role `bridge` (password `localdev` unless the role exists:
-#                    then it is left as it is) that may create databases; databases `bridge` (the
-#                    bridge's), `wasb_sandbox` (the sandbox's) and `test` (the tests create theirs from
-#                    it); the role allowed to log in with its password on the local socket too
+#   postgres         the cluster started; roles `bridge` (may create databases) for the bridge and the
+#                    sandbox, and `wasb_test` (a superuser: the tests create databases and roles) for
+#                    the tests, both with the password `localdev` (a role that exists keeps its own);
+#                    databases `bridge` (the bridge's), `wasb_sandbox` (the sandbox's) and `test` (the
+#                    tests make theirs from it); both roles allowed their password on the local socket
 #   drachtio         drachtio-server built at the pinned release by scripts/install-drachtio.sh, unless
 #                    a `drachtio` is on PATH already (any version: it says which)
 #
@@ -21,15 +22,15 @@
 #                        (default: its upstream repository); also DRACHTIO_SOURCE
 #   --no-drachtio        do not build drachtio-server (the SIP tests are then skipped; the sandbox needs
 #                        DRACHTIO_HOST/DRACHTIO_PORT/DRACHTIO_SECRET of a running one)
-# Environment: SETUP_DB_PASSWORD (the new role's password; then give the tests TEST_DATABASE_URL and
+# Environment: SETUP_DB_PASSWORD (the new roles' password; then give the tests TEST_DATABASE_URL and
 #   the sandbox DATABASE_URL), JOBS (drachtio's make -j).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 NODE_MAJOR=22
 DB_ROLE=bridge
+TEST_ROLE=wasb_test
 DB_PASSWORD=${SETUP_DB_PASSWORD:-localdev}
-DATABASES=(bridge wasb_sandbox test)
 CHECK=""
 NO_DRACHTIO=""
 DRACHTIO_SOURCE=${DRACHTIO_SOURCE:-}
@@ -131,19 +132,20 @@ else
   result "installed $(node -v) at $(command -v node) from $how; npm $(npm -v)"
 fi
 
-# --- 3. Postgres: started, role, databases, authentication -----------------------------------------------
+# --- 3. Postgres: started, roles, databases, authentication -----------------------------------------------
 step "postgres"
 pg_up() { pg_isready -q -h 127.0.0.1 -p 5432 2>/dev/null; }
 psql_su() { (cd / && runuser -u postgres -- psql -X -q -t -A -v ON_ERROR_STOP=1 "$@"); }
-can_login() { # can_login HOST: the role's password gets it into `test` over HOST (127.0.0.1 or the socket dir)
-  PGPASSWORD=$DB_PASSWORD PGCONNECT_TIMEOUT=5 psql -X -q -t -A -h "$1" -p 5432 -U "$DB_ROLE" -d test -c 'SELECT 1' >/dev/null 2>&1
+can_login() { # can_login ROLE DATABASE HOST: the password gets ROLE into DATABASE over HOST (127.0.0.1 or the socket dir)
+  PGPASSWORD=$DB_PASSWORD PGCONNECT_TIMEOUT=5 psql -X -q -t -A -h "$3" -p 5432 -U "$1" -d "$2" -c 'SELECT 1' >/dev/null 2>&1
 }
+logins_ok() { can_login "$DB_ROLE" bridge "$1" && can_login "$TEST_ROLE" test "$1"; }
 if ! has pg_ctlcluster; then
   MISSING=1; result "missing: postgresql"
 elif [ -n "$CHECK" ]; then
   if ! pg_up; then MISSING=1; result "Postgres is not running on 127.0.0.1:5432"
-  elif can_login 127.0.0.1 && can_login /var/run/postgresql; then result "running; role $DB_ROLE logs in (TCP and socket)"
-  else MISSING=1; result "running, but role $DB_ROLE with the setup password cannot log in to database test"
+  elif logins_ok 127.0.0.1 && logins_ok /var/run/postgresql; then result "running; roles $DB_ROLE and $TEST_ROLE log in (TCP and socket)"
+  else MISSING=1; result "running, but roles $DB_ROLE/$TEST_ROLE cannot log in to databases bridge/test with the setup password"
   fi
 else
   did=()
@@ -163,34 +165,39 @@ else
     pg_up || { echo "Postgres $ver/main did not come up on 127.0.0.1:5432 within 30 s: see /var/log/postgresql/" >&2; exit 1; }
     did+=("started $ver/main")
   fi
-  if [ "$(psql_su -c "SELECT 1 FROM pg_roles WHERE rolname = '$DB_ROLE'")" != 1 ]; then
-    psql_su -v pw="$DB_PASSWORD" <<< "CREATE ROLE $DB_ROLE LOGIN CREATEDB PASSWORD :'pw'"
-    did+=("role $DB_ROLE created")
-  else
-    psql_su -c "ALTER ROLE $DB_ROLE LOGIN CREATEDB"
-  fi
-  for db in "${DATABASES[@]}"; do
+  # role:attributes; an existing role keeps its password (a deployment may have changed it)
+  for spec in "$DB_ROLE:LOGIN CREATEDB" "$TEST_ROLE:LOGIN SUPERUSER"; do
+    role=${spec%%:*}; attrs=${spec#*:}
+    if [ "$(psql_su -c "SELECT 1 FROM pg_roles WHERE rolname = '$role'")" != 1 ]; then
+      psql_su -v pw="$DB_PASSWORD" <<< "CREATE ROLE $role $attrs PASSWORD :'pw'"
+      did+=("role $role created")
+    else
+      psql_su -c "ALTER ROLE $role $attrs"
+    fi
+  done
+  for spec in "bridge:$DB_ROLE" "wasb_sandbox:$DB_ROLE" "test:$TEST_ROLE"; do
+    db=${spec%%:*}; owner=${spec#*:}
     if [ "$(psql_su -c "SELECT 1 FROM pg_database WHERE datname = '$db'")" != 1 ]; then
-      psql_su -c "CREATE DATABASE $db OWNER $DB_ROLE"; did+=("database $db created")
+      psql_su -c "CREATE DATABASE $db OWNER $owner"; did+=("database $db created")
     fi
   done
   # Debian's default pg_hba.conf: password (scram) over TCP, but `peer` on the socket, where the tests
-  # reach Postgres from their private network namespace. One line lets the role use its password there.
+  # reach Postgres from their private network namespace. One line lets the two roles use their password there.
   hba=$(psql_su -c 'SHOW hba_file')
-  for spec in "local   all   $DB_ROLE   scram-sha-256|/var/run/postgresql" "host    all   $DB_ROLE   127.0.0.1/32   scram-sha-256|127.0.0.1"; do
+  for spec in "local   all   $DB_ROLE,$TEST_ROLE   scram-sha-256|/var/run/postgresql" "host    all   $DB_ROLE,$TEST_ROLE   127.0.0.1/32   scram-sha-256|127.0.0.1"; do
     line=${spec%|*}; via=${spec#*|}
-    can_login "$via" && continue
+    logins_ok "$via" && continue
     if ! grep -qF "$line" "$hba"; then
       # before the first rule: the first matching line wins
-      awk -v l="$line" 'BEGIN{done=0} !done && /^[[:space:]]*(local|host)/ {print "# wa-sip-bridge (scripts/setup.sh): the bridge role logs in with its password"; print l; done=1} {print}' "$hba" > "$hba.new"
+      awk -v l="$line" 'BEGIN{done=0} !done && /^[[:space:]]*(local|host)/ {print "# wa-sip-bridge (scripts/setup.sh): its roles log in with their password"; print l; done=1} {print}' "$hba" > "$hba.new"
       cat "$hba.new" > "$hba"; rm -f "$hba.new"
       psql_su -c 'SELECT pg_reload_conf()' >/dev/null
       did+=("$hba: '$line'")
-      for _ in $(seq 1 10); do can_login "$via" && break; sleep 0.5; done   # the reload is asynchronous
+      for _ in $(seq 1 10); do logins_ok "$via" && break; sleep 0.5; done   # the reload is asynchronous
     fi
-    can_login "$via" || { echo "role $DB_ROLE cannot log in over $via with the setup password (was it created with another? ALTER ROLE $DB_ROLE PASSWORD '...')" >&2; exit 1; }
+    logins_ok "$via" || { echo "roles $DB_ROLE/$TEST_ROLE cannot log in over $via with the setup password (created with another? ALTER ROLE ... PASSWORD '...')" >&2; exit 1; }
   done
-  summary="role $DB_ROLE and databases ${DATABASES[*]} already there"
+  summary="roles $DB_ROLE, $TEST_ROLE and databases bridge, wasb_sandbox, test already there"
   [ ${#did[@]} -eq 0 ] || summary=$(printf '%s; ' "${did[@]}")
   result "PostgreSQL $(psql_su -c 'SHOW server_version' | cut -d' ' -f1) on 127.0.0.1:5432: ${summary%; }"
 fi
@@ -225,10 +232,12 @@ else echo "  (no asterisk: the real-Asterisk tests will be skipped; not needed f
 if [ -z "$CHECK" ] && [ -z "$FAILED" ]; then
   cat <<EOF
 
-  Databases (role $DB_ROLE, password $DB_PASSWORD; Postgres listens on loopback only):
+  Databases (password $DB_PASSWORD; Postgres listens on loopback only):
     the bridge   DATABASE_URL=postgres://$DB_ROLE:$DB_PASSWORD@127.0.0.1:5432/bridge
-    the sandbox  postgres://$DB_ROLE:$DB_PASSWORD@127.0.0.1:5432/wasb_sandbox   (its default)
-    the tests    postgres://$DB_ROLE:$DB_PASSWORD@127.0.0.1:5432/test           (their default; each run makes its own)
+    the sandbox  postgres://$DB_ROLE:$DB_PASSWORD@127.0.0.1:5432/wasb_sandbox      (its default)
+    the tests    postgres://$TEST_ROLE:$DB_PASSWORD@127.0.0.1:5432/test         (their default; each run makes its own)
+  $TEST_ROLE is a superuser (the tests create databases and roles): on a production host,
+  DROP ROLE $TEST_ROLE and give $DB_ROLE a password of its own (ALTER ROLE $DB_ROLE PASSWORD '...').
   Next, as your own user in this directory:
     npm ci
     npm run sandbox        # then open http://127.0.0.1:3000/sandbox
