@@ -42,10 +42,10 @@ if [ -z "${FORCE:-}" ] && command -v drachtio >/dev/null; then
   fi
   exit 0
 fi
-[ "$(id -u)" = 0 ] || die "run as root (it installs build dependencies and writes $PREFIX)"
+[ -n "${SOURCES_ONLY:-}" ] || [ "$(id -u)" = 0 ] || die "run as root (it installs build dependencies and writes $PREFIX)"
 
 # --- build dependencies (upstream's list; Boost narrowed to what drachtio links and includes) ---------
-if [ -z "${SKIP_APT:-}" ]; then
+if [ -z "${SKIP_APT:-}" ] && [ -z "${SOURCES_ONLY:-}" ]; then
   deps=(ca-certificates git build-essential cmake autoconf automake libtool libtool-bin pkg-config
         libssl-dev libcurl4-openssl-dev zlib1g-dev libgoogle-perftools-dev
         libboost-dev libboost-log-dev libboost-thread-dev libboost-system-dev libboost-filesystem-dev)

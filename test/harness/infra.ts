@@ -26,14 +26,17 @@ let adminDb: Sequelize | null = null;
 let dbName = '';
 
 /**
- * The database each run creates its own from: TEST_DATABASE_URL, else the role (a superuser: tests
- * create databases and roles) and `test` database that scripts/setup.sh makes, with a password, so
- * Debian's default authentication accepts it.
+ * The database each run creates its own from when TEST_DATABASE_URL is not set: the role (a superuser:
+ * tests create databases and roles) and `test` database that scripts/setup.sh makes, with a password,
+ * so Debian's default authentication accepts it. In the private network namespace only loopback
+ * exists; Postgres is reached through its socket.
  */
+export function defaultTestDatabaseUrl(isolated: boolean): string {
+  return isolated ? 'postgres://wasb_test:localdev@localhost/test?host=/var/run/postgresql' : 'postgres://wasb_test:localdev@127.0.0.1:5432/test';
+}
+
 function baseDatabaseUrl(): string {
-  if (process.env.TEST_DATABASE_URL) return process.env.TEST_DATABASE_URL;
-  // In the private network namespace only loopback exists; Postgres is reached through its socket.
-  return infra.isolated ? 'postgres://wasb_test:localdev@localhost/test?host=/var/run/postgresql' : 'postgres://wasb_test:localdev@127.0.0.1:5432/test';
+  return process.env.TEST_DATABASE_URL || defaultTestDatabaseUrl(infra.isolated);
 }
 
 /** The run's database reached at another TCP address (a relay a test can cut), with the same credentials. */
