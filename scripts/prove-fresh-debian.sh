@@ -41,6 +41,18 @@ echo "nameserver 10.0.2.3" >"$ROOT/etc/resolv.conf"   # slirp4netns's DNS forwar
 echo wasb-fresh >"$ROOT/etc/hostname"
 grep -q wasb-fresh "$ROOT/etc/hosts" 2>/dev/null || printf '127.0.0.1 localhost\n127.0.1.1 wasb-fresh\n::1 localhost\n' >"$ROOT/etc/hosts"
 
+# A host whose egress intercepts TLS (its CA in /usr/local/share/ca-certificates, NODE_EXTRA_CA_CERTS
+# set, as here) needs that CA in the machine too, or npm fails with SELF_SIGNED_CERT_IN_CHAIN: the CA
+# files are copied in (ca-certificates, which setup.sh installs, adds them to the system bundle) and
+# NODE_EXTRA_CA_CERTS passed on. A machine on the open internet needs neither.
+EXTRA_ENV=()
+if [ -n "${NODE_EXTRA_CA_CERTS:-}" ] && compgen -G '/usr/local/share/ca-certificates/*.crt' >/dev/null; then
+  mkdir -p "$ROOT/usr/local/share/ca-certificates"
+  cp /usr/local/share/ca-certificates/*.crt "$ROOT/usr/local/share/ca-certificates/"
+  EXTRA_ENV=("NODE_EXTRA_CA_CERTS=/etc/ssl/certs/ca-certificates.crt")
+  echo "the host's egress CA copied in ($(cd /usr/local/share/ca-certificates && echo ./*.crt)); NODE_EXTRA_CA_CERTS passed on"
+fi
+
 # The README's first step, clone (done from the host: the machine needs no git for the rest)
 rm -rf "$ROOT/root/wa-sip-bridge"
 git clone -q ${BRANCH:+--branch "$BRANCH"} "$REPO" "$ROOT/root/wa-sip-bridge"
@@ -57,6 +69,7 @@ export HOME=/root LANG=C.UTF-8 PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/us
 cd /root/wa-sip-bridge
 T0=\$SECONDS
 run() { local s=\$SECONDS; echo; echo "### \$ \$*   [\$(date -u +%H:%M:%S)]"; "\$@"; local rc=\$?; echo "### exit \$rc, \$((SECONDS - s)) s"; return \$rc; }
+echo "### environment: \$(env | grep -E '^NODE_EXTRA_CA_CERTS=' || echo 'no extra CA')"
 echo "### a fresh Debian \$(cat /etc/debian_version) (debootstrap minbase): node \$(command -v node || echo absent), psql \$(command -v psql || echo absent), drachtio \$(command -v drachtio || echo absent); \$(dpkg -l | grep -c '^ii') packages"
 run scripts/setup.sh $DRACHTIO_ARG || exit 1
 run scripts/setup.sh $DRACHTIO_ARG >/tmp/setup-again.log 2>&1; echo "### again (idempotence): \$(tail -n +1 /tmp/setup-again.log | grep -E '^== |^  [a-z]' | head -6 | tr '\n' ';')"
@@ -111,5 +124,6 @@ nsenter --net="/run/netns/$NS" unshare --mount --pid --fork --uts --ipc bash -c 
   mount -t tmpfs -o mode=755 tmpfs "$R/run"
   mount -t tmpfs -o mode=1777 tmpfs "$R/tmp"
   if [ -n "$M" ]; then mount --bind "$M" "$R/mirror"; mount -o remount,bind,ro "$R/mirror"; fi
-  exec chroot "$R" /usr/bin/env -i TERM=dumb /bin/bash /root/proof.sh
-' proof "$ROOT" "${DRACHTIO_MIRRORS:-}" 2>&1 | tee "$WORK/transcript.txt"
+  shift 2
+  exec chroot "$R" /usr/bin/env -i TERM=dumb "$@" /bin/bash /root/proof.sh
+' proof "$ROOT" "${DRACHTIO_MIRRORS:-}" "${EXTRA_ENV[@]}" 2>&1 | tee "$WORK/transcript.txt"
