@@ -213,7 +213,7 @@ elif [ -n "$NO_DRACHTIO" ]; then
 elif [ -n "$CHECK" ]; then
   MISSING=1; result "missing: drachtio (scripts/install-drachtio.sh builds it)"
 else
-  if scripts/install-drachtio.sh ${DRACHTIO_SOURCE:+"$DRACHTIO_SOURCE"} 2>&1 | sed 's/^/    /'; then
+  if scripts/install-drachtio.sh ${DRACHTIO_SOURCE:+"$DRACHTIO_SOURCE"} 2>&1 | sed -u 's/^/    /'; then
     hash -r
     result "built and installed $(drachtio --version) at $(command -v drachtio) from ${DRACHTIO_SOURCE:-its upstream repository}"
   else
