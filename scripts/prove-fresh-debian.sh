@@ -75,6 +75,7 @@ run scripts/setup.sh $DRACHTIO_ARG || exit 1
 run scripts/setup.sh $DRACHTIO_ARG >/tmp/setup-again.log 2>&1; echo "### again (idempotence): \$(tail -n +1 /tmp/setup-again.log | grep -E '^== |^  [a-z]' | head -6 | tr '\n' ';')"
 run npm ci || exit 1
 sandbox() {
+  echo "(npm run sandbox until it says it is ready; then GET /sandbox; then Ctrl-C)"
   setsid npm run sandbox >/tmp/sandbox.log 2>&1 &
   local pid=\$! s=\$SECONDS
   until grep -q 'sandbox is ready' /tmp/sandbox.log; do
@@ -90,7 +91,9 @@ sandbox() {
   echo "(stopped with Ctrl-C)"
 }
 run sandbox
-run $TEST_CMD 2>&1 | grep -vE '^\s+✔' | tail -n 150
+# the test run's own lines, less each passing test's, and the last 150 of those
+s=\$SECONDS; echo; echo "### \$ $TEST_CMD   [\$(date -u +%H:%M:%S)]"
+$TEST_CMD 2>&1 | grep -vE '^\s+✔' | tail -n 150; echo "### exit \${PIPESTATUS[0]}, \$((SECONDS - s)) s"
 echo; echo "### total \$((SECONDS - T0)) s"
 EOF
 chmod +x "$ROOT/root/proof.sh"
