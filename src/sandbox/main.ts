@@ -5,7 +5,7 @@ import { isLoopbackAddress, Sandbox, SandboxConfigError, sandboxEnvProblems, san
 
 const USAGE = `usage: npm run sandbox [-- --provider ycloud|meta|meta-sip] [--listen ADDRESS]
 the bridge against a simulated YCloud (or Meta), with a browser phone at /sandbox and a demo agent as the PBX
-(docs/sandbox.md). Postgres from DATABASE_URL (default postgres://postgres@127.0.0.1:5432/wasb_sandbox);
+(docs/sandbox.md). Postgres from DATABASE_URL (default postgres://bridge:localdev@127.0.0.1:5432/wasb_sandbox, scripts/setup.sh's role);
 rtpengine and drachtio-server are started from PATH unless RTPENGINE_NG / DRACHTIO_HOST name running ones.
   --provider  what the simulator plays (WA_PROVIDER; default ycloud)
   --listen    serve the page and the browser's media on ADDRESS, one of this machine's IP addresses, e.g. a
