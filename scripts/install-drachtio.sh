@@ -132,7 +132,8 @@ from_mirror() {
 
 if [ -f "$SOURCE/configure.ac" ] && [ -f "$SOURCE/bootstrap.sh" ]; then
   [ -f "$SOURCE/deps/sofia-sip/configure.ac" ] || die "$SOURCE has empty submodules: run git submodule update --init --recursive in it"
-  VERSION=$(git -C "$SOURCE" describe --tags --always 2>/dev/null || echo "${DRACHTIO_VERSION}-local")
+  # a tree without .git: its version is not known (drachtio --version then says "local")
+  VERSION=$(git -C "$SOURCE" describe --tags --always 2>/dev/null || echo local)
   say "drachtio-server $VERSION from the source tree $SOURCE"
   cp -a "$SOURCE" "$SRC"
 elif [ -d "$SOURCE" ] && git --git-dir="$SOURCE" rev-parse --git-dir >/dev/null 2>&1; then
