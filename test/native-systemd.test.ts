@@ -54,9 +54,11 @@ describe('native deployment under systemd (systemd-nspawn)', function () {
     const s = await scratchDatabase(prefix);
     drops.push(s.drop);
     const [{ name }] = await s.db.query<{ name: string }>('SELECT current_database() AS name', { type: QueryTypes.SELECT }) as [{ name: string }];
-    const user = new URL(infra.databaseUrl).username || 'postgres';
+    // the run's role and its password: Postgres may ask for it on the socket too (scripts/setup.sh's roles)
+    const u = new URL(infra.databaseUrl);
+    const login = `${u.username || 'postgres'}${u.password ? `:${u.password}` : ''}`;
     void socket;
-    return { db: s.db, url: `postgres://${user}@localhost/${name}?host=/run/pghost` };
+    return { db: s.db, url: `postgres://${login}@localhost/${name}?host=/run/pghost` };
   }
 
   it('boots, installs as the docs say, and systemd runs the three units as their users; exit 2 is not restarted', async function () {
