@@ -20,7 +20,8 @@ function postgresSocketDir(): string | null {
 function missing(): string | null {
   if (process.getuid?.() !== 0) return 'not root';
   for (const p of ['systemd-nspawn', 'script']) if (spawnSync(p, ['--version']).status !== 0) return `no ${p}`;
-  for (const f of ['/lib/systemd/systemd', '/lib/systemd/system/rtpengine-daemon.service', '/usr/local/bin/drachtio', '/usr/bin/node']) if (!fs.existsSync(f)) return `no ${f}`;
+  for (const f of ['/lib/systemd/systemd', '/lib/systemd/system/rtpengine-daemon.service', '/usr/local/bin/drachtio']) if (!fs.existsSync(f)) return `no ${f}`;
+  if (!['/usr/local/bin/node', '/usr/bin/node'].some((f) => fs.existsSync(f))) return 'no node in /usr/local/bin or /usr/bin';
   if (!postgresSocketDir()) return 'no Postgres socket to bind into the container';
   return null;
 }
@@ -120,7 +121,7 @@ describe('native deployment under systemd (systemd-nspawn)', function () {
     for (const [unit, user] of [['drachtio', 'drachtio'], ['rtpengine-daemon', 'rtpengine'], ['wa-sip-bridge', 'wa-sip-bridge']]) {
       has(new RegExp(`^unit (?=.*Id=${unit}\\.service)(?=.*ActiveState=active SubState=running)(?=.*User=${user}\\b).*$`, 'm'), `${unit} running as ${user}`);
     }
-    has(/^wa-sip-bridge\s+\d+ \/usr\/bin\/node \/opt\/wa-sip-bridge\/dist\/src\/index\.js$/m, 'the bridge\'s process');
+    has(/^wa-sip-bridge\s+\d+ node \/opt\/wa-sip-bridge\/dist\/src\/index\.js$/m, 'the bridge\'s process (node from systemd\'s PATH)');
     has(/^drachtio\s+\d+ \/usr\/local\/bin\/drachtio --file \/etc\/drachtio\/drachtio\.conf\.xml$/m, 'drachtio-server\'s process, no secret on its command line');
     has(/^sighup seen: [1-9]/m, 'systemctl reload sends SIGHUP');
     has(/^after stop Result=success ExecMainStatus=0 ActiveState=inactive/m, 'SIGTERM: drained and exited 0');

@@ -37,7 +37,7 @@ describe('systemd units (deploy/systemd)', () => {
     const exec = unitValue(bridge, 'Service', 'ExecStart')!.split(/\s+/);
     const main = JSON.parse(read('package.json')).main as string;
     const workdir = unitValue(bridge, 'Service', 'WorkingDirectory')!;
-    assert.deepEqual(exec, ['/usr/bin/node', path.posix.join(workdir, main)], 'node runs package.json\'s main in the installed tree');
+    assert.deepEqual(exec, ['/usr/bin/env', 'node', path.posix.join(workdir, main)], 'node (from systemd\'s PATH) runs package.json\'s main in the installed tree');
     const env = unitValues(bridge, 'Service', 'Environment', true);
     assert.ok(env.includes('NODE_ENV=production'));
     const envFile = env.find((e) => e.startsWith('ENV_FILE='))?.slice('ENV_FILE='.length);
