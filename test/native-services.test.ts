@@ -159,8 +159,9 @@ describe('native deployment: the services from their shipped config files', func
       assert.equal(migrate.status, 0, migrate.stderr);
       assert.match(migrate.stdout, /^applied: 20261125000001-create-cdr\.js, /);
       const exec = execStart('wa-sip-bridge.service');
-      assert.equal(exec[1], '/opt/wa-sip-bridge/dist/src/index.js');
-      const b = new BridgeProcess({ ENV_FILE: envFile, NODE_ENV: 'production' }, path.join(tree, path.relative('/opt/wa-sip-bridge', exec[1]!)));
+      const entry = exec[exec.length - 1]!;
+      assert.equal(entry, '/opt/wa-sip-bridge/dist/src/index.js');
+      const b = new BridgeProcess({ ENV_FILE: envFile, NODE_ENV: 'production' }, path.join(tree, path.relative('/opt/wa-sip-bridge', entry)));
       try {
         await b.started(30000);
         const res = await fetch(`http://127.0.0.1:${httpPort}/healthz`);
