@@ -1,5 +1,5 @@
 import { loadConfig, ConfigError } from '../config';
-import { applyEnvFileForCommand } from '../config/env-file';
+import { runCommand } from '../config/env-file';
 import { createLogger } from '../log';
 import { normalizeE164 } from '../util/numbers';
 import { ProviderError, WhatsAppProvider } from '../calls/provider-port';
@@ -133,13 +133,4 @@ function fail(message: string): number {
   return 2;
 }
 
-applyEnvFileForCommand('settings');
-main(process.argv.slice(2)).then(
-  (code) => process.exit(code),
-  (err: unknown) => {
-    if (err instanceof ProviderError) {
-      console.error(providerErrorText(err));
-    } else console.error(`failed: ${(err as Error).message}`);
-    process.exit(1);
-  },
-);
+runCommand('settings', () => main(process.argv.slice(2)), (err) => (err instanceof ProviderError ? providerErrorText(err) : `failed: ${(err as Error).message}`));

@@ -1,5 +1,5 @@
 import { performance } from 'node:perf_hooks';
-import { applyEnvFileForCommand } from '../config/env-file';
+import { runCommand } from '../config/env-file';
 import { CHECK_WAITS, runDoctor } from '../doctor/run';
 import { trustStore } from '../preflight/certificates';
 import { allPassed, formatSection } from '../preflight/report';
@@ -75,11 +75,4 @@ function usage(message: string): number {
   return 2;
 }
 
-applyEnvFileForCommand('doctor');
-main(process.argv.slice(2), process.env).then(
-  (code) => process.exit(code),
-  (err: unknown) => {
-    console.error(`doctor failed: ${(err as Error).message}`);
-    process.exit(1);
-  },
-);
+runCommand('doctor', () => main(process.argv.slice(2), process.env));

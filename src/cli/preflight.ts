@@ -1,5 +1,5 @@
 import { performance } from 'node:perf_hooks';
-import { applyEnvFileForCommand } from '../config/env-file';
+import { runCommand } from '../config/env-file';
 import { Config, ConfigError, loadConfig } from '../config';
 import { NumberRoute } from '../calls/numbers-port';
 import { createLogger } from '../log';
@@ -195,11 +195,4 @@ function usage(message: string): number {
   return 2;
 }
 
-applyEnvFileForCommand('preflight');
-main(process.argv.slice(2), process.env).then(
-  (code) => process.exit(code),
-  (err: unknown) => {
-    console.error(`preflight failed: ${(err as Error).message}`);
-    process.exit(1);
-  },
-);
+runCommand('preflight', () => main(process.argv.slice(2), process.env));

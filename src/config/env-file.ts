@@ -175,16 +175,24 @@ export function applyEnvFile(argv: readonly string[], env: Record<string, string
 }
 
 /**
- * For the operator's commands (settings, preflight, doctor): the settings file ENV_FILE names, applied
- * as the bridge applies it, so a command sees the configuration the bridge runs with. A bad file ends
- * the command (exit 2) with its problems.
+ * Runs an operator's command (settings, preflight, doctor): first the settings file ENV_FILE names,
+ * applied as the bridge applies it, so the command sees the configuration the bridge runs with (a bad
+ * file ends it, exit 2, with its problems); then `main`, whose result is the exit code. A failure `main`
+ * did not answer for exits 1 with `describe`'s words (default: "<name> failed: <message>").
  */
-export function applyEnvFileForCommand(command: string): void {
+export function runCommand(name: string, main: () => Promise<number>, describe: (err: unknown) => string = (err) => `${name} failed: ${(err as Error).message}`): void {
   try {
     applyEnvFile([]);
   } catch (err) {
     if (!(err instanceof EnvFileError)) throw err;
-    console.error(`${command}: fix the settings file ${err.file}:\n${err.problems.map((p) => `  - ${p}`).join('\n')}`);
+    console.error(`${name}: fix the settings file ${err.file}:\n${err.problems.map((p) => `  - ${p}`).join('\n')}`);
     process.exit(2);
   }
+  main().then(
+    (code) => process.exit(code),
+    (err: unknown) => {
+      console.error(describe(err));
+      process.exit(1);
+    },
+  );
 }
