@@ -1,3 +1,4 @@
+import { ChildProcess } from 'node:child_process';
 import fsSync from 'node:fs';
 import fs from 'node:fs/promises';
 import os from 'node:os';
@@ -43,16 +44,17 @@ function keyArgs(keys: SippKeys = {}): string[] {
   return Object.entries(keys).flatMap(([k, v]) => ['-key', k, String(v)]);
 }
 
-async function waitUdpBound(port: number, proc: ManagedProcess, ip = '127.0.0.1'): Promise<void> {
+/** Resolves once `proc` has bound UDP `ip:port` (read from /proc/net/udp); rejects if it exits first or after `ms`. */
+export async function waitUdpBound(port: number, proc: { child: ChildProcess; readonly output: string; readonly name?: string }, ip = '127.0.0.1', ms = 5000): Promise<void> {
   const hex = `:${port.toString(16).toUpperCase().padStart(4, '0')} `;
   // /proc/net/udp writes an IPv4 address as 8 hex digits, least significant byte first.
   const addr = ip.split('.').reverse().map((n) => Number(n).toString(16).toUpperCase().padStart(2, '0')).join('');
-  const deadline = Date.now() + 5000;
+  const deadline = Date.now() + ms;
   for (;;) {
     const table = await fs.readFile('/proc/net/udp', 'utf8');
     if (table.split('\n').some((l) => l.includes(`${addr}${hex}`))) return;
-    if (proc.child.exitCode !== null) throw new Error(`SIPp exited at start:\n${proc.output}`);
-    if (Date.now() > deadline) throw new Error(`SIPp did not bind ${ip}:${port}:\n${proc.output}`);
+    if (proc.child.exitCode !== null) throw new Error(`${proc.name ?? 'SIPp'} exited at start:\n${proc.output}`);
+    if (Date.now() > deadline) throw new Error(`${proc.name ?? 'SIPp'} did not bind ${ip}:${port}:\n${proc.output}`);
     await new Promise((r) => setTimeout(r, 20));
   }
 }
