@@ -4,7 +4,8 @@
 # Run once as root; running it again installs only what is missing and takes seconds.
 #
 #   system packages  Postgres, rtpengine (rtpengine-daemon), SIPp (sip-tester), chromium, baresip,
-#                    nftables, openssl, iproute2, util-linux
+#                    Kamailio (the tests run it in front of two bridge nodes; the packaged service is
+#                    stopped and disabled when this installs it), nftables, openssl, iproute2, util-linux
 #   node             Node.js >= 22: the distribution's when it is new enough, else the `node` package
 #                    from the npm registry (npm install -g node@22, which fetches the node-linux-<arch>
 #                    binary package), installed under /usr/local, ahead of /usr/bin on PATH
@@ -74,11 +75,11 @@ step "system packages"
 chromium_pkg=chromium
 [ "${ID:-}" = ubuntu ] && chromium_pkg=chromium-browser   # a snap on Ubuntu: needs snapd
 declare -A want=(
-  [pg_ctlcluster]=postgresql [rtpengine]=rtpengine-daemon [sipp]=sip-tester [baresip]=baresip
+  [pg_ctlcluster]=postgresql [rtpengine]=rtpengine-daemon [sipp]=sip-tester [baresip]=baresip [kamailio]=kamailio
   [nft]=nftables [openssl]=openssl [ip]=iproute2 [unshare]=util-linux [runuser]=util-linux
 )
 need=(); found=()
-for cmd in pg_ctlcluster rtpengine sipp baresip nft openssl ip unshare runuser; do
+for cmd in pg_ctlcluster rtpengine sipp baresip kamailio nft openssl ip unshare runuser; do
   if has "$cmd"; then found+=("$cmd"); else need+=("${want[$cmd]}"); fi
 done
 if has chromium || has chromium-browser || has google-chrome; then found+=(chromium); else need+=("$chromium_pkg"); fi
@@ -90,6 +91,13 @@ elif [ -n "$CHECK" ]; then
   MISSING=1; result "missing: ${need[*]}"
 else
   apt_install "${need[@]}"
+  # Debian's kamailio package starts its own service with its stock configuration on *:5060, where a
+  # native bridge's drachtio-server listens: the tests start their own Kamailio, so the packaged one
+  # is stopped and disabled (only when this run installed it: a Kamailio that was here is left alone).
+  if printf '%s\n' "${need[@]}" | grep -qx kamailio && has systemctl && [ -d /run/systemd/system ]; then
+    systemctl disable --now kamailio >/dev/null 2>&1 || true
+    note "kamailio's packaged service stopped and disabled (the tests run their own)"
+  fi
   result "installed: ${need[*]}${found[*]:+; found: ${found[*]}}"
 fi
 
