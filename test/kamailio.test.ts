@@ -7,6 +7,7 @@ import { CallRecord } from '../src/cdr/models';
 import { loadConfig } from '../src/config';
 import { createLogger } from '../src/log';
 import { bridgeEnv, startSim } from './harness/bridge';
+import { Asterisk, findAsterisk, SAMPLE_USERNAMES } from './harness/asterisk';
 import { BridgeProcess } from './harness/bridge-process';
 import { rows } from './harness/db-rows';
 import { DrachtioServer, findDrachtio, startDrachtio } from './harness/drachtio';
@@ -20,11 +21,13 @@ import { RtpPhone } from './harness/rtp-phone';
 import { refusalScenario, runSippUac, SippRun } from './harness/sipp';
 import { until, within } from './harness/timeline';
 import { WaUser } from './harness/wa-user';
-import { ProviderSim } from './harness/ycloud-sim';
+import { ProviderSim, SimOutboundCall } from './harness/ycloud-sim';
 
 const USER_TONE = 440;
 const AGENT_TONE = 1000;
 const BUSINESS = '+6283138205150';
+/** The number the Asterisk sample's dialplan calls from (its WA_BUSINESS). */
+const ASTERISK_BUSINESS = '+14155550100';
 const CUSTOMER = '+6281361905133';
 /** The PBX (SIPp) sends from here; Kamailio and each node's drachtio-server have addresses of their own. */
 const PBX_IP = '127.0.0.1';
@@ -62,6 +65,7 @@ describe('Kamailio in front of two bridge nodes', function () {
   const phones: RtpPhone[] = [];
   const sipps: SippRun[] = [];
   const raws: RawSip[] = [];
+  let pbx: Asterisk | null = null;
   let dir = '';
   let seq = 0;
 
@@ -85,6 +89,8 @@ describe('Kamailio in front of two bridge nodes', function () {
     for (const p of phones.splice(0)) p.stop();
     for (const r of raws.splice(0)) r.close();
     for (const s of sipps.splice(0)) await s.proc.stop();
+    await pbx?.stop();
+    pbx = null;
     await kamailio?.stop();
     kamailio = null;
     for (const n of nodes.splice(0)) {
@@ -104,18 +110,18 @@ describe('Kamailio in front of two bridge nodes', function () {
   });
 
   /** A bridge node on a drachtio-server of its own at NODE_IPS[name]; `child`: in a process of its own. */
-  async function startNode(name: NodeName, o: { child?: boolean } = {}): Promise<Node> {
+  async function startNode(name: NodeName, o: { child?: boolean; env?: Record<string, string> } = {}): Promise<Node> {
     const drachtio = await startDrachtio(findDrachtio()!, { sipHost: NODE_IPS[name] });
     const nodeId = `kamailio-${process.pid}-${++seq}-${name}`;
     const node: Node = { name, nodeId, drachtio, bridge: null, child: null, httpPort: 0 };
     nodes.push(node);
     if (o.child) {
       node.httpPort = await freePort('tcp');
-      node.child = new BridgeProcess(nodeEnv(nodeId, drachtio, { HTTP_PORT: String(node.httpPort), LOG_LEVEL: 'info' }));
+      node.child = new BridgeProcess(nodeEnv(nodeId, drachtio, { HTTP_PORT: String(node.httpPort), LOG_LEVEL: 'info', ...o.env }));
       await node.child.started();
       await node.child.proc.waitFor(/connected to drachtio-server/, 10000);
     } else {
-      const config = loadConfig(nodeEnv(nodeId, drachtio));
+      const config = loadConfig(nodeEnv(nodeId, drachtio, o.env));
       node.bridge = new Bridge(config, createLogger(config.logLevel));
       await node.bridge.start({ sipWaitMs: 5000 });
       node.httpPort = node.bridge.httpPort;
@@ -124,9 +130,9 @@ describe('Kamailio in front of two bridge nodes', function () {
   }
 
   /** Nodes A and B (B in its own process when asked), Kamailio in front; webhooks go to `webhooksTo`. */
-  async function startCluster(o: { pingIntervalS?: number; childB?: boolean; webhooksTo?: NodeName } = {}): Promise<{ a: Node; b: Node; k: Kamailio }> {
-    const a = await startNode('A');
-    const b = await startNode('B', { child: o.childB });
+  async function startCluster(o: { pingIntervalS?: number; childB?: boolean; webhooksTo?: NodeName; env?: Record<string, string> } = {}): Promise<{ a: Node; b: Node; k: Kamailio }> {
+    const a = await startNode('A', { env: o.env });
+    const b = await startNode('B', { child: o.childB, env: o.env });
     await grantPermanentPermission(a.bridge!.permissions, BUSINESS, CUSTOMER);
     sim.webhookUrl = `http://127.0.0.1:${(o.webhooksTo === 'B' ? b : a).httpPort}/webhooks/${sim.face}`;
     kamailio = await new Kamailio(findKamailio()!, {
@@ -293,6 +299,72 @@ describe('Kamailio in front of two bridge nodes', function () {
       assert.deepEqual(k.linesMatching(/failover|did not answer/, from), [], 'no INVITE was sent to the node that is down');
     });
   }
+
+  it('a real Asterisk (config/asterisk samples, its trunk pointed at Kamailio): its qualify, digest and agents\' calls go through Kamailio to both nodes, audio both ways, BYEs both ways', async function () {
+    const bin = findAsterisk();
+    if (!bin) {
+      console.log('\n!!! KAMAILIO + ASTERISK TEST SKIPPED: asterisk not found (set ASTERISK_BIN or put `asterisk` on PATH) !!!\n');
+      return this.skip();
+    }
+    const secret = 'p2b-kamailio-lab';
+    const { a, b, k } = await startCluster({ env: { SIP_AUTH_USERNAME: SAMPLE_USERNAMES.pbxToBridge, SIP_AUTH_PASSWORD: secret } });
+    await grantPermanentPermission(a.bridge!.permissions, ASTERISK_BUSINESS, CUSTOMER);
+    // The sample's trunk (BRIDGE_IP/BRIDGE_SIP_PORT) is Kamailio: Asterisk never learns the nodes' addresses.
+    pbx = await new Asterisk(bin, {
+      values: { bridgeIp: KAMAILIO_IP, bridgeSipPort: Number(k.address.split(':')[1]), bridgeToPbxSecret: 'b2p-unused', pbxToBridgeSecret: secret, businessNumber: ASTERISK_BUSINESS },
+      agents: 'Local/agent@wa-lab', lab: [],
+    }).start();
+    await pbx.bridgeReachable(); // Asterisk's qualify: Kamailio answers 200 while a node is up
+    const from = k.output.length;
+    const wacids: string[] = [];
+    for (const hangup of ['pbx', 'whatsapp'] as const) {
+      const user = new WaUser(USER_TONE, USER_TONE); // the agent's side echoes the user's own tone
+      users.push(user);
+      const placed = new Promise<SimOutboundCall>((resolve) => {
+        const answers = sim.answeredBy(user, 300);
+        sim.outboundScript = async (c) => {
+          resolve(c);
+          await answers(c);
+        };
+      });
+      await pbx.originate({ channel: `Local/9${CUSTOMER.slice(1)}@agents`, application: 'Echo', callerId: '"Agent 201" <201>' });
+      const call = await within(placed, 20000, () => `a WhatsApp call placed for Asterisk's agent:\n${pbx!.logText().slice(-3000)}`);
+      await within(user.heard.whenHeard(50), 20000, () => `the user hears the agent's side (echo) through Asterisk and Kamailio:\n${pbx!.logText().slice(-3000)}`);
+      if (hangup === 'pbx') await pbx.cli('channel request hangup all');
+      else await sim.deliver(sim.outboundTerminate(call, 'COMPLETED'));
+      const row = await until(`call ${call.wacid}'s CDR closed`, async () => {
+        const r = await rows().CallRecord.findOne({ where: { wacid: call.wacid } });
+        return r?.ended_at ? r : null;
+      }, 15000);
+      assert.equal(row.outcome, 'answered');
+      assert.equal(row.hangup_by, hangup);
+      assert.equal(row.business_number, ASTERISK_BUSINESS);
+      wacids.push(call.wacid);
+    }
+    const rowsByCall = await Promise.all(wacids.map((w) => rows().CallRecord.findOne({ where: { wacid: w } })));
+    assert.deepEqual(rowsByCall.map((r) => r!.node_id).sort(), [a.nodeId, b.nodeId].sort(), 'one call on each node');
+    assert.deepEqual(k.linesMatching(/failover|did not answer/, from), [], 'no node failed');
+
+    const sip = pbx.sipMessages();
+    const kam = k.address.replace(/\./g, '\\.');
+    const invites = sip.filter((m) => m.dir === 'tx' && m.text.startsWith(`INVITE sip:${CUSTOMER}@${k.address}`));
+    assert.equal(invites.length, 4, 'each call: the INVITE, then the same INVITE with credentials, all to Kamailio');
+    assert.equal(sip.filter((m) => m.dir === 'rx' && /^SIP\/2\.0 401 /.test(m.text) && /^CSeq: \d+ INVITE/mi.test(m.text)).length, 2, 'a node\'s challenge per call, through Kamailio');
+    const oks = sip.filter((m) => m.dir === 'rx' && /^SIP\/2\.0 200 /.test(m.text) && /^CSeq: \d+ INVITE/mi.test(m.text));
+    assert.ok(oks.length >= 2 && oks.every((m) => new RegExp(`^Record-Route: <sip:${kam};lr=on>`, 'mi').test(m.text)), 'each 200 carries Kamailio\'s Record-Route');
+    // The ACKs of the 200s (to the node's Contact; the ACKs of the 401s end at Kamailio).
+    const acks = sip.filter((m) => m.dir === 'tx' && /^ACK /.test(m.text) && !m.text.startsWith(`ACK sip:${CUSTOMER}@${k.address}`));
+    assert.equal(acks.length, 2, `two ACKs of 200s:\n${acks.map((m) => m.text.split('\n')[0]).join('\n')}`);
+    for (const ack of acks) assert.match(ack.text, new RegExp(`^Route: <sip:${kam};lr(=on)?>`, 'mi'), `Asterisk sends its ACK along the route set:\n${ack.text}`);
+    const byeOut = sip.find((m) => m.dir === 'tx' && /^BYE /.test(m.text));
+    assert.match(byeOut?.text ?? '', new RegExp(`^Route: <sip:${kam};lr(=on)?>`, 'mi'), 'Asterisk\'s BYE goes through Kamailio');
+    const byeIn = sip.find((m) => m.dir === 'rx' && /^BYE /.test(m.text));
+    assert.match(byeIn?.text ?? '', new RegExp(`^Via: SIP/2\\.0/UDP ${kam};branch=`, 'mi'), 'the node\'s BYE reaches Asterisk through Kamailio');
+    const byeAnswers = sip.filter((m) => m.dir === 'tx' && /^SIP\/2\.0 /.test(m.text) && /^CSeq: \d+ BYE/mi.test(m.text)).map((m) => m.text.split('\n')[0]!.trim());
+    assert.deepEqual(byeAnswers, ['SIP/2.0 200 OK'], 'Asterisk takes the node\'s BYE from Kamailio\'s address without a challenge (in its dialog)');
+    const byeReplies = sip.filter((m) => m.dir === 'rx' && /^SIP\/2\.0 /.test(m.text) && /^CSeq: \d+ BYE/mi.test(m.text)).map((m) => m.text.split('\n')[0]!.trim());
+    assert.deepEqual(byeReplies, ['SIP/2.0 200 OK'], 'the node answered Asterisk\'s BYE');
+  });
 
   it('only the PBX may start requests (a node\'s own INVITE and a stranger\'s are refused), in-dialog requests only from the PBX or a node; with no node up the PBX is told 503', async () => {
     // Two nodes that were never started: probing marks both down.

@@ -5,9 +5,14 @@ import path from 'node:path';
 import { findProgram } from './processes';
 import { waitUdpBound } from './sipp';
 
-/** Where the kamailio binary is: $KAMAILIO_BIN, or `kamailio` on PATH (Debian puts it in /usr/sbin); null when absent. */
+/**
+ * Where the kamailio binary is: $KAMAILIO_BIN (when set, only there), else `kamailio` on PATH or in
+ * /usr/sbin, where Debian's package puts it (not on a user's PATH); null when absent.
+ */
 export function findKamailio(): string | null {
-  return findProgram('kamailio', 'KAMAILIO_BIN') ?? (fs.existsSync('/usr/sbin/kamailio') ? '/usr/sbin/kamailio' : null);
+  const found = findProgram('kamailio', 'KAMAILIO_BIN');
+  if (found || process.env.KAMAILIO_BIN) return found;
+  return fs.existsSync('/usr/sbin/kamailio') ? '/usr/sbin/kamailio' : null;
 }
 
 /** The sample docs/cluster.md tells operators to copy (config/kamailio/). */
