@@ -282,6 +282,25 @@ describe('Kamailio in front of two bridge nodes', function () {
       `the draining node's 503 moved the call:\n${k.linesMatching(/bridge node/, from).join('\n')}`);
   });
 
+  it('a 503 carrying the call\'s own answer (Q.850 cause 41: the provider could not place the WhatsApp call) goes to the PBX: no other node asks the provider again', async () => {
+    const { k } = await startCluster({ pingIntervalS: 3600 });
+    sim.failNext('connect', { status: 500, message: 'simulated provider failure' });
+    const from = k.output.length;
+    // The routed PBX's scenario, expecting 503 with that Reason for its authenticated INVITE.
+    const src = fs.readFileSync(path.join(__dirname, '..', '..', 'test', 'sipp', 'uac-auth-refused.xml'), 'utf8');
+    const expect503 = src.replace('<recv response="403"/>', '<recv response="503"><action><ereg regexp="Q.850;cause=41" search_in="hdr" header="Reason:" check_it="true" assign_to="reason"/></action></recv>')
+      .replace('</scenario>', '  <Reference variables="reason"/>\n</scenario>');
+    assert.notEqual(expect503, src);
+    const scenario = path.join(dir, 'uac-auth-expect-503.xml');
+    fs.writeFileSync(scenario, expect503);
+    const sipp = await runSippUac(scenario, { target: k.address, number: CUSTOMER, auth: AUTH, extraArgs: ['-trace_msg', '-message_file', path.join(dir, 'expect-503.msg')] });
+    sipps.push(sipp);
+    assert.equal(await within(sipp.done, 20000, () => 'the 503'), 0, `the PBX got the node's 503 with its Reason:\n${sipp.proc.output.slice(-1500)}`);
+    assert.equal(sim.requests.filter((r) => r.op === 'connect').length, 1, 'the provider was asked once');
+    assert.deepEqual(k.linesMatching(/failover/, from), [], 'no other node was tried');
+    assert.equal(k.linesMatching(/the call's own answer, not tried elsewhere/, from).length, 1);
+  });
+
   for (const how of ['draining', 'dead'] as const) {
     it(`OPTIONS probing takes a ${how} node out of rotation before any call is sent to it`, async () => {
       const { a, b, k } = await startCluster({ pingIntervalS: 1 });
