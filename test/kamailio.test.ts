@@ -319,42 +319,63 @@ describe('Kamailio in front of two bridge nodes', function () {
     });
   }
 
-  it('a real Asterisk (config/asterisk samples, its trunk pointed at Kamailio): its qualify, digest and agents\' calls go through Kamailio to both nodes, audio both ways, BYEs both ways', async function () {
-    const bin = findAsterisk();
-    if (!bin) {
-      console.log('\n!!! KAMAILIO + ASTERISK TEST SKIPPED: asterisk not found (set ASTERISK_BIN or put `asterisk` on PATH) !!!\n');
-      return this.skip();
-    }
-    const secret = 'p2b-kamailio-lab';
-    const { a, b, k } = await startCluster({ env: { SIP_AUTH_USERNAME: SAMPLE_USERNAMES.pbxToBridge, SIP_AUTH_PASSWORD: secret } });
+  /** The PBX-to-bridge digest password the Asterisk sample and the nodes share (username `asterisk`). */
+  const ASTERISK_SECRET = 'p2b-kamailio-lab';
+
+  /**
+   * A real Asterisk with the config/asterisk samples, its trunk (BRIDGE_IP/BRIDGE_SIP_PORT) pointed at
+   * Kamailio: it never learns the nodes' addresses. Resolves once its qualify sees the trunk up.
+   */
+  async function startAsteriskBehind(bin: string, k: Kamailio, a: Node): Promise<Asterisk> {
     await grantPermanentPermission(a.bridge!.permissions, ASTERISK_BUSINESS, CUSTOMER);
-    // The sample's trunk (BRIDGE_IP/BRIDGE_SIP_PORT) is Kamailio: Asterisk never learns the nodes' addresses.
     pbx = await new Asterisk(bin, {
-      values: { bridgeIp: KAMAILIO_IP, bridgeSipPort: Number(k.address.split(':')[1]), bridgeToPbxSecret: 'b2p-unused', pbxToBridgeSecret: secret, businessNumber: ASTERISK_BUSINESS },
+      values: { bridgeIp: KAMAILIO_IP, bridgeSipPort: Number(k.address.split(':')[1]), bridgeToPbxSecret: 'b2p-unused', pbxToBridgeSecret: ASTERISK_SECRET, businessNumber: ASTERISK_BUSINESS },
       agents: 'Local/agent@wa-lab', lab: [],
     }).start();
     await pbx.bridgeReachable(); // Asterisk's qualify: Kamailio answers 200 while a node is up
+    return pbx;
+  }
+
+  /** Asterisk's agent dials 9 + the customer; resolves once the WhatsApp user hears the agent's side (an echo of its own tone). */
+  async function asteriskAgentCall(): Promise<SimOutboundCall> {
+    const user = new WaUser(USER_TONE, USER_TONE);
+    users.push(user);
+    const placed = new Promise<SimOutboundCall>((resolve) => {
+      const answers = sim.answeredBy(user, 300);
+      sim.outboundScript = async (c) => {
+        resolve(c);
+        await answers(c);
+      };
+    });
+    await pbx!.originate({ channel: `Local/9${CUSTOMER.slice(1)}@agents`, application: 'Echo', callerId: '"Agent 201" <201>' });
+    const call = await within(placed, 20000, () => `a WhatsApp call placed for Asterisk's agent:\n${pbx!.logText().slice(-3000)}`);
+    await within(user.heard.whenHeard(50), 20000, () => `the user hears the agent's side (echo) through Asterisk and Kamailio:\n${pbx!.logText().slice(-3000)}`);
+    return call;
+  }
+
+  const closedRow = (wacid: string) => until(`call ${wacid}'s CDR closed`, async () => {
+    const r = await rows().CallRecord.findOne({ where: { wacid } });
+    return r?.ended_at ? r : null;
+  }, 20000);
+
+  const asteriskBin = (ctx: Mocha.Context): string => {
+    const bin = findAsterisk();
+    if (bin) return bin;
+    console.log('\n!!! KAMAILIO + ASTERISK TEST SKIPPED: asterisk not found (set ASTERISK_BIN or put `asterisk` on PATH) !!!\n');
+    return ctx.skip();
+  };
+
+  it('a real Asterisk (config/asterisk samples, its trunk pointed at Kamailio): its qualify, digest and agents\' calls go through Kamailio to both nodes, audio both ways, BYEs both ways', async function () {
+    const bin = asteriskBin(this);
+    const { a, b, k } = await startCluster({ env: { SIP_AUTH_USERNAME: SAMPLE_USERNAMES.pbxToBridge, SIP_AUTH_PASSWORD: ASTERISK_SECRET } });
+    const ast = await startAsteriskBehind(bin, k, a);
     const from = k.output.length;
     const wacids: string[] = [];
     for (const hangup of ['pbx', 'whatsapp'] as const) {
-      const user = new WaUser(USER_TONE, USER_TONE); // the agent's side echoes the user's own tone
-      users.push(user);
-      const placed = new Promise<SimOutboundCall>((resolve) => {
-        const answers = sim.answeredBy(user, 300);
-        sim.outboundScript = async (c) => {
-          resolve(c);
-          await answers(c);
-        };
-      });
-      await pbx.originate({ channel: `Local/9${CUSTOMER.slice(1)}@agents`, application: 'Echo', callerId: '"Agent 201" <201>' });
-      const call = await within(placed, 20000, () => `a WhatsApp call placed for Asterisk's agent:\n${pbx!.logText().slice(-3000)}`);
-      await within(user.heard.whenHeard(50), 20000, () => `the user hears the agent's side (echo) through Asterisk and Kamailio:\n${pbx!.logText().slice(-3000)}`);
-      if (hangup === 'pbx') await pbx.cli('channel request hangup all');
+      const call = await asteriskAgentCall();
+      if (hangup === 'pbx') await ast.cli('channel request hangup all');
       else await sim.deliver(sim.outboundTerminate(call, 'COMPLETED'));
-      const row = await until(`call ${call.wacid}'s CDR closed`, async () => {
-        const r = await rows().CallRecord.findOne({ where: { wacid: call.wacid } });
-        return r?.ended_at ? r : null;
-      }, 15000);
+      const row = await closedRow(call.wacid);
       assert.equal(row.outcome, 'answered');
       assert.equal(row.hangup_by, hangup);
       assert.equal(row.business_number, ASTERISK_BUSINESS);
@@ -364,7 +385,7 @@ describe('Kamailio in front of two bridge nodes', function () {
     assert.deepEqual(rowsByCall.map((r) => r!.node_id).sort(), [a.nodeId, b.nodeId].sort(), 'one call on each node');
     assert.deepEqual(k.linesMatching(/failover|did not answer/, from), [], 'no node failed');
 
-    const sip = pbx.sipMessages();
+    const sip = ast.sipMessages();
     const kam = k.address.replace(/\./g, '\\.');
     const invites = sip.filter((m) => m.dir === 'tx' && m.text.startsWith(`INVITE sip:${CUSTOMER}@${k.address}`));
     assert.equal(invites.length, 4, 'each call: the INVITE, then the same INVITE with credentials, all to Kamailio');
@@ -383,6 +404,50 @@ describe('Kamailio in front of two bridge nodes', function () {
     assert.deepEqual(byeAnswers, ['SIP/2.0 200 OK'], 'Asterisk takes the node\'s BYE from Kamailio\'s address without a challenge (in its dialog)');
     const byeReplies = sip.filter((m) => m.dir === 'rx' && /^SIP\/2\.0 /.test(m.text) && /^CSeq: \d+ BYE/mi.test(m.text)).map((m) => m.text.split('\n')[0]!.trim());
     assert.deepEqual(byeReplies, ['SIP/2.0 200 OK'], 'the node answered Asterisk\'s BYE');
+  });
+
+  it('a node killed mid-call behind Kamailio, with a real Asterisk: the survivor ends the call on WhatsApp and on Asterisk (its BYE, in a dialog its drachtio-server never held, relayed by Kamailio)', async function () {
+    const bin = asteriskBin(this);
+    const env = { SIP_AUTH_USERNAME: SAMPLE_USERNAMES.pbxToBridge, SIP_AUTH_PASSWORD: ASTERISK_SECRET, CLUSTER_NODE_TIMEOUT_MS: '1500' };
+    const { a, b, k } = await startCluster({ env, childB: true });
+    const ast = await startAsteriskBehind(bin, k, a);
+    // Calls alternate between the nodes: at most two until one is on B, the node in its own process.
+    let onB: SimOutboundCall | null = null;
+    for (let i = 0; i < 2 && !onB; i++) {
+      const call = await asteriskAgentCall();
+      const row = await until('the call\'s CDR', () => rows().CallRecord.findOne({ where: { wacid: call.wacid } }), 10000);
+      if (row.node_id === b.nodeId) onB = call;
+      else {
+        await ast.cli('channel request hangup all');
+        await closedRow(call.wacid);
+      }
+    }
+    assert.ok(onB, 'one of two calls landed on node B');
+    const sipBefore = ast.sipMessages().length;
+    const from = k.output.length;
+    const terminated = sim.waitForRequest('terminate', onB.wacid);
+    await b.child!.signal('SIGKILL');
+    b.child = null;
+    await within(terminated, 20000, () => 'the survivor ends the call at the provider');
+    const row = await closedRow(onB.wacid);
+    assert.equal(row.hangup_by, 'bridge');
+    assert.match(row.error ?? '', /bridge node .* stopped while the call was in progress/);
+    // The survivor's BYE (the stored dialog: Call-ID, tags, Asterisk's Contact and route set) goes to
+    // Kamailio as its next hop, without a Route header (drachtio-server drops it): Kamailio relays it.
+    const after = () => ast.sipMessages().slice(sipBefore);
+    const bye = await until('the survivor\'s BYE at Asterisk', async () => after().find((m) => m.dir === 'rx' && /^BYE /.test(m.text)) ?? null, 15000,
+      async () => `${after().map((m) => m.text.split('\n')[0]).join('\n')}\nrecovered: ${JSON.stringify((await rows().CallEvent.findOne({ where: { call_id: row.id, type: 'recovered' } }))?.detail)}\nrecovery: ${JSON.stringify(row.recovery)}`);
+    const vias = bye.text.split('\n').filter((l) => /^Via:/i.test(l));
+    assert.match(vias[0] ?? '', new RegExp(`^Via: SIP/2\\.0/UDP ${k.address.replace(/\./g, '\\.')};`, 'i'), `through Kamailio:\n${bye.text}`);
+    assert.match(vias[1] ?? '', new RegExp(`^Via: SIP/2\\.0/UDP ${NODE_IPS.A.replace(/\./g, '\\.')}:${a.drachtio.sipPort}`, 'i'), `from the survivor:\n${bye.text}`);
+    assert.equal(k.linesMatching(/refused/, from).length, 0);
+    const answer = await until('Asterisk\'s answer to that BYE', async () => after().find((m) => m.dir === 'tx' && /^SIP\/2\.0 /.test(m.text) && /^CSeq: \d+ BYE/mi.test(m.text)) ?? null, 10000);
+    assert.match(answer.text, /^SIP\/2\.0 200 /, `Asterisk takes the survivor's BYE:\n${answer.text}`);
+    const recovered = await rows().CallEvent.findOne({ where: { call_id: row.id, type: 'recovered' } });
+    assert.equal((recovered?.detail as { by?: string } | undefined)?.by, a.nodeId);
+    assert.equal((recovered?.detail as { actions?: { pbx?: string } } | undefined)?.actions?.pbx, 'ok', 'the survivor counts its BYE answered');
+    await until('Asterisk has no channel left', async () => /^0 active channels?/m.test(await ast.cli('core show channels count')), 10000,
+      async () => ast.cli('core show channels'));
   });
 
   it('only the PBX may start requests (a node\'s own INVITE and a stranger\'s are refused), in-dialog requests only from the PBX or a node; with no node up the PBX is told 503', async () => {
