@@ -99,6 +99,7 @@ describe('Kamailio in front of two bridge nodes', function () {
       await n.drachtio.proc.stop();
     }
     await sim.stop();
+    fs.rmSync(dir, { recursive: true, force: true });
   });
 
   const nodeEnv = (nodeId: string, d: DrachtioServer, env: Record<string, string> = {}) => bridgeEnv(sim, {

@@ -139,22 +139,23 @@ export class Kamailio {
     return this.log.slice(from).split('\n').filter((l) => re.test(l));
   }
 
-  /** Stops Kamailio and its workers (SIGTERM to its process group; SIGKILL after 5 s). */
+  /** Stops Kamailio and its workers (SIGTERM to its process group; SIGKILL after 5 s) and removes its directory (its log stays in `output`). */
   async stop(): Promise<void> {
     const child = this.child;
-    if (!child?.pid || child.exitCode !== null || child.signalCode !== null) return;
-    const group = -child.pid;
-    try {
-      process.kill(group, 'SIGTERM');
-    } catch {
-      return; // already gone
-    }
-    const t = setTimeout(() => {
+    if (child?.pid && child.exitCode === null && child.signalCode === null) {
+      const group = -child.pid;
+      let t: NodeJS.Timeout | undefined;
       try {
-        process.kill(group, 'SIGKILL');
-      } catch { /* gone */ }
-    }, 5000);
-    await this.exited;
-    clearTimeout(t);
+        process.kill(group, 'SIGTERM');
+        t = setTimeout(() => {
+          try {
+            process.kill(group, 'SIGKILL');
+          } catch { /* gone */ }
+        }, 5000);
+        await this.exited;
+      } catch { /* already gone */ }
+      clearTimeout(t);
+    }
+    fs.rmSync(this.dir, { recursive: true, force: true });
   }
 }
