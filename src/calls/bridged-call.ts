@@ -477,8 +477,11 @@ export interface EndOptions {
   byeReason?: string;
 }
 
-/** A SIP final answer with a Reason a PBX can show or route on (Q.850 cause + text). */
-export interface Refusal { status: number; reason: string; cause: number; text: string }
+/**
+ * A SIP final answer with a Reason a PBX can show or route on (Q.850 cause + text), and where it helps
+ * a Warning (RFC 3261 warn-code, e.g. 305 incompatible media format) with the same text.
+ */
+export interface Refusal { status: number; reason: string; cause: number; text: string; warning?: number }
 
 /** Seconds from `t` to `now`, to a tenth. */
 function secondsSince(t: Date, now: number): number {

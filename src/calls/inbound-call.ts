@@ -14,6 +14,7 @@ import { ProviderError, WhatsAppProvider } from './provider-port';
 import { NumberRoute } from './numbers-port';
 import { safeHeaderValue } from '../sip/pbx-leg';
 import { offeredAudioCodecs } from '../media/profiles';
+import { assertUsableCodec, NoUsableCodecError } from '../media/usable-codecs';
 
 export class NotReadyError extends Error {
   constructor(message: string) {
@@ -216,6 +217,7 @@ export class InboundCall extends BridgedCall {
    */
   private async acceptOnEarlyMedia(sdp: string): Promise<void> {
     assertUsableAudioSdp(sdp);
+    assertUsableCodec(sdp, this.pbxCodecs);
     const media = this.media!;
     const waAnswer = await media.answerFromPbx(sdp);
     if (this.isEnding) return;
@@ -238,6 +240,8 @@ export class InboundCall extends BridgedCall {
     if (this.waEnded) return this.end('answered', 'whatsapp');
     try {
       assertUsableAudioSdp(answer.sdp);
+      // A PBX answering with a codec the bridge cannot use (not one it offered) would leave both sides silent.
+      assertUsableCodec(answer.sdp, this.pbxCodecs);
       const media = this.media!;
       if (this.earlyAcceptance) {
         // Accepted on early media already: the 200 may move the media (repoint the PBX leg only).
@@ -270,8 +274,13 @@ export class InboundCall extends BridgedCall {
     const message = err instanceof Error ? err.message : String(err);
     const kind = err instanceof SdpError ? 'bad SDP' : err instanceof NotReadyError ? 'not ready' : err instanceof MediaError ? 'media' : err instanceof ProviderError ? err.provider : 'internal';
     this.log.warn({ err, kind }, 'inbound call failed');
+    if (err instanceof NoUsableCodecError) {
+      this.deps.metrics.codecRefused('pbx_answer');
+      this.rec.event('codec_refused', { sdp: 'pbx_answer', offered: err.offered });
+    }
     // The PBX answered with SDP the bridge cannot use (e.g. too many streams): its leg ends with 488's cause.
-    const byeReason = err instanceof SdpError && this.session ? 'SIP;cause=488;text="unusable SDP answer"' : undefined;
+    const byeText = err instanceof NoUsableCodecError ? 'no codec the bridge can use' : 'unusable SDP answer';
+    const byeReason = err instanceof SdpError && this.session ? `SIP;cause=488;text="${byeText}"` : undefined;
     await this.end('failed', 'bridge', { error: `${kind}: ${message}`, ...(byeReason ? { byeReason } : {}) });
   }
 
