@@ -4,6 +4,7 @@ import { setCallLogFields } from '../log';
 import { assertUsableAudioSdp, firstAudioCodec, SdpError } from '../media/sdp';
 import { assertUsableCodec, NoUsableCodecError } from '../media/usable-codecs';
 import { byeWithin, sessionInterval, supportsTimer, withTimeout } from '../sip/dialog-requests';
+import { allowsUpdate, parseSessionExpires } from '../sip/session-timer';
 import { BridgedCall, EndOptions, Refusal, SipFinal } from './bridged-call';
 import { CallDeps } from './call-deps';
 import { CallAnswered, CallEnded, CallStatus } from './call-events';
@@ -109,7 +110,10 @@ export class OutboundCall extends BridgedCall {
       // type it never offered (FreeSWITCH's loopback channels offer only L16), once the customer accepted.
       assertUsableCodec(this.req.body, this.pbxCodecs);
       // No audio crosses in either direction before WhatsApp says ACCEPTED (see CallMedia.offerFromPbx).
-      const waOffer = await this.allocateMedia().offerFromPbx(this.req.body);
+      const media = this.allocateMedia();
+      const waOffer = await media.offerFromPbx(this.req.body);
+      // WhatsApp's digits reach the agent re-sent by the bridge with their real length where rtpengine cannot relay them so.
+      this.relayDigits({ inject: config.pbx.dtmfMode === 'rfc4733' && !media.relaysDigitsAsTheyAre });
       this.checkWhatsAppAddresses(waOffer);
       if (this.isEnding) return;
       this.transition('connecting', {}, null);
@@ -229,7 +233,7 @@ export class OutboundCall extends BridgedCall {
     this.deps.marks.mark(this.id, 'pbx_200_sent');
     if (this.isEnding) return; // the teardown under way waits for this dialog and ends it
     this.movePbx('answered');
-    this.openSession(uas, this.call.businessNumber, null);
+    this.openSession(uas, this.call.businessNumber, null, bridgeRefreshes(this.req, this.deps.config.pbx.minSessionExpiresS));
     this.markAccepted({ pbx_answered_at: new Date(), sip_final_code: 200, sip_final_reason: 'OK' });
   }
 
@@ -341,9 +345,20 @@ function sessionIntervalTooShort(req: Srf.SrfRequest, minSe: number): Refusal | 
   return { status: 422, reason: 'Session Interval Too Small', cause: 127, text: `session interval below ${minSe} s` };
 }
 
-/** The 200 OK's session timer headers: the PBX that asked for a session timer refreshes it. */
+/**
+ * The 200 OK's session timer headers: the PBX that asked for a session timer refreshes it, unless it
+ * asked the bridge to (refresher=uas): then the bridge does (see bridgeRefreshes).
+ */
 function sessionTimerAnswer(req: Srf.SrfRequest, minSe: number): Record<string, string> {
   const se = sessionInterval(req);
   if (se === null || !supportsTimer(req)) return {};
-  return { 'Session-Expires': `${Math.max(se, minSe)};refresher=uac`, Require: 'timer' };
+  const refresher = parseSessionExpires(req.get('Session-Expires'))?.refresher === 'uas' ? 'uas' : 'uac';
+  return { 'Session-Expires': `${Math.max(se, minSe)};refresher=${refresher}`, Require: 'timer' };
+}
+
+/** The session refresh the agent's INVITE leaves to the bridge (refresher=uas, with timer support), if any. */
+function bridgeRefreshes(req: Srf.SrfRequest, minSe: number): { intervalS: number; allowsUpdate: boolean } | null {
+  const timer = parseSessionExpires(req.get('Session-Expires'));
+  if (!timer || timer.refresher !== 'uas' || !supportsTimer(req)) return null;
+  return { intervalS: Math.max(timer.intervalS, minSe), allowsUpdate: allowsUpdate(req.get('Allow')) };
 }
