@@ -121,6 +121,20 @@ function inboundCalls(provider: ProviderName): void {
     assert.equal(await queries(), before, 'no rtpengine query after the call ended');
   });
 
+  it('the PBX answers with no codec the bridge can use (L16): its leg gets BYE with a 488 Reason, the WhatsApp call is rejected, CDR failed', async () => {
+    const s = await setUp('uas-answer-l16.xml');
+    const { wacid } = await s.sim.userCalls(parts.user!);
+    const row = await cdr(s, wacid);
+    assert.equal(await parts.sipp!.done, 0, `SIPp got the BYE with its Reason:\n${parts.sipp!.proc.output.slice(-1500)}`);
+    assert.ok(await s.sim.waitForRequest('/calls/reject', wacid), 'the WhatsApp call was rejected');
+    assert.equal(s.sim.requestsFor(wacid).some((r) => r.op === 'accept'), false, 'never accepted');
+    assert.equal(row.outcome, 'failed');
+    assert.equal(row.hangup_by, 'bridge');
+    assert.match(row.error ?? '', /no codec the bridge can use \(offered: L16\/8000/);
+    assert.ok((await timeline(s, row.id)).includes('codec_refused'));
+    assert.equal(sampleSum(parsePromText(await s.bridge.metrics.registry.metrics()), 'wasb_codec_refusals_total', { sdp: 'pbx_answer' }), 1);
+  });
+
   it('busy: the WhatsApp call is rejected, CDR says busy with 486', async () => {
     const s = await setUp('uas-busy.xml');
     const { wacid } = await s.sim.userCalls(parts.user!);

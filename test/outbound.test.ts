@@ -206,6 +206,22 @@ function outboundCalls(provider: ProviderName): void {
     assert.match(row.error ?? '', /SDP/);
   });
 
+  it('an offer with no codec the bridge can use (L16 only, as FreeSWITCH loopback channels offer): 488 with a Warning, no WhatsApp call, CDR failed', async () => {
+    const s = await setUp();
+    await grantPermission(s);
+    const l16 = (invite: string) => invite.replace('m=audio [rtpport] RTP/AVP 0 8 101', 'm=audio [rtpport] RTP/AVP 118 119 101\na=rtpmap:118 L16/8000\na=rtpmap:119 L16/16000');
+    // SIPp checks the Warning: 305 (incompatible media format) naming what was offered.
+    await dial(await refusalScenario(488, '305 wa-sip-bridge .no codec the bridge can use .offered: L16/8000, L16/16000', l16, 'Warning:'));
+    const row = await outboundCdr(s);
+    assert.equal(s.sim.requests.some((r) => r.op === 'connect'), false, 'WhatsApp was never called');
+    assert.equal(row.outcome, 'failed');
+    assert.equal(row.sip_final_code, 488);
+    assert.match(row.error ?? '', /no codec the bridge can use/);
+    const events = await s.bridge.cdr.events(row.id);
+    assert.deepEqual(events.find((e) => e.type === 'codec_refused')?.detail, { sdp: 'agent_offer', offered: ['L16/8000', 'L16/16000'] });
+    assert.match(await s.bridge.metrics.text(), /^wasb_codec_refusals_total\{sdp="agent_offer"\} 1$/m);
+  });
+
   it('an INVITE from an untrusted address is refused with 403 and places no call', async () => {
     const s = await setUp({ SIP_TRUSTED_SOURCES: '192.0.2.77/32' });
     await grantPermission(s);

@@ -50,7 +50,7 @@ export abstract class BridgedCall extends TypedEmitter<CallEvents> {
   protected session: PbxSession | null = null;
   protected acceptedAt: Date | null = null;
   private readonly timers = new Set<NodeJS.Timeout>();
-  private digits = { inject: false, durationFactor: 1, blocked: false, injected: [] as string[] };
+  private digits = { inject: false, blocked: false, injected: [] as string[] };
   private ending: Promise<void> | null = null;
 
   /** A duplicate that was set up in parallel with its admission and dropped: it leaves no trace. */
@@ -200,8 +200,12 @@ export abstract class BridgedCall extends TypedEmitter<CallEvents> {
     return this.media;
   }
 
-  /** The PBX leg is up: from now on a PbxSession answers whatever the PBX does in its dialog. */
-  protected openSession(dialog: Srf.Dialog, callerNumber: string, callerName: string | null): void {
+  /**
+   * The PBX leg is up: from now on a PbxSession answers whatever the PBX does in its dialog. `refresh`:
+   * the bridge, as UAS, was made the session's refresher (RFC 4028), with the interval and whether UPDATE
+   * may be used (as UAC, drachtio-server refreshes by itself).
+   */
+  protected openSession(dialog: Srf.Dialog, callerNumber: string, callerName: string | null, refresh: { intervalS: number; allowsUpdate: boolean } | null = null): void {
     const { pbx, media } = this.base.config;
     const sip = dialogIds(dialog);
     if (sip) this.noteRecovery({ sip });
@@ -225,6 +229,10 @@ export abstract class BridgedCall extends TypedEmitter<CallEvents> {
     });
     session.on('event', (type, detail) => this.rec.event(type, detail));
     session.on('bye', () => void this.end('answered', 'pbx'));
+    session.on('expired', (f) => void this.end(this.acceptedAt ? 'answered' : 'failed', 'bridge', {
+      error: `session refresh failed (${f.status ?? 'no answer'}): ${f.message}`,
+      byeReason: `SIP;cause=${f.status ?? 408};text="session refresh failed"`,
+    }));
     session.on('hold', (held) => {
       if (held) this.transition('held', {}, 'pbx_hold');
       else this.transition('accepted', {}, 'pbx_resume');
@@ -237,6 +245,7 @@ export abstract class BridgedCall extends TypedEmitter<CallEvents> {
       else this.transition(back, {}, 'transfer_failed', { target: r.target, status: r.status });
     });
     this.session = session;
+    if (refresh) session.refreshSession(refresh);
     if (pbx.dtmfMode === 'info' && !this.digits.blocked) {
       // The PBX wants digits by INFO only: keep WhatsApp's RFC 4733 events out of its media (rtpengine
       // still logs them, and the log drives the INFO requests).
@@ -329,8 +338,10 @@ export abstract class BridgedCall extends TypedEmitter<CallEvents> {
    * user, also to the PBX by SIP INFO where the PBX wants that.
    */
   onMediaDigit(sourceTag: string, d: Digit): void {
+    // rtpengine's log reads a relabelled 8 kHz digit in 48 kHz units: scaled back to its real length.
+    const factor = this.media?.eventDurationFactor(sourceTag) ?? 1;
     if (sourceTag !== this.media?.waTag) {
-      this.rec.event('dtmf', { digit: d.digit, durationMs: d.durationMs, from: 'pbx' });
+      this.rec.event('dtmf', { digit: d.digit, durationMs: Math.round(d.durationMs * factor), from: 'pbx' });
       return;
     }
     // A digit the bridge injected itself shows up in the log too: it is not the caller's.
@@ -339,7 +350,7 @@ export abstract class BridgedCall extends TypedEmitter<CallEvents> {
       this.digits.injected.splice(echo, 1);
       return;
     }
-    const durationMs = Math.round(d.durationMs * this.digits.durationFactor);
+    const durationMs = Math.round(d.durationMs * factor);
     this.rec.event('dtmf', { digit: d.digit, durationMs, from: 'whatsapp' });
     if (this.base.config.pbx.dtmfMode === 'info') {
       this.session?.sendDigitInfo(d.digit, durationMs).catch((err: unknown) => {
@@ -358,11 +369,12 @@ export abstract class BridgedCall extends TypedEmitter<CallEvents> {
 
   /**
    * How this call's WhatsApp digits reach the PBX besides INFO: relayed by rtpengine as they are
-   * (`inject` false), or re-sent by the bridge from rtpengine's log (`inject` true, with the log's
-   * durations multiplied by `durationFactor`), when rtpengine cannot relay them faithfully.
+   * (`inject` false: rtpengine forwards them unscaled), or blocked in the media and re-sent by the
+   * bridge from rtpengine's log with their real length (`inject` true), when rtpengine cannot relay
+   * them faithfully.
    */
-  protected relayDigits(how: { inject: boolean; durationFactor: number }): void {
-    this.digits = { ...this.digits, ...how, blocked: true };
+  protected relayDigits(how: { inject: boolean }): void {
+    this.digits = { ...this.digits, inject: how.inject, blocked: how.inject };
   }
 
   /** Ends the call from the bridge's side: shutdown, or an operator through the API (`reason`). */
@@ -477,8 +489,11 @@ export interface EndOptions {
   byeReason?: string;
 }
 
-/** A SIP final answer with a Reason a PBX can show or route on (Q.850 cause + text). */
-export interface Refusal { status: number; reason: string; cause: number; text: string }
+/**
+ * A SIP final answer with a Reason a PBX can show or route on (Q.850 cause + text), and where it helps
+ * a Warning (RFC 3261 warn-code, e.g. 305 incompatible media format) with the same text.
+ */
+export interface Refusal { status: number; reason: string; cause: number; text: string; warning?: number }
 
 /** Seconds from `t` to `now`, to a tenth. */
 function secondsSince(t: Date, now: number): number {

@@ -1,7 +1,7 @@
 import { Outcome } from '../cdr/models';
 import { setCallLogFields } from '../log';
 import { MediaError } from '../media/rtpengine';
-import { assertUsableAudioSdp, firstAudioCodec, RELABELLED_EVENT_DURATION_FACTOR, SdpError } from '../media/sdp';
+import { assertUsableAudioSdp, firstAudioCodec, SdpError } from '../media/sdp';
 import { failureOf, PbxAnswer, PbxFailure, PbxLeg } from '../sip/pbx-leg';
 import { BridgedCall, EndOptions, SipFinal } from './bridged-call';
 import { CallDeps } from './call-deps';
@@ -14,6 +14,7 @@ import { ProviderError, WhatsAppProvider } from './provider-port';
 import { NumberRoute } from './numbers-port';
 import { safeHeaderValue } from '../sip/pbx-leg';
 import { offeredAudioCodecs } from '../media/profiles';
+import { assertUsableCodec, NoUsableCodecError } from '../media/usable-codecs';
 
 export class NotReadyError extends Error {
   constructor(message: string) {
@@ -123,16 +124,17 @@ export class InboundCall extends BridgedCall {
     if (c.sdpType !== 'offer') throw new SdpError(`a user-initiated call must carry an SDP offer, got ${c.sdpType}`);
     assertUsableAudioSdp(c.sdp);
     if (!this.deps.canDial()) throw new NotReadyError('bridge not ready: SIP core (drachtio-server) unavailable');
-    // Nothing from the PBX leg reaches the WhatsApp user before accept has returned 200. And rtpengine
-    // would pass on the caller's digits with a sixth of their length: the bridge sends each one itself,
-    // with its real length (RFC 4733) or by INFO, from rtpengine's DTMF log.
-    // An offer with G.711 besides opus (Meta's SIP with its G.711 option) keeps its 8 kHz event clock:
-    // the events pass with the G.711 the PBX takes, and rtpengine reads their lengths right.
+    // Nothing from the PBX leg reaches the WhatsApp user before accept has returned 200.
+    // An opus offer's 8 kHz events are seen by rtpengine at 48 kHz on both legs, and relayed unscaled
+    // both ways (see eventClockFor). An offer with G.711 besides opus (Meta's SIP with its G.711 option)
+    // keeps its 8 kHz event clock on both legs: rtpengine pairs the events with that G.711 and relays
+    // them as they are too. Where it could not, the bridge blocks them and re-sends each from its log.
     const relabelEvents = !offeredAudioCodecs(c.sdp).some((codec) => codec === 'PCMU' || codec === 'PCMA');
-    const { pbxOffer, waAnswer } = await this.allocateMedia().offerFromWhatsApp(c.sdp, this.pbxCodecs, { relabelEvents });
+    const media = this.allocateMedia();
+    const { pbxOffer, waAnswer } = await media.offerFromWhatsApp(c.sdp, this.pbxCodecs, { relabelEvents });
     this.pbxOffer = pbxOffer;
     this.checkWhatsAppAddresses(waAnswer);
-    this.relayDigits({ inject: this.deps.config.pbx.dtmfMode === 'rfc4733', durationFactor: relabelEvents ? RELABELLED_EVENT_DURATION_FACTOR : 1 });
+    this.relayDigits({ inject: this.deps.config.pbx.dtmfMode === 'rfc4733' && !media.relaysDigitsAsTheyAre });
     if (!(await this.admitted()) || this.isEnding || this.waEnded) return;
     this.deps.marks.mark(c.wacid, 'preaccept_sent');
     await this.provider.preAccept(this.ref, waAnswer);
@@ -216,6 +218,7 @@ export class InboundCall extends BridgedCall {
    */
   private async acceptOnEarlyMedia(sdp: string): Promise<void> {
     assertUsableAudioSdp(sdp);
+    assertUsableCodec(sdp, this.pbxCodecs);
     const media = this.media!;
     const waAnswer = await media.answerFromPbx(sdp);
     if (this.isEnding) return;
@@ -230,6 +233,8 @@ export class InboundCall extends BridgedCall {
     const c = this.connect;
     this.deps.marks.mark(c.wacid, 'pbx_answered');
     this.movePbx('answered');
+    // A 200 saying `refresher=uac` makes the bridge the refresher: drachtio-server (sofia-sip) then sends
+    // the refresh re-INVITEs itself, every half interval (seen on the wire: test/session-refresher.test.ts).
     this.openSession(answer.dialog, c.from, c.user.profileName ?? c.user.username);
     this.transition('answered', {
       pbx_answered_at: new Date(), agent: answer.agent, sip_call_id: leg.sipCallId,
@@ -238,6 +243,8 @@ export class InboundCall extends BridgedCall {
     if (this.waEnded) return this.end('answered', 'whatsapp');
     try {
       assertUsableAudioSdp(answer.sdp);
+      // A PBX answering with a codec the bridge cannot use (not one it offered) would leave both sides silent.
+      assertUsableCodec(answer.sdp, this.pbxCodecs);
       const media = this.media!;
       if (this.earlyAcceptance) {
         // Accepted on early media already: the 200 may move the media (repoint the PBX leg only).
@@ -270,8 +277,13 @@ export class InboundCall extends BridgedCall {
     const message = err instanceof Error ? err.message : String(err);
     const kind = err instanceof SdpError ? 'bad SDP' : err instanceof NotReadyError ? 'not ready' : err instanceof MediaError ? 'media' : err instanceof ProviderError ? err.provider : 'internal';
     this.log.warn({ err, kind }, 'inbound call failed');
+    if (err instanceof NoUsableCodecError) {
+      this.deps.metrics.codecRefused('pbx_answer');
+      this.rec.event('codec_refused', { sdp: 'pbx_answer', offered: err.offered });
+    }
     // The PBX answered with SDP the bridge cannot use (e.g. too many streams): its leg ends with 488's cause.
-    const byeReason = err instanceof SdpError && this.session ? 'SIP;cause=488;text="unusable SDP answer"' : undefined;
+    const byeText = err instanceof NoUsableCodecError ? 'no codec the bridge can use' : 'unusable SDP answer';
+    const byeReason = err instanceof SdpError && this.session ? `SIP;cause=488;text="${byeText}"` : undefined;
     await this.end('failed', 'bridge', { error: `${kind}: ${message}`, ...(byeReason ? { byeReason } : {}) });
   }
 

@@ -2,7 +2,9 @@ import Srf from 'drachtio-srf';
 import { Outcome } from '../cdr/models';
 import { setCallLogFields } from '../log';
 import { assertUsableAudioSdp, firstAudioCodec, SdpError } from '../media/sdp';
+import { assertUsableCodec, NoUsableCodecError } from '../media/usable-codecs';
 import { byeWithin, sessionInterval, supportsTimer, withTimeout } from '../sip/dialog-requests';
+import { allowsUpdate, parseSessionExpires } from '../sip/session-timer';
 import { BridgedCall, EndOptions, Refusal, SipFinal } from './bridged-call';
 import { CallDeps } from './call-deps';
 import { CallAnswered, CallEnded, CallStatus } from './call-events';
@@ -32,6 +34,8 @@ const REFUSALS = {
   limited: { status: 486, reason: 'Busy Here', cause: 17, text: 'WhatsApp call limit reached' },
   unknownNumber: { status: 404, reason: 'Not Found', cause: 1, text: 'business number not served by this bridge' },
   badSdp: { status: 488, reason: 'Not Acceptable Here', cause: 65, text: 'unusable SDP offer' },
+  // Q.850 88: incompatible destination (what FreeSWITCH itself says for a 488); RFC 3261's warn-code 305.
+  noCodec: { status: 488, reason: 'Not Acceptable Here', cause: 88, text: 'no codec the bridge can use', warning: 305 },
   failed: { status: 503, reason: 'Service Unavailable', cause: 41, text: 'WhatsApp call could not be placed' },
 } satisfies Record<string, Refusal>;
 
@@ -102,8 +106,14 @@ export class OutboundCall extends BridgedCall {
       const tooShort = sessionIntervalTooShort(this.req, config.pbx.minSessionExpiresS);
       if (tooShort) return await this.end('failed', 'bridge', { refusal: tooShort, error: 'session interval too small' });
       assertUsableAudioSdp(this.req.body);
+      // Checked before WhatsApp is called: rtpengine would otherwise answer the PBX with opus on a payload
+      // type it never offered (FreeSWITCH's loopback channels offer only L16), once the customer accepted.
+      assertUsableCodec(this.req.body, this.pbxCodecs);
       // No audio crosses in either direction before WhatsApp says ACCEPTED (see CallMedia.offerFromPbx).
-      const waOffer = await this.allocateMedia().offerFromPbx(this.req.body);
+      const media = this.allocateMedia();
+      const waOffer = await media.offerFromPbx(this.req.body);
+      // WhatsApp's digits reach the agent re-sent by the bridge with their real length where rtpengine cannot relay them so.
+      this.relayDigits({ inject: config.pbx.dtmfMode === 'rfc4733' && !media.relaysDigitsAsTheyAre });
       this.checkWhatsAppAddresses(waOffer);
       if (this.isEnding) return;
       this.transition('connecting', {}, null);
@@ -223,7 +233,7 @@ export class OutboundCall extends BridgedCall {
     this.deps.marks.mark(this.id, 'pbx_200_sent');
     if (this.isEnding) return; // the teardown under way waits for this dialog and ends it
     this.movePbx('answered');
-    this.openSession(uas, this.call.businessNumber, null);
+    this.openSession(uas, this.call.businessNumber, null, bridgeRefreshes(this.req, this.deps.config.pbx.minSessionExpiresS));
     this.markAccepted({ pbx_answered_at: new Date(), sip_final_code: 200, sip_final_reason: 'OK' });
   }
 
@@ -253,6 +263,12 @@ export class OutboundCall extends BridgedCall {
       if (err.whatsappCode === 138006) await this.requestPermissionIfConfigured();
       return this.end(outcome, 'bridge', { refusal, error: `${err.provider}: ${message}` });
     }
+    if (err instanceof NoUsableCodecError) {
+      this.deps.metrics.codecRefused('agent_offer');
+      this.rec.event('codec_refused', { sdp: 'agent_offer', offered: err.offered });
+      this.log.warn({ offered: err.offered, usable: err.usable }, 'agent\'s INVITE offers no codec the bridge can use: refused with 488, no WhatsApp call placed');
+      return this.end('failed', 'bridge', { refusal: { ...REFUSALS.noCodec, text: `${REFUSALS.noCodec.text} (offered: ${err.offered.join(', ') || 'none'})` }, error: `bad SDP: ${message}` });
+    }
     const kind = err instanceof SdpError ? 'bad SDP' : err instanceof ProviderError ? err.provider : 'internal';
     this.log.warn({ err, kind }, 'outbound call failed');
     await this.end('failed', 'bridge', { refusal: err instanceof SdpError ? REFUSALS.badSdp : REFUSALS.failed, error: `${kind}: ${message}` });
@@ -272,8 +288,14 @@ export class OutboundCall extends BridgedCall {
     }
     if (this.pbx.is('cancelled')) return { sip_final_code: 487, sip_final_reason: 'Request Terminated' };
     if (this.res.finalResponseSent) return {};
-    const r = opts.refusal ?? REFUSALS.failed;
-    this.res.send(r.status, r.reason, { headers: { Reason: `Q.850;cause=${r.cause};text="${r.text}"`, ...(r.status === 422 ? { 'Min-SE': String(this.deps.config.pbx.minSessionExpiresS) } : {}) } });
+    const r: Refusal = opts.refusal ?? REFUSALS.failed;
+    this.res.send(r.status, r.reason, {
+      headers: {
+        Reason: `Q.850;cause=${r.cause};text="${r.text}"`,
+        ...(r.warning ? { Warning: `${r.warning} wa-sip-bridge "${r.text}"` } : {}),
+        ...(r.status === 422 ? { 'Min-SE': String(this.deps.config.pbx.minSessionExpiresS) } : {}),
+      },
+    });
     return { sip_final_code: r.status, sip_final_reason: r.reason };
   }
 
@@ -323,9 +345,20 @@ function sessionIntervalTooShort(req: Srf.SrfRequest, minSe: number): Refusal | 
   return { status: 422, reason: 'Session Interval Too Small', cause: 127, text: `session interval below ${minSe} s` };
 }
 
-/** The 200 OK's session timer headers: the PBX that asked for a session timer refreshes it. */
+/**
+ * The 200 OK's session timer headers: the PBX that asked for a session timer refreshes it, unless it
+ * asked the bridge to (refresher=uas): then the bridge does (see bridgeRefreshes).
+ */
 function sessionTimerAnswer(req: Srf.SrfRequest, minSe: number): Record<string, string> {
   const se = sessionInterval(req);
   if (se === null || !supportsTimer(req)) return {};
-  return { 'Session-Expires': `${Math.max(se, minSe)};refresher=uac`, Require: 'timer' };
+  const refresher = parseSessionExpires(req.get('Session-Expires'))?.refresher === 'uas' ? 'uas' : 'uac';
+  return { 'Session-Expires': `${Math.max(se, minSe)};refresher=${refresher}`, Require: 'timer' };
+}
+
+/** The session refresh the agent's INVITE leaves to the bridge (refresher=uas, with timer support), if any. */
+function bridgeRefreshes(req: Srf.SrfRequest, minSe: number): { intervalS: number; allowsUpdate: boolean } | null {
+  const timer = parseSessionExpires(req.get('Session-Expires'));
+  if (!timer || timer.refresher !== 'uas' || !supportsTimer(req)) return null;
+  return { intervalS: Math.max(timer.intervalS, minSe), allowsUpdate: allowsUpdate(req.get('Allow')) };
 }

@@ -12,6 +12,7 @@ import { parseReferTo, ReferTarget } from '../sip/refer';
 import { TransferPolicy } from '../sip/transfer-policy';
 import { Periodic } from '../util/periodic';
 import { TypedEmitter } from '../util/typed-emitter';
+import { RefreshFailure, RefreshRefused, SessionRefresher } from '../sip/session-timer';
 
 export interface PbxSessionOptions {
   srf: Srf;
@@ -50,6 +51,8 @@ export interface PbxSessionEvents {
   transferred: [result: { ok: true; target: string; agent: string | null; sipCallId: string } | { ok: false; target: string; status: number }];
   /** The PBX hung up (BYE on the current leg, not one replaced by a transfer). */
   bye: [];
+  /** The bridge's session refresh failed (RFC 4028: 408, 481, no answer): the session is over. */
+  expired: [failure: RefreshFailure];
   /** Something for the call's timeline. */
   event: [type: string, detail: object | null];
 }
@@ -81,6 +84,8 @@ export class PbxSession extends TypedEmitter<PbxSessionEvents> {
    */
   private readonly forgotten = new WeakSet<Srf.Dialog>();
   private readonly log: Logger;
+  /** The bridge refreshing the session itself, when it was made the refresher (see refreshSession). */
+  private refresher: SessionRefresher | null = null;
 
   constructor(dialog: Srf.Dialog, private readonly media: CallMedia, private readonly o: PbxSessionOptions) {
     super();
@@ -112,6 +117,43 @@ export class PbxSession extends TypedEmitter<PbxSessionEvents> {
     this.keepalive.start(o);
   }
 
+  /**
+   * The bridge is the session's refresher as UAS (RFC 4028: the agent's INVITE asked refresher=uas;
+   * as UAC, drachtio-server refreshes by itself): it refreshes at half the interval, by UPDATE without
+   * SDP where the PBX allows UPDATE, else by re-INVITE with the current SDP. A refresh answered 408 or
+   * 481, or not at all, ends the call ('expired'); the timer stops with the session.
+   */
+  refreshSession(o: { intervalS: number; allowsUpdate: boolean }): void {
+    if (this.closed || this.refresher) return;
+    const headers = { 'Session-Expires': `${o.intervalS};refresher=uac`, Supported: 'timer' };
+    const method = o.allowsUpdate ? 'UPDATE' : 'INVITE';
+    const send = async (): Promise<void> => {
+      const dialog = this.current;
+      if (method === 'UPDATE') {
+        const res = await requestInDialog(dialog, { method: 'UPDATE', headers }, this.o.requestTimeoutMs, this.o.metrics);
+        if (res.status < 200 || res.status >= 300) throw new RefreshRefused(res.status, res.reason ?? '');
+        return;
+      }
+      const answer = await reinviteWithin(dialog, dialog.local.sdp, this.o.requestTimeoutMs, this.o.metrics, headers);
+      // The PBX may answer a refresh with other media (a new address): the PBX leg follows it.
+      if (answer && !sameSession(answer, this.lastPbxSdp)) {
+        assertUsableAudioSdp(answer);
+        this.lastPbxSdp = answer;
+        await this.media.repointPbx(answer);
+      }
+    };
+    const refresher = (this.refresher = new SessionRefresher(o.intervalS, send));
+    refresher.on('refreshed', (n) => this.emit('event', 'session_refresh_sent', { method, n }));
+    refresher.on('retry', (f) => this.emit('event', 'session_refresh_refused', { method, status: f.status }));
+    refresher.on('failed', (f) => {
+      this.log.warn({ status: f.status, message: f.message }, 'session refresh failed: the call ends (RFC 4028)');
+      this.emit('event', 'session_refresh_failed', { method, status: f.status });
+      if (!this.closed) this.emit('expired', f);
+    });
+    this.emit('event', 'session_refresher', { intervalS: o.intervalS, method });
+    refresher.start();
+  }
+
   /** Sends a digit to the PBX as SIP INFO (application/dtmf-relay), when that is the PBX's DTMF mode. */
   async sendDigitInfo(digit: string, durationMs: number): Promise<void> {
     if (this.o.dtmfMode !== 'info' || this.closed) return;
@@ -125,6 +167,7 @@ export class PbxSession extends TypedEmitter<PbxSessionEvents> {
    * the timeline says so.
    */
   async hangup(reason?: string): Promise<void> {
+    this.refresher?.stop();
     // The PBX hung up (its BYE closed the session): nothing to send, but the media watch must stop.
     if (this.closed) {
       await Promise.all([this.keepalive.stop(), this.lostWatch.stop()]);
@@ -391,6 +434,7 @@ export class PbxSession extends TypedEmitter<PbxSessionEvents> {
   private emitBye(): void {
     if (this.closed) return;
     this.closed = true;
+    this.refresher?.stop();
     this.emit('bye');
   }
 

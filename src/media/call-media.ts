@@ -1,7 +1,7 @@
 import crypto from 'node:crypto';
 import { MediaPlan } from './profiles';
 import { NgAddress, RtpEngine } from './rtpengine';
-import { answerDirectionFor, audioDirection, eventClockFor, plainRtpSdp, provisionalPbxAnswer, telephoneEvent8k, withAudioDirection } from './sdp';
+import { answerDirectionFor, audioDirection, eventClockFor, plainRtpSdp, provisionalPbxAnswer, RELABELLED_EVENT_DURATION_FACTOR, telephoneEvent8k, withAudioDirection, withOfferedEvents } from './sdp';
 import { releaseMedia, summarizeMediaStats, MediaStats } from './stats';
 
 /**
@@ -19,6 +19,13 @@ export class CallMedia {
   private playedSinceFreshLeg = false;
   /** WhatsApp's SDP as rtpengine was given it: the answer side of every PBX re-negotiation. */
   private waSdp = '';
+  /** WhatsApp's offer as it came (a user's call): its telephone-event goes back into answers rtpengine leaves it out of. */
+  private waOffer = '';
+  /**
+   * rtpengine sees the WhatsApp leg's telephone-events at 48 kHz (an opus leg: see eventClockFor), and
+   * the PBX leg's too (a user's call): SDP going in is relabelled, SDP coming out says 8000 again.
+   */
+  private readonly eventsAt48k = { wa: false, pbx: false };
 
   /** `callId`: the bridge's call id, which is rtpengine's call-id too (its DTMF log names calls by it). */
   constructor(private readonly rtp: RtpEngine, private readonly plan: MediaPlan, readonly ng: NgAddress, readonly callId: string) {}
@@ -31,33 +38,65 @@ export class CallMedia {
   // --- A WhatsApp user's call (inbound) ---
 
   /**
-   * WhatsApp's offer: rtpengine takes it (its telephone-event clock relabelled 48 kHz, so rtpengine
-   * keeps and decodes the events: see sdp.ts; not when the offer also carries G.711, whose 8 kHz clock
-   * the events then share) and makes the plain-RTP offer for the PBX; a provisional
+   * WhatsApp's offer: rtpengine takes it and makes the plain-RTP offer for the PBX; a provisional
    * answer with the PBX's codecs gives WhatsApp its answer now (pre-accept), before any PBX answers.
-   * Nothing from the PBX leg reaches WhatsApp, and no WhatsApp digit reaches the PBX as RFC 4733
-   * events, until unblocked (the bridge sends digits itself, with their real length, from the DTMF log).
+   * With `relabelEvents` (an opus offer) rtpengine sees both legs' telephone-events at 48 kHz, so it
+   * relays digits unscaled both ways (see eventClockFor); without (an offer with G.711, whose 8 kHz
+   * clock the events then share) nothing is relabelled. Nothing from the PBX leg reaches WhatsApp until unblocked.
    */
   async offerFromWhatsApp(waOffer: string, pbxCodecs: string[], o: { relabelEvents: boolean } = { relabelEvents: true }): Promise<{ pbxOffer: string; waAnswer: string }> {
-    this.waSdp = o.relabelEvents ? eventClockFor.toRtpengine(waOffer) : waOffer;
+    this.eventsAt48k.wa = o.relabelEvents;
+    this.waOffer = waOffer;
+    this.waSdp = this.toRtpengine('wa', waOffer);
     const base = { 'call-id': this.callId, 'from-tag': this.waTag };
     const offered = await this.rtp.offer(this.ng, { ...base, sdp: this.waSdp, ...this.plan.waOfferToPbx() });
-    const pbxOffer = plainRtpSdp(String(offered.sdp ?? ''));
-    const provisional = provisionalPbxAnswer(pbxCodecs, telephoneEvent8k(pbxOffer)?.pt ?? null);
+    const pbxOffer = plainRtpSdp(this.fromRtpengine('pbx', String(offered.sdp ?? '')));
+    const provisional = this.toRtpengine('pbx', provisionalPbxAnswer(pbxCodecs, telephoneEvent8k(pbxOffer)?.pt ?? null));
     const answered = await this.rtp.answer(this.ng, { ...base, 'to-tag': this.pbxTag, sdp: provisional, ...this.plan.pbxAnswerToWa() });
     await Promise.all([
       this.rtp.blockMedia(this.ng, { 'call-id': this.callId, 'from-tag': this.pbxTag }),
-      this.blockDigitsFromWhatsApp(),
+      // Relayed by rtpengine as they are when both legs' events share a clock; else re-sent by the bridge.
+      this.relaysDigitsAsTheyAre ? Promise.resolve() : this.blockDigitsFromWhatsApp(),
     ]);
-    return { pbxOffer, waAnswer: eventClockFor.toWhatsApp(String(answered.sdp ?? '')) };
+    return { pbxOffer, waAnswer: this.answerForWhatsApp(String(answered.sdp ?? '')) };
+  }
+
+  /**
+   * How much longer a digit from `sourceTag` really was than rtpengine's DTMF log says: 6 for a leg
+   * whose events rtpengine sees at 48 kHz (it reads 8 kHz durations in 48 kHz units), else 1.
+   */
+  eventDurationFactor(sourceTag: string): number {
+    const leg = sourceTag === this.waTag ? 'wa' : 'pbx';
+    return this.eventsAt48k[leg] ? RELABELLED_EVENT_DURATION_FACTOR : 1;
+  }
+
+  /**
+   * True when rtpengine relays the WhatsApp user's RFC 4733 digits to the PBX as they are: both legs'
+   * events at one clock in its eyes. Otherwise they are blocked in the media, for the bridge to re-send.
+   */
+  get relaysDigitsAsTheyAre(): boolean {
+    return this.eventsAt48k.wa === this.eventsAt48k.pbx;
+  }
+
+  private toRtpengine(leg: 'wa' | 'pbx', sdp: string): string {
+    return this.eventsAt48k[leg] ? eventClockFor.toRtpengine(sdp) : sdp;
+  }
+
+  private fromRtpengine(leg: 'wa' | 'pbx', sdp: string): string {
+    return this.eventsAt48k[leg] ? eventClockFor.fromRtpengine(sdp) : sdp;
+  }
+
+  /** rtpengine's answer to WhatsApp's offer, as WhatsApp is to get it. */
+  private answerForWhatsApp(sdp: string): string {
+    return this.eventsAt48k.wa ? withOfferedEvents(this.fromRtpengine('wa', sdp), this.waOffer) : sdp;
   }
 
   /** The PBX's answer (a 183's or the 200's) to the offer from WhatsApp: the answer for WhatsApp's accept. */
   async answerFromPbx(pbxAnswer: string): Promise<string> {
     const res = await this.rtp.answer(this.ng, {
-      'call-id': this.callId, 'from-tag': this.waTag, 'to-tag': this.pbxTag, sdp: pbxAnswer, ...this.plan.pbxAnswerToWa(),
+      'call-id': this.callId, 'from-tag': this.waTag, 'to-tag': this.pbxTag, sdp: this.toRtpengine('pbx', pbxAnswer), ...this.plan.pbxAnswerToWa(),
     });
-    return eventClockFor.toWhatsApp(String(res.sdp ?? ''));
+    return this.answerForWhatsApp(String(res.sdp ?? ''));
   }
 
   /** The PBX's audio may reach WhatsApp (WhatsApp has accepted). */
@@ -73,16 +112,24 @@ export class CallMedia {
    * complete first) and would otherwise reach the agent while the customer's phone still rings.
    */
   async offerFromPbx(pbxOffer: string): Promise<string> {
-    const offered = await this.rtp.offer(this.ng, { 'call-id': this.callId, 'from-tag': this.pbxTag, ...this.plan.pbxOfferToWa(pbxOffer) });
+    // An opus-only offer to WhatsApp carries telephone-event/8000, as WhatsApp's own offers do; rtpengine
+    // sees WhatsApp's events at 48 kHz. The agent's stay at 8 kHz: an offerer's 48 kHz events beside its
+    // 8 kHz audio are dropped from rtpengine's answer to it (and WhatsApp's digits with them), so the
+    // WhatsApp user's digits are blocked in the media and re-sent by the bridge with their real length.
+    // Under prefer-g711 the offer's G.711 brings its own 8 kHz events and nothing is relabelled.
+    this.eventsAt48k.wa = this.plan.g711InCommon(pbxOffer).length === 0;
+    const offered = await this.rtp.offer(this.ng, { 'call-id': this.callId, 'from-tag': this.pbxTag, ...this.plan.pbxOfferToWa(this.toRtpengine('pbx', pbxOffer)) });
     await this.rtp.blockMedia(this.ng, { 'call-id': this.callId });
-    return String(offered.sdp ?? '');
+    return this.fromRtpengine('wa', String(offered.sdp ?? ''));
   }
 
   /** WhatsApp's answer to the offer from the PBX: the plain-RTP answer for the agent's 200. */
   async answerFromWhatsApp(waAnswer: string): Promise<string> {
-    const res = await this.rtp.answer(this.ng, { 'call-id': this.callId, 'from-tag': this.pbxTag, 'to-tag': this.waTag, sdp: waAnswer, ...this.plan.waAnswerToPbx() });
-    this.waSdp = waAnswer;
-    return plainRtpSdp(String(res.sdp ?? ''));
+    this.waSdp = this.toRtpengine('wa', waAnswer);
+    const res = await this.rtp.answer(this.ng, { 'call-id': this.callId, 'from-tag': this.pbxTag, 'to-tag': this.waTag, sdp: this.waSdp, ...this.plan.waAnswerToPbx() });
+    // WhatsApp's party exists in rtpengine from its answer on: its digits are blocked before any can pass.
+    if (!this.relaysDigitsAsTheyAre) await this.blockDigitsFromWhatsApp();
+    return plainRtpSdp(this.fromRtpengine('pbx', String(res.sdp ?? '')));
   }
 
   /** Audio both ways (the WhatsApp user accepted). */
@@ -127,9 +174,9 @@ export class CallMedia {
       this.playedSinceFreshLeg = false;
     }
     const ids = { 'call-id': this.callId, 'from-tag': this.pbxTag, 'to-tag': this.waTag };
-    await this.rtp.offer(this.ng, { ...ids, ...this.plan.pbxOfferToWa(pbxOffer) });
+    await this.rtp.offer(this.ng, { ...ids, ...this.plan.pbxOfferToWa(this.toRtpengine('pbx', pbxOffer)) });
     const res = await this.rtp.answer(this.ng, { ...ids, sdp: waSdp, ...this.plan.waAnswerToPbx() });
-    return plainRtpSdp(withAudioDirection(String(res.sdp ?? ''), answerDirectionFor(audioDirection(pbxOffer))));
+    return plainRtpSdp(withAudioDirection(this.fromRtpengine('pbx', String(res.sdp ?? '')), answerDirectionFor(audioDirection(pbxOffer))));
   }
 
   /** Plays a file (as rtpengine's host sees it) to the WhatsApp user, over and over. */
@@ -164,9 +211,13 @@ export class CallMedia {
     await this.injectDigit(this.waTag, digit, durationMs);
   }
 
-  /** Sends a digit to the WhatsApp user as if the PBX had sent it in its media (RFC 4733 where negotiated). */
+  /**
+   * Sends a digit to the WhatsApp user as if the PBX had sent it in its media (RFC 4733 where negotiated).
+   * rtpengine writes an injected event's duration in the clock it believes (48 kHz on an opus call): asked
+   * for a sixth, it puts the real length on the wire, but never less than its 100 ms floor (600 ms there).
+   */
   async injectDigitFromPbx(digit: string, durationMs: number): Promise<void> {
-    await this.injectDigit(this.pbxTag, digit, durationMs);
+    await this.injectDigit(this.pbxTag, digit, durationMs / this.eventDurationFactor(this.waTag));
   }
 
   /** rtpengine's play DTMF, from the party `fromTag`, within the 100-5000 ms it accepts. */

@@ -173,19 +173,43 @@ export function telephoneEvent8k(sdp: string): { pt: string; fmtp: string | null
 }
 
 /**
- * WhatsApp pairs `telephone-event/8000` with opus/48000. rtpengine 10.5 only pairs events with an
- * audio codec of the same clock, so it drops them from the WhatsApp leg's answer and never decodes
- * them. Told the events run at 48 kHz (`toRtpengine`), it keeps them, decodes every digit (its DTMF log
- * reports each one, with its duration in 48 kHz units: 6 times too short) and offers the PBX its own
- * telephone-event/8000. The answer WhatsApp gets says 8000 again (`toWhatsApp`): what WhatsApp offered.
+ * WhatsApp pairs `telephone-event/8000` with opus/48000: durations in 8 kHz units, timestamps in the
+ * audio's 48 kHz clock. rtpengine 10.5 only pairs events with an audio codec of the same clock, so it
+ * drops them from an opus leg's answer and never decodes them. Told they run at 48 kHz (`toRtpengine`)
+ * it keeps them and decodes every digit, but reads and writes their durations in that clock: its DTMF
+ * log reports WhatsApp's digits 6 times too short (RELABELLED_EVENT_DURATION_FACTOR: the bridge re-sends
+ * them with their real length), and the PBX's 8 kHz digits it forwards toward WhatsApp carry 6 times
+ * their duration (measured on the wire; a known limit). Every SDP leaving rtpengine toward WhatsApp says
+ * 8000 again (`fromRtpengine`): what WhatsApp offers.
  */
 export const eventClockFor = {
   toRtpengine: (sdp: string): string => sdp.replace(/^(a=rtpmap:\d+ telephone-event)\/8000(\r?)$/gim, '$1/48000$2'),
-  toWhatsApp: (sdp: string): string => sdp.replace(/^(a=rtpmap:\d+ telephone-event)\/48000(\r?)$/gim, '$1/8000$2'),
+  fromRtpengine: (sdp: string): string => sdp.replace(/^(a=rtpmap:\d+ telephone-event)\/48000(\r?)$/gim, '$1/8000$2'),
 };
 
 /** How much longer a digit really was than rtpengine's log says, for events relabelled to 48 kHz. */
 export const RELABELLED_EVENT_DURATION_FACTOR = 6;
+
+/**
+ * The answer to `offer` with the offer's telephone-event/8000 put back when the answer has none: an
+ * answer to WhatsApp without events would leave it sending and playing no digits. rtpengine 10.5 leaves
+ * them out when it was told the answering side's events run at another clock than it offered them
+ * (seen with the PBX leg's events relabelled too), while still relaying them.
+ */
+export function withOfferedEvents(answer: string, offer: string): string {
+  const te = telephoneEvent8k(offer);
+  if (!te || /^a=rtpmap:\d+ telephone-event\//im.test(answer)) return answer;
+  const ls = lines(answer);
+  const sec = audioSection(ls);
+  if (!sec) return answer;
+  const m = ls[sec.start]!;
+  if (m.split(' ').slice(3).includes(te.pt)) return answer;
+  ls[sec.start] = `${m} ${te.pt}`;
+  const at = ls.findIndex((l, i) => i > sec.start && i < sec.end && l.startsWith('a=rtpmap:'));
+  const insertAt = at < 0 ? sec.end : ls.slice(0, sec.end).reduce((last, l, i) => (i > sec.start && (l.startsWith('a=rtpmap:') || l.startsWith('a=fmtp:')) ? i : last), at) + 1;
+  ls.splice(insertAt, 0, `a=rtpmap:${te.pt} telephone-event/8000`, te.fmtp ?? `a=fmtp:${te.pt} 0-16`);
+  return `${ls.join('\r\n')}\r\n`;
+}
 
 /** Every address an SDP asks its peer to send media to: c= lines and ICE candidates. */
 export function mediaAddresses(sdp: string): string[] {

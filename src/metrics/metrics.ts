@@ -51,6 +51,9 @@ export type InviteResult =
   /** A header the bridge would act on that is not what it must be: 400. */
   | 'refused_malformed';
 
+/** Which PBX SDP had no codec the bridge can use: an agent's offer, or the PBX's answer to the bridge's INVITE. */
+export type CodecRefusal = 'agent_offer' | 'pbx_answer';
+
 /** What became of an INVITE on Meta's SIP listener (a WhatsApp user's call to a number in SIP mode). */
 export type MetaSipInviteResult =
   | 'accepted' | 'challenged' | 'refused_source' | 'refused_number' | 'refused_credentials' | 'refused_sdp' | 'refused_duplicate';
@@ -111,6 +114,7 @@ export class Metrics {
   private readonly invites: Counter<'result'>;
   private readonly metaSipInvites: Counter<'result'>;
   private readonly drachtioDrops: Counter;
+  private readonly codecRefusals: Counter<'sdp'>;
   private readonly webhooks: Counter<'type' | 'result'>;
   private readonly permissionRequests: Counter<'source' | 'result'>;
   private readonly permissionReplies: Counter<'response'>;
@@ -189,6 +193,11 @@ export class Metrics {
       collect() {
         this.set(self.drachtioUp?.() ? 1 : 0);
       },
+    });
+    this.codecRefusals = new Counter({
+      name: 'wasb_codec_refusals_total',
+      help: 'PBX SDP with no codec the bridge can use, by sdp: agent_offer (an agent\'s INVITE, refused with 488 before WhatsApp is called), pbx_answer (the PBX\'s answer to the bridge, the call ended).',
+      labelNames: ['sdp'] as const, registers,
     });
     this.drachtioDrops = new Counter({
       name: 'wasb_drachtio_disconnects_total', help: 'Times the connection to drachtio-server was lost.', registers,
@@ -290,6 +299,11 @@ export class Metrics {
 
   metaSipInvite(result: MetaSipInviteResult): void {
     safe(() => this.metaSipInvites.inc({ result }));
+  }
+
+  /** A PBX's SDP offered or answered no codec the bridge can use (see media/usable-codecs). */
+  codecRefused(sdp: CodecRefusal): void {
+    safe(() => this.codecRefusals.inc({ sdp }));
   }
 
   drachtioDisconnected(): void {

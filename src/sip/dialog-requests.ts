@@ -23,9 +23,11 @@ export function requestInDialog(dialog: Srf.Dialog, req: InDialogRequest, timeou
 }
 
 /** Sends a re-INVITE with `sdp` and resolves with the answer SDP, or rejects (non-2xx, or nothing within `timeoutMs`). */
-export function reinviteWithin(dialog: Srf.Dialog, sdp: string, timeoutMs: number, metrics: SipMetrics): Promise<string> {
+export function reinviteWithin(dialog: Srf.Dialog, sdp: string, timeoutMs: number, metrics: SipMetrics, headers?: Record<string, string>): Promise<string> {
   const done = sipTimer(metrics, 'reINVITE');
-  return withTimeout(dialog.modify(sdp), timeoutMs, 're-INVITE unanswered').then(
+  const modify = dialog.modify as unknown as (sdp: string, opts?: { headers: Record<string, string> }) => Promise<string>;
+  const sent = headers ? modify.call(dialog, sdp, { headers: { ...headers, ...(localContact(dialog) ? { Contact: localContact(dialog)! } : {}) } }) : dialog.modify(sdp);
+  return withTimeout(sent, timeoutMs, 're-INVITE unanswered').then(
     (answer) => {
       done('2xx');
       return answer;
@@ -79,7 +81,8 @@ export function supportsTimer(req: Srf.SrfRequest): boolean {
 
 /**
  * RFC 4028 headers for a 2xx to a session refresh (re-INVITE or UPDATE): the interval is echoed and
- * the refresher stays the party that sent the request, so the bridge never has to refresh on its own.
+ * the refresher is the party that sent the request (uac), as the request asked (the bridge refreshing
+ * its own sessions sends its refreshes itself: see SessionRefresher).
  */
 export function sessionTimerHeaders(req: Srf.SrfRequest): Record<string, string> {
   const interval = sessionInterval(req);

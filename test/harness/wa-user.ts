@@ -100,8 +100,8 @@ export class WaUser {
   }
 
   /** Listens for another tone in what the user receives (e.g. a second agent, music on hold). */
-  listen(freq: number): ToneDetector {
-    const det = new ToneDetector(freq);
+  listen(freq: number, minShare?: number): ToneDetector {
+    const det = new ToneDetector(freq, undefined, minShare);
     this.detectors.push(det);
     return det;
   }

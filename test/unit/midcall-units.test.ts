@@ -3,7 +3,7 @@ import { EventEmitter } from 'node:events';
 import Srf from 'drachtio-srf';
 import { IllegalTransition, Lifecycle, TRANSITIONS } from '../../src/calls/lifecycle';
 import { parseDtmfLog } from '../../src/media/dtmf-log';
-import { answerDirectionFor, audioDirection, eventClockFor, isHoldOffer, plainRtpSdp, withAudioDirection } from '../../src/media/sdp';
+import { answerDirectionFor, audioDirection, eventClockFor, withOfferedEvents, isHoldOffer, plainRtpSdp, withAudioDirection } from '../../src/media/sdp';
 import { createLogger } from '../../src/log';
 import { LostDialogProbe } from '../../src/sip/lost-dialog';
 import { dialogIds, lostDialogRequest, recordRoute, routeRequest } from '../../src/sip/out-of-dialog';
@@ -58,7 +58,17 @@ describe('mid-call SDP', () => {
     const wa = 'v=0\r\nm=audio 1 UDP/TLS/RTP/SAVPF 111 126\r\na=rtpmap:111 opus/48000/2\r\na=rtpmap:126 telephone-event/8000\r\n';
     const toRe = eventClockFor.toRtpengine(wa);
     assert.match(toRe, /a=rtpmap:126 telephone-event\/48000\r\n/);
-    assert.equal(eventClockFor.toWhatsApp(toRe), wa);
+    assert.equal(eventClockFor.fromRtpengine(toRe), wa);
+  });
+
+  it('puts the offer\'s telephone-event/8000 back into an answer that lost it, after the audio codecs', () => {
+    const offer = 'v=0\r\nm=audio 1 RTP/AVP 111 126\r\na=rtpmap:111 opus/48000/2\r\na=rtpmap:126 telephone-event/8000\r\na=fmtp:126 0-16\r\n';
+    const answer = 'v=0\r\nm=audio 2 RTP/AVP 111\r\na=rtpmap:111 opus/48000/2\r\na=fmtp:111 minptime=20\r\na=sendrecv\r\n';
+    assert.equal(withOfferedEvents(answer, offer),
+      'v=0\r\nm=audio 2 RTP/AVP 111 126\r\na=rtpmap:111 opus/48000/2\r\na=fmtp:111 minptime=20\r\na=rtpmap:126 telephone-event/8000\r\na=fmtp:126 0-16\r\na=sendrecv\r\n');
+    const withEvents = answer.replace('RTP/AVP 111', 'RTP/AVP 111 101').replace('a=sendrecv', 'a=rtpmap:101 telephone-event/8000\r\na=sendrecv');
+    assert.equal(withOfferedEvents(withEvents, offer), withEvents, 'an answer with events keeps its own');
+    assert.equal(withOfferedEvents(answer, answer), answer, 'an offer without events adds none');
   });
 });
 
