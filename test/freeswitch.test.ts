@@ -198,6 +198,9 @@ describe('a real FreeSWITCH as the PBX (config/freeswitch samples)', function ()
         call = c;
         await answers(c);
       };
+      // A pinging gateway the bridge did not answer (a bridge stopped by the test before: 503) is DOWN, and
+      // FreeSWITCH refuses calls through it (503 to the phone) until its next ping succeeds.
+      await pbx!.waitForApi('sofia status gateway wa-bridge', (o) => /^Status\s+UP$/m.test(o), 15000, 'the gateway UP again');
       const mark = pbx!.sipMessages().length;
       await agent.dial(`sip:9${DK_CUSTOMER.slice(1)}@${pbx!.registrar}`);
       await agent.whenEstablished(30000);
