@@ -518,7 +518,7 @@ describe('a real FreeSWITCH as the PBX (config/freeswitch samples)', function ()
       const s = await startBridge();
       await grantPermanentPermission(s.bridge.permissions, SAMPLE_BUSINESS, DK_CUSTOMER);
       const out = await pbx!.api(`originate {absolute_codec_string=L16}loopback/9${DK_CUSTOMER.slice(1)}/default &park()`, 30000);
-      assert.match(out, /-ERR (INCOMPATIBLE_DESTINATION|.*)/);
+      assert.match(out, /^-ERR /, 'the originate fails');
       assert.ok(pbx!.sipMessages().some((m) => m.dir === 'rx' && m.status === 488 && fromBridge(m)));
       assert.equal(s.sim.requests.some((r) => r.path === '/calls/connect'), false);
     });

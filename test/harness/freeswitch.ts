@@ -340,7 +340,7 @@ export class Freeswitch {
     }
   }
 
-  /** The uuids of its channels whose `show channels` line matches `re` (e.g. the bridge's leg by its address). */
+  /** Its channels as `show channels as json` lists them (uuid, name such as sofia/external/..., state...). */
   async channels(): Promise<Array<Record<string, string>>> {
     const out = await this.api('show channels as json');
     try {
