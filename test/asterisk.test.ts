@@ -240,7 +240,7 @@ describe('PBX sample configurations (config/)', () => {
   it('FreeSWITCH: well-formed XML; external-profile gateway; domain_name set before user/; header and gateway on the way out', () => {
     const dir = path.join(ASTERISK_SAMPLE_DIR, '..', 'freeswitch');
     const read = (p: string) => fs.readFileSync(path.join(dir, p), 'utf8');
-    const files = ['sip_profiles/external/wa-bridge.xml', 'dialplan/public/wa-bridge.xml', 'dialplan/default/wa-bridge.xml'];
+    const files = ['sip_profiles/external/wa-bridge.xml', 'dialplan/public/wa-bridge.xml', 'dialplan/default/00_wa-bridge.xml'];
     for (const f of files) assert.equal(XMLValidator.validate(read(f)), true, f);
     const gw = read(files[0]!);
     assert.match(gw, /<gateway name="wa-bridge">/);

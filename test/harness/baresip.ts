@@ -58,6 +58,11 @@ export interface BaresipOptions {
   keepDir?: boolean;
   /** How long start() may take. Default 10 s. */
   startTimeoutMs?: number;
+  /**
+   * Register to a PBX as `user` (e.g. FreeSWITCH's internal profile, 127.0.0.1:port) with this
+   * password: the account's AOR is then sip:user@registrar, as a desk phone's is. Default: no registration.
+   */
+  register?: { registrar: string; password: string };
 }
 
 /** A UA or call event as ctrl_tcp reports it, e.g. CALL_INCOMING, CALL_ESTABLISHED, CALL_DTMF_START. */
@@ -359,6 +364,19 @@ export class Baresip extends EventEmitter {
     await this.command('sndcode', digits);
   }
 
+  /**
+   * Registered with the PBX (`register` option): its REGISTER was answered 200. Read from its SIP
+   * trace: the first registration happens at start-up, before ctrl_tcp has a client to report it to.
+   */
+  whenRegistered(timeoutMs = 10000): Promise<SipTraceMessage> {
+    return this.waitSip((m) => m.dir === 'in' && m.method === 'REGISTER' && m.status === 200, { timeoutMs, what: '200 to its REGISTER' });
+  }
+
+  /** Blind transfer of the current call: a REFER to the far end with Refer-To `target` (e.g. sip:1001@pbx). */
+  async transfer(target: string): Promise<void> {
+    await this.command('transfer', target);
+  }
+
   /** Puts the call on hold: a re-INVITE with a=sendonly. Resolves with its final response. */
   hold(timeoutMs = 5000): Promise<ReinviteResult> {
     return this.reinvite('hold', timeoutMs);
@@ -569,14 +587,16 @@ export class Baresip extends EventEmitter {
       else conf.push([k, v]);
     }
     fs.writeFileSync(path.join(this.dir, 'config'), conf.map(([k, v]) => `${k.padEnd(24)}${v}`).join('\n') + '\n');
+    const reg = this.opts.register;
     const params = [
-      'regint=0',
+      ...(reg ? [`auth_pass=${reg.password}`, 'regint=600'] : ['regint=0']),
       `answermode=${this.opts.answer ?? 'auto'}`,
       `audio_codecs=${(this.opts.codecs ?? ['PCMU/8000', 'PCMA/8000']).join(',')}`,
       'ptime=20',
       ...(this.dtmfmode === 'info' ? ['dtmfmode=info'] : []),
     ];
-    fs.writeFileSync(path.join(this.dir, 'accounts'), `<sip:${this.user}@127.0.0.1:${this.sipPort}>;${params.join(';')}\n`);
+    const aor = reg ? `sip:${this.user}@${reg.registrar}` : `sip:${this.user}@127.0.0.1:${this.sipPort}`;
+    fs.writeFileSync(path.join(this.dir, 'accounts'), `<${aor}>;${params.join(';')}\n`);
     fs.writeFileSync(path.join(this.dir, 'contacts'), '');
   }
 
