@@ -512,9 +512,8 @@ describe('a real FreeSWITCH as the PBX (config/freeswitch samples)', function ()
     });
 
     // An agent's INVITE that offers no codec the bridge can use (a FreeSWITCH loopback channel offers
-    // only L16) must be refused with 488 before WhatsApp is called. That is another change of issue 22
-    // (the bridge's codec check on agents' INVITEs); switch this on once it is merged.
-    it.skip('an agent call offering only L16 (loopback) is refused with 488 and WhatsApp is never called', async () => {
+    // only L16) is refused with 488 before WhatsApp is called (src/media/usable-codecs.ts).
+    it('an agent call offering only L16 (loopback) is refused with 488 and WhatsApp is never called', async () => {
       const s = await startBridge();
       await grantPermanentPermission(s.bridge.permissions, SAMPLE_BUSINESS, DK_CUSTOMER);
       const out = await pbx!.api(`originate {absolute_codec_string=L16}loopback/9${DK_CUSTOMER.slice(1)}/default &park()`, 30000);
