@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
 import { XMLValidator } from 'fast-xml-parser';
 import { CallRecord } from '../src/cdr/models';
@@ -7,7 +8,8 @@ import { rows } from './harness/db-rows';
 import { Asterisk, AsteriskBinary, AsteriskOptions, ASTERISK_SAMPLE_DIR, findAsterisks, phoneSections, renderAsteriskSample, SAMPLE_USERNAMES, SampleValues } from './harness/asterisk';
 import { Baresip } from './harness/baresip';
 import { PhoneCall, sdpAudioAddress, SipPhone } from './harness/sip-phone';
-import { ToneDetector } from './harness/tone';
+import { sineFrame, ToneDetector } from './harness/tone';
+import { wavFile } from '../src/media/wav';
 import { startStack, TestStack } from './harness/bridge';
 import { BrowserHandle, BrowserWaUser } from './harness/browser-wa-user';
 import { infra } from './harness/global-setup';
@@ -54,6 +56,7 @@ describe(`a real Asterisk as the PBX (${a.version ?? a.bin}, config/asterisk sam
   let browser: BrowserHandle | null = null;
   let caller: BrowserWaUser | null = null;
   const phones: SipPhone[] = [];
+  const tmpDirs: string[] = [];
   const baresips: Baresip[] = [];
 
   before(function () {
@@ -71,6 +74,7 @@ describe(`a real Asterisk as the PBX (${a.version ?? a.bin}, config/asterisk sam
       fs.writeFileSync(path.join(process.env.ASTERISK_LOG_DIR, `${(a.version ?? 'asterisk').replace(/\s+/g, '-')}-${name}.log`), pbx.logText());
     }
     for (const p of phones.splice(0)) p.stop();
+    for (const d of tmpDirs.splice(0)) fs.rmSync(d, { recursive: true, force: true });
     for (const b of baresips.splice(0)) await b.stop();
     user?.close();
     await caller?.close();
@@ -261,6 +265,16 @@ describe(`a real Asterisk as the PBX (${a.version ?? a.bin}, config/asterisk sam
     return { host: '127.0.0.1', port: pbx!.port };
   }
 
+  const HOLD_FILE_TONE = 800;
+  /** The operator's hold music for the bridge (MEDIA_HOLD_FILE): a WAV of 800 Hz, removed after the test. */
+  function holdFile(): string {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'wasb-hold-'));
+    tmpDirs.push(dir);
+    const file = path.join(dir, 'hold-800hz.wav');
+    fs.writeFileSync(file, wavFile(sineFrame(HOLD_FILE_TONE, 8000, 8000, 0), 8000));
+    return file;
+  }
+
   /** A failed wait's message: what was awaited, the phones' SIP traces and the end of Asterisk's log. */
   function why(what: string): () => string {
     return () => `${what}\n${phones.map((p) => p.describe(4000)).join('\n')}\n--- asterisk log ---\n${pbx?.logText().slice(-5000) ?? ''}`;
@@ -281,9 +295,9 @@ describe(`a real Asterisk as the PBX (${a.version ?? a.bin}, config/asterisk sam
     return { wacid, call };
   }
 
-  it('music on hold: the agent\'s phone holds, the WhatsApp user hears Asterisk\'s own music (a generated tone file); it stops on resume and the agent hears the user', async () => {
+  it('Asterisk\'s own music on hold (moh_passthrough=no): the agent\'s phone holds, the WhatsApp user hears it (a generated tone file); it stops on resume and the agent hears the user', async () => {
     const phone = await startPhone('101', '127.0.0.2', AGENT_TONE);
-    await startAsterisk([], { agents: 'PJSIP/101', pjsip: phoneSections('101', phone.uri, '127.0.0.2'), mohToneHz: MOH_TONE });
+    await startAsterisk([], { agents: 'PJSIP/101', pjsip: phoneSections('101', phone.uri, '127.0.0.2'), endpoint: ['moh_passthrough=no'], mohToneHz: MOH_TONE });
     const s = await startBridge();
     const timeline = new Timeline(s.bridge.cdr);
     const { wacid, call } = await callAnswered(s, phone);
@@ -314,7 +328,33 @@ describe(`a real Asterisk as the PBX (${a.version ?? a.bin}, config/asterisk sam
     await phone.whenEnded(call);
   });
 
-  it('attended transfer from a PJSIP phone: 101 holds (music), calls 102, REFERs with Replaces; the WhatsApp user talks to 102', async () => {
+  it('a phone\'s hold with the sample (moh_passthrough=yes): Asterisk passes it on to the bridge, the user hears MEDIA_HOLD_FILE, then the agent again after resume', async () => {
+    const phone = await startPhone('101', '127.0.0.2', AGENT_TONE);
+    await startAsterisk([], { agents: 'PJSIP/101', pjsip: phoneSections('101', phone.uri, '127.0.0.2'), mohToneHz: MOH_TONE });
+    const s = await startBridge({ MEDIA_HOLD_FILE: holdFile(), MEDIA_KEEPALIVE_POLL_MS: '300' });
+    const timeline = new Timeline(s.bridge.cdr);
+    const { wacid, call } = await callAnswered(s, phone);
+    const bridgeMusic = user!.listen(HOLD_FILE_TONE);
+    const asteriskMusic = user!.listen(MOH_TONE);
+
+    assert.equal(await phone.hold(call, true), 200);
+    const held = await timeline.waitFor('pbx_media_changed', 1, 10000);
+    assert.equal(held.detail?.held, true, 'Asterisk re-INVITEd the bridge to hold');
+    await within(bridgeMusic.whenHeard(50), 15000, why('the WhatsApp user hears the bridge\'s MEDIA_HOLD_FILE'));
+    assert.equal(asteriskMusic.framesWithTone, 0, 'Asterisk played none of its own music');
+
+    assert.equal(await phone.hold(call, false), 200);
+    const resumed = await timeline.waitFor('pbx_media_changed', 2, 10000);
+    assert.equal(resumed.detail?.held, false, 'Asterisk re-INVITEd the bridge to resume');
+    await within(more(user!.heard, 50), 10000, why('the WhatsApp user hears the agent again after resume'));
+    await within(more(call.media.heard, 50), 10000, why('the agent hears the WhatsApp user after resume'));
+
+    await s.sim.userHangsUp(wacid);
+    const row = await endedRow(s, wacid);
+    assert.equal(row.outcome, 'answered');
+  });
+
+  it('attended transfer from a PJSIP phone: 101 holds (the bridge\'s hold music), calls 102, REFERs with Replaces; the WhatsApp user talks to 102', async () => {
     const p101 = await startPhone('101', '127.0.0.2', AGENT_TONE);
     const p102 = await startPhone('102', '127.0.0.3', 1300);
     await startAsterisk(['exten => 102,1,Dial(PJSIP/102,20)'], {
@@ -322,14 +362,15 @@ describe(`a real Asterisk as the PBX (${a.version ?? a.bin}, config/asterisk sam
       pjsip: [...phoneSections('101', p101.uri, '127.0.0.2'), ...phoneSections('102', p102.uri, '127.0.0.3')],
       mohToneHz: MOH_TONE,
     });
-    const s = await startBridge();
+    const s = await startBridge({ MEDIA_HOLD_FILE: holdFile(), MEDIA_KEEPALIVE_POLL_MS: '300' });
     const timeline = new Timeline(s.bridge.cdr);
     const { wacid, call: held } = await callAnswered(s, p101);
-    const moh = user!.listen(MOH_TONE);
+    const music = user!.listen(HOLD_FILE_TONE);
     const from102 = user!.listen(1300);
 
     assert.equal(await p101.hold(held, true), 200);
-    await within(moh.whenHeard(25), 10000, why('the WhatsApp user hears the music while 101 consults'));
+    await timeline.waitFor('pbx_hold', 1, 10000);
+    await within(music.whenHeard(25), 10000, why('the WhatsApp user hears the hold music while 101 consults'));
     const consult = await p101.call(`sip:102@127.0.0.1:${pbx!.port}`, asteriskAt());
     const at102 = await p102.whenCall(1);
     // The consultation: 101 and 102 talk (102's audio reaches 101 once Asterisk has bridged them). A
@@ -338,7 +379,9 @@ describe(`a real Asterisk as the PBX (${a.version ?? a.bin}, config/asterisk sam
     await within(consult.media.whenPackets(0, 25, 10000), 11000, why('101 hears 102 in the consultation'));
     assert.equal(await p101.referReplaces(held, consult, `sip:102@127.0.0.1:${pbx!.port}`), 202, 'Asterisk accepts the REFER');
 
-    await within(from102.whenHeard(50), 15000, () => `the WhatsApp user hears 102 after the transfer:\n${p101.describe()}\n${pbx!.logText().slice(-4000)}`);
+    // Asterisk takes the WhatsApp user off hold as it bridges them with 102 (a re-INVITE to the bridge).
+    await timeline.waitFor('pbx_resume', 1, 10000);
+    await within(from102.whenHeard(50), 15000, why('the WhatsApp user hears 102 after the transfer'));
     await within(at102.media.heard.whenHeard(50), 15000, why('102 hears the WhatsApp user'));
     // Asterisk reports the transfer's success by NOTIFY (sipfrag 200) and ends the consultation call;
     // the transferred call is 101's to end, as phones do after that NOTIFY (RFC 5589).
@@ -346,9 +389,9 @@ describe(`a real Asterisk as the PBX (${a.version ?? a.bin}, config/asterisk sam
     await p101.whenEnded(consult);
     assert.equal(consult.endedBy, 'remote', 'Asterisk ended the consultation call');
     assert.equal(await p101.bye(held), 200, '101 hangs up the transferred call');
-    const mohNow = moh.framesWithTone;
+    const musicNow = music.framesWithTone;
     await within(more(from102, 50), 10000, why('102 still heard'));
-    assert.ok(moh.framesWithTone - mohNow < 5, 'no music once the WhatsApp user is with 102');
+    assert.ok(music.framesWithTone - musicNow < 5, 'no hold music once the WhatsApp user is with 102');
 
     await s.sim.userHangsUp(wacid);
     const row = await endedRow(s, wacid);
@@ -357,12 +400,12 @@ describe(`a real Asterisk as the PBX (${a.version ?? a.bin}, config/asterisk sam
     console.log(`      (bridge timeline during the transfer: ${timeline.types().join(', ')})`);
   });
 
-  it('direct_media=yes: Asterisk re-INVITEs the bridge to send media straight to the phone, and audio still flows both ways; back through Asterisk for its music on hold', async () => {
+  it('direct_media=yes: Asterisk re-INVITEs the bridge to send media straight to the phone, and audio still flows both ways; back through Asterisk for its music on hold (moh_passthrough=no)', async () => {
     const phone = await startPhone('101', '127.0.0.2', AGENT_TONE);
     await startAsterisk([], {
       agents: 'PJSIP/101',
       pjsip: phoneSections('101', phone.uri, '127.0.0.2', ['direct_media=yes']),
-      endpoint: ['direct_media=yes'],
+      endpoint: ['direct_media=yes', 'moh_passthrough=no'],
       mohToneHz: MOH_TONE,
     });
     const s = await startBridge();
@@ -481,7 +524,7 @@ describe('PBX sample configurations (config/)', () => {
     assert.match(dial[0]!, /,b\(wa-outbound-headers\^s\^1\(\$\{WA_BUSINESS\}\)\)\)$/);
     const adds = live(extensions).filter((l) => l.includes('PJSIP_HEADER(add'));
     assert.deepEqual(adds, ['exten => s,1,Set(PJSIP_HEADER(add,X-WhatsApp-Business-Number)=${ARG1})'], 'the header is added only in the handler');
-    for (const line of ['auth=wa-bridge-in', 'outbound_auth=wa-bridge-out', 'match=192.0.2.10', 'contact=sip:192.0.2.10:5060', 'qualify_frequency=30', 'direct_media=no', 'dtmf_mode=rfc4733', 'rtp_symmetric=yes', 'force_rport=yes', 'rewrite_contact=yes']) {
+    for (const line of ['auth=wa-bridge-in', 'outbound_auth=wa-bridge-out', 'match=192.0.2.10', 'contact=sip:192.0.2.10:5060', 'qualify_frequency=30', 'direct_media=no', 'moh_passthrough=yes', 'dtmf_mode=rfc4733', 'rtp_symmetric=yes', 'force_rport=yes', 'rewrite_contact=yes']) {
       assert.ok(live(pjsip).includes(line), line);
     }
     assert.ok(live(extensions).includes(`WA_BUSINESS=${SAMPLE_BUSINESS}`));
