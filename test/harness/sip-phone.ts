@@ -2,7 +2,7 @@ import crypto from 'node:crypto';
 import dgram from 'node:dgram';
 import { AddressInfo } from 'node:net';
 import {
-  buildResponse, cseqOf, header, parseSipMessage, serialize, SipMessage, SipRequest, SipResponse, tagOf, uriOf,
+  buildResponse, cseqOf, header, parseSipMessage, serialize, SipRequest, SipResponse, tagOf, uriOf,
 } from '../../src/sandbox/demo-agent/sip-message';
 import { RtpPhone } from './rtp-phone';
 
@@ -119,7 +119,7 @@ export class SipPhone {
     return this.until(() => this.calls[n - 1] ?? null, `call #${n}`, timeoutMs);
   }
 
-  /** Resolves once `test` holds, re-checked after each SIP message; rejects after `timeoutMs`. */
+  /** Resolves with `probe`'s first truthy value, asked again after each SIP message; rejects after `timeoutMs`. */
   until<T>(probe: () => T | null | undefined | false, what: string, timeoutMs: number): Promise<T> {
     const v = probe();
     if (v) return Promise.resolve(v);
@@ -417,4 +417,3 @@ export class SipPhone {
   }
 }
 
-export type { SipMessage };
