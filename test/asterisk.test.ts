@@ -400,6 +400,32 @@ describe(`a real Asterisk as the PBX (${a.version ?? a.bin}, config/asterisk sam
     console.log(`      (bridge timeline during the transfer: ${timeline.types().join(', ')})`);
   });
 
+  it('blind transfer from a PJSIP phone: 101 REFERs the WhatsApp user to 102; Asterisk dials 102 and the user talks to 102', async () => {
+    const p101 = await startPhone('101', '127.0.0.2', AGENT_TONE);
+    const p102 = await startPhone('102', '127.0.0.3', 1300);
+    await startAsterisk(['exten => 102,1,Dial(PJSIP/102,20)'], {
+      agents: 'PJSIP/101',
+      pjsip: [...phoneSections('101', p101.uri, '127.0.0.2'), ...phoneSections('102', p102.uri, '127.0.0.3')],
+    });
+    const s = await startBridge();
+    const timeline = new Timeline(s.bridge.cdr);
+    const { wacid, call } = await callAnswered(s, p101);
+    const from102 = user!.listen(1300);
+
+    assert.equal(await p101.refer(call, `sip:102@127.0.0.1:${pbx!.port}`), 202, 'Asterisk accepts the REFER');
+    const at102 = await p102.whenCall(1);
+    await within(from102.whenHeard(50), 15000, why('the WhatsApp user hears 102 after the blind transfer'));
+    await within(at102.media.heard.whenHeard(50), 15000, why('102 hears the WhatsApp user'));
+    await p101.until(() => call.notifies.some((b) => /^SIP\/2\.0 200/m.test(b)), 'a NOTIFY with sipfrag 200', 10000);
+    if (!call.ended) assert.equal(await p101.bye(call), 200, '101 hangs up after the NOTIFY');
+
+    await s.sim.userHangsUp(wacid);
+    const row = await endedRow(s, wacid);
+    assert.equal(row.outcome, 'answered');
+    await p102.whenEnded(at102);
+    console.log(`      (bridge timeline: ${timeline.types().join(', ')}; 101's call ended by ${call.endedBy})`);
+  });
+
   it('direct_media=yes: Asterisk re-INVITEs the bridge to send media straight to the phone, and audio still flows both ways; back through Asterisk for its music on hold (moh_passthrough=no)', async () => {
     const phone = await startPhone('101', '127.0.0.2', AGENT_TONE);
     await startAsterisk([], {

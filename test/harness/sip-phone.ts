@@ -220,6 +220,15 @@ export class SipPhone {
     return res.status;
   }
 
+  /** Blind transfer: REFER in `call` with Refer-To `targetUri` (no Replaces). Resolves with the REFER's final status. */
+  async refer(call: PhoneCall, targetUri: string): Promise<number> {
+    const res = await this.inDialog(call, 'REFER', [
+      ['refer-to', `<${targetUri}>`],
+      ['referred-by', `<sip:${this.user}@${this.opts.address}>`],
+    ], '', 15000);
+    return res.status;
+  }
+
   /** Ends a call with BYE. */
   async bye(call: PhoneCall): Promise<number> {
     if (call.ended) return 0;
