@@ -1,12 +1,74 @@
+import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { findProgram, freePort, ManagedProcess } from './processes';
+import { linearToUlaw } from './tone';
 
 /** Where the asterisk binary is: $ASTERISK_BIN, or `asterisk` on PATH; null when absent. */
 export function findAsterisk(): string | null {
   return findProgram('asterisk', 'ASTERISK_BIN');
+}
+
+/** One Asterisk the suite runs on: the binary and what `asterisk -V` says (e.g. 'Asterisk 22.10.1'); `missing` says why not. */
+export interface AsteriskBinary {
+  bin: string;
+  version: string | null;
+  missing?: string;
+}
+
+/**
+ * Every Asterisk to run the suite on: $ASTERISK_BINS (a colon list of paths or names) when set;
+ * otherwise $ASTERISK_BIN or `asterisk` on PATH, plus each `asterisk-<N>` on PATH (e.g. asterisk-20,
+ * a second release installed under its own prefix). Two names for one binary count once. A listed
+ * one that is not there comes back with `missing` set, so the suite can say so.
+ */
+export function findAsterisks(): AsteriskBinary[] {
+  const names: string[] = [];
+  if (process.env.ASTERISK_BINS) names.push(...process.env.ASTERISK_BINS.split(':').filter(Boolean));
+  else {
+    const main = findAsterisk();
+    if (main) names.push(main);
+    for (const dir of (process.env.PATH ?? '').split(path.delimiter)) {
+      let entries: string[] = [];
+      try {
+        entries = fs.readdirSync(dir);
+      } catch {
+        continue;
+      }
+      for (const e of entries.filter((n) => /^asterisk-\d+$/.test(n)).sort()) names.push(path.join(dir, e));
+    }
+  }
+  const seen = new Set<string>();
+  const out: AsteriskBinary[] = [];
+  for (const name of names) {
+    const bin = name.includes('/') ? name : findProgram(name, '__none__') ?? name;
+    let real: string;
+    try {
+      real = fs.realpathSync(bin);
+      fs.accessSync(real, fs.constants.X_OK);
+    } catch {
+      out.push({ bin, version: null, missing: `${bin} is not there or not executable` });
+      continue;
+    }
+    if (seen.has(real)) continue;
+    seen.add(real);
+    out.push({ bin, version: asteriskVersion(bin) });
+  }
+  return out;
+}
+
+/** `asterisk -V`'s line, e.g. 'Asterisk 22.10.1'; null if it prints none. */
+export function asteriskVersion(bin: string): string | null {
+  const r = spawnSync(bin, ['-V'], { encoding: 'utf8', timeout: 10000 });
+  return /^Asterisk \S+/m.exec(`${r.stdout ?? ''}`)?.[0] ?? null;
+}
+
+/** The major release of `asterisk -V`'s line ('Asterisk 20.20.1' -> 20); null for a master build or none. */
+export function asteriskMajor(version: string | null): number | null {
+  const m = /^Asterisk (\d+)\./.exec(version ?? '');
+  return m ? Number(m[1]) : null;
 }
 
 /** The sample configuration docs/pbx-asterisk.md tells operators to copy (config/asterisk/). */
@@ -35,8 +97,10 @@ export interface LabOptions {
   agents: string;
   /** Lines of context [wa-lab]: the extensions that stand in for agents' phones. */
   lab: string[];
-  /** Extra lines for the sample's wa-bridge endpoint (e.g. session timer settings). */
+  /** Lines for the sample's wa-bridge endpoint (e.g. session timer settings); one it has (direct_media=) is changed in place. */
   endpoint?: string[];
+  /** Ring the agents with Queue(support) as the sample's comment says, instead of Dial(${WA_AGENTS}). */
+  queue?: boolean;
 }
 
 /** Placeholders the samples use; each must be replaced everywhere outside comments. */
@@ -67,9 +131,26 @@ export function renderAsteriskSample(values: SampleValues, lab: LabOptions): { p
   }
   pjsip = replaceOnce(pjsip, /^bind=0\.0\.0\.0:5060$/m, `bind=127.0.0.1:${lab.sipPort}`, 'transport bind line');
   if (lab.endpoint?.length) {
-    pjsip = replaceOnce(pjsip, /^\[wa-bridge\]\ntype=endpoint\n/m, `[wa-bridge]\ntype=endpoint\n${lab.endpoint.join('\n')}\n`, 'wa-bridge endpoint section');
+    // A setting the sample's endpoint already has is changed where it stands; others are added.
+    const start = pjsip.search(/^\[wa-bridge\]\ntype=endpoint\n/m);
+    if (start < 0) throw new Error('Asterisk sample: no [wa-bridge] type=endpoint section');
+    const next = pjsip.indexOf('\n[', start + 1);
+    let section = pjsip.slice(start, next < 0 ? undefined : next);
+    const added: string[] = [];
+    for (const line of lab.endpoint) {
+      const key = line.split('=')[0]!;
+      const re = new RegExp(`^${key}=.*$`, 'm');
+      if (re.test(section)) section = section.replace(re, line);
+      else added.push(line);
+    }
+    section = section.replace(/^\[wa-bridge\]\ntype=endpoint\n/, `[wa-bridge]\ntype=endpoint\n${added.map((l) => `${l}\n`).join('')}`);
+    pjsip = pjsip.slice(0, start) + section + (next < 0 ? '' : pjsip.slice(next));
   }
   extensions = replaceOnce(extensions, /^WA_AGENTS=.*$/m, `WA_AGENTS=${lab.agents}`, 'WA_AGENTS global');
+  if (lab.queue) {
+    // What the sample's comment tells an operator with app_queue to do: Queue() instead of the Dial().
+    extensions = replaceOnce(extensions, /^ same => n,Dial\(\$\{WA_AGENTS\},25\)$/m, ' same => n,Queue(support,,,,25)', 'Dial() of WA_AGENTS');
+  }
   extensions += `\n; ---- lab only: the agents' stand-ins\n[wa-lab]\n${lab.lab.join('\n')}\n`;
   return { pjsip, extensions };
 }
@@ -79,6 +160,38 @@ export interface AsteriskOptions {
   agents: string;
   lab: string[];
   endpoint?: string[];
+  queue?: boolean;
+  /** Lab sections appended to pjsip.conf (agents' phones: see `phoneSections`). */
+  pjsip?: string[];
+  /** More configuration files by name (e.g. queues.conf); replaces the empty default of that name. */
+  files?: Record<string, string>;
+  /**
+   * Music on hold: class `default` plays (mode=files) a generated µ-law file of this tone, as an
+   * operator's own music would (no sound packs can be fetched here).
+   */
+  mohToneHz?: number;
+}
+
+/**
+ * A lab phone endpoint: its aor points at `contact`; requests from `address` are its own (null: no
+ * identify, for a phone that only takes calls). Extra lines go into the endpoint.
+ */
+export function phoneSections(name: string, contact: string, address: string | null, endpoint: string[] = []): string[] {
+  const keys = new Set(endpoint.map((l) => l.split('=')[0]));
+  const defaults = ['direct_media=no'].filter((l) => !keys.has(l.split('=')[0]));
+  return [
+    `[${name}]`, 'type=endpoint', 'transport=transport-udp', 'context=wa-lab', 'disallow=all', 'allow=ulaw', `aors=${name}`, ...defaults, ...endpoint, '',
+    `[${name}]`, 'type=aor', `contact=${contact}`, '',
+    ...(address ? [`[${name}]`, 'type=identify', `endpoint=${name}`, `match=${address}`, ''] : []),
+  ];
+}
+
+/** `seconds` of a sine at `hz` as raw µ-law at 8 kHz (Asterisk's format_pcm reads *.ulaw as is). */
+export function ulawTone(hz: number, seconds: number): Buffer {
+  const n = 8000 * seconds;
+  const out = Buffer.alloc(n);
+  for (let i = 0; i < n; i++) out[i] = linearToUlaw(Math.round(8000 * Math.sin((2 * Math.PI * hz * i) / 8000)));
+  return out;
 }
 
 /**
@@ -134,14 +247,20 @@ nofork = yes
 `);
     write('modules.conf', '[modules]\nautoload = yes\nnoload = chan_iax2.so\nnoload = res_pjsip_outbound_registration.so\n');
     write('logger.conf', '[logfiles]\nmessages.log => notice,warning,error,verbose(3)\n');
-    write('rtp.conf', '[general]\nrtpstart = 41000\nrtpend = 41999\n');
+    write('rtp.conf', '[general]\nrtpstart = 11000\nrtpend = 11999\n');
     write('manager.conf', `[general]\nenabled = yes\nbindaddr = 127.0.0.1\nport = ${this.amiPort}\n\n[lab]\nsecret = lab\nread = all\nwrite = all\n`);
     const { pjsip, extensions } = renderAsteriskSample(this.opts.values, {
-      sipPort: this.port, agents: this.opts.agents, lab: this.opts.lab, endpoint: this.opts.endpoint,
+      sipPort: this.port, agents: this.opts.agents, lab: this.opts.lab, endpoint: this.opts.endpoint, queue: this.opts.queue,
     });
-    write('pjsip.conf', pjsip);
+    write('pjsip.conf', this.opts.pjsip?.length ? `${pjsip}\n; ---- lab only: agents' phones\n${this.opts.pjsip.join('\n')}\n` : pjsip);
     write('extensions.conf', extensions);
-    for (const f of ['indications.conf', 'musiconhold.conf', 'features.conf', 'cdr.conf', 'cel.conf', 'acl.conf', 'udptl.conf', 'sorcery.conf', 'pjproject.conf', 'ccss.conf', 'pjsip_notify.conf']) write(f, '');
+    for (const f of ['indications.conf', 'musiconhold.conf', 'features.conf', 'cdr.conf', 'cel.conf', 'acl.conf', 'udptl.conf', 'sorcery.conf', 'pjproject.conf', 'ccss.conf', 'pjsip_notify.conf', 'queues.conf']) write(f, '');
+    if (this.opts.mohToneHz) {
+      const moh = d('moh');
+      fs.writeFileSync(path.join(moh, 'tone.ulaw'), ulawTone(this.opts.mohToneHz, 10));
+      write('musiconhold.conf', `[default]\nmode=files\ndirectory=${moh}\nsort=alpha\n`);
+    }
+    for (const [name, text] of Object.entries(this.opts.files ?? {})) write(name, text);
     this.conf = path.join(etc, 'asterisk.conf');
     this.log = path.join(this.dir, 'log', 'messages.log');
     this.proc = new ManagedProcess('asterisk', this.bin, ['-C', this.conf, '-f', '-n']);
@@ -158,6 +277,7 @@ nofork = yes
     }
     // Every SIP message into the log: tests read challenges and headers from it.
     await this.cli('pjsip set logger on');
+    if (process.env.ASTERISK_RTP_DEBUG) await this.cli('rtp set debug on');
     return this;
   }
 

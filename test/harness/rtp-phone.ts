@@ -93,6 +93,8 @@ export class RtpPhone {
   packetsOut = 0;
   /** Every RTP packet received, by payload type. */
   readonly packetsByPt: Record<number, number> = {};
+  /** Audio packets received, by sender (`address:port`): shows whose media reaches the phone after a move. */
+  readonly packetsBySource = new Map<string, number>();
   /** Telephone-events received, one entry per event, in arrival order. */
   readonly digits: ReceivedDigit[] = [];
 
@@ -267,6 +269,8 @@ export class RtpPhone {
     if (this.followSource) this.remote = { address: rinfo.address, port: rinfo.port };
     else this.remote ??= { address: rinfo.address, port: rinfo.port };
     this.packetsIn++;
+    const source = `${rinfo.address}:${rinfo.port}`;
+    this.packetsBySource.set(source, (this.packetsBySource.get(source) ?? 0) + 1);
     this.rtcp?.onRtp(msg.readUInt32BE(8), msg.readUInt16BE(2), msg.readUInt32BE(4), performance.now());
     const pcm = new Int16Array(payload.length);
     for (let i = 0; i < payload.length; i++) pcm[i] = pt === 0 ? ulawToLinear(payload[i]!) : alawToLinear(payload[i]!);
