@@ -306,6 +306,9 @@ describe(`a real Asterisk as the PBX (${a.version ?? a.bin}, config/asterisk sam
 
     assert.equal(await phone.hold(call, true), 200);
     await within(moh.whenHeard(50), 10000, () => `the WhatsApp user hears Asterisk's music on hold (${MOH_TONE} Hz):\n${pbx!.logText().slice(-3000)}`);
+    // The hold lasts 2.5 s of music (250 frames of 10 ms), longer than two keepalive polls (1 s): the
+    // bridge sees the music's SSRC in rtpengine's query (a hold shorter than a poll may go unseen).
+    await within(moh.whenHeard(250), 10000, () => 'the WhatsApp user hears 2.5 s of the music');
     // Asterisk plays the music itself (moh_passthrough=no): the bridge's leg is not re-INVITEd.
     assert.equal(timeline.count('pbx_media_changed'), 0, `the bridge saw no re-INVITE for the hold (timeline: ${timeline.types().join(', ')})`);
 
@@ -313,14 +316,19 @@ describe(`a real Asterisk as the PBX (${a.version ?? a.bin}, config/asterisk sam
     await pbx!.waitForLog(/Stopped music on hold on PJSIP\/wa-bridge-/, 5000);
     await within(more(call.media.heard, 50), 10000, why('the agent hears the WhatsApp user after resume'));
     const mohAfter = moh.framesWithTone;
-    const heardAfter = user!.heard.framesWithTone;
     await within(more(call.media.heard, 100), 10000, why('the agent keeps hearing the WhatsApp user'));
     assert.ok(moh.framesWithTone - mohAfter < 5, `the music stopped with the resume (${moh.framesWithTone - mohAfter} frames of it since)`);
-    // NOT asserted, a defect found here (see docs/pbx-asterisk.md): after the resume Asterisk forwards the
-    // phone's packets as they come (native_rtp, "P2P"), on the phone's own SSRC, which the WhatsApp
-    // user's WebRTC stack saw before the music's SSRC; libwebrtc ignores a returning SSRC, and the user
-    // hears nothing of the agent from then on (a phone that takes a new SSRC on resume is heard).
-    console.log(`      (after the resume the WhatsApp user heard ${user!.heard.framesWithTone - heardAfter} frames of the agent's tone in 2 s)`);
+    // After the resume Asterisk forwards the phone's packets as they come (native_rtp, "P2P"), on the
+    // phone's own SSRC, which the WhatsApp user's WebRTC stack saw before the music's; libwebrtc ignores
+    // a returning SSRC. The bridge sees the return in rtpengine's query and re-INVITEs Asterisk with a
+    // fresh PBX leg (a new SSRC toward WhatsApp): the user hears the agent again.
+    await timeline.waitFor('pbx_ssrc_returned', 1, 10000);
+    await timeline.waitFor('pbx_leg_renewed', 1, 15000);
+    await within(more(user!.heard, 50), 15000, why('the WhatsApp user hears the agent after resume'));
+    const heardAfter = user!.heard.framesWithTone;
+    await within(more(user!.heard, 50), 10000, why('the WhatsApp user keeps hearing the agent'));
+    await within(more(call.media.heard, 50), 10000, why('the agent still hears the WhatsApp user after the renewal'));
+    console.log(`      (bridge timeline: ${timeline.types().join(', ')}; the user heard ${user!.heard.framesWithTone - heardAfter}+ frames of the agent after the renewal)`);
 
     await s.sim.userHangsUp(wacid);
     const row = await endedRow(s, wacid);
@@ -464,12 +472,14 @@ describe(`a real Asterisk as the PBX (${a.version ?? a.bin}, config/asterisk sam
     const last = pbx!.sipMessages().filter((m) => m.dir === 'tx' && m.text.startsWith('INVITE sip:') && m.text.split('\n')[0]!.includes(`127.0.0.1:${infra.drachtio!.sipPort}`)).pop();
     assert.match(last?.text ?? '', new RegExp(`^m=audio ${call.media.port} `, 'm'), 'the last re-INVITE points the bridge at the phone again');
     await within(more(call.media.heard, 50), 10000, why('the phone hears the WhatsApp user after resume'));
-    // NOT asserted, a defect of the bridge found here: the phone's stream comes back on the SSRC the
-    // WhatsApp user's WebRTC stack saw before the music's; libwebrtc ignores a returning SSRC, and the
-    // user hears nothing of the agent after the resume (a phone that starts a new SSRC is heard).
+    // The phone's stream comes back on the SSRC the WhatsApp user's WebRTC stack saw before the music's
+    // (libwebrtc ignores a returning SSRC): the bridge sees it in rtpengine's query and renews its PBX leg.
+    await timeline.waitFor('pbx_ssrc_returned', 1, 10000);
+    await timeline.waitFor('pbx_leg_renewed', 1, 15000);
+    await within(more(user!.heard, 50), 15000, why('the WhatsApp user hears the agent after the media moved back to the phone'));
     const heardBefore = user!.heard.framesWithTone;
     await within(more(call.media.heard, 100), 10000, why('the phone keeps hearing the WhatsApp user'));
-    console.log(`      (after the media moved back to the phone the WhatsApp user heard ${user!.heard.framesWithTone - heardBefore} frames of the agent's tone in 2 s)`);
+    assert.ok(user!.heard.framesWithTone - heardBefore >= 20, `the WhatsApp user keeps hearing the agent (${user!.heard.framesWithTone - heardBefore} frames in 2 s)`);
 
     await s.sim.userHangsUp(wacid);
     const row = await endedRow(s, wacid);

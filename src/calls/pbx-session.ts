@@ -100,6 +100,12 @@ export class PbxSession extends TypedEmitter<PbxSessionEvents> {
         // The PBX is sending again without having re-negotiated (a muted agent): give its audio a
         // fresh stream toward WhatsApp (see CallMedia.repointPbx) by re-INVITing the PBX leg.
         if (type === 'keepalive_stopped' && this.media.needsFreshLeg) void this.renewPbxLeg();
+        // The PBX's stream came back on an SSRC the WhatsApp user has left (Asterisk's own music on
+        // hold, direct_media moving back): no signalling says so; the same cure (see SsrcWatch).
+        if (type === 'pbx_ssrc_returned' && !this.transfer && !this.renewing) {
+          this.media.needFreshLeg();
+          void this.renewPbxLeg();
+        }
       },
       (what, err) => this.log.warn({ err }, what),
     );
@@ -310,7 +316,7 @@ export class PbxSession extends TypedEmitter<PbxSessionEvents> {
       }
       this.emit('event', 'pbx_leg_renewed', null);
     } catch (err) {
-      this.log.warn({ err }, 'could not renew the PBX leg after the keepalive');
+      this.log.warn({ err }, 'could not renew the PBX leg (after the keepalive, or a returning SSRC)');
       this.emit('event', 'pbx_leg_renew_failed', { message: (err as Error).message });
     } finally {
       this.renewing = false;

@@ -3,6 +3,7 @@ import { MediaPlan } from './profiles';
 import { NgAddress, RtpEngine } from './rtpengine';
 import { answerDirectionFor, audioDirection, eventClockFor, plainRtpSdp, provisionalPbxAnswer, RELABELLED_EVENT_DURATION_FACTOR, telephoneEvent8k, withAudioDirection, withOfferedEvents } from './sdp';
 import { releaseMedia, summarizeMediaStats, MediaStats } from './stats';
+import { incomingSsrc } from './ssrc-watch';
 
 /**
  * One call's media on its rtpengine, from the first offer to the delete: the WhatsApp leg (`waTag`)
@@ -231,7 +232,25 @@ export class CallMedia {
 
   /** Packets received from the PBX so far (RTP and RTCP of its leg). */
   async packetsFromPbx(): Promise<number> {
-    return (await this.stats()).legs.pbx?.packets ?? 0;
+    return (await this.pbxLegReading()).packets;
+  }
+
+  /**
+   * One `query`: the packets received from the PBX so far, the PBX leg's current tag and the SSRC
+   * rtpengine last received on it (see SsrcWatch).
+   */
+  async pbxLegReading(): Promise<{ packets: number; tag: string; ssrc: number | null }> {
+    const tag = this.pbxTag;
+    const res = await this.rtp.query(this.ng, { 'call-id': this.callId });
+    return { packets: summarizeMediaStats(res, this.labels()).legs.pbx?.packets ?? 0, tag, ssrc: incomingSsrc(res, tag) };
+  }
+
+  /**
+   * The PBX's stream came back on an SSRC the WhatsApp user has left (see SsrcWatch): the next
+   * negotiation that may move the port gives the PBX leg a fresh tag, as after a played file.
+   */
+  needFreshLeg(): void {
+    this.playedSinceFreshLeg = true;
   }
 
   release(warn: (what: string, err: unknown) => void): Promise<MediaStats | null> {

@@ -1,4 +1,7 @@
 import { CallMedia } from './call-media';
+import { SsrcWatch } from './ssrc-watch';
+
+export type KeepaliveEvent = 'keepalive_started' | 'keepalive_stopped' | 'pbx_ssrc_returned';
 
 export interface KeepaliveOptions {
   /** The file played to the WhatsApp user while the PBX sends nothing (music on hold, or silence). */
@@ -14,6 +17,7 @@ export interface KeepaliveOptions {
  * with silence suppression): WhatsApp hangs up after 20 s without media at the start, 30 s mid-call.
  * Watches the PBX leg's packet count on rtpengine; when it stops moving, rtpengine plays `file` to
  * the WhatsApp user; as soon as the PBX sends again (its own music on hold, the agent back), it stops.
+ * The same poll reports the PBX's stream returning on an SSRC it had left (`pbx_ssrc_returned`).
  */
 export class MediaKeepalive {
   private timer: NodeJS.Timeout | null = null;
@@ -26,11 +30,13 @@ export class MediaKeepalive {
   private playing = false;
   private stopped = false;
   private busy: Promise<void> = Promise.resolve();
+  /** The same poll also watches for the PBX's stream returning on an SSRC it had left (see SsrcWatch). */
+  private readonly ssrcs = new SsrcWatch();
 
   constructor(
     private readonly media: CallMedia,
     private readonly opts: KeepaliveOptions,
-    private readonly report: (event: 'keepalive_started' | 'keepalive_stopped', detail: object) => void,
+    private readonly report: (event: KeepaliveEvent, detail: object) => void,
     private readonly warn: (what: string, err: unknown) => void,
   ) {}
 
@@ -89,7 +95,10 @@ export class MediaKeepalive {
   private async poll(): Promise<void> {
     let packets: number;
     try {
-      packets = await this.media.packetsFromPbx();
+      const reading = await this.media.pbxLegReading();
+      packets = reading.packets;
+      const back = this.ssrcs.observe(reading.tag, reading.ssrc);
+      if (back && !this.stopped) this.report('pbx_ssrc_returned', { ssrc: back.returned, after: back.left, tag: reading.tag });
     } catch (err) {
       this.warn('keepalive: rtpengine query failed', err);
       return;
