@@ -148,6 +148,29 @@ describe(`a real Asterisk as the PBX (${a.version ?? a.bin}, config/asterisk sam
     assert.equal(row.direction, 'inbound');
   });
 
+  it('the agent\'s digit toward the WhatsApp user: SendDTMF() on the agent\'s side plays out at a libwebrtc WhatsApp user, and the agent is heard after it', async () => {
+    // WaitForNoise: the digit goes out once the user's audio reaches Asterisk (the media path is up), not after a guessed delay.
+    await startAsterisk(['exten => agent,1,Answer()', ' same => n,WaitForNoise(300,1,20)', ' same => n,SendDTMF(5,,200)', ' same => n,Echo()']);
+    const s = await startBridge();
+    user = new WaUser(USER_TONE, USER_TONE); // after the digit, the agent's stand-in echoes the user's own tone
+    // libwebrtc's NetEq plays a received telephone-event out as its two tones: '5' is 770 + 1336 Hz.
+    const dtmf5 = user.listen(1336, 0.3);
+    const { wacid } = await s.sim.userCalls(user);
+    await within(dtmf5.whenHeard(5), 20000, () => `the digit played out at the WhatsApp user:\n${pbx!.logText().slice(-3000)}`);
+    const before = user.heard.framesWithTone;
+    await within(user.heard.whenHeard(before + 50), 10000, () => 'the agent (echo) heard again after the digit');
+    const playedMs = dtmf5.framesWithTone * 10; // libwebrtc hands over 10 ms frames
+    console.log(`      [dtmf] Asterisk SendDTMF(5,,200) -> libwebrtc WhatsApp user: played ${playedMs} ms`);
+    // Asterisk sends it right (14-15 telephone-event packets, ASTERISK_RTP_DEBUG=1), yet the user heard it for
+    // 730-790 ms (measured, both releases): longer than pressed, found here and not pinned; see docs/pbx-asterisk.md.
+    assert.ok(playedMs >= 150, `the digit played ${playedMs} ms at the WhatsApp user (sent 200 ms): not cut short`);
+    const sent = pbx!.sipMessages().find((m) => m.dir === 'tx' && /^SIP\/2\.0 200 /.test(m.text) && /^CSeq: \d+ INVITE/mi.test(m.text));
+    assert.match(sent?.text ?? '', /^a=rtpmap:\d+ telephone-event\/8000\r?$/m, 'Asterisk answered with telephone-event');
+    await s.sim.userHangsUp(wacid);
+    const row = await endedRow(s, wacid);
+    assert.equal(row.outcome, 'answered');
+  });
+
   it('a bridge with the wrong PBX_AUTH_PASSWORD gets no call through', async () => {
     await startAsterisk(ECHO);
     const s = await startBridge({ PBX_AUTH_PASSWORD: 'wrong' });
