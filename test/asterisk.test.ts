@@ -171,6 +171,27 @@ describe(`a real Asterisk as the PBX (${a.version ?? a.bin}, config/asterisk sam
     assert.equal(row.outcome, 'answered');
   });
 
+  it('OPTIONS both ways: Asterisk challenges the bridge\'s pings (PBX_OPTIONS_PING_S) with 401 and the bridge counts that as up; the bridge answers Asterisk\'s qualify 200', async () => {
+    await startAsterisk(ECHO);
+    const s = await startBridge({ PBX_OPTIONS_PING_S: '2' });
+    await until('the bridge counts Asterisk up', async () => s.bridge.targets.status()[pbx!.uri] === 'up', 15000,
+      async () => `${JSON.stringify(s.bridge.targets.status())}\n${pbx!.logText().slice(-2000)}`);
+    const sip = pbx!.sipMessages();
+    const callIdOf = (t: string) => /^Call-ID: (.+)$/mi.exec(t)?.[1]?.trim();
+    const ping = sip.find((m) => m.dir === 'rx' && m.text.startsWith('OPTIONS sip:127.0.0.1:'));
+    assert.ok(ping, 'the bridge\'s OPTIONS reached Asterisk');
+    const answer = sip.find((m) => m.dir === 'tx' && m.text.startsWith('SIP/2.0 ') && /^CSeq: \d+ OPTIONS/mi.test(m.text) && callIdOf(m.text) === callIdOf(ping.text));
+    assert.ok(answer, 'Asterisk answered it');
+    console.log(`      Asterisk's answer to the bridge's OPTIONS: ${answer.text.split('\n')[0]!.trim()}`);
+    // The sample's endpoint has auth=, and res_pjsip challenges an identified endpoint's out-of-dialog OPTIONS as
+    // it does an INVITE (22.10.1 and 20.20.1): never a 200. The bridge's ping takes any response as alive.
+    assert.match(answer.text, /^SIP\/2\.0 401 /, 'Asterisk challenges the bridge\'s ping');
+    assert.match(answer.text, /^WWW-Authenticate: Digest /mi);
+    // The other way: the sample's qualify (pjsip qualify wa-bridge), answered 200 by the bridge.
+    await pbx!.bridgeReachable();
+    assert.ok(pbx!.sipMessages().some((m) => m.dir === 'rx' && m.text.startsWith('SIP/2.0 200 ') && /^CSeq: \d+ OPTIONS/mi.test(m.text)), 'the bridge answered Asterisk\'s OPTIONS 200');
+  });
+
   it('a bridge with the wrong PBX_AUTH_PASSWORD gets no call through', async () => {
     await startAsterisk(ECHO);
     const s = await startBridge({ PBX_AUTH_PASSWORD: 'wrong' });
