@@ -148,6 +148,53 @@ describe(`a real Asterisk as the PBX (${a.version ?? a.bin}, config/asterisk sam
     assert.equal(row.direction, 'inbound');
   });
 
+  it('the agent\'s digit toward the WhatsApp user: SendDTMF() on the agent\'s side, between its tone and an echo, plays out at a libwebrtc WhatsApp user, and the agent is heard after it', async () => {
+    // The agent's stand-in talks (a 1000 Hz tone) until the user's audio reaches it (WaitForNoise: the media
+    // path is up, not a guessed delay), presses 5 for 200 ms, then echoes the user.
+    await startAsterisk(['exten => agent,1,Answer()', ' same => n,Playtones(1000)', ' same => n,WaitForNoise(300,1,20)', ' same => n,StopPlaytones()',
+      ' same => n,SendDTMF(5,,200)', ' same => n,Echo()']);
+    const s = await startBridge();
+    user = new WaUser(USER_TONE, 1000);
+    const echo = user.listen(USER_TONE);
+    // libwebrtc's NetEq plays a received telephone-event out as its two tones: '5' is 770 + 1336 Hz.
+    const dtmf5 = user.listen(1336, 0.3);
+    const { wacid } = await s.sim.userCalls(user);
+    await within(user.heard.whenHeard(10), 20000, () => `the agent's tone at the WhatsApp user:\n${pbx!.logText().slice(-3000)}`);
+    await within(dtmf5.whenHeard(5), 20000, () => `the digit played out at the WhatsApp user:\n${pbx!.logText().slice(-3000)}`);
+    await within(echo.whenHeard(echo.framesWithTone + 50), 10000, () => 'the agent (echo) heard after the digit');
+    const playedMs = dtmf5.framesWithTone * 10; // libwebrtc hands over 10 ms frames
+    console.log(`      [dtmf] Asterisk SendDTMF(5,,200) -> libwebrtc WhatsApp user: played ${playedMs} ms`);
+    // On the wire toward WhatsApp (measured with a plain-RTP stand-in): 13 packets over ~200 ms, in step with the
+    // audio, duration field 12480 at 8 kHz (rtpengine 10.5's 6-times rescale, as in test/dtmf-clocks.test.ts).
+    assert.ok(playedMs >= 150, `the digit played ${playedMs} ms at the WhatsApp user (sent 200 ms): not cut short`);
+    const sent = pbx!.sipMessages().find((m) => m.dir === 'tx' && /^SIP\/2\.0 200 /.test(m.text) && /^CSeq: \d+ INVITE/mi.test(m.text));
+    assert.match(sent?.text ?? '', /^a=rtpmap:\d+ telephone-event\/8000\r?$/m, 'Asterisk answered with telephone-event');
+    await s.sim.userHangsUp(wacid);
+    const row = await endedRow(s, wacid);
+    assert.equal(row.outcome, 'answered');
+  });
+
+  it('OPTIONS both ways: Asterisk challenges the bridge\'s pings (PBX_OPTIONS_PING_S) with 401 and the bridge counts that as up; the bridge answers Asterisk\'s qualify 200', async () => {
+    await startAsterisk(ECHO);
+    const s = await startBridge({ PBX_OPTIONS_PING_S: '2' });
+    await until('the bridge counts Asterisk up', async () => s.bridge.targets.status()[pbx!.uri] === 'up', 15000,
+      async () => `${JSON.stringify(s.bridge.targets.status())}\n${pbx!.logText().slice(-2000)}`);
+    const sip = pbx!.sipMessages();
+    const callIdOf = (t: string) => /^Call-ID: (.+)$/mi.exec(t)?.[1]?.trim();
+    const ping = sip.find((m) => m.dir === 'rx' && m.text.startsWith('OPTIONS sip:127.0.0.1:'));
+    assert.ok(ping, 'the bridge\'s OPTIONS reached Asterisk');
+    const answer = sip.find((m) => m.dir === 'tx' && m.text.startsWith('SIP/2.0 ') && /^CSeq: \d+ OPTIONS/mi.test(m.text) && callIdOf(m.text) === callIdOf(ping.text));
+    assert.ok(answer, 'Asterisk answered it');
+    console.log(`      Asterisk's answer to the bridge's OPTIONS: ${answer.text.split('\n')[0]!.trim()}`);
+    // The sample's endpoint has auth=, and res_pjsip challenges an identified endpoint's out-of-dialog OPTIONS as
+    // it does an INVITE (22.10.1 and 20.20.1): never a 200. The bridge's ping takes any response as alive.
+    assert.match(answer.text, /^SIP\/2\.0 401 /, 'Asterisk challenges the bridge\'s ping');
+    assert.match(answer.text, /^WWW-Authenticate: Digest /mi);
+    // The other way: the sample's qualify (pjsip qualify wa-bridge), answered 200 by the bridge.
+    await pbx!.bridgeReachable();
+    assert.ok(pbx!.sipMessages().some((m) => m.dir === 'rx' && m.text.startsWith('SIP/2.0 200 ') && /^CSeq: \d+ OPTIONS/mi.test(m.text)), 'the bridge answered Asterisk\'s OPTIONS 200');
+  });
+
   it('a bridge with the wrong PBX_AUTH_PASSWORD gets no call through', async () => {
     await startAsterisk(ECHO);
     const s = await startBridge({ PBX_AUTH_PASSWORD: 'wrong' });

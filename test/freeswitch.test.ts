@@ -488,6 +488,28 @@ describe('a real FreeSWITCH as the PBX (config/freeswitch samples)', function ()
       assert.equal(row.outcome, 'answered');
     });
 
+    it('the agent\'s digit toward the WhatsApp user: uuid_send_dtmf on the bridge\'s leg plays out at a libwebrtc WhatsApp user, and the echo is heard after it', async () => {
+      const s = await startBridge({ PBX_TARGET: target('echo') });
+      user = new WaUser(USER_TONE, USER_TONE); // FreeSWITCH's echo sends the user's own tone back
+      // libwebrtc's NetEq plays a received telephone-event out as its two tones: '5' is 770 + 1336 Hz.
+      const dtmf5 = user.listen(1336, 0.3);
+      const { wacid } = await s.sim.userCalls(user);
+      await hearsMore(user.heard, 25, 'the WhatsApp user hears the echo');
+      assert.match(await pbx!.api(`uuid_send_dtmf ${await bridgeLegUuid()} 5@200`), /^\+OK/);
+      await within(dtmf5.whenHeard(5), 10000, () => `the digit played out at the WhatsApp user\n${pbx!.logText().slice(-2500)}`);
+      await hearsMore(user.heard, 50, 'the echo heard again after the digit', 10000);
+      const playedMs = dtmf5.framesWithTone * 10; // libwebrtc hands over 10 ms frames
+      console.log(`      [dtmf] FreeSWITCH uuid_send_dtmf 5@200 -> libwebrtc WhatsApp user: played ${playedMs} ms`);
+      assert.ok(playedMs >= 150, `the digit played ${playedMs} ms at the WhatsApp user (sent 200 ms): not cut short`);
+      const invite = pbx!.sipMessages().find((m) => m.dir === 'rx' && m.method === 'INVITE' && m.status === null && m.text.includes(`X-WhatsApp-Call-Id: ${wacid}`));
+      assert.ok(invite);
+      const ok = pbx!.sipMessages().find((m) => m.dir === 'tx' && m.status === 200 && m.method === 'INVITE' && m.callId === invite.callId);
+      assert.match(ok?.text ?? '', /^a=rtpmap:\d+ telephone-event\/8000\r?$/m, 'FreeSWITCH answered with telephone-event');
+      await s.sim.userHangsUp(wacid);
+      const row = await endedRow(s, wacid);
+      assert.equal(row.outcome, 'answered');
+    });
+
     it('session timers as FreeSWITCH negotiates them (session-timeout 90 s): the session is refreshed twice and the echo keeps flowing', async () => {
       const s = await startBridge({ PBX_TARGET: target('echo') });
       const timeline = new Timeline(s.bridge.cdr);

@@ -7,7 +7,7 @@ import { CallRecord } from '../src/cdr/models';
 import { loadConfig } from '../src/config';
 import { createLogger } from '../src/log';
 import { bridgeEnv, startSim } from './harness/bridge';
-import { Asterisk, findAsterisk, SAMPLE_USERNAMES } from './harness/asterisk';
+import { Asterisk, AsteriskBinary, findAsterisks, SAMPLE_USERNAMES } from './harness/asterisk';
 import { BridgeProcess } from './harness/bridge-process';
 import { rows } from './harness/db-rows';
 import { DrachtioServer, findDrachtio, startDrachtio } from './harness/drachtio';
@@ -359,97 +359,102 @@ describe('Kamailio in front of two bridge nodes', function () {
     return r?.ended_at ? r : null;
   }, 20000);
 
-  const asteriskBin = (ctx: Mocha.Context): string => {
-    const bin = findAsterisk();
-    if (bin) return bin;
-    console.log('\n!!! KAMAILIO + ASTERISK TEST SKIPPED: asterisk not found (set ASTERISK_BIN or put `asterisk` on PATH) !!!\n');
+  // The real-Asterisk tests run once per Asterisk found (findAsterisks: `asterisk`, each `asterisk-<N>` on PATH).
+  const found = findAsterisks();
+  const asterisks: AsteriskBinary[] = found.length ? found
+    : [{ bin: '', version: null, missing: 'asterisk not found (set ASTERISK_BIN or ASTERISK_BINS, or put `asterisk` / `asterisk-<N>` on PATH)' }];
+  const asteriskBin = (a: AsteriskBinary, ctx: Mocha.Context): string => {
+    if (!a.missing) return a.bin;
+    console.log(`\n!!! KAMAILIO + ASTERISK TEST SKIPPED: ${a.missing} !!!\n`);
     return ctx.skip();
   };
 
-  it('a real Asterisk (config/asterisk samples, its trunk pointed at Kamailio): its qualify, digest and agents\' calls go through Kamailio to both nodes, audio both ways, BYEs both ways', async function () {
-    const bin = asteriskBin(this);
-    const { a, b, k } = await startCluster({ env: { SIP_AUTH_USERNAME: SAMPLE_USERNAMES.pbxToBridge, SIP_AUTH_PASSWORD: ASTERISK_SECRET } });
-    const ast = await startAsteriskBehind(bin, k, a);
-    const from = k.output.length;
-    const wacids: string[] = [];
-    for (const hangup of ['pbx', 'whatsapp'] as const) {
-      const call = await asteriskAgentCall();
-      if (hangup === 'pbx') await ast.cli('channel request hangup all');
-      else await sim.deliver(sim.outboundTerminate(call, 'COMPLETED'));
-      const row = await closedRow(call.wacid);
-      assert.equal(row.outcome, 'answered');
-      assert.equal(row.hangup_by, hangup);
-      assert.equal(row.business_number, ASTERISK_BUSINESS);
-      wacids.push(call.wacid);
-    }
-    const rowsByCall = await Promise.all(wacids.map((w) => rows().CallRecord.findOne({ where: { wacid: w } })));
-    assert.deepEqual(rowsByCall.map((r) => r!.node_id).sort(), [a.nodeId, b.nodeId].sort(), 'one call on each node');
-    assert.deepEqual(k.linesMatching(/failover|did not answer/, from), [], 'no node failed');
-
-    const sip = ast.sipMessages();
-    const kam = k.address.replace(/\./g, '\\.');
-    const invites = sip.filter((m) => m.dir === 'tx' && m.text.startsWith(`INVITE sip:${CUSTOMER}@${k.address}`));
-    assert.equal(invites.length, 4, 'each call: the INVITE, then the same INVITE with credentials, all to Kamailio');
-    assert.equal(sip.filter((m) => m.dir === 'rx' && /^SIP\/2\.0 401 /.test(m.text) && /^CSeq: \d+ INVITE/mi.test(m.text)).length, 2, 'a node\'s challenge per call, through Kamailio');
-    const oks = sip.filter((m) => m.dir === 'rx' && /^SIP\/2\.0 200 /.test(m.text) && /^CSeq: \d+ INVITE/mi.test(m.text));
-    assert.ok(oks.length >= 2 && oks.every((m) => new RegExp(`^Record-Route: <sip:${kam};lr=on>`, 'mi').test(m.text)), 'each 200 carries Kamailio\'s Record-Route');
-    // The ACKs of the 200s (to the node's Contact; the ACKs of the 401s end at Kamailio).
-    const acks = sip.filter((m) => m.dir === 'tx' && /^ACK /.test(m.text) && !m.text.startsWith(`ACK sip:${CUSTOMER}@${k.address}`));
-    assert.equal(acks.length, 2, `two ACKs of 200s:\n${acks.map((m) => m.text.split('\n')[0]).join('\n')}`);
-    for (const ack of acks) assert.match(ack.text, new RegExp(`^Route: <sip:${kam};lr(=on)?>`, 'mi'), `Asterisk sends its ACK along the route set:\n${ack.text}`);
-    const byeOut = sip.find((m) => m.dir === 'tx' && /^BYE /.test(m.text));
-    assert.match(byeOut?.text ?? '', new RegExp(`^Route: <sip:${kam};lr(=on)?>`, 'mi'), 'Asterisk\'s BYE goes through Kamailio');
-    const byeIn = sip.find((m) => m.dir === 'rx' && /^BYE /.test(m.text));
-    assert.match(byeIn?.text ?? '', new RegExp(`^Via: SIP/2\\.0/UDP ${kam};branch=`, 'mi'), 'the node\'s BYE reaches Asterisk through Kamailio');
-    const byeAnswers = sip.filter((m) => m.dir === 'tx' && /^SIP\/2\.0 /.test(m.text) && /^CSeq: \d+ BYE/mi.test(m.text)).map((m) => m.text.split('\n')[0]!.trim());
-    assert.deepEqual(byeAnswers, ['SIP/2.0 200 OK'], 'Asterisk takes the node\'s BYE from Kamailio\'s address without a challenge (in its dialog)');
-    const byeReplies = sip.filter((m) => m.dir === 'rx' && /^SIP\/2\.0 /.test(m.text) && /^CSeq: \d+ BYE/mi.test(m.text)).map((m) => m.text.split('\n')[0]!.trim());
-    assert.deepEqual(byeReplies, ['SIP/2.0 200 OK'], 'the node answered Asterisk\'s BYE');
-  });
-
-  it('a node killed mid-call behind Kamailio, with a real Asterisk: the survivor ends the call on WhatsApp and on Asterisk (its BYE, in a dialog its drachtio-server never held, relayed by Kamailio)', async function () {
-    const bin = asteriskBin(this);
-    const env = { SIP_AUTH_USERNAME: SAMPLE_USERNAMES.pbxToBridge, SIP_AUTH_PASSWORD: ASTERISK_SECRET, CLUSTER_NODE_TIMEOUT_MS: '1500' };
-    const { a, b, k } = await startCluster({ env, childB: true });
-    const ast = await startAsteriskBehind(bin, k, a);
-    // Calls alternate between the nodes: at most two until one is on B, the node in its own process.
-    let onB: SimOutboundCall | null = null;
-    for (let i = 0; i < 2 && !onB; i++) {
-      const call = await asteriskAgentCall();
-      const row = await until('the call\'s CDR', () => rows().CallRecord.findOne({ where: { wacid: call.wacid } }), 10000);
-      if (row.node_id === b.nodeId) onB = call;
-      else {
-        await ast.cli('channel request hangup all');
-        await closedRow(call.wacid);
+  for (const asteriskRun of asterisks) {
+    it(`a real ${asteriskRun.version ?? 'Asterisk'} (config/asterisk samples, its trunk pointed at Kamailio): its qualify, digest and agents' calls go through Kamailio to both nodes, audio both ways, BYEs both ways`, async function () {
+      const bin = asteriskBin(asteriskRun, this);
+      const { a, b, k } = await startCluster({ env: { SIP_AUTH_USERNAME: SAMPLE_USERNAMES.pbxToBridge, SIP_AUTH_PASSWORD: ASTERISK_SECRET } });
+      const ast = await startAsteriskBehind(bin, k, a);
+      const from = k.output.length;
+      const wacids: string[] = [];
+      for (const hangup of ['pbx', 'whatsapp'] as const) {
+        const call = await asteriskAgentCall();
+        if (hangup === 'pbx') await ast.cli('channel request hangup all');
+        else await sim.deliver(sim.outboundTerminate(call, 'COMPLETED'));
+        const row = await closedRow(call.wacid);
+        assert.equal(row.outcome, 'answered');
+        assert.equal(row.hangup_by, hangup);
+        assert.equal(row.business_number, ASTERISK_BUSINESS);
+        wacids.push(call.wacid);
       }
-    }
-    assert.ok(onB, 'one of two calls landed on node B');
-    const sipBefore = ast.sipMessages().length;
-    const from = k.output.length;
-    const terminated = sim.waitForRequest('terminate', onB.wacid);
-    await b.child!.signal('SIGKILL');
-    b.child = null;
-    await within(terminated, 20000, () => 'the survivor ends the call at the provider');
-    const row = await closedRow(onB.wacid);
-    assert.equal(row.hangup_by, 'bridge');
-    assert.match(row.error ?? '', /bridge node .* stopped while the call was in progress/);
-    // The survivor's BYE (the stored dialog: Call-ID, tags, Asterisk's Contact and route set) goes to
-    // Kamailio as its next hop, without a Route header (drachtio-server drops it): Kamailio relays it.
-    const after = () => ast.sipMessages().slice(sipBefore);
-    const bye = await until('the survivor\'s BYE at Asterisk', async () => after().find((m) => m.dir === 'rx' && /^BYE /.test(m.text)) ?? null, 15000,
-      async () => `${after().map((m) => m.text.split('\n')[0]).join('\n')}\nrecovered: ${JSON.stringify((await rows().CallEvent.findOne({ where: { call_id: row.id, type: 'recovered' } }))?.detail)}\nrecovery: ${JSON.stringify(row.recovery)}`);
-    const vias = bye.text.split('\n').filter((l) => /^Via:/i.test(l));
-    assert.match(vias[0] ?? '', new RegExp(`^Via: SIP/2\\.0/UDP ${k.address.replace(/\./g, '\\.')};`, 'i'), `through Kamailio:\n${bye.text}`);
-    assert.match(vias[1] ?? '', new RegExp(`^Via: SIP/2\\.0/UDP ${NODE_IPS.A.replace(/\./g, '\\.')}:${a.drachtio.sipPort}`, 'i'), `from the survivor:\n${bye.text}`);
-    assert.equal(k.linesMatching(/refused/, from).length, 0);
-    const answer = await until('Asterisk\'s answer to that BYE', async () => after().find((m) => m.dir === 'tx' && /^SIP\/2\.0 /.test(m.text) && /^CSeq: \d+ BYE/mi.test(m.text)) ?? null, 10000);
-    assert.match(answer.text, /^SIP\/2\.0 200 /, `Asterisk takes the survivor's BYE:\n${answer.text}`);
-    const recovered = await rows().CallEvent.findOne({ where: { call_id: row.id, type: 'recovered' } });
-    assert.equal((recovered?.detail as { by?: string } | undefined)?.by, a.nodeId);
-    assert.equal((recovered?.detail as { actions?: { pbx?: string } } | undefined)?.actions?.pbx, 'ok', 'the survivor counts its BYE answered');
-    await until('Asterisk has no channel left', async () => /^0 active channels?/m.test(await ast.cli('core show channels count')), 10000,
-      async () => ast.cli('core show channels'));
-  });
+      const rowsByCall = await Promise.all(wacids.map((w) => rows().CallRecord.findOne({ where: { wacid: w } })));
+      assert.deepEqual(rowsByCall.map((r) => r!.node_id).sort(), [a.nodeId, b.nodeId].sort(), 'one call on each node');
+      assert.deepEqual(k.linesMatching(/failover|did not answer/, from), [], 'no node failed');
+
+      const sip = ast.sipMessages();
+      const kam = k.address.replace(/\./g, '\\.');
+      const invites = sip.filter((m) => m.dir === 'tx' && m.text.startsWith(`INVITE sip:${CUSTOMER}@${k.address}`));
+      assert.equal(invites.length, 4, 'each call: the INVITE, then the same INVITE with credentials, all to Kamailio');
+      assert.equal(sip.filter((m) => m.dir === 'rx' && /^SIP\/2\.0 401 /.test(m.text) && /^CSeq: \d+ INVITE/mi.test(m.text)).length, 2, 'a node\'s challenge per call, through Kamailio');
+      const oks = sip.filter((m) => m.dir === 'rx' && /^SIP\/2\.0 200 /.test(m.text) && /^CSeq: \d+ INVITE/mi.test(m.text));
+      assert.ok(oks.length >= 2 && oks.every((m) => new RegExp(`^Record-Route: <sip:${kam};lr=on>`, 'mi').test(m.text)), 'each 200 carries Kamailio\'s Record-Route');
+      // The ACKs of the 200s (to the node's Contact; the ACKs of the 401s end at Kamailio).
+      const acks = sip.filter((m) => m.dir === 'tx' && /^ACK /.test(m.text) && !m.text.startsWith(`ACK sip:${CUSTOMER}@${k.address}`));
+      assert.equal(acks.length, 2, `two ACKs of 200s:\n${acks.map((m) => m.text.split('\n')[0]).join('\n')}`);
+      for (const ack of acks) assert.match(ack.text, new RegExp(`^Route: <sip:${kam};lr(=on)?>`, 'mi'), `Asterisk sends its ACK along the route set:\n${ack.text}`);
+      const byeOut = sip.find((m) => m.dir === 'tx' && /^BYE /.test(m.text));
+      assert.match(byeOut?.text ?? '', new RegExp(`^Route: <sip:${kam};lr(=on)?>`, 'mi'), 'Asterisk\'s BYE goes through Kamailio');
+      const byeIn = sip.find((m) => m.dir === 'rx' && /^BYE /.test(m.text));
+      assert.match(byeIn?.text ?? '', new RegExp(`^Via: SIP/2\\.0/UDP ${kam};branch=`, 'mi'), 'the node\'s BYE reaches Asterisk through Kamailio');
+      const byeAnswers = sip.filter((m) => m.dir === 'tx' && /^SIP\/2\.0 /.test(m.text) && /^CSeq: \d+ BYE/mi.test(m.text)).map((m) => m.text.split('\n')[0]!.trim());
+      assert.deepEqual(byeAnswers, ['SIP/2.0 200 OK'], 'Asterisk takes the node\'s BYE from Kamailio\'s address without a challenge (in its dialog)');
+      const byeReplies = sip.filter((m) => m.dir === 'rx' && /^SIP\/2\.0 /.test(m.text) && /^CSeq: \d+ BYE/mi.test(m.text)).map((m) => m.text.split('\n')[0]!.trim());
+      assert.deepEqual(byeReplies, ['SIP/2.0 200 OK'], 'the node answered Asterisk\'s BYE');
+    });
+
+    it(`a node killed mid-call behind Kamailio, with a real ${asteriskRun.version ?? 'Asterisk'}: the survivor ends the call on WhatsApp and on Asterisk (its BYE, in a dialog its drachtio-server never held, relayed by Kamailio)`, async function () {
+      const bin = asteriskBin(asteriskRun, this);
+      const env = { SIP_AUTH_USERNAME: SAMPLE_USERNAMES.pbxToBridge, SIP_AUTH_PASSWORD: ASTERISK_SECRET, CLUSTER_NODE_TIMEOUT_MS: '1500' };
+      const { a, b, k } = await startCluster({ env, childB: true });
+      const ast = await startAsteriskBehind(bin, k, a);
+      // Calls alternate between the nodes: at most two until one is on B, the node in its own process.
+      let onB: SimOutboundCall | null = null;
+      for (let i = 0; i < 2 && !onB; i++) {
+        const call = await asteriskAgentCall();
+        const row = await until('the call\'s CDR', () => rows().CallRecord.findOne({ where: { wacid: call.wacid } }), 10000);
+        if (row.node_id === b.nodeId) onB = call;
+        else {
+          await ast.cli('channel request hangup all');
+          await closedRow(call.wacid);
+        }
+      }
+      assert.ok(onB, 'one of two calls landed on node B');
+      const sipBefore = ast.sipMessages().length;
+      const from = k.output.length;
+      const terminated = sim.waitForRequest('terminate', onB.wacid);
+      await b.child!.signal('SIGKILL');
+      b.child = null;
+      await within(terminated, 20000, () => 'the survivor ends the call at the provider');
+      const row = await closedRow(onB.wacid);
+      assert.equal(row.hangup_by, 'bridge');
+      assert.match(row.error ?? '', /bridge node .* stopped while the call was in progress/);
+      // The survivor's BYE (the stored dialog: Call-ID, tags, Asterisk's Contact and route set) goes to
+      // Kamailio as its next hop, without a Route header (drachtio-server drops it): Kamailio relays it.
+      const after = () => ast.sipMessages().slice(sipBefore);
+      const bye = await until('the survivor\'s BYE at Asterisk', async () => after().find((m) => m.dir === 'rx' && /^BYE /.test(m.text)) ?? null, 15000,
+        async () => `${after().map((m) => m.text.split('\n')[0]).join('\n')}\nrecovered: ${JSON.stringify((await rows().CallEvent.findOne({ where: { call_id: row.id, type: 'recovered' } }))?.detail)}\nrecovery: ${JSON.stringify(row.recovery)}`);
+      const vias = bye.text.split('\n').filter((l) => /^Via:/i.test(l));
+      assert.match(vias[0] ?? '', new RegExp(`^Via: SIP/2\\.0/UDP ${k.address.replace(/\./g, '\\.')};`, 'i'), `through Kamailio:\n${bye.text}`);
+      assert.match(vias[1] ?? '', new RegExp(`^Via: SIP/2\\.0/UDP ${NODE_IPS.A.replace(/\./g, '\\.')}:${a.drachtio.sipPort}`, 'i'), `from the survivor:\n${bye.text}`);
+      assert.equal(k.linesMatching(/refused/, from).length, 0);
+      const answer = await until('Asterisk\'s answer to that BYE', async () => after().find((m) => m.dir === 'tx' && /^SIP\/2\.0 /.test(m.text) && /^CSeq: \d+ BYE/mi.test(m.text)) ?? null, 10000);
+      assert.match(answer.text, /^SIP\/2\.0 200 /, `Asterisk takes the survivor's BYE:\n${answer.text}`);
+      const recovered = await rows().CallEvent.findOne({ where: { call_id: row.id, type: 'recovered' } });
+      assert.equal((recovered?.detail as { by?: string } | undefined)?.by, a.nodeId);
+      assert.equal((recovered?.detail as { actions?: { pbx?: string } } | undefined)?.actions?.pbx, 'ok', 'the survivor counts its BYE answered');
+      await until('Asterisk has no channel left', async () => /^0 active channels?/m.test(await ast.cli('core show channels count')), 10000,
+        async () => ast.cli('core show channels'));
+    });
+  }
 
   it('only the PBX may start requests (a node\'s own INVITE and a stranger\'s are refused), in-dialog requests only from the PBX or a node; with no node up the PBX is told 503', async () => {
     // Two nodes that were never started: probing marks both down.
