@@ -5,7 +5,7 @@ import path from 'node:path';
 import { XMLValidator } from 'fast-xml-parser';
 import { CallRecord } from '../src/cdr/models';
 import { rows } from './harness/db-rows';
-import { Asterisk, AsteriskBinary, AsteriskOptions, ASTERISK_SAMPLE_DIR, findAsterisks, phoneSections, renderAsteriskSample, SAMPLE_USERNAMES, SampleValues } from './harness/asterisk';
+import { Asterisk, AsteriskBinary, asteriskHasModule, AsteriskOptions, ASTERISK_SAMPLE_DIR, findAsterisks, phoneSections, renderAsteriskSample, SAMPLE_USERNAMES, SampleValues } from './harness/asterisk';
 import { Baresip } from './harness/baresip';
 import { PhoneCall, sdpAudioAddress, SipPhone } from './harness/sip-phone';
 import { sineFrame, ToneDetector } from './harness/tone';
@@ -193,6 +193,30 @@ describe(`a real Asterisk as the PBX (${a.version ?? a.bin}, config/asterisk sam
     // The other way: the sample's qualify (pjsip qualify wa-bridge), answered 200 by the bridge.
     await pbx!.bridgeReachable();
     assert.ok(pbx!.sipMessages().some((m) => m.dir === 'rx' && m.text.startsWith('SIP/2.0 200 ') && /^CSeq: \d+ OPTIONS/mi.test(m.text)), 'the bridge answered Asterisk\'s OPTIONS 200');
+  });
+
+  it('SRTP (SDES) on the PBX leg: the endpoint with media_encryption=sdes, the bridge with PBX_SRTP=sdes; Asterisk answers RTP/SAVP with a key, audio both ways through its echo', async function () {
+    if (!asteriskHasModule(a.bin, 'res_srtp.so')) {
+      console.log(`\n!!! ASTERISK SRTP TEST SKIPPED: ${a.version ?? a.bin} has no res_srtp.so (build it with libsrtp2-dev installed) !!!\n`);
+      return this.skip();
+    }
+    await startAsterisk(ECHO, { endpoint: ['media_encryption=sdes'] });
+    const s = await startBridge({ PBX_SRTP: 'sdes' });
+    user = new WaUser(USER_TONE, USER_TONE);
+    const { wacid } = await s.sim.userCalls(user);
+    await within(user.heard.whenHeard(50), 15000, () => `the user hears the echo through SRTP:\n${pbx!.logText().slice(-3000)}`);
+    const sip = pbx!.sipMessages();
+    const invite = sip.find((m) => m.dir === 'rx' && /^INVITE /.test(m.text) && m.text.includes(`X-WhatsApp-Call-Id: ${wacid}`));
+    assert.ok(invite);
+    assert.match(invite.text, /^m=audio \d+ RTP\/SAVP /m, 'the bridge offers SRTP');
+    const callId = /^Call-ID: (.+)$/mi.exec(invite.text)![1]!.trim();
+    const ok = sip.find((m) => m.dir === 'tx' && m.text.includes(`Call-ID: ${callId}`) && /^SIP\/2\.0 200 /.test(m.text) && /^CSeq: \d+ INVITE/mi.test(m.text));
+    assert.ok(ok, 'Asterisk answered');
+    assert.match(ok.text, /^m=audio \d+ RTP\/SAVP /m);
+    assert.match(ok.text, /^a=crypto:\d+ AES_CM_128_HMAC_SHA1_80 inline:/m);
+    await s.sim.userHangsUp(wacid);
+    const row = await endedRow(s, wacid);
+    assert.equal(row.outcome, 'answered');
   });
 
   it('a bridge with the wrong PBX_AUTH_PASSWORD gets no call through', async () => {

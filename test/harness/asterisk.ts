@@ -24,6 +24,12 @@ export interface AsteriskBinary {
  * a second release installed under its own prefix). Two names for one binary count once. A listed
  * one that is not there comes back with `missing` set, so the suite can say so.
  */
+/** Whether this Asterisk has a module built (its modules directory, beside the binary's prefix, holds `name`). */
+export function asteriskHasModule(bin: string, name: string): boolean {
+  const prefix = path.dirname(path.dirname(fs.realpathSync(bin)));
+  return fs.existsSync(path.join(prefix, 'lib', 'asterisk', 'modules', name));
+}
+
 export function findAsterisks(): AsteriskBinary[] {
   const names: string[] = [];
   if (process.env.ASTERISK_BINS) names.push(...process.env.ASTERISK_BINS.split(':').filter(Boolean));
