@@ -86,6 +86,8 @@ export class PbxSession extends TypedEmitter<PbxSessionEvents> {
   private readonly log: Logger;
   /** The bridge refreshing the session itself, when it was made the refresher (see refreshSession). */
   private refresher: SessionRefresher | null = null;
+  /** A refresh of the bridge's own is waiting for its answer (see attach's 'destroy'). */
+  private refreshInFlight = false;
 
   constructor(dialog: Srf.Dialog, private readonly media: CallMedia, private readonly o: PbxSessionOptions) {
     super();
@@ -134,6 +136,14 @@ export class PbxSession extends TypedEmitter<PbxSessionEvents> {
     const headers = { 'Session-Expires': `${o.intervalS};refresher=uac`, Supported: 'timer' };
     const method = o.allowsUpdate ? 'UPDATE' : 'INVITE';
     const send = async (): Promise<void> => {
+      this.refreshInFlight = true;
+      try {
+        await sendOnce();
+      } finally {
+        this.refreshInFlight = false;
+      }
+    };
+    const sendOnce = async (): Promise<void> => {
       const dialog = this.current;
       if (method === 'UPDATE') {
         const res = await requestInDialog(dialog, { method: 'UPDATE', headers }, this.o.requestTimeoutMs, this.o.metrics);
@@ -216,7 +226,21 @@ export class PbxSession extends TypedEmitter<PbxSessionEvents> {
 
   private attach(dialog: Srf.Dialog): void {
     this.o.dialogGuard.protect(dialog, (r) => this.onRefusedInDialog(dialog, r));
-    dialog.on('destroy', () => {
+    dialog.on('destroy', (req?: Srf.SrfRequest, reason?: string) => {
+      // drachtio-server ends a dialog whose re-INVITE was answered 481 itself (a BYE of its own): while
+      // the bridge's refresh is in flight, that is the refresh failing, which ends the call as expired.
+      if (this.refreshInFlight) return;
+      // With a session timer drachtio-server (sofia-sip) also refreshes by itself, and ends the dialog when
+      // its refresh fails: a BYE it made (meta.source 'application'), not the PBX's.
+      const byStack = (req as { meta?: { source?: string } } | undefined)?.meta?.source === 'application';
+      if (byStack && this.refresher && dialog === this.current && !this.closed) {
+        const status = Number(/\b(408|481)\b/.exec(reason ?? '')?.[1] ?? '') || null;
+        this.log.warn({ reason }, 'drachtio-server ended the dialog itself (its own session refresh failed): the call ends (RFC 4028)');
+        this.emit('event', 'session_refresh_failed', { method: 'stack', status, reason: reason ?? null });
+        this.refresher.stop();
+        this.emit('expired', { status, message: `drachtio-server ended the dialog: ${reason ?? 'no reason given'}` });
+        return;
+      }
       if (dialog === this.current) this.emitBye(); // not a leg a transfer has replaced
     });
     dialog.on('modify', (req, res) => void this.onOffer(dialog, req, res, 'INVITE'));
