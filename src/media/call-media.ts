@@ -23,10 +23,10 @@ export class CallMedia {
   /** WhatsApp's offer as it came (a user's call): its telephone-event goes back into answers rtpengine leaves it out of. */
   private waOffer = '';
   /**
-   * rtpengine sees the WhatsApp leg's telephone-events at 48 kHz (an opus leg: see eventClockFor), and
-   * the PBX leg's too (a user's call): SDP going in is relabelled, SDP coming out says 8000 again.
+   * rtpengine sees the WhatsApp leg's telephone-events at 48 kHz (an opus leg: see eventClockFor): its SDP
+   * going in is relabelled, SDP coming out says 8000 again. The PBX leg's events stay at 8 kHz.
    */
-  private readonly eventsAt48k = { wa: false, pbx: false };
+  private waEventsAt48k = false;
 
   /** `callId`: the bridge's call id, which is rtpengine's call-id too (its DTMF log names calls by it). */
   constructor(private readonly rtp: RtpEngine, private readonly plan: MediaPlan, readonly ng: NgAddress, readonly callId: string) {}
@@ -41,18 +41,19 @@ export class CallMedia {
   /**
    * WhatsApp's offer: rtpengine takes it and makes the plain-RTP offer for the PBX; a provisional
    * answer with the PBX's codecs gives WhatsApp its answer now (pre-accept), before any PBX answers.
-   * With `relabelEvents` (an opus offer) rtpengine sees both legs' telephone-events at 48 kHz, so it
-   * relays digits unscaled both ways (see eventClockFor); without (an offer with G.711, whose 8 kHz
-   * clock the events then share) nothing is relabelled. Nothing from the PBX leg reaches WhatsApp until unblocked.
+   * With `relabelEvents` (an opus offer) rtpengine sees WhatsApp's telephone-events at 48 kHz (see
+   * eventClockFor), and WhatsApp's digits are blocked in the media for the bridge to re-send; without (an
+   * offer with G.711, whose 8 kHz clock the events then share) nothing is relabelled and rtpengine relays
+   * them as they are. Nothing from the PBX leg reaches WhatsApp until unblocked.
    */
   async offerFromWhatsApp(waOffer: string, pbxCodecs: string[], o: { relabelEvents: boolean } = { relabelEvents: true }): Promise<{ pbxOffer: string; waAnswer: string }> {
-    this.eventsAt48k.wa = o.relabelEvents;
+    this.waEventsAt48k = o.relabelEvents;
     this.waOffer = waOffer;
-    this.waSdp = this.toRtpengine('wa', waOffer);
+    this.waSdp = this.toRtpengine(waOffer);
     const base = { 'call-id': this.callId, 'from-tag': this.waTag };
     const offered = await this.rtp.offer(this.ng, { ...base, sdp: this.waSdp, ...this.plan.waOfferToPbx() });
-    const pbxOffer = plainRtpSdp(this.fromRtpengine('pbx', String(offered.sdp ?? '')));
-    const provisional = this.toRtpengine('pbx', provisionalPbxAnswer(pbxCodecs, telephoneEvent8k(pbxOffer)?.pt ?? null));
+    const pbxOffer = plainRtpSdp(String(offered.sdp ?? ''));
+    const provisional = provisionalPbxAnswer(pbxCodecs, telephoneEvent8k(pbxOffer)?.pt ?? null);
     const answered = await this.rtp.answer(this.ng, { ...base, 'to-tag': this.pbxTag, sdp: provisional, ...this.plan.pbxAnswerToWa() });
     await Promise.all([
       this.rtp.blockMedia(this.ng, { 'call-id': this.callId, 'from-tag': this.pbxTag }),
@@ -63,39 +64,40 @@ export class CallMedia {
   }
 
   /**
-   * How much longer a digit from `sourceTag` really was than rtpengine's DTMF log says: 6 for a leg
-   * whose events rtpengine sees at 48 kHz (it reads 8 kHz durations in 48 kHz units), else 1.
+   * How much longer a digit from `sourceTag` really was than rtpengine's DTMF log says: 6 for the
+   * WhatsApp leg when rtpengine sees its events at 48 kHz (it reads 8 kHz durations in 48 kHz units), else 1.
    */
   eventDurationFactor(sourceTag: string): number {
-    const leg = sourceTag === this.waTag ? 'wa' : 'pbx';
-    return this.eventsAt48k[leg] ? RELABELLED_EVENT_DURATION_FACTOR : 1;
+    return sourceTag === this.waTag && this.waEventsAt48k ? RELABELLED_EVENT_DURATION_FACTOR : 1;
   }
 
   /**
    * True when rtpengine relays the WhatsApp user's RFC 4733 digits to the PBX as they are: both legs'
-   * events at one clock in its eyes. Otherwise they are blocked in the media, for the bridge to re-send.
+   * events at one clock (8 kHz) in its eyes. Otherwise they are blocked in the media, for the bridge to re-send.
    */
   get relaysDigitsAsTheyAre(): boolean {
-    return this.eventsAt48k.wa === this.eventsAt48k.pbx;
+    return !this.waEventsAt48k;
   }
 
-  private toRtpengine(leg: 'wa' | 'pbx', sdp: string): string {
-    return this.eventsAt48k[leg] ? eventClockFor.toRtpengine(sdp) : sdp;
+  /** WhatsApp's SDP as rtpengine is to see it. */
+  private toRtpengine(sdp: string): string {
+    return this.waEventsAt48k ? eventClockFor.toRtpengine(sdp) : sdp;
   }
 
-  private fromRtpengine(leg: 'wa' | 'pbx', sdp: string): string {
-    return this.eventsAt48k[leg] ? eventClockFor.fromRtpengine(sdp) : sdp;
+  /** rtpengine's SDP for WhatsApp as WhatsApp is to see it. */
+  private fromRtpengine(sdp: string): string {
+    return this.waEventsAt48k ? eventClockFor.fromRtpengine(sdp) : sdp;
   }
 
   /** rtpengine's answer to WhatsApp's offer, as WhatsApp is to get it. */
   private answerForWhatsApp(sdp: string): string {
-    return this.eventsAt48k.wa ? withOfferedEvents(this.fromRtpengine('wa', sdp), this.waOffer) : sdp;
+    return this.waEventsAt48k ? withOfferedEvents(this.fromRtpengine(sdp), this.waOffer) : sdp;
   }
 
   /** The PBX's answer (a 183's or the 200's) to the offer from WhatsApp: the answer for WhatsApp's accept. */
   async answerFromPbx(pbxAnswer: string): Promise<string> {
     const res = await this.rtp.answer(this.ng, {
-      'call-id': this.callId, 'from-tag': this.waTag, 'to-tag': this.pbxTag, sdp: this.toRtpengine('pbx', pbxAnswer), ...this.plan.pbxAnswerToWa(),
+      'call-id': this.callId, 'from-tag': this.waTag, 'to-tag': this.pbxTag, sdp: pbxAnswer, ...this.plan.pbxAnswerToWa(),
     });
     return this.answerForWhatsApp(String(res.sdp ?? ''));
   }
@@ -118,19 +120,19 @@ export class CallMedia {
     // 8 kHz audio are dropped from rtpengine's answer to it (and WhatsApp's digits with them), so the
     // WhatsApp user's digits are blocked in the media and re-sent by the bridge with their real length.
     // Under prefer-g711 the offer's G.711 brings its own 8 kHz events and nothing is relabelled.
-    this.eventsAt48k.wa = this.plan.g711InCommon(pbxOffer).length === 0;
-    const offered = await this.rtp.offer(this.ng, { 'call-id': this.callId, 'from-tag': this.pbxTag, ...this.plan.pbxOfferToWa(this.toRtpengine('pbx', pbxOffer)) });
+    this.waEventsAt48k = this.plan.g711InCommon(pbxOffer).length === 0;
+    const offered = await this.rtp.offer(this.ng, { 'call-id': this.callId, 'from-tag': this.pbxTag, ...this.plan.pbxOfferToWa(pbxOffer) });
     await this.rtp.blockMedia(this.ng, { 'call-id': this.callId });
-    return this.fromRtpengine('wa', String(offered.sdp ?? ''));
+    return this.fromRtpengine(String(offered.sdp ?? ''));
   }
 
   /** WhatsApp's answer to the offer from the PBX: the plain-RTP answer for the agent's 200. */
   async answerFromWhatsApp(waAnswer: string): Promise<string> {
-    this.waSdp = this.toRtpengine('wa', waAnswer);
+    this.waSdp = this.toRtpengine(waAnswer);
     const res = await this.rtp.answer(this.ng, { 'call-id': this.callId, 'from-tag': this.pbxTag, 'to-tag': this.waTag, sdp: this.waSdp, ...this.plan.waAnswerToPbx() });
     // WhatsApp's party exists in rtpengine from its answer on: its digits are blocked before any can pass.
     if (!this.relaysDigitsAsTheyAre) await this.blockDigitsFromWhatsApp();
-    return plainRtpSdp(this.fromRtpengine('pbx', String(res.sdp ?? '')));
+    return plainRtpSdp(String(res.sdp ?? ''));
   }
 
   /** Audio both ways (the WhatsApp user accepted). */
@@ -175,9 +177,9 @@ export class CallMedia {
       this.playedSinceFreshLeg = false;
     }
     const ids = { 'call-id': this.callId, 'from-tag': this.pbxTag, 'to-tag': this.waTag };
-    await this.rtp.offer(this.ng, { ...ids, ...this.plan.pbxOfferToWa(this.toRtpengine('pbx', pbxOffer)) });
+    await this.rtp.offer(this.ng, { ...ids, ...this.plan.pbxOfferToWa(pbxOffer) });
     const res = await this.rtp.answer(this.ng, { ...ids, sdp: waSdp, ...this.plan.waAnswerToPbx() });
-    return plainRtpSdp(withAudioDirection(this.fromRtpengine('pbx', String(res.sdp ?? '')), answerDirectionFor(audioDirection(pbxOffer))));
+    return plainRtpSdp(withAudioDirection(String(res.sdp ?? ''), answerDirectionFor(audioDirection(pbxOffer))));
   }
 
   /** Plays a file (as rtpengine's host sees it) to the WhatsApp user, over and over. */
